@@ -1,0 +1,305 @@
+"""The topology language.
+
+These models are the single source of truth of a topology: the loader validates YAML with
+them, ``stream-orch schema`` prints their JSON Schema, and the reference docs are generated
+from their field descriptions. Keep every description true: users read it in their editor.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from stream_orch.spec.durations import DurationMs
+
+Expression = Annotated[
+    str,
+    Field(
+        description=(
+            "A safe expression over the record's fields and the topology constants, in Python "
+            "syntax restricted to literals, field names, arithmetic, comparisons, and/or/not, "
+            "`x if c else y`, `in`, subscripts and a few functions (min, max, abs, round, len, "
+            "lower, upper, coalesce, str, int, float)."
+        ),
+        min_length=1,
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- topics
+
+
+class TopicSpec(_Model):
+    partitions: int = Field(6, ge=1, description="Partition count; an existing topic must have at least this.")
+    replication: int = Field(1, ge=1, description="Replication factor used when the topic is created.")
+    key: str | None = Field(None, description="Field of the value that is the record key.")
+    schema_: str | None = Field(
+        None,
+        alias="schema",
+        description="Name of the Avro schema in schemas/ (file <name>.avsc) that the value follows.",
+    )
+    format: Literal["json", "avro"] = Field("json", description="Serialization of the value.")
+    compact: bool = Field(False, description="Log compaction (cleanup.policy=compact) instead of deletion.")
+    retention: DurationMs | None = Field(None, description="retention.ms; the broker default when unset.")
+    description: str | None = Field(None, description="What the topic carries, for the docs.")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class TableSpec(_Model):
+    topic: str | None = Field(
+        None,
+        description="Feed the table from this topic (latest value per record key). "
+        "Leave unset for a table that a step writes (dedupe, aggregate).",
+    )
+    global_: bool = Field(
+        False,
+        alias="global",
+        description="Every worker holds every partition (a global table): lookups need not be "
+        "co-partitioned with the node's input.",
+    )
+    key: str | None = Field(None, description="Field that keys the table (defaults to the source topic's key).")
+    description: str | None = None
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class ValidateStep(_Model):
+    step: Literal["validate"]
+    schema_: str | None = Field(
+        None, alias="schema", description="Schema to check against; defaults to the input topic's schema."
+    )
+
+
+class FieldRule(_Model):
+    """How one field is harmonised; the rules apply in the order listed here."""
+
+    required: bool = Field(True, description="A missing or null value is an error (unless default is set).")
+    default: Any = Field(None, description="Value used when the field is missing or null.")
+    type: Literal["string", "int", "float", "bool"] | None = Field(
+        None, description="Coerce to this type; numeric strings become numbers."
+    )
+    strip: bool = Field(False, description="Trim surrounding whitespace.")
+    case: Literal["upper", "lower"] | None = None
+    id_format: IdFormat | None = Field(
+        None,
+        alias="id",
+        description="Identifier harmonisation: digits are extracted and rendered as prefix + zero-padded "
+        "digits, so 123, '123', 'C123' and 'C-000123' all become 'C-000123'.",
+    )
+    timestamp: Literal["epoch_ms"] | None = Field(
+        None,
+        description="Parse epoch milliseconds, epoch seconds or ISO-8601 (with an offset) into epoch ms UTC.",
+    )
+    one_of: list[Any] | None = Field(None, description="Allowed values (after coercion).")
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    pattern: str | None = Field(None, description="Regular expression the string value must match fully.")
+
+
+class IdFormat(_Model):
+    prefix: str = Field("", description="Text before the digits, e.g. 'C-'.")
+    digits: int = Field(6, ge=1, le=32, description="Zero-padded width of the number.")
+
+
+class NormalizeStep(_Model):
+    step: Literal["normalize"]
+    fields: dict[str, FieldRule] = Field(description="Field name to its harmonisation rule.")
+
+
+class DeriveStep(_Model):
+    step: Literal["derive"]
+    fields: dict[str, Expression] = Field(
+        description="New or replaced fields, computed in order (a later one may use an earlier one)."
+    )
+
+
+class FilterStep(_Model):
+    step: Literal["filter"]
+    when: Expression = Field(description="Keep the event when this is true; others are dropped and counted.")
+
+
+class DedupeStep(_Model):
+    step: Literal["dedupe"]
+    field: str = Field(description="Field whose value identifies an event (e.g. txn_id).")
+    table: str = Field(description="Table that remembers the identifiers seen.")
+    horizon: DurationMs = Field(description="How long, in event time, an identifier is remembered.")
+    time_field: str = Field("ts", description="Event-time field, epoch ms.")
+
+
+class EnrichStep(_Model):
+    step: Literal["enrich"]
+    table: str = Field(description="Table to look up.")
+    key: str = Field(description="Field of the event holding the lookup key.")
+    fields: list[str] | None = Field(None, description="Fields of the row to copy (all when unset).")
+    prefix: str = Field("", description="Prefix for the copied field names.")
+    on_missing: Literal["drop", "default", "retry"] = Field(
+        "retry",
+        description="No row for the key: drop the event, use `defaults`, or send it through the retry "
+        "tiers (reason `unknown_<key without _id>`, e.g. unknown_customer) and then the DLQ.",
+    )
+    defaults: dict[str, Any] = Field(default_factory=dict, description="Row used when on_missing is default.")
+    missing_reason: str | None = Field(None, description="Reason recorded for a missing row.")
+
+
+class AggregateStep(_Model):
+    step: Literal["aggregate"]
+    table: str = Field(description="Windowed table holding the state.")
+    key: str = Field(description="Field that groups events (e.g. account_id).")
+    window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
+    function: Literal["count", "sum", "min", "max", "avg"] = "count"
+    field: str | None = Field(None, description="Field aggregated (not needed for count).")
+    time_field: str = Field("ts", description="Event-time field, epoch ms.")
+    as_: str = Field(alias="as", description="Field that receives the result.")
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> AggregateStep:
+        if self.function != "count" and not self.field:
+            raise ValueError(f"aggregate function {self.function!r} needs `field`")
+        return self
+
+
+class ScoreRule(_Model):
+    name: str = Field(description="Listed in the output's reasons when the rule fires.")
+    when: Expression
+    weight: float
+
+
+class Logistic(_Model):
+    intercept: float = 0.0
+    coefficients: dict[str, float] = Field(description="Field name to coefficient.")
+
+
+class ScoreStep(_Model):
+    step: Literal["score"]
+    rules: list[ScoreRule] = Field(default_factory=list)
+    as_: str = Field("score", alias="as", description="Field that receives the score.")
+    reasons: str = Field("reasons", description="Field that receives the names of the rules that fired.")
+    cap: float | None = Field(1.0, description="Upper bound of the summed weights (null: no bound).")
+    round: int | None = Field(2, ge=0, description="Decimals the score is rounded to.")
+    logistic: Logistic | None = Field(
+        None, description="Add sigmoid(intercept + sum(coef * field)) as one more term."
+    )
+
+
+class MaskStep(_Model):
+    step: Literal["mask"]
+    fields: dict[str, Literal["hash", "drop"]] = Field(
+        description="PII field to `hash` (salted SHA-256 hex digest) or `drop`."
+    )
+    salt: str = Field("", description="Salt for the hash; use ${VAR} to keep it out of the file.")
+
+
+class PythonStep(_Model):
+    step: Literal["python"]
+    function: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`module:function`, sync or async. Called with a record dict per event (returns the "
+        "new dict, or None to drop it), or with the list of dicts when batch is true.",
+    )
+    batch: bool = False
+    retry_on: list[str] = Field(
+        default_factory=list, description="Exception class names that are retried rather than dead-lettered."
+    )
+
+
+StepSpec = Annotated[
+    ValidateStep
+    | NormalizeStep
+    | DeriveStep
+    | FilterStep
+    | DedupeStep
+    | EnrichStep
+    | AggregateStep
+    | ScoreStep
+    | MaskStep
+    | PythonStep,
+    Field(discriminator="step"),
+]
+
+
+# --------------------------------------------------------------------------- routes and errors
+
+
+class RouteTarget(_Model):
+    topic: str
+    key: str | None = Field(None, description="Field used as the output key (default: the topic's key).")
+    set: dict[str, Expression] = Field(
+        default_factory=dict, description="Fields computed for this output only (e.g. a constant command)."
+    )
+
+
+class RouteSpec(_Model):
+    """One routing rule.
+
+    Rules without ``when`` always fire. Among rules with ``when``, the first that matches
+    fires and the rest are skipped. ``otherwise`` fires when no ``when`` rule matched.
+    Every output value is projected onto its topic's schema (fields it lacks are left out).
+    """
+
+    when: Expression | None = None
+    otherwise: bool = False
+    to: list[str | RouteTarget] = Field(min_length=1, description="One or more topics (fan-out).")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
+    @model_validator(mode="after")
+    def _when_xor_otherwise(self) -> RouteSpec:
+        if self.when is not None and self.otherwise:
+            raise ValueError("a route has either `when` or `otherwise: true`, not both")
+        return self
+
+    def targets(self) -> list[RouteTarget]:
+        return [t if isinstance(t, RouteTarget) else RouteTarget(topic=t) for t in self.to]
+
+
+class RetrySpec(_Model):
+    delays: list[DurationMs] = Field(
+        min_length=1, description="One delay per retry tier; tier n reads <input>.retry.<n>."
+    )
+    on: list[str] = Field(
+        default_factory=list,
+        description="Reasons or exception class names that are retried; validation errors never are.",
+    )
+
+
+class ErrorPolicy(_Model):
+    retry: RetrySpec | None = None
+    dlq: str | None = Field(None, description="Dead-letter topic (default <input>.dlq).")
+
+
+class NodeSpec(_Model):
+    input: str = Field(description="Topic the node consumes.")
+    description: str | None = None
+    steps: list[StepSpec] = Field(default_factory=list)
+    routes: list[RouteSpec] = Field(default_factory=list)
+    errors: ErrorPolicy | None = Field(None, description="Retry tiers and DLQ; lint requires one.")
+    batch_size: int = Field(2000, ge=1, description="Most records processed per batch.")
+
+
+class TopologySpec(_Model):
+    topology: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name; also the consumer group prefix.")
+    version: str = "1"
+    description: str | None = None
+    constants: dict[str, Any] = Field(
+        default_factory=dict, description="Named values that expressions can use (e.g. currency rates)."
+    )
+    topics: dict[str, TopicSpec]
+    tables: dict[str, TableSpec] = Field(default_factory=dict)
+    nodes: dict[str, NodeSpec]
+    allow_cycles: bool = Field(False, description="Allow a node to feed, directly or not, its own input.")
+
+
+FieldRule.model_rebuild()

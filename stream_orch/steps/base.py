@@ -1,0 +1,82 @@
+"""The contract between the node executor and the steps.
+
+A step sees a *batch* of events and returns the events that go on. Everything per batch
+(not per event) is what keeps the hot path fast: one Python call per step per batch, no
+awaits per event.
+
+A step never raises for one bad record. It hands that record to the context instead:
+``ctx.reject`` (straight to the DLQ), ``ctx.retry`` (through the retry topics when the
+node's error policy says that reason is retriable, else the DLQ) or ``ctx.drop`` (counted
+and gone: filtered, duplicate). An exception that escapes a step fails the whole batch and
+the executor retries or dead-letters each of its events one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Event:
+    """One record in flight through a node."""
+
+    value: dict[str, Any]
+    key: bytes | None = None
+    raw_value: bytes | None = None  # original bytes, kept for the DLQ and retries
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    topic: str = ""
+    partition: int = 0
+    offset: int = -1
+    timestamp: int = 0  # record timestamp, epoch ms
+    attempt: int = 0  # 0 on first delivery, n when read from retry tier n
+    source_topic: str = ""  # the node input topic this record first came from
+    source_partition: int = 0
+    source_offset: int = -1
+    first_failure_ms: int | None = None
+
+
+class Table(Protocol):
+    """A changelog-backed key/value store, split by input partition.
+
+    ``partition`` is the partition of the event being processed; a global table ignores it.
+    Writes are buffered and flushed to the changelog once per batch, before the commit.
+    """
+
+    name: str
+
+    def get(self, key: str, partition: int, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any, partition: int) -> None: ...
+
+    def delete(self, key: str, partition: int) -> None: ...
+
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]: ...
+
+
+class StepContext(Protocol):
+    """What the executor offers a step while it processes one batch."""
+
+    topology: str
+    node: str
+    constants: MutableMapping[str, Any]
+
+    def table(self, name: str) -> Table: ...
+
+    def reject(self, event: Event, reason: str, error: BaseException | None = None) -> None:
+        """Send the event to the DLQ now: the record itself is bad."""
+
+    def retry(self, event: Event, reason: str, error: BaseException | None = None) -> None:
+        """Try the event again later through the retry tiers (DLQ when they are used up)."""
+
+    def drop(self, event: Event, why: str) -> None:
+        """Let the event go without output, counted under ``why`` (``filtered``, ``duplicate``)."""
+
+
+class Step(Protocol):
+    """A built-in or user step, built once from its spec when the node starts."""
+
+    name: str
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]: ...
