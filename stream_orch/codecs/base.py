@@ -1,0 +1,78 @@
+"""What every codec offers, the errors it raises, and output projection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+class DecodeError(Exception):
+    """The bytes of a record cannot be turned into a record dict.
+
+    ``reason`` is a short code for the DLQ and the metrics: ``malformed_json``,
+    ``invalid_utf8``, ``malformed_avro``. ``str(error)`` is ``"<reason>: <detail>"``.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class EncodeError(Exception):
+    """A record dict cannot be serialised (``reason`` ``unserialisable`` or ``schema_mismatch``)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class Codec:
+    """Turns value bytes into a record dict and back.
+
+    ``decode`` raises :class:`DecodeError`, ``encode`` raises :class:`EncodeError`.
+    ``decode_many`` returns, per input, the dict or the :class:`DecodeError` (it never raises),
+    so the hot path decodes a batch with one call.
+    """
+
+    format: str = ""
+    schema_name: str | None = None
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self, value: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def decode_many(self, datas: Iterable[bytes]) -> list[dict[str, Any] | DecodeError]:
+        decode = self.decode
+        out: list[dict[str, Any] | DecodeError] = []
+        append = out.append
+        for data in datas:
+            try:
+                append(decode(data))
+            except DecodeError as exc:
+                append(exc)
+        return out
+
+    def encode_many(self, values: Iterable[dict[str, Any]]) -> list[bytes]:
+        encode = self.encode
+        return [encode(v) for v in values]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(schema={self.schema_name!r})"
+
+
+def projection(schema: dict[str, Any] | Iterable[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function that keeps only the schema's fields of a record (absent fields stay absent).
+
+    ``schema`` is a parsed record schema or an iterable of field names. Field order follows the
+    schema, so JSON outputs list fields in a stable order.
+    """
+    names = tuple(f["name"] for f in schema["fields"]) if isinstance(schema, dict) else tuple(schema)
+
+    def project(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: record[k] for k in names if k in record}
+
+    return project

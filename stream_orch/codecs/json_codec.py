@@ -1,0 +1,83 @@
+"""JSON values with orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream_orch.codecs.base import Codec, DecodeError, EncodeError
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+_JSONDecodeError = orjson.JSONDecodeError
+
+
+class JsonCodec(Codec):
+    """UTF-8 JSON objects. A value that is valid JSON but not an object is ``malformed_json``.
+
+    orjson rejects bytes that are not UTF-8 with the same exception as bad syntax; the decoder
+    tells them apart (only on the error path) by decoding the bytes as UTF-8: a failure there
+    is ``invalid_utf8``.
+    """
+
+    format = "json"
+
+    def __init__(self, schema_name: str | None = None) -> None:
+        self.schema_name = schema_name
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        try:
+            value = _loads(data)
+        except _JSONDecodeError as exc:
+            raise _decode_error(data, exc) from None
+        if value.__class__ is not dict:
+            raise DecodeError("malformed_json", f"expected a JSON object, got {_json_kind(value)}")
+        return value
+
+    def decode_many(self, datas):
+        out: list[Any] = []
+        append = out.append
+        for data in datas:
+            try:
+                value = _loads(data)
+            except _JSONDecodeError as exc:
+                append(_decode_error(data, exc))
+                continue
+            if value.__class__ is dict:
+                append(value)
+            else:
+                append(DecodeError("malformed_json", f"expected a JSON object, got {_json_kind(value)}"))
+        return out
+
+    def encode(self, value: dict[str, Any]) -> bytes:
+        try:
+            return _dumps(value)
+        except orjson.JSONEncodeError as exc:
+            raise EncodeError("unserialisable", str(exc)) from None
+
+    def encode_many(self, values):
+        try:
+            return [_dumps(v) for v in values]
+        except orjson.JSONEncodeError:
+            return [self.encode(v) for v in values]
+
+
+def _decode_error(data: Any, exc: Exception) -> DecodeError:
+    if data is None:
+        return DecodeError("malformed_json", "no value (tombstone)")
+    raw = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        bad = raw[uexc.start]
+        return DecodeError("invalid_utf8", f"byte 0x{bad:02x} at offset {uexc.start} is not UTF-8")
+    return DecodeError("malformed_json", str(exc))
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
