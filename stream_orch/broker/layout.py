@@ -1,0 +1,55 @@
+"""Where the local broker keeps its jars, data, logs and PID file under the state folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BrokerLayout:
+    """Paths of one local broker; every command derives them the same way from ``state_dir``."""
+
+    root: Path
+
+    @classmethod
+    def under(cls, state_dir: Path) -> BrokerLayout:
+        return cls(state_dir.expanduser().resolve() / "kafka")
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.root / "jars"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def server_log(self) -> Path:
+        return self.logs_dir / "server.log"
+
+    @property
+    def stdout_log(self) -> Path:
+        """JVM stdout/stderr: start-up failures that happen before log4j is configured land here."""
+        return self.logs_dir / "stdout.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def server_properties(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log4j_properties(self) -> Path:
+        return self.root / "log4j2.properties"
+
+    @property
+    def formatted_marker(self) -> Path:
+        """Written by ``StorageTool format``; its presence means the data folder is formatted."""
+        return self.data_dir / "meta.properties"

@@ -1,0 +1,186 @@
+"""Start, stop, inspect and wipe the local single-node Kafka broker (``stream-orch kafka ...``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import subprocess
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream_orch.broker import process
+from stream_orch.broker.config import write_configs
+from stream_orch.broker.jars import ensure_jars, jars_ready
+from stream_orch.broker.layout import BrokerLayout
+from stream_orch.broker.probe import broker_answers, port_in_use
+from stream_orch.broker.tools import require
+from stream_orch.errors import UserError
+
+HOST = "127.0.0.1"
+HEAP_MB = 512
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    address: str
+    external: bool = False
+    """A broker answers at the address but was not started from this state folder."""
+
+    def describe(self) -> str:
+        if self.external:
+            return f"running (not managed by stream-orch) at {self.address}"
+        if self.running:
+            return f"running, PID {self.pid}, at {self.address}"
+        return f"stopped (address {self.address})"
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class BrokerManager:
+    """One local broker: its port pair and its folder under ``state_dir/kafka``."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int = 9092,
+        controller_port: int | None = None,
+        say: Callable[[str], None] = _say,
+    ) -> None:
+        self.layout = BrokerLayout.under(state_dir)
+        self.port = port
+        self.controller_port = controller_port or port + 1
+        self.say = say
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    async def status(self) -> BrokerStatus:
+        pid = process.running_pid(self.layout)
+        if pid is not None:
+            return BrokerStatus(True, pid, self.address)
+        if port_in_use(self.port) and await broker_answers(self.address):
+            return BrokerStatus(True, None, self.address, external=True)
+        return BrokerStatus(False, None, self.address)
+
+    async def up(self, timeout_s: float = 60.0) -> BrokerStatus:
+        """Start the broker detached and return once it answers a metadata request."""
+        current = await self.status()
+        if current.external:
+            self.say(f"a Kafka broker not started by stream-orch already answers at {self.address}; using it")
+            return current
+        if current.running:
+            self.say(f"Kafka is already running (PID {current.pid}) at {self.address}")
+            return current
+        for port in (self.port, self.controller_port):
+            if port_in_use(port):
+                raise UserError(
+                    f"port {HOST}:{port} is used by another program; pick another with --kafka-port"
+                )
+        java = require("java")
+        if not jars_ready(self.layout.jars_dir):
+            self.say(f"Fetching the Kafka jars with Maven into {self.layout.jars_dir} (once) ...")
+        ensure_jars(self.layout.jars_dir)
+        write_configs(self.layout, self.port, self.controller_port)
+        if not self.layout.formatted_marker.exists():
+            self._format(java)
+        proc = self._spawn(java)
+        self.layout.pid_file.write_text(f"{proc.pid}\n")
+        await self._wait_ready(proc, timeout_s)
+        self.say(f"Kafka is up (PID {proc.pid}) at {self.address}; data in {self.layout.data_dir}")
+        return BrokerStatus(True, proc.pid, self.address)
+
+    def _java_cmd(self, java: str, heap_mb: int, main: str, *args: str) -> list[str]:
+        return [
+            java, f"-Xmx{heap_mb}m", f"-Xms{min(256, heap_mb)}m",
+            f"-Dlog4j2.configurationFile={self.layout.log4j_properties}",
+            "-cp", str(self.layout.jars_dir / "*"), main, *args,
+        ]  # fmt: skip
+
+    def _format(self, java: str) -> None:
+        """First start only: KRaft needs its storage formatted with a cluster id."""
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        self.layout.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = self._java_cmd(
+            java, 256, "kafka.tools.StorageTool",
+            "format", "-t", cluster_id, "-c", str(self.layout.server_properties),
+        )  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            detail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            raise UserError(f"formatting the Kafka storage in {self.layout.data_dir} failed: {detail}")
+
+    def _spawn(self, java: str) -> subprocess.Popen[bytes]:
+        """Its own session, so the broker outlives the CLI and a Ctrl-C in the shell."""
+        cmd = self._java_cmd(java, HEAP_MB, "kafka.Kafka", str(self.layout.server_properties))
+        with self.layout.stdout_log.open("wb") as out:  # only this start's JVM output
+            return subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.layout.root, start_new_session=True,
+            )  # fmt: skip
+
+    async def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.layout.pid_file.unlink(missing_ok=True)
+                raise UserError(
+                    f"the Kafka broker exited during start-up (code {proc.returncode}); "
+                    f"last log lines:\n{self._failure_context()}"
+                )
+            if await broker_answers(self.address, timeout_s=2.0):
+                return
+            await asyncio.sleep(0.5)
+        process.stop(proc.pid, self.layout, grace_s=10)
+        proc.wait()
+        raise UserError(
+            f"the Kafka broker did not answer at {self.address} within {timeout_s:.0f}s and was stopped; "
+            f"last log lines:\n{self._failure_context()}"
+        )
+
+    def down(self, wipe: bool = False, grace_s: float = 30.0) -> None:
+        pid = process.running_pid(self.layout)
+        if pid is None:
+            self.say(f"Kafka is not running (address {self.address})")
+        else:
+            killed = process.stop(pid, self.layout, grace_s=grace_s)
+            how = f"killed after {grace_s:.0f}s" if killed else "stopped"
+            kept = "" if wipe else f"; data kept in {self.layout.data_dir}"
+            self.say(f"Kafka (PID {pid}) {how}{kept}")
+        if wipe:
+            self.wipe()
+
+    def wipe(self) -> None:
+        """Delete topics, offsets and the cluster id; the next ``up`` formats afresh. Jars stay."""
+        if process.running_pid(self.layout) is not None:
+            raise UserError("Kafka is running: stop it first (`stream-orch kafka down`)")
+        shutil.rmtree(self.layout.data_dir, ignore_errors=True)
+        self.say(f"Kafka data cleared ({self.layout.data_dir})")
+
+    def _failure_context(self) -> str:
+        """JVM output (class-path or port errors) plus the broker log's last lines."""
+        parts = [_tail(path, 10) for path in (self.layout.stdout_log, self.layout.server_log)]
+        return "\n".join(p for p in parts if p) or f"(no broker log in {self.layout.logs_dir})"
+
+    def log_tail(self, lines: int = 50) -> str:
+        """Last lines of the broker log (or of the JVM output when log4j never started)."""
+        for path in (self.layout.server_log, self.layout.stdout_log):
+            if text := _tail(path, lines):
+                return text
+        return f"(no broker log yet in {self.layout.logs_dir})"
+
+
+def _tail(path: Path, lines: int) -> str:
+    if not path.is_file():
+        return ""
+    with path.open(errors="replace") as fh:
+        return "".join(deque(fh, maxlen=lines)).rstrip("\n")

@@ -1,0 +1,33 @@
+"""Does a Kafka broker answer at an address? Asked with a real metadata request, not a port check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from aiokafka import AIOKafkaClient
+
+# Connection failures are expected while polling a starting broker; without a handler,
+# Python's last-resort handler would print each one to stderr.
+logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+
+
+async def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the broker returns metadata listing at least one broker."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        return bool(client.cluster.brokers())
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0

@@ -1,0 +1,46 @@
+"""``stream-orch kafka up|down|status|logs|reset``: the local single-node broker."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from stream_orch.broker import BrokerManager
+from stream_orch.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "kafka",
+        help="run a local single-node Apache Kafka broker (no Docker needed)",
+        description="Local single-node Apache Kafka (KRaft) on 127.0.0.1:--kafka-port, "
+        "data under --state-dir/kafka. Needs Java 17+ and Maven (for the jars, once).",
+    )
+    actions = parser.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="start the broker (formats storage on first start)")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker (default 60)")
+    down = actions.add_parser("down", help="stop the broker; data is kept")
+    down.add_argument("--wipe", action="store_true", help="also delete all topics and offsets")
+    actions.add_parser("status", help="running or stopped, PID and address")
+    logs = actions.add_parser("logs", help="print the last lines of the broker log")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="number of lines (default 50)")
+    actions.add_parser("reset", help="stop the broker and delete all its data")
+    parser.set_defaults(func=run)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    manager = BrokerManager(settings.state_dir, port=settings.kafka_port)
+    action = args.kafka_action
+    if action == "up":
+        await manager.up(timeout_s=args.timeout)
+    elif action == "down":
+        manager.down(wipe=args.wipe)
+    elif action == "reset":
+        manager.down(wipe=True)
+    elif action == "status":
+        status = await manager.status()
+        print(f"Kafka {status.describe()}")
+        return 0 if status.running else 3
+    elif action == "logs":
+        print(manager.log_tail(max(1, args.lines)))
+    return 0
