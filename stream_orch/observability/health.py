@@ -1,0 +1,108 @@
+"""Liveness and readiness of a worker, as flags the runtime sets and ``/health`` / ``/ready`` read.
+
+Liveness fails for the two ways a stream processor dies while its process lives on: an agent
+task ended (crashed, was cancelled, or simply returned), or a node has lag and has not made
+progress for ``stall_seconds``. Readiness is whatever the runtime last said with ``set_ready``
+(partitions assigned and tables recovered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _NodeProgress:
+    last_progress: float
+    lag: int = 0
+
+
+class HealthState:
+    """Shared by the runtime (writer) and the HTTP server (reader); all on one event loop."""
+
+    def __init__(self, stall_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_seconds = stall_seconds
+        self._clock = clock
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._dead: dict[str, str] = {}
+        self._nodes: dict[str, _NodeProgress] = {}
+        self._ready = False
+        self._ready_reason = "starting"
+
+    # -- agent tasks -----------------------------------------------------------------------------
+
+    def register_task(self, name: str, task: asyncio.Task[Any]) -> None:
+        """Watches an agent task: if it ends before :meth:`unregister_task`, the worker is not live."""
+        self._tasks[name] = task
+        self._dead.pop(name, None)
+        task.add_done_callback(lambda t, name=name: self._task_done(name, t))
+
+    def unregister_task(self, name: str) -> None:
+        """Call before stopping a task on purpose (shutdown, revocation), so its end is not a death."""
+        self._tasks.pop(name, None)
+        self._dead.pop(name, None)
+
+    def _task_done(self, name: str, task: asyncio.Task[Any]) -> None:
+        if self._tasks.get(name) is not task:
+            return  # unregistered or replaced: an intended stop
+        if task.cancelled():
+            reason = "cancelled"
+        elif (exc := task.exception()) is not None:
+            reason = f"crashed: {type(exc).__name__}: {exc}"
+        else:
+            reason = "returned"
+        self._dead[name] = reason
+        log.error("agent task %s %s", name, reason, extra={"node": name})
+
+    # -- progress and lag ------------------------------------------------------------------------
+
+    def progress(self, node: str) -> None:
+        """Call once per processed (committed) batch of ``node``."""
+        state = self._nodes.get(node)
+        if state is None:
+            self._nodes[node] = _NodeProgress(self._clock())
+        else:
+            state.last_progress = self._clock()
+
+    def set_lag(self, node: str, records: int) -> None:
+        """Current lag of ``node``'s consumer group in records (from the lag collector)."""
+        state = self._nodes.setdefault(node, _NodeProgress(self._clock()))
+        state.lag = records
+
+    # -- readiness -------------------------------------------------------------------------------
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        """Ready = partitions assigned and tables recovered; ``reason`` says why not (or what)."""
+        self._ready = ready
+        self._ready_reason = reason or ("ready" if ready else "not ready")
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(live, body): body names every dead task and every stalled node."""
+        problems: list[str] = [f"agent {name} {reason}" for name, reason in sorted(self._dead.items())]
+        now = self._clock()
+        stalled: dict[str, dict[str, float | int]] = {}
+        for node, st in sorted(self._nodes.items()):
+            idle = now - st.last_progress
+            if st.lag > 0 and idle > self.stall_seconds:
+                stalled[node] = {"lag_records": st.lag, "seconds_without_progress": round(idle, 3)}
+                problems.append(f"node {node} has lag {st.lag} and no progress for {idle:.0f}s")
+        body: dict[str, Any] = {
+            "status": "ok" if not problems else "fail",
+            "reasons": problems,
+            "tasks": {name: self._dead.get(name, "running") for name in sorted(self._tasks)},
+        }
+        if stalled:
+            body["stalled"] = stalled
+        return not problems, body
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        return self._ready, {"status": "ready" if self._ready else "not ready", "reason": self._ready_reason}

@@ -1,0 +1,89 @@
+"""The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness) and ``/ready`` (readiness).
+
+aiohttp (already installed with Faust) runs it on the worker's own event loop, so serving a
+scrape costs no thread and reads the metrics and health flags without locks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from stream_orch.errors import UserError
+from stream_orch.observability.health import HealthState
+from stream_orch.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class ObservabilityServer:
+    """A running server; ``port`` is the bound port (useful with port 0), ``stop()`` shuts it down."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self._runner = runner
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+def _json(status: int, body: dict) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+def make_app(metrics: Metrics, health: HealthState | None = None) -> web.Application:
+    """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200."""
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(metrics.registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type  # carries its own charset/version parameters
+        return resp
+
+    async def health_handler(request: web.Request) -> web.Response:
+        if health is None:
+            return _json(200, {"status": "ok", "reasons": []})
+        live, body = health.liveness()
+        return _json(200 if live else 503, body)
+
+    async def ready_handler(request: web.Request) -> web.Response:
+        if health is None:
+            return _json(200, {"status": "ready", "reason": "exporter"})
+        ready, body = health.readiness()
+        return _json(200 if ready else 503, body)
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text="stream-orch: /metrics /health /ready\n")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/health", health_handler)
+    app.router.add_get("/ready", ready_handler)
+    return app
+
+
+async def serve(
+    metrics: Metrics, health: HealthState | None = None, host: str = "127.0.0.1", port: int = 9308
+) -> ObservabilityServer:
+    """Starts serving and returns once the socket is bound (port 0 picks a free port)."""
+    runner = web.AppRunner(make_app(metrics, health), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UserError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("observability endpoint on http://%s:%d", host, bound)
+    return ObservabilityServer(runner, host, bound)

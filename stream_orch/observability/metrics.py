@@ -1,0 +1,368 @@
+"""Every Prometheus metric stream-orch exports, defined in this one module.
+
+Conventions (checked by ``tests/unit/test_obs_metrics.py``): names start with ``stream_orch_``,
+values are in base units (seconds, records), counters end in ``_total``, and every label takes
+values from a bounded set (nodes, routes and topics of the topology; error classes and drop
+reasons capped per node; partitions only when ``per_partition`` is on).
+
+Each :class:`Metrics` owns its own :class:`CollectorRegistry`, so tests and several workers in one
+process never collide. The hot path updates metrics once per *batch* through the ``batch_done``
+family of methods, never once per record.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter as _Tally
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import disable_created_metrics
+from prometheus_client.registry import Collector
+
+from stream_orch import __version__
+from stream_orch.observability.status import Status
+
+# `_created` series double the series count of every counter and histogram and nobody graphs them.
+disable_created_metrics()
+
+PREFIX = "stream_orch_"
+OTHER = "other"  # label value once a node has used up its distinct error classes / drop reasons
+MAX_LABEL_VALUES = 50  # per node and label: bounds cardinality even for exotic exception classes
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# End to end includes consumer lag, so it reaches into minutes.
+E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """One row of a lag snapshot: what ``stream-orch lag`` prints and the exporter exports."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    lag_records: int
+    lag_seconds: float
+    status: Status | None = None  # None while the evaluator has too few observations
+
+
+class _LagCollector(Collector):
+    """Exports the latest lag snapshot; series of vanished groups/partitions disappear with it.
+
+    A snapshot-backed collector (rather than Gauges) is what keeps the exporter bounded: nothing
+    stays behind after a group is deleted or a partition is reassigned away.
+    """
+
+    def __init__(self, per_partition: bool) -> None:
+        self.per_partition = per_partition
+        self._rows: list[PartitionLag] = []
+        self._group_status: dict[str, Status] = {}
+
+    def update(self, rows: Sequence[PartitionLag], group_status: Mapping[str, Status]) -> None:
+        self._rows = list(rows)
+        self._group_status = dict(group_status)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self._rows, self._group_status)
+
+    def _families(
+        self, rows: Sequence[PartitionLag] = (), group_status: Mapping[str, Status] | None = None
+    ) -> Iterator[Metric]:
+        labels = ["group", "topic", "partition"] if self.per_partition else ["group", "topic"]
+        records = GaugeMetricFamily(
+            PREFIX + "consumer_lag_records",
+            "Log end offset minus committed offset (records).",
+            labels=labels,
+        )
+        seconds = GaugeMetricFamily(
+            PREFIX + "consumer_lag_seconds",
+            "Now minus the timestamp of the oldest unprocessed record; 0 when caught up.",
+            labels=labels,
+        )
+        committed = GaugeMetricFamily(
+            PREFIX + "consumer_committed_offset", "Committed offset of the group.", labels=labels
+        )
+        end = GaugeMetricFamily(PREFIX + "consumer_log_end_offset", "Log end offset.", labels=labels)
+        pstatus = GaugeMetricFamily(
+            PREFIX + "partition_status",
+            "Burrow-style status: 0 ok, 1 warn, 2 stop, 3 stall, 4 rewind.",
+            labels=labels,
+        )
+        gstatus = GaugeMetricFamily(
+            PREFIX + "consumer_group_status",
+            "Worst partition status of the group: 0 ok, 1 warn, 2 stop, 3 stall, 4 rewind.",
+            labels=["group"],
+        )
+        if self.per_partition:
+            for r in rows:
+                lv = [r.group, r.topic, str(r.partition)]
+                records.add_metric(lv, r.lag_records)
+                seconds.add_metric(lv, r.lag_seconds)
+                committed.add_metric(lv, r.committed)
+                end.add_metric(lv, r.end)
+                if r.status is not None:
+                    pstatus.add_metric(lv, int(r.status))
+        else:  # per topic: lag summed, seconds and status the worst partition's
+            agg: dict[tuple[str, str], list] = {}
+            for r in rows:
+                a = agg.setdefault((r.group, r.topic), [0, 0.0, 0, 0, None])
+                a[0] += r.lag_records
+                a[1] = max(a[1], r.lag_seconds)
+                a[2] += r.committed
+                a[3] += r.end
+                if r.status is not None:
+                    a[4] = r.status if a[4] is None else max(a[4], r.status)
+            for (group, topic), (lag, secs, comm, e, st) in agg.items():
+                lv = [group, topic]
+                records.add_metric(lv, lag)
+                seconds.add_metric(lv, secs)
+                committed.add_metric(lv, comm)
+                end.add_metric(lv, e)
+                if st is not None:
+                    pstatus.add_metric(lv, int(st))
+        for group, st in (group_status or {}).items():
+            gstatus.add_metric([group], int(st))
+        yield from (records, seconds, committed, end, pstatus, gstatus)
+
+
+class Metrics:
+    """All metrics of one worker (or one lag exporter), in a registry of its own.
+
+    ``per_partition=False`` drops the partition label everywhere (lag is then aggregated per
+    topic) for clusters with many partitions.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, per_partition: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.per_partition = per_partition
+        r = self.registry
+        p = PREFIX
+        self.build = Info(p + "build", "stream-orch version.", registry=r)
+        self.build.info({"version": __version__})
+
+        self.events_in = Counter(
+            p + "events_in_total", "Records consumed by a node.", ["node", "topic"], registry=r
+        )
+        self.events_out = Counter(
+            p + "events_out_total",
+            "Records produced by a node, per route and topic.",
+            ["node", "topic", "route"],
+            registry=r,
+        )
+        self.events_dropped = Counter(
+            p + "events_dropped_total",
+            "Records a node dropped on purpose (filtered, duplicate, ...).",
+            ["node", "reason"],
+            registry=r,
+        )
+        self.errors = Counter(
+            p + "errors_total", "Processing errors by exception class.", ["node", "error_class"], registry=r
+        )
+        self.retries = Counter(
+            p + "retries_total", "Records sent to a retry tier.", ["node", "tier"], registry=r
+        )
+        self.dead_lettered = Counter(
+            p + "dead_lettered_total", "Records sent to the DLQ.", ["node", "reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            p + "batch_processing_seconds",
+            "Time to process one batch (fetch excluded).",
+            ["node"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            p + "batch_size_records",
+            "Records per processed batch.",
+            ["node"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            p + "end_to_end_latency_seconds",
+            "Record timestamp to output acknowledged by Kafka.",
+            ["node"],
+            buckets=E2E_BUCKETS,
+            registry=r,
+        )
+        self.produce_latency = Histogram(
+            p + "producer_send_seconds",
+            "Send to broker acknowledgement of one produced batch.",
+            ["node"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            p + "commit_seconds",
+            "Duration of one offset commit.",
+            ["node"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rebalances = Counter(
+            p + "rebalances_total", "Partition assignments received.", ["node"], registry=r
+        )
+        self.assigned_partitions = Gauge(
+            p + "assigned_partitions", "Partitions currently assigned to the node.", ["node"], registry=r
+        )
+        self.table_entries = Gauge(
+            p + "table_entries", "Keys held in a table (this worker).", ["node", "table"], registry=r
+        )
+        self.table_restored = Counter(
+            p + "table_restored_records_total",
+            "Changelog records replayed into a table.",
+            ["node", "table"],
+            registry=r,
+        )
+        self.table_restore_remaining = Gauge(
+            p + "table_restore_remaining_records",
+            "Changelog records still to replay.",
+            ["node", "table"],
+            registry=r,
+        )
+        self.table_recovering = Gauge(
+            p + "table_recovering",
+            "1 while a table is restoring from its changelog.",
+            ["node", "table"],
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            p + "event_loop_lag_seconds",
+            "How late the asyncio loop woke up a timer (last sample).",
+            registry=r,
+        )
+        self.lag = _LagCollector(per_partition)
+        r.register(self.lag)
+        self._seen: dict[tuple[str, str], set[str]] = {}
+
+    # -- label bounding -------------------------------------------------------------------------
+
+    def _bounded(self, node: str, label: str, value: str) -> str:
+        """Caps distinct values of a free-form label per node; the rest are counted as ``other``."""
+        seen = self._seen.setdefault((node, label), set())
+        if value in seen:
+            return value
+        if len(seen) >= MAX_LABEL_VALUES:
+            return OTHER
+        seen.add(value)
+        return value
+
+    # -- hot path: once per batch ---------------------------------------------------------------
+
+    def batch_done(
+        self,
+        node: str,
+        topic: str,
+        n_in: int,
+        outs: Mapping[tuple[str, str], int] | None = None,
+        dropped: Mapping[str, int] | None = None,
+        seconds: float | None = None,
+        e2e_samples: Sequence[float] = (),
+    ) -> None:
+        """Records one processed batch: ``outs`` maps (route, topic) to records produced."""
+        if n_in:
+            self.events_in.labels(node, topic).inc(n_in)
+            self.batch_records.labels(node).observe(n_in)
+        for (route, out_topic), n in (outs or {}).items():
+            if n:
+                self.events_out.labels(node, out_topic, route).inc(n)
+        for reason, n in (dropped or {}).items():
+            if n:
+                self.events_dropped.labels(node, self._bounded(node, "reason", reason)).inc(n)
+        if seconds is not None:
+            self.batch_seconds.labels(node).observe(seconds)
+        if e2e_samples:
+            observe_many(self.e2e_latency.labels(node), e2e_samples)
+
+    def e2e_from_timestamps(self, node: str, timestamps_ms: Iterable[int], acked_at_s: float) -> None:
+        """End-to-end latency of a batch whose outputs Kafka acknowledged at ``acked_at_s`` (epoch s)."""
+        observe_many(
+            self.e2e_latency.labels(node), [max(0.0, acked_at_s - ts / 1000.0) for ts in timestamps_ms]
+        )
+
+    def error(self, node: str, error_class: str, n: int = 1) -> None:
+        self.errors.labels(node, self._bounded(node, "error_class", error_class)).inc(n)
+
+    def retried(self, node: str, tier: int | str, n: int = 1) -> None:
+        self.retries.labels(node, str(tier)).inc(n)
+
+    def dead_letter(self, node: str, reason: str, n: int = 1) -> None:
+        self.dead_lettered.labels(node, self._bounded(node, "dlq_reason", reason)).inc(n)
+
+    def produced(self, node: str, seconds: float) -> None:
+        self.produce_latency.labels(node).observe(seconds)
+
+    def committed(self, node: str, seconds: float) -> None:
+        self.commit_latency.labels(node).observe(seconds)
+
+    # -- group membership and tables -------------------------------------------------------------
+
+    def rebalanced(self, node: str, assigned: int) -> None:
+        """Call from the rebalance listener's ``on_partitions_assigned``."""
+        self.rebalances.labels(node).inc()
+        self.assigned_partitions.labels(node).set(assigned)
+
+    def table_size(self, node: str, table: str, entries: int) -> None:
+        self.table_entries.labels(node, table).set(entries)
+
+    def restore_progress(self, node: str, table: str, restored: int, remaining: int) -> None:
+        """``restored`` records since the last call; ``remaining`` to the changelog's end offset."""
+        if restored:
+            self.table_restored.labels(node, table).inc(restored)
+        self.table_restore_remaining.labels(node, table).set(remaining)
+
+    def set_recovering(self, node: str, table: str, recovering: bool) -> None:
+        self.table_recovering.labels(node, table).set(1 if recovering else 0)
+        if not recovering:
+            self.table_restore_remaining.labels(node, table).set(0)
+
+    # -- lag (fed by observability.lag.LagCollector) ---------------------------------------------
+
+    def set_lag(self, rows: Sequence[PartitionLag], group_status: Mapping[str, Status]) -> None:
+        self.lag.update(rows, group_status)
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    def metric_names(self) -> set[str]:
+        """Every series name this registry can expose (counters with ``_total``, info with ``_info``)."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            if family.type == "counter":
+                names.add(family.name + "_total")
+            elif family.type == "info":
+                names.add(family.name + "_info")
+            else:
+                names.add(family.name)
+        return names
+
+    def families(self) -> list[tuple[str, str]]:
+        """(name, type) of every metric family, for the naming-convention tests."""
+        return [(f.name, f.type) for f in self.registry.collect()]
+
+
+def observe_many(histogram: Histogram, samples: Sequence[float]) -> None:
+    """Observes a whole batch of samples with one lock per touched bucket instead of per sample.
+
+    Uses the client's bucket layout (non-cumulative per-bucket values, cumulated at collect time);
+    falls back to plain ``observe`` if that private layout ever changes.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for s in samples:
+            histogram.observe(s)
+        return
+    tally = _Tally(bisect.bisect_left(bounds, s) for s in samples)
+    for index, n in tally.items():
+        buckets[index].inc(n)
+    total.inc(sum(samples))
