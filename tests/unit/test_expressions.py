@@ -1,0 +1,247 @@
+"""The safe expression language: whitelist, semantics, fields and compilation."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from stream_orch.expressions import EvaluationError, ExpressionError, compile_expression
+
+RATES = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.05, "JPY": 0.0062}
+
+
+def ev(source: str, record: dict | None = None, **constants: object) -> object:
+    return compile_expression(source, constants=constants).fn(record or {})
+
+
+# --------------------------------------------------------------------------- whitelist
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("__import__('os')", "'__import__' is not allowed"),
+        ("().__class__", "'__class__' is not allowed"),
+        ("x.__class__.__bases__", "is not allowed"),
+        ("__builtins__", "reserved"),
+        ("x.lower()", "method calls are not allowed"),
+        ("name.upper()", "upper(x)"),
+        ("(lambda: 1)()", "is not allowed"),
+        ("lambda: 1", "lambdas are not allowed"),
+        ("[a for a in b]", "comprehensions are not allowed"),
+        ("{a: 1 for a in b}", "comprehensions are not allowed"),
+        ("sum(a for a in b)", "not allowed"),
+        ("(y := 1)", "assignment expressions"),
+        ("open('/etc/passwd')", "'open' is not allowed"),
+        ("eval('1')", "'eval' is not allowed"),
+        ("getattr(x, 'y')", "'getattr' is not allowed"),
+        ("round(x, ndigits=2)", "keyword arguments"),
+        ("min(*xs)", "unpacking"),
+        ("{**x}", "unpacking"),
+        ("f'{x}'", "f-strings"),
+        ("x[1:2]", "slices"),
+        ("x is 1", "only compare with None"),
+        ("~x", "operator ~"),
+        ("x << 2", "not allowed"),
+        ("x @ y", "not allowed"),
+        ("min", "is a function"),
+        ("x._private", "reserved"),
+        ("b'bytes'", "not allowed"),
+        ("a +", "syntax error"),
+        ("", "empty"),
+        ("   ", "empty"),
+    ],
+)
+def test_whitelist_rejects(source: str, fragment: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert fragment in info.value.message
+    assert not isinstance(info.value, EvaluationError)
+
+
+def test_error_offset_is_the_column_of_the_offending_node() -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expression("amount > 1 and open('x')")
+    assert info.value.offset == len("amount > 1 and ")
+
+
+def test_error_offset_in_a_multi_line_expression() -> None:
+    source = "amount > 1\n  and x.lower()"
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert source[info.value.offset :].startswith("x.lower()")
+
+
+def test_no_builtins_reachable_at_runtime() -> None:
+    expr = compile_expression("x")
+    assert expr.fn.__globals__["__builtins__"] == {}
+
+
+# --------------------------------------------------------------------------- semantics
+
+
+@pytest.mark.parametrize(
+    ("source", "record", "expected"),
+    [
+        ("a + b", {"a": 2, "b": 3}, 5),
+        ("a - b", {"a": 2, "b": 3}, -1),
+        ("a * b", {"a": 2, "b": 3}, 6),
+        ("a / b", {"a": 3, "b": 2}, 1.5),
+        ("a // b", {"a": 7, "b": 2}, 3),
+        ("a % b", {"a": 7, "b": 2}, 1),
+        ("a ** b", {"a": 2, "b": 10}, 1024),
+        ("-a", {"a": 2}, -2),
+        ("+a", {"a": 2}, 2),
+        ("not a", {"a": 0}, True),
+        ("a and b", {"a": 1, "b": 0}, 0),
+        ("a or b", {"a": 0, "b": 5}, 5),
+        ("a < b", {"a": 1, "b": 2}, True),
+        ("a <= b", {"a": 2, "b": 2}, True),
+        ("a > b", {"a": 1, "b": 2}, False),
+        ("a >= b", {"a": 2, "b": 2}, True),
+        ("a == b", {"a": "x", "b": "x"}, True),
+        ("a != b", {"a": "x", "b": "y"}, True),
+        ("0 < a <= 10", {"a": 10}, True),
+        ("0 < a <= 10", {"a": 11}, False),
+        ("a in ['x', 'y']", {"a": "y"}, True),
+        ("a not in ('x', 'y')", {"a": "z"}, True),
+        ("a in {'x'}", {"a": "z"}, False),
+        ("a in b", {"a": 1, "b": [1, 2]}, True),
+        ("'high' if a > 1 else 'low'", {"a": 2}, "high"),
+        ("[a, 1]", {"a": 0}, [0, 1]),
+        ("(a, 1)", {"a": 0}, (0, 1)),
+        ("{'k': a}", {"a": 0}, {"k": 0}),
+        ("c.d", {"c": {"d": 4}}, 4),
+        ("c.d.e", {"c": {"d": {"e": 5}}}, 5),
+        ("c['d']", {"c": {"d": 4}}, 4),
+        ("xs[1]", {"xs": [7, 8]}, 8),
+        ("xs[5]", {"xs": [7, 8]}, None),
+        ("min(a, 1)", {"a": 3}, 1),
+        ("max(a, 1)", {"a": 3}, 3),
+        ("abs(a)", {"a": -3}, 3),
+        ("round(a, 2)", {"a": 0.456}, 0.46),
+        ("len(a)", {"a": "abc"}, 3),
+        ("lower(a)", {"a": "ABC"}, "abc"),
+        ("upper(a)", {"a": "abc"}, "ABC"),
+        ("coalesce(a, b, 3)", {"b": 2}, 2),
+        ("str(a)", {"a": 1}, "1"),
+        ("int(a)", {"a": "12"}, 12),
+        ("float(a)", {"a": "1.5"}, 1.5),
+        ("bool(a)", {"a": ""}, False),
+        ("a is None", {}, True),
+        ("a is not None", {"a": 0}, True),
+        ("a + ' ' + b", {"a": "x", "b": "y"}, "x y"),
+    ],
+)
+def test_operators(source: str, record: dict, expected: object) -> None:
+    assert ev(source, record) == expected
+
+
+def test_constants_resolve_before_fields() -> None:
+    expr = compile_expression("amount * rates[currency]", constants={"rates": RATES})
+    assert expr.fn({"amount": 100, "currency": "USD", "rates": "ignored"}) == pytest.approx(92.0)
+    assert expr.fields == frozenset({"amount", "currency"})
+
+
+def test_constant_attribute_and_scalar_constants() -> None:
+    assert ev("rates.GBP * threshold", rates=RATES, threshold=2) == pytest.approx(2.34)
+
+
+def test_fraud_score_rule() -> None:
+    expr = compile_expression("amount_eur > 5 * avg_amount")
+    assert expr.fn({"amount_eur": 600, "avg_amount": 100}) is True
+    assert expr.fn({"amount_eur": 400, "avg_amount": 100}) is False
+
+
+# --------------------------------------------------------------------------- missing values
+
+
+@pytest.mark.parametrize("source", ["a > 1", "a < 1", "1 <= a", "a >= b", "0 < a < 10", "a in b"])
+def test_comparison_with_missing_field_is_false(source: str) -> None:
+    assert ev(source, {"b": None}) is False
+
+
+def test_not_in_missing_container_is_true() -> None:
+    assert ev("a not in b", {"a": 1}) is True
+
+
+def test_equality_with_missing_field() -> None:
+    assert ev("a == 1", {}) is False
+    assert ev("a != 1", {}) is True
+    assert ev("a == None", {}) is True
+
+
+@pytest.mark.parametrize(
+    ("source", "field"),
+    [("amount * 2", "amount"), ("-amount", "amount"), ("round(amount, 2)", "amount"), ("c.d + 1", "c.d")],
+)
+def test_arithmetic_on_missing_field_names_it(source: str, field: str) -> None:
+    with pytest.raises(EvaluationError) as info:
+        ev(source, {"c": {}})
+    assert info.value.message == f"missing field {field}"
+    assert info.value.field == field
+    assert source in str(info.value)
+
+
+def test_missing_lookup_in_constant_names_the_subscript() -> None:
+    with pytest.raises(EvaluationError, match=r"`rates\[currency\]` is missing"):
+        ev("amount * rates[currency]", {"amount": 1, "currency": "XXX"}, rates=RATES)
+
+
+@pytest.mark.parametrize(
+    ("source", "record", "fragment"),
+    [
+        ("a / b", {"a": 1, "b": 0}, "division by zero"),
+        ("a > b", {"a": "x", "b": 1}, "'>' not supported"),
+        ("int(a)", {"a": "abc"}, "invalid literal"),
+        ("lower(a)", {"a": 1}, "needs a string"),
+        ("a.b", {"a": 3}, "cannot read .b"),
+        ("a ** 100000", {"a": 2}, "too large"),
+        ("a * (b if c else None)", {"a": 1, "c": False}, "missing field b"),
+    ],
+)
+def test_runtime_errors_are_evaluation_errors(source: str, record: dict, fragment: str) -> None:
+    with pytest.raises(EvaluationError, match=fragment):
+        ev(source, record)
+
+
+def test_lower_and_coalesce_tolerate_missing() -> None:
+    assert ev("lower(a)", {}) is None
+    assert ev("coalesce(a, 0) + 1", {}) == 1
+
+
+# --------------------------------------------------------------------------- introspection
+
+
+def test_fields_are_top_level_record_fields_only() -> None:
+    expr = compile_expression(
+        "round(amount * rates[currency], 2) > limit and customer.tier == 'high' and lower(x) in ['a']",
+        constants={"rates": RATES, "limit": 10},
+    )
+    assert expr.fields == frozenset({"amount", "currency", "customer", "x"})
+    assert expr.source.startswith("round(")
+
+
+def test_source_is_stripped_and_multi_line_works() -> None:
+    expr = compile_expression("  a > 1\n  and b < 2\n")
+    assert expr.source == "a > 1\n  and b < 2"
+    assert expr.fn({"a": 2, "b": 1}) is True
+
+
+def test_evaluation_is_compiled_not_interpreted() -> None:
+    expr = compile_expression("amount_eur > 5 * avg_amount")
+    assert isinstance(expr.fn, types.FunctionType)
+    code = expr.fn.__code__
+    assert code.co_filename == "<expression>"
+    # The comparison itself is bytecode in this function: the field names are its constants and
+    # no AST node or evaluator is referenced at call time.
+    assert "amount_eur" in code.co_consts and "avg_amount" in code.co_consts
+    assert not any(name in code.co_names for name in ("visit", "ast", "_Compiler"))
+    assert expr(dict(amount_eur=10, avg_amount=1)) is True
+
+
+def test_literal_list_in_membership_is_built_once() -> None:
+    expr = compile_expression("currency in ['EUR', 'USD']")
+    sets = [v for v in expr.fn.__globals__.values() if isinstance(v, frozenset)]
+    assert sets == [frozenset({"EUR", "USD"})]
