@@ -1,0 +1,1 @@
+"""Producer and analyst tools: produce, tail, generate."""
