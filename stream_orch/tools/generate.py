@@ -11,16 +11,26 @@ published after its first transactions, so the retry tiers have work to do).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "GB", "CH", "US", "JP", "PL"]
-CURRENCY_OF = {"DE": "EUR", "FR": "EUR", "NL": "EUR", "ES": "EUR", "IT": "EUR", "PL": "EUR",
-               "GB": "GBP", "CH": "CHF", "US": "USD", "JP": "JPY"}
+CURRENCY_OF = {
+    "DE": "EUR",
+    "FR": "EUR",
+    "NL": "EUR",
+    "ES": "EUR",
+    "IT": "EUR",
+    "PL": "EUR",
+    "GB": "GBP",
+    "CH": "CHF",
+    "US": "USD",
+    "JP": "JPY",
+}
 RATE_TO_EUR = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.05, "JPY": 0.0062}
 CHANNELS = ["card_present", "online", "atm"]
 TIERS = ["low"] * 6 + ["medium"] * 3 + ["high"]

@@ -1,0 +1,94 @@
+"""``stream-orch generate fraud``: publish profiles and transactions with known fraud patterns."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import orjson
+
+from stream_orch.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("generate", help="publish generated test data")
+    p.add_argument("kind", choices=["fraud"], help="data set")
+    p.add_argument("--customers", type=int, default=200, help="customer profiles (default 200)")
+    p.add_argument("--transactions", type=int, default=5000, help="transactions (default 5000)")
+    p.add_argument("--rate", type=float, default=0.0, help="records per second (0: as fast as possible)")
+    p.add_argument("--seed", type=int, default=7, help="same seed, same records")
+    p.add_argument("--customers-topic", default="customers")
+    p.add_argument("--transactions-topic", default="transactions")
+    p.add_argument("--partitions", type=int, default=6, help="partitions of topics this creates")
+    p.add_argument("--dry-run", action="store_true", help="print the records as JSON lines instead")
+    p.set_defaults(func=_generate)
+
+
+async def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.errors import UserError
+    from stream_orch.runtime.admin import TopicPlan, ensure_topics
+    from stream_orch.runtime.output import BatchSender, PartitionMap
+    from stream_orch.tools.generate import generate_fraud
+    from stream_orch.tools.kafka_clients import start_producer, unreachable
+
+    if args.customers < 1 or args.transactions < 0 or args.rate < 0:
+        raise UserError("--customers must be >= 1, --transactions and --rate >= 0")
+    records, plan = generate_fraud(
+        args.customers,
+        args.transactions,
+        seed=args.seed,
+        customers_topic=args.customers_topic,
+        transactions_topic=args.transactions_topic,
+    )
+    if args.dry_run:
+        out = sys.stdout.buffer
+        for r in records:
+            out.write(
+                orjson.dumps(
+                    {
+                        "topic": r.topic,
+                        "key": r.key.decode() if r.key else None,
+                        "value": r.value.decode("utf-8", "replace"),
+                    }
+                )
+                + b"\n"
+            )
+        return 0
+    plans = [
+        TopicPlan(args.customers_topic, args.partitions, compact=True),
+        TopicPlan(args.transactions_topic, args.partitions),
+    ]
+    try:
+        counts = await asyncio.wait_for(
+            ensure_topics(settings.kafka_client_args(), plans), settings.request_timeout_s
+        )
+    except (TimeoutError, OSError) as exc:
+        raise unreachable(settings, type(exc).__name__) from None
+    producer = await start_producer(settings, acks="all", max_batch_size=1024 * 1024)
+    sender = BatchSender(producer, PartitionMap(dict(counts)))
+    started = time.monotonic()
+    try:
+        chunk = max(1, int(args.rate // 10)) if args.rate else 5000
+        for i in range(0, len(records), chunk):
+            for r in records[i : i + chunk]:
+                sender.add(r.topic, r.key, r.value)
+            await sender.flush()
+            if args.rate:
+                ahead = (i + chunk) / args.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+    elapsed = time.monotonic() - started
+    summary = {
+        "customers": plan.customers,
+        "transactions": plan.transactions,
+        "records": len(records),
+        "patterns": dict(plan.patterns),
+        "seconds": round(elapsed, 2),
+        "records_per_second": round(len(records) / elapsed) if elapsed else None,
+    }
+    print(orjson.dumps(summary).decode())
+    return 0

@@ -1,0 +1,71 @@
+"""Header names the engine writes, in one place.
+
+Dead letters follow the shape of Kafka Connect's ``__connect.errors.*`` and Kafka Streams'
+KIP-1034 ``__streams.errors.*`` headers (original topic/partition/offset, exception class,
+message, stack trace), under our own short ``so.`` prefix so that no tool mistakes our records
+for theirs. The record key and value are the original bytes, untouched.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+# lineage, on every output record
+TOPOLOGY = "so.topology"
+VERSION = "so.version"
+NODE = "so.node"
+SRC_TOPIC = "so.src.topic"
+SRC_PARTITION = "so.src.partition"
+SRC_OFFSET = "so.src.offset"
+PROCESSED_AT = "so.processed_at"
+
+# errors, on dead letters and retries
+ERROR_REASON = "so.error.reason"
+ERROR_CLASS = "so.error.class"
+ERROR_MESSAGE = "so.error.message"
+ERROR_STACKTRACE = "so.error.stacktrace"
+ERROR_NODE = "so.error.node"
+ERROR_TOPOLOGY = "so.error.topology"
+ERROR_VERSION = "so.error.version"
+ERROR_TOPIC = "so.error.topic"
+ERROR_PARTITION = "so.error.partition"
+ERROR_OFFSET = "so.error.offset"
+ERROR_TIMESTAMP = "so.error.timestamp"
+ERROR_ATTEMPTS = "so.error.attempts"
+ERROR_FIRST_FAILURE = "so.error.first_failure"
+ERROR_LAST_FAILURE = "so.error.last_failure"
+
+# retries
+RETRY_ATTEMPT = "so.retry.attempt"
+RETRY_DUE = "so.retry.due"
+
+# replay
+REPLAYED_FROM = "so.replay.from"
+REPLAY_ID = "so.replay.id"
+
+ENGINE_PREFIX = "so."
+STACKTRACE_LIMIT = 4000
+MESSAGE_LIMIT = 1000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stacktrace(error: BaseException | None) -> str:
+    if error is None or error.__traceback__ is None:
+        return ""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return text[-STACKTRACE_LIMIT:]
+
+
+def user_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+    """The record's own headers without the engine's, so retries and replays do not pile them up."""
+    if not headers:
+        return []
+    return [(k, v) for k, v in headers if not k.startswith(ENGINE_PREFIX)]
+
+
+def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in (headers or [])}

@@ -1,0 +1,1 @@
+"""The worker: consumer groups, the batch executor, topic admin and batched producing."""

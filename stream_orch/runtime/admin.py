@@ -1,0 +1,100 @@
+"""Topic reconciliation: create what is missing, refuse to run against what conflicts.
+
+A worker that silently ran against a topic with fewer partitions than declared would break
+co-partitioning of its tables, so a conflict stops the worker before it consumes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from stream_orch.errors import UserError
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    replication: int = 1
+    compact: bool = False
+    retention_ms: int | None = None
+
+    def configs(self) -> dict[str, str]:
+        configs = {"cleanup.policy": "compact" if self.compact else "delete"}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> dict[str, int]:
+    """Create missing topics; return the partition count of every planned topic.
+
+    Raises UserError naming each conflicting topic.
+    """
+    admin = AIOKafkaAdminClient(**client_args)
+    await admin.start()
+    try:
+        existing = await _partition_counts(admin, [p.name for p in plans])
+        problems: list[str] = []
+        missing = [p for p in plans if p.name not in existing]
+        for plan in plans:
+            have = existing.get(plan.name)
+            if have is not None and have < plan.partitions:
+                problems.append(
+                    f"topic {plan.name!r} has {have} partitions but the topology declares {plan.partitions}"
+                    " (add partitions with kafka-topics --alter, or lower `partitions`)"
+                )
+        present = [p for p in plans if p.name in existing]
+        if present:
+            policies = await _cleanup_policies(admin, [p.name for p in present])
+            for plan in present:
+                policy = policies.get(plan.name, "delete")
+                if plan.compact and "compact" not in policy:
+                    problems.append(f"topic {plan.name!r} must be compacted but has cleanup.policy={policy}")
+        if problems:
+            raise UserError("refusing to start: " + "; ".join(problems), exit_code=1)
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(p.name, p.partitions, p.replication, topic_configs=p.configs())
+                        for p in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker created it meanwhile
+        counts = dict(existing)
+        for p in missing:
+            counts[p.name] = p.partitions
+        return counts
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    metadata = await admin.describe_topics(names)
+    counts: dict[str, int] = {}
+    for topic in metadata:
+        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+async def _cleanup_policies(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str]:
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    policies: dict[str, str] = {}
+    for response in responses:
+        for resource in response.resources:
+            # (error_code, error_message, resource_type, resource_name, configs)
+            name, configs = resource[3], resource[4]
+            for entry in configs:
+                if entry[0] == "cleanup.policy":
+                    policies[name] = entry[1]
+    return policies

@@ -1,0 +1,561 @@
+"""The executor of one topology node: fetch a batch, run the steps, route, produce, commit.
+
+Every stage works on the whole batch. The only awaits per batch are the fetch, one call per
+step, the flush of all outputs (one record batch per partition) and the commit, so the event
+loop does Python work, not waiting, between fetches. Offsets are committed only after every
+output, retry, dead letter and changelog change of the batch was acknowledged (at-least-once).
+
+Retry tiers are topics read by the same consumer. A record whose due time has not come pauses
+its partition (seek back, resume by a timer), so neither the main partitions nor other retry
+partitions wait and nothing busy-waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from stream_orch.codecs import DecodeError, codec_for, projection
+from stream_orch.codecs.schemas import SchemaRegistry
+from stream_orch.expressions import compile_expression
+from stream_orch.reliability import headers as H
+from stream_orch.runtime.output import BatchSender
+from stream_orch.spec.models import NodeSpec, TopologySpec
+from stream_orch.spec.naming import dlq_topic, group_id, retry_topic
+from stream_orch.state.tables import LocalTable, read_to_end
+from stream_orch.steps.base import Event, Step, Table
+from stream_orch.steps.registry import build_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Failure:
+    event: Event
+    reason: str
+    error: BaseException | None
+    retriable: bool
+
+
+@dataclass
+class BatchStats:
+    """What one batch did, handed to metrics once per batch."""
+
+    n_in: int = 0
+    outputs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (route, topic) -> n
+    dropped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    retried: Counter[int] = field(default_factory=Counter)  # tier -> n
+    errors: Counter[str] = field(default_factory=Counter)  # error class -> n
+    oldest_timestamp_ms: int | None = None
+    timestamps_ms: list[int] = field(default_factory=list)
+
+
+class NodeContext:
+    """The StepContext the executor hands to steps for one batch."""
+
+    def __init__(self, topology: str, node: str, constants: dict[str, Any], tables: dict[str, Table]) -> None:
+        self.topology = topology
+        self.node = node
+        self.constants = constants
+        self._tables = tables
+        self.failures: list[Failure] = []
+        self.dropped: Counter[str] = Counter()
+
+    def table(self, name: str) -> Table:
+        return self._tables[name]
+
+    def reject(self, event: Event, reason: str, error: BaseException | None = None) -> None:
+        self.failures.append(Failure(event, reason, error, retriable=False))
+
+    def retry(self, event: Event, reason: str, error: BaseException | None = None) -> None:
+        self.failures.append(Failure(event, reason, error, retriable=True))
+
+    def drop(self, event: Event, why: str) -> None:
+        self.dropped[why] += 1
+
+    def reset(self) -> None:
+        self.failures = []
+        self.dropped = Counter()
+
+
+@dataclass
+class _Target:
+    topic: str
+    route: str
+    key_field: str | None
+    setters: list[tuple[str, Callable[[dict[str, Any]], Any]]]
+    project: Callable[[dict[str, Any]], dict[str, Any]]
+    encode: Callable[[dict[str, Any]], bytes]
+
+
+class NodeRunner:
+    def __init__(
+        self,
+        *,
+        spec: TopologySpec,
+        node_name: str,
+        schemas: SchemaRegistry,
+        client_args: dict[str, Any],
+        sender: BatchSender,
+        tables: dict[str, Table],
+        observer: Any = None,
+    ) -> None:
+        self.spec = spec
+        self.name = node_name
+        self.node: NodeSpec = spec.nodes[node_name]
+        self._client_args = client_args
+        self._sender = sender
+        self._tables = tables
+        self._observer = observer
+        input_topic = spec.topics[self.node.input]
+        self._decode = codec_for(input_topic, schemas).decode
+        self._steps: list[Step] = [
+            build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in self.node.steps
+        ]
+        self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
+        self._ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
+        policy = self.node.errors
+        self._delays = list(policy.retry.delays) if policy and policy.retry else []
+        self._retry_on = set(policy.retry.on) if policy and policy.retry else set()
+        self._dlq = dlq_topic(self.node)
+        self._tier_of: dict[str, int] = {self.node.input: 0}
+        for n in range(1, len(self._delays) + 1):
+            self._tier_of[retry_topic(self.node.input, n)] = n
+        self._always, self._when, self._otherwise = self._compile_routes(schemas)
+        self._static_headers = [
+            (H.TOPOLOGY, spec.topology.encode()),
+            (H.VERSION, spec.version.encode()),
+            (H.NODE, node_name.encode()),
+        ]
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._resume_handles: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.recovering = False
+        self.last_progress = time.monotonic()
+        self.processed = 0
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ building
+
+    def _compile_routes(
+        self, schemas: SchemaRegistry
+    ) -> tuple[list[_Target], list[tuple[Callable, list[_Target]]], list[_Target]]:
+        constants = self.spec.constants
+        always: list[_Target] = []
+        when: list[tuple[Callable, list[_Target]]] = []
+        otherwise: list[_Target] = []
+        for index, route in enumerate(self.node.routes):
+            label = route.when or ("otherwise" if route.otherwise else "always")
+            targets = []
+            for target in route.targets():
+                topic_spec = self.spec.topics[target.topic]
+                schema_name = topic_spec.schema_
+                targets.append(
+                    _Target(
+                        topic=target.topic,
+                        route=f"{index}:{label}",
+                        key_field=target.key or topic_spec.key,
+                        setters=[
+                            (name, compile_expression(src, constants=constants).fn)
+                            for name, src in target.set.items()
+                        ],
+                        project=projection(schemas.get(schema_name)) if schema_name else dict,
+                        encode=codec_for(topic_spec, schemas).encode,
+                    )
+                )
+            if route.when is not None:
+                when.append((compile_expression(route.when, constants=constants).fn, targets))
+            elif route.otherwise:
+                otherwise.extend(targets)
+            else:
+                always.extend(targets)
+        return always, when, otherwise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **self._client_args,
+            group_id=group_id(self.spec.topology, self.name),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.node.batch_size,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            partition_assignment_strategy=(_range_assignor(),),
+        )
+        await consumer.start()
+        consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
+        self._consumer = consumer
+
+    def stop(self) -> None:
+        """Ask the loop to finish its in-flight batch and leave."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        for handle in self._resume_handles.values():
+            handle.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def run(self) -> None:
+        """Process until stopped; after a failed batch, start over from the committed offsets.
+
+        A batch that failed half-way (the broker went away, a produce timed out) has changed
+        in-memory state whose changelog may not have been written, so the node drops all its
+        state and re-joins the group: the state comes back from the changelogs and the records
+        from the last committed offsets.
+        """
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                if self._consumer is None:
+                    await self.start()
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("node failed, restarting in %.0fs: %r", backoff, exc, extra={"node": self.name})
+                self.restarts += 1
+                await self._reset()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, 30.0)
+            else:
+                backoff = 1.0
+
+    async def _reset(self) -> None:
+        self._sender.discard()
+        consumer, self._consumer = self._consumer, None
+        self.assigned = set()
+        for table in self.local_tables:
+            table.forget(table.partitions())
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # the broker may be gone; the group times us out
+                log.warning("consumer stop failed: %r", exc, extra={"node": self.name})
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
+            if not batches:
+                self.last_progress = time.monotonic()
+                continue
+            async with self._lock:
+                await self._process(batches)
+
+    # ------------------------------------------------------------------ one batch
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        now = H.now_ms()
+        stats = BatchStats()
+        events: list[Event] = []
+        commits: dict[TopicPartition, int] = {}
+        ctx = self._ctx
+        ctx.reset()
+        decode = self._decode
+        for tp, records in batches.items():
+            tier = self._tier_of[tp.topic]
+            for record in records:
+                if tier:
+                    due = _header_int(record.headers, H.RETRY_DUE)
+                    if due > now:
+                        self._pause_until(tp, record.offset, due - now)
+                        break
+                commits[tp] = record.offset + 1
+                event = Event(
+                    value={},
+                    key=record.key,
+                    raw_value=record.value,
+                    headers=list(record.headers),
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=record.offset,
+                    timestamp=record.timestamp,
+                    attempt=tier,
+                    source_topic=tp.topic,
+                    source_partition=tp.partition,
+                    source_offset=record.offset,
+                )
+                if tier:
+                    _restore_origin(event)
+                stats.timestamps_ms.append(record.timestamp)
+                try:
+                    if record.value is None:
+                        raise DecodeError("null_value", "the record has no value")
+                    event.value = decode(record.value)
+                except DecodeError as exc:
+                    ctx.reject(event, exc.reason, exc)
+                    continue
+                except Exception as exc:
+                    ctx.reject(event, "decode_error", exc)
+                    continue
+                events.append(event)
+        stats.n_in = len(commits) and sum(len(r) for r in batches.values())
+
+        events = await self._run_steps(events, 0)
+        self._route(events, stats, now)
+        self._handle_failures(stats, now)
+        stats.dropped.update(ctx.dropped)
+        # Outputs first, then state, then offsets: a crash between any two replays the batch,
+        # and a replayed event is only dropped as a duplicate if its outputs were acknowledged.
+        await self._sender.flush()
+        for table in self.local_tables:
+            for partition, key, value in table.drain_changes():
+                self._sender.add(table.changelog, key, value, partition=partition)
+        await self._sender.flush()
+        if commits:
+            await self._commit(commits)
+        self.processed += stats.n_in
+        self.last_progress = time.monotonic()
+        if self._observer is not None:
+            self._observer.batch_done(self, stats, time.perf_counter() - started)
+
+    async def _run_steps(self, events: list[Event], start: int) -> list[Event]:
+        """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
+        steps = self._steps
+        for i in range(start, len(steps)):
+            if not events:
+                return events
+            try:
+                events = await steps[i].run(events, self._ctx)
+            except Exception as exc:
+                if len(events) == 1:
+                    self._ctx.retry(events[0], type(exc).__name__, exc)
+                    return []
+                survivors: list[Event] = []
+                for event in events:
+                    survivors.extend(await self._run_steps([event], i))
+                return survivors
+        return events
+
+    def _route(self, events: list[Event], stats: BatchStats, now: int) -> None:
+        add = self._sender.add
+        static = self._static_headers
+        processed_at = str(now).encode()
+        always, when, otherwise = self._always, self._when, self._otherwise
+        outputs = stats.outputs
+        for event in events:
+            value = event.value
+            try:
+                chosen = always
+                for condition, targets in when:
+                    if condition(value):
+                        chosen = always + targets if always else targets
+                        break
+                else:
+                    if otherwise:
+                        chosen = always + otherwise if always else otherwise
+                encoded = [(t, *self._render(t, event)) for t in chosen]
+            except Exception as exc:
+                self._ctx.reject(event, f"routing_error: {exc}", exc)
+                continue
+            headers = [
+                *static,
+                (H.SRC_TOPIC, event.source_topic.encode()),
+                (H.SRC_PARTITION, str(event.source_partition).encode()),
+                (H.SRC_OFFSET, str(event.source_offset).encode()),
+                (H.PROCESSED_AT, processed_at),
+                *H.user_headers(event.headers),
+            ]
+            for target, key, payload in encoded:
+                add(target.topic, key, payload, headers, timestamp_ms=event.timestamp)
+                outputs[(target.route, target.topic)] += 1
+
+    @staticmethod
+    def _render(target: _Target, event: Event) -> tuple[bytes | None, bytes]:
+        value = event.value
+        if target.setters:
+            value = dict(value)
+            for name, fn in target.setters:
+                value[name] = fn(value)
+        key = event.key
+        if target.key_field is not None:
+            k = value.get(target.key_field)
+            key = None if k is None else str(k).encode()
+        return key, target.encode(target.project(value))
+
+    def _handle_failures(self, stats: BatchStats, now: int) -> None:
+        for failure in self._ctx.failures:
+            event = failure.event
+            error_class = type(failure.error).__name__ if failure.error is not None else failure.reason
+            stats.errors[error_class] += 1
+            retriable = failure.retriable and (
+                not self._retry_on or failure.reason in self._retry_on or error_class in self._retry_on
+            )
+            first_failure = event.first_failure_ms or now
+            base = H.user_headers(event.headers) + self._error_headers(
+                failure, error_class, first_failure, now
+            )
+            if retriable and event.attempt < len(self._delays):
+                tier = event.attempt + 1
+                due = now + self._delays[event.attempt]
+                headers = [*base, (H.RETRY_ATTEMPT, str(tier).encode()), (H.RETRY_DUE, str(due).encode())]
+                self._sender.add(
+                    retry_topic(self.node.input, tier),
+                    event.key,
+                    event.raw_value,
+                    headers,
+                    partition=event.source_partition,
+                    timestamp_ms=event.timestamp,
+                )
+                stats.retried[tier] += 1
+            else:
+                self._sender.add(self._dlq, event.key, event.raw_value, base, timestamp_ms=event.timestamp)
+                stats.dead_lettered[failure.reason.split(":", 1)[0]] += 1
+                log.warning(
+                    "dead-lettered: %s",
+                    failure.reason,
+                    extra={
+                        "node": self.name,
+                        "topic": event.source_topic,
+                        "partition": event.source_partition,
+                        "offset": event.source_offset,
+                    },
+                )
+
+    def _error_headers(
+        self, failure: Failure, error_class: str, first_failure: int, now: int
+    ) -> list[tuple[str, bytes]]:
+        event = failure.event
+        message = str(failure.error) if failure.error is not None else failure.reason
+        return [
+            (H.ERROR_REASON, failure.reason.encode()),
+            (H.ERROR_CLASS, error_class.encode()),
+            (H.ERROR_MESSAGE, message[: H.MESSAGE_LIMIT].encode()),
+            (H.ERROR_STACKTRACE, H.stacktrace(failure.error).encode()),
+            (H.ERROR_NODE, self.name.encode()),
+            (H.ERROR_TOPOLOGY, self.spec.topology.encode()),
+            (H.ERROR_VERSION, self.spec.version.encode()),
+            (H.ERROR_TOPIC, event.source_topic.encode()),
+            (H.ERROR_PARTITION, str(event.source_partition).encode()),
+            (H.ERROR_OFFSET, str(event.source_offset).encode()),
+            (H.ERROR_TIMESTAMP, str(event.timestamp).encode()),
+            (H.ERROR_ATTEMPTS, str(event.attempt + 1).encode()),
+            (H.ERROR_FIRST_FAILURE, str(first_failure).encode()),
+            (H.ERROR_LAST_FAILURE, str(now).encode()),
+        ]
+
+    async def _commit(self, commits: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        owned = {tp: off for tp, off in commits.items() if tp in self.assigned}
+        if not owned:
+            return
+        try:
+            await self._consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner re-reads these records (at-least-once).
+            log.warning("commit skipped after rebalance: %s", exc, extra={"node": self.name})
+        except KafkaError as exc:
+            log.warning("commit failed, the records will be re-read: %s", exc, extra={"node": self.name})
+
+    # ------------------------------------------------------------------ retry pacing
+
+    def _pause_until(self, tp: TopicPartition, offset: int, delay_ms: int) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(tp)
+        self._consumer.seek(tp, offset)
+        old = self._resume_handles.pop(tp, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._resume_handles[tp] = loop.call_later(delay_ms / 1000, self._resume, tp)
+
+    def _resume(self, tp: TopicPartition) -> None:
+        self._resume_handles.pop(tp, None)
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.resume(tp)
+
+    # ------------------------------------------------------------------ rebalancing
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # let the in-flight batch finish and commit first
+            for tp in revoked:
+                handle = self._resume_handles.pop(tp, None)
+                if handle is not None:
+                    handle.cancel()
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.recovering = True
+        try:
+            partitions = {tp.partition for tp in assigned if tp.topic == self.node.input}
+            for table in self.local_tables:
+                table.forget(table.partitions() - partitions)
+                todo = [TopicPartition(table.changelog, p) for p in sorted(partitions) if not table.owns(p)]
+                for tp in todo:
+                    table.claim(tp.partition)
+                restored = await read_to_end(
+                    self._client_args,
+                    todo,
+                    lambda r, t=table: t.apply(r.partition, r.key, r.value),
+                )
+                if todo:
+                    log.info(
+                        "restored table %s partitions %s: %d records",
+                        table.name,
+                        [tp.partition for tp in todo],
+                        restored,
+                        extra={"node": self.name},
+                    )
+            self.assigned = set(assigned)
+        finally:
+            self.recovering = False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: NodeRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner.on_assigned(set(assigned))
+        if self._runner._observer is not None:
+            self._runner._observer.rebalanced(self._runner)
+
+
+def _range_assignor() -> Any:
+    """Range assignment gives every member the same partition numbers of the input and of its
+    retry topics, so a retried record meets the state of its partition again."""
+    return RangePartitionAssignor
+
+
+def _header_int(headers: Any, name: str) -> int:
+    for key, value in headers:
+        if key == name:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+def _restore_origin(event: Event) -> None:
+    """A retried record carries where it first came from; lineage and DLQ headers report that."""
+    values = H.as_dict(event.headers)
+    event.source_topic = values.get(H.ERROR_TOPIC, event.topic)
+    event.source_partition = int(values.get(H.ERROR_PARTITION, event.partition))
+    event.source_offset = int(values.get(H.ERROR_OFFSET, event.offset))
+    first = values.get(H.ERROR_FIRST_FAILURE)
+    event.first_failure_ms = int(first) if first else None
+    timestamp = values.get(H.ERROR_TIMESTAMP)
+    if timestamp:
+        event.timestamp = int(timestamp)

@@ -1,0 +1,189 @@
+"""A worker process: reconcile topics, load global tables, run every node until told to stop.
+
+Shutdown is graceful and bounded: on SIGTERM or SIGINT each node finishes its in-flight batch,
+flushes and commits, the consumers leave their groups, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from stream_orch.codecs import codec_for
+from stream_orch.codecs.schemas import SchemaRegistry
+from stream_orch.observability.health import HealthState
+from stream_orch.observability.metrics import Metrics
+from stream_orch.runtime.admin import TopicPlan, ensure_topics
+from stream_orch.runtime.node import NodeRunner
+from stream_orch.runtime.observer import NodeObserver
+from stream_orch.runtime.output import BatchSender, PartitionMap
+from stream_orch.settings import Settings
+from stream_orch.spec.models import TopologySpec
+from stream_orch.spec.naming import changelog_topic, dlq_topic, retry_topics
+from stream_orch.state.tables import GlobalTable, LocalTable
+from stream_orch.steps.base import Table
+
+log = logging.getLogger(__name__)
+
+RETRY_RETENTION_MS = 7 * 86_400_000
+
+
+def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
+    """Tables a node's steps write (dedupe, aggregate): they live in the node's partitions."""
+    names = []
+    for step in spec.nodes[node_name].steps:
+        table = getattr(step, "table", None)
+        if table and step.step in ("dedupe", "aggregate") and spec.tables[table].topic is None:
+            names.append(table)
+    return names
+
+
+def declared_topic_plans(spec: TopologySpec) -> list[TopicPlan]:
+    return [
+        TopicPlan(name, t.partitions, t.replication, t.compact, t.retention)
+        for name, t in spec.topics.items()
+    ]
+
+
+def derived_topic_plans(spec: TopologySpec, partitions: dict[str, int]) -> list[TopicPlan]:
+    """Retry, dead-letter and changelog topics, partitioned like the node input they serve."""
+    plans: dict[str, TopicPlan] = {}
+    for name, node in spec.nodes.items():
+        n = partitions[node.input]
+        replication = spec.topics[node.input].replication
+        for topic in retry_topics(node):
+            plans[topic] = TopicPlan(topic, n, replication, retention_ms=RETRY_RETENTION_MS)
+        dlq = dlq_topic(node)
+        if dlq not in spec.topics:
+            plans[dlq] = TopicPlan(dlq, n, replication)
+        for table in tables_written_by(spec, name):
+            topic = changelog_topic(spec.topology, table)
+            plans[topic] = TopicPlan(topic, n, replication, compact=True)
+    return list(plans.values())
+
+
+class Worker:
+    def __init__(
+        self,
+        spec: TopologySpec,
+        settings: Settings,
+        schemas: SchemaRegistry,
+        *,
+        nodes: list[str] | None = None,
+        stop_timeout_s: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.schemas = schemas
+        self.node_names = nodes or list(spec.nodes)
+        self.stop_timeout_s = stop_timeout_s
+        self.metrics = Metrics()
+        self.health = HealthState()
+        self.runners: dict[str, NodeRunner] = {}
+        self._global_tables: dict[str, GlobalTable] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._server: Any = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: finishing in-flight batches")
+        self._stop.set()
+
+    async def start(self) -> None:
+        spec = self.spec
+        client_args = self.settings.kafka_client_args()
+        counts = await ensure_topics(client_args, declared_topic_plans(spec))
+        counts.update(await ensure_topics(client_args, derived_topic_plans(spec, counts)))
+        if self.settings.metrics_port:
+            from stream_orch.observability.http import serve
+
+            self._server = await serve(self.metrics, self.health, "0.0.0.0", self.settings.metrics_port)
+        self._producer = AIOKafkaProducer(
+            **client_args,
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            linger_ms=0,
+        )
+        await self._producer.start()
+        partitions = PartitionMap(counts)
+        for name, table in spec.tables.items():
+            if table.topic is not None and any(
+                getattr(s, "table", None) == name for n in self.node_names for s in spec.nodes[n].steps
+            ):
+                decode = codec_for(spec.topics[table.topic], self.schemas).decode
+                self._global_tables[name] = GlobalTable(name, table.topic, client_args, decode)
+        for gt in self._global_tables.values():
+            await gt.start()
+            log.info("global table %s loaded: %d rows", gt.name, len(gt))
+        for name in self.node_names:
+            tables: dict[str, Table] = dict(self._global_tables)
+            for table in tables_written_by(spec, name):
+                tables[table] = LocalTable(table, changelog_topic(spec.topology, table))
+            runner = NodeRunner(
+                spec=spec,
+                node_name=name,
+                schemas=self.schemas,
+                client_args=client_args,
+                sender=BatchSender(self._producer, partitions),
+                tables=tables,
+                observer=NodeObserver(self.metrics, self.health),
+            )
+            await runner.start()
+            self.runners[name] = runner
+        for name, runner in self.runners.items():
+            task = asyncio.create_task(runner.run(), name=f"node:{name}")
+            self._tasks[name] = task
+            self.health.register_task(name, task)
+        self.health.set_ready(True, "running")
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or ``request_stop``); return the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            stop_wait = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop_wait, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            failed = [name for name, t in self._tasks.items() if t.done() and t.exception() is not None]
+            for name in failed:
+                log.error("node %s died: %r", name, self._tasks[name].exception())
+            return 1 if failed and not self._stop.is_set() else 0
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for runner in self.runners.values():
+            runner.stop()
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=self.stop_timeout_s)
+            for task in still:
+                log.warning(
+                    "%s did not finish within %.0fs; cancelling", task.get_name(), self.stop_timeout_s
+                )
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        for runner in self.runners.values():
+            with contextlib.suppress(Exception):
+                await runner.close()
+        for gt in self._global_tables.values():
+            with contextlib.suppress(Exception):
+                await gt.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.stop()

@@ -1,0 +1,1 @@
+"""Changelog-backed tables: local (per input partition) and global."""
