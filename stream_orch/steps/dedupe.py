@@ -1,0 +1,81 @@
+"""``dedupe``: drop a record whose identifier was seen within ``horizon`` of event time (rule c).
+
+State: the table ``ctx.table(table)`` maps ``str(record[field])`` to the event time (epoch ms)
+at which the identifier was last seen, per input partition. A record is a duplicate, and goes
+to ``ctx.drop(event, "duplicate")``, when its identifier is in the table (or earlier in the same
+batch) and ``|ts - seen| < horizon``; otherwise the table stores ``max(ts, seen)``. A record
+without the identifier or with a time that is not an int goes to ``ctx.reject``.
+
+Pruning: nothing expires by itself. The step tracks, per partition, the newest event time it has
+seen (its watermark); the runtime calls :meth:`DedupeStepImpl.prune` on a timer (every minute,
+say) with each owned partition's table, which deletes identifiers last seen at or before
+``watermark - horizon`` (they can no longer make a record a duplicate, unless that record is
+more than ``horizon`` late).
+"""
+
+from __future__ import annotations
+
+from stream_orch.steps.base import Event, StepContext, Table
+from stream_orch.steps.common import show
+
+
+class DedupeStepImpl:
+    def __init__(
+        self, *, field: str, table: str, horizon_ms: int, time_field: str = "ts", name: str = "dedupe"
+    ) -> None:
+        self.name = name
+        self.field = field
+        self.table_name = table
+        self.horizon_ms = int(horizon_ms)
+        self.time_field = time_field
+        self.watermarks: dict[int, int] = {}  # partition -> newest event time seen
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
+        table = ctx.table(self.table_name)
+        get, put = table.get, table.set
+        field, time_field, horizon = self.field, self.time_field, self.horizon_ms
+        watermarks = self.watermarks
+        batch: dict[tuple[int, str], int] = {}
+        out: list[Event] = []
+        append = out.append
+        for event in events:
+            record = event.value
+            ident = record.get(field)
+            if ident is None:
+                ctx.reject(event, f"missing_field: {field} is required to dedupe")
+                continue
+            ts = record.get(time_field)
+            if ts.__class__ is not int:
+                ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(ts)})")
+                continue
+            key = ident if ident.__class__ is str else str(ident)
+            partition = event.partition
+            slot = (partition, key)
+            seen = batch.get(slot)
+            if seen is None:
+                seen = get(key, partition)
+            if seen is not None and -horizon < ts - seen < horizon:
+                ctx.drop(event, "duplicate")
+                continue
+            newest = ts if seen is None or ts > seen else seen
+            batch[slot] = newest
+            put(key, newest, partition)
+            if ts > watermarks.get(partition, -1):
+                watermarks[partition] = ts
+            append(event)
+        return out
+
+    def prune(self, table: Table, partition: int, watermark_ms: int | None = None) -> int:
+        """Delete the identifiers of ``partition`` that have expired; returns how many.
+
+        ``watermark_ms`` defaults to the newest event time this step has seen on the partition.
+        """
+        if watermark_ms is None:
+            watermark_ms = self.watermarks.get(partition)
+            if watermark_ms is None:
+                return 0
+        cutoff = watermark_ms - self.horizon_ms
+        expired = [key for key, seen in table.items(partition) if not isinstance(seen, int) or seen <= cutoff]
+        for key in expired:
+            table.delete(key, partition)
+        return len(expired)

@@ -1,0 +1,35 @@
+"""``derive``: computed fields, in order (a later one may use an earlier one).
+
+Each expression is compiled once. A record whose evaluation fails (a missing field, a bad type,
+a division by zero) goes to ``ctx.reject`` with ``expression_error: <field>: <why> in `<expr>```.
+Records are changed in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_orch.steps.base import Event, StepContext
+
+
+class DeriveStepImpl:
+    def __init__(self, compiled: dict[str, Any], *, name: str = "derive") -> None:
+        """``compiled``: field name to a compiled expression (anything with ``.fn(record)``)."""
+        self.name = name
+        self._fields = tuple((field, expr.fn) for field, expr in compiled.items())
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
+        fields = self._fields
+        out: list[Event] = []
+        append = out.append
+        for event in events:
+            record = event.value
+            field = ""
+            try:
+                for field, fn in fields:
+                    record[field] = fn(record)
+            except Exception as exc:
+                ctx.reject(event, f"expression_error: {field}: {exc}", exc)
+                continue
+            append(event)
+        return out

@@ -1,0 +1,86 @@
+"""``score``: weighted rules, optionally a logistic term.
+
+score = sum of the weights of the rules whose ``when`` is true, plus
+``1 / (1 + exp(-(intercept + sum(coef * field))))`` when ``logistic`` is set; then capped at
+``cap`` (when not null) and rounded to ``round`` decimals (when not null). The names of the rules
+that fired go, in rule order, to the ``reasons`` field (a list of strings, empty when none).
+A rule that cannot be evaluated for a record sends it to ``ctx.reject``
+(``expression_error: rule <name>: ...``); so does a logistic field that is not a number.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.common import Invalid, show
+
+
+class ScoreStepImpl:
+    def __init__(
+        self,
+        rules: list[tuple[str, Any, float]],
+        *,
+        as_: str = "score",
+        reasons: str = "reasons",
+        cap: float | None = 1.0,
+        round_to: int | None = 2,
+        logistic: tuple[float, dict[str, float]] | None = None,
+        name: str = "score",
+    ) -> None:
+        """``rules``: (name, compiled expression with ``.fn``, weight) in order."""
+        self.name = name
+        self._rules = tuple((rule_name, expr.fn, float(weight)) for rule_name, expr, weight in rules)
+        self._as = as_
+        self._reasons = reasons
+        self._cap = cap
+        self._round = round_to
+        self._logistic = (float(logistic[0]), tuple(logistic[1].items())) if logistic else None
+
+    def _logistic_term(self, record: dict[str, Any]) -> float:
+        intercept, coefficients = self._logistic  # type: ignore[misc]
+        z = intercept
+        for field, coef in coefficients:
+            value = record.get(field)
+            if value.__class__ is not int and value.__class__ is not float:
+                raise Invalid(
+                    f"invalid_field: {field} must be a number for the logistic term (got {show(value)})"
+                )
+            z += coef * value
+        if z < -700:
+            return 0.0
+        return 1.0 / (1.0 + math.exp(-z))
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
+        rules, as_, reasons_field = self._rules, self._as, self._reasons
+        cap, digits, logistic = self._cap, self._round, self._logistic
+        out: list[Event] = []
+        append = out.append
+        for event in events:
+            record = event.value
+            total = 0.0
+            fired: list[str] = []
+            rule_name = ""
+            try:
+                for rule_name, fn, weight in rules:
+                    if fn(record):
+                        total += weight
+                        fired.append(rule_name)
+                if logistic is not None:
+                    rule_name = "logistic"
+                    total += self._logistic_term(record)
+            except Invalid as exc:
+                ctx.reject(event, str(exc))
+                continue
+            except Exception as exc:
+                ctx.reject(event, f"expression_error: rule {rule_name}: {exc}", exc)
+                continue
+            if cap is not None and total > cap:
+                total = cap
+            if digits is not None:
+                total = round(total, digits)
+            record[as_] = total
+            record[reasons_field] = fired
+            append(event)
+        return out
