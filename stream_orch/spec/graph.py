@@ -1,0 +1,261 @@
+"""The data-flow graph of a topology, and its drawing as Mermaid or Graphviz DOT.
+
+Topics feed nodes; nodes route to topics, write and read tables; tables are fed by topics.
+Retry topics (``<input>.retry.<n>``) and the DLQ (``<input>.dlq`` or ``errors.dlq``) are
+implied by each node's error policy and drawn dashed red, so the picture shows every topic a
+running topology touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stream_orch.spec.models import AggregateStep, DedupeStep, EnrichStep, NodeSpec, TopologySpec
+
+__all__ = [
+    "Edge",
+    "FlowGraph",
+    "build_graph",
+    "dlq_topic",
+    "find_cycles",
+    "retry_topics",
+    "to_dot",
+    "to_mermaid",
+    "topics_of",
+]
+
+EdgeKind = Literal["input", "route", "retry", "dlq", "feed", "lookup", "write"]
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """``src`` and ``dst`` are vertex ids: ``topic:<name>``, ``node:<name>`` or ``table:<name>``."""
+
+    src: str
+    dst: str
+    kind: EdgeKind
+    label: str = ""
+
+
+@dataclass(slots=True)
+class FlowGraph:
+    name: str
+    topics: dict[str, bool] = field(default_factory=dict)  # topic -> declared (False: implied)
+    nodes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+def retry_topics(node: NodeSpec) -> list[str]:
+    """The retry tier topics of a node, ``<input>.retry.<n>`` for n = 1..tiers."""
+    if node.errors is None or node.errors.retry is None:
+        return []
+    return [f"{node.input}.retry.{n}" for n in range(1, len(node.errors.retry.delays) + 1)]
+
+
+def dlq_topic(node: NodeSpec) -> str:
+    """The dead-letter topic of a node: ``errors.dlq`` or ``<input>.dlq``."""
+    if node.errors is not None and node.errors.dlq:
+        return node.errors.dlq
+    return f"{node.input}.dlq"
+
+
+def build_graph(spec: TopologySpec) -> FlowGraph:
+    """Every topic, node and table of ``spec`` with the edges between them."""
+    graph = FlowGraph(name=spec.topology, topics=dict.fromkeys(spec.topics, True))
+    graph.tables = list(spec.tables)
+
+    def topic(name: str) -> str:
+        graph.topics.setdefault(name, False)
+        return f"topic:{name}"
+
+    for name, table in spec.tables.items():
+        if table.topic:
+            graph.edges.append(Edge(topic(table.topic), f"table:{name}", "feed"))
+    for name, node in spec.nodes.items():
+        graph.nodes.append(name)
+        vertex = f"node:{name}"
+        graph.edges.append(Edge(topic(node.input), vertex, "input"))
+        for step in node.steps:
+            if isinstance(step, EnrichStep) and step.table in spec.tables:
+                graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
+            elif isinstance(step, DedupeStep | AggregateStep) and step.table in spec.tables:
+                graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
+        for route in node.routes:
+            label = route.when or ("otherwise" if route.otherwise else "")
+            for target in route.targets():
+                graph.edges.append(Edge(vertex, topic(target.topic), "route", label))
+        if node.errors is not None and node.errors.retry is not None:
+            for n, (retry, delay) in enumerate(
+                zip(retry_topics(node), node.errors.retry.delays, strict=True), start=1
+            ):
+                graph.edges.append(Edge(vertex, topic(retry), "retry", f"retry {n}"))
+                graph.edges.append(Edge(f"topic:{retry}", vertex, "retry", f"after {_duration(delay)}"))
+        graph.edges.append(Edge(vertex, topic(dlq_topic(node)), "dlq", "dlq"))
+    return graph
+
+
+def find_cycles(spec: TopologySpec) -> list[list[str]]:
+    """Groups of nodes that feed, directly or not, their own input (retry loops excluded)."""
+    readers: dict[str, list[str]] = {}
+    for name, node in spec.nodes.items():
+        readers.setdefault(node.input, []).append(name)
+    succ = {
+        name: sorted({r for route in node.routes for t in route.targets() for r in readers.get(t.topic, [])})
+        for name, node in spec.nodes.items()
+    }
+    return [c for c in _strongly_connected(succ) if len(c) > 1 or c[0] in succ[c[0]]]
+
+
+def _strongly_connected(succ: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm; components in a stable order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in succ[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            out.append(sorted(component))
+
+    for v in succ:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+# --------------------------------------------------------------------------- Mermaid
+
+
+def _mermaid_text(text: str) -> str:
+    """Text inside a quoted Mermaid label: quotes and angle brackets as entity codes."""
+    return (
+        text.replace("&", "#amp;")
+        .replace('"', "#quot;")
+        .replace("<", "#lt;")
+        .replace(">", "#gt;")
+        .replace("\n", " ")
+    )
+
+
+def to_mermaid(graph: FlowGraph) -> str:
+    """A Mermaid ``flowchart``: topics as cylinders, nodes rounded, tables as subroutines."""
+    ids = _ids(graph)
+    lines = ["flowchart LR"]
+    for name, declared in graph.topics.items():
+        suffix = "" if declared else " (implied)"
+        lines.append(f'    {ids[f"topic:{name}"]}[("{_mermaid_text(name + suffix)}")]')
+    for name in graph.nodes:
+        lines.append(f'    {ids[f"node:{name}"]}("{_mermaid_text(name)}")')
+    for name in graph.tables:
+        lines.append(f'    {ids[f"table:{name}"]}[["table: {_mermaid_text(name)}"]]')
+    red: list[int] = []
+    for i, edge in enumerate(graph.edges):
+        arrow = "-.->" if edge.kind in ("retry", "dlq", "lookup", "feed", "write") else "-->"
+        label = f'|"{_mermaid_text(edge.label)}"|' if edge.label else ""
+        lines.append(f"    {ids[edge.src]} {arrow}{label} {ids[edge.dst]}")
+        if edge.kind in ("retry", "dlq"):
+            red.append(i)
+    lines.append("    classDef topic fill:#fff7e6,stroke:#b7791f")
+    lines.append("    classDef node fill:#e8f0fe,stroke:#1a56db")
+    lines.append("    classDef table fill:#eef7ee,stroke:#2f855a")
+    for kind in ("topic", "node", "table"):
+        members = [v for k, v in ids.items() if k.startswith(f"{kind}:")]
+        if members:
+            lines.append(f"    class {','.join(members)} {kind}")
+    if red:
+        lines.append(f"    linkStyle {','.join(map(str, red))} stroke:#dd3333,color:#dd3333")
+    return "\n".join(lines) + "\n"
+
+
+def _ids(graph: FlowGraph) -> dict[str, str]:
+    """Short identifiers (t0, n0, s0) so any topic name is safe in the drawing languages."""
+    ids: dict[str, str] = {}
+    for i, name in enumerate(graph.topics):
+        ids[f"topic:{name}"] = f"t{i}"
+    for i, name in enumerate(graph.nodes):
+        ids[f"node:{name}"] = f"n{i}"
+    for i, name in enumerate(graph.tables):
+        ids[f"table:{name}"] = f"s{i}"
+    return ids
+
+
+# --------------------------------------------------------------------------- Graphviz DOT
+
+
+def _dot_string(text: str) -> str:
+    """A DOT double-quoted string (backslashes and quotes escaped, newlines kept as \\n)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _attrs(**attrs: str) -> str:
+    return "[" + ", ".join(f"{k}={_dot_string(v)}" for k, v in attrs.items()) + "]"
+
+
+def to_dot(graph: FlowGraph) -> str:
+    """A Graphviz ``digraph`` accepted by ``dot -Tsvg``."""
+    ids = _ids(graph)
+    lines = [
+        f"digraph {_dot_string(graph.name)} {{",
+        "    rankdir=LR;",
+        '    node [fontname="Helvetica", fontsize=11];',
+        '    edge [fontname="Helvetica", fontsize=9];',
+    ]
+    for name, declared in graph.topics.items():
+        attrs = _attrs(
+            label=name,
+            shape="cylinder",
+            style="filled" if declared else "filled,dashed",
+            fillcolor="#fff7e6" if declared else "#fdecea",
+        )
+        lines.append(f"    {ids[f'topic:{name}']} {attrs};")
+    for name in graph.nodes:
+        attrs = _attrs(label=name, shape="box", style="rounded,filled", fillcolor="#e8f0fe")
+        lines.append(f"    {ids[f'node:{name}']} {attrs};")
+    for name in graph.tables:
+        attrs = _attrs(label=f"table: {name}", shape="component", style="filled", fillcolor="#eef7ee")
+        lines.append(f"    {ids[f'table:{name}']} {attrs};")
+    for edge in graph.edges:
+        attrs = {"label": edge.label} if edge.label else {}
+        if edge.kind in ("retry", "dlq"):
+            attrs |= {"style": "dashed", "color": "#dd3333", "fontcolor": "#dd3333"}
+        elif edge.kind in ("feed", "lookup", "write"):
+            attrs |= {"style": "dotted", "color": "#2f855a"}
+        suffix = f" {_attrs(**attrs)}" if attrs else ""
+        lines.append(f"    {ids[edge.src]} -> {ids[edge.dst]}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def topics_of(graph: FlowGraph, kinds: Iterable[EdgeKind]) -> set[str]:
+    """Topics at the end of edges of the given kinds (e.g. every implied DLQ)."""
+    wanted = set(kinds)
+    return {
+        e.dst.removeprefix("topic:") for e in graph.edges if e.kind in wanted and e.dst.startswith("topic:")
+    }
