@@ -1,0 +1,96 @@
+"""aggregate (rule f): velocity_60s = this account's transactions with time in (ts - 60 s, ts]."""
+
+from __future__ import annotations
+
+import orjson
+from step_harness import FakeContext, build, run_step, txn
+
+S = 1000
+T = 1_700_000_000_000
+VELOCITY = {
+    "step": "aggregate",
+    "table": "account_velocity",
+    "key": "account_id",
+    "window": "60s",
+    "function": "count",
+    "as": "velocity_60s",
+}
+
+
+async def velocities(times, ctx=None, step=None, account="A-1"):
+    out, ctx = await run_step(step or build(VELOCITY), [txn(account_id=account, ts=t) for t in times], ctx)
+    return [r["velocity_60s"] for r in out], ctx
+
+
+async def test_counts_this_one_and_those_within_the_last_60s():
+    got, _ = await velocities([T, T + 10 * S, T + 59 * S, T + 60 * S, T + 61 * S, T + 200 * S])
+    # at T+60s the event at T is out: the window is (t - 60 s, t]; at T+61s: 10, 59, 60, 61
+    assert got == [1, 2, 3, 3, 4, 1]
+
+
+async def test_same_timestamp_counts_and_keys_are_separate():
+    step, ctx = build(VELOCITY), FakeContext()
+    got, _ = await velocities([T, T, T], ctx, step)
+    assert got == [1, 2, 3]
+    got, _ = await velocities([T], ctx, step, account="A-2")
+    assert got == [1]
+
+
+async def test_state_carries_across_batches_and_is_json_serialisable():
+    step, ctx = build(VELOCITY), FakeContext()
+    await velocities([T, T + S], ctx, step)
+    got, _ = await velocities([T + 2 * S], ctx, step)
+    assert got == [3]
+    table = ctx.tables["account_velocity"]
+    restored = orjson.loads(orjson.dumps(table.get("A-1", 0)))  # as the changelog stores it
+    assert restored == [[T, None], [T + S, None], [T + 2 * S, None]]
+    table.set("A-1", restored, 0)
+    got, _ = await velocities([T + 3 * S], ctx, build(VELOCITY))  # a new worker, restored state
+    assert got == [4]
+    assert table.writes == 4  # one write per key per batch (3 batches) + the restore above
+
+
+async def test_out_of_order_events_get_the_exact_count():
+    # events at 0, 10, 70 s; then a late one at 40 s: (-20, 40] holds 0, 10 and itself
+    got, _ = await velocities([T, T + 10 * S, T + 70 * S, T + 40 * S])
+    assert got == [1, 2, 1, 3]
+    step, ctx = build(VELOCITY), FakeContext()
+    await velocities([T, T + 10 * S, T + 70 * S], ctx, step)
+    got, _ = await velocities([T + 40 * S], ctx, step)  # late, in a later batch
+    assert got == [3]
+    got, _ = await velocities([T + 75 * S], ctx, step)  # later events do not count the late one twice
+    assert got == [3]  # (15, 75]: 40, 70, 75
+
+
+async def test_state_is_pruned_relative_to_the_newest_time():
+    step, ctx = build(VELOCITY), FakeContext()
+    await velocities([T + i * S for i in range(0, 300, 10)], ctx, step)
+    pairs = ctx.tables["account_velocity"].get("A-1", 0)
+    newest = T + 290 * S
+    assert all(ts > newest - 120 * S for ts, _ in pairs)  # window + one window of grace
+    assert step.prune(ctx.tables["account_velocity"], 0, newest + 121 * S) == 1
+    assert ctx.tables["account_velocity"].get("A-1", 0) is None
+
+
+async def test_sum_min_max_avg():
+    records = [txn(amount=a, ts=T + i * S) for i, a in enumerate([10.0, 20.0, 30.0])]
+    for function, expected in [
+        ("sum", [10.0, 30.0, 60.0]),
+        ("min", [10.0, 10.0, 10.0]),
+        ("max", [10.0, 20.0, 30.0]),
+        ("avg", [10.0, 15.0, 20.0]),
+    ]:
+        spec = dict(VELOCITY, function=function, field="amount", **{"as": "agg"})
+        out, _ = await run_step(build(spec), records)
+        assert [r["agg"] for r in out] == expected, function
+
+
+async def test_bad_records_are_rejected():
+    spec = dict(VELOCITY, function="sum", field="amount")
+    out, ctx = await run_step(build(spec), [txn(account_id=...), txn(ts="x"), txn(amount="12")])
+    assert out == []
+    assert ctx.reject_reasons == [
+        "missing_field: account_id is required to aggregate",
+        "invalid_field: ts must be epoch ms (got 'x')",
+        "invalid_field: amount must be a number (got '12')",
+    ]

@@ -1,0 +1,65 @@
+"""dedupe (rule c): a txn_id seen within the last 24 h of event time is dropped."""
+
+from __future__ import annotations
+
+from step_harness import FakeContext, MemoryTable, build, run_step, txn
+
+H = 3_600_000
+T = 1_700_000_000_000
+DEDUPE = {"step": "dedupe", "field": "txn_id", "table": "seen_txns", "horizon": "24h"}
+
+
+async def test_duplicate_within_the_same_batch_is_dropped():
+    out, ctx = await run_step(build(DEDUPE), [txn(txn_id="a"), txn(txn_id="b"), txn(txn_id="a", ts=T + H)])
+    assert [r["txn_id"] for r in out] == ["a", "b"]
+    assert ctx.drop_reasons == ["duplicate"]
+
+
+async def test_duplicate_across_batches_within_24h_of_event_time():
+    step, ctx = build(DEDUPE), FakeContext()
+    await run_step(step, [txn(txn_id="a")], ctx)
+    out, _ = await run_step(step, [txn(txn_id="a", ts=T + 24 * H - 1)], ctx)
+    assert out == [] and ctx.drop_reasons == ["duplicate"]
+    # an earlier event time (out of order) within the horizon is a duplicate too
+    out, _ = await run_step(step, [txn(txn_id="a", ts=T - 23 * H)], ctx)
+    assert out == []
+
+
+async def test_same_id_after_24h_is_not_a_duplicate():
+    step, ctx = build(DEDUPE), FakeContext()
+    await run_step(step, [txn(txn_id="a")], ctx)
+    out, _ = await run_step(step, [txn(txn_id="a", ts=T + 24 * H)], ctx)
+    assert len(out) == 1
+    assert ctx.tables["seen_txns"].get("a", 0) == T + 24 * H
+    # and it is now remembered from its new time
+    out, _ = await run_step(step, [txn(txn_id="a", ts=T + 30 * H)], ctx)
+    assert out == []
+
+
+async def test_state_is_per_partition_and_survives_a_new_step_object():
+    table = MemoryTable("seen_txns")
+    ctx = FakeContext({"seen_txns": table})
+    await run_step(build(DEDUPE), [txn(txn_id="a")], ctx, partition=1)
+    out, _ = await run_step(build(DEDUPE), [txn(txn_id="a")], ctx, partition=1)  # e.g. after a restart
+    assert out == []
+    out, _ = await run_step(build(DEDUPE), [txn(txn_id="a")], ctx, partition=2)
+    assert len(out) == 1
+
+
+async def test_missing_id_or_bad_time_is_rejected():
+    out, ctx = await run_step(build(DEDUPE), [txn(txn_id=...), txn(ts="soon")])
+    assert out == []
+    assert ctx.reject_reasons == [
+        "missing_field: txn_id is required to dedupe",
+        "invalid_field: ts must be epoch ms (got 'soon')",
+    ]
+
+
+async def test_prune_deletes_ids_older_than_the_horizon():
+    step, ctx = build(DEDUPE), FakeContext()
+    await run_step(step, [txn(txn_id="old", ts=T), txn(txn_id="new", ts=T + 25 * H)], ctx)
+    table = ctx.tables["seen_txns"]
+    assert step.watermarks == {0: T + 25 * H}
+    assert step.prune(table, 0) == 1
+    assert dict(table.items(0)) == {"new": T + 25 * H}
+    assert step.prune(table, 5) == 0

@@ -1,0 +1,114 @@
+"""score (rule g): weighted rules, capped at 1, rounded to 2 decimals, reasons in rule order."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from step_harness import build, run_step, txn
+
+FRAUD_SCORE = {
+    "step": "score",
+    "as": "score",
+    "reasons": "reasons",
+    "cap": 1.0,
+    "round": 2,
+    "rules": [
+        {"name": "amount_over_5x_average", "when": "amount_eur > 5 * avg_amount", "weight": 0.4},
+        {"name": "velocity_over_5_per_minute", "when": "velocity_60s > 5", "weight": 0.3},
+        {"name": "foreign_country", "when": "country != home_country", "weight": 0.2},
+        {"name": "high_risk_customer", "when": "risk_tier == 'high'", "weight": 0.2},
+        {"name": "medium_risk_customer", "when": "risk_tier == 'medium'", "weight": 0.1},
+        {"name": "large_online_amount", "when": "channel == 'online' and amount_eur > 1000", "weight": 0.1},
+    ],
+}
+
+
+def scored(**fields):
+    record = txn(
+        amount_eur=100.0,
+        avg_amount=100.0,
+        velocity_60s=1,
+        country="DE",
+        home_country="DE",
+        risk_tier="low",
+        channel="card_present",
+    )
+    record.update(fields)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("fields", "score", "reasons"),
+    [
+        ({}, 0.0, []),
+        ({"amount_eur": 501.0}, 0.4, ["amount_over_5x_average"]),
+        ({"amount_eur": 500.0}, 0.0, []),  # not strictly more than 5x
+        ({"velocity_60s": 6}, 0.3, ["velocity_over_5_per_minute"]),
+        ({"velocity_60s": 5}, 0.0, []),
+        ({"country": "FR"}, 0.2, ["foreign_country"]),
+        ({"risk_tier": "high"}, 0.2, ["high_risk_customer"]),
+        ({"risk_tier": "medium"}, 0.1, ["medium_risk_customer"]),
+        ({"channel": "online", "amount_eur": 1000.01, "avg_amount": 1000.0}, 0.1, ["large_online_amount"]),
+        ({"channel": "online", "amount_eur": 1000.0, "avg_amount": 1000.0}, 0.0, []),
+        ({"channel": "atm", "amount_eur": 5000.0, "avg_amount": 1000.0}, 0.0, []),
+        # sums are rounded: 0.4 + 0.3 + 0.2 is 0.9000000000000001 in floats
+        (
+            {"amount_eur": 600.0, "velocity_60s": 9, "country": "FR"},
+            0.9,
+            ["amount_over_5x_average", "velocity_over_5_per_minute", "foreign_country"],
+        ),
+        (
+            {"velocity_60s": 9, "country": "FR", "risk_tier": "medium"},
+            0.6,
+            ["velocity_over_5_per_minute", "foreign_country", "medium_risk_customer"],
+        ),
+        # capped at 1: 0.4 + 0.3 + 0.2 + 0.2 + 0.1 = 1.2
+        (
+            {
+                "amount_eur": 6000.0,
+                "velocity_60s": 9,
+                "country": "FR",
+                "risk_tier": "high",
+                "channel": "online",
+            },
+            1.0,
+            [
+                "amount_over_5x_average",
+                "velocity_over_5_per_minute",
+                "foreign_country",
+                "high_risk_customer",
+                "large_online_amount",
+            ],
+        ),
+    ],
+)
+async def test_each_rule_cap_rounding_and_reasons(fields, score, reasons):
+    out, ctx = await run_step(build(FRAUD_SCORE), [scored(**fields)])
+    assert ctx.rejected == []
+    assert out[0]["score"] == score
+    assert out[0]["reasons"] == reasons
+
+
+async def test_rule_that_cannot_be_evaluated_rejects_the_record():
+    out, ctx = await run_step(build(FRAUD_SCORE), [scored(avg_amount=None), scored()])
+    assert len(out) == 1
+    assert ctx.reject_reasons[0].startswith("expression_error: rule amount_over_5x_average: ")
+
+
+async def test_logistic_term_no_cap_and_custom_fields():
+    spec = {
+        "step": "score",
+        "as": "p",
+        "reasons": "why",
+        "cap": None,
+        "round": 3,
+        "rules": [{"name": "big", "when": "amount > 100", "weight": 1.0}],
+        "logistic": {"intercept": -1.0, "coefficients": {"amount": 0.01}},
+    }
+    out, ctx = await run_step(build(spec), [txn(amount=200.0), txn(amount="x")])
+    assert out[0]["p"] == round(1.0 + 1 / (1 + math.exp(-(-1.0 + 2.0))), 3)
+    assert out[0]["why"] == ["big"]
+    assert ctx.reject_reasons[0].startswith("expression_error: rule big") or ctx.reject_reasons[0].startswith(
+        "invalid_field: amount must be a number for the logistic term"
+    )
