@@ -1,0 +1,89 @@
+"""The contenders: what runs, as what command, and whether it can run on this checkout.
+
+Every contender is a separate process that reads its topics and group from the variables in
+:mod:`benchmarks.env`. Adding one is one ``Contender(...)`` entry in ``CONTENDERS``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from benchmarks.contenders import engine
+
+Kind = Literal["forward", "fraud"]
+
+
+def _module(name: str) -> Callable[[], list[str]]:
+    return lambda: [sys.executable, "-m", f"benchmarks.contenders.{name}"]
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    kind: Kind  # forward: one output per input on BENCH_OUTPUT_TOPIC; fraud: the fraud topics
+    argv: Callable[[], list[str]]
+    description: str
+    unavailable: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
+    scaling: bool = False  # part of the 1/2/4-worker scaling run
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ours: bool = False
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender(
+        "aiokafka_batch",
+        "forward",
+        _module("aiokafka_batch"),
+        "aiokafka getmany → orjson → send_batch per partition → commit",
+        scaling=True,
+    ),
+    Contender(
+        "aiokafka_send",
+        "forward",
+        _module("aiokafka_send"),
+        "aiokafka getmany → orjson → send per record → commit",
+    ),
+    Contender(
+        "faust_agent",
+        "forward",
+        lambda: [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            "benchmarks.contenders.faust_agent",
+            "worker",
+            "-l",
+            "warn",
+            "--without-web",
+        ],
+        "bare per-event Faust agent (memory store, no web)",
+    ),
+    Contender("quix_forward", "forward", _module("quix_forward"), "Quix Streams forwarding"),
+    Contender("quix_fraud", "fraud", _module("quix_fraud"), "Quix Streams running the fraud rules"),
+    Contender(
+        "engine_fraud",
+        "fraud",
+        engine.argv(engine.FRAUD_TOPOLOGY),
+        "stream-orch run topologies/fraud_detection.yaml (all steps)",
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, "fraud"),
+        scaling=True,
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
+        "engine_forward",
+        "forward",
+        engine.argv(engine.FORWARD_TOPOLOGY),
+        "stream-orch run benchmarks/topologies/forward.yaml",
+        unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, "forward"),
+        scaling=True,
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+)
+
+BY_NAME = {c.name: c for c in CONTENDERS}

@@ -1,0 +1,88 @@
+"""Small aiokafka helpers the harness needs: topics in and out, and end offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+PARTITIONS = 6
+
+
+async def create_topics(
+    bootstrap: str, names: Iterable[str], *, partitions: int = PARTITIONS, compact: Iterable[str] = ()
+) -> None:
+    """Create fresh topics and wait until their metadata is visible (a benchmark must not race them)."""
+    names = list(dict.fromkeys(names))
+    compacted = set(compact)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        new = [
+            NewTopic(n, partitions, 1, topic_configs={"cleanup.policy": "compact"} if n in compacted else {})
+            for n in names
+        ]
+        await admin.create_topics(new, timeout_ms=15000)
+        for _ in range(100):
+            listed = set(await admin.list_topics())
+            if all(n in listed for n in names):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"topics did not appear: {names}")
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Best effort: the broker is shared, so we delete only the topics this run created."""
+    names = [n for n in dict.fromkeys(names) if n]
+    if not names:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        todo = [n for n in names if n in existing]
+        if todo:
+            with contextlib.suppress(Exception):
+                await admin.delete_topics(todo, timeout_ms=15000)
+    finally:
+        await admin.close()
+
+
+async def list_topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+class OffsetWatcher:
+    """Sums the end offsets of some topics: how many records have been written to them so far.
+
+    A ListOffsets request costs the broker little and does not read the records, so polling it
+    every few tens of milliseconds measures a contender's output without competing for its CPU.
+    """
+
+    def __init__(self, bootstrap: str, topics: Iterable[str], partitions: int = PARTITIONS) -> None:
+        self._tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000
+        )
+
+    async def __aenter__(self) -> OffsetWatcher:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def count(self) -> int:
+        offsets = await self._consumer.end_offsets(self._tps)
+        return sum(offsets.values())

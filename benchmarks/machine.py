@@ -1,0 +1,77 @@
+"""What the numbers were measured on: every result carries it, since they mean little without."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+LIBS = ("aiokafka", "faust-streaming", "quixstreams", "confluent-kafka", "orjson", "stream-orch")
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def kafka_version(bootstrap: str) -> str:
+    """The broker's version, from the jars on the classpath of the process listening on its port."""
+    if os.environ.get("BENCH_KAFKA_VERSION"):
+        return os.environ["BENCH_KAFKA_VERSION"]
+    port = int(bootstrap.rsplit(":", 1)[1])
+    with contextlib.suppress(psutil.Error, OSError, ValueError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                cmd = psutil.Process(conn.pid).cmdline()
+                for part in cmd:
+                    for entry in part.split(":"):
+                        for jar in glob.glob(entry) if "*" in entry else [entry]:
+                            m = re.search(
+                                r"kafka-server-([\w.\-]+?)\.jar$|kafka_[\d.]+-([\w.\-]+?)\.jar$", jar
+                            )
+                            if m:
+                                return m.group(1) or m.group(2)
+    return "unknown"
+
+
+def _git_commit() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip()
+    return "unknown"
+
+
+def info(bootstrap: str) -> dict[str, Any]:
+    versions = {}
+    for lib in LIBS:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": kafka_version(bootstrap),
+        "bootstrap": bootstrap,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": _git_commit(),
+        "libraries": versions,
+    }

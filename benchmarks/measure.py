@@ -1,0 +1,389 @@
+"""The measurements: sustained throughput, CPU per 1,000 events, peak RSS and end-to-end latency.
+
+Throughput is read off the output topics, never from the contender: the harness polls the sum
+of the end offsets of the counted topics every ``POLL_S`` and samples the contender's process
+tree at the same instant. With j the first poll that sees any output and k the last poll
+before the output is complete,
+
+    throughput = (count_k - count_j) / (t_k - t_j)
+    cpu per 1k = (cpu_k - cpu_j) / (count_k - count_j) * 1000
+
+so start-up (imports, group join, profile loading) and the ragged end are left out, and both
+ends of the interval are real samples (no poll-interval rounding). Forwarding contenders are
+counted on their output topic (one record per input); fraud contenders on enriched + DLQ (one
+of the two per input that is not a duplicate), so every figure is input events per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from benchmarks import env
+from benchmarks.contenders import Contender
+from benchmarks.data import make_transaction
+from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics
+from benchmarks.procs import TreeSampler, Worker
+
+POLL_S = 0.05
+STARTUP_TIMEOUT_S = 90.0  # first output must appear within this (Faust and Quix start slowly)
+STALL_TIMEOUT_S = 30.0  # no progress for this long after the first output: the run failed
+
+
+class RunFailed(RuntimeError):
+    """A contender crashed, stalled or timed out; the run is reported as failed, not hung."""
+
+
+@dataclass
+class RunTopics:
+    """The topics one contender process set reads and writes, fresh per run."""
+
+    prefix: str
+    input: str
+    customers: str
+
+    @property
+    def out(self) -> dict[str, str]:
+        return {
+            env.OUTPUT: f"{self.prefix}.out",
+            env.ENRICHED: f"{self.prefix}.enriched",
+            env.ALERTS: f"{self.prefix}.alerts",
+            env.ACTIONS: f"{self.prefix}.actions",
+            env.REVIEW: f"{self.prefix}.review",
+            env.APPROVED: f"{self.prefix}.approved",
+            env.DLQ: f"{self.prefix}.dlq",
+        }
+
+    def outputs(self, kind: str) -> list[str]:
+        o = self.out
+        if kind == "forward":
+            return [o[env.OUTPUT], o[env.DLQ]]
+        return [o[v] for v in (env.ENRICHED, env.ALERTS, env.ACTIONS, env.REVIEW, env.APPROVED, env.DLQ)]
+
+    def counted(self, kind: str) -> list[str]:
+        o = self.out
+        return [o[env.OUTPUT]] if kind == "forward" else [o[env.ENRICHED], o[env.DLQ]]
+
+    def latency_topic(self, kind: str) -> str:
+        return self.out[env.OUTPUT] if kind == "forward" else self.out[env.ENRICHED]
+
+    def env(self, bootstrap: str, group: str) -> dict[str, str]:
+        return {
+            env.BOOTSTRAP: bootstrap,
+            env.GROUP: group,
+            env.TOPOLOGY: group,
+            env.INPUT: self.input,
+            env.CUSTOMERS: self.customers,
+            **self.out,
+        }
+
+
+@dataclass
+class Context:
+    bootstrap: str
+    run_id: str
+    work_dir: Path  # logs and local state of the contender processes
+    keep_topics: bool = False
+    created: list[str] = field(default_factory=list)
+
+
+def _worker_env(ctx: Context, c: Contender, topics: RunTopics, group: str, i: int) -> dict[str, str]:
+    state = ctx.work_dir / "state" / f"{group}.{i}"
+    state.mkdir(parents=True, exist_ok=True)
+    return {
+        **topics.env(ctx.bootstrap, group),
+        env.STATE_DIR: str(state),
+        **c.extra_env,
+        "STREAM_ORCH_BOOTSTRAP_SERVERS": ctx.bootstrap,
+        "STREAM_ORCH_STATE_DIR": str(state),
+    }
+
+
+def _start(ctx: Context, c: Contender, topics: RunTopics, group: str, workers: int) -> list[Worker]:
+    procs: list[Worker] = []
+    try:
+        for i in range(workers):
+            log = ctx.work_dir / "logs" / f"{group}.{i}.log"
+            procs.append(Worker(c.argv(), _worker_env(ctx, c, topics, group, i), log))
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    return procs
+
+
+def _check_alive(procs: list[Worker]) -> None:
+    for p in procs:
+        if not p.alive():
+            raise RunFailed(f"worker exited with code {p.proc.returncode}; log {p.log}:\n{p.log_tail()}")
+
+
+def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[str, Any]:
+    """Throughput and CPU per 1k events from (time, output count, cpu seconds) samples."""
+    j = next(i for i, s in enumerate(samples) if s[1] > 0)
+    k = max(i for i, s in enumerate(samples) if s[1] < expected) if samples[j][1] < expected else j
+    coarse = k - j < 2
+    if coarse:  # output completed within a couple of polls: use the whole span, a lower bound
+        j0 = max(0, j - 1)
+        done = next(i for i, s in enumerate(samples) if s[1] >= expected)
+        (t0, c0, u0), (t1, c1, u1) = samples[j0], samples[done]
+    else:
+        (t0, c0, u0), (t1, c1, u1) = samples[j], samples[k]
+    events = max(1, c1 - c0)
+    return {
+        "throughput_eps": events / max(t1 - t0, 1e-9),
+        "cpu_s_per_1k": (u1 - u0) / events * 1000,
+        "window_events": events,
+        "window_s": t1 - t0,
+        "coarse": coarse,
+    }
+
+
+async def throughput_run(
+    ctx: Context,
+    c: Contender,
+    input_topic: str,
+    customers_topic: str,
+    expected: int,
+    label: str,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """One contender (``workers`` processes, one group) consumes the whole input once."""
+    prefix = f"bench.{ctx.run_id}.{c.name}.{label}"
+    topics = RunTopics(prefix, input_topic, customers_topic)
+    await create_topics(ctx.bootstrap, topics.outputs(c.kind))
+    ctx.created += topics.outputs(c.kind)
+    group = f"bench.{ctx.run_id}.{c.name}.{label}"
+    total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
+    samples: list[tuple[float, int, float]] = []
+    procs = _start(ctx, c, topics, group, workers)
+    started = time.perf_counter()
+    try:
+        sampler = TreeSampler([p.pid for p in procs])
+        async with OffsetWatcher(ctx.bootstrap, topics.counted(c.kind)) as watcher:
+            last_count, last_progress = 0, started
+            while True:
+                count = await watcher.count()
+                now = time.perf_counter()
+                samples.append((now, count, sampler.sample()))
+                if count >= expected:
+                    break
+                if count > last_count:
+                    last_count, last_progress = count, now
+                _check_alive(procs)
+                if last_count == 0 and now - started > STARTUP_TIMEOUT_S:
+                    raise RunFailed(
+                        f"no output after {STARTUP_TIMEOUT_S:.0f} s; log {procs[0].log}:\n"
+                        f"{procs[0].log_tail()}"
+                    )
+                if last_count and now - last_progress > STALL_TIMEOUT_S:
+                    raise RunFailed(f"stalled at {last_count}/{expected} outputs for {STALL_TIMEOUT_S:.0f} s")
+                if now - started > total_timeout:
+                    raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
+                await asyncio.sleep(POLL_S)
+        result = sustained(samples, expected)
+        first = next(s for s in samples if s[1] > 0)
+        result.update(
+            workers=workers,
+            peak_rss_mb=sampler.peak_rss / 2**20,
+            startup_s=first[0] - started,
+            total_s=samples[-1][0] - started,
+            cpu_total_s=samples[-1][2],
+            outputs=samples[-1][1],
+        )
+        return result
+    finally:
+        for p in procs:
+            p.stop()
+        if not ctx.keep_topics:
+            await delete_topics(ctx.bootstrap, topics.outputs(c.kind))
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of an ascending list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+class LatencyProbe:
+    """Reads the measured output topic from the start and records now - send time per record.
+
+    Forwarding keeps the payload field ``bench_sent_ns`` (time.time_ns() just before the
+    producer's send, i.e. the record's CreateTime to within microseconds); an output that is
+    projected onto a schema keeps at least ``ts``, which the paced producer sets to the same
+    instant in epoch ms.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+            auto_offset_reset="earliest",
+        )
+        self.topic = topic
+        self.latencies_ms: list[float] = []
+        self.warmup_seen = 0
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+            now_ns = time.time_ns()
+            for records in batches.values():
+                for rec in records:
+                    value = orjson.loads(rec.value)
+                    txn_id = str(value.get("txn_id", ""))
+                    if txn_id.startswith("W-"):
+                        self.warmup_seen += 1
+                    elif txn_id.startswith("L-"):
+                        sent = value.get("bench_sent_ns")
+                        sent_ns = int(sent) if sent is not None else int(value["ts"]) * 1_000_000
+                        self.latencies_ms.append((now_ns - sent_ns) / 1e6)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.wait_for(self.consumer.stop(), 10)
+
+
+class PacedProducer:
+    """Offers transactions at a fixed rate; each carries its send instant in the payload."""
+
+    def __init__(self, bootstrap: str, topic: str, profiles: list[dict[str, Any]], seed: int = 1) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
+        self.topic = topic
+        self.profiles = profiles
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.tag = uuid.uuid4().hex[:8]
+        self.pending: list[asyncio.Future] = []
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await asyncio.wait_for(self.producer.stop(), 15)
+
+    async def send(self, prefix: str) -> None:
+        sent_ns = time.time_ns()
+        txn = make_transaction(self.rng, self.seq, self.profiles, sent_ns // 1_000_000, variants=False)
+        txn["txn_id"] = f"{prefix}-{self.tag}-{self.seq:010d}"
+        txn["bench_sent_ns"] = sent_ns
+        self.seq += 1
+        fut = await self.producer.send(self.topic, orjson.dumps(txn), key=txn["account_id"].encode())
+        self.pending.append(fut)
+        if len(self.pending) >= 5000:
+            await self.flush()
+
+    async def flush(self) -> None:
+        await asyncio.wait_for(asyncio.gather(*self.pending), 30)
+        self.pending.clear()
+
+    async def run(self, rate: float, seconds: float, prefix: str = "L") -> tuple[int, float]:
+        """Send ``rate`` records per second for ``seconds``; returns (sent, achieved rate)."""
+        start = time.perf_counter()
+        sent = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * rate) - sent
+            for _ in range(due):
+                await self.send(prefix)
+            sent += max(0, due)
+            await asyncio.sleep(0.001)
+        await self.flush()
+        return sent, sent / (time.perf_counter() - start)
+
+
+async def latency_run(
+    ctx: Context,
+    c: Contender,
+    customers_topic: str,
+    profiles: list[dict[str, Any]],
+    rate: int,
+    seconds: float,
+    drain_s: float = 10.0,
+) -> dict[str, Any]:
+    """Start the contender on an empty topic, warm it up, then offer ``rate`` events/s."""
+    prefix = f"bench.{ctx.run_id}.{c.name}.lat{rate}"
+    topics = RunTopics(prefix, f"{prefix}.in", customers_topic)
+    all_topics = [topics.input, *topics.outputs(c.kind)]
+    await create_topics(ctx.bootstrap, all_topics)
+    ctx.created += all_topics
+    procs = _start(ctx, c, topics, prefix, 1)
+    producer = PacedProducer(ctx.bootstrap, topics.input, profiles, seed=rate)
+    probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(c.kind))
+    try:
+        await producer.start()
+        await probe.start()
+        sampler = TreeSampler([procs[0].pid])
+        warmup = 50
+        for _ in range(warmup):
+            await producer.send("W")
+        await producer.flush()
+        deadline = time.perf_counter() + STARTUP_TIMEOUT_S
+        while probe.warmup_seen < warmup:
+            _check_alive(procs)
+            if time.perf_counter() > deadline:
+                raise RunFailed(
+                    f"warm-up records not through after {STARTUP_TIMEOUT_S:.0f} s; log "
+                    f"{procs[0].log}:\n{procs[0].log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+        cpu0, t0 = sampler.sample(), time.perf_counter()
+        sent, achieved = await producer.run(rate, seconds)
+        deadline = time.perf_counter() + drain_s
+        while len(probe.latencies_ms) < sent and time.perf_counter() < deadline:
+            _check_alive(procs)
+            sampler.sample()
+            await asyncio.sleep(0.05)
+        cpu1, t1 = sampler.sample(), time.perf_counter()
+        lat = sorted(probe.latencies_ms)
+        received = len(lat)
+        return {
+            "rate": rate,
+            "offered_eps": achieved,
+            "sent": sent,
+            "received": received,
+            "saturated": received < sent * 0.99 or achieved < rate * 0.95,
+            "p50_ms": percentile(lat, 50),
+            "p99_ms": percentile(lat, 99),
+            "p999_ms": percentile(lat, 99.9),
+            "max_ms": lat[-1] if lat else math.nan,
+            "cpu_util": (cpu1 - cpu0) / max(1e-9, t1 - t0),  # cores busy, 1.0 = one core
+            "peak_rss_mb": sampler.peak_rss / 2**20,
+        }
+    finally:
+        with contextlib.suppress(Exception):
+            await probe.stop()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        for p in procs:
+            p.stop()
+        if not ctx.keep_topics:
+            await delete_topics(ctx.bootstrap, all_topics)

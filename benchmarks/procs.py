@@ -1,0 +1,124 @@
+"""Starting, watching and always stopping contender processes.
+
+Each contender runs in its own session (process group), so stopping it stops whatever it
+spawned. Every process started here is tracked and stopped on exit, on SIGTERM/SIGINT and on
+any error: a benchmark must never leave workers behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+_live: dict[int, subprocess.Popen] = {}
+
+
+class Worker:
+    """One contender process with its log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        full_env = {**os.environ, **env}
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv,
+            env=full_env,
+            cwd=REPO,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _live[self.proc.pid] = self.proc
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        _stop(self.proc, grace_s)
+        self._log_file.close()
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the group, then SIGKILL after the grace period; waits for the process."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace_s)
+    # the group may hold children even after the leader exited
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    _live.pop(proc.pid, None)
+
+
+def stop_all() -> None:
+    for proc in list(_live.values()):
+        _stop(proc, 3.0)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    stop_all()
+    raise SystemExit(128 + signum)
+
+
+def install_cleanup() -> None:
+    """Stop every tracked process at exit and on SIGTERM/SIGINT (call once, from the CLI)."""
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+class TreeSampler:
+    """CPU seconds and RSS of some processes and all their descendants.
+
+    CPU time is remembered per pid, so a child that has exited still counts with its last
+    reading. RSS is the sum over the live tree at each sample; ``peak_rss`` is the largest sum.
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self._roots = [psutil.Process(p) for p in pids]
+        self._cpu: dict[int, float] = {}
+        self.rss = 0
+        self.peak_rss = 0
+
+    def sample(self) -> float:
+        rss = 0
+        for root in self._roots:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in procs:
+                try:
+                    with proc.oneshot():
+                        t = proc.cpu_times()
+                        mem = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self._cpu[proc.pid] = t.user + t.system
+                rss += mem
+        self.rss = rss
+        self.peak_rss = max(self.peak_rss, rss)
+        return self.cpu()
+
+    def cpu(self) -> float:
+        return sum(self._cpu.values())

@@ -1,0 +1,120 @@
+"""``python -m benchmarks profile CONTENDER``: one throughput run under py-spy.
+
+py-spy attaches to the running contender (``--pid``, with ``--subprocesses`` for workers that
+fork) and samples it while it works through the data; on SIGINT it writes the profile. It
+needs ptrace rights (root, or CAP_SYS_PTRACE); ``--nonblocking`` keeps it from pausing the
+process it samples, so the profile does not slow the run it describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.contenders import BY_NAME
+from benchmarks.data import make_dataset, produce_records
+from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics
+from benchmarks.measure import STARTUP_TIMEOUT_S, Context, RunFailed, RunTopics, _check_alive, _start
+from benchmarks.runner import check_local, log
+
+
+def _py_spy() -> str:
+    exe = Path(sys.executable).with_name("py-spy")
+    found = str(exe) if exe.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("benchmarks: py-spy not found; pip install -e '.[bench]'")
+    return found
+
+
+async def profile(
+    name: str, records: int, fmt: str, out: Path, bootstrap: str, rate: int = 100
+) -> Path | None:
+    check_local(bootstrap)
+    c = BY_NAME.get(name)
+    if c is None:
+        raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
+    reason = c.unavailable()
+    if reason:
+        log(f"{name}: skipped — {reason}")
+        return None
+    run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
+    ctx = Context(bootstrap, run_id, Path(tempfile.mkdtemp(prefix=f"bench-prof-{run_id}-")))
+    prefix = f"bench.{run_id}.prof.{name}"
+    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers")
+    all_topics = [topics.input, topics.customers, *topics.outputs(c.kind)]
+    data = make_dataset(records)
+    expected = records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
+    suffix = {"speedscope": "speedscope.json", "flamegraph": "svg", "raw": "txt"}[fmt]
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"profile-{name}.{suffix}"
+    await create_topics(bootstrap, all_topics, compact=[topics.customers])
+    procs, spy = [], None
+    try:
+        await produce_records(bootstrap, topics.customers, data.customers, "customer_id")
+        await produce_records(bootstrap, topics.input, data.transactions, "account_id")
+        procs = _start(ctx, c, topics, prefix, 1)
+        spy = subprocess.Popen(
+            [
+                _py_spy(),
+                "record",
+                "--pid",
+                str(procs[0].pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                str(rate),
+                "--format",
+                fmt,
+                "--output",
+                str(target),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log(f"profiling {name} (pid {procs[0].pid}) over {records:,} records with py-spy")
+        started = time.perf_counter()
+        async with OffsetWatcher(bootstrap, topics.counted(c.kind)) as watcher:
+            while (count := await watcher.count()) < expected:
+                _check_alive(procs)
+                if spy.poll() is not None:
+                    raise RunFailed(
+                        f"py-spy exited early: {spy.stdout.read().decode(errors='replace')[-800:]}"
+                    )
+                if time.perf_counter() - started > STARTUP_TIMEOUT_S + records / 500:
+                    raise RunFailed(f"timed out at {count}/{expected} outputs")
+                await asyncio.sleep(0.1)
+        log(f"{name}: {expected:,} outputs in {time.perf_counter() - started:.1f} s (incl. start-up)")
+    except RunFailed as exc:
+        log(f"profile: FAILED — {exc}")
+        raise SystemExit(1) from None
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the profile on SIGINT
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(5)
+        if spy is not None and spy.stdout:
+            with contextlib.suppress(Exception):
+                spy.stdout.close()
+        for p in procs:
+            p.stop()
+        await delete_topics(bootstrap, all_topics)
+        shutil.rmtree(ctx.work_dir / "state", ignore_errors=True)
+    if not target.exists():
+        log(f"profile: py-spy wrote no {target}")
+        raise SystemExit(1)
+    log(f"wrote {target}")
+    return target

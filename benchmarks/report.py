@@ -1,0 +1,229 @@
+"""Results out: the JSON file, the Markdown table with the issue's target ratios, PNG charts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# (label, numerator, denominator, minimum ratio) — the targets of issue 6, from the same run
+RATIO_TARGETS = (
+    ("engine forward ≥ 0.8 x batched aiokafka", "engine_forward", "aiokafka_batch", 0.8),
+    ("engine fraud ≥ 0.4 x batched aiokafka", "engine_fraud", "aiokafka_batch", 0.4),
+    ("engine fraud ≥ 2 x Quix fraud", "engine_fraud", "quix_fraud", 2.0),
+    ("engine forward ≥ 2 x Quix forward", "engine_forward", "quix_forward", 2.0),
+    ("engine fraud ≥ 10 x bare Faust agent", "engine_fraud", "faust_agent", 10.0),
+)
+# reference ratios between the baselines (no target; for reading the table)
+INFO_RATIOS = (
+    ("send per record / batched aiokafka", "aiokafka_send", "aiokafka_batch"),
+    ("Quix forward / batched aiokafka", "quix_forward", "aiokafka_batch"),
+    ("bare Faust agent / batched aiokafka", "faust_agent", "aiokafka_batch"),
+    ("Quix fraud / Quix forward", "quix_fraud", "quix_forward"),
+)
+P99_TARGET_MS = 50.0
+P99_TARGET_RATE = 5000
+SOAK_GROWTH_TARGET = 10.0
+
+
+def _num(value: Any, fmt: str = "{:,.0f}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _tput(results: dict[str, Any], name: str) -> float | None:
+    c = results["contenders"].get(name)
+    return c.get("throughput_eps") if c and c.get("status") == "ok" else None
+
+
+def targets(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rows = []
+    for label, num, den, minimum in RATIO_TARGETS:
+        a, b = _tput(results, num), _tput(results, den)
+        ratio = a / b if a and b else None
+        rows.append(
+            {
+                "target": label,
+                "value": ratio,
+                "met": None if ratio is None else ratio >= minimum,
+                "note": "" if ratio is not None else f"needs {num} and {den}",
+            }
+        )
+    for name in ("engine_forward", "engine_fraud"):
+        lat = results["contenders"].get(name, {}).get("latency", {}).get(str(P99_TARGET_RATE))
+        p99 = lat.get("p99_ms") if lat else None
+        rows.append(
+            {
+                "target": f"{name} p99 ≤ {P99_TARGET_MS:.0f} ms at {P99_TARGET_RATE // 1000}k ev/s",
+                "value": p99,
+                "unit": "ms",
+                "met": None if p99 is None else p99 <= P99_TARGET_MS,
+                "note": "" if p99 is not None else f"needs {name} latency at {P99_TARGET_RATE}/s",
+            }
+        )
+    growth = soak.get("rss_growth_pct") if soak else None
+    rows.append(
+        {
+            "target": f"soak RSS growth < {SOAK_GROWTH_TARGET:.0f} %",
+            "value": growth,
+            "unit": "%",
+            "met": None if growth is None else growth < SOAK_GROWTH_TARGET,
+            "note": f"{soak['contender']}, {soak['minutes']} min at {soak['rate']}/s"
+            if soak
+            else "run `python -m benchmarks soak`",
+        }
+    )
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    d = results["data"]
+    cfg = results["config"]
+    rates = cfg["rates"]
+    lines = [
+        f"### Benchmark results ({'quick' if cfg['quick'] else 'full'} run, {results['started_at']})",
+        "",
+        f"Machine: {m['cpu_model']}, {m['logical_cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; "
+        f"Python {m['python']}; Apache Kafka {m['kafka']} at {m['bootstrap']} on the same machine. "
+        f"Load average at start {m['load_avg_start']}, at end {m.get('load_avg_end')}.",
+        f"Data: {d['records']:,} JSON transactions (~{d['avg_bytes']:.0f} B) "
+        f"over {d['partitions']} partitions, "
+        f"{d['customers']:,} customer profiles; throughput is the median of {cfg['runs']} run(s); latency "
+        f"offered for {cfg['latency_seconds']:g} s per rate.",
+        "",
+    ]
+    head = ["contender", "events/s", "CPU s / 1k ev", "peak RSS MB"]
+    head += [f"p50 / p99 / p99.9 ms @ {r // 1000}k/s" for r in rates]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, c in results["contenders"].items():
+        if c["status"] != "ok":
+            lines.append(
+                f"| {name} | {c['status']}: {c.get('reason', '').splitlines()[0][:90]} |"
+                + " |" * (len(head) - 2)
+            )
+            continue
+        row = [
+            f"{name}{' (ours)' if c.get('ours') else ''}",
+            _num(c.get("throughput_eps")),
+            _num(c.get("cpu_s_per_1k"), "{:.3f}"),
+            _num(c.get("peak_rss_mb")),
+        ]
+        for r in rates:
+            lat = c.get("latency", {}).get(str(r))
+            if not lat or lat.get("error"):
+                row.append("-" if not lat else "failed")
+                continue
+            cell = " / ".join(_num(lat.get(k), "{:.1f}") for k in ("p50_ms", "p99_ms", "p999_ms"))
+            row.append(cell + (" (saturated)" if lat.get("saturated") else ""))
+        lines.append("| " + " | ".join(row) + " |")
+    scaling = {n: c["scaling"] for n, c in results["contenders"].items() if c.get("scaling")}
+    if scaling:
+        counts = sorted({int(k) for s in scaling.values() for k in s})
+        lines += [
+            "",
+            "Scaling (events/s with N worker processes in one group; "
+            f"{m['logical_cores']} cores, so this mostly shows the limit):",
+            "",
+            "| contender | " + " | ".join(f"{n} worker{'s' if n > 1 else ''}" for n in counts) + " |",
+            "|---|" + "---|" * len(counts),
+        ]
+        for name, s in scaling.items():
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    _num(s.get(str(n), {}).get("throughput_eps"))
+                    if not s.get(str(n), {}).get("error")
+                    else "failed"
+                    for n in counts
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "Targets (issue 6; ratios of throughput medians from this run):",
+        "",
+        "| target | value | met |",
+        "|---|---|---|",
+    ]
+    for t in results["targets"]:
+        unit = t.get("unit", "x")
+        value = (
+            "-"
+            if t["value"] is None
+            else (f"{t['value']:.2f} x" if unit == "x" else f"{t['value']:.1f} {unit}")
+        )
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {value} | {met}{' (' + t['note'] + ')' if t['note'] else ''} |")
+    info = []
+    for label, num, den in INFO_RATIOS:
+        a, b = _tput(results, num), _tput(results, den)
+        if a and b:
+            info.append(f"{label} {a / b:.2f}")
+    if info:
+        lines += ["", "Baseline ratios: " + "; ".join(info) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ok = {n: c for n, c in results["contenders"].items() if c["status"] == "ok"}
+    if ok:
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(ok) + 1.5))
+        names = list(ok)
+        values = [ok[n]["throughput_eps"] for n in names]
+        colors = ["tab:green" if ok[n].get("ours") else "tab:blue" for n in names]
+        ax.barh(names, values, color=colors)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("events/s (median of runs)")
+        ax.set_title(
+            f"Sustained throughput — {results['machine']['cpu_model']}, "
+            f"{results['machine']['logical_cores']} cores"
+        )
+        fig.tight_layout()
+        path = out / "throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    lat = {n: c["latency"] for n, c in ok.items() if c.get("latency")}
+    if lat:
+        rates = results["config"]["rates"]
+        fig, axes = plt.subplots(1, len(rates), figsize=(4.5 * len(rates), 3.8), squeeze=False)
+        for ax, rate in zip(axes[0], rates, strict=True):
+            names = [n for n in lat if str(rate) in lat[n] and not lat[n][str(rate)].get("error")]
+            for q, key in ((0, "p50_ms"), (1, "p99_ms"), (2, "p999_ms")):
+                xs = [i + (q - 1) * 0.27 for i in range(len(names))]
+                ax.bar(xs, [lat[n][str(rate)][key] for n in names], width=0.27, label=key[:-3])
+            ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+            ax.set_yscale("log")
+            ax.set_ylabel("ms")
+            ax.set_title(f"end-to-end latency @ {rate:,}/s")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = results["started_at"].replace(":", "").replace("-", "")[:15]
+    text = json.dumps(results, indent=2, default=str)
+    paths = {"json": out / f"run-{stamp}.json", "latest_json": out / "latest.json", "md": out / "latest.md"}
+    paths["json"].write_text(text)
+    paths["latest_json"].write_text(text)
+    paths["md"].write_text(markdown(results))
+    for i, p in enumerate(charts(results, out)):
+        paths[f"chart{i}"] = p
+    return paths

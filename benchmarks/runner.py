@@ -1,0 +1,220 @@
+"""``python -m benchmarks run``: data once, then every contender side by side on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import machine, report
+from benchmarks.contenders import CONTENDERS, Contender
+from benchmarks.data import make_dataset, produce_records
+from benchmarks.kafka import PARTITIONS, create_topics, delete_topics
+from benchmarks.measure import Context, RunFailed, latency_run, throughput_run
+
+
+@dataclass
+class RunConfig:
+    quick: bool
+    records: int
+    runs: int
+    rates: list[int]
+    latency_seconds: float
+    workers: list[int]
+    only: list[str] | None
+    out: Path
+    bootstrap: str
+    keep_topics: bool = False
+    latency: bool = True
+    scaling: bool = True
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def check_local(bootstrap: str) -> None:
+    """Benchmarks only ever target a broker on this machine."""
+    host = bootstrap.rsplit(":", 1)[0]
+    if host not in ("127.0.0.1", "localhost") or "," in bootstrap:
+        raise SystemExit(f"benchmarks: refusing non-local bootstrap {bootstrap!r}; use 127.0.0.1:PORT")
+
+
+def select(only: list[str] | None) -> tuple[list[Contender], dict[str, str]]:
+    """The contenders to run, and the reason each of the others is skipped."""
+    names = {c.name for c in CONTENDERS}
+    if only:
+        unknown = set(only) - names
+        if unknown:
+            raise SystemExit(f"benchmarks: unknown contender(s) {sorted(unknown)}; known: {sorted(names)}")
+    chosen, skipped = [], {}
+    for c in CONTENDERS:
+        if only and c.name not in only:
+            continue
+        reason = c.unavailable()
+        if reason:
+            skipped[c.name] = reason
+            log(f"{c.name}: skipped — {reason}")
+        else:
+            chosen.append(c)
+    return chosen, skipped
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "throughput_eps": statistics.median(r["throughput_eps"] for r in runs),
+        "cpu_s_per_1k": statistics.median(r["cpu_s_per_1k"] for r in runs),
+        "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+        "startup_s": statistics.median(r["startup_s"] for r in runs),
+    }
+
+
+async def run(cfg: RunConfig) -> dict[str, Any]:
+    check_local(cfg.bootstrap)
+    started = datetime.now(UTC)
+    run_id = started.strftime("%H%M%S") + uuid.uuid4().hex[:4]
+    work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+    ctx = Context(cfg.bootstrap, run_id, work_dir, keep_topics=cfg.keep_topics)
+    info = machine.info(cfg.bootstrap)
+    chosen, skipped = select(cfg.only)
+    results: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "run_id": run_id,
+        "config": {
+            "quick": cfg.quick,
+            "records": cfg.records,
+            "runs": cfg.runs,
+            "rates": cfg.rates,
+            "latency_seconds": cfg.latency_seconds,
+            "workers": cfg.workers,
+            "only": cfg.only,
+        },
+        "machine": info,
+        "contenders": {},
+    }
+    for c in CONTENDERS:
+        if cfg.only and c.name not in cfg.only:
+            continue
+        results["contenders"][c.name] = {
+            "kind": c.kind,
+            "description": c.description,
+            "ours": c.ours,
+            "status": "skipped" if c.name in skipped else "ok",
+            "reason": skipped.get(c.name, ""),
+            "runs": [],
+        }
+    input_topic = f"bench.{run_id}.transactions"
+    customers_topic = f"bench.{run_id}.customers"
+    try:
+        log(f"generating {cfg.records:,} transactions")
+        data = make_dataset(cfg.records)
+        await create_topics(cfg.bootstrap, [input_topic, customers_topic], compact=[customers_topic])
+        ctx.created += [input_topic, customers_topic]
+        await produce_records(cfg.bootstrap, customers_topic, data.customers, "customer_id")
+        produce_s = await produce_records(cfg.bootstrap, input_topic, data.transactions, "account_id")
+        log(
+            f"pre-produced {cfg.records:,} records in {produce_s:.2f} s ({cfg.records / produce_s:,.0f}/s) "
+            f"into {input_topic}"
+        )
+        results["data"] = {
+            "records": cfg.records,
+            "customers": len(data.customers),
+            "avg_bytes": data.avg_bytes,
+            "partitions": PARTITIONS,
+            "produce_s": produce_s,
+            "expected_enriched": data.expected_enriched,
+            "expected_invalid": data.expected_invalid,
+            "source": data.source,
+            "input_topic": input_topic,
+        }
+
+        def expected(c: Contender) -> int:
+            return cfg.records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
+
+        # runs interleaved (run 1 of each, then run 2 of each...) so slow drifts in load spread evenly
+        for rep in range(cfg.runs):
+            for c in chosen:
+                entry = results["contenders"][c.name]
+                try:
+                    r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rep}")
+                except RunFailed as exc:
+                    entry["runs"].append({"error": str(exc)})
+                    log(f"{c.name} run {rep + 1}: FAILED — {str(exc).splitlines()[0]}")
+                    continue
+                entry["runs"].append(r)
+                log(
+                    f"{c.name} run {rep + 1}/{cfg.runs}: {r['throughput_eps']:,.0f} ev/s, "
+                    f"{r['cpu_s_per_1k']:.3f} CPU s/1k, peak RSS {r['peak_rss_mb']:.0f} MB, "
+                    f"first output after {r['startup_s']:.1f} s"
+                )
+        for c in chosen:
+            entry = results["contenders"][c.name]
+            good = [r for r in entry["runs"] if "error" not in r]
+            if good:
+                entry.update(_median_run(good))
+            else:
+                entry.update(status="failed", reason=entry["runs"][0]["error"] if entry["runs"] else "no run")
+
+        if cfg.latency:
+            for c in chosen:
+                entry = results["contenders"][c.name]
+                if entry["status"] != "ok":
+                    continue
+                entry["latency"] = {}
+                for rate in cfg.rates:
+                    try:
+                        lat = await latency_run(
+                            ctx, c, customers_topic, data.customers, rate, cfg.latency_seconds
+                        )
+                    except RunFailed as exc:
+                        entry["latency"][str(rate)] = {"error": str(exc)}
+                        log(f"{c.name} latency @ {rate}/s: FAILED — {str(exc).splitlines()[0]}")
+                        continue
+                    entry["latency"][str(rate)] = lat
+                    log(
+                        f"{c.name} latency @ {rate:,}/s: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} "
+                        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received"
+                        f"{', saturated' if lat['saturated'] else ''})"
+                    )
+
+        if cfg.scaling:
+            for c in chosen:
+                entry = results["contenders"][c.name]
+                if not c.scaling or entry["status"] != "ok":
+                    continue
+                entry["scaling"] = {}
+                for n in cfg.workers:
+                    try:
+                        r = await throughput_run(
+                            ctx, c, input_topic, customers_topic, expected(c), f"w{n}", workers=n
+                        )
+                    except RunFailed as exc:
+                        entry["scaling"][str(n)] = {"error": str(exc)}
+                        log(f"{c.name} with {n} workers: FAILED — {str(exc).splitlines()[0]}")
+                        continue
+                    entry["scaling"][str(n)] = r
+                    log(f"{c.name} with {n} workers: {r['throughput_eps']:,.0f} ev/s")
+    finally:
+        if not cfg.keep_topics:
+            await delete_topics(cfg.bootstrap, ctx.created)
+        shutil.rmtree(work_dir / "state", ignore_errors=True)  # logs stay, for failed runs
+
+    info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["duration_s"] = (datetime.now(UTC) - started).total_seconds()
+    soak_file = cfg.out / "soak-latest.json"
+    soak = json.loads(soak_file.read_text()) if soak_file.exists() else None
+    results["targets"] = report.targets(results, soak)
+    paths = report.write(results, cfg.out)
+    log(f"wrote {', '.join(str(p) for p in paths.values())} in {results['duration_s']:.0f} s")
+    print(report.markdown(results))
+    return results
