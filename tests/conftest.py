@@ -1,0 +1,51 @@
+"""Shared fixtures: the real local broker (started if nothing answers) and unique topic names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from kafka_helpers import DEFAULT_BOOTSTRAP, unique_name
+
+from stream_orch.broker import BrokerManager
+from stream_orch.broker.probe import broker_answers
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kafka_bootstrap() -> str:
+    """Bootstrap address of a real broker: STREAM_ORCH_BOOTSTRAP_SERVERS, default 127.0.0.1:9092.
+
+    If nothing answers at a local address, the broker manager starts one there (and leaves it
+    running, so the next test run is fast); a remote address that does not answer fails the test.
+    """
+    bootstrap = DEFAULT_BOOTSTRAP
+    if await broker_answers(bootstrap, timeout_s=5):
+        return bootstrap
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if host not in LOCAL_HOSTS:
+        pytest.fail(f"no Kafka broker answers at {bootstrap} (STREAM_ORCH_BOOTSTRAP_SERVERS)")
+    state_dir = Path(os.environ.get("STREAM_ORCH_STATE_DIR", REPO / ".state"))
+    await BrokerManager(state_dir, port=int(port)).up(timeout_s=90)
+    return bootstrap
+
+
+@pytest.fixture
+def make_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Factory of topic names unique to this test: ``make_topic("orders")``."""
+
+    def make(suffix: str = "") -> str:
+        return unique_name(f"{request.node.name}{'-' + suffix if suffix else ''}")
+
+    return make
+
+
+@pytest.fixture
+def unique_topic(make_topic: Callable[[str], str]) -> str:
+    """One topic name unique to this test (the topic is auto-created on first use)."""
+    return make_topic("")
