@@ -19,8 +19,9 @@ Expression = Annotated[
         description=(
             "A safe expression over the record's fields and the topology constants, in Python "
             "syntax restricted to literals, field names, arithmetic, comparisons, and/or/not, "
-            "`x if c else y`, `in`, subscripts and a few functions (min, max, abs, round, len, "
-            "lower, upper, coalesce, str, int, float)."
+            "`x if c else y`, `in`, `is None`, subscripts and a few functions (min, max, abs, round, "
+            "len, lower, upper, coalesce, str, int, float, bool). Comparing with a missing field is "
+            "false; arithmetic on one fails the event with `missing field <name>`."
         ),
         min_length=1,
     ),

@@ -1,0 +1,46 @@
+"""``stream-orch validate FILE``: load and lint a topology, one line per problem."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from stream_orch.settings import Settings
+from stream_orch.spec.lint import has_errors, lint
+from stream_orch.spec.loader import SpecError, load_topology
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a topology: schemas, topics, tables, fields, cycles, co-partitioning",
+        description="Print every problem as file:line: message (hint: ...). Exit 1 on any error "
+        "(warnings alone exit 0).",
+    )
+    parser.add_argument("file", type=Path, help="topology YAML file")
+    parser.add_argument(
+        "--schemas",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory of <name>.avsc files (default: schemas/ beside the topology's folder)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        loaded = load_topology(args.file)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    problems = lint(loaded, args.schemas)
+    for problem in problems:
+        print(problem)
+    if has_errors(problems):
+        return 1
+    spec = loaded.spec
+    print(f"OK: {spec.topology} ({len(spec.nodes)} nodes, {len(spec.topics)} topics)")
+    return 0
