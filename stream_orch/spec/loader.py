@@ -308,12 +308,9 @@ def _display_loc(loc: PathTuple, tree: Any) -> str:
     """``nodes.score.steps[3].rules[0].when`` (union tags and type names left out)."""
     out = ""
     node: Any = tree
-    for i, key in enumerate(loc):
+    for key in loc:
         found = _step(node, key)
-        if found is None:
-            # a missing key is shown; union tags and type names are not
-            if i == len(loc) - 1 and isinstance(node, CommentedMap) and isinstance(key, str):
-                out += f".{_ALIASES.get(key, key)}" if out else _ALIASES.get(key, key)
+        if found is None:  # a union tag or type name
             continue
         node = found[0]
         if isinstance(key, int):
@@ -366,10 +363,10 @@ def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[st
         return "a step needs `step: <kind>`", "e.g. `- step: derive`"
     if kind == "literal_error":
         return msg, "use one of the listed values"
+    if kind == "string_pattern_mismatch":
+        return msg, "see docs/topology-reference.md for the allowed form"
     if kind.startswith(("int_", "float_", "bool_", "string_", "dict_", "list_", "model_")):
         return msg, "check the value's type and indentation"
-    if kind == "string_pattern_mismatch":
-        return msg, "see the topology reference for the allowed form"
     if kind == "too_short":
         return msg, "give at least one item"
     return msg, "see docs/topology-reference.md"

@@ -1,0 +1,42 @@
+"""The generated reference and JSON Schema stay true to the models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream_orch.cli.main import main
+from stream_orch.spec.docs import REFERENCE_PATH, render_reference, topology_json_schema
+from stream_orch.spec.models import TopologySpec
+
+
+def test_reference_is_up_to_date() -> None:
+    assert REFERENCE_PATH.read_text(encoding="utf-8") == render_reference(), (
+        "docs/topology-reference.md is stale: run `python -m stream_orch.spec.docs`"
+    )
+
+
+def test_reference_covers_every_model_and_key() -> None:
+    text = render_reference()
+    schema = topology_json_schema()
+    for name, model in schema["$defs"].items():
+        assert f'<a id="{name.lower()}"></a>' in text
+        for key in model.get("properties", {}):
+            assert f"| `{key}` |" in text, (name, key)
+    assert "| `schema` |" in text and "| `as` |" in text and "| `global` |" in text  # YAML spelling
+
+
+def test_json_schema_uses_yaml_keys_and_accepts_single_route_target() -> None:
+    schema = topology_json_schema()
+    assert "schema" in schema["$defs"]["TopicSpec"]["properties"]
+    assert "global" in schema["$defs"]["TableSpec"]["properties"]
+    to = schema["$defs"]["RouteSpec"]["properties"]["to"]
+    assert {"type": "string"} in to["anyOf"]
+    assert schema["required"] == TopologySpec.model_json_schema()["required"]
+
+
+def test_schema_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == topology_json_schema()
