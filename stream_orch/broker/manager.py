@@ -143,7 +143,7 @@ class BrokerManager:
         process.stop(proc.pid, self.layout, grace_s=10)
         proc.wait()
         raise UserError(
-            f"the Kafka broker did not answer at {self.address} within {timeout_s:.0f}s and was stopped; "
+            f"the Kafka broker did not answer at {self.address} within {timeout_s:g}s and was stopped; "
             f"last log lines:\n{self._failure_context()}"
         )
 

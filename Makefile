@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. `.ci/run` calls `make test`.
+# The broker stays up after `make test` so the next run is fast; `stream-orch kafka down` stops it.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SO := $(VENV)/bin/stream-orch
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint kafka-up kafka-down
+
+install: $(STAMP)
+
+# Re-installs when pyproject.toml changes; the stamp keeps repeated runs fast.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+kafka-up: install
+	$(SO) kafka up
+
+kafka-down:
+	@test -x $(SO) && $(SO) kafka down || true
+
+# The main job. Its body lives in scripts/demo.sh.
+demo: kafka-up
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./scripts/demo.sh
+
+# The whole suite (unit + integration) against the real local broker.
+# pytest exits 5 when it collects no tests; that is not a failure here.
+test: kafka-up
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check .
