@@ -24,13 +24,19 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
     from stream_orch.runtime.worker import Worker
-    from stream_orch.spec.loader import load_topology, schema_dir_for
+    from stream_orch.spec.loader import load_topology
 
     setup_logging(settings.log_level, settings.log_json)
     loaded = load_topology(args.file)
-    schemas = SchemaRegistry(args.schemas or schema_dir_for(args.file))
+    schemas = SchemaRegistry(args.schemas or default_schema_dir(args.file))
     for node in args.node or []:
         if node not in loaded.spec.nodes:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(loaded.spec.nodes)})")
     worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
     return await worker.run()
+
+
+def default_schema_dir(topology: Path) -> Path:
+    """``schemas/`` beside the folder holding the topology (the repository layout), else ./schemas."""
+    beside = topology.resolve().parent.parent / "schemas"
+    return beside if beside.is_dir() else Path("schemas")

@@ -77,6 +77,12 @@ async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> 
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    # Describe only topics that exist: a metadata request for a missing topic makes a broker
+    # with auto.create.topics.enable create it, with the broker's default partition count.
+    existing = set(await admin.list_topics())
+    names = [n for n in names if n in existing]
+    if not names:
+        return {}
     metadata = await admin.describe_topics(names)
     counts: dict[str, int] = {}
     for topic in metadata:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 Headers = Sequence[tuple[str, bytes]]
+_NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's record builder wants a list; never mutated
 
 
 class PartitionMap:
@@ -63,14 +64,14 @@ class BatchSender:
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        headers: Headers = (),
+        headers: Headers | None = None,
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
         if partition is None:
             partition = self._partitions.of(topic, key)
-        self._pending.setdefault((topic, partition), []).append((key, value, timestamp_ms, headers))
+        self._pending.setdefault((topic, partition), []).append((key, value, timestamp_ms, headers or _NO_HEADERS))
         self.count += 1
 
     def __len__(self) -> int:

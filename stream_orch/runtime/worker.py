@@ -120,7 +120,7 @@ class Worker:
                 getattr(s, "table", None) == name for n in self.node_names for s in spec.nodes[n].steps
             ):
                 decode = codec_for(spec.topics[table.topic], self.schemas).decode
-                self._global_tables[name] = GlobalTable(name, table.topic, client_args, decode)
+                self._global_tables[name] = GlobalTable(name, table.topic, counts[table.topic], client_args, decode)
         for gt in self._global_tables.values():
             await gt.start()
             log.info("global table %s loaded: %d rows", gt.name, len(gt))
@@ -164,7 +164,9 @@ class Worker:
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        for runner in self.runners.values():
+        self.health.set_ready(False, "stopping")
+        for name, runner in self.runners.items():
+            self.health.unregister_task(name)
             runner.stop()
         pending = [t for t in self._tasks.values() if not t.done()]
         if pending:

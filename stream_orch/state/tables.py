@@ -144,9 +144,12 @@ async def read_to_end(
 class GlobalTable:
     """A table every worker holds in full, kept up to date by a background reader."""
 
-    def __init__(self, name: str, topic: str, client_args: dict[str, Any], decode: Any) -> None:
+    def __init__(
+        self, name: str, topic: str, partitions: int, client_args: dict[str, Any], decode: Any
+    ) -> None:
         self.name = name
         self.topic = topic
+        self.partitions = partitions
         self._client_args = client_args
         self._decode = decode
         self._data: dict[str, Any] = {}
@@ -188,11 +191,7 @@ class GlobalTable:
         )
         await consumer.start()
         self._consumer = consumer
-        parts = consumer.partitions_for_topic(self.topic) or set()
-        if not parts:
-            await consumer.stop()
-            raise RuntimeError(f"global table {self.name!r}: topic {self.topic!r} has no partitions")
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

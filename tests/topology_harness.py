@@ -1,0 +1,174 @@
+"""Run a topology as a real worker process against the real broker, isolated per test.
+
+Every test gets its own copy of the topology with the topology name and every topic renamed
+(suffix), so tests never share topics, consumer groups or changelogs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+BOOTSTRAP = os.environ.get("STREAM_ORCH_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def isolated_topology(
+    src: Path, out_dir: Path, suffix: str, *, retry_delays: list[str] | None = None
+) -> tuple[Path, dict[str, str]]:
+    """Write a renamed copy of ``src``; return its path and the old→new topic names."""
+    yaml = YAML()
+    doc = yaml.load(src.read_text())
+    names = {name: f"{name}.{suffix}" for name in doc["topics"]}
+    doc["topology"] = f"{doc['topology']}_{suffix}"
+    doc["topics"] = {names[k]: v for k, v in doc["topics"].items()}
+    for table in (doc.get("tables") or {}).values():
+        if table.get("topic"):
+            table["topic"] = names[table["topic"]]
+    for node in doc["nodes"].values():
+        node["input"] = names[node["input"]]
+        for route in node.get("routes") or []:
+            targets = route["to"] if isinstance(route["to"], list) else [route["to"]]
+            renamed = []
+            for t in targets:
+                if isinstance(t, str):
+                    renamed.append(names[t])
+                else:
+                    t["topic"] = names[t["topic"]]
+                    renamed.append(t)
+            route["to"] = renamed
+        errors = node.get("errors") or {}
+        if errors.get("dlq"):
+            dlq = errors["dlq"]
+            names.setdefault(dlq, f"{dlq}.{suffix}")
+            errors["dlq"] = names[dlq]
+        if retry_delays and errors.get("retry"):
+            errors["retry"]["delays"] = list(retry_delays)
+    path = out_dir / src.name
+    with path.open("w") as fh:
+        yaml.dump(doc, fh)
+    return path, names
+
+
+class WorkerProcess:
+    """``stream-orch run`` in a subprocess, its output kept in a log file for failures."""
+
+    def __init__(self, topology: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.topology = topology
+        self.log_path = log_path
+        self.env = {**os.environ, "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_orch.cli.main", "--metrics-port", "0", "run", str(self.topology),
+             "--schemas", str(REPO / "schemas"), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 40.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+async def produce_raw(topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Send records in order (one partition per key, Kafka's default partitioning)."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def wait_for_group(group: str, timeout: float = 60.0) -> None:
+    """Wait until the worker's consumer group has members with partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described = await admin.describe_consumer_groups([group])
+            for g in described:
+                groups = getattr(g, "groups", None) or []
+                for item in groups:
+                    state = item[2] if isinstance(item, tuple) else getattr(item, "state", "")
+                    if state == "Stable":
+                        return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"consumer group {group} did not become stable within {timeout}s")
+    finally:
+        await admin.close()
+
+
+async def collect(
+    topics: list[str],
+    until: Callable[[dict[str, list[Any]]], bool],
+    timeout: float = 60.0,
+    settle: float = 1.0,
+) -> dict[str, list[Any]]:
+    """Read ``topics`` from the beginning until ``until(records)`` holds (then ``settle`` more
+    seconds, to catch anything extra, such as duplicates) or ``timeout`` passes."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    seen: dict[str, list[Any]] = {t: [] for t in topics}
+    try:
+        parts = []
+        for t in topics:
+            for _ in range(50):
+                p = consumer.partitions_for_topic(t)
+                if p:
+                    break
+                await consumer._client.force_metadata_update()  # the worker may still be creating it
+                await asyncio.sleep(0.2)
+            parts += [TopicPartition(t, i) for i in sorted(p or [])]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for tp, records in batch.items():
+                seen[tp.topic].extend(records)
+            if settled_at is None and until(seen):
+                settled_at = time.monotonic() + settle
+            if settled_at is not None and time.monotonic() >= settled_at:
+                break
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def headers_of(record: Any) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in record.headers}
