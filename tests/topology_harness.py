@@ -72,8 +72,18 @@ class WorkerProcess:
     def start(self, *extra: str) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_orch.cli.main", "--metrics-port", "0", "run", str(self.topology),
-             "--schemas", str(REPO / "schemas"), *extra],
+            [
+                sys.executable,
+                "-m",
+                "stream_orch.cli.main",
+                "--metrics-port",
+                "0",
+                "run",
+                str(self.topology),
+                "--schemas",
+                str(REPO / "schemas"),
+                *extra,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -113,6 +113,7 @@ class NodeRunner:
     ) -> None:
         self.spec = spec
         self.name = node_name
+        self.group = group_id(spec.topology, node_name)
         self.node: NodeSpec = spec.nodes[node_name]
         self._client_args = client_args
         self._sender = sender
@@ -189,7 +190,7 @@ class NodeRunner:
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
             **self._client_args,
-            group_id=group_id(self.spec.topology, self.name),
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.node.batch_size,
@@ -316,7 +317,10 @@ class NodeRunner:
         stats.dropped.update(ctx.dropped)
         # Outputs first, then state, then offsets: a crash between any two replays the batch,
         # and a replayed event is only dropped as a duplicate if its outputs were acknowledged.
+        flush_started = time.perf_counter()
         await self._sender.flush()
+        if self._observer is not None:
+            self._observer.flushed(self, time.perf_counter() - flush_started)
         for table in self.local_tables:
             for partition, key, value in table.drain_changes():
                 self._sender.add(table.changelog, key, value, partition=partition)
@@ -458,8 +462,12 @@ class NodeRunner:
         owned = {tp: off for tp, off in commits.items() if tp in self.assigned}
         if not owned:
             return
+        started = time.perf_counter()
         try:
             await self._consumer.commit(owned)
+            if self._observer is not None:
+                highwaters = {tp: self._consumer.highwater(tp) for tp in owned}
+                self._observer.committed(self, owned, highwaters, time.perf_counter() - started)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced under us: the new owner re-reads these records (at-least-once).
             log.warning("commit skipped after rebalance: %s", exc, extra={"node": self.name})
@@ -494,6 +502,8 @@ class NodeRunner:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.recovering = True
+        if self._observer is not None:
+            self._observer.recovering(self, True)
         try:
             partitions = {tp.partition for tp in assigned if tp.topic == self.node.input}
             for table in self.local_tables:
@@ -517,6 +527,8 @@ class NodeRunner:
             self.assigned = set(assigned)
         finally:
             self.recovering = False
+            if self._observer is not None:
+                self._observer.recovering(self, False)
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from aiokafka import TopicPartition
+
 from stream_orch.observability.health import HealthState
+from stream_orch.observability.lag import LagCollector
 from stream_orch.observability.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -13,9 +16,14 @@ if TYPE_CHECKING:
 
 
 class NodeObserver:
-    def __init__(self, metrics: Metrics, health: HealthState) -> None:
+    def __init__(self, metrics: Metrics, health: HealthState, lag: LagCollector | None = None) -> None:
         self.metrics = metrics
         self.health = health
+        self.lag = lag
+        self._runners: list[NodeRunner] = []
+
+    def watch(self, runner: NodeRunner) -> None:
+        self._runners.append(runner)
 
     def batch_done(self, runner: NodeRunner, stats: BatchStats, seconds: float) -> None:
         node = runner.name
@@ -30,6 +38,30 @@ class NodeObserver:
         for reason, n in stats.dead_lettered.items():
             m.dead_letter(node, reason, n)
         self.health.progress(node)
+
+    def flushed(self, runner: NodeRunner, seconds: float) -> None:
+        self.metrics.produced(runner.name, seconds)
+
+    def committed(
+        self,
+        runner: NodeRunner,
+        offsets: dict[TopicPartition, int],
+        highwaters: dict[TopicPartition, int | None],
+        seconds: float,
+    ) -> None:
+        self.metrics.committed(runner.name, seconds)
+        if self.lag is not None:
+            known = {tp: hw for tp, hw in highwaters.items() if hw is not None}
+            self.lag.record_commit(runner.group, offsets, known)
+
+    def recovering(self, runner: NodeRunner, active: bool) -> None:
+        for table in runner.local_tables:
+            self.metrics.set_recovering(runner.name, table.name, active)
+        ready = not active and all(not r.recovering for r in self.runners())
+        self.health.set_ready(ready, "running" if ready else f"node {runner.name} is restoring its tables")
+
+    def runners(self) -> list[NodeRunner]:
+        return self._runners
 
     def rebalanced(self, runner: NodeRunner) -> None:
         self.metrics.rebalanced(runner.name, len(runner.assigned))

@@ -71,7 +71,9 @@ class BatchSender:
     ) -> None:
         if partition is None:
             partition = self._partitions.of(topic, key)
-        self._pending.setdefault((topic, partition), []).append((key, value, timestamp_ms, headers or _NO_HEADERS))
+        self._pending.setdefault((topic, partition), []).append(
+            (key, value, timestamp_ms, headers or _NO_HEADERS)
+        )
         self.count += 1
 
     def __len__(self) -> int:

@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
+from stream_orch.observability.lag import LagCollector, LagReader
+from stream_orch.observability.loop import monitor_event_loop
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.node import NodeRunner
@@ -24,7 +26,7 @@ from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import BatchSender, PartitionMap
 from stream_orch.settings import Settings
 from stream_orch.spec.models import TopologySpec
-from stream_orch.spec.naming import changelog_topic, dlq_topic, retry_topics
+from stream_orch.spec.naming import changelog_topic, dlq_topic, group_id, retry_topics
 from stream_orch.state.tables import GlobalTable, LocalTable
 from stream_orch.steps.base import Table
 
@@ -76,6 +78,7 @@ class Worker:
         *,
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -90,6 +93,10 @@ class Worker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._server: Any = None
         self._stop = asyncio.Event()
+        self.lag_interval_s = lag_interval_s
+        self.lag: LagCollector | None = None
+        self._lag_reader: LagReader | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -120,10 +127,24 @@ class Worker:
                 getattr(s, "table", None) == name for n in self.node_names for s in spec.nodes[n].steps
             ):
                 decode = codec_for(spec.topics[table.topic], self.schemas).decode
-                self._global_tables[name] = GlobalTable(name, table.topic, counts[table.topic], client_args, decode)
+                self._global_tables[name] = GlobalTable(
+                    name, table.topic, counts[table.topic], client_args, decode
+                )
         for gt in self._global_tables.values():
             await gt.start()
             log.info("global table %s loaded: %d rows", gt.name, len(gt))
+        self._lag_reader = LagReader(self.settings)
+        await self._lag_reader.start()
+        groups = {group_id(spec.topology, name): name for name in self.node_names}
+        self.lag = LagCollector(
+            self._lag_reader,
+            self.metrics,
+            groups=list(groups),
+            interval_s=self.lag_interval_s,
+            health=self.health,
+            node_of_group=groups,
+        )
+        observer = NodeObserver(self.metrics, self.health, self.lag)
         for name in self.node_names:
             tables: dict[str, Table] = dict(self._global_tables)
             for table in tables_written_by(spec, name):
@@ -135,15 +156,21 @@ class Worker:
                 client_args=client_args,
                 sender=BatchSender(self._producer, partitions),
                 tables=tables,
-                observer=NodeObserver(self.metrics, self.health),
+                observer=observer,
             )
+            observer.watch(runner)
             await runner.start()
             self.runners[name] = runner
         for name, runner in self.runners.items():
             task = asyncio.create_task(runner.run(), name=f"node:{name}")
             self._tasks[name] = task
             self.health.register_task(name, task)
-        self.health.set_ready(True, "running")
+        self._background = [
+            asyncio.create_task(self.lag.run(), name="lag-collector"),
+            asyncio.create_task(monitor_event_loop(self.metrics), name="event-loop-monitor"),
+        ]
+        if not any(r.recovering for r in self.runners.values()):
+            self.health.set_ready(True, "running")
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); return the exit code."""
@@ -180,6 +207,12 @@ class Worker:
         for runner in self.runners.values():
             with contextlib.suppress(Exception):
                 await runner.close()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._lag_reader is not None:
+            with contextlib.suppress(Exception):
+                await self._lag_reader.stop()
         for gt in self._global_tables.values():
             with contextlib.suppress(Exception):
                 await gt.stop()

@@ -29,17 +29,40 @@ SALT = "test-salt"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def txn(txn_id: str, account: str, customer: object, amount: object, currency: str, country: str,
-        ts: object, channel: str = "card_present") -> tuple[bytes, bytes]:
-    value = {"txn_id": txn_id, "account_id": account, "customer_id": customer, "amount": amount,
-             "currency": currency, "merchant_id": "M-1", "channel": channel, "country": country, "ts": ts}
+def txn(
+    txn_id: str,
+    account: str,
+    customer: object,
+    amount: object,
+    currency: str,
+    country: str,
+    ts: object,
+    channel: str = "card_present",
+) -> tuple[bytes, bytes]:
+    value = {
+        "txn_id": txn_id,
+        "account_id": account,
+        "customer_id": customer,
+        "amount": amount,
+        "currency": currency,
+        "merchant_id": "M-1",
+        "channel": channel,
+        "country": country,
+        "ts": ts,
+    }
     return account.encode(), orjson.dumps(value)
 
 
 def profile(customer_id: object, key: str, home: str, tier: str, avg: float) -> tuple[bytes, bytes]:
     n = int("".join(ch for ch in str(customer_id) if ch.isdigit()))
-    value = {"customer_id": customer_id, "name": f"Name {n}", "email": f"c{n}@example.com",
-             "home_country": home, "risk_tier": tier, "avg_amount": avg}
+    value = {
+        "customer_id": customer_id,
+        "name": f"Name {n}",
+        "email": f"c{n}@example.com",
+        "home_country": home,
+        "risk_tier": tier,
+        "avg_amount": avg,
+    }
     return key.encode(), orjson.dumps(value)
 
 
@@ -47,7 +70,10 @@ def profile(customer_id: object, key: str, home: str, tier: str, avg: float) -> 
 def fraud(tmp_path: Path):
     suffix = uuid.uuid4().hex[:8]
     path, names = isolated_topology(
-        REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix, retry_delays=["300ms", "600ms", "900ms"]
+        REPO / "topologies" / "fraud_detection.yaml",
+        tmp_path,
+        suffix,
+        retry_delays=["300ms", "600ms", "900ms"],
     )
     names["topology"] = f"fraud_detection_{suffix}"
     group = f"fraud_detection_{suffix}.score_transactions"
@@ -68,15 +94,20 @@ async def test_rules_a_to_i(fraud) -> None:
     worker, t, group = fraud
     worker.start()
     await wait_for_group(group)
-    await produce_raw(t["customers"], [
-        profile(123, "C-000123", "de", "low", 100.0),
-        profile("C-000200", "C-000200", "DE", "high", 50.0),
-        profile("C700", "C-000700", "DE", "high", 2000.0),
-        profile("400", "C-000400", "GB", "low", 200.0),
-    ])
+    await produce_raw(
+        t["customers"],
+        [
+            profile(123, "C-000123", "de", "low", 100.0),
+            profile("C-000200", "C-000200", "DE", "high", 50.0),
+            profile("C700", "C-000700", "DE", "high", 2000.0),
+            profile("400", "C-000400", "GB", "low", 200.0),
+        ],
+    )
     await asyncio.sleep(2)  # the profiles reach the global table through customers.clean
-    velocity = [txn(f"v{i}", "A-4", 400, 10, "GBP", "GB", T0 + s * 1000) for i, s in
-                enumerate([0, 5, 10, 15, 20, 25, 70], start=1)]
+    velocity = [
+        txn(f"v{i}", "A-4", 400, 10, "GBP", "GB", T0 + s * 1000)
+        for i, s in enumerate([0, 5, 10, 15, 20, 25, 70], start=1)
+    ]
     good = [
         txn("t-approved", "A-1", "C123", "100.50", "eur", "de", T0 // 1000),  # epoch seconds
         txn("t-usd", "A-1", "123", 100, "USD", "DE", "2026-01-01T01:00:10+01:00"),
@@ -87,9 +118,21 @@ async def test_rules_a_to_i(fraud) -> None:
         txn("t-unknown", "A-6", 600, 20, "EUR", "NL", T0),
     ]
     invalid = {
-        "missing_txn_id": (b"A-9", orjson.dumps({"account_id": "A-9", "customer_id": 123, "amount": 5,
-                                                  "currency": "EUR", "merchant_id": "M", "channel": "atm",
-                                                  "country": "DE", "ts": T0})),
+        "missing_txn_id": (
+            b"A-9",
+            orjson.dumps(
+                {
+                    "account_id": "A-9",
+                    "customer_id": 123,
+                    "amount": 5,
+                    "currency": "EUR",
+                    "merchant_id": "M",
+                    "channel": "atm",
+                    "country": "DE",
+                    "ts": T0,
+                }
+            ),
+        ),
         "negative_amount": txn("bad-neg", "A-9", 123, -5, "EUR", "DE", T0),
         "text_amount": txn("bad-text", "A-9", 123, "abc", "EUR", "DE", T0),
         "unknown_currency": txn("bad-cur", "A-9", 123, 5, "XXX", "DE", T0),
@@ -102,8 +145,14 @@ async def test_rules_a_to_i(fraud) -> None:
     await asyncio.sleep(1.5)
     await produce_raw(t["customers"], [profile(500, "C-000500", "NL", "low", 30.0)])  # late profile
 
-    outputs = ["transactions.enriched", "fraud.alerts", "account.actions", "fraud.review",
-               "transactions.approved", "transactions.dlq"]
+    outputs = [
+        "transactions.enriched",
+        "fraud.alerts",
+        "account.actions",
+        "fraud.review",
+        "transactions.approved",
+        "transactions.dlq",
+    ]
     got = await collect(
         [t[o] for o in outputs],
         until=lambda s: len(s[t["transactions.enriched"]]) >= 13 and len(s[t["transactions.dlq"]]) >= 9,
@@ -120,7 +169,15 @@ async def test_rules_a_to_i(fraud) -> None:
 
     # c. the duplicate is emitted once; h. every valid transaction reaches the enriched topic
     assert sorted(enriched) == sorted(
-        ["t-approved", "t-usd", "t-alert", "t-critical", "t-review", "t-late", *[f"v{i}" for i in range(1, 8)]]
+        [
+            "t-approved",
+            "t-usd",
+            "t-alert",
+            "t-critical",
+            "t-review",
+            "t-late",
+            *[f"v{i}" for i in range(1, 8)],
+        ]
     ), log
     assert all(len(v) == 1 for v in enriched.values()), {k: len(v) for k, v in enriched.items()}
 
@@ -146,10 +203,18 @@ async def test_rules_a_to_i(fraud) -> None:
     # g. scores and reasons; h. routing
     assert a["score"] == 0.0 and a["reasons"] == []
     assert enriched["t-alert"][0]["score"] == 0.8
-    assert enriched["t-alert"][0]["reasons"] == ["amount_over_5x_average", "foreign_country", "high_risk_customer"]
+    assert enriched["t-alert"][0]["reasons"] == [
+        "amount_over_5x_average",
+        "foreign_country",
+        "high_risk_customer",
+    ]
     assert enriched["t-critical"][0]["score"] == 0.9
     assert enriched["t-review"][0]["score"] == 0.5
-    assert enriched["t-review"][0]["reasons"] == ["foreign_country", "high_risk_customer", "large_online_amount"]
+    assert enriched["t-review"][0]["reasons"] == [
+        "foreign_country",
+        "high_risk_customer",
+        "large_online_amount",
+    ]
     assert sorted(alerts) == ["t-alert", "t-critical"]
     assert alerts["t-alert"][0]["severity"] == "high"
     assert alerts["t-critical"][0]["severity"] == "critical"
@@ -184,8 +249,15 @@ async def test_rules_a_to_i(fraud) -> None:
     assert "ts" in by_value[invalid["bad_ts"][1]]["so.error.reason"]
     assert "txn_id" in by_value[invalid["missing_txn_id"][1]]["so.error.reason"]
     for h in by_value.values():
-        for name in ("so.error.class", "so.error.node", "so.error.topology", "so.error.partition",
-                     "so.error.offset", "so.error.first_failure", "so.error.last_failure"):
+        for name in (
+            "so.error.class",
+            "so.error.node",
+            "so.error.topology",
+            "so.error.partition",
+            "so.error.offset",
+            "so.error.first_failure",
+            "so.error.last_failure",
+        ):
             assert name in h
 
     # i. lineage headers on every output
