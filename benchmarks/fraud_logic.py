@@ -103,7 +103,10 @@ def velocity(window: list[int], ts: int) -> tuple[list[int], int]:
 
 
 def score(txn: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
-    """Rules d (the join), e, g: the enriched, scored record (email hashed, name left out)."""
+    """Rules d (the join), e, g: the enriched, scored record (email hashed, name left out).
+
+    Rule names are those of topologies/fraud_detection.yaml.
+    """
     out = dict(txn)
     amount_eur = round(txn["amount"] * RATES[txn["currency"]], 2)
     out["amount_eur"] = amount_eur
@@ -116,10 +119,10 @@ def score(txn: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
     reasons = []
     if amount_eur > 5 * float(profile.get("avg_amount") or 0):
         total += 0.4
-        reasons.append("large_amount")
+        reasons.append("amount_over_5x_average")
     if txn.get("velocity_60s", 0) > 5:
         total += 0.3
-        reasons.append("high_velocity")
+        reasons.append("velocity_over_5_per_minute")
     if txn["country"] != profile.get("home_country"):
         total += 0.2
         reasons.append("foreign_country")
@@ -132,7 +135,7 @@ def score(txn: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
         reasons.append("medium_risk_customer")
     if txn["channel"] == "online" and amount_eur > 1000:
         total += 0.1
-        reasons.append("large_online")
+        reasons.append("large_online_amount")
     out["score"] = round(min(1.0, total), 2)
     out["reasons"] = reasons
     return out

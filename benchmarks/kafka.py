@@ -54,6 +54,14 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
         await admin.close()
 
 
+async def sweep_topics(bootstrap: str, marker: str) -> int:
+    """Delete every topic whose name contains ``marker`` (a run id): also the ones contenders
+    derived themselves (changelogs, retry topics, Faust and Quix internals). Returns how many."""
+    names = [t for t in await list_topics(bootstrap) if marker in t]
+    await delete_topics(bootstrap, names)
+    return len(names)
+
+
 async def list_topics(bootstrap: str) -> set[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()

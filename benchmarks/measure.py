@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from benchmarks import env
 from benchmarks.contenders import Contender
 from benchmarks.data import make_transaction
-from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics
+from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics, sweep_topics
 from benchmarks.procs import TreeSampler, Worker
 
 POLL_S = 0.05
@@ -114,7 +114,8 @@ def _start(ctx: Context, c: Contender, topics: RunTopics, group: str, workers: i
     try:
         for i in range(workers):
             log = ctx.work_dir / "logs" / f"{group}.{i}.log"
-            procs.append(Worker(c.argv(), _worker_env(ctx, c, topics, group, i), log))
+            wenv = _worker_env(ctx, c, topics, group, i)
+            procs.append(Worker(c.argv(wenv, Path(wenv[env.STATE_DIR])), wenv, log))
     except BaseException:
         for p in procs:
             p.stop()
@@ -207,6 +208,7 @@ async def throughput_run(
             p.stop()
         if not ctx.keep_topics:
             await delete_topics(ctx.bootstrap, topics.outputs(c.kind))
+            await sweep_topics(ctx.bootstrap, prefix)  # what the contender derived itself
 
 
 # --------------------------------------------------------------------------- latency
@@ -387,3 +389,4 @@ async def latency_run(
             p.stop()
         if not ctx.keep_topics:
             await delete_topics(ctx.bootstrap, all_topics)
+            await sweep_topics(ctx.bootstrap, prefix)

@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks import machine, report
 from benchmarks.contenders import CONTENDERS, Contender
 from benchmarks.data import make_dataset, produce_records
-from benchmarks.kafka import PARTITIONS, create_topics, delete_topics
+from benchmarks.kafka import PARTITIONS, create_topics, delete_topics, sweep_topics
 from benchmarks.measure import Context, RunFailed, latency_run, throughput_run
 
 
@@ -206,6 +206,7 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
     finally:
         if not cfg.keep_topics:
             await delete_topics(cfg.bootstrap, ctx.created)
+            await sweep_topics(cfg.bootstrap, f"bench.{run_id}.")
         shutil.rmtree(work_dir / "state", ignore_errors=True)  # logs stay, for failed runs
 
     info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from benchmarks.contenders import engine
@@ -16,15 +17,18 @@ from benchmarks.contenders import engine
 Kind = Literal["forward", "fraud"]
 
 
-def _module(name: str) -> Callable[[], list[str]]:
-    return lambda: [sys.executable, "-m", f"benchmarks.contenders.{name}"]
+Argv = Callable[[dict[str, str], Path], list[str]]  # (the run's environment, worker state dir) -> argv
+
+
+def _module(name: str) -> Argv:
+    return lambda _env, _work: [sys.executable, "-m", f"benchmarks.contenders.{name}"]
 
 
 @dataclass(frozen=True)
 class Contender:
     name: str
     kind: Kind  # forward: one output per input on BENCH_OUTPUT_TOPIC; fraud: the fraud topics
-    argv: Callable[[], list[str]]
+    argv: Argv
     description: str
     unavailable: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
     scaling: bool = False  # part of the 1/2/4-worker scaling run
@@ -49,7 +53,7 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender(
         "faust_agent",
         "forward",
-        lambda: [
+        lambda _env, _work: [
             sys.executable,
             "-m",
             "faust",
@@ -67,9 +71,9 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender(
         "engine_fraud",
         "fraud",
-        engine.argv(engine.FRAUD_TOPOLOGY),
+        engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS),
         "stream-orch run topologies/fraud_detection.yaml (all steps)",
-        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, "fraud"),
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS),
         scaling=True,
         extra_env=engine.ENV,
         ours=True,
@@ -77,9 +81,9 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender(
         "engine_forward",
         "forward",
-        engine.argv(engine.FORWARD_TOPOLOGY),
+        engine.command(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS),
         "stream-orch run benchmarks/topologies/forward.yaml",
-        unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, "forward"),
+        unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS),
         scaling=True,
         extra_env=engine.ENV,
         ours=True,

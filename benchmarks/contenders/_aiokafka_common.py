@@ -44,7 +44,7 @@ async def forward(produce: ProduceFn) -> None:
         fetch_max_bytes=16 * 1024 * 1024,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=env.bootstrap(), acks=1, linger_ms=5, max_batch_size=512 * 1024
+        bootstrap_servers=env.bootstrap(), acks=1, linger_ms=0, max_batch_size=512 * 1024
     )
     await consumer.start()
     await producer.start()

@@ -1,35 +1,62 @@
-"""Our engine as a contender: ``stream-orch run TOPOLOGY`` with the harness's topic names.
+"""Our engine as a contender: ``stream-orch run`` on a per-run copy of a topology.
 
-The topology files read the per-run names through ``${VAR:default}`` interpolation of the
-variables in :mod:`benchmarks.env` (BENCH_TOPOLOGY for the topology name, which makes the
-consumer groups ``<topology>.<node>`` and the changelog topics fresh per run). Until
-``stream-orch run`` exists, or while a topology file does not read those variables (it would
-then mix runs on fixed topic names), the entries are skipped with the reason.
+Every run needs fresh topics and a fresh consumer group. The harness passes the per-run
+names in the ``BENCH_*`` variables (:mod:`benchmarks.env`), and this entry renders a copy of
+the topology in which
+
+* the topology name is ``BENCH_TOPOLOGY``, so the consumer groups ``<topology>.<node>`` and
+  changelog topics ``<topology>.<table>.changelog`` are fresh;
+* each declared topic named in the entry's map gets the name the harness gave it (for
+  example ``transactions`` → ``$BENCH_INPUT_TOPIC``); any other declared topic (an
+  intermediate one such as ``customers.clean``) gets the per-run prefix;
+* the node reading the input dead-letters to ``$BENCH_DLQ_TOPIC``.
+
+Rendering is needed because the loader interpolates ``${VAR:default}`` in values only, not in
+mapping keys, and topic names are the keys of ``topics:``. The copy goes through the project's
+own loader (values are still interpolated from the environment) and is validated again when
+``stream-orch run`` loads it. Until ``stream-orch run`` exists or a topology loads, the entry
+is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from benchmarks import env
 
 REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO / "schemas"
 FRAUD_TOPOLOGY = REPO / "topologies" / "fraud_detection.yaml"
 FORWARD_TOPOLOGY = REPO / "benchmarks" / "topologies" / "forward.yaml"
 
-# Engine settings for every benchmark worker: no metrics port (several workers share the host
-# in the scaling run), quiet logs. Broker and state dir are filled in per run by the harness.
-ENV = {"STREAM_ORCH_METRICS_PORT": "0", "STREAM_ORCH_LOG_LEVEL": "WARNING"}
-
-# The variables a topology must read, by kind (the harness sets all of env.* for every run).
-REQUIRED = {
-    "forward": (env.TOPOLOGY, env.INPUT, env.OUTPUT),
-    "fraud": (env.TOPOLOGY, *env.FRAUD_TOPICS),
+# Topic name in the topology file -> the harness variable holding its per-run name.
+FRAUD_TOPICS = {
+    "transactions": env.INPUT,
+    "customers": env.CUSTOMERS,
+    "transactions.enriched": env.ENRICHED,
+    "fraud.alerts": env.ALERTS,
+    "account.actions": env.ACTIONS,
+    "fraud.review": env.REVIEW,
+    "transactions.approved": env.APPROVED,
+    "transactions.dlq": env.DLQ,
 }
+FORWARD_TOPICS = {
+    "bench.transactions": env.INPUT,
+    "bench.forwarded": env.OUTPUT,
+    "bench.transactions.dlq": env.DLQ,
+}
+
+# Engine settings for every benchmark worker: no metrics port (several workers share the host
+# in the scaling run), quiet logs. Broker and state dir are set per run by the harness.
+ENV = {"STREAM_ORCH_METRICS_PORT": "0", "STREAM_ORCH_LOG_LEVEL": "WARNING"}
 
 
 def _stream_orch() -> str:
@@ -37,8 +64,48 @@ def _stream_orch() -> str:
     return str(exe) if exe.exists() else "stream-orch"
 
 
-def argv(topology: Path) -> Callable[[], list[str]]:
-    return lambda: [_stream_orch(), "run", str(topology)]
+def render(topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str]) -> dict[str, Any]:
+    """The topology as plain data, renamed for one run (see the module docstring)."""
+    from stream_orch.spec.loader import load_topology
+
+    spec = load_topology(topology, env={**os.environ, **run_env}).spec
+    data = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    prefix = run_env[env.TOPOLOGY]
+
+    def new(name: str) -> str:
+        return run_env[topics[name]] if name in topics else f"{prefix}.{name}"
+
+    data["topology"] = prefix
+    data["topics"] = {new(name): t for name, t in data["topics"].items()}
+    for table in data.get("tables", {}).values():
+        if table.get("topic"):
+            table["topic"] = new(table["topic"])
+    input_name = next((k for k, v in topics.items() if v == env.INPUT), None)
+    for node in data["nodes"].values():
+        original_input = node["input"]
+        node["input"] = new(original_input)
+        for route in node.get("routes", []):
+            route["to"] = [
+                new(t) if isinstance(t, str) else {**t, "topic": new(t["topic"])} for t in route["to"]
+            ]
+        errors = node.setdefault("errors", {})
+        if original_input == input_name:
+            errors["dlq"] = run_env[env.DLQ]
+        elif errors.get("dlq"):
+            errors["dlq"] = new(errors["dlq"])
+    return data
+
+
+def command(topology: Path, topics: Mapping[str, str]) -> Callable[[dict[str, str], Path], list[str]]:
+    """argv for one worker: render the per-run copy into its state dir, run it."""
+
+    def argv(run_env: dict[str, str], work: Path) -> list[str]:
+        rendered = work / f"{topology.stem}.rendered.yaml"
+        # JSON is YAML: no YAML writer needed, and the loader reads it like the original
+        rendered.write_bytes(orjson.dumps(render(topology, topics, run_env), option=orjson.OPT_INDENT_2))
+        return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS)]
+
+    return argv
 
 
 @functools.cache
@@ -50,19 +117,22 @@ def _run_command_missing() -> str | None:
     return None if proc.returncode == 0 else "`stream-orch run` not available yet"
 
 
-def unavailable(topology: Path, kind: str) -> Callable[[], str | None]:
+def unavailable(topology: Path, topics: Mapping[str, str]) -> Callable[[], str | None]:
     def check() -> str | None:
         missing = _run_command_missing()
         if missing:
             return missing
         if not topology.exists():
             return f"{topology.relative_to(REPO)} not available yet"
-        text = topology.read_text()
-        unread = [v for v in REQUIRED[kind] if "${" + v not in text]
-        if unread:
+        dummy = {v: f"bench.check.{v.lower()}" for v in (env.TOPOLOGY, *env.FRAUD_TOPICS, env.OUTPUT)}
+        try:
+            data = render(topology, topics, dummy)
+        except Exception as exc:  # the engine is being written: any failure means "not yet"
+            return f"{topology.relative_to(REPO)} does not load: {str(exc).splitlines()[0][:200]}"
+        unmapped = [t for t in topics if dummy[topics[t]] not in data["topics"] and topics[t] != env.DLQ]
+        if unmapped:
             return (
-                f"{topology.relative_to(REPO)} does not read ${{{unread[0]}}} (and {len(unread) - 1} more): "
-                "its topic names cannot be pointed at per-run topics"
+                f"{topology.relative_to(REPO)} declares no topic {unmapped[0]!r} (entry's topic map is stale)"
             )
         return None
 
