@@ -218,7 +218,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of an ascending list."""
     if not sorted_values:
         return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    rank = max(1, math.ceil(round(q / 100 * len(sorted_values), 9)))  # round: 99.9 % of 1000 is 999
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 

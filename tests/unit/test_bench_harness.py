@@ -1,0 +1,274 @@
+"""The benchmark harness without a broker: measurement arithmetic, fraud rules, data, rendering, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from benchmarks import env
+from benchmarks import fraud_logic as fl
+from benchmarks.contenders import BY_NAME, CONTENDERS, engine
+from benchmarks.data import make_dataset, partition_for
+from benchmarks.measure import percentile, sustained
+from benchmarks.report import markdown, targets
+from benchmarks.soak import growth
+
+# --------------------------------------------------------------------------- measurement
+
+
+def test_sustained_rate_uses_real_samples_between_first_output_and_last_partial_poll() -> None:
+    # start-up 2 s with no output, then 10k events/s, cpu 0.5 s per 10k events, done at 50k
+    samples = [(0.0, 0, 0.0), (1.0, 0, 0.3), (2.0, 0, 0.6)]
+    samples += [(2.0 + i * 0.5, 5000 * i, 0.6 + 0.25 * i) for i in range(1, 10)]
+    samples += [(7.0, 50_000, 3.1)]
+    result = sustained(samples, 50_000)
+    assert result["throughput_eps"] == pytest.approx(10_000)
+    assert result["cpu_s_per_1k"] == pytest.approx(0.05)
+    assert not result["coarse"]
+
+
+def test_sustained_falls_back_to_whole_span_when_output_lands_in_one_poll() -> None:
+    samples = [(0.0, 0, 0.0), (1.0, 0, 0.1), (1.05, 20_000, 0.3)]
+    result = sustained(samples, 20_000)
+    assert result["coarse"]
+    assert result["throughput_eps"] == pytest.approx(20_000 / 0.05)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 1001)]
+    assert percentile(values, 50) == 500
+    assert percentile(values, 99) == 990
+    assert percentile(values, 99.9) == 999
+    assert percentile([], 50) != percentile([], 50)  # NaN
+
+
+def test_soak_growth_compares_after_warmup_with_the_end() -> None:
+    series = [(float(t), 100.0 if t < 60 else 200.0 + (t >= 570) * 10) for t in range(0, 600, 2)]
+    g = growth(series, warmup_s=60)
+    assert g["rss_base_mb"] == 200 and g["rss_end_mb"] == 210
+    assert g["rss_growth_pct"] == pytest.approx(5.0)
+
+
+# --------------------------------------------------------------------------- fraud rules
+
+
+@pytest.mark.parametrize("raw", [123, "123", "C123", "C-000123"])
+def test_customer_id_harmonised(raw: object) -> None:
+    assert fl.customer_id(raw) == "C-000123"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        1_700_000_000_000,
+        1_700_000_000,
+        "1700000000000",
+        "2023-11-14T22:13:20+00:00",
+        "2023-11-15T00:13:20+02:00",
+    ],
+)
+def test_timestamps_become_epoch_ms(raw: object) -> None:
+    assert fl.epoch_ms(raw) == 1_700_000_000_000
+
+
+def _txn(**over: object) -> dict:
+    base = {
+        "txn_id": "T1",
+        "account_id": "A-1",
+        "customer_id": "C1",
+        "amount": "100.5",
+        "currency": "usd",
+        "merchant_id": "M1",
+        "channel": "online",
+        "country": "de",
+        "ts": 1_700_000_000,
+    }
+    return {**base, **over}
+
+
+def test_harmonise_and_invalid_records() -> None:
+    txn = fl.harmonise(_txn())
+    assert (txn["customer_id"], txn["currency"], txn["amount"], txn["country"], txn["ts"]) == (
+        "C-000001",
+        "USD",
+        100.5,
+        "DE",
+        1_700_000_000_000,
+    )
+    for bad in (
+        _txn(amount=0),
+        _txn(amount="abc"),
+        _txn(currency="XXX"),
+        _txn(ts="yesterday"),
+        _txn(channel="phone"),
+        {k: v for k, v in _txn().items() if k != "txn_id"},
+    ):
+        with pytest.raises(fl.Invalid):
+            fl.harmonise(bad)
+
+
+def test_score_rules_and_routing_follow_the_reference_topology() -> None:
+    profile = {"home_country": "FR", "risk_tier": "high", "avg_amount": 100.0, "email": "a@b.c", "name": "A"}
+    txn = fl.harmonise(_txn(amount=2000, currency="EUR"))
+    txn["velocity_60s"] = 6
+    scored = fl.score(txn, profile)
+    # 0.4 (5x avg) + 0.3 (velocity) + 0.2 (foreign) + 0.2 (high risk) + 0.1 (large online) capped at 1
+    assert scored["score"] == 1.0
+    assert scored["reasons"] == [
+        "amount_over_5x_average",
+        "velocity_over_5_per_minute",
+        "foreign_country",
+        "high_risk_customer",
+        "large_online_amount",
+    ]
+    assert "name" not in scored and len(scored["email"]) == 64
+    assert fl.route(scored) == "alert" and fl.alert(scored)["severity"] == "critical"
+    assert fl.route({"score": 0.5}) == "review" and fl.route({"score": 0.49}) == "approved"
+
+
+def test_velocity_counts_the_half_open_60s_window() -> None:
+    window: list[int] = []
+    counts = []
+    for ts in (0, 10_000, 59_999, 60_000, 120_001):
+        window, n = fl.velocity(window, ts)
+        counts.append(n)
+    assert counts == [1, 2, 3, 3, 1]
+
+
+def test_expected_counts_skip_duplicates_and_count_invalid() -> None:
+    txns = [_txn(txn_id="a"), _txn(txn_id="a"), _txn(txn_id="b", amount=-1), _txn(txn_id="c")]
+    assert fl.expected_counts(txns) == (2, 1)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_dataset_records_are_about_250_bytes_and_all_reach_enriched() -> None:
+    data = make_dataset(3000)
+    assert len(data.transactions) == 3000
+    assert 200 <= data.avg_bytes <= 300
+    assert data.expected_enriched == 3000 and data.expected_invalid == 0
+    ids = {t["customer_id"] for t in data.transactions}
+    assert any(isinstance(i, int) for i in ids), "harmonise variants are part of the data"
+
+
+def test_partitioning_matches_the_client_default_partitioner() -> None:
+    key = b"A-0000042"
+    assert partition_for(key) == DefaultPartitioner()(key, list(range(6)), list(range(6)))
+
+
+# --------------------------------------------------------------------------- contenders and engine
+
+
+def test_every_contender_has_a_command_and_a_kind() -> None:
+    assert [c.name for c in CONTENDERS] == [
+        "aiokafka_batch",
+        "aiokafka_send",
+        "faust_agent",
+        "quix_forward",
+        "quix_fraud",
+        "engine_fraud",
+        "engine_forward",
+    ]
+    for c in CONTENDERS:
+        assert c.kind in ("forward", "fraud")
+        if not c.ours:
+            assert c.argv({}, Path("/tmp"))[0]
+
+
+def _run_env(prefix: str) -> dict[str, str]:
+    names = {v: f"{prefix}.{v.lower()}" for v in (*env.FRAUD_TOPICS, env.OUTPUT)}
+    return {**names, env.TOPOLOGY: prefix}
+
+
+def test_forward_topology_is_rendered_onto_the_run_topics() -> None:
+    run_env = _run_env("bench.x.engine_forward.t0")
+    data = engine.render(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS, run_env)
+    assert data["topology"] == "bench.x.engine_forward.t0"
+    assert set(data["topics"]) == {run_env[env.INPUT], run_env[env.OUTPUT], run_env[env.DLQ]}
+    node = data["nodes"]["forward"]
+    assert node["input"] == run_env[env.INPUT]
+    assert node["routes"][0]["to"] == [run_env[env.OUTPUT]]
+    assert node["errors"]["dlq"] == run_env[env.DLQ]
+
+
+@pytest.mark.skipif(not engine.FRAUD_TOPOLOGY.exists(), reason="reference topology not written yet")
+def test_fraud_topology_is_rendered_onto_the_run_topics_and_still_loads(tmp_path: Path) -> None:
+    from stream_orch.spec.loader import load_topology
+
+    run_env = _run_env("bench.x.engine_fraud.t0")
+    data = engine.render(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, run_env)
+    for var in (env.INPUT, env.CUSTOMERS, env.ENRICHED, env.ALERTS, env.ACTIONS, env.REVIEW, env.APPROVED):
+        assert run_env[var] in data["topics"], var
+    # every topic the copy names is a per-run topic: nothing reads or writes the shared ones
+    assert all(t.startswith("bench.x.engine_fraud.t0.") for t in data["topics"])
+    path = tmp_path / "fraud.json"
+    path.write_text(json.dumps(data))
+    spec = load_topology(path).spec
+    inputs = {n.input for n in spec.nodes.values()}
+    assert run_env[env.INPUT] in inputs and run_env[env.CUSTOMERS] in inputs
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _results(engine_status: str = "skipped") -> dict:
+    def ok(eps: float, ours: bool = False) -> dict:
+        return {
+            "status": "ok",
+            "ours": ours,
+            "throughput_eps": eps,
+            "cpu_s_per_1k": 0.02,
+            "peak_rss_mb": 60.0,
+            "latency": {"1000": {"p50_ms": 3.0, "p99_ms": 9.0, "p999_ms": 12.0, "saturated": False}},
+        }
+
+    contenders = {"aiokafka_batch": ok(90_000), "quix_forward": ok(28_000), "faust_agent": ok(3_000)}
+    contenders["engine_forward"] = (
+        ok(80_000, True)
+        if engine_status == "ok"
+        else {"status": "skipped", "reason": "`stream-orch run` not available yet"}
+    )
+    return {
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "config": {"quick": True, "runs": 1, "rates": [1000], "latency_seconds": 3},
+        "machine": {
+            "cpu_model": "X",
+            "logical_cores": 2,
+            "ram_gb": 8,
+            "os": "Linux",
+            "python": "3.11",
+            "kafka": "4.1.1",
+            "bootstrap": "127.0.0.1:9092",
+            "load_avg_start": [0, 0, 0],
+        },
+        "data": {"records": 20_000, "avg_bytes": 245, "partitions": 6, "customers": 500},
+        "contenders": contenders,
+    }
+
+
+def test_table_shows_skipped_engine_and_unmet_targets_as_not_available() -> None:
+    results = _results()
+    results["targets"] = targets(results, None)
+    table = markdown(results)
+    assert "| engine_forward | skipped: `stream-orch run` not available yet |" in table
+    assert "| aiokafka_batch | 90,000 | 0.020 | 60 | 3.0 / 9.0 / 12.0 |" in table
+    assert "n/a (needs engine_forward and aiokafka_batch)" in table
+
+
+def test_target_ratios_from_the_same_run() -> None:
+    results = _results("ok")
+    rows = {
+        t["target"]: t
+        for t in targets(
+            results, {"rss_growth_pct": 3.0, "contender": "engine_fraud", "minutes": 10, "rate": 2000}
+        )
+    }
+    fwd = rows["engine forward ≥ 0.8 x batched aiokafka"]
+    assert fwd["value"] == pytest.approx(80_000 / 90_000) and fwd["met"] is True
+    assert rows["engine forward ≥ 2 x Quix forward"]["met"] is True
+    assert rows["soak RSS growth < 10 %"]["met"] is True
+    assert BY_NAME["engine_fraud"].ours
