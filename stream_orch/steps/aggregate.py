@@ -5,7 +5,13 @@ For a record with time ``t`` the result covers the records of the same key with 
 of their ``field``. Records of a batch are applied in order.
 
 State: ``ctx.table(table)`` maps ``str(record[key])`` to a list of ``[ts, value]`` pairs
-(``value`` is null for ``count``), sorted by ``ts``, written back once per key per batch (one
+(``value`` is null for ``count``), sorted by ``ts``; an entry is ``[ts, value, offset]`` when
+the event knows its source offset (``event.source_offset``: the input offset, kept through the
+retry tiers). The offset makes the step idempotent: an event replayed after a crash between the
+changelog write and the offset commit finds its own entry (same ``ts``, same offset, found by
+bisection) and gets its result again without being counted twice. The table is split by input
+partition and a retried record comes back on the partition it left, so the offset alone
+identifies the event within one key's list. Entries are written back once per key per batch (one
 changelog record per key per batch). After each record, pairs with
 ``ts <= newest - window - grace`` are pruned, where ``newest`` is the newest time seen for the
 key and ``grace`` defaults to one window: a record up to ``grace`` late (out of order) still
@@ -27,6 +33,17 @@ from stream_orch.steps.common import show
 
 def _ts(pair: list[Any]) -> Any:
     return pair[0]
+
+
+def _has_offset(pairs: list[list[Any]], t: int, offset: int, hi: int) -> bool:
+    """Whether an entry at time ``t`` (those end at ``hi``) carries source ``offset``: a replay."""
+    i = hi - 1
+    while i >= 0 and pairs[i][0] == t:
+        pair = pairs[i]
+        if len(pair) > 2 and pair[2] == offset:
+            return True
+        i -= 1
+    return False
 
 
 class AggregateStepImpl:
@@ -94,12 +111,16 @@ class AggregateStepImpl:
                 # a copy: the stored list changes only through table.set at the end of the batch
                 pairs = list(stored) if stored else []
                 touched[slot] = pairs
-            if not pairs or pairs[-1][0] <= t:
-                pairs.append([t, value])
+            offset = event.source_offset
+            entry = [t, value] if offset < 0 else [t, value, offset]
+            if not pairs or pairs[-1][0] < t:
+                pairs.append(entry)
                 hi = len(pairs)
             else:
-                insort(pairs, [t, value], key=_ts)
                 hi = bisect_right(pairs, t, key=_ts)
+                if offset < 0 or not _has_offset(pairs, t, offset, hi):
+                    insort(pairs, entry, key=_ts)
+                    hi += 1
             lo = bisect_right(pairs, t - window, key=_ts, hi=hi)
             if is_count:
                 result: Any = hi - lo

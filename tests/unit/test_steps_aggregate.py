@@ -94,3 +94,25 @@ async def test_bad_records_are_rejected():
         "invalid_field: ts must be epoch ms (got 'x')",
         "invalid_field: amount must be a number (got '12')",
     ]
+
+
+def _at(offsets_times, partition=0):
+    from stream_orch.steps.base import Event
+
+    return [
+        Event(value=txn(account_id="A-1", ts=t), partition=partition, offset=o, source_offset=o, topic="in")
+        for o, t in offsets_times
+    ]
+
+
+async def test_a_replayed_event_is_not_counted_twice():
+    """A crash between the changelog write and the commit replays the batch: same source offsets."""
+    step, ctx = build(VELOCITY), FakeContext()
+    first = await step.run(_at([(10, T), (11, T + S), (12, T + S)]), ctx)
+    assert [e.value["velocity_60s"] for e in first] == [1, 2, 3]
+    replay = await step.run(_at([(10, T), (11, T + S), (12, T + S), (13, T + 2 * S)]), ctx)
+    assert [e.value["velocity_60s"] for e in replay] == [1, 3, 3, 4]  # same-ts entries count together
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)) == 4
+    late = await step.run(_at([(11, T + S)]), ctx)  # a retried event arrives with its source offset
+    assert [e.value["velocity_60s"] for e in late] == [3]
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)) == 4
