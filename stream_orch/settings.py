@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = None
     client_id: str = "stream-orch"
     metrics_port: int = Field(9308, ge=0, le=65535, description="0 disables the HTTP server.")
+    metrics_host: str = Field("0.0.0.0", description="Bind address of /metrics, /health and /ready.")
+    health_stall_seconds: float = Field(
+        120.0, gt=0, description="/health fails when a node has lag and no progress for this long."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded local broker.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,10 +64,24 @@ def isolated_topology(
 class WorkerProcess:
     """``stream-orch run`` in a subprocess, its output kept in a log file for failures."""
 
-    def __init__(self, topology: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        topology: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        metrics_port: int = 0,
+    ) -> None:
+        """``metrics_port`` 0 (the default) runs without the HTTP endpoint; see :func:`free_port`."""
         self.topology = topology
         self.log_path = log_path
-        self.env = {**os.environ, "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP, **(env or {})}
+        self.metrics_port = metrics_port
+        self.env = {
+            **os.environ,
+            "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "STREAM_ORCH_METRICS_HOST": "127.0.0.1",
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> WorkerProcess:
@@ -77,7 +92,7 @@ class WorkerProcess:
                 "-m",
                 "stream_orch.cli.main",
                 "--metrics-port",
-                "0",
+                str(self.metrics_port),
                 "run",
                 str(self.topology),
                 "--schemas",
@@ -89,6 +104,11 @@ class WorkerProcess:
             env=self.env,
         )
         return self
+
+    @property
+    def url(self) -> str:
+        """Base URL of the worker's /metrics, /health and /ready (bound to 127.0.0.1 in tests)."""
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -107,6 +127,13 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1 (for a worker's --metrics-port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 async def produce_raw(topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:

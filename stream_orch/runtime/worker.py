@@ -86,7 +86,7 @@ class Worker:
         self.node_names = nodes or list(spec.nodes)
         self.stop_timeout_s = stop_timeout_s
         self.metrics = Metrics()
-        self.health = HealthState()
+        self.health = HealthState(stall_seconds=settings.health_stall_seconds)
         self.runners: dict[str, NodeRunner] = {}
         self._global_tables: dict[str, GlobalTable] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -111,7 +111,9 @@ class Worker:
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 
-            self._server = await serve(self.metrics, self.health, "0.0.0.0", self.settings.metrics_port)
+            self._server = await serve(
+                self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port
+            )
         self._producer = AIOKafkaProducer(
             **client_args,
             acks="all",

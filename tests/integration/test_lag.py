@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -22,73 +21,13 @@ from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.metrics import Metrics
 from stream_orch.observability.status import Status, StatusEvaluator
 from stream_orch.settings import Settings
+from tests.kafka_tool import describe, kafka_jars_fixture  # noqa: F401 - the kafka_jars fixture
 
 pytestmark = pytest.mark.integration
 
 BOOTSTRAP = "127.0.0.1:9092"
 N = 100  # records per partition
 STEP_MS = 100  # record i of a partition has timestamp BASE + i * STEP_MS
-POM = Path(__file__).resolve().parents[2] / "stream_orch" / "broker" / "pom.xml"
-
-
-@pytest.fixture(scope="session")
-def kafka_jars(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The broker manager's cached jars when present, else resolved by Maven into a temp folder."""
-    cached = Settings().state_dir / "kafka" / "jars"
-    if any(cached.glob("kafka-tools-*.jar")):
-        return cached
-    if not shutil.which("mvn") or not shutil.which("java"):
-        pytest.skip("java and mvn are needed for the kafka-tools reference")
-    out = tmp_path_factory.mktemp("kjars")
-    subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={out}",
-            "-DincludeScope=runtime",
-            "-f",
-            str(POM),
-        ],
-        check=True,
-        timeout=900,
-    )
-    return out
-
-
-def describe(jars: Path, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
-    """(topic, partition) -> (current offset, log end offset, lag) as ConsumerGroupCommand prints them."""
-    proc = subprocess.run(
-        [
-            "java",
-            "-cp",
-            f"{jars}/*",
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            "--bootstrap-server",
-            BOOTSTRAP,
-            "--describe",
-            "--group",
-            group,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
-    header = next(i for i, ln in enumerate(lines) if ln[:3] == ["GROUP", "TOPIC", "PARTITION"])
-    cols = lines[header]
-    out = {}
-    for row in lines[header + 1 :]:
-        rec = dict(zip(cols, row, strict=False))
-        if rec.get("GROUP") == group and rec["CURRENT-OFFSET"] != "-":
-            out[(rec["TOPIC"], int(rec["PARTITION"]))] = (
-                int(rec["CURRENT-OFFSET"]),
-                int(rec["LOG-END-OFFSET"]),
-                int(rec["LAG"]),
-            )
-    return out
 
 
 @pytest.fixture
