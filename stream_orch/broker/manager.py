@@ -17,7 +17,7 @@ from stream_orch.broker import process
 from stream_orch.broker.config import write_configs
 from stream_orch.broker.jars import ensure_jars, jars_ready
 from stream_orch.broker.layout import BrokerLayout
-from stream_orch.broker.probe import broker_answers, port_in_use
+from stream_orch.broker.probe import broker_answers, coordinators_ready, port_in_use
 from stream_orch.broker.tools import require
 from stream_orch.errors import UserError
 
@@ -137,7 +137,7 @@ class BrokerManager:
                     f"the Kafka broker exited during start-up (code {proc.returncode}); "
                     f"last log lines:\n{self._failure_context()}"
                 )
-            if await broker_answers(self.address, timeout_s=2.0):
+            if await broker_answers(self.address, timeout_s=2.0) and await coordinators_ready(self.address):
                 return
             await asyncio.sleep(0.5)
         process.stop(proc.pid, self.layout, grace_s=10)
