@@ -91,12 +91,24 @@ class NodeContext:
 
 @dataclass
 class _Target:
+    """One output of a route, with everything it needs compiled once."""
+
     topic: str
     route: str
     key_field: str | None
     setters: list[tuple[str, Callable[[dict[str, Any]], Any]]]
     project: Callable[[dict[str, Any]], dict[str, Any]]
     encode: Callable[[dict[str, Any]], bytes]
+    sent: int = 0  # outputs in the current batch, folded into the batch stats
+
+    def render(self, value: dict[str, Any], key: bytes | None) -> tuple[bytes | None, bytes]:
+        out = self.project(value)
+        for name, fn in self.setters:
+            out[name] = fn(value)
+        if self.key_field is not None:
+            k = out.get(self.key_field, value.get(self.key_field))
+            key = None if k is None else str(k).encode()
+        return key, self.encode(out)
 
 
 class NodeRunner:
@@ -133,7 +145,13 @@ class NodeRunner:
         self._tier_of: dict[str, int] = {self.node.input: 0}
         for n in range(1, len(self._delays) + 1):
             self._tier_of[retry_topic(self.node.input, n)] = n
-        self._always, self._when, self._otherwise = self._compile_routes(schemas)
+        always, when, otherwise = self._compile_routes(schemas)
+        # Routes with `when` are exclusive (the first match wins); routes without it always fire.
+        self._choices = [(condition, always + targets) for condition, targets in when]
+        self._default = always + otherwise
+        self._targets = always + otherwise + [t for _, targets in when for t in targets]
+        self._topic_headers: dict[str, tuple[str, bytes]] = {}
+        self._partition_headers: dict[int, tuple[str, bytes]] = {}
         self._static_headers = [
             (H.TOPOLOGY, spec.topology.encode()),
             (H.VERSION, spec.version.encode()),
@@ -173,7 +191,11 @@ class NodeRunner:
                             (name, compile_expression(src, constants=constants).fn)
                             for name, src in target.set.items()
                         ],
-                        project=projection(schemas.get(schema_name)) if schema_name else dict,
+                        project=projection(
+                            [f["name"] for f in schemas.fields(schema_name) if f["name"] not in target.set]
+                        )
+                        if schema_name
+                        else dict,
                         encode=codec_for(topic_spec, schemas).encode,
                     )
                 )
@@ -353,48 +375,53 @@ class NodeRunner:
     def _route(self, events: list[Event], stats: BatchStats, now: int) -> None:
         add = self._sender.add
         static = self._static_headers
-        processed_at = str(now).encode()
-        always, when, otherwise = self._always, self._when, self._otherwise
-        outputs = stats.outputs
+        processed_at = (H.PROCESSED_AT, str(now).encode())
+        choices, default = self._choices, self._default
+        topic_headers, partition_headers = self._topic_headers, self._partition_headers
+        user_headers = H.user_headers
         for event in events:
             value = event.value
             try:
-                chosen = always
-                for condition, targets in when:
+                chosen = default
+                for condition, targets in choices:
                     if condition(value):
-                        chosen = always + targets if always else targets
+                        chosen = targets
                         break
-                else:
-                    if otherwise:
-                        chosen = always + otherwise if always else otherwise
-                encoded = [(t, *self._render(t, event)) for t in chosen]
+                rendered = [target.render(value, event.key) for target in chosen]
+                _check_size(zip(chosen, rendered, strict=True), event)
+            except OutputTooLarge as exc:
+                self._ctx.reject(event, str(exc), exc)
+                continue
             except Exception as exc:
                 self._ctx.reject(event, f"routing_error: {exc}", exc)
                 continue
+            src_topic = topic_headers.get(event.source_topic)
+            if src_topic is None:
+                src_topic = topic_headers[event.source_topic] = (H.SRC_TOPIC, event.source_topic.encode())
+            src_partition = partition_headers.get(event.source_partition)
+            if src_partition is None:
+                src_partition = partition_headers[event.source_partition] = (
+                    H.SRC_PARTITION,
+                    str(event.source_partition).encode(),
+                )
             headers = [
                 *static,
-                (H.SRC_TOPIC, event.source_topic.encode()),
-                (H.SRC_PARTITION, str(event.source_partition).encode()),
+                src_topic,
+                src_partition,
                 (H.SRC_OFFSET, str(event.source_offset).encode()),
-                (H.PROCESSED_AT, processed_at),
-                *H.user_headers(event.headers),
+                processed_at,
             ]
-            for target, key, payload in encoded:
-                add(target.topic, key, payload, headers, timestamp_ms=event.timestamp)
-                outputs[(target.route, target.topic)] += 1
-
-    @staticmethod
-    def _render(target: _Target, event: Event) -> tuple[bytes | None, bytes]:
-        value = event.value
-        if target.setters:
-            value = dict(value)
-            for name, fn in target.setters:
-                value[name] = fn(value)
-        key = event.key
-        if target.key_field is not None:
-            k = value.get(target.key_field)
-            key = None if k is None else str(k).encode()
-        return key, target.encode(target.project(value))
+            if event.headers:
+                headers.extend(user_headers(event.headers))
+            timestamp = event.timestamp
+            for target, (key, payload) in zip(chosen, rendered, strict=True):
+                add(target.topic, key, payload, headers, timestamp_ms=timestamp)
+                target.sent += 1
+        outputs = stats.outputs
+        for target in self._targets:
+            if target.sent:
+                outputs[(target.route, target.topic)] += target.sent
+                target.sent = 0
 
     def _handle_failures(self, stats: BatchStats, now: int) -> None:
         for failure in self._ctx.failures:
@@ -408,21 +435,25 @@ class NodeRunner:
             base = H.user_headers(event.headers) + self._error_headers(
                 failure, error_class, first_failure, now
             )
+            retry_value = None
             if retriable and event.attempt < len(self._delays):
                 tier = event.attempt + 1
                 due = now + self._delays[event.attempt]
                 headers = [*base, (H.RETRY_ATTEMPT, str(tier).encode()), (H.RETRY_DUE, str(due).encode())]
+                retry_value, headers = H.fit(event.key, event.raw_value, headers)
+            if retry_value is not None:  # a retry that cannot carry its value goes to the DLQ
                 self._sender.add(
                     retry_topic(self.node.input, tier),
                     event.key,
-                    event.raw_value,
+                    retry_value,
                     headers,
                     partition=event.source_partition,
                     timestamp_ms=event.timestamp,
                 )
                 stats.retried[tier] += 1
             else:
-                self._sender.add(self._dlq, event.key, event.raw_value, base, timestamp_ms=event.timestamp)
+                value, base = H.fit(event.key, event.raw_value, base)
+                self._sender.add(self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
                 stats.dead_lettered[failure.reason.split(":", 1)[0]] += 1
                 log.warning(
                     "dead-lettered: %s",
@@ -548,6 +579,26 @@ def _range_assignor() -> Any:
     """Range assignment gives every member the same partition numbers of the input and of its
     retry topics, so a retried record meets the state of its partition again."""
     return RangePartitionAssignor
+
+
+class OutputTooLarge(ValueError):
+    """An output record that no broker with default limits accepts: the event goes to the DLQ
+    (a record that can never be produced would otherwise fail its batch on every restart)."""
+
+
+_LARGE = 64 * 1024  # only outputs above this size are measured exactly
+
+
+def _check_size(outputs: Any, event: Event) -> None:
+    """Raise :class:`OutputTooLarge` if an output of ``event`` exceeds ``H.MAX_RECORD_BYTES``;
+    ``outputs`` yields ``(target, (key, payload))``. Lineage headers are counted as 1 KiB."""
+    for target, (key, payload) in outputs:
+        if len(payload) > _LARGE:
+            size = H.record_size(key, payload, H.user_headers(event.headers)) + 1024
+            if size > H.MAX_RECORD_BYTES:
+                raise OutputTooLarge(
+                    f"output_too_large: {size} bytes for {target.topic} (limit {H.MAX_RECORD_BYTES})"
+                )
 
 
 def _header_int(headers: Any, name: str) -> int:
