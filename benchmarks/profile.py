@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.contenders import BY_NAME
 from benchmarks.data import make_dataset, produce_records
-from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics
+from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
 from benchmarks.measure import STARTUP_TIMEOUT_S, Context, RunFailed, RunTopics, _check_alive, _start
 from benchmarks.runner import check_local, log
 
@@ -112,6 +112,7 @@ async def profile(
         for p in procs:
             p.stop()
         await delete_topics(bootstrap, all_topics)
+        await sweep_topics(bootstrap, prefix)  # what the contender derived itself
         shutil.rmtree(ctx.work_dir / "state", ignore_errors=True)
     if not target.exists():
         log(f"profile: py-spy wrote no {target}")

@@ -202,7 +202,12 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
             names = [n for n in lat if str(rate) in lat[n] and not lat[n][str(rate)].get("error")]
             for q, key in ((0, "p50_ms"), (1, "p99_ms"), (2, "p999_ms")):
                 xs = [i + (q - 1) * 0.27 for i in range(len(names))]
-                ax.bar(xs, [lat[n][str(rate)][key] for n in names], width=0.27, label=key[:-3])
+                ax.bar(
+                    xs,
+                    [lat[n][str(rate)][key] for n in names],
+                    width=0.27,
+                    label={"p50_ms": "p50", "p99_ms": "p99", "p999_ms": "p99.9"}[key],
+                )
             ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
             ax.set_yscale("log")
             ax.set_ylabel("ms")

@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import machine
 from benchmarks.contenders import BY_NAME
 from benchmarks.data import make_customers, produce_records
-from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics
+from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
 from benchmarks.measure import Context, PacedProducer, RunFailed, RunTopics, _check_alive, _start
 from benchmarks.procs import TreeSampler
 from benchmarks.runner import check_local, log
@@ -100,6 +100,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
         for p in procs:
             p.stop()
         await delete_topics(bootstrap, all_topics)
+        await sweep_topics(bootstrap, prefix)  # what the contender derived itself
     info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {
         "contender": name,
@@ -118,6 +119,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak-latest.json").write_text(json.dumps(result, indent=1))
     _chart(result, out / "soak.png")
+    log(f"soak: {result['outputs']:,} outputs counted at the last sample, {sent:,} records sent")
     log(
         f"soak: RSS {result['rss_base_mb']:.0f} → {result['rss_end_mb']:.0f} MB "
         f"({result['rss_growth_pct']:+.1f} %), max {result['rss_max_mb']:.0f} MB; "
