@@ -35,6 +35,7 @@ ERROR_TIMESTAMP = "so.error.timestamp"
 ERROR_ATTEMPTS = "so.error.attempts"
 ERROR_FIRST_FAILURE = "so.error.first_failure"
 ERROR_LAST_FAILURE = "so.error.last_failure"
+ERROR_VALUE_DROPPED = "so.error.value_dropped"  # the value could not fit a record: its size
 
 # retries
 RETRY_ATTEMPT = "so.retry.attempt"
@@ -47,6 +48,32 @@ REPLAY_ID = "so.replay.id"
 ENGINE_PREFIX = "so."
 STACKTRACE_LIMIT = 4000
 MESSAGE_LIMIT = 1000
+# The worker's producer has max_batch_size 1 MiB and Kafka's default message.max.bytes is
+# 1048588: a record (key + value + headers + overhead) larger than this cannot be produced.
+MAX_RECORD_BYTES = 1024 * 1024 - 512
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    """An upper estimate of a record's size in a record batch (v2 format), with the batch header."""
+    size = 61 + 21 + (len(key) if key else 0) + (len(value) if value else 0)
+    for name, data in headers:
+        size += len(name) + (len(data) if data else 0) + 10
+    return size
+
+
+def fit(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """Make an error record fit :data:`MAX_RECORD_BYTES`: first drop the stack trace and cut the
+    message; if the original value alone is still too large, send no value and say so in
+    ``so.error.value_dropped`` (its size) — the record's coordinates stay in the headers, so it can
+    be found in the source topic. A dead letter that cannot be written would block the partition."""
+    if record_size(key, value, headers) <= MAX_RECORD_BYTES:
+        return value, headers
+    slim = [(k, v[:200]) if k == ERROR_MESSAGE else (k, v) for k, v in headers if k != ERROR_STACKTRACE]
+    if record_size(key, value, slim) <= MAX_RECORD_BYTES:
+        return value, slim
+    return None, [*slim, (ERROR_VALUE_DROPPED, str(len(value or b"")).encode())]
 
 
 def now_ms() -> int:
@@ -68,4 +95,4 @@ def user_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, byt
 
 
 def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
-    return {k: v.decode("utf-8", "replace") for k, v in (headers or [])}
+    return {k: (v or b"").decode("utf-8", "replace") for k, v in (headers or [])}
