@@ -1,0 +1,102 @@
+"""``stream-orch dlq inspect|replay TOPIC``: look at dead letters and send them back, once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from stream_orch.errors import UserError
+from stream_orch.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dlq",
+        help="inspect and replay dead-letter topics",
+        description="Dead letters keep the original key and value bytes and carry so.error.* headers.",
+    )
+    sub = parser.add_subparsers(dest="dlq_command", metavar="ACTION")
+
+    p = sub.add_parser(
+        "inspect", help="summary by reason, node, original topic and time; --records for the records"
+    )
+    p.add_argument("topic", help="dead-letter topic")
+    p.add_argument("-n", "--max", type=_positive_int, help="read at most N dead letters")
+    p.add_argument("--records", action="store_true", help="also print each record as a JSON line")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-publish dead letters to their original topic (or another), each at most once",
+        description="Replayed records keep key, value bytes, timestamp and non-engine headers, and get "
+        "so.replay.from and so.replay.id. A ledger topic stream-orch-replay.<topic> (or .<group>) "
+        "remembers what was replayed, so a second run publishes nothing twice.",
+    )
+    p.add_argument("topic", help="dead-letter topic")
+    p.add_argument(
+        "--filter",
+        dest="filter_expr",
+        metavar="EXPR",
+        help="expression over reason, node, error_class, topic, partition, offset, attempts, key, value "
+        "(e.g. \"reason == 'unknown_customer' and attempts >= 4\")",
+    )
+    p.add_argument("--to", default="original", metavar="original|TOPIC", help="target (default: original)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be published; write nothing")
+    p.add_argument("--group", metavar="G", help="ledger name (default: the DLQ topic): stream-orch-replay.G")
+    p.set_defaults(func=_replay)
+    parser.set_defaults(func=_missing_action(parser))
+
+
+def _missing_action(parser: argparse.ArgumentParser) -> Any:
+    def fail(args: argparse.Namespace, settings: Settings) -> int:
+        raise UserError("dlq: say what to do: `stream-orch dlq inspect TOPIC` or `... dlq replay TOPIC`")
+
+    return fail
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.reliability.dlq import inspect
+
+    summary = await inspect(settings, args.topic, max_records=args.max)
+    if args.records:  # JSON lines on stdout, the summary on stderr
+        for record in summary.shown:
+            _emit(record)
+    print(summary.render(), file=sys.stderr if args.records else sys.stdout)
+    return 0
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.reliability.dlq import replay
+
+    if not args.to or args.to.strip() != args.to:
+        raise UserError(f"--to: not a topic name: {args.to!r}")
+    if args.to == args.topic:
+        raise UserError("--to: replaying a dead-letter topic into itself would loop")
+    result = await replay(
+        settings,
+        args.topic,
+        to=args.to,
+        filter_expr=args.filter_expr,
+        dry_run=args.dry_run,
+        group=args.group,
+        emit=_emit if args.dry_run else None,
+    )
+    print(result.render(args.dry_run), file=sys.stderr if args.dry_run else sys.stdout)
+    return 0
