@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SO := $(VENV)/bin/stream-orch
 STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
 
 .PHONY: install demo test lint kafka-up kafka-down
 
@@ -28,8 +29,9 @@ demo: kafka-up
 
 # The whole suite (unit + integration) against the real local broker.
 # pytest exits 5 when it collects no tests; that is not a failure here.
+# Extra pytest arguments: make test PYTEST_ARGS='-m "not integration"'
 test: kafka-up
-	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check .
