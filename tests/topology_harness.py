@@ -84,7 +84,8 @@ class WorkerProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> WorkerProcess:
+    def start(self, *extra: str, global_args: tuple[str, ...] = ()) -> WorkerProcess:
+        """``extra`` go after ``run FILE``; ``global_args`` (e.g. ``--log-json``) before ``run``."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -93,6 +94,7 @@ class WorkerProcess:
                 "stream_orch.cli.main",
                 "--metrics-port",
                 str(self.metrics_port),
+                *global_args,
                 "run",
                 str(self.topology),
                 "--schemas",

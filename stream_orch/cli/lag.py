@@ -45,6 +45,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--interval", default="10", metavar="SECONDS", help="exporter poll interval (10)")
     parser.add_argument("--window", default="10", metavar="N", help="commits per status window (10)")
     parser.add_argument(
+        "--min-stop",
+        default="30",
+        metavar="SECONDS",
+        help="status stop only once the last commit is at least this old (30)",
+    )
+    parser.add_argument(
         "--no-partition-labels", action="store_true", help="exporter: aggregate per topic (fewer series)"
     )
     parser.set_defaults(func=run)
@@ -101,6 +107,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     watch = _positive(args.watch, "--watch") if args.watch is not None else None
     interval = _positive(args.interval, "--interval")
     window = int(_positive(args.window, "--window", integer=True))
+    min_stop = _positive(args.min_stop, "--min-stop")
     if window < 2:
         raise UserError("--window must be at least 2 commits")
     if args.exporter and watch is not None:
@@ -116,7 +123,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             unknown = [g for g in groups if g not in known]
             if unknown:
                 raise UserError(f"no such consumer group: {', '.join(unknown)}", exit_code=3)
-        evaluator = StatusEvaluator(window=window)
+        evaluator = StatusEvaluator(window=window, min_stop_seconds=min_stop)
         if args.exporter:
             return await _export(
                 reader, evaluator, groups, interval, args.host, port, not args.no_partition_labels
