@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--transactions", type=int, default=5000, help="transactions (default 5000)")
     p.add_argument("--rate", type=float, default=0.0, help="records per second (0: as fast as possible)")
     p.add_argument("--seed", type=int, default=7, help="same seed, same records")
+    p.add_argument("--start-ms", type=int, default=None, help="event time of the first record (default: now)")
     p.add_argument("--customers-topic", default="customers")
     p.add_argument("--transactions-topic", default="transactions")
     p.add_argument("--partitions", type=int, default=6, help="partitions of topics this creates")
@@ -39,6 +40,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
         args.customers,
         args.transactions,
         seed=args.seed,
+        start_ms=args.start_ms,
         customers_topic=args.customers_topic,
         transactions_topic=args.transactions_topic,
     )

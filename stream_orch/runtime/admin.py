@@ -76,6 +76,16 @@ async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> 
         await admin.close()
 
 
+async def partition_counts(client_args: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """Partition count of each named topic that exists (missing topics are left out)."""
+    admin = AIOKafkaAdminClient(**client_args)
+    await admin.start()
+    try:
+        return await _partition_counts(admin, names)
+    finally:
+        await admin.close()
+
+
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
     # Describe only topics that exist: a metadata request for a missing topic makes a broker
     # with auto.create.topics.enable create it, with the broker's default partition count.

@@ -1,6 +1,6 @@
 """A reproducible generator of customer profiles and transactions with known fraud patterns.
 
-The same seed gives the same records in the same order, so a test or a benchmark can count on
+The same seed (and ``start_ms``) gives the same records in the same order, so a test or a benchmark can count on
 what each pattern should produce. Patterns and their shares of the transactions:
 bursts (an account spending more than 5 times in a minute), large amounts (over 5 times the
 customer's average), foreign countries, duplicates (the same txn_id again), invalid records
@@ -11,6 +11,7 @@ published after its first transactions, so the retry tiers have work to do).
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,13 +74,15 @@ def generate_fraud(
     transactions: int,
     *,
     seed: int = 7,
-    start_ms: int = 1_767_225_600_000,
+    start_ms: int | None = None,
     customers_topic: str = "customers",
     transactions_topic: str = "transactions",
     shares: Shares = Shares(),
 ) -> tuple[list[Record], Plan]:
     """Profiles first (except late ones), then transactions in event-time order."""
     rng = random.Random(seed)
+    if start_ms is None:  # event time starts now, so runs on one broker do not overlap
+        start_ms = int(time.time() * 1000)
     plan = Plan(customers=customers)
     profiles: list[dict[str, object]] = []
     for n in range(1, customers + 1):
@@ -120,6 +123,8 @@ def generate_fraud(
         elif roll < shares.burst + shares.large:
             pattern = "large_amount"
             amount = round(float(profile["avg_amount"]) * rng.uniform(6, 40), 2)  # type: ignore[arg-type]
+            if rng.random() < 0.6:  # stolen cards are mostly used abroad
+                country = rng.choice([c for c in COUNTRIES if c != home])
         elif roll < shares.burst + shares.large + shares.foreign:
             pattern = "foreign_country"
             country = rng.choice([c for c in COUNTRIES if c != home])
