@@ -38,6 +38,8 @@ from stream_orch.steps.registry import build_step
 
 log = logging.getLogger(__name__)
 
+PRUNE_INTERVAL_S = 60.0
+
 
 @dataclass
 class Failure:
@@ -137,6 +139,8 @@ class NodeRunner:
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in self.node.steps
         ]
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
+        self._prunable = [s for s in self._steps if hasattr(s, "prune") and hasattr(s, "table_name")]
+        self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
         self._ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         policy = self.node.errors
         self._delays = list(policy.retry.delays) if policy and policy.retry else []
@@ -292,6 +296,8 @@ class NodeRunner:
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
+        if self._prunable and time.monotonic() >= self._next_prune:
+            self._prune()
         now = H.now_ms()
         stats = BatchStats()
         events: list[Event] = []
@@ -358,6 +364,16 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         if self._observer is not None:
             self._observer.batch_done(self, stats, time.perf_counter() - started)
+
+    def _prune(self) -> None:
+        """Expire state that event time has left behind (old txn_ids, empty windows); the
+        deletions go to the changelogs as tombstones with this batch."""
+        self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        partitions = {tp.partition for tp in self.assigned if tp.topic == self.node.input}
+        for step in self._prunable:
+            table = self._tables[step.table_name]
+            for partition in partitions:
+                step.prune(table, partition)
 
     async def _run_steps(self, events: list[Event], start: int) -> list[Event]:
         """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
