@@ -65,3 +65,31 @@ def test_grafana_provisioning() -> None:
     assert datasource["url"] == "http://prometheus:9090"
     provider = yaml.load((prov / "dashboards/stream-orch.yml").read_text())["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_mounts_line_up_with_the_provisioning_paths(compose: dict[str, Any]) -> None:
+    """Each container path the configs name is where compose mounts the matching repo folder."""
+
+    def mounts(service: str) -> dict[str, str]:  # container path -> repo path
+        out = {}
+        for volume in compose["services"][service]["volumes"]:
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                out[target] = source
+        return out
+
+    yaml = YAML(typ="safe")
+    prom = mounts("prometheus")
+    command = compose["services"]["prometheus"]["command"]
+    config_path = next(a for a in command if a.startswith("--config.file=")).split("=", 1)[1]
+    config_dir, config_name = config_path.rsplit("/", 1)
+    assert prom[config_dir] == "./deploy/prometheus"
+    config = yaml.load((REPO / "deploy/prometheus" / config_name).read_text())
+    for rules in config["rule_files"]:  # relative to the config file, i.e. inside the same mount
+        assert (REPO / "deploy/prometheus" / rules).is_file()
+
+    grafana = mounts("grafana")
+    assert grafana["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    provider = yaml.load((REPO / "deploy/grafana/provisioning/dashboards/stream-orch.yml").read_text())
+    dash_dir = grafana[provider["providers"][0]["options"]["path"]]
+    assert sorted(p.name for p in (REPO / dash_dir).glob("*.json")) == ["stream-orch.json"]
