@@ -117,7 +117,11 @@ def markdown(results: dict[str, Any]) -> str:
                 row.append("-" if not lat else "failed")
                 continue
             cell = " / ".join(_num(lat.get(k), "{:.1f}") for k in ("p50_ms", "p99_ms", "p999_ms"))
-            row.append(cell + (" (saturated)" if lat.get("saturated") else ""))
+            if lat.get("saturated"):
+                cell += f" (saturated: {lat['received']:,}/{lat['sent']:,} through)"
+            if lat.get("offered_short"):
+                cell += f" (offered only {lat['offered_eps']:,.0f}/s)"
+            row.append(cell)
         lines.append("| " + " | ".join(row) + " |")
     scaling = {n: c["scaling"] for n, c in results["contenders"].items() if c.get("scaling")}
     if scaling:

@@ -180,10 +180,12 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                         log(f"{c.name} latency @ {rate}/s: FAILED — {str(exc).splitlines()[0]}")
                         continue
                     entry["latency"][str(rate)] = lat
+                    flags = ", saturated" if lat["saturated"] else ""
+                    if lat["offered_short"]:
+                        flags += f", offered only {lat['offered_eps']:.0f}/s"
                     log(
                         f"{c.name} latency @ {rate:,}/s: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} "
-                        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received"
-                        f"{', saturated' if lat['saturated'] else ''})"
+                        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received{flags})"
                     )
 
         if cfg.scaling:
