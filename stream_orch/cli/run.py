@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from stream_orch.settings import Settings
@@ -24,11 +25,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
     from stream_orch.runtime.worker import Worker
+    from stream_orch.spec.lint import has_errors, lint
     from stream_orch.spec.loader import load_topology
 
     setup_logging(settings.log_level, settings.log_json)
     loaded = load_topology(args.file)
-    schemas = SchemaRegistry(args.schemas or default_schema_dir(args.file))
+    schema_dir = args.schemas or default_schema_dir(args.file)
+    problems = lint(loaded, schema_dir)
+    if has_errors(problems):  # the same checks as `stream-orch validate`: never run a broken graph
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    schemas = SchemaRegistry(schema_dir)
     for node in args.node or []:
         if node not in loaded.spec.nodes:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(loaded.spec.nodes)})")
