@@ -37,6 +37,8 @@ class NodeObserver:
             m.retried(node, tier, n)
         for reason, n in stats.dead_lettered.items():
             m.dead_letter(node, reason, n)
+        for table in runner.local_tables:  # sizes change with every batch, not only on rebalance
+            m.table_size(node, table.name, len(table))
         self.health.progress(node)
 
     def flushed(self, runner: NodeRunner, seconds: float) -> None:
