@@ -290,6 +290,13 @@ class NodeRunner:
                 self.last_progress = time.monotonic()
                 continue
             async with self._lock:
+                # Records of partitions not (or not yet) ours: fetched before a revocation, or
+                # while on_assigned restores state. Not processed, not committed; the owner
+                # (or we, from the committed offset after the assignment) reads them again.
+                if any(tp not in self.assigned for tp in batches):
+                    batches = {tp: r for tp, r in batches.items() if tp in self.assigned}
+                    if not batches:
+                        continue
                 await self._process(batches)
 
     # ------------------------------------------------------------------ one batch
@@ -553,12 +560,20 @@ class NodeRunner:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let the in-flight batch finish and commit first
+            self.assigned -= revoked  # records of these fetched earlier must not be processed now
             for tp in revoked:
                 handle = self._resume_handles.pop(tp, None)
                 if handle is not None:
                     handle.cancel()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        # aiokafka starts fetching the new partitions before this callback returns: hold the
+        # lock so that no batch runs against tables still being restored (it would compute on
+        # empty state, and the restore would then overwrite what it wrote).
+        async with self._lock:
+            await self._on_assigned(assigned)
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.recovering = True
         if self._observer is not None:
             self._observer.recovering(self, True)
