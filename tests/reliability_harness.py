@@ -1,0 +1,366 @@
+"""Reliability tests on top of :mod:`tests.topology_harness`: load, watching outputs while a worker
+is killed, accounting for every input record, an own broker to stop, and the results file.
+
+Every input record is accounted for by its input coordinates: an output carries
+``so.src.partition``/``so.src.offset`` and a dead letter ``so.error.partition``/``so.error.offset``.
+A record is *lost* when neither exists and it is not a legitimate duplicate (its ``txn_id`` was
+sent before and came out). An output emitted twice for the same coordinates is a *duplicate*
+(at-least-once re-emission after a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tests import topology_harness as th
+
+REPO = th.REPO
+RESULTS = REPO / "docs" / "reliability-results.jsonl"
+
+
+def bootstrap() -> str:
+    return th.BOOTSTRAP
+
+
+# ---------------------------------------------------------------------------- producing
+
+
+async def produce_bulk(
+    topic: str, records: list[tuple[bytes | None, bytes | None]], *, server: str | None = None, **extra: Any
+) -> list[tuple[int, int]]:
+    """Produce in order per key, pipelined; returns (partition, offset) of each record."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=server or bootstrap(),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        **extra,
+    )
+    await producer.start()
+    try:
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topic, value=value, key=key))
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
+
+
+# ---------------------------------------------------------------------------- watching
+
+
+class Watcher:
+    """A group-less consumer of ``topics`` from the beginning, polled while things happen."""
+
+    def __init__(self, topics: list[str], *, server: str | None = None) -> None:
+        self.topics = topics
+        self.server = server or bootstrap()
+        self.records: dict[str, list[Any]] = {t: [] for t in topics}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Watcher:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.server,
+            auto_offset_reset="earliest",
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        await consumer.start()
+        parts = []
+        for t in self.topics:
+            p = None
+            for _ in range(100):
+                p = consumer.partitions_for_topic(t)
+                if p:
+                    break
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.2)
+            assert p, f"topic {t} never appeared"
+            parts += [TopicPartition(t, i) for i in sorted(p)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        self._consumer = consumer
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def poll(self, seconds: float = 0.3) -> None:
+        assert self._consumer is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)))
+            for tp, records in batch.items():
+                self.records[tp.topic].extend(records)
+            if time.monotonic() >= deadline:
+                return
+
+    async def wait(self, cond: Callable[[Watcher], bool], timeout: float, settle: float = 0.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.poll(0.3)
+            if cond(self):
+                if settle:
+                    await self.poll(settle)
+                return True
+        return False
+
+    def count(self, topic: str) -> int:
+        return len(self.records[topic])
+
+
+# ---------------------------------------------------------------------------- accounting
+
+
+def _h(record: Any) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers}
+
+
+def txn_id_of(value: bytes | None) -> str | None:
+    try:
+        v = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return v.get("txn_id") if isinstance(v, dict) and isinstance(v.get("txn_id"), str) else None
+
+
+@dataclass
+class Accounting:
+    events_in: int = 0
+    outputs: int = 0  # distinct input records with an output
+    dead_lettered: int = 0  # distinct input records in the DLQ
+    dropped_duplicates: int = 0  # input duplicates of a txn_id that came out (dedupe)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    duplicated: int = 0  # extra copies of an output (at-least-once re-emission)
+    duplicated_txn_ids: int = 0  # extra outputs of a txn_id (whatever the cause)
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "events_in": self.events_in,
+            "with_output": self.outputs,
+            "dead_lettered": self.dead_lettered,
+            "input_duplicates_dropped": self.dropped_duplicates,
+            "lost": len(self.lost),
+            "duplicated_outputs": self.duplicated,
+        }
+
+    def complete(self) -> bool:
+        return not self.lost
+
+
+def account(
+    inputs: list[tuple[tuple[int, int], bytes | None]],
+    outputs: list[Any],
+    dead_letters: list[Any],
+) -> Accounting:
+    """``inputs``: ((partition, offset), value) of every input record; ``outputs``: the records of
+    the one output topic every processed event reaches; ``dead_letters``: the DLQ records."""
+    acc = Accounting(events_in=len(inputs))
+    out_coords: Counter[tuple[int, int]] = Counter()
+    out_ids: Counter[str] = Counter()
+    for r in outputs:
+        h = _h(r)
+        out_coords[(int(h["so.src.partition"]), int(h["so.src.offset"]))] += 1
+        tid = txn_id_of(r.value)
+        if tid:
+            out_ids[tid] += 1
+    dlq_coords: Counter[tuple[int, int]] = Counter()
+    for r in dead_letters:
+        h = _h(r)
+        dlq_coords[(int(h["so.error.partition"]), int(h["so.error.offset"]))] += 1
+    acc.duplicated = sum(n - 1 for n in out_coords.values() if n > 1) + sum(
+        n - 1 for n in dlq_coords.values() if n > 1
+    )
+    acc.duplicated_txn_ids = sum(n - 1 for n in out_ids.values() if n > 1)
+    for coords, value in inputs:
+        if coords in out_coords:
+            acc.outputs += 1
+        elif coords in dlq_coords:
+            acc.dead_lettered += 1
+        else:
+            tid = txn_id_of(value)
+            if tid is not None and out_ids[tid] and _is_repeat(tid, coords, inputs):
+                acc.dropped_duplicates += 1
+            else:
+                acc.lost.append(coords)
+    return acc
+
+
+_first_seen: dict[int, dict[str, tuple[int, int]]] = {}
+
+
+def _is_repeat(tid: str, coords: tuple[int, int], inputs: list[tuple[tuple[int, int], bytes | None]]) -> bool:
+    """Whether an earlier input record (same partition, lower offset) has this txn_id."""
+    index = _first_seen.get(id(inputs))
+    if index is None:
+        index = {}
+        for c, v in inputs:
+            t = txn_id_of(v)
+            if t is not None and (t not in index or c < index[t]):
+                index[t] = c
+        _first_seen.clear()
+        _first_seen[id(inputs)] = index
+    return index.get(tid, coords) != coords
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def record_result(test: str, **figures: Any) -> None:
+    """Append one JSON row to docs/reliability-results.jsonl (rendered by tests.reliability_report)."""
+    row = {
+        "test": test,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        **figures,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("ab") as fh:
+        fh.write(orjson.dumps(row) + b"\n")
+
+
+# ---------------------------------------------------------------------------- own broker
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+class OwnBroker:
+    """A broker of our own (``stream-orch --kafka-port P --state-dir D kafka up|down``), so that
+    a test can stop it without touching the shared one."""
+
+    def __init__(self, state_dir: Path, port: int = 19192) -> None:
+        from stream_orch.broker.jars import jars_ready
+        from stream_orch.broker.layout import BrokerLayout
+
+        if not (_free(port) and _free(port + 1)):
+            for candidate in range(19200, 19300, 2):
+                if _free(candidate) and _free(candidate + 1):
+                    port = candidate
+                    break
+        self.port = port
+        self.state_dir = state_dir
+        self.bootstrap = f"127.0.0.1:{port}"
+        layout = BrokerLayout.under(state_dir)
+        project = BrokerLayout.under(REPO / ".state").jars_dir
+        layout.root.mkdir(parents=True, exist_ok=True)
+        if jars_ready(project) and not layout.jars_dir.exists():
+            layout.jars_dir.symlink_to(project, target_is_directory=True)
+
+    def _cli(self, *args: str, timeout: float = 180) -> str:
+        cmd = [sys.executable, "-m", "stream_orch.cli.main", "--kafka-port", str(self.port)]
+        cmd += ["--state-dir", str(self.state_dir), "kafka", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def up(self) -> float:
+        started = time.monotonic()
+        self._cli("up")
+        return time.monotonic() - started
+
+    def down(self) -> None:
+        self._cli("down")
+
+
+# ---------------------------------------------------------------------------- topologies and data
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def fraud_copy(tmp_path: Path, *, server: str | None = None) -> tuple[Path, dict[str, str], str]:
+    """An isolated copy of the reference fraud topology; (path, topic names, consumer group)."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    path, names = th.isolated_topology(
+        REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix, retry_delays=["500ms", "1s", "2s"]
+    )
+    return path, names, f"fraud_detection_{suffix}.score_transactions"
+
+
+def worker(path: Path, log: Path, *, server: str | None = None) -> th.WorkerProcess:
+    env = {"PYTHONPATH": str(REPO), "SO_TEST_FAULT_DIR": str(log.parent)}
+    if server:
+        env["STREAM_ORCH_BOOTSTRAP_SERVERS"] = server
+    return th.WorkerProcess(path, log, env=env)
+
+
+def crafted(accounts: int, per_account: int, dup_every: int = 50) -> tuple[list, list, dict[str, int]]:
+    """Profiles and transactions whose velocity is known: account a's i-th transaction is at
+    T0 + i*10 s, so velocity_60s = min(i + 1, 6). Every ``dup_every``-th transaction is sent a
+    second time right away (dedupe must drop it). Returns (profiles, transactions, expected)."""
+    profiles = []
+    for a in range(1, accounts + 1):
+        value = {
+            "customer_id": f"C-{a:06d}",
+            "name": f"Name {a}",
+            "email": f"c{a}@example.com",
+            "home_country": "DE",
+            "risk_tier": "low",
+            "avg_amount": 100.0,
+        }
+        profiles.append((f"C-{a:06d}".encode(), orjson.dumps(value)))
+    txns, expected = [], {}
+    n = 0
+    for i in range(per_account):
+        for a in range(1, accounts + 1):
+            tid = f"T-{a:04d}-{i:04d}"
+            value = {
+                "txn_id": tid,
+                "account_id": f"A-{a:06d}",
+                "customer_id": f"C-{a:06d}",
+                "amount": 10.0 + i,
+                "currency": "EUR",
+                "merchant_id": "M-00001",
+                "channel": "card_present",
+                "country": "DE",
+                "ts": T0 + i * 10_000,
+            }
+            record = (f"A-{a:06d}".encode(), orjson.dumps(value))
+            txns.append(record)
+            expected[tid] = min(i + 1, 6)
+            n += 1
+            if n % dup_every == 0:
+                txns.append(record)
+    return profiles, txns, expected
+
+
+async def wait_accounted(
+    watch: Watcher,
+    inputs: list[tuple[tuple[int, int], bytes | None]],
+    output: str,
+    dlq: str,
+    timeout: float,
+) -> Accounting:
+    """Poll until every input record is accounted for (or ``timeout``), then settle 2 s more."""
+    deadline = time.monotonic() + timeout
+    acc = account(inputs, watch.records[output], watch.records[dlq])
+    while time.monotonic() < deadline:
+        await watch.poll(1.5)
+        acc = account(inputs, watch.records[output], watch.records[dlq])
+        if acc.complete():
+            await watch.poll(2.0)
+            return account(inputs, watch.records[output], watch.records[dlq])
+    return acc
