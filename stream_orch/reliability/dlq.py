@@ -125,7 +125,14 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         raise UserError(f"cannot list topics: {exc}") from None
     if topic not in topics:
         return set()
-    return consumer.partitions_for_topic(topic) or set()
+    consumer._client.add_topic(topic)  # the all-topics listing does not fill the client's metadata
+    for _ in range(50):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return partitions
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    return set()
 
 
 def decode_value(value: bytes | None) -> tuple[Any, str | None]:
