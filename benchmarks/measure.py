@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks import env
 from benchmarks.contenders import Contender
-from benchmarks.data import make_transaction
+from benchmarks.data import Dataset, make_transaction, produce_records
 from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics, sweep_topics
 from benchmarks.procs import TreeSampler, Worker
 
@@ -150,6 +150,54 @@ def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[st
     }
 
 
+async def _throughput_phase(
+    ctx: Context, procs: list[Worker], topics: RunTopics, kind: str, expected: int, started: float
+) -> dict[str, Any]:
+    """Poll the counted topics until ``expected`` outputs are there (bounded), then compute."""
+    total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
+    samples: list[tuple[float, int, float]] = []
+    sampler = TreeSampler([p.pid for p in procs])
+    async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:
+        last_count, last_progress = 0, started
+        while True:
+            count = await watcher.count()
+            now = time.perf_counter()
+            samples.append((now, count, sampler.sample()))
+            if count >= expected:
+                break
+            if count > last_count:
+                last_count, last_progress = count, now
+            _check_alive(procs)
+            if last_count == 0 and now - started > STARTUP_TIMEOUT_S:
+                raise RunFailed(
+                    f"no output after {STARTUP_TIMEOUT_S:.0f} s; log {procs[0].log}:\n{procs[0].log_tail()}"
+                )
+            if last_count and now - last_progress > STALL_TIMEOUT_S:
+                raise RunFailed(f"stalled at {last_count}/{expected} outputs for {STALL_TIMEOUT_S:.0f} s")
+            if now - started > total_timeout:
+                raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
+            await asyncio.sleep(POLL_S)
+    result = sustained(samples, expected)
+    first = next(s for s in samples if s[1] > 0)
+    result.update(
+        workers=len(procs),
+        peak_rss_mb=sampler.peak_rss / 2**20,
+        startup_s=first[0] - started,
+        total_s=samples[-1][0] - started,
+        cpu_total_s=samples[-1][2],
+        outputs=samples[-1][1],
+    )
+    return result
+
+
+async def _cleanup(ctx: Context, procs: list[Worker], topics: list[str], prefix: str) -> None:
+    for p in procs:
+        p.stop()
+    if not ctx.keep_topics:
+        await delete_topics(ctx.bootstrap, topics)
+        await sweep_topics(ctx.bootstrap, prefix)  # what the contender derived itself
+
+
 async def throughput_run(
     ctx: Context,
     c: Contender,
@@ -164,51 +212,11 @@ async def throughput_run(
     topics = RunTopics(prefix, input_topic, customers_topic)
     await create_topics(ctx.bootstrap, topics.outputs(c.kind))
     ctx.created += topics.outputs(c.kind)
-    group = f"bench.{ctx.run_id}.{c.name}.{label}"
-    total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
-    samples: list[tuple[float, int, float]] = []
-    procs = _start(ctx, c, topics, group, workers)
-    started = time.perf_counter()
+    procs = _start(ctx, c, topics, prefix, workers)
     try:
-        sampler = TreeSampler([p.pid for p in procs])
-        async with OffsetWatcher(ctx.bootstrap, topics.counted(c.kind)) as watcher:
-            last_count, last_progress = 0, started
-            while True:
-                count = await watcher.count()
-                now = time.perf_counter()
-                samples.append((now, count, sampler.sample()))
-                if count >= expected:
-                    break
-                if count > last_count:
-                    last_count, last_progress = count, now
-                _check_alive(procs)
-                if last_count == 0 and now - started > STARTUP_TIMEOUT_S:
-                    raise RunFailed(
-                        f"no output after {STARTUP_TIMEOUT_S:.0f} s; log {procs[0].log}:\n"
-                        f"{procs[0].log_tail()}"
-                    )
-                if last_count and now - last_progress > STALL_TIMEOUT_S:
-                    raise RunFailed(f"stalled at {last_count}/{expected} outputs for {STALL_TIMEOUT_S:.0f} s")
-                if now - started > total_timeout:
-                    raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
-                await asyncio.sleep(POLL_S)
-        result = sustained(samples, expected)
-        first = next(s for s in samples if s[1] > 0)
-        result.update(
-            workers=workers,
-            peak_rss_mb=sampler.peak_rss / 2**20,
-            startup_s=first[0] - started,
-            total_s=samples[-1][0] - started,
-            cpu_total_s=samples[-1][2],
-            outputs=samples[-1][1],
-        )
-        return result
+        return await _throughput_phase(ctx, procs, topics, c.kind, expected, time.perf_counter())
     finally:
-        for p in procs:
-            p.stop()
-        if not ctx.keep_topics:
-            await delete_topics(ctx.bootstrap, topics.outputs(c.kind))
-            await sweep_topics(ctx.bootstrap, prefix)  # what the contender derived itself
+        await _cleanup(ctx, procs, topics.outputs(c.kind), prefix)
 
 
 # --------------------------------------------------------------------------- latency
@@ -223,7 +231,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 class LatencyProbe:
-    """Reads the measured output topic from the start and records now - send time per record.
+    """Reads the measured output topic from its current end; records now - send time per record.
 
     Forwarding keeps the payload field ``bench_sent_ns`` (time.time_ns() just before the
     producer's send, i.e. the record's CreateTime to within microseconds); an output that is
@@ -247,7 +255,9 @@ class LatencyProbe:
         await self.consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
         self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
+        # start at the current end: earlier outputs (a warm process's throughput phase) are not ours
+        for tp, offset in (await self.consumer.end_offsets(tps)).items():
+            self.consumer.seek(tp, offset)
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -323,29 +333,24 @@ class PacedProducer:
         return sent, offered
 
 
-async def latency_run(
+async def _latency_phase(
     ctx: Context,
-    c: Contender,
-    customers_topic: str,
+    procs: list[Worker],
+    topics: RunTopics,
+    kind: str,
     profiles: list[dict[str, Any]],
     rate: int,
     seconds: float,
-    drain_s: float = 10.0,
+    drain_s: float,
+    warmup: int,
 ) -> dict[str, Any]:
-    """Start the contender on an empty topic, warm it up, then offer ``rate`` events/s."""
-    prefix = f"bench.{ctx.run_id}.{c.name}.lat{rate}"
-    topics = RunTopics(prefix, f"{prefix}.in", customers_topic)
-    all_topics = [topics.input, *topics.outputs(c.kind)]
-    await create_topics(ctx.bootstrap, all_topics)
-    ctx.created += all_topics
-    procs = _start(ctx, c, topics, prefix, 1)
+    """Warm up (unless the process already is), offer ``rate`` events/s, collect latencies."""
     producer = PacedProducer(ctx.bootstrap, topics.input, profiles, seed=rate)
-    probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(c.kind))
+    probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(kind))
     try:
         await producer.start()
         await probe.start()
         sampler = TreeSampler([procs[0].pid])
-        warmup = 50
         for _ in range(warmup):
             await producer.send("W")
         await producer.flush()
@@ -389,8 +394,62 @@ async def latency_run(
             await probe.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
-        for p in procs:
-            p.stop()
-        if not ctx.keep_topics:
-            await delete_topics(ctx.bootstrap, all_topics)
-            await sweep_topics(ctx.bootstrap, prefix)
+
+
+async def latency_run(
+    ctx: Context,
+    c: Contender,
+    customers_topic: str,
+    profiles: list[dict[str, Any]],
+    rate: int,
+    seconds: float,
+    drain_s: float = 10.0,
+) -> dict[str, Any]:
+    """Start the contender on an empty topic, warm it up, then offer ``rate`` events/s."""
+    prefix = f"bench.{ctx.run_id}.{c.name}.lat{rate}"
+    topics = RunTopics(prefix, f"{prefix}.in", customers_topic)
+    all_topics = [topics.input, *topics.outputs(c.kind)]
+    await create_topics(ctx.bootstrap, all_topics)
+    ctx.created += all_topics
+    procs = _start(ctx, c, topics, prefix, 1)
+    try:
+        return await _latency_phase(ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s, warmup=50)
+    finally:
+        await _cleanup(ctx, procs, all_topics, prefix)
+
+
+async def quick_session(
+    ctx: Context,
+    c: Contender,
+    data: Dataset,
+    customers_topic: str,
+    expected: int,
+    rates: list[int],
+    seconds: float,
+    drain_s: float,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--quick``: throughput, then latency on the same warm process (one start per contender).
+
+    The contender gets its own copy of the data set (same records) so that the paced records
+    can follow it on the same input topic once the throughput phase has consumed it all.
+    """
+    prefix = f"bench.{ctx.run_id}.{c.name}.quick"
+    topics = RunTopics(prefix, f"{prefix}.in", customers_topic)
+    all_topics = [topics.input, *topics.outputs(c.kind)]
+    await create_topics(ctx.bootstrap, all_topics)
+    ctx.created += all_topics
+    await produce_records(ctx.bootstrap, topics.input, data.transactions, "account_id")
+    procs = _start(ctx, c, topics, prefix, 1)
+    try:
+        tput = await _throughput_phase(ctx, procs, topics, c.kind, expected, time.perf_counter())
+        latency: dict[str, dict[str, Any]] = {}
+        for rate in rates:
+            try:
+                latency[str(rate)] = await _latency_phase(
+                    ctx, procs, topics, c.kind, data.customers, rate, seconds, drain_s, warmup=0
+                )
+            except RunFailed as exc:
+                latency[str(rate)] = {"error": str(exc)}
+        return tput, latency
+    finally:
+        await _cleanup(ctx, procs, all_topics, prefix)

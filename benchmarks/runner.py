@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 
 from benchmarks import machine, report
 from benchmarks.contenders import CONTENDERS, Contender
-from benchmarks.data import make_dataset, produce_records
+from benchmarks.data import Dataset, make_dataset, produce_records
 from benchmarks.kafka import PARTITIONS, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import Context, RunFailed, latency_run, throughput_run
+from benchmarks.measure import Context, RunFailed, latency_run, quick_session, throughput_run
 
 
 @dataclass
@@ -76,6 +77,70 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
         "startup_s": statistics.median(r["startup_s"] for r in runs),
     }
+
+
+def _summarise(entry: dict[str, Any]) -> None:
+    good = [r for r in entry["runs"] if "error" not in r]
+    if good:
+        entry.update(_median_run(good))
+    else:
+        entry.update(status="failed", reason=entry["runs"][0]["error"] if entry["runs"] else "no run")
+
+
+def _log_latency(name: str, rate: int, lat: dict[str, Any]) -> None:
+    if "error" in lat:
+        log(f"{name} latency @ {rate}/s: FAILED — {lat['error'].splitlines()[0]}")
+        return
+    flags = ", saturated" if lat["saturated"] else ""
+    if lat["offered_short"]:
+        flags += f", offered only {lat['offered_eps']:.0f}/s"
+    log(
+        f"{name} latency @ {rate:,}/s: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} "
+        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received{flags})"
+    )
+
+
+def _log_run(name: str, r: dict[str, Any], what: str) -> None:
+    log(
+        f"{name} {what}: {r['throughput_eps']:,.0f} ev/s, {r['cpu_s_per_1k']:.3f} CPU s/1k, "
+        f"peak RSS {r['peak_rss_mb']:.0f} MB, first output after {r['startup_s']:.1f} s"
+    )
+
+
+async def _quick(
+    cfg: RunConfig,
+    ctx: Context,
+    chosen: list[Contender],
+    results: dict[str, Any],
+    data: Dataset,
+    customers_topic: str,
+    expected: Callable[[Contender], int],
+) -> None:
+    """One process per contender: throughput on its copy of the data, then latency while warm."""
+    for c in chosen:
+        entry = results["contenders"][c.name]
+        try:
+            tput, latency = await quick_session(
+                ctx,
+                c,
+                data,
+                customers_topic,
+                expected(c),
+                cfg.rates if cfg.latency else [],
+                cfg.latency_seconds,
+                drain_s=3.0,
+            )
+        except RunFailed as exc:
+            entry["runs"].append({"error": str(exc)})
+            log(f"{c.name}: FAILED — {str(exc).splitlines()[0]}")
+        else:
+            entry["runs"].append(tput)
+            _log_run(c.name, tput, "throughput")
+            if latency:
+                entry["latency"] = latency
+            for rate, lat in latency.items():
+                _log_latency(c.name, int(rate), lat)
+        _summarise(entry)
 
 
 async def run(cfg: RunConfig) -> dict[str, Any]:
@@ -140,6 +205,10 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
         def expected(c: Contender) -> int:
             return cfg.records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
 
+        if cfg.quick:
+            await _quick(cfg, ctx, chosen, results, data, customers_topic, expected)
+            chosen = []  # everything below is for full runs
+
         # runs interleaved (run 1 of each, then run 2 of each...) so slow drifts in load spread evenly
         for rep in range(cfg.runs):
             for c in chosen:
@@ -151,18 +220,9 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                     log(f"{c.name} run {rep + 1}: FAILED — {str(exc).splitlines()[0]}")
                     continue
                 entry["runs"].append(r)
-                log(
-                    f"{c.name} run {rep + 1}/{cfg.runs}: {r['throughput_eps']:,.0f} ev/s, "
-                    f"{r['cpu_s_per_1k']:.3f} CPU s/1k, peak RSS {r['peak_rss_mb']:.0f} MB, "
-                    f"first output after {r['startup_s']:.1f} s"
-                )
+                _log_run(c.name, r, f"run {rep + 1}/{cfg.runs}")
         for c in chosen:
-            entry = results["contenders"][c.name]
-            good = [r for r in entry["runs"] if "error" not in r]
-            if good:
-                entry.update(_median_run(good))
-            else:
-                entry.update(status="failed", reason=entry["runs"][0]["error"] if entry["runs"] else "no run")
+            _summarise(results["contenders"][c.name])
 
         if cfg.latency:
             for c in chosen:
@@ -176,17 +236,9 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                             ctx, c, customers_topic, data.customers, rate, cfg.latency_seconds
                         )
                     except RunFailed as exc:
-                        entry["latency"][str(rate)] = {"error": str(exc)}
-                        log(f"{c.name} latency @ {rate}/s: FAILED — {str(exc).splitlines()[0]}")
-                        continue
+                        lat = {"error": str(exc)}
                     entry["latency"][str(rate)] = lat
-                    flags = ", saturated" if lat["saturated"] else ""
-                    if lat["offered_short"]:
-                        flags += f", offered only {lat['offered_eps']:.0f}/s"
-                    log(
-                        f"{c.name} latency @ {rate:,}/s: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} "
-                        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received{flags})"
-                    )
+                    _log_latency(c.name, rate, lat)
 
         if cfg.scaling:
             for c in chosen:
