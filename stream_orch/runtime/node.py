@@ -236,7 +236,7 @@ class NodeRunner:
         for handle in self._resume_handles.values():
             handle.cancel()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await _stop_consumer(self._consumer)
 
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
@@ -277,7 +277,7 @@ class NodeRunner:
             table.forget(table.partitions())
         if consumer is not None:
             try:
-                await consumer.stop()
+                await _stop_consumer(consumer)
             except Exception as exc:  # the broker may be gone; the group times us out
                 log.warning("consumer stop failed: %r", exc, extra={"node": self.name})
 
@@ -641,6 +641,19 @@ def _check_size(outputs: Any, event: Event) -> None:
                 raise OutputTooLarge(
                     f"output_too_large: {size} bytes for {target.topic} (limit {H.MAX_RECORD_BYTES})"
                 )
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, except that a CancelledError raised from inside aiokafka (its fetcher
+    cancels and awaits its own fetch task, which leaks out when the broker is gone) does not end
+    the node's task: only a cancellation of the task itself is passed on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("consumer stop was interrupted inside aiokafka; continuing")
 
 
 def _header_int(headers: Any, name: str) -> int:
