@@ -37,6 +37,7 @@ from benchmarks.procs import TreeSampler, Worker
 
 POLL_S = 0.05
 STARTUP_TIMEOUT_S = 90.0  # first output must appear within this (Faust and Quix start slowly)
+LATENCY_WARMUP_S = 3.0  # unmeasured seconds at the offered rate before a latency measurement
 STALL_TIMEOUT_S = 30.0  # no progress for this long after the first output: the run failed
 
 
@@ -343,8 +344,14 @@ async def _latency_phase(
     seconds: float,
     drain_s: float,
     warmup: int,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Warm up (unless the process already is), offer ``rate`` events/s, collect latencies."""
+    """Offer ``rate`` events/s and collect latencies, after a warm-up unless the process is warm.
+
+    Warm-up: ``warmup`` records that must come through (the process is consuming), then
+    ``warmup_s`` seconds at the offered rate, unmeasured (frameworks are slower in their first
+    seconds: lazy imports, caches, first rebalance settling).
+    """
     producer = PacedProducer(ctx.bootstrap, topics.input, profiles, seed=rate)
     probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(kind))
     try:
@@ -363,6 +370,8 @@ async def _latency_phase(
                     f"{procs[0].log}:\n{procs[0].log_tail()}"
                 )
             await asyncio.sleep(0.05)
+        if warmup_s > 0:  # the same rate, unmeasured, straight into the measured phase
+            await producer.run(rate, warmup_s, prefix="W")
         cpu0, t0 = sampler.sample(), time.perf_counter()
         sent, achieved = await producer.run(rate, seconds)
         deadline = time.perf_counter() + drain_s
@@ -413,7 +422,9 @@ async def latency_run(
     ctx.created += all_topics
     procs = _start(ctx, c, topics, prefix, 1)
     try:
-        return await _latency_phase(ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s, warmup=50)
+        return await _latency_phase(
+            ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s, warmup=50, warmup_s=LATENCY_WARMUP_S
+        )
     finally:
         await _cleanup(ctx, procs, all_topics, prefix)
 
