@@ -13,7 +13,7 @@ import pytest
 
 from stream_orch.settings import Settings
 
-BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP = Settings().bootstrap_servers  # the broker the tests use (STREAM_ORCH_BOOTSTRAP_SERVERS)
 POM = Path(__file__).resolve().parents[1] / "stream_orch" / "broker" / "pom.xml"
 
 
