@@ -17,7 +17,7 @@ from stream_orch.observability.metrics import Metrics
 from stream_orch.settings import Settings
 
 pytestmark = pytest.mark.integration
-BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP = Settings().bootstrap_servers
 
 
 async def health_of(url: str) -> tuple[int, dict]:

@@ -25,7 +25,7 @@ from tests.kafka_tool import describe, kafka_jars_fixture  # noqa: F401 - the ka
 
 pytestmark = pytest.mark.integration
 
-BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP = Settings().bootstrap_servers
 N = 100  # records per partition
 STEP_MS = 100  # record i of a partition has timestamp BASE + i * STEP_MS
 
