@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 _live: dict[int, subprocess.Popen] = {}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the harness dies, even by SIGKILL (Linux only).
+
+    The child runs in its own session (so stopping it stops its group), which also means no
+    terminal signal reaches it; without this, a killed harness would leave workers running.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 class Worker:
@@ -38,6 +50,7 @@ class Worker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         _live[self.proc.pid] = self.proc
         self.pid = self.proc.pid
