@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--out", type=Path, default=DEFAULT_OUT)
 
     sub.add_parser("list", help="the contenders and whether each can run here")
+    clean = sub.add_parser("clean", help="delete the topics a killed run left (bench.<RUN_ID>.*)")
+    clean.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="as in the run's topic names")
     args = parser.parse_args(argv)
     install_cleanup()
 
@@ -66,6 +68,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{c.name:16} {c.kind:8} {'ready' if not reason else 'skipped: ' + reason}  — {c.description}"
             )
+        return 0
+    if args.command == "clean":
+        import re
+
+        from benchmarks.kafka import sweep_topics
+        from benchmarks.runner import check_local
+
+        check_local(args.bootstrap)
+        for run_id in args.run_ids:
+            if not re.fullmatch(r"[0-9a-z]{6,}", run_id):
+                raise SystemExit(f"benchmarks: {run_id!r} does not look like a run id")
+            print(f"{run_id}: deleted {asyncio.run(sweep_topics(args.bootstrap, f'bench.{run_id}.'))} topics")
         return 0
     if args.command == "run":
         from benchmarks.runner import RunConfig
