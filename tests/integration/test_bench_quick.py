@@ -17,10 +17,23 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 async def test_quick_run_measures_both_aiokafka_baselines(kafka_bootstrap: str, tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "benchmarks", "--bootstrap", kafka_bootstrap, "run", "--quick",
-            "--only", "aiokafka_batch,aiokafka_send", "--out", str(tmp_path)]
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--bootstrap",
+        kafka_bootstrap,
+        "run",
+        "--quick",
+        "--only",
+        "aiokafka_batch,aiokafka_send",
+        "--out",
+        str(tmp_path),
+    ]
     started = time.monotonic()
-    proc = await asyncio.to_thread(subprocess.run, argv, cwd=REPO, capture_output=True, text=True, timeout=100)
+    proc = await asyncio.to_thread(
+        subprocess.run, argv, cwd=REPO, capture_output=True, text=True, timeout=100
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert elapsed < 60, f"--quick must stay well under a minute, took {elapsed:.0f} s"
