@@ -237,6 +237,7 @@ class NodeRunner:
             handle.cancel()
         if self._consumer is not None:
             await _stop_consumer(self._consumer)
+        await self._sender.close()
 
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
@@ -271,6 +272,10 @@ class NodeRunner:
 
     async def _reset(self) -> None:
         self._sender.discard()
+        try:
+            await self._sender.renew()
+        except Exception as exc:  # the broker is still away: the next start fails and we retry
+            log.warning("new producer failed to start: %r", exc, extra={"node": self.name})
         consumer, self._consumer = self._consumer, None
         self.assigned = set()
         for table in self.local_tables:

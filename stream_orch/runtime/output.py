@@ -9,8 +9,9 @@ only then are the input offsets committed (at-least-once, nothing committed befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -51,9 +52,17 @@ class PartitionMap:
 class BatchSender:
     """Collects records per (topic, partition) and sends them as record batches."""
 
-    def __init__(self, producer: AIOKafkaProducer, partitions: PartitionMap) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        partitions: PartitionMap,
+        *,
+        renew: Callable[[], AIOKafkaProducer] | None = None,
+    ) -> None:
         self._producer = producer
         self._partitions = partitions
+        self._renew = renew
+        self._own: AIOKafkaProducer | None = None  # a producer this sender made (and stops)
         self._pending: dict[
             tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]
         ] = {}
@@ -82,6 +91,24 @@ class BatchSender:
     def discard(self) -> None:
         """Forget what was added but not flushed (the batch is being abandoned)."""
         self._pending, self.count = {}, 0
+
+    async def renew(self) -> None:
+        """Switch to a new producer after a failed flush. An idempotent producer whose broker
+        went away can be left with sequence numbers the broker rejects for good
+        (OutOfOrderSequenceNumber on every batch): a new producer gets a new producer id."""
+        if self._renew is None:
+            return
+        producer = self._renew()
+        await producer.start()
+        old, self._own, self._producer = self._own, producer, producer
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+
+    async def close(self) -> None:
+        if self._own is not None:
+            with contextlib.suppress(Exception):
+                await self._own.stop()
 
     async def flush(self) -> None:
         """Send everything added so far and wait until the broker acknowledged all of it."""

@@ -115,7 +115,7 @@ class Worker:
             self._server = await serve(
                 self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port
             )
-        self._producer = AIOKafkaProducer(
+        producer_args = dict(
             **client_args,
             acks="all",
             enable_idempotence=True,
@@ -123,6 +123,7 @@ class Worker:
             max_request_size=4 * 1024 * 1024,
             linger_ms=0,
         )
+        self._producer = AIOKafkaProducer(**producer_args)
         await self._producer.start()
         partitions = PartitionMap(counts)
         for name, table in spec.tables.items():
@@ -157,7 +158,9 @@ class Worker:
                 node_name=name,
                 schemas=self.schemas,
                 client_args=client_args,
-                sender=BatchSender(self._producer, partitions),
+                sender=BatchSender(
+                    self._producer, partitions, renew=lambda: AIOKafkaProducer(**producer_args)
+                ),
                 tables=tables,
                 observer=observer,
             )
