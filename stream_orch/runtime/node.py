@@ -39,6 +39,7 @@ from stream_orch.steps.registry import build_step
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 60.0
+DLQ_LOG_LINES_PER_BATCH = 5
 
 
 @dataclass
@@ -101,16 +102,20 @@ class _Target:
     setters: list[tuple[str, Callable[[dict[str, Any]], Any]]]
     project: Callable[[dict[str, Any]], dict[str, Any]]
     encode: Callable[[dict[str, Any]], bytes]
+    shape: tuple[str | None, str] | None = None  # (schema, format) when no `set`: same bytes
     sent: int = 0  # outputs in the current batch, folded into the batch stats
 
     def render(self, value: dict[str, Any], key: bytes | None) -> tuple[bytes | None, bytes]:
         out = self.project(value)
         for name, fn in self.setters:
             out[name] = fn(value)
-        if self.key_field is not None:
-            k = out.get(self.key_field, value.get(self.key_field))
-            key = None if k is None else str(k).encode()
-        return key, self.encode(out)
+        return self.key_of(out, key), self.encode(out)
+
+    def key_of(self, value: dict[str, Any], key: bytes | None) -> bytes | None:
+        if self.key_field is None:
+            return key
+        k = value.get(self.key_field)
+        return None if k is None else str(k).encode()
 
 
 class NodeRunner:
@@ -201,6 +206,7 @@ class NodeRunner:
                         if schema_name
                         else dict,
                         encode=codec_for(topic_spec, schemas).encode,
+                        shape=None if target.set else (schema_name, topic_spec.format),
                     )
                 )
             if route.when is not None:
@@ -317,44 +323,42 @@ class NodeRunner:
         ctx = self._ctx
         ctx.reset()
         decode = self._decode
+        n_in = 0
+        reject = ctx.reject
+        append = events.append
         for tp, records in batches.items():
             tier = self._tier_of[tp.topic]
+            if tier:
+                records = self._due(tp, records, now)
+                if not records:
+                    continue
+            topic, partition = tp.topic, tp.partition
+            commits[tp] = records[-1].offset + 1
+            n_in += len(records)
+            # e2e latency is a distribution: a few dozen samples per partition and batch suffice
+            stats.timestamps_ms.extend(r.timestamp for r in records[:: max(1, len(records) // 32)])
             for record in records:
-                if tier:
-                    due = _header_int(record.headers, H.RETRY_DUE)
-                    if due > now:
-                        self._pause_until(tp, record.offset, due - now)
-                        break
-                commits[tp] = record.offset + 1
+                raw = record.value
+                offset = record.offset
                 event = Event(
-                    value={},
-                    key=record.key,
-                    raw_value=record.value,
-                    headers=list(record.headers),
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=record.offset,
-                    timestamp=record.timestamp,
-                    attempt=tier,
-                    source_topic=tp.topic,
-                    source_partition=tp.partition,
-                    source_offset=record.offset,
-                )
+                    {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
+                    tier, topic, partition, offset,
+                )  # fmt: skip
                 if tier:
                     _restore_origin(event)
-                stats.timestamps_ms.append(record.timestamp)
+                if raw is None:
+                    reject(event, "null_value", DecodeError("null_value", "the record has no value"))
+                    continue
                 try:
-                    if record.value is None:
-                        raise DecodeError("null_value", "the record has no value")
-                    event.value = decode(record.value)
+                    event.value = decode(raw)
                 except DecodeError as exc:
-                    ctx.reject(event, exc.reason, exc)
+                    reject(event, exc.reason, exc)
                     continue
                 except Exception as exc:
-                    ctx.reject(event, "decode_error", exc)
+                    reject(event, "decode_error", exc)
                     continue
-                events.append(event)
-        stats.n_in = len(commits) and sum(len(r) for r in batches.values())
+                append(event)
+        stats.n_in = n_in
 
         events = await self._run_steps(events, 0)
         self._route(events, stats, now)
@@ -420,7 +424,19 @@ class NodeRunner:
                     if condition(value):
                         chosen = targets
                         break
-                rendered = [target.render(value, event.key) for target in chosen]
+                rendered = []
+                shared: dict[Any, bytes] | None = None
+                for target in chosen:
+                    if target.shape is None:
+                        rendered.append(target.render(value, event.key))
+                        continue
+                    # outputs of one schema and format without `set` are the same bytes: encode once
+                    if shared is None:
+                        shared = {}
+                    payload = shared.get(target.shape)
+                    if payload is None:
+                        payload = shared[target.shape] = target.encode(target.project(value))
+                    rendered.append((target.key_of(value, event.key), payload))
                 _check_size(zip(chosen, rendered, strict=True), event)
             except OutputTooLarge as exc:
                 self._ctx.reject(event, str(exc), exc)
@@ -457,6 +473,7 @@ class NodeRunner:
                 target.sent = 0
 
     def _handle_failures(self, stats: BatchStats, now: int) -> None:
+        logged = 0
         for failure in self._ctx.failures:
             event = failure.event
             error_class = type(failure.error).__name__ if failure.error is not None else failure.reason
@@ -488,6 +505,9 @@ class NodeRunner:
                 value, base = H.fit(event.key, event.raw_value, base)
                 self._sender.add(self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
                 stats.dead_lettered[failure.reason.split(":", 1)[0]] += 1
+                logged += 1
+                if logged > DLQ_LOG_LINES_PER_BATCH:
+                    continue
                 log.warning(
                     "dead-lettered: %s",
                     failure.reason,
@@ -498,6 +518,13 @@ class NodeRunner:
                         "offset": event.source_offset,
                     },
                 )
+        if logged > DLQ_LOG_LINES_PER_BATCH:  # a flood of bad records must not flood the log too
+            log.warning(
+                "dead-lettered %d more records of this batch: %s",
+                logged - DLQ_LOG_LINES_PER_BATCH,
+                dict(stats.dead_lettered),
+                extra={"node": self.name, "topic": self.node.input},
+            )
 
     def _error_headers(
         self, failure: Failure, error_class: str, first_failure: int, now: int
@@ -545,6 +572,16 @@ class NodeRunner:
             )
 
     # ------------------------------------------------------------------ retry pacing
+
+    def _due(self, tp: TopicPartition, records: list[Any], now: int) -> list[Any]:
+        """The records of a retry partition whose time has come; at the first that has not,
+        the partition is paused until then (and re-read from that record)."""
+        for i, record in enumerate(records):
+            due = _header_int(record.headers, H.RETRY_DUE)
+            if due > now:
+                self._pause_until(tp, record.offset, due - now)
+                return records[:i]
+        return records
 
     def _pause_until(self, tp: TopicPartition, offset: int, delay_ms: int) -> None:
         assert self._consumer is not None
