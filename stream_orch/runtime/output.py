@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 Headers = Sequence[tuple[str, bytes]]
+FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
 _NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's record builder wants a list; never mutated
 
 
@@ -132,4 +133,9 @@ class BatchSender:
                         raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            # Seen after a broker restart: the producer never resolves some batches. Failing the
+            # batch makes the node start over (new producer, committed offsets) instead of hanging.
+            raise TimeoutError(f"no acknowledgement of a flush within {FLUSH_TIMEOUT_S:.0f}s") from None
