@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     client_id: str = "stream-orch"
     metrics_port: int = Field(9308, ge=0, le=65535, description="0 disables the HTTP server.")
     metrics_host: str = Field("0.0.0.0", description="Bind address of /metrics, /health and /ready.")
+    lag_interval_s: float = Field(
+        15.0,
+        gt=0,
+        description="How often a worker reads its own groups' lag (records and seconds) for /metrics.",
+    )
     health_stall_seconds: float = Field(
         120.0, gt=0, description="/health fails when a node has lag and no progress for this long."
     )

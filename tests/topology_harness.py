@@ -80,6 +80,7 @@ class WorkerProcess:
             **os.environ,
             "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP,
             "STREAM_ORCH_METRICS_HOST": "127.0.0.1",
+            "STREAM_ORCH_LAG_INTERVAL_S": "2",  # tests watch lag change within seconds
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

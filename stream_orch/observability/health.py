@@ -72,8 +72,13 @@ class HealthState:
             state.last_progress = self._clock()
 
     def set_lag(self, node: str, records: int) -> None:
-        """Current lag of ``node``'s consumer group in records (from the lag collector)."""
+        """Current lag of ``node``'s consumer group in records (from the lag collector).
+
+        An idle node makes no progress either; the stall clock starts when lag appears, so a node
+        that was idle for an hour is not called stuck the moment a record arrives."""
         state = self._nodes.setdefault(node, _NodeProgress(self._clock()))
+        if records > 0 and state.lag == 0:
+            state.last_progress = max(state.last_progress, self._clock())
         state.lag = records
 
     # -- readiness -------------------------------------------------------------------------------

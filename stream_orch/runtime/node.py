@@ -175,6 +175,7 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         self.processed = 0
         self.restarts = 0
+        self._commit_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -239,6 +240,8 @@ class NodeRunner:
         self._stopping.set()
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.settle_commit()
         for handle in self._resume_handles.values():
             handle.cancel()
         if self._consumer is not None:
@@ -277,6 +280,8 @@ class NodeRunner:
                 backoff = 1.0
 
     async def _reset(self) -> None:
+        with contextlib.suppress(Exception):  # its failure is logged; the records are re-read
+            await self.settle_commit()
         self._sender.discard()
         try:
             await self._sender.renew()
@@ -549,10 +554,23 @@ class NodeRunner:
         ]
 
     async def _commit(self, commits: dict[TopicPartition, int]) -> None:
-        assert self._consumer is not None
+        """Commit in the background: the next batch is fetched and processed while the broker
+        stores these offsets (they are already safe to commit: every output is acknowledged).
+        At most one commit is in flight, so commits stay in order."""
         owned = {tp: off for tp, off in commits.items() if tp in self.assigned}
         if not owned:
             return
+        await self.settle_commit()
+        self._commit_task = asyncio.create_task(self._commit_now(owned))
+
+    async def settle_commit(self) -> None:
+        """Wait for the commit in flight, if any (before a rebalance, a stop or the next commit)."""
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            await task
+
+    async def _commit_now(self, owned: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
         started = time.perf_counter()
         try:
             await self._consumer.commit(owned)
@@ -602,6 +620,7 @@ class NodeRunner:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let the in-flight batch finish and commit first
+            await self.settle_commit()
             self.assigned -= revoked  # records of these fetched earlier must not be processed now
             for tp in revoked:
                 handle = self._resume_handles.pop(tp, None)

@@ -79,7 +79,6 @@ class Worker:
         *,
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
-        lag_interval_s: float = 5.0,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -94,7 +93,6 @@ class Worker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._server: Any = None
         self._stop = asyncio.Event()
-        self.lag_interval_s = lag_interval_s
         self.lag: LagCollector | None = None
         self._lag_reader: LagReader | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -144,7 +142,7 @@ class Worker:
             self._lag_reader,
             self.metrics,
             groups=list(groups),
-            interval_s=self.lag_interval_s,
+            interval_s=self.settings.lag_interval_s,
             health=self.health,
             node_of_group=groups,
         )
