@@ -56,11 +56,13 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL"):
             args["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
             args["sasl_plain_username"] = self.sasl_username
-            args["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+            password = self.sasl_password
+            args["sasl_plain_password"] = password.get_secret_value() if password else None
         if self.security_protocol.endswith("SSL"):
             ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
             if self.ssl_certfile:
-                ctx.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+                keyfile = str(self.ssl_keyfile) if self.ssl_keyfile else None
+                ctx.load_cert_chain(str(self.ssl_certfile), keyfile)
             args["ssl_context"] = ctx
         return args
 

@@ -6,6 +6,7 @@ co-partitioning of its tables, so a conflict stops the worker before it consumes
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +60,13 @@ async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> 
         if problems:
             raise UserError("refusing to start: " + "; ".join(problems), exit_code=1)
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
                 await admin.create_topics(
                     [
                         NewTopic(p.name, p.partitions, p.replication, topic_configs=p.configs())
                         for p in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another worker created it meanwhile
         counts = dict(existing)
         for p in missing:
             counts[p.name] = p.partitions

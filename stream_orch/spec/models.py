@@ -36,7 +36,9 @@ class _Model(BaseModel):
 
 
 class TopicSpec(_Model):
-    partitions: int = Field(6, ge=1, description="Partition count; an existing topic must have at least this.")
+    partitions: int = Field(
+        6, ge=1, description="Partition count; an existing topic must have at least this."
+    )
     replication: int = Field(1, ge=1, description="Replication factor used when the topic is created.")
     key: str | None = Field(None, description="Field of the value that is the record key.")
     schema_: str | None = Field(
@@ -65,7 +67,9 @@ class TableSpec(_Model):
         description="Every worker holds every partition (a global table): lookups need not be "
         "co-partitioned with the node's input.",
     )
-    key: str | None = Field(None, description="Field that keys the table (defaults to the source topic's key).")
+    key: str | None = Field(
+        None, description="Field that keys the table (defaults to the source topic's key)."
+    )
     description: str | None = None
 
 

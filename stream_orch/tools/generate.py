@@ -1,7 +1,8 @@
 """A reproducible generator of customer profiles and transactions with known fraud patterns.
 
-The same seed (and ``start_ms``) gives the same records in the same order, so a test or a benchmark can count on
-what each pattern should produce. Patterns and their shares of the transactions:
+The same seed (and ``start_ms``) gives the same records in the same order, so a test or a
+benchmark can count on what each pattern should produce. Patterns and their shares of the
+transactions:
 bursts (an account spending more than 5 times in a minute), large amounts (over 5 times the
 customer's average), foreign countries, duplicates (the same txn_id again), invalid records
 (bad fields, malformed JSON, bytes that are not UTF-8) and late profiles (a customer's profile

@@ -1,4 +1,4 @@
-"""The reference fraud topology, rule by rule (a–i of the topology issue), on the real broker.
+"""The reference fraud topology, rule by rule (a to i of the topology issue), on the real broker.
 
 Expected values are worked out by hand from the rules, not computed by the code under test.
 """

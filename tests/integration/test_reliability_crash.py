@@ -1,5 +1,6 @@
 """Zero loss through kill -9 (one worker, and one of two), and SIGTERM under load, on the real
-broker with real worker processes. Figures go to docs/reliability-results.jsonl."""
+broker with real worker processes. Figures go to .state/reliability-results.jsonl (rendered by
+tests/reliability_report.py)."""
 
 from __future__ import annotations
 
