@@ -138,6 +138,7 @@ async def test_rules_a_to_i(fraud) -> None:
         "unknown_currency": txn("bad-cur", "A-9", 123, 5, "XXX", "DE", T0),
         "bad_ts": txn("bad-ts", "A-9", 123, 5, "EUR", "DE", "yesterday"),
         "bad_channel": txn("bad-ch", "A-9", 123, 5, "EUR", "DE", T0, channel="teleport"),
+        "bad_country": txn("bad-cty", "A-9", 123, 5, "EUR", "Germany", T0),
         "malformed_json": (b"A-9", b'{"txn_id": "bad-json", "amount": '),
         "not_utf8": (b"A-9", b'{"txn_id": "\xff\xfe"}'),
     }
@@ -155,7 +156,7 @@ async def test_rules_a_to_i(fraud) -> None:
     ]
     got = await collect(
         [t[o] for o in outputs],
-        until=lambda s: len(s[t["transactions.enriched"]]) >= 13 and len(s[t["transactions.dlq"]]) >= 9,
+        until=lambda s: len(s[t["transactions.enriched"]]) >= 13 and len(s[t["transactions.dlq"]]) >= 10,
         timeout=90,
         settle=2.0,
     )
@@ -247,6 +248,7 @@ async def test_rules_a_to_i(fraud) -> None:
     assert "amount" in by_value[invalid["negative_amount"][1]]["so.error.reason"]
     assert "currency" in by_value[invalid["unknown_currency"][1]]["so.error.reason"]
     assert "ts" in by_value[invalid["bad_ts"][1]]["so.error.reason"]
+    assert "country" in by_value[invalid["bad_country"][1]]["so.error.reason"]
     assert "txn_id" in by_value[invalid["missing_txn_id"][1]]["so.error.reason"]
     for h in by_value.values():
         for name in (
