@@ -175,7 +175,8 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         self.processed = 0
         self.restarts = 0
-        self._commit_task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None  # the batch being completed
+        self._failure: Exception | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -241,7 +242,7 @@ class NodeRunner:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.settle_commit()
+            await self.settle()
         for handle in self._resume_handles.values():
             handle.cancel()
         if self._consumer is not None:
@@ -281,7 +282,7 @@ class NodeRunner:
 
     async def _reset(self) -> None:
         with contextlib.suppress(Exception):  # its failure is logged; the records are re-read
-            await self.settle_commit()
+            await self.settle()
         self._sender.discard()
         try:
             await self._sender.renew()
@@ -301,9 +302,14 @@ class NodeRunner:
         assert self._consumer is not None
         consumer = self._consumer
         while not self._stopping.is_set():
+            if self._failure is not None:  # a batch completed during a rebalance failed
+                failure, self._failure = self._failure, None
+                raise failure
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
             if not batches:
                 self.last_progress = time.monotonic()
+                if self._inflight is not None and self._inflight.done():
+                    await self.settle()  # idle: surface a failed completion now, not at the next batch
                 continue
             async with self._lock:
                 # Records of partitions not (or not yet) ours: fetched before a revocation, or
@@ -369,22 +375,50 @@ class NodeRunner:
         self._route(events, stats, now)
         self._handle_failures(stats, now)
         stats.dropped.update(ctx.dropped)
-        # Outputs first, then state, then offsets: a crash between any two replays the batch,
-        # and a replayed event is only dropped as a duplicate if its outputs were acknowledged.
-        flush_started = time.perf_counter()
-        await self._sender.flush()
+        # This batch's outputs, retries and dead letters go out now; while the broker acknowledges
+        # them, the loop fetches and processes the next batch. Completing a batch (changelog
+        # writes, then the offset commit) waits for the previous batch's completion, so at most
+        # two batches are unacknowledged and state and offsets are written in batch order.
+        acks = await self._sender.send()
+        changes = [
+            (table.changelog, partition, key, value)
+            for table in self.local_tables
+            for partition, key, value in table.drain_changes()
+        ]
+        await self.settle()
+        self._inflight = asyncio.create_task(self._complete(acks, changes, commits, stats, started))
+
+    async def _complete(
+        self,
+        acks: Any,
+        changes: list[tuple[str, int, bytes, bytes | None]],
+        commits: dict[TopicPartition, int],
+        stats: BatchStats,
+        started: float,
+    ) -> None:
+        """Outputs acknowledged, then state, then offsets: a crash between any two replays the
+        batch, and a replayed event is only dropped as a duplicate if its outputs were written."""
+        sent_at = time.perf_counter()
+        if acks is not None:
+            await acks
         if self._observer is not None:
-            self._observer.flushed(self, time.perf_counter() - flush_started)
-        for table in self.local_tables:
-            for partition, key, value in table.drain_changes():
-                self._sender.add(table.changelog, key, value, partition=partition)
-        await self._sender.flush()
+            self._observer.flushed(self, time.perf_counter() - sent_at)
+        state_acks = await self._sender.send_records(changes)
+        if state_acks is not None:
+            await state_acks
         if commits:
             await self._commit(commits)
         self.processed += stats.n_in
         self.last_progress = time.monotonic()
         if self._observer is not None:
             self._observer.batch_done(self, stats, time.perf_counter() - started)
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight is acknowledged, its state written and its offsets
+        committed; raises what failed it (the loop then starts the node over)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
 
     def _prune(self) -> None:
         """Expire state that event time has left behind (old txn_ids, empty windows); the
@@ -554,20 +588,9 @@ class NodeRunner:
         ]
 
     async def _commit(self, commits: dict[TopicPartition, int]) -> None:
-        """Commit in the background: the next batch is fetched and processed while the broker
-        stores these offsets (they are already safe to commit: every output is acknowledged).
-        At most one commit is in flight, so commits stay in order."""
         owned = {tp: off for tp, off in commits.items() if tp in self.assigned}
-        if not owned:
-            return
-        await self.settle_commit()
-        self._commit_task = asyncio.create_task(self._commit_now(owned))
-
-    async def settle_commit(self) -> None:
-        """Wait for the commit in flight, if any (before a rebalance, a stop or the next commit)."""
-        task, self._commit_task = self._commit_task, None
-        if task is not None:
-            await task
+        if owned:
+            await self._commit_now(owned)
 
     async def _commit_now(self, owned: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -620,7 +643,10 @@ class NodeRunner:
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let the in-flight batch finish and commit first
-            await self.settle_commit()
+            try:
+                await self.settle()
+            except Exception as exc:  # raised in the loop, which starts the node over
+                self._failure = exc
             self.assigned -= revoked  # records of these fetched earlier must not be processed now
             for tp in revoked:
                 handle = self._resume_handles.pop(tp, None)

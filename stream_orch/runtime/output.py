@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -113,9 +113,30 @@ class BatchSender:
 
     async def flush(self) -> None:
         """Send everything added so far and wait until the broker acknowledged all of it."""
+        acks = await self.send()
+        if acks is not None:
+            await acks
+
+    async def send(self) -> Coroutine[Any, Any, None] | None:
+        """Hand everything added so far to the producer and return an awaitable of the broker's
+        acknowledgements (None when there was nothing), so the caller can work meanwhile."""
         if not self._pending:
-            return
+            return None
         pending, self._pending, self.count = self._pending, {}, 0
+        return await self._send(pending)
+
+    async def send_records(
+        self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Send (topic, partition, key, value) records at once, apart from what was added."""
+        pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]] = {}
+        for topic, partition, key, value in records:
+            pending.setdefault((topic, partition), []).append((key, value, None, _NO_HEADERS))
+        return await self._send(pending) if pending else None
+
+    async def _send(
+        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
+    ) -> Coroutine[Any, Any, None]:
         producer = self._producer
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), records in pending.items():
@@ -133,9 +154,14 @@ class BatchSender:
                         raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        try:
-            await asyncio.wait_for(asyncio.gather(*futures), FLUSH_TIMEOUT_S)
-        except TimeoutError:
-            # Seen after a broker restart: the producer never resolves some batches. Failing the
-            # batch makes the node start over (new producer, committed offsets) instead of hanging.
-            raise TimeoutError(f"no acknowledgement of a flush within {FLUSH_TIMEOUT_S:.0f}s") from None
+        return _acknowledged(futures)
+
+
+async def _acknowledged(futures: list[asyncio.Future[Any]]) -> None:
+    """Wait for the broker's acknowledgement of every batch sent."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*futures), FLUSH_TIMEOUT_S)
+    except TimeoutError:
+        # Seen after a broker restart: the producer never resolves some batches. Failing the
+        # batch makes the node start over (new producer, committed offsets) instead of hanging.
+        raise TimeoutError(f"no acknowledgement of a flush within {FLUSH_TIMEOUT_S:.0f}s") from None
