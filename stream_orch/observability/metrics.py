@@ -175,7 +175,7 @@ class Metrics:
         )
         self.batch_seconds = Histogram(
             p + "batch_processing_seconds",
-            "Time to process one batch (fetch excluded).",
+            "Time a node spends on one batch: decoding, steps and routing (fetch and acks excluded).",
             ["node"],
             buckets=BATCH_BUCKETS,
             registry=r,

@@ -386,6 +386,7 @@ class NodeRunner:
         # them, the loop fetches and processes the next batch. Completing a batch (changelog
         # writes, then the offset commit) waits for the previous batch's completion, so at most
         # two batches are unacknowledged and state and offsets are written in batch order.
+        processing_s = time.perf_counter() - started  # steps and routing: the node's own work
         acks = await self._sender.send()
         changes = [
             (table.changelog, partition, key, value)
@@ -393,7 +394,7 @@ class NodeRunner:
             for partition, key, value in table.drain_changes()
         ]
         await self.settle()
-        self._inflight = asyncio.create_task(self._complete(acks, changes, commits, stats, started))
+        self._inflight = asyncio.create_task(self._complete(acks, changes, commits, stats, processing_s))
 
     async def _complete(
         self,
@@ -401,7 +402,7 @@ class NodeRunner:
         changes: list[tuple[str, int, bytes, bytes | None]],
         commits: dict[TopicPartition, int],
         stats: BatchStats,
-        started: float,
+        processing_s: float,
     ) -> None:
         """Outputs acknowledged, then state, then offsets: a crash between any two replays the
         batch, and a replayed event is only dropped as a duplicate if its outputs were written."""
@@ -418,7 +419,7 @@ class NodeRunner:
         self.processed += stats.n_in
         self.last_progress = time.monotonic()
         if self._observer is not None:
-            self._observer.batch_done(self, stats, time.perf_counter() - started)
+            self._observer.batch_done(self, stats, processing_s)
 
     async def settle(self) -> None:
         """Wait until the batch in flight is acknowledged, its state written and its offsets
