@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from stream_orch.cli.argtypes import positive_int
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 
@@ -24,7 +25,7 @@ def register(subparsers: Any) -> None:
         "inspect", help="summary by reason, node, original topic and time; --records for the records"
     )
     p.add_argument("topic", help="dead-letter topic")
-    p.add_argument("-n", "--max", type=_positive_int, help="read at most N dead letters")
+    p.add_argument("-n", "--max", type=positive_int, help="read at most N dead letters")
     p.add_argument("--records", action="store_true", help="also print each record as a JSON line")
     p.set_defaults(func=_inspect)
 
@@ -55,16 +56,6 @@ def _missing_action(parser: argparse.ArgumentParser) -> Any:
         raise UserError("dlq: say what to do: `stream-orch dlq inspect TOPIC` or `... dlq replay TOPIC`")
 
     return fail
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from stream_orch.cli.argtypes import positive_float
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.tools.produce import Validator, produce_stream
@@ -23,19 +24,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("topic", help="topic to write to")
     parser.add_argument("-f", "--file", default="-", help="JSON-lines file, or - for stdin (default)")
     parser.add_argument("-k", "--key-field", help="take the record key from this field (murmur2-partitioned)")
-    parser.add_argument("--rate", type=_positive_float, help="at most this many records per second")
+    parser.add_argument("--rate", type=positive_float, help="at most this many records per second")
     parser.add_argument("--schema", help="validate each record against schemas/NAME.avsc first")
     parser.set_defaults(func=run)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _schema_validator(name: str) -> Validator:

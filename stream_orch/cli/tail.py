@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from stream_orch.cli.produce import _positive_float
+from stream_orch.cli.argtypes import positive_float, positive_int
 from stream_orch.settings import Settings
 from stream_orch.tools.tail import tail
 
@@ -20,20 +20,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("topic", help="topic to read")
     parser.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
-    parser.add_argument("-n", "--max", type=_positive_int, help="exit after N records")
+    parser.add_argument("-n", "--max", type=positive_int, help="exit after N records")
     parser.add_argument("-g", "--group", help="consume in this group and commit (default: no group)")
-    parser.add_argument("--timeout", type=_positive_float, help="exit after S seconds without a record")
+    parser.add_argument("--timeout", type=positive_float, help="exit after S seconds without a record")
     parser.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
