@@ -190,7 +190,7 @@ async def main() -> int:
     events, busy = busy_throughput(metrics_text, "score_transactions")
     if busy:
         print(
-            f"score_transactions: {events:.0f} events in {busy:.2f}s of batch processing"
+            f"score_transactions: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
             f" = {events / busy:,.0f} events/s"
         )
     print("Records per output topic (this run):")
