@@ -14,17 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.contenders import BY_NAME
 from benchmarks.data import make_dataset, produce_records
 from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import STARTUP_TIMEOUT_S, Context, RunFailed, RunTopics, _check_alive, _start
-from benchmarks.runner import check_local, log
+from benchmarks.measure import STARTUP_TIMEOUT_S, RunFailed, _check_alive, _start
+from benchmarks.runner import log, one_contender
 
 
 def _py_spy() -> str:
@@ -38,19 +34,10 @@ def _py_spy() -> str:
 async def profile(
     name: str, records: int, fmt: str, out: Path, bootstrap: str, rate: int = 100
 ) -> Path | None:
-    check_local(bootstrap)
-    c = BY_NAME.get(name)
-    if c is None:
-        raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
-    reason = c.unavailable()
-    if reason:
-        log(f"{name}: skipped — {reason}")
+    setup = one_contender(name, bootstrap, "prof")
+    if setup is None:
         return None
-    run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
-    ctx = Context(bootstrap, run_id, Path(tempfile.mkdtemp(prefix=f"bench-prof-{run_id}-")))
-    prefix = f"bench.{run_id}.prof.{name}"
-    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers")
-    all_topics = [topics.input, topics.customers, *topics.outputs(c.kind)]
+    c, ctx, topics, all_topics = setup
     data = make_dataset(records)
     expected = records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
     suffix = {"speedscope": "speedscope.json", "flamegraph": "svg", "raw": "txt"}[fmt]
@@ -61,7 +48,7 @@ async def profile(
     try:
         await produce_records(bootstrap, topics.customers, data.customers, "customer_id")
         await produce_records(bootstrap, topics.input, data.transactions, "account_id")
-        procs = _start(ctx, c, topics, prefix, 1)
+        procs = _start(ctx, c, topics, topics.prefix, 1)
         spy = subprocess.Popen(
             [
                 _py_spy(),
@@ -112,7 +99,7 @@ async def profile(
         for p in procs:
             p.stop()
         await delete_topics(bootstrap, all_topics)
-        await sweep_topics(bootstrap, prefix)  # what the contender derived itself
+        await sweep_topics(bootstrap, topics.prefix)  # what the contender derived itself
         shutil.rmtree(ctx.work_dir / "state", ignore_errors=True)
     if not target.exists():
         log(f"profile: py-spy wrote no {target}")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, report
-from benchmarks.contenders import CONTENDERS, Contender
+from benchmarks.contenders import BY_NAME, CONTENDERS, Contender
 from benchmarks.data import Dataset, make_dataset, produce_records
 from benchmarks.kafka import PARTITIONS, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import Context, RunFailed, latency_run, quick_session, throughput_run
+from benchmarks.measure import Context, RunFailed, RunTopics, latency_run, quick_session, throughput_run
 
 
 @dataclass
@@ -48,6 +48,26 @@ def check_local(bootstrap: str) -> None:
     host = bootstrap.rsplit(":", 1)[0]
     if host not in ("127.0.0.1", "localhost") or "," in bootstrap:
         raise SystemExit(f"benchmarks: refusing non-local bootstrap {bootstrap!r}; use 127.0.0.1:PORT")
+
+
+def one_contender(
+    name: str, bootstrap: str, label: str
+) -> tuple[Contender, Context, RunTopics, list[str]] | None:
+    """Set up a single-contender run (profile, soak): its context, topics and all topic names;
+    None, after saying why, when the contender cannot run here."""
+    check_local(bootstrap)
+    c = BY_NAME.get(name)
+    if c is None:
+        raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
+    reason = c.unavailable()
+    if reason:
+        log(f"{name}: skipped — {reason}")
+        return None
+    run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
+    ctx = Context(bootstrap, run_id, Path(tempfile.mkdtemp(prefix=f"bench-{label}-{run_id}-")))
+    prefix = f"bench.{run_id}.{label}.{name}"
+    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers")
+    return c, ctx, topics, [topics.input, topics.customers, *topics.outputs(c.kind)]
 
 
 def select(only: list[str] | None) -> tuple[list[Contender], dict[str, str]]:

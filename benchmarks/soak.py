@@ -11,20 +11,17 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks import machine
-from benchmarks.contenders import BY_NAME
 from benchmarks.data import make_customers, produce_records
 from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import Context, PacedProducer, RunFailed, RunTopics, _check_alive, _start
+from benchmarks.measure import PacedProducer, RunFailed, _check_alive, _start
 from benchmarks.procs import TreeSampler
-from benchmarks.runner import check_local, log
+from benchmarks.runner import log, one_contender
 
 SAMPLE_S = 2.0
 
@@ -44,19 +41,10 @@ def growth(series: list[tuple[float, float]], warmup_s: float, window_s: float =
 
 
 async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) -> dict[str, Any] | None:
-    check_local(bootstrap)
-    c = BY_NAME.get(name)
-    if c is None:
-        raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
-    reason = c.unavailable()
-    if reason:
-        log(f"{name}: skipped — {reason}")
+    setup = one_contender(name, bootstrap, "soak")
+    if setup is None:
         return None
-    run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
-    ctx = Context(bootstrap, run_id, Path(tempfile.mkdtemp(prefix=f"bench-soak-{run_id}-")))
-    prefix = f"bench.{run_id}.soak.{name}"
-    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers")
-    all_topics = [topics.input, topics.customers, *topics.outputs(c.kind)]
+    c, ctx, topics, all_topics = setup
     info = machine.info(bootstrap)
     seconds = minutes * 60
     warmup_s = min(60.0, seconds * 0.2)
@@ -67,7 +55,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
     procs = []
     try:
         await produce_records(bootstrap, topics.customers, profiles, "customer_id")
-        procs = _start(ctx, c, topics, prefix, 1)
+        procs = _start(ctx, c, topics, topics.prefix, 1)
         sampler = TreeSampler([procs[0].pid])
         producer = PacedProducer(bootstrap, topics.input, profiles)
         await producer.start()
@@ -100,7 +88,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
         for p in procs:
             p.stop()
         await delete_topics(bootstrap, all_topics)
-        await sweep_topics(bootstrap, prefix)  # what the contender derived itself
+        await sweep_topics(bootstrap, topics.prefix)  # what the contender derived itself
     info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {
         "contender": name,
