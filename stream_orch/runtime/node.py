@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL_S = 60.0
 DLQ_LOG_LINES_PER_BATCH = 5
 FETCH_MAX_WAIT_MS = 25
+COMMIT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -614,7 +615,7 @@ class NodeRunner:
         assert self._consumer is not None
         started = time.perf_counter()
         try:
-            await self._consumer.commit(owned)
+            await asyncio.wait_for(self._consumer.commit(owned), COMMIT_TIMEOUT_S)  # a hang restarts the node
             if self._observer is not None:
                 highwaters = {tp: self._consumer.highwater(tp) for tp in owned}
                 self._observer.committed(self, owned, highwaters, time.perf_counter() - started)
@@ -660,7 +661,13 @@ class NodeRunner:
     # ------------------------------------------------------------------ rebalancing
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:  # let the in-flight batch finish and commit first
+        async with self._lock:  # let the in-flight batch finish first
+            # A commit still pending is dropped, not awaited: aiokafka's commit waits for the
+            # group, and the group waits for this callback (a deadlock seen when the broker came
+            # back after an outage). Its records are re-read by their next owner (at-least-once).
+            commit, self._commit_task = self._commit_task, None
+            if commit is not None and not commit.done():
+                commit.cancel()
             try:
                 await self.settle()
             except Exception as exc:  # raised in the loop, which starts the node over

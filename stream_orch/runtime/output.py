@@ -123,7 +123,7 @@ class BatchSender:
         if not self._pending:
             return None
         pending, self._pending, self.count = self._pending, {}, 0
-        return await self._send(pending)
+        return await self._hand_over(pending)
 
     async def send_records(
         self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]
@@ -132,7 +132,17 @@ class BatchSender:
         pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]] = {}
         for topic, partition, key, value in records:
             pending.setdefault((topic, partition), []).append((key, value, None, _NO_HEADERS))
-        return await self._send(pending) if pending else None
+        return await self._hand_over(pending) if pending else None
+
+    async def _hand_over(
+        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
+    ) -> Coroutine[Any, Any, None]:
+        # send_batch waits for room in the producer's buffer; a producer that lost its broker
+        # may never make room, so taking the batch is bounded like its acknowledgement.
+        try:
+            return await asyncio.wait_for(self._send(pending), FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(f"the producer did not take a batch within {FLUSH_TIMEOUT_S:.0f}s") from None
 
     async def _send(
         self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
