@@ -26,6 +26,16 @@ HEAP_MB = 512
 
 
 @dataclass(frozen=True)
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. One that starts with
+    '-' (1 in 64) would be read as an option by the storage tool, so those are drawn again, as
+    Kafka's own Uuid.randomUuid does."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class BrokerStatus:
     running: bool
     pid: int | None
@@ -108,7 +118,7 @@ class BrokerManager:
 
     def _format(self, java: str) -> None:
         """First start only: KRaft needs its storage formatted with a cluster id."""
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._java_cmd(
             java, 256, "kafka.tools.StorageTool",

@@ -46,3 +46,12 @@ def test_a_foreign_process_is_never_taken_for_the_broker(tmp_path: Path) -> None
             assert not process.is_our_broker(sleeper.pid, layout)
         finally:
             sleeper.kill()
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """The storage tool reads a leading '-' as an option (a fresh-clone `kafka up` failed so)."""
+    from stream_orch.broker.manager import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
