@@ -25,7 +25,6 @@ HOST = "127.0.0.1"
 HEAP_MB = 512
 
 
-@dataclass(frozen=True)
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. One that starts with
     '-' (1 in 64) would be read as an option by the storage tool, so those are drawn again, as
@@ -36,6 +35,7 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+@dataclass(frozen=True)
 class BrokerStatus:
     running: bool
     pid: int | None
