@@ -46,5 +46,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def default_schema_dir(topology: Path) -> Path:
     """``schemas/`` beside the folder holding the topology (the repository layout), else ./schemas."""
-    beside = topology.resolve().parent.parent / "schemas"
+    from stream_orch.spec.lint import default_schemas_dir
+
+    beside = default_schemas_dir(topology)
     return beside if beside.is_dir() else Path("schemas")
