@@ -257,6 +257,35 @@ class NodeRunner:
             await _stop_consumer(self._consumer)
         await self._sender.close()
 
+    def describe(self) -> dict[str, Any]:
+        """The consumer's view of its group and partitions, for the SIGUSR1 dump. Reads aiokafka
+        internals (there is no public, synchronous way to get positions); best effort."""
+        consumer = self._consumer
+        if consumer is None:
+            return {"node": self.name, "consumer": None, "restarts": self.restarts}
+        coordinator = getattr(consumer, "_coordinator", None)
+        parts = {}
+        for tp in sorted(consumer.assignment()):
+            with contextlib.suppress(Exception):
+                parts[f"{tp.topic}[{tp.partition}]"] = (
+                    consumer._subscription.subscription.assignment.state_value(tp).position
+                    if consumer._subscription.subscription
+                    else None,
+                    consumer.highwater(tp),
+                )
+        return {
+            "node": self.name,
+            "restarts": self.restarts,
+            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assigned),
+            "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.paused()),
+            "coordinator_id": getattr(coordinator, "coordinator_id", None),
+            "generation": getattr(coordinator, "generation", None),
+            "member_id": getattr(coordinator, "member_id", None),
+            "position_highwater": parts,
+            "inflight": self._inflight is not None,
+            "commit_pending": self._commit_task is not None,
+        }
+
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import signal
+import sys
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,7 +21,7 @@ from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
-from stream_orch.observability.loop import monitor_event_loop
+from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.node import NodeRunner
@@ -187,6 +189,8 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGUSR1, self._dump)
         try:
             await self.start()
             stop_wait = asyncio.create_task(self._stop.wait())
@@ -203,6 +207,12 @@ class Worker:
             return 1 if failed and not self._stop.is_set() else 0
         finally:
             await self.shutdown()
+
+    def _dump(self) -> None:
+        """SIGUSR1: what every task waits on, then each node's view of its group and partitions."""
+        dump_tasks()
+        for runner in self.runners.values():
+            print(json.dumps(runner.describe(), default=str), file=sys.stderr, flush=True)
 
     async def shutdown(self) -> None:
         self.health.set_ready(False, "stopping")
