@@ -11,6 +11,8 @@ import datetime as _dt
 import json as _json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 CONTEXT_FIELDS = ("node", "topic", "partition", "offset")
@@ -57,10 +59,46 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one line per message template and logger through every ``window_s`` seconds, for the
+    loggers under ``prefixes``, and says how many were held back. aiokafka retries a lost broker
+    without backoff and logs every refused connection: ~1,600 lines/s per worker during an outage
+    (aio-libs/aiokafka#496), which buries everything else in the log."""
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = ("aiokafka",),
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._clock = clock
+        self._last: dict[tuple[str, int, str], tuple[float, int]] = {}  # key -> (passed at, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        passed_at, held = self._last.get(key, (float("-inf"), 0))
+        if now - passed_at < self.window_s:
+            self._last[key] = (passed_at, held + 1)
+            return False
+        self._last[key] = (now, 0)
+        if held:
+            record.msg = (
+                f"{record.msg} ({held} more like this in the previous {self.window_s:.0f}s not shown)"
+            )
+        return True
+
+
 def setup_logging(level: str | int = "INFO", json: bool = False, stream: TextIO | None = None) -> None:
     """Configures the root logger once (replacing earlier handlers, so calling it twice is safe)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_stream_orch", False):

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from stream_orch.observability.logging import setup_logging
+from stream_orch.observability.logging import RepeatFilter, setup_logging
 
 
 @pytest.fixture
@@ -55,3 +55,26 @@ def test_text_format_appends_context_and_setup_is_idempotent(restore_root) -> No
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith("x: slow [n t/1@9]")
+
+
+def test_repeated_aiokafka_lines_are_held_back_and_counted() -> None:
+    now = [0.0]
+    f = RepeatFilter(window_s=10.0, clock=lambda: now[0])
+
+    def rec(name: str, msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, None)
+
+    refused = "Unable connect to node with id %s: %s"
+    assert f.filter(rec("aiokafka", refused, 1, "refused"))
+    assert not any(f.filter(rec("aiokafka", refused, 1, "refused")) for _ in range(500))
+    assert f.filter(rec("aiokafka", "Unable to update metadata from %s", [1])), "another template"
+    assert all(f.filter(rec("stream_orch.runtime.node", "node failed")) for _ in range(3)), "ours pass"
+    now[0] = 10.5
+    again = rec("aiokafka", refused, 1, "refused")
+    assert f.filter(again)
+    assert again.getMessage() == (
+        "Unable connect to node with id 1: refused (500 more like this in the previous 10s not shown)"
+    )
+    now[0] = 21.0
+    quiet = rec("aiokafka", refused, 1, "refused")
+    assert f.filter(quiet) and quiet.getMessage() == "Unable connect to node with id 1: refused"
