@@ -208,6 +208,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.node_restarts = Counter(
+            p + "node_restarts_total",
+            "Times a node started over from its committed offsets after a failed batch.",
+            ["node"],
+            registry=r,
+        )
         self.rebalances = Counter(
             p + "rebalances_total", "Partition assignments received.", ["node"], registry=r
         )
@@ -288,6 +294,10 @@ class Metrics:
         observe_many(
             self.e2e_latency.labels(node), [max(0.0, acked_at_s - ts / 1000.0) for ts in timestamps_ms]
         )
+
+    def node_restarted(self, node: str, n: int = 1) -> None:
+        """``n`` 0 makes the series exist (at 0) for a node that never restarted, for alerting."""
+        self.node_restarts.labels(node).inc(n)
 
     def error(self, node: str, error_class: str, n: int = 1) -> None:
         self.errors.labels(node, self._bounded(node, "error_class", error_class)).inc(n)

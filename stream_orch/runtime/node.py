@@ -42,6 +42,10 @@ PRUNE_INTERVAL_S = 60.0
 DLQ_LOG_LINES_PER_BATCH = 5
 FETCH_MAX_WAIT_MS = 25
 COMMIT_TIMEOUT_S = 30.0
+# Restarts back off 1, 2, 4, 5, 5 ... s: while the broker is away a restart is a refused connection
+# (cheap), and once it is back the node should not sleep long before it notices.
+MAX_RESTART_BACKOFF_S = 5.0
+RESTART_RESET_AFTER_S = 60.0  # a node that ran this long before failing starts its backoff afresh
 
 
 @dataclass
@@ -295,14 +299,21 @@ class NodeRunner:
         from the last committed offsets.
         """
         backoff = 1.0
+        renew_producer = False
         while not self._stopping.is_set():
+            started, processed = time.monotonic(), self.processed
             try:
+                if renew_producer:  # before anything is sent: the old one may be unusable
+                    await self._sender.renew()
+                    renew_producer = False
                 if self._consumer is None:
                     await self.start()
                 await self._loop()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.processed > processed or time.monotonic() - started > RESTART_RESET_AFTER_S:
+                    backoff = 1.0  # it worked since its last start: a new incident
                 log.error(
                     "node failed, restarting in %.0fs: %r",
                     backoff,
@@ -310,10 +321,13 @@ class NodeRunner:
                     extra={"node": self.name, "topic": self.node.input},
                 )
                 self.restarts += 1
+                if self._observer is not None:
+                    self._observer.restarted(self)
                 await self._reset()
+                renew_producer = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_RESTART_BACKOFF_S)
             else:
                 backoff = 1.0
 
@@ -321,10 +335,6 @@ class NodeRunner:
         with contextlib.suppress(Exception):  # its failure is logged; the records are re-read
             await self.settle()
         self._sender.discard()
-        try:
-            await self._sender.renew()
-        except Exception as exc:  # the broker is still away: the next start fails and we retry
-            log.warning("new producer failed to start: %r", exc, extra={"node": self.name})
         consumer, self._consumer = self._consumer, None
         self.assigned = set()
         for table in self.local_tables:

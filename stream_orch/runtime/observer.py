@@ -24,6 +24,7 @@ class NodeObserver:
 
     def watch(self, runner: NodeRunner) -> None:
         self._runners.append(runner)
+        self.metrics.node_restarted(runner.name, 0)
 
     def batch_done(self, runner: NodeRunner, stats: BatchStats, seconds: float) -> None:
         node = runner.name
@@ -43,6 +44,9 @@ class NodeObserver:
 
     def flushed(self, runner: NodeRunner, seconds: float) -> None:
         self.metrics.produced(runner.name, seconds)
+
+    def restarted(self, runner: NodeRunner) -> None:
+        self.metrics.node_restarted(runner.name)
 
     def committed(
         self,

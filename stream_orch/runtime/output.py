@@ -96,11 +96,18 @@ class BatchSender:
     async def renew(self) -> None:
         """Switch to a new producer after a failed flush. An idempotent producer whose broker
         went away can be left with sequence numbers the broker rejects for good
-        (OutOfOrderSequenceNumber on every batch): a new producer gets a new producer id."""
+        (OutOfOrderSequenceNumber on every batch): a new producer gets a new producer id.
+        If the new one cannot start (the broker is still away) it is stopped and this raises;
+        the old producer stays in place, so the caller just calls ``renew`` again later."""
         if self._renew is None:
             return
         producer = self._renew()
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         old, self._own, self._producer = self._own, producer, producer
         if old is not None:
             with contextlib.suppress(Exception):

@@ -111,6 +111,9 @@ def test_table_and_rebalance_helpers() -> None:
     m = Metrics()
     m.rebalanced("n", 6)
     m.rebalanced("n", 3)
+    m.node_restarted("n", 0)
+    m.node_restarted("quiet", 0)
+    m.node_restarted("n")
     m.restore_progress("n", "totals", 500, 1500)
     m.set_recovering("n", "totals", True)
     m.restore_progress("n", "totals", 1500, 0)
@@ -118,5 +121,7 @@ def test_table_and_rebalance_helpers() -> None:
     s = samples(m)
     assert s[("stream_orch_rebalances_total", (("node", "n"),))] == 2
     assert s[("stream_orch_assigned_partitions", (("node", "n"),))] == 3
+    assert s[("stream_orch_node_restarts_total", (("node", "n"),))] == 1
+    assert s[("stream_orch_node_restarts_total", (("node", "quiet"),))] == 0
     assert s[("stream_orch_table_restored_records_total", (("node", "n"), ("table", "totals")))] == 2000
     assert s[("stream_orch_table_recovering", (("node", "n"), ("table", "totals")))] == 0
