@@ -66,6 +66,35 @@ async def produce_bulk(
     return [(m.partition, m.offset) for m in metas]
 
 
+async def produce_paced(
+    topic: str, records: list[tuple[bytes | None, bytes | None]], rate: int, *, server: str | None = None
+) -> list[tuple[int, int] | None]:
+    """Produce at about ``rate`` records/s, like a live source, riding out a broker outage (sends
+    wait in the producer's buffer up to ``request_timeout_ms``); (partition, offset) of each
+    record, None for one the broker never acknowledged."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=server or bootstrap(),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=120_000,
+        retry_backoff_ms=250,
+    )
+    await producer.start()
+    chunk = max(1, rate // 20)
+    futures: list[asyncio.Future[Any]] = []
+    try:
+        started = time.monotonic()
+        for i in range(0, len(records), chunk):
+            for key, value in records[i : i + chunk]:
+                futures.append(await producer.send(topic, value=value, key=key))
+            await asyncio.sleep(max(0.0, started + (i + chunk) / rate - time.monotonic()))
+        metas = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        await producer.stop()
+    return [None if isinstance(m, BaseException) else (m.partition, m.offset) for m in metas]
+
+
 # ---------------------------------------------------------------------------- watching
 
 
@@ -304,11 +333,11 @@ def fraud_copy(tmp_path: Path, *, server: str | None = None) -> tuple[Path, dict
     return path, names, f"fraud_detection_{suffix}.score_transactions"
 
 
-def worker(path: Path, log: Path, *, server: str | None = None) -> th.WorkerProcess:
+def worker(path: Path, log: Path, *, server: str | None = None, metrics_port: int = 0) -> th.WorkerProcess:
     env = {"PYTHONPATH": str(REPO), "SO_TEST_FAULT_DIR": str(log.parent)}
     if server:
         env["STREAM_ORCH_BOOTSTRAP_SERVERS"] = server
-    return th.WorkerProcess(path, log, env=env)
+    return th.WorkerProcess(path, log, env=env, metrics_port=metrics_port)
 
 
 def crafted(accounts: int, per_account: int, dup_every: int = 50) -> tuple[list, list, dict[str, int]]:

@@ -25,8 +25,11 @@ LABELS = {
     "takeover_and_finish_s": "kill → everything accounted for (s)",
     "stop_s": "SIGTERM → exit (s)",
     "exit_code": "exit code",
-    "recover_after_broker_up_s": "broker up → first new output (s)",
+    "first_output_after_broker_start_s": "broker start begun → first record processed (s)",
+    "broker_start_s": "broker start, until `kafka up` returned (s)",
     "broker_down_s": "broker away (s)",
+    "not_acknowledged_by_broker": "records the source producer never got acknowledged",
+    "node_restarts": "node restarts (stream_orch_node_restarts_total)",
 }
 
 
@@ -54,7 +57,7 @@ def render(rows: list[dict]) -> str:
     for name, row in latest.items():
         recovery = "; ".join(
             f"{LABELS[k]} {row[k]}"
-            for k in ("recover_s", "takeover_and_finish_s", "stop_s", "recover_after_broker_up_s")
+            for k in ("recover_s", "takeover_and_finish_s", "stop_s", "first_output_after_broker_start_s")
             if k in row
         )
         lines.append(

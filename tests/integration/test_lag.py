@@ -9,12 +9,10 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_orch.observability.http import serve
 from stream_orch.observability.lag import LagCollector, LagReader
@@ -22,6 +20,7 @@ from stream_orch.observability.metrics import Metrics
 from stream_orch.observability.status import Status, StatusEvaluator
 from stream_orch.settings import Settings
 from tests.kafka_tool import describe, kafka_jars_fixture  # noqa: F401 - the kafka_jars fixture
+from tests.topology_harness import scrape
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +89,6 @@ async def commit_only(topic: str, group: str, upto: dict[int, int]) -> None:
         await consumer.stop()
 
 
-async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with aiohttp.ClientSession() as s, s.get(url) as resp:
-        text = await resp.text()
-    return {
-        (x.name, tuple(sorted(x.labels.items()))): x.value
-        for fam in text_string_to_metric_families(text)
-        for x in fam.samples
-    }
-
-
 async def test_lag_matches_kafka_consumer_groups_tool_and_seconds_are_exact(
     topic: str, kafka_jars: Path
 ) -> None:
@@ -127,7 +116,7 @@ async def test_lag_matches_kafka_consumer_groups_tool_and_seconds_are_exact(
             assert by_p[0].lag_seconds > by_p[1].lag_seconds > 100
 
             # the exporter endpoint says the same as the tool
-            scraped = await scrape(server.url + "/metrics")
+            scraped = await scrape(server.url)
             for (t, p), (_, _, lag) in reference.items():
                 key = (("group", group), ("partition", str(p)), ("topic", t))
                 assert scraped[("stream_orch_consumer_lag_records", key)] == lag

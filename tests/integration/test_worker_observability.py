@@ -29,17 +29,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kafka_tool import describe, kafka_jars_fixture  # noqa: F401 - the kafka_jars fixture
 from tests.topology_harness import (
     BOOTSTRAP,
     REPO,
+    Samples,
     WorkerProcess,
     collect,
     free_port,
     isolated_topology,
     produce_raw,
+    scrape,
     wait_for_group,
 )
 
@@ -56,7 +57,6 @@ LAG_FAMILIES = (
 )
 STOP = 2  # stream_orch_partition_status / consumer_group_status code of "stop"
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 Offsets = dict[tuple[str, int], tuple[int, int, int]]  # (topic, partition) -> (committed, end, lag)
 
 
@@ -67,15 +67,6 @@ async def get(url: str) -> tuple[int, str]:
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as resp:
         return resp.status, await resp.text()
-
-
-async def scrape(base: str) -> Samples:
-    _, text = await get(base + "/metrics")
-    return {
-        (x.name, tuple(sorted(x.labels.items()))): x.value
-        for fam in text_string_to_metric_families(text)
-        for x in fam.samples
-    }
 
 
 async def wait_http(base: str, timeout: float = 30.0) -> None:
