@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -730,6 +731,7 @@ class NodeRunner:
             self._observer.recovering(self, True)
         try:
             partitions = {tp.partition for tp in assigned if tp.topic == self.node.input}
+            observer = self._observer
             for table in self.local_tables:
                 table.forget(table.partitions() - partitions)
                 todo = [TopicPartition(table.changelog, p) for p in sorted(partitions) if not table.owns(p)]
@@ -739,6 +741,7 @@ class NodeRunner:
                     self._client_args,
                     todo,
                     lambda r, t=table: t.apply(r.partition, r.key, r.value),
+                    progress=None if observer is None else partial(observer.restoring, self, table.name),
                 )
                 if todo:
                     log.info(

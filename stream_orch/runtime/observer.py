@@ -66,6 +66,9 @@ class NodeObserver:
         ready = not active and all(not r.recovering for r in self.runners())
         self.health.set_ready(ready, "running" if ready else f"node {runner.name} is restoring its tables")
 
+    def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None:
+        self.metrics.restore_progress(runner.name, table, restored, remaining)
+
     def runners(self) -> list[NodeRunner]:
         return self._runners
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -100,10 +100,13 @@ async def read_to_end(
     apply: Any,
     *,
     timeout_s: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Read ``partitions`` from the beginning to their current end, calling ``apply(record)``.
 
-    Used to restore local tables and to load global tables before a node starts.
+    Used to restore local tables and to load global tables before a node starts. ``progress``
+    gets (records applied since its last call, records still to read) after every fetch, so a
+    long restore shows on /metrics while it runs.
     """
     if not partitions:
         return 0
@@ -111,16 +114,14 @@ async def read_to_end(
         **client_args, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
-    count = 0
+    count = reported = 0
     try:
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        for tp in remaining:
-            pos = await consumer.position(tp)
-            if pos >= end[tp]:
-                remaining.discard(tp)
+        # A compacted changelog can start at its end (everything deleted and cleaned up).
+        position = {tp: await consumer.position(tp) for tp in partitions}
+        remaining = {tp for tp in partitions if position[tp] < end[tp]}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while remaining:
@@ -131,11 +132,16 @@ async def read_to_end(
                 for record in records:
                     apply(record)
                     count += 1
-                if records and records[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
+                if records:
+                    position[tp] = records[-1].offset + 1
             for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
+                if position[tp] < end[tp]:  # also past gaps that compaction left at the end
+                    position[tp] = await consumer.position(tp)
+                if position[tp] >= end[tp]:
                     remaining.discard(tp)
+            if progress is not None:
+                progress(count - reported, sum(end[tp] - position[tp] for tp in remaining))
+                reported = count
     finally:
         await consumer.stop()
     return count

@@ -17,9 +17,11 @@ from tests.topology_harness import (
     REPO,
     WorkerProcess,
     collect,
+    free_port,
     headers_of,
     isolated_topology,
     produce_raw,
+    scrape,
     wait_for_group,
 )
 
@@ -77,7 +79,7 @@ def fraud(tmp_path: Path):
     )
     names["topology"] = f"fraud_detection_{suffix}"
     group = f"fraud_detection_{suffix}.score_transactions"
-    worker = WorkerProcess(path, tmp_path / "worker.log", env={"PII_SALT": SALT})
+    worker = WorkerProcess(path, tmp_path / "worker.log", env={"PII_SALT": SALT}, metrics_port=free_port())
     yield worker, names, group
     worker.stop()
 
@@ -297,4 +299,14 @@ async def test_state_survives_a_killed_worker(fraud) -> None:
     assert sorted(out) == [f"r{i}" for i in range(6)], worker.log()
     assert len(out["r0"]) == 1, "the duplicate was emitted again after the restart"
     assert [out[f"r{i}"][0]["velocity_60s"] for i in range(6)] == [1, 2, 3, 4, 5, 6]
+    metrics = await scrape(worker.url)
+
+    def table(name: str, table: str) -> float:
+        return metrics[(name, (("node", "score_transactions"), ("table", table)))]
+
+    # what the restart replayed: r0..r2 in the dedupe table, and account A-8's velocity window
+    assert table("stream_orch_table_restored_records_total", "seen_txns") == 3
+    assert table("stream_orch_table_restored_records_total", "account_velocity") >= 1
+    assert table("stream_orch_table_restore_remaining_records", "seen_txns") == 0
+    assert table("stream_orch_table_recovering", "seen_txns") == 0
     assert worker.terminate() == 0
