@@ -18,9 +18,9 @@ from typing import Any, BinaryIO
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
-from aiokafka.partitioner import murmur2
 
 from stream_orch.errors import UserError
+from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
 from stream_orch.tools.kafka_clients import start_producer
 from stream_orch.tools.progress import ProgressBar
@@ -88,18 +88,13 @@ class BatchSender:
         self._sticky = next(self._round_robin)
         self._builders: dict[int, Any] = {}
         self._inflight: list[tuple[asyncio.Future[Any], int]] = []
-        self._key_cache: dict[bytes, int] = {}
+        self._keyed = PartitionMap({topic: len(partitions)})  # the runtime's murmur2 and cache
         self.report = ProduceReport()
 
     def _partition(self, key: bytes | None) -> int:
         if key is None:  # sticky for keyless records: whole batches, one partition after another
             return self._sticky
-        part = self._key_cache.get(key)
-        if part is None:
-            part = self.partitions[(murmur2(key) & 0x7FFFFFFF) % len(self.partitions)]
-            if len(self._key_cache) < 100_000:
-                self._key_cache[key] = part
-        return part
+        return self.partitions[self._keyed.of(self.topic, key)]
 
     async def add(self, key: bytes | None, value: bytes) -> None:
         part = self._partition(key)
