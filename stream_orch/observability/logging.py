@@ -61,9 +61,9 @@ class TextFormatter(logging.Formatter):
 
 class RepeatFilter(logging.Filter):
     """Lets one line per message template and logger through every ``window_s`` seconds, for the
-    loggers under ``prefixes``, and says how many were held back. aiokafka retries a lost broker
-    without backoff and logs every refused connection: ~1,600 lines/s per worker during an outage
-    (aio-libs/aiokafka#496), which buries everything else in the log."""
+    loggers under ``prefixes``, and says how many were held back. aiokafka logs every refused
+    connection to a lost broker, thousands of lines a second while a producer retries a batch
+    without backoff (aio-libs/aiokafka#496), which buries everything else in the log."""
 
     def __init__(
         self,
