@@ -201,10 +201,11 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
 ## Conventions
 
 - **Durations** are a number of milliseconds or a string such as `500ms`, `10s`, `5m`, `24h`, `7d`.
-- **Environment variables**: `${VAR}` or `${VAR:default}` in any string value is replaced by the
-  variable (or the default). A missing variable without a default is an error naming its line.
-  An unquoted value that is only `${...}` takes its YAML type (`partitions: ${PARTS:6}` is a number);
-  `$$` is a literal `$`.
+- **Environment variables**: `${VAR}` or `${VAR:default}` in any string value or mapping key is
+  replaced by the variable (or the default), so `${ENV:dev}.payments:` names a topic per
+  environment. A missing variable without a default is an error naming its line.
+  An unquoted value that is only `${...}` takes its YAML type (`partitions: ${PARTS:6}` is a number;
+  keys stay strings); `$$` is a literal `$`.
 - **Schemas**: `schema: <name>` refers to `schemas/<name>.avsc` (Avro). Field names in steps,
   expressions and route keys are checked against the input topic's schema plus the fields that
   earlier steps add (derive, enrich, aggregate, score) or drop (mask); after a `python` step they are

@@ -1,9 +1,9 @@
 """Load a topology YAML file into a :class:`TopologySpec`, keeping every line number.
 
 The YAML is read with ruamel's round-trip loader so every mapping key and sequence item
-knows its line; ``${VAR}`` / ``${VAR:default}`` are substituted in string scalars; the
-result is validated by the pydantic models, and each pydantic error is mapped back to the
-line it came from. A user sees ``file:line: message (hint: ...)``, one line per problem,
+knows its line; ``${VAR}`` / ``${VAR:default}`` are substituted in string scalars and mapping
+keys; the result is validated by the pydantic models, and each pydantic error is mapped back to
+the line it came from. A user sees ``file:line: message (hint: ...)``, one line per problem,
 never a traceback.
 """
 
@@ -168,6 +168,7 @@ def _interpolate(node: Any, file: str, env: Mapping[str, str], problems: list[Pr
     The tree itself is updated too so that it stays what was validated.
     """
     if isinstance(node, CommentedMap):
+        _interpolate_keys(node, file, env, problems)
         out = {}
         for key, value in node.items():
             value_line = node.lc.value(key)[0] + 1 if key in node.lc.data else line
@@ -194,6 +195,26 @@ def _interpolate(node: Any, file: str, env: Mapping[str, str], problems: list[Pr
     if isinstance(node, float):
         return float(node)
     return node
+
+
+def _interpolate_keys(node: CommentedMap, file: str, env: Mapping[str, str], problems: list[Problem]) -> None:
+    """``${VAR}`` in mapping keys (``${ENV}.payments`` as a topic name). Keys stay strings and
+    keep their place and line in the tree, so later problems still point at the right line."""
+    for position, key in enumerate(list(node.keys())):
+        if not isinstance(key, str) or "$" not in key:
+            continue
+        line = node.lc.key(key)[0] + 1 if key in node.lc.data else 1
+        new = str(_substitute(ScalarString(key), file, env, problems, line))  # quoted: no typing
+        if new == key:
+            continue
+        if new in node:
+            problems.append(Problem(file, line, f"`{key}` becomes `{new}`, which is already a key here"))
+            continue
+        where = node.lc.data.get(key)
+        value = node.pop(key)
+        node.insert(position, new, value)
+        if where is not None:
+            node.lc.data[new] = where
 
 
 def _substitute(value: str, file: str, env: Mapping[str, str], problems: list[Problem], line: int) -> Any:

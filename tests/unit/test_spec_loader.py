@@ -174,3 +174,37 @@ def test_load_topology_reads_file_and_uses_its_path(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_topology(path)
     assert str(info.value).startswith(f"{path}:7: YAML syntax error")
+
+
+ENV_KEYS = """\
+topology: t
+topics:
+  ${ENV:dev}.in: {key: id}
+  ${ENV:dev}.out: {}
+nodes:
+  n:
+    input: ${ENV:dev}.in
+    routes:
+      - to: ${ENV:dev}.out
+    errors: {dlq: in.dlq}
+"""
+
+
+def test_mapping_keys_are_interpolated_and_keep_their_lines() -> None:
+    loaded = parse_topology(ENV_KEYS, "t.yaml", env={"ENV": "prod"})
+    assert list(loaded.spec.topics) == ["prod.in", "prod.out"]
+    assert loaded.spec.nodes["n"].input == "prod.in"
+    assert loaded.line_of(("topics", "prod.out")) == 4
+    assert list(parse_topology(ENV_KEYS, "t.yaml", env={}).spec.topics) == ["dev.in", "dev.out"]
+
+
+def test_mapping_key_that_is_a_number_stays_a_string() -> None:
+    text = ENV_KEYS.replace("${ENV:dev}.out: {}", "${N:7}: {}").replace("to: ${ENV:dev}.out", "to: '7'")
+    assert list(parse_topology(text, "t.yaml", env={}).spec.topics) == ["dev.in", "7"]
+
+
+def test_mapping_key_problems_name_their_line() -> None:
+    problem = one(ENV_KEYS.replace("${ENV:dev}.out: {}", "${OUT}: {}").replace("to: ${ENV:dev}.out", "to: x"))
+    assert (problem.line, "OUT is not set" in problem.message) == (4, True)
+    clash = one(ENV_KEYS.replace("${ENV:dev}.out: {}", "${ENV:dev}.out: {}\n  prod.out: {}"), {"ENV": "prod"})
+    assert clash.line == 4 and "already a key" in clash.message
