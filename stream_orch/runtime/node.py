@@ -47,6 +47,7 @@ COMMIT_TIMEOUT_S = 30.0
 # (cheap), and once it is back the node should not sleep long before it notices.
 MAX_RESTART_BACKOFF_S = 5.0
 RESTART_RESET_AFTER_S = 60.0  # a node that ran this long before failing starts its backoff afresh
+REJOIN_AFTER_S = 30.0  # starting over inside the group failed this long: re-join with a new consumer
 
 
 @dataclass
@@ -296,27 +297,37 @@ class NodeRunner:
 
         A batch that failed half-way (the broker went away, a produce timed out) has changed
         in-memory state whose changelog may not have been written, so the node drops all its
-        state and re-joins the group: the state comes back from the changelogs and the records
-        from the last committed offsets.
+        state and starts over: a new producer, the state from the changelogs and the records
+        from the last committed offsets. It keeps its consumer (and so its place in the group:
+        no rebalance for the other members, no wait for a new member to be let in) unless
+        starting over that way keeps failing for ``REJOIN_AFTER_S``; then it re-joins the group
+        with a new consumer.
         """
         backoff = 1.0
-        renew_producer = False
+        recover = False  # a batch failed: renew the producer and rewind before the next batch
+        failing_since: float | None = None
         while not self._stopping.is_set():
             started, processed = time.monotonic(), self.processed
             try:
-                if renew_producer:  # before anything is sent: the old one may be unusable
-                    await self._sender.renew()
-                    renew_producer = False
+                if recover:
+                    await self._sender.renew()  # before anything is sent: the old one may be unusable
+                    if self._consumer is not None:
+                        await self._rewind()
+                    recover = False
                 if self._consumer is None:
                     await self.start()
                 await self._loop()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.processed > processed or time.monotonic() - started > RESTART_RESET_AFTER_S:
-                    backoff = 1.0  # it worked since its last start: a new incident
+                now = time.monotonic()
+                if self.processed > processed or now - started > RESTART_RESET_AFTER_S:
+                    backoff, failing_since = 1.0, None  # it worked since its last start: a new incident
+                failing_since = failing_since or now
+                rejoin = now - failing_since > REJOIN_AFTER_S
                 log.error(
-                    "node failed, restarting in %.0fs: %r",
+                    "node failed, %s in %.0fs: %r",
+                    "re-joining its group" if rejoin else "starting over",
                     backoff,
                     exc,
                     extra={"node": self.name, "topic": self.node.input},
@@ -324,18 +335,22 @@ class NodeRunner:
                 self.restarts += 1
                 if self._observer is not None:
                     self._observer.restarted(self)
-                await self._reset()
-                renew_producer = True
+                await self._reset(rejoin)
+                recover = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, MAX_RESTART_BACKOFF_S)
             else:
                 backoff = 1.0
 
-    async def _reset(self) -> None:
+    async def _reset(self, rejoin: bool) -> None:
+        """Abandon the failed batch; with ``rejoin`` also the consumer and all state."""
         with contextlib.suppress(Exception):  # its failure is logged; the records are re-read
             await self.settle()
         self._sender.discard()
+        self._failure = None  # that batch is abandoned all the same
+        if not rejoin:
+            return
         consumer, self._consumer = self._consumer, None
         self.assigned = set()
         for table in self.local_tables:
@@ -345,6 +360,40 @@ class NodeRunner:
                 await _stop_consumer(consumer)
             except Exception as exc:  # the broker may be gone; the group times us out
                 log.warning("consumer stop failed: %r", exc, extra={"node": self.name})
+
+    async def _rewind(self) -> None:
+        """Start over inside the group: every assigned partition back to its committed offset
+        and every table rebuilt from its changelog, as on a fresh assignment. Raises while the
+        broker cannot tell the committed offsets (the caller backs off and tries again)."""
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            assigned = sorted(consumer.assignment())
+            committed = dict(
+                zip(
+                    assigned,
+                    await asyncio.wait_for(
+                        asyncio.gather(*(consumer.committed(tp) for tp in assigned)), COMMIT_TIMEOUT_S
+                    ),
+                    strict=True,
+                )
+            )
+            for handle in self._resume_handles.values():
+                handle.cancel()
+            self._resume_handles.clear()
+            if paused := consumer.paused() & set(assigned):
+                consumer.resume(*paused)  # a due retry is paused again when it is fetched
+            beginning = []
+            for tp, offset in committed.items():
+                if offset is None or offset < 0:
+                    beginning.append(tp)  # never committed: auto_offset_reset=earliest
+                else:
+                    consumer.seek(tp, offset)
+            if beginning:
+                await consumer.seek_to_beginning(*beginning)
+            for table in self.local_tables:
+                table.forget(table.partitions())
+            await self._on_assigned(set(assigned))
 
     async def _loop(self) -> None:
         assert self._consumer is not None
