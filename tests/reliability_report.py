@@ -30,13 +30,26 @@ LABELS = {
     "broker_down_s": "broker away (s)",
     "not_acknowledged_by_broker": "records the source producer never got acknowledged",
     "node_restarts": "node restarts (stream_orch_node_restarts_total)",
+    "fault_to_last_output_s": "fault → everything accounted for (s)",
+    "same_consumer": "kept its consumer (no re-join)",
 }
+
+
+RECOVERY = (
+    "recover_s",
+    "takeover_and_finish_s",
+    "stop_s",
+    "first_output_after_broker_start_s",
+    "fault_to_last_output_s",
+)
 
 
 def render(rows: list[dict]) -> str:
     latest: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}
     for row in rows:
         latest[row["test"]] = row
+        runs.setdefault(row["test"], []).append(row)
     lines = [
         "# Reliability report",
         "",
@@ -55,11 +68,7 @@ def render(rows: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | --- |",
     ]
     for name, row in latest.items():
-        recovery = "; ".join(
-            f"{LABELS[k]} {row[k]}"
-            for k in ("recover_s", "takeover_and_finish_s", "stop_s", "first_output_after_broker_start_s")
-            if k in row
-        )
+        recovery = "; ".join(f"{LABELS[k]} {row[k]}" for k in RECOVERY if k in row)
         lines.append(
             f"| {name} | {row.get('events_in', '')} | {row.get('lost', '')} | "
             f"{row.get('duplicated_outputs', '')} | {recovery or '-'} |"
@@ -71,6 +80,13 @@ def render(rows: list[dict]) -> str:
             for k, v in row.items()
             if k not in ("test", "at", "machine")
         ]
+        if len(runs[name]) > 1:
+            lines += ["", f"All {len(runs[name])} runs kept in the results file:", ""]
+            keys = [k for k in ("lost", "duplicated_outputs", "node_restarts", *RECOVERY) if k in row]
+            lines += ["| run at | " + " | ".join(LABELS.get(k, k) for k in keys) + " |"]
+            lines += ["| --- |" + " ---: |" * len(keys)]
+            for r in runs[name]:
+                lines.append(f"| {r['at']} | " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 

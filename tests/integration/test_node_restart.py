@@ -6,6 +6,7 @@ process so the test can reach the node and its consumer."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from stream_orch.codecs import SchemaRegistry
+from stream_orch.reliability.headers import PROCESSED_AT
 from stream_orch.runtime.worker import Worker
 from stream_orch.settings import Settings
 from stream_orch.spec.loader import load_topology
@@ -50,11 +52,24 @@ async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(tmp
             return await hand_over(pending)
 
         node._sender._hand_over = fail_once
+        injected_at_ms = time.time() * 1000
         coords += await rh.produce_bulk(t["transactions"], txns[half:])
         inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True)]
         async with rh.Watcher([enriched, dlq]) as watch:
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
             outputs = watch.records[enriched]
+        after = [
+            int(h[PROCESSED_AT])
+            for r in outputs
+            if int((h := th.headers_of(r))[PROCESSED_AT]) > injected_at_ms
+        ]
+        rh.record_result(
+            "a batch fails once: its node starts over inside the group",
+            **acc.figures(),
+            node_restarts=node.restarts,
+            same_consumer=node._consumer is consumer,
+            fault_to_last_output_s=round((max(after) - injected_at_ms) / 1000, 1) if after else None,
+        )
         assert failed, "the fault never fired"
         assert node.restarts == 1
         assert node._consumer is consumer, "the node left its group instead of starting over in it"
