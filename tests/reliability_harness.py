@@ -43,18 +43,18 @@ def bootstrap() -> str:
 # ---------------------------------------------------------------------------- producing
 
 
+def _producer(server: str | None, **extra: Any) -> AIOKafkaProducer:
+    """Idempotent with acks=all: a test's input is written once, in order per partition."""
+    return AIOKafkaProducer(
+        bootstrap_servers=server or bootstrap(), acks="all", enable_idempotence=True, linger_ms=5, **extra
+    )
+
+
 async def produce_bulk(
     topic: str, records: list[tuple[bytes | None, bytes | None]], *, server: str | None = None, **extra: Any
 ) -> list[tuple[int, int]]:
     """Produce in order per key, pipelined; returns (partition, offset) of each record."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=server or bootstrap(),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-        **extra,
-    )
+    producer = _producer(server, max_batch_size=256 * 1024, **extra)
     await producer.start()
     try:
         futures = []
@@ -72,14 +72,7 @@ async def produce_paced(
     """Produce at about ``rate`` records/s, like a live source, riding out a broker outage (sends
     wait in the producer's buffer up to ``request_timeout_ms``); (partition, offset) of each
     record, None for one the broker never acknowledged."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=server or bootstrap(),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        request_timeout_ms=120_000,
-        retry_backoff_ms=250,
-    )
+    producer = _producer(server, request_timeout_ms=120_000, retry_backoff_ms=250)
     await producer.start()
     chunk = max(1, rate // 20)
     futures: list[asyncio.Future[Any]] = []
