@@ -153,6 +153,7 @@ class NodeRunner:
         ]
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._prunable = [s for s in self._steps if hasattr(s, "prune") and hasattr(s, "table_name")]
+        self._releasing = [s for s in self._steps if hasattr(s, "release")]  # dedupe: see release()
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
         self._ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         policy = self.node.errors
@@ -349,6 +350,8 @@ class NodeRunner:
             await self.settle()
         self._sender.discard()
         self._failure = None  # that batch is abandoned all the same
+        for step in self._releasing:
+            step.release([])  # forget the abandoned batch's dedupe marks (its tables are rebuilt)
         if not rejoin:
             return
         consumer, self._consumer = self._consumer, None
@@ -471,6 +474,10 @@ class NodeRunner:
         events = await self._run_steps(events, 0)
         self._route(events, stats, now)
         self._handle_failures(stats, now)
+        if self._releasing:  # before the changelog is drained: a failed event keeps no dedupe mark
+            failed = [f.event for f in self._ctx.failures]
+            for step in self._releasing:
+                step.release(failed)
         stats.dropped.update(ctx.dropped)
         # This batch's outputs, retries and dead letters go out now; while the broker acknowledges
         # them, the loop fetches and processes the next batch. Completing a batch (changelog

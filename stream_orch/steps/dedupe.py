@@ -6,6 +6,11 @@ to ``ctx.drop(event, "duplicate")``, when its identifier is in the table (or ear
 batch) and ``|ts - seen| < horizon``; otherwise the table stores ``max(ts, seen)``. A record
 without the identifier or with a time that is not an int goes to ``ctx.reject``.
 
+A record that passes and then fails in a later step of the same batch (it goes to a retry tier
+or the DLQ) must not keep its identifier: its retry, or its replay from the DLQ, would be
+dropped as a duplicate of itself. The runtime calls :meth:`DedupeStepImpl.release` after every
+batch with the events that failed; their marks are undone before the changelog is written.
+
 Pruning: nothing expires by itself. The step tracks, per partition, the newest event time it has
 seen (its watermark); the runtime calls :meth:`DedupeStepImpl.prune` on a timer (every minute,
 say) with each owned partition's table, which deletes identifiers last seen at or before
@@ -29,10 +34,14 @@ class DedupeStepImpl:
         self.horizon_ms = int(horizon_ms)
         self.time_field = time_field
         self.watermarks: dict[int, int] = {}  # partition -> newest event time seen
+        self._table: Table | None = None
+        # this batch's marks: id(event) -> (partition, key, value before, value set)
+        self._marks: dict[int, tuple[int, str, int | None, int]] = {}
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
-        table = ctx.table(self.table_name)
+        table = self._table = ctx.table(self.table_name)
         get, put = table.get, table.set
+        marks = self._marks
         field, time_field, horizon = self.field, self.time_field, self.horizon_ms
         watermarks = self.watermarks
         batch: dict[tuple[int, str], int] = {}
@@ -60,10 +69,34 @@ class DedupeStepImpl:
             newest = ts if seen is None or ts > seen else seen
             batch[slot] = newest
             put(key, newest, partition)
+            marks[id(event)] = (partition, key, seen, newest)
             if ts > watermarks.get(partition, -1):
                 watermarks[partition] = ts
             append(event)
         return out
+
+    def release(self, failed: list[Event]) -> int:
+        """Undo the marks of this batch's events that failed after passing (see the module
+        docstring) and forget the batch; returns how many marks were undone. A mark that a later
+        record of the batch has overwritten stays: that record passed and owns it now."""
+        marks, self._marks = self._marks, {}
+        table = self._table
+        if not failed or not marks or table is None:
+            return 0
+        undone = 0
+        for event in failed:
+            mark = marks.get(id(event))
+            if mark is None:
+                continue
+            partition, key, before, set_to = mark
+            if table.get(key, partition) != set_to:
+                continue
+            if before is None:
+                table.delete(key, partition)
+            else:
+                table.set(key, before, partition)
+            undone += 1
+        return undone
 
     def prune(self, table: Table, partition: int, watermark_ms: int | None = None) -> int:
         """Delete the identifiers of ``partition`` that have expired; returns how many.

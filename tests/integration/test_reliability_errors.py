@@ -30,13 +30,29 @@ FLAKY = {
                     "step": "python",
                     "function": "tests.integration.slow_steps:flaky",
                     "retry_on": ["TransientError"],
-                }
+                },
             ],
             "routes": [{"to": "out"}],
             "errors": {
                 "retry": {"delays": ["300ms", "600ms", "900ms"], "on": ["TransientError"]},
                 "dlq": "events.dlq",
             },
+        }
+    },
+}
+
+# A dedupe step before the fallible one: a retried or replayed record must not be taken for a
+# duplicate of itself (its id was marked when it first passed).
+DEDUPED_FLAKY = {
+    **FLAKY,
+    "tables": {"seen_ids": {}},
+    "nodes": {
+        "work": {
+            **FLAKY["nodes"]["work"],
+            "steps": [
+                {"step": "dedupe", "field": "id", "table": "seen_ids", "horizon": "1h"},
+                *FLAKY["nodes"]["work"]["steps"],
+            ],
         }
     },
 }
@@ -70,7 +86,7 @@ def _topology(tmp_path: Path, doc: dict) -> tuple[Path, dict[str, str], str]:
 
 
 def _rec(id_: str, **fields: object) -> tuple[bytes, bytes]:
-    return id_.encode(), orjson.dumps({"id": id_, **fields})
+    return id_.encode(), orjson.dumps({"id": id_, "ts": int(time.time() * 1000), **fields})
 
 
 def _ids(records: list) -> list[str]:
@@ -78,7 +94,7 @@ def _ids(records: list) -> list[str]:
 
 
 async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -> None:
-    path, t, group = _topology(tmp_path, FLAKY)
+    path, t, group = _topology(tmp_path, DEDUPED_FLAKY)
     w = rh.worker(path, tmp_path / "worker.log")  # SO_TEST_FAULT_DIR = tmp_path
     (tmp_path / "broken").write_text("the downstream service is down")
     out, dlq = t["out"], t["events.dlq"]
@@ -87,15 +103,13 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
         w.start()
         await wait_for_group(group)
         started = time.monotonic()
-        await rh.produce_bulk(
-            t["events"],
-            [
-                _rec("ok"),
-                _rec("twice", fail_first=2),  # succeeds at tier 2
-                _rec("thrice", fail_first=3),  # succeeds at tier 3, the last one
-                _rec("down", broken=True),  # fails on every attempt: DLQ
-            ],
-        )
+        records = [
+            _rec("ok"),
+            _rec("twice", fail_first=2),  # succeeds at tier 2
+            _rec("thrice", fail_first=3),  # succeeds at tier 3, the last one
+            _rec("down", broken=True),  # fails on every attempt: DLQ
+        ]
+        await rh.produce_bulk(t["events"], records)
         async with rh.Watcher([out, dlq]) as watch:
             assert await watch.wait(lambda x: x.count(out) >= 3 and x.count(dlq) >= 1, timeout=30), w.log()
             through_tiers_s = time.monotonic() - started
@@ -105,7 +119,7 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
             [dead] = watch.records[dlq]
             h = headers_of(dead)
             assert [name for name in DLQ_HEADERS if name not in h] == []
-            assert orjson.loads(dead.value) == {"id": "down", "broken": True}  # original bytes
+            assert dead.value == records[3][1]  # the original bytes
             assert dead.key == b"down"
             assert h["so.error.reason"] == "TransientError" and h["so.error.class"] == "TransientError"
             assert h["so.error.attempts"] == "4" and h["so.error.topic"] == t["events"]
@@ -120,7 +134,7 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
             code, lines, err = await run_cli("dlq", "inspect", dlq, "--records", env=env)
             assert code == 0, err
             shown = orjson.loads(lines.splitlines()[0])
-            assert shown["value"] == {"id": "down", "broken": True}
+            assert shown["value"] == orjson.loads(records[3][1])
             assert shown["headers"]["so.error.attempts"] == "4"
 
             code, stdout, err = await run_cli("dlq", "replay", dlq, "--dry-run", env=env)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from step_harness import FakeContext, MemoryTable, build, run_step, txn
+from step_harness import FakeContext, MemoryTable, build, events, run_step, txn
 
 H = 3_600_000
 T = 1_700_000_000_000
@@ -63,3 +63,31 @@ async def test_prune_deletes_ids_older_than_the_horizon():
     assert step.prune(table, 0) == 1
     assert dict(table.items(0)) == {"new": T + 25 * H}
     assert step.prune(table, 5) == 0
+
+
+async def test_an_event_that_fails_later_in_the_batch_gives_its_id_back():
+    """Its retry (or its replay from the DLQ) must not be dropped as a duplicate of itself."""
+    step, ctx = build(DEDUPE), FakeContext()
+    passed = await step.run(events(txn(txn_id="a"), txn(txn_id="b")), ctx)
+    failed_later = [e for e in passed if e.value["txn_id"] == "a"]  # e.g. a python step raised
+    assert step.release(failed_later) == 1
+    assert ctx.tables["seen_txns"].get("a", 0) is None and ctx.tables["seen_txns"].get("b", 0) == T
+    retried, _ = await run_step(step, [txn(txn_id="a")], ctx)
+    assert len(retried) == 1, "the retry of a failed event is not a duplicate"
+    again, _ = await run_step(step, [txn(txn_id="b")], ctx)
+    assert again == [], "an event that went through keeps its id"
+
+
+async def test_release_restores_an_older_mark_and_leaves_a_newer_record_s_mark():
+    step, ctx = build(DEDUPE), FakeContext()
+    await run_step(step, [txn(txn_id="a", ts=T)], ctx)
+    step.release([])
+    # outside the horizon: a new "a" passes and moves the mark; then it fails
+    passed = await step.run(events(txn(txn_id="a", ts=T + 25 * H)), ctx)
+    step.release(passed)
+    assert ctx.tables["seen_txns"].get("a", 0) == T
+    # two passing "a" in one batch (far apart): the first fails, the second's mark stays
+    batch = events(txn(txn_id="a", ts=T + 50 * H), txn(txn_id="a", ts=T + 80 * H))
+    assert len(await step.run(batch, ctx)) == 2
+    assert step.release([batch[0]]) == 0
+    assert ctx.tables["seen_txns"].get("a", 0) == T + 80 * H
