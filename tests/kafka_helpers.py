@@ -108,12 +108,12 @@ def stream_orch_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "stream_orch.cli.main"]
 
 
-async def run_cli(
-    *args: str, input: bytes | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
+async def run_process(
+    cmd: list[str], *, input: bytes | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """Run ``stream-orch ARGS`` in a subprocess; returns (exit code, stdout, stderr). Killed on timeout."""
+    """Run ``cmd``; returns (exit code, stdout, stderr). Killed, and the test failed, on timeout."""
     proc = await asyncio.create_subprocess_exec(
-        *stream_orch_cmd(), *args,
+        *cmd,
         stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
@@ -123,5 +123,12 @@ async def run_cli(
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"stream-orch {' '.join(args)} did not finish within {timeout}s") from None
+        raise AssertionError(f"{' '.join(cmd)} did not finish within {timeout}s") from None
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def run_cli(
+    *args: str, input: bytes | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run ``stream-orch ARGS`` in a subprocess; returns (exit code, stdout, stderr)."""
+    return await run_process([*stream_orch_cmd(), *args], input=input, timeout=timeout, env=env)

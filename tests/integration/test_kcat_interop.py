@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 
 import orjson
 import pytest
-from kafka_helpers import create_topic, run_cli
+from kafka_helpers import create_topic, run_cli, run_process
 
 pytestmark = [
     pytest.mark.integration,
@@ -16,19 +15,9 @@ pytestmark = [
 
 
 async def kcat(*args: str, input: bytes | None = None, timeout: float = 30.0) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "kcat", *args,
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(input), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"kcat {' '.join(args)} did not finish within {timeout}s") from None
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    code, out, err = await run_process(["kcat", *args], input=input, timeout=timeout)
+    assert code == 0, err
+    return out
 
 
 async def test_kcat_lists_the_broker(kafka_bootstrap: str) -> None:
