@@ -42,12 +42,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_orch.errors import UserError
 from stream_orch.expressions import compile_expression
 from stream_orch.expressions.compiler import ExpressionError
 from stream_orch.reliability import headers as H
+from stream_orch.runtime.admin import wait_for_metadata
 from stream_orch.settings import Settings
 from stream_orch.tools.kafka_clients import start_client, start_producer, unreachable
 
@@ -125,14 +126,10 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         raise UserError(f"cannot list topics: {exc}") from None
     if topic not in topics:
         return set()
-    consumer._client.add_topic(topic)  # the all-topics listing does not fill the client's metadata
-    for _ in range(50):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return partitions
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    return set()
+    try:  # the all-topics listing does not fill the client's metadata
+        return (await wait_for_metadata(consumer, [topic], timeout_s=5.0))[topic]
+    except KafkaError:
+        return set()
 
 
 def decode_value(value: bytes | None) -> tuple[Any, str | None]:

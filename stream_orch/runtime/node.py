@@ -30,6 +30,7 @@ from stream_orch.codecs import DecodeError, codec_for, projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
+from stream_orch.runtime.admin import wait_for_metadata
 from stream_orch.runtime.output import BatchSender
 from stream_orch.spec.models import NodeSpec, TopologySpec
 from stream_orch.spec.naming import dlq_topic, group_id, retry_topic
@@ -248,6 +249,11 @@ class NodeRunner:
             partition_assignment_strategy=(_range_assignor(),),
         )
         await consumer.start()
+        try:
+            await wait_for_metadata(consumer, self._tier_of)
+        except BaseException:
+            await _stop_consumer(consumer)
+            raise
         consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         self._consumer = consumer
 
