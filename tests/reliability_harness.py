@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream_orch.runtime.admin import wait_for_metadata
 from tests import topology_harness as th
 
 REPO = th.REPO
@@ -110,17 +111,8 @@ class Watcher:
             fetch_max_bytes=16 * 1024 * 1024,
         )
         await consumer.start()
-        parts = []
-        for t in self.topics:
-            p = None
-            for _ in range(100):
-                p = consumer.partitions_for_topic(t)
-                if p:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.2)
-            assert p, f"topic {t} never appeared"
-            parts += [TopicPartition(t, i) for i in sorted(p)]
+        found = await wait_for_metadata(consumer, self.topics, timeout_s=20)
+        parts = [TopicPartition(t, i) for t in self.topics for i in sorted(found[t])]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         self._consumer = consumer

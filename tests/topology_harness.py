@@ -22,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
+from stream_orch.runtime.admin import wait_for_metadata
+
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("STREAM_ORCH_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
@@ -200,15 +202,10 @@ async def collect(
     await consumer.start()
     seen: dict[str, list[Any]] = {t: [] for t in topics}
     try:
-        parts = []
-        for t in topics:
-            for _ in range(50):
-                p = consumer.partitions_for_topic(t)
-                if p:
-                    break
-                await consumer._client.force_metadata_update()  # the worker may still be creating it
-                await asyncio.sleep(0.2)
-            parts += [TopicPartition(t, i) for i in sorted(p or [])]
+        found = await wait_for_metadata(
+            consumer, topics, timeout_s=10
+        )  # the worker may still be creating them
+        parts = [TopicPartition(t, i) for t in topics for i in sorted(found[t])]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         deadline = time.monotonic() + timeout
