@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -48,18 +49,41 @@ _SETTING_FLAGS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stream-orch",
-        description="Declarative Kafka stream processing: topologies, state, retries, DLQs and lag.",
-    )
-    parser.add_argument("--version", action="version", version=f"stream-orch {__version__}")
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad argument is one line (what is wrong, and where to look)
+    instead of the usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, default: object) -> None:
     group = parser.add_argument_group(
         "connection", "Override STREAM_ORCH_* environment variables (passwords: env only)."
     )
     for field, flag in _SETTING_FLAGS.items():
-        group.add_argument(flag, dest=f"setting_{field}", default=None, metavar=field.upper())
-    group.add_argument("--log-json", dest="setting_log_json", action="store_const", const=True, default=None)
+        group.add_argument(flag, dest=f"setting_{field}", default=default, metavar=field.upper())
+    group.add_argument(
+        "--log-json", dest="setting_log_json", action="store_const", const=True, default=default
+    )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:  # argparse keeps sub-commands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += [sub, *_subparsers(sub)]
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="stream-orch",
+        description="Declarative Kafka stream processing: topologies, state, retries, DLQs and lag.",
+    )
+    parser.add_argument("--version", action="version", version=f"stream-orch {__version__}")
+    _add_setting_flags(parser, None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -69,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    # `stream-orch run X --metrics-port 9400` as well as `stream-orch --metrics-port 9400 run X`:
+    # SUPPRESS keeps a sub-command from resetting what was given before it.
+    for sub in _subparsers(parser):
+        _add_setting_flags(sub, argparse.SUPPRESS)
     return parser
 
 

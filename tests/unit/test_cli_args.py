@@ -1,4 +1,5 @@
-"""Argument errors of kafka/produce/tail end with one usage line from argparse, never a traceback."""
+"""Argument errors are one line (never the usage block, never a traceback); connection flags go
+before or after the command."""
 
 from __future__ import annotations
 
@@ -46,4 +47,34 @@ def test_produce_unknown_schema_is_one_line(capsys: pytest.CaptureFixture[str]) 
 def test_status_of_a_stopped_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--kafka-port", "1", "--state-dir", str(tmp_path), "kafka", "status"])
     assert code == 3
+    assert capsys.readouterr().out.strip() == "Kafka stopped (address 127.0.0.1:1)"
+
+
+def test_an_argument_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["tail"])
+    err = capsys.readouterr().err
+    assert err == (
+        "stream-orch tail: error: the following arguments are required: topic (see stream-orch tail --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--kafka-port", "1", "--state-dir", "{d}", "kafka", "status"],
+        ["kafka", "--kafka-port", "1", "--state-dir", "{d}", "status"],
+        ["kafka", "status", "--kafka-port", "1", "--state-dir", "{d}"],
+    ],
+)
+def test_connection_options_go_before_or_after_the_command(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([a.format(d=tmp_path) for a in argv]) == 3
+    assert capsys.readouterr().out.strip() == "Kafka stopped (address 127.0.0.1:1)"
+
+
+def test_an_option_after_the_command_wins_over_one_before(tmp_path: Path, capsys) -> None:
+    argv = ["--kafka-port", "2", "--state-dir", str(tmp_path), "kafka", "status", "--kafka-port", "1"]
+    assert main(argv) == 3
     assert capsys.readouterr().out.strip() == "Kafka stopped (address 127.0.0.1:1)"
