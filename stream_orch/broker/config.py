@@ -30,3 +30,15 @@ def write_configs(layout: BrokerLayout, port: int, controller_port: int) -> None
     layout.log4j_properties.write_text(
         _fill(_template("log4j2.properties"), {"LOG_FILE": str(layout.server_log)})
     )
+
+
+def configured_address(layout: BrokerLayout) -> str | None:
+    """host:port the broker of this state folder was last started with (its advertised listener)."""
+    try:
+        text = layout.server_properties.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("advertised.listeners=PLAINTEXT://"):
+            return line.removeprefix("advertised.listeners=PLAINTEXT://").split(",")[0].strip()
+    return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream_orch.broker import process
-from stream_orch.broker.config import write_configs
+from stream_orch.broker.config import configured_address, write_configs
 from stream_orch.broker.jars import ensure_jars, jars_ready
 from stream_orch.broker.layout import BrokerLayout
 from stream_orch.broker.probe import broker_answers, coordinators_ready, port_in_use
@@ -76,8 +76,8 @@ class BrokerManager:
 
     async def status(self) -> BrokerStatus:
         pid = process.running_pid(self.layout)
-        if pid is not None:
-            return BrokerStatus(True, pid, self.address)
+        if pid is not None:  # where it really listens, whatever --kafka-port says now
+            return BrokerStatus(True, pid, configured_address(self.layout) or self.address)
         if port_in_use(self.port) and await broker_answers(self.address):
             return BrokerStatus(True, None, self.address, external=True)
         return BrokerStatus(False, None, self.address)
@@ -89,7 +89,7 @@ class BrokerManager:
             self.say(f"a Kafka broker not started by stream-orch already answers at {self.address}; using it")
             return current
         if current.running:
-            self.say(f"Kafka is already running (PID {current.pid}) at {self.address}")
+            self.say(f"Kafka is already running (PID {current.pid}) at {current.address}")
             return current
         for port in (self.port, self.controller_port):
             if port_in_use(port):

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from stream_orch.broker import process
-from stream_orch.broker.config import write_configs
+from stream_orch.broker.config import configured_address, write_configs
 from stream_orch.broker.layout import BrokerLayout
 
 
@@ -27,6 +27,13 @@ def test_config_renders_single_node_kraft(tmp_path: Path) -> None:
         assert props[key] == "1"
     assert "@" not in layout.log4j_properties.read_text().replace("%", "")
     assert str(layout.server_log) in layout.log4j_properties.read_text()
+
+
+def test_the_running_broker_s_address_comes_from_its_config_not_the_current_flag(tmp_path: Path) -> None:
+    layout = BrokerLayout.under(tmp_path)
+    assert configured_address(layout) is None  # never started
+    write_configs(layout, 19092, 19093)
+    assert configured_address(layout) == "127.0.0.1:19092"
 
 
 def test_stale_pid_file_is_removed(tmp_path: Path) -> None:
