@@ -527,3 +527,30 @@ async def test_every_dashboard_and_alert_metric_is_on_a_running_worker(
     ]
     for ln in problems:
         assert "node" in ln, f"error line without its node: {ln}"
+
+
+async def test_sigusr1_prints_tasks_and_each_node_s_group_view_and_the_worker_carries_on(
+    tmp_path: Path,
+) -> None:
+    worker, names, group = forward_worker(tmp_path)
+    worker.start()
+    try:
+        await wait_for_group(group)
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGUSR1)
+        dump: list[dict] = []
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            text = worker.log_path.read_text(errors="replace")
+            dump = [json.loads(line) for line in text.splitlines() if line.startswith('{"node": ')]
+            if dump:
+                break
+        assert "asyncio tasks ---" in text and "task node:forward:" in text, worker.log()
+        [node] = dump
+        assert node["node"] == "forward" and node["restarts"] == 0
+        assert node["generation"] >= 1 and node["member_id"]
+        assert any(p.startswith(names["obs.in"]) for p in node["assigned"]), node
+        assert worker.proc.poll() is None, "the worker must carry on after the dump"
+        assert worker.terminate() == 0
+    finally:
+        worker.stop()
