@@ -26,7 +26,7 @@ from stream_orch.runtime.admin import partition_counts
 from stream_orch.settings import Settings
 from stream_orch.spec.loader import load_topology
 from stream_orch.spec.naming import dlq_topic, group_id
-from stream_orch.state.tables import read_to_end
+from stream_orch.transport.reading import read_to_end
 
 REPO = Path(__file__).resolve().parents[1]
 TOPOLOGY = REPO / "topologies" / "fraud_detection.yaml"

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream_orch.runtime.admin import wait_for_metadata
+from stream_orch.transport.metadata import wait_for_metadata
 from tests import topology_harness as th
 
 REPO = th.REPO

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
-from stream_orch.runtime.admin import wait_for_metadata
+from stream_orch.transport.metadata import wait_for_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("STREAM_ORCH_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

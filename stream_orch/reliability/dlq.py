@@ -48,9 +48,10 @@ from stream_orch.errors import UserError
 from stream_orch.expressions import compile_expression
 from stream_orch.expressions.compiler import ExpressionError
 from stream_orch.reliability import headers as H
-from stream_orch.runtime.admin import wait_for_metadata
 from stream_orch.settings import Settings
 from stream_orch.tools.kafka_clients import start_client, start_producer, unreachable
+from stream_orch.transport.metadata import wait_for_metadata
+from stream_orch.transport.reading import read_until_end
 
 LEDGER_PREFIX = "stream-orch-replay."
 REPLAY_BATCH = 500
@@ -80,7 +81,6 @@ async def read_topic(
         **settings.kafka_client_args(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
     )
     await start_client(consumer, settings)
-    count = 0
     try:
         partitions = await _partitions(consumer, topic)
         if not partitions:
@@ -88,35 +88,14 @@ async def read_topic(
                 return 0
             raise UserError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        for tp in list(remaining):
-            if await consumer.position(tp) >= end[tp]:
-                remaining.discard(tp)
-        loop = asyncio.get_running_loop()
-        idle_deadline = loop.time() + settings.request_timeout_s * 3
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=REPLAY_BATCH)
-            if batches:
-                idle_deadline = loop.time() + settings.request_timeout_s * 3
-            elif loop.time() > idle_deadline:
-                raise unreachable(settings, f"no records from {topic} although the end offsets say so")
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= end[tp]:
-                        remaining.discard(tp)
-                        break
-                    count += 1
-                    if handle(record):
-                        return count
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
+        try:
+            return await read_until_end(
+                consumer, tps, handle, idle_timeout_s=settings.request_timeout_s * 3, max_records=REPLAY_BATCH
+            )
+        except TimeoutError:
+            raise unreachable(settings, f"no records from {topic} although the end offsets say so") from None
     finally:
         await consumer.stop()
-    return count
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

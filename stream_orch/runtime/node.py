@@ -30,13 +30,14 @@ from stream_orch.codecs import DecodeError, codec_for, projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
-from stream_orch.runtime.admin import wait_for_metadata
 from stream_orch.runtime.output import BatchSender
 from stream_orch.spec.models import NodeSpec, TopologySpec
 from stream_orch.spec.naming import dlq_topic, group_id, retry_topic
-from stream_orch.state.tables import LocalTable, read_to_end
+from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import Event, Step, Table
 from stream_orch.steps.registry import build_step
+from stream_orch.transport.metadata import wait_for_metadata
+from stream_orch.transport.reading import read_to_end
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_orch.transport.reading import read_until_end
+
 log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
 
 _TOMBSTONE = object()
 
@@ -94,59 +98,6 @@ class LocalTable:
         return partition in self._data
 
 
-async def read_to_end(
-    client_args: dict[str, Any],
-    partitions: list[TopicPartition],
-    apply: Any,
-    *,
-    timeout_s: float = 120.0,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Read ``partitions`` from the beginning to their current end, calling ``apply(record)``.
-
-    Used to restore local tables and to load global tables before a node starts. ``progress``
-    gets (records applied since its last call, records still to read) after every fetch, so a
-    long restore shows on /metrics while it runs.
-    """
-    if not partitions:
-        return 0
-    consumer = AIOKafkaConsumer(
-        **client_args, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    count = reported = 0
-    try:
-        consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        # A compacted changelog can start at its end (everything deleted and cleaned up).
-        position = {tp: await consumer.position(tp) for tp in partitions}
-        remaining = {tp for tp in partitions if position[tp] < end[tp]}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while remaining:
-            if loop.time() > deadline:
-                raise TimeoutError(f"restoring {sorted(map(str, remaining))} took over {timeout_s}s")
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
-            for tp, records in batches.items():
-                for record in records:
-                    apply(record)
-                    count += 1
-                if records:
-                    position[tp] = records[-1].offset + 1
-            for tp in list(remaining):
-                if position[tp] < end[tp]:  # also past gaps that compaction left at the end
-                    position[tp] = await consumer.position(tp)
-                if position[tp] >= end[tp]:
-                    remaining.discard(tp)
-            if progress is not None:
-                progress(count - reported, sum(end[tp] - position[tp] for tp in remaining))
-                reported = count
-    finally:
-        await consumer.stop()
-    return count
-
-
 class GlobalTable:
     """A table every worker holds in full, kept up to date by a background reader."""
 
@@ -198,18 +149,7 @@ class GlobalTable:
         await consumer.start()
         self._consumer = consumer
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        while pending:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for records in batches.values():
-                for record in records:
-                    self._apply(record)
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
+        await read_until_end(consumer, tps, self._apply, timeout_s=LOAD_TIMEOUT_S, past_end=True)
         self._task = asyncio.create_task(self._follow(), name=f"global-table:{self.name}")
 
     async def _follow(self) -> None:

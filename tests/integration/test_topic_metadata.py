@@ -7,7 +7,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka_helpers import create_topic
 
-from stream_orch.runtime.admin import wait_for_metadata
+from stream_orch.transport.metadata import wait_for_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
-"""Reading a changelog to its end on the real broker: restore progress for /metrics, and a
-partition whose log starts at its end (everything deleted) counts as restored at once."""
+"""Reading partitions to their end on the real broker (transport.reading): restore progress for
+/metrics, early stop, and a partition whose log starts at its end (everything deleted) counts as
+read at once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
-from stream_orch.state.tables import LocalTable, read_to_end
+from stream_orch.state.tables import LocalTable
+from stream_orch.transport.reading import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +75,15 @@ async def test_a_partition_that_starts_at_its_end_is_already_restored(
         timeout_s=30,
     )
     assert n == 40 and set(seen) == {1}
+
+
+async def test_a_handler_that_returns_true_stops_the_read(kafka_bootstrap: str, unique_topic: str) -> None:
+    await _topic_with(kafka_bootstrap, unique_topic, [100])
+    seen: list[int] = []
+
+    def handle(record) -> bool:
+        seen.append(record.offset)
+        return len(seen) == 7
+
+    n = await read_to_end({"bootstrap_servers": kafka_bootstrap}, [TopicPartition(unique_topic, 0)], handle)
+    assert n == 7 and seen == list(range(7))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.errors import KafkaError
 
-from stream_orch.runtime.admin import wait_for_metadata
+from stream_orch.transport.metadata import wait_for_metadata
 
 
 class _Client:
