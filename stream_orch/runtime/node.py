@@ -404,6 +404,11 @@ class NodeRunner:
             for table in self.local_tables:
                 table.forget(table.partitions())
             await self._on_assigned(set(assigned))
+        log.info(
+            "started over at the committed offsets of %d partitions, same group member",
+            len(assigned),
+            extra={"node": self.name, "topic": self.node.input},
+        )
 
     async def _loop(self) -> None:
         assert self._consumer is not None
