@@ -19,6 +19,8 @@ from aiokafka.partitioner import murmur2
 
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
+# (topic, partition) -> [(key, value, timestamp ms, headers)]: what one send hands over
+_Pending = dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
 _NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's record builder wants a list; never mutated
 
 
@@ -64,9 +66,7 @@ class BatchSender:
         self._partitions = partitions
         self._renew = renew
         self._own: AIOKafkaProducer | None = None  # a producer this sender made (and stops)
-        self._pending: dict[
-            tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]
-        ] = {}
+        self._pending: _Pending = {}
         self.count = 0
 
     def add(
@@ -136,14 +136,12 @@ class BatchSender:
         self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]
     ) -> Coroutine[Any, Any, None] | None:
         """Send (topic, partition, key, value) records at once, apart from what was added."""
-        pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]] = {}
+        pending: _Pending = {}
         for topic, partition, key, value in records:
             pending.setdefault((topic, partition), []).append((key, value, None, _NO_HEADERS))
         return await self._hand_over(pending) if pending else None
 
-    async def _hand_over(
-        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
-    ) -> Coroutine[Any, Any, None]:
+    async def _hand_over(self, pending: _Pending) -> Coroutine[Any, Any, None]:
         # send_batch waits for room in the producer's buffer; a producer that lost its broker
         # may never make room, so taking the batch is bounded like its acknowledgement.
         try:
@@ -151,9 +149,7 @@ class BatchSender:
         except TimeoutError:
             raise TimeoutError(f"the producer did not take a batch within {FLUSH_TIMEOUT_S:.0f}s") from None
 
-    async def _send(
-        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
-    ) -> Coroutine[Any, Any, None]:
+    async def _send(self, pending: _Pending) -> Coroutine[Any, Any, None]:
         producer = self._producer
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), records in pending.items():
