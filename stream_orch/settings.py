@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     log_json: bool = False
     kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded local broker.")
     state_dir: Path = Field(Path(".state"), description="Local broker data, jars and worker state.")
+    static_membership: bool = Field(
+        True,
+        description=(
+            "Join consumer groups as a static member, so a restarted worker gets its partitions back "
+            "at once (a clean stop then leaves them idle for the 10 s session timeout)."
+        ),
+    )
+    instance_id: str | None = Field(
+        None, description="Static member id of this worker (default: <host>-<slot>, slot per topology)."
+    )
     request_timeout_s: float = Field(10.0, gt=0, description="Bound on connecting and on metadata calls.")
 
     def kafka_client_args(self) -> dict[str, Any]:

@@ -93,7 +93,8 @@ async def produce_paced(
 
 
 class Watcher:
-    """A group-less consumer of ``topics`` from the beginning, polled while things happen."""
+    """A group-less consumer of ``topics`` from the beginning, polled while things happen. It
+    reads committed records only, as an analyst's consumer of an exactly-once topology should."""
 
     def __init__(self, topics: list[str], *, server: str | None = None) -> None:
         self.topics = topics
@@ -107,6 +108,7 @@ class Watcher:
             auto_offset_reset="earliest",
             group_id=None,
             enable_auto_commit=False,
+            isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
         )
@@ -223,6 +225,51 @@ def account(
     return acc
 
 
+# Every topic the fraud topology's score_transactions node writes (names before isolation).
+FRAUD_OUTPUTS = [
+    "transactions.enriched",
+    "fraud.alerts",
+    "account.actions",
+    "fraud.review",
+    "transactions.approved",
+    "transactions.dlq",
+]
+
+
+def duplicated_per_topic(records: dict[str, list[Any]]) -> dict[str, int]:
+    """Per topic, the extra copies of an output for one input record (its lineage or error
+    coordinates); topics without any are left out."""
+    extra: dict[str, int] = {}
+    for topic, rows in records.items():
+        seen: Counter[tuple[str, str]] = Counter()
+        for r in rows:
+            h = _h(r)
+            partition = h.get("so.src.partition") or h.get("so.error.partition", "?")
+            seen[(partition, h.get("so.src.offset") or h.get("so.error.offset", "?"))] += 1
+        n = sum(c - 1 for c in seen.values() if c > 1)
+        if n:
+            extra[topic] = n
+    return extra
+
+
+def wrong_velocities(outputs: list[Any], expected: dict[str, int]) -> tuple[dict[str, int], list[Any]]:
+    """Outputs per txn_id, and the outputs whose velocity_60s differs from the reference."""
+    per_id: Counter[str] = Counter()
+    wrong = []
+    for r in outputs:
+        v = orjson.loads(r.value)
+        per_id[v["txn_id"]] += 1
+        if v["velocity_60s"] != expected[v["txn_id"]]:
+            wrong.append((v["txn_id"], v["velocity_60s"], expected[v["txn_id"]]))
+    return dict(per_id), wrong
+
+
+def processed_after(records: list[Any], at_ms: float) -> list[int]:
+    """``so.processed_at`` of the outputs processed at or after ``at_ms``."""
+    stamps = (int(_h(r).get("so.processed_at", 0)) for r in records)
+    return [s for s in stamps if s >= at_ms]
+
+
 _first_seen: dict[int, dict[str, tuple[int, int]]] = {}
 
 
@@ -307,13 +354,23 @@ class OwnBroker:
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def fraud_copy(tmp_path: Path, *, server: str | None = None) -> tuple[Path, dict[str, str], str]:
-    """An isolated copy of the reference fraud topology; (path, topic names, consumer group)."""
+GUARANTEES = ["at_least_once", "exactly_once"]
+
+
+def fraud_copy(
+    tmp_path: Path, *, server: str | None = None, processing: str | None = None
+) -> tuple[Path, dict[str, str], str]:
+    """An isolated copy of the reference fraud topology (its own guarantee unless ``processing``
+    is given); (path, topic names, consumer group)."""
     import uuid
 
     suffix = uuid.uuid4().hex[:8]
     path, names = th.isolated_topology(
-        REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix, retry_delays=["500ms", "1s", "2s"]
+        REPO / "topologies" / "fraud_detection.yaml",
+        tmp_path,
+        suffix,
+        retry_delays=["500ms", "1s", "2s"],
+        processing=processing,
     )
     return path, names, f"fraud_detection_{suffix}.score_transactions"
 

@@ -31,13 +31,21 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted 
 
 
 def isolated_topology(
-    src: Path, out_dir: Path, suffix: str, *, retry_delays: list[str] | None = None
+    src: Path,
+    out_dir: Path,
+    suffix: str,
+    *,
+    retry_delays: list[str] | None = None,
+    processing: str | None = None,
 ) -> tuple[Path, dict[str, str]]:
-    """Write a renamed copy of ``src``; return its path and the old→new topic names."""
+    """Write a renamed copy of ``src`` (with ``processing`` as its guarantee, if given); return
+    its path and the old→new topic names."""
     yaml = YAML()
     doc = yaml.load(src.read_text())
     names = {name: f"{name}.{suffix}" for name in doc["topics"]}
     doc["topology"] = f"{doc['topology']}_{suffix}"
+    if processing is not None:
+        doc["processing"] = processing
     doc["topics"] = {names[k]: v for k, v in doc["topics"].items()}
     for table in (doc.get("tables") or {}).values():
         if table.get("topic"):

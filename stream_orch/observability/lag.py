@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -29,6 +29,7 @@ from stream_orch.observability.health import HealthState
 from stream_orch.observability.metrics import Metrics, PartitionLag
 from stream_orch.observability.status import Status, StatusEvaluator, worst
 from stream_orch.settings import Settings
+from stream_orch.transport import clients
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,9 @@ class LagReader:
         self.fetch_timeout_s = fetch_timeout_s
         args = settings.kafka_client_args()
         self._admin = AIOKafkaAdminClient(**args)
-        self._consumer = AIOKafkaConsumer(
-            **args,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # committed offset already deleted by retention: oldest left
-            max_partition_fetch_bytes=64 * 1024,  # one record is all we read
-        )
+        # auto_offset_reset earliest: a committed offset deleted by retention reads the oldest left;
+        # read_committed: end offsets are the last stable offsets, so transaction markers are no lag
+        self._consumer = clients.reader(args, max_partition_fetch_bytes=64 * 1024)  # one record: all we read
         self._ts_cache: dict[tuple[TopicPartition, int], int] = {}  # (tp, offset) -> timestamp ms
 
     async def start(self) -> None:

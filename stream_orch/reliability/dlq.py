@@ -50,6 +50,7 @@ from stream_orch.expressions.compiler import ExpressionError
 from stream_orch.reliability import headers as H
 from stream_orch.settings import Settings
 from stream_orch.tools.kafka_clients import start_client, start_producer, unreachable
+from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 
@@ -77,9 +78,7 @@ async def read_topic(
 ) -> int:
     """Call ``handle`` for every record of ``topic`` up to its end offsets at the start; stop
     early when ``handle`` returns True. Returns how many records were read."""
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client_args(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
-    )
+    consumer = clients.reader(settings.kafka_client_args())
     await start_client(consumer, settings)
     try:
         partitions = await _partitions(consumer, topic)

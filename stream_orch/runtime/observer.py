@@ -1,4 +1,5 @@
-"""Turns what a node did in one batch into metrics and health, once per batch."""
+"""Turns what a node did into metrics and health, once per batch; :class:`NullObserver` when a
+node runs without them (tests, tools), so the node never checks for a missing observer."""
 
 from __future__ import annotations
 
@@ -12,10 +13,31 @@ from stream_orch.observability.lag import LagCollector
 from stream_orch.observability.metrics import Metrics
 
 if TYPE_CHECKING:
-    from stream_orch.runtime.node import BatchStats, NodeRunner
+    from stream_orch.runtime.batch import BatchStats
+    from stream_orch.runtime.node import NodeRunner
 
 
-class NodeObserver:
+class NullObserver:
+    """Observes nothing."""
+
+    def watch(self, runner: NodeRunner) -> None: ...
+
+    def batch_done(self, runner: NodeRunner, stats: BatchStats) -> None: ...
+
+    def flushed(self, runner: NodeRunner, seconds: float) -> None: ...
+
+    def restarted(self, runner: NodeRunner) -> None: ...
+
+    def committed(self, runner: NodeRunner, offsets: dict[TopicPartition, int], seconds: float) -> None: ...
+
+    def recovering(self, runner: NodeRunner, active: bool) -> None: ...
+
+    def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None: ...
+
+    def rebalanced(self, runner: NodeRunner) -> None: ...
+
+
+class NodeObserver(NullObserver):
     def __init__(self, metrics: Metrics, health: HealthState, lag: LagCollector | None = None) -> None:
         self.metrics = metrics
         self.health = health
@@ -26,10 +48,10 @@ class NodeObserver:
         self._runners.append(runner)
         self.metrics.node_restarted(runner.name, 0)
 
-    def batch_done(self, runner: NodeRunner, stats: BatchStats, seconds: float) -> None:
+    def batch_done(self, runner: NodeRunner, stats: BatchStats) -> None:
         node = runner.name
         m = self.metrics
-        m.batch_done(node, runner.node.input, stats.n_in, stats.outputs, stats.dropped, seconds)
+        m.batch_done(node, runner.node.input, stats.n_in, stats.outputs, stats.dropped, stats.processing_s)
         if stats.timestamps_ms and stats.outputs:
             m.e2e_from_timestamps(node, stats.timestamps_ms, time.time())
         for error_class, n in stats.errors.items():
@@ -48,29 +70,20 @@ class NodeObserver:
     def restarted(self, runner: NodeRunner) -> None:
         self.metrics.node_restarted(runner.name)
 
-    def committed(
-        self,
-        runner: NodeRunner,
-        offsets: dict[TopicPartition, int],
-        highwaters: dict[TopicPartition, int | None],
-        seconds: float,
-    ) -> None:
+    def committed(self, runner: NodeRunner, offsets: dict[TopicPartition, int], seconds: float) -> None:
         self.metrics.committed(runner.name, seconds)
         if self.lag is not None:
-            known = {tp: hw for tp, hw in highwaters.items() if hw is not None}
-            self.lag.record_commit(runner.group, offsets, known)
+            highwaters = runner.highwaters(offsets)
+            self.lag.record_commit(runner.group, offsets, highwaters)
 
     def recovering(self, runner: NodeRunner, active: bool) -> None:
         for table in runner.local_tables:
             self.metrics.set_recovering(runner.name, table.name, active)
-        ready = not active and all(not r.recovering for r in self.runners())
+        ready = not active and all(not r.recovering for r in self._runners)
         self.health.set_ready(ready, "running" if ready else f"node {runner.name} is restoring its tables")
 
     def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None:
         self.metrics.restore_progress(runner.name, table, restored, remaining)
-
-    def runners(self) -> list[NodeRunner]:
-        return self._runners
 
     def rebalanced(self, runner: NodeRunner) -> None:
         self.metrics.rebalanced(runner.name, len(runner.assigned))

@@ -1,17 +1,17 @@
 """Batched producing: everything a processed batch emits leaves in one ``send_batch`` per partition.
 
 ``send`` per record costs a future, a lock and a task wake-up per record (about 62k records/s
-on our 2-core machine); a record batch per partition reaches about 400k/s. The executor adds all
-outputs, changelog writes, retries and dead letters of one input batch, then awaits ``flush``:
-only then are the input offsets committed (at-least-once, nothing committed before it is acked).
+on our 2-core machine); a record batch per partition reaches about 400k/s. A batch's outputs,
+retries, dead letters and changelog writes are collected in an :class:`Outbox`, grouped by the
+input partition (the *task*) they belong to, so that under exactly-once each task's records can
+go into that task's transaction; at-least-once sends them all on one producer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,8 +19,9 @@ from aiokafka.partitioner import murmur2
 
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
-# (topic, partition) -> [(key, value, timestamp ms, headers)]: what one send hands over
-_Pending = dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None, Headers]]]
+Record = tuple[bytes | None, bytes | None, int | None, Headers]  # key, value, timestamp ms, headers
+# (topic, partition) -> records: what one hand-over gives a producer
+Pending = dict[tuple[str, int], list[Record]]
 _NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's record builder wants a list; never mutated
 
 
@@ -52,25 +53,16 @@ class PartitionMap:
         return hit
 
 
-class BatchSender:
-    """Collects records per (topic, partition) and sends them as record batches."""
+class Outbox:
+    """What one batch emits, by (task, topic, partition); a task is an input partition number."""
 
-    def __init__(
-        self,
-        producer: AIOKafkaProducer,
-        partitions: PartitionMap,
-        *,
-        renew: Callable[[], AIOKafkaProducer] | None = None,
-    ) -> None:
-        self._producer = producer
+    def __init__(self, partitions: PartitionMap) -> None:
         self._partitions = partitions
-        self._renew = renew
-        self._own: AIOKafkaProducer | None = None  # a producer this sender made (and stops)
-        self._pending: _Pending = {}
-        self.count = 0
+        self._pending: dict[tuple[int, str, int], list[Record]] = {}
 
     def add(
         self,
+        task: int,
         topic: str,
         key: bytes | None,
         value: bytes | None,
@@ -81,93 +73,70 @@ class BatchSender:
     ) -> None:
         if partition is None:
             partition = self._partitions.of(topic, key)
-        self._pending.setdefault((topic, partition), []).append(
-            (key, value, timestamp_ms, headers or _NO_HEADERS)
-        )
-        self.count += 1
+        records = self._pending.get((task, topic, partition))
+        if records is None:
+            records = self._pending[(task, topic, partition)] = []
+        records.append((key, value, timestamp_ms, headers or _NO_HEADERS))
 
     def __len__(self) -> int:
-        return self.count
+        return sum(len(r) for r in self._pending.values())
+
+    def take(self) -> dict[int, Pending]:
+        """Everything added since the last take, by task; the outbox is empty afterwards."""
+        by_task: dict[int, Pending] = {}
+        for (task, topic, partition), records in self._pending.items():
+            by_task.setdefault(task, {})[(topic, partition)] = records
+        self._pending = {}
+        return by_task
 
     def discard(self) -> None:
-        """Forget what was added but not flushed (the batch is being abandoned)."""
-        self._pending, self.count = {}, 0
+        """Forget what was added (the batch is being abandoned)."""
+        self._pending = {}
 
-    async def renew(self) -> None:
-        """Switch to a new producer after a failed flush. An idempotent producer whose broker
-        went away can be left with sequence numbers the broker rejects for good
-        (OutOfOrderSequenceNumber on every batch): a new producer gets a new producer id.
-        If the new one cannot start (the broker is still away) it is stopped and this raises;
-        the old producer stays in place, so the caller just calls ``renew`` again later."""
-        if self._renew is None:
-            return
-        producer = self._renew()
-        try:
-            await producer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        old, self._own, self._producer = self._own, producer, producer
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.stop()
 
-    async def close(self) -> None:
-        if self._own is not None:
-            with contextlib.suppress(Exception):
-                await self._own.stop()
+def merged(by_task: dict[int, Pending]) -> Pending:
+    """All tasks' records as one hand-over (at-least-once sends them on one producer)."""
+    if len(by_task) == 1:
+        return next(iter(by_task.values()))
+    out: Pending = {}
+    for pending in by_task.values():
+        for tp, records in pending.items():
+            have = out.get(tp)
+            if have is None:
+                out[tp] = records
+            else:
+                have.extend(records)
+    return out
 
-    async def flush(self) -> None:
-        """Send everything added so far and wait until the broker acknowledged all of it."""
-        acks = await self.send()
-        if acks is not None:
-            await acks
 
-    async def send(self) -> Coroutine[Any, Any, None] | None:
-        """Hand everything added so far to the producer and return an awaitable of the broker's
-        acknowledgements (None when there was nothing), so the caller can work meanwhile."""
-        if not self._pending:
-            return None
-        pending, self._pending, self.count = self._pending, {}, 0
-        return await self._hand_over(pending)
+async def hand_over(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, None]:
+    """Give ``pending`` to the producer as record batches and return an awaitable of the broker's
+    acknowledgements, so the caller can work meanwhile.
 
-    async def send_records(
-        self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]
-    ) -> Coroutine[Any, Any, None] | None:
-        """Send (topic, partition, key, value) records at once, apart from what was added."""
-        pending: _Pending = {}
-        for topic, partition, key, value in records:
-            pending.setdefault((topic, partition), []).append((key, value, None, _NO_HEADERS))
-        return await self._hand_over(pending) if pending else None
+    send_batch waits for room in the producer's buffer; a producer that lost its broker may never
+    make room, so taking the batch is bounded like its acknowledgement."""
+    try:
+        return await asyncio.wait_for(_send(producer, pending), FLUSH_TIMEOUT_S)
+    except TimeoutError:
+        raise TimeoutError(f"the producer did not take a batch within {FLUSH_TIMEOUT_S:.0f}s") from None
 
-    async def _hand_over(self, pending: _Pending) -> Coroutine[Any, Any, None]:
-        # send_batch waits for room in the producer's buffer; a producer that lost its broker
-        # may never make room, so taking the batch is bounded like its acknowledgement.
-        try:
-            return await asyncio.wait_for(self._send(pending), FLUSH_TIMEOUT_S)
-        except TimeoutError:
-            raise TimeoutError(f"the producer did not take a batch within {FLUSH_TIMEOUT_S:.0f}s") from None
 
-    async def _send(self, pending: _Pending) -> Coroutine[Any, Any, None]:
-        producer = self._producer
-        futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), records in pending.items():
-            batch = producer.create_batch()
-            for key, value, ts, headers in records:
+async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, None]:
+    futures: list[asyncio.Future[Any]] = []
+    for (topic, partition), records in pending.items():
+        batch = producer.create_batch()
+        for key, value, ts, headers in records:
+            if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
+                if batch.record_count() == 0:
+                    raise ValueError(f"record of {len(value or b'')} bytes does not fit a batch for {topic}")
+                batch.close()
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
-                    if batch.record_count() == 0:
-                        raise ValueError(
-                            f"record of {len(value or b'')} bytes does not fit a batch for {topic}"
-                        )
-                    batch.close()
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
-                        raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return _acknowledged(futures)
+                    raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
+        batch.close()
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return _acknowledged(futures)
 
 
 async def _acknowledged(futures: list[asyncio.Future[Any]]) -> None:
@@ -178,3 +147,20 @@ async def _acknowledged(futures: list[asyncio.Future[Any]]) -> None:
         # Seen after a broker restart: the producer never resolves some batches. Failing the
         # batch makes the node start over (new producer, committed offsets) instead of hanging.
         raise TimeoutError(f"no acknowledgement of a flush within {FLUSH_TIMEOUT_S:.0f}s") from None
+
+
+class BatchSender:
+    """For tools that produce in chunks: add records, then ``flush`` them on one producer."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitions: PartitionMap) -> None:
+        self._producer = producer
+        self._outbox = Outbox(partitions)
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None) -> None:
+        self._outbox.add(0, topic, key, value, headers)
+
+    async def flush(self) -> None:
+        """Send everything added so far and wait until the broker acknowledged all of it."""
+        by_task = self._outbox.take()
+        if by_task:
+            await (await hand_over(self._producer, merged(by_task)))

@@ -15,8 +15,6 @@ import signal
 import sys
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
@@ -24,9 +22,10 @@ from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
+from stream_orch.runtime.membership import MemberSlot, claim_slot
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
-from stream_orch.runtime.output import BatchSender, PartitionMap
+from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
 from stream_orch.spec.models import TopologySpec
 from stream_orch.spec.naming import changelog_topic, dlq_topic, group_id, retry_topics
@@ -91,13 +90,22 @@ class Worker:
         self.health = HealthState(stall_seconds=settings.health_stall_seconds)
         self.runners: dict[str, NodeRunner] = {}
         self._global_tables: dict[str, GlobalTable] = {}
-        self._producer: AIOKafkaProducer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._server: Any = None
         self._stop = asyncio.Event()
         self.lag: LagCollector | None = None
         self._lag_reader: LagReader | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._slot: MemberSlot | None = None
+
+    def _instance_id(self) -> str | None:
+        """This worker's static member id (see :mod:`stream_orch.runtime.membership`)."""
+        if not self.settings.static_membership:
+            return None
+        if self.settings.instance_id:
+            return self.settings.instance_id
+        self._slot = claim_slot(self.settings.state_dir / "members" / self.spec.topology)
+        return self._slot.instance_id
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -115,16 +123,6 @@ class Worker:
             self._server = await serve(
                 self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port
             )
-        producer_args = dict(
-            **client_args,
-            acks="all",
-            enable_idempotence=True,
-            max_batch_size=1024 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            linger_ms=0,
-        )
-        self._producer = AIOKafkaProducer(**producer_args)
-        await self._producer.start()
         partitions = PartitionMap(counts)
         for name, table in spec.tables.items():
             if table.topic is not None and any(
@@ -149,6 +147,7 @@ class Worker:
             node_of_group=groups,
         )
         observer = NodeObserver(self.metrics, self.health, self.lag)
+        instance_id = self._instance_id()
         for name in self.node_names:
             tables: dict[str, Table] = dict(self._global_tables)
             for table in tables_written_by(spec, name):
@@ -158,11 +157,10 @@ class Worker:
                 node_name=name,
                 schemas=self.schemas,
                 client_args=client_args,
-                sender=BatchSender(
-                    self._producer, partitions, renew=lambda: AIOKafkaProducer(**producer_args)
-                ),
+                partitions=partitions,
                 tables=tables,
                 observer=observer,
+                instance_id=instance_id,
             )
             observer.watch(runner)
             await runner.start()
@@ -240,9 +238,8 @@ class Worker:
         for gt in self._global_tables.values():
             with contextlib.suppress(Exception):
                 await gt.stop()
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.stop()
+        if self._slot is not None:
+            self._slot.release()

@@ -305,6 +305,14 @@ class TopologySpec(_Model):
     tables: dict[str, TableSpec] = Field(default_factory=dict)
     nodes: dict[str, NodeSpec]
     allow_cycles: bool = Field(False, description="Allow a node to feed, directly or not, its own input.")
+    processing: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description=(
+            "Delivery guarantee. at_least_once: a crash can emit a batch's outputs again. exactly_once: "
+            "per input partition one Kafka transaction holds a batch's outputs, retries, dead letters, "
+            "changelog writes and input offsets; read_committed consumers see each output once."
+        ),
+    )
 
 
 FieldRule.model_rebuild()

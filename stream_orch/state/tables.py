@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_orch.transport import clients
 from stream_orch.transport.reading import read_until_end
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,7 @@ class GlobalTable:
 
     async def start(self) -> None:
         """Load the topic to its current end, then follow it in the background."""
-        consumer = AIOKafkaConsumer(
-            **self._client_args, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
-        )
+        consumer = clients.reader(self._client_args)
         await consumer.start()
         self._consumer = consumer
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(slots=True)
@@ -80,3 +80,22 @@ class Step(Protocol):
     name: str
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]: ...
+
+
+@runtime_checkable
+class ExpiringStep(Protocol):
+    """A step whose table holds entries that event time leaves behind (old ids, empty windows);
+    the executor calls ``prune`` now and then, and the deletions reach the changelog."""
+
+    table_name: str
+
+    def prune(self, table: Table, partition: int) -> int: ...
+
+
+@runtime_checkable
+class UndoingStep(Protocol):
+    """A step that takes back what it did for events that failed later in the same batch (so a
+    retried or replayed event is not seen as a duplicate of itself); the executor calls
+    ``release`` once per batch, with no events when the batch is abandoned."""
+
+    def release(self, failed: list[Event]) -> int: ...

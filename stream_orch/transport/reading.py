@@ -9,6 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from stream_orch.transport import clients
+
 
 async def read_to_end(
     client_args: dict[str, Any],
@@ -21,9 +23,7 @@ async def read_to_end(
     """:func:`read_until_end` with a consumer of its own, started and stopped here."""
     if not partitions:
         return 0
-    consumer = AIOKafkaConsumer(
-        **client_args, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
-    )
+    consumer = clients.reader(client_args)
     await consumer.start()
     try:
         return await read_until_end(consumer, partitions, apply, timeout_s=timeout_s, progress=progress)

@@ -15,6 +15,10 @@ from aiokafka.errors import KafkaTimeoutError
 
 from stream_orch.codecs import SchemaRegistry
 from stream_orch.reliability.headers import PROCESSED_AT
+from stream_orch.runtime import delivery, transactions
+from stream_orch.runtime.node import NodeRunner
+from stream_orch.runtime.output import hand_over
+from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.runtime.worker import Worker
 from stream_orch.settings import Settings
 from stream_orch.spec.loader import load_topology
@@ -24,8 +28,17 @@ from tests import topology_harness as th
 pytestmark = pytest.mark.integration
 
 
-async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(tmp_path: Path) -> None:
-    path, t, group = rh.fraud_copy(tmp_path)
+def _producers(node: NodeRunner) -> set[int]:
+    delivery = node._delivery
+    producers = delivery._producers.values() if isinstance(delivery, ExactlyOnce) else [delivery._producer]
+    return {id(p) for p in producers}
+
+
+@pytest.mark.parametrize("processing", rh.GUARANTEES)
+async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(
+    tmp_path: Path, processing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, t, group = rh.fraud_copy(tmp_path, processing=processing)
     spec = load_topology(path).spec
     worker = Worker(spec, Settings(bootstrap_servers=th.BOOTSTRAP), SchemaRegistry(th.REPO / "schemas"))
     profiles, txns, expected = rh.crafted(200, 20)
@@ -40,18 +53,17 @@ async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(tmp
         coords = await rh.produce_bulk(t["transactions"], txns[:half])
         async with rh.Watcher([enriched, dlq]) as watch:
             assert await watch.wait(lambda x: x.count(enriched) >= half * 0.9, timeout=60)
-        consumer, producer = node._consumer, node._sender._producer
-
-        hand_over = node._sender._hand_over
+        consumer, producers = node._consumer, _producers(node)
         failed = []
 
-        async def fail_once(pending):  # the broker did not take this batch
+        async def fail_once(producer, pending):  # the broker did not take this batch
             if not failed:
                 failed.append(len(pending))
                 raise KafkaTimeoutError("injected: batch not acknowledged")
-            return await hand_over(pending)
+            return await hand_over(producer, pending)
 
-        node._sender._hand_over = fail_once
+        for module in (delivery, transactions):
+            monkeypatch.setattr(module, "hand_over", fail_once)
         injected_at_ms = time.time() * 1000
         coords += await rh.produce_bulk(t["transactions"], txns[half:])
         inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True)]
@@ -64,7 +76,7 @@ async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(tmp
             if int((h := th.headers_of(r))[PROCESSED_AT]) > injected_at_ms
         ]
         rh.record_result(
-            "a batch fails once: its node starts over inside the group",
+            f"a batch fails once: its node starts over inside the group ({processing})",
             **acc.figures(),
             node_restarts=node.restarts,
             same_consumer=node._consumer is consumer,
@@ -73,7 +85,7 @@ async def test_a_failed_batch_starts_the_node_over_without_leaving_the_group(tmp
         assert failed, "the fault never fired"
         assert node.restarts == 1
         assert node._consumer is consumer, "the node left its group instead of starting over in it"
-        assert node._sender._producer is not producer, "the producer of the failed batch is still in use"
+        assert not producers & _producers(node), "a producer of the failed batch is still in use"
         assert acc.lost == [], f"{len(acc.lost)} lost"
         velocities = {}
         for r in outputs:

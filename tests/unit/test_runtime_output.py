@@ -1,11 +1,12 @@
-"""BatchSender logic without a broker: partitioning and producer renewal."""
+"""Output logic without a broker: partitioning, the outbox by task, and producer renewal."""
 
 from __future__ import annotations
 
 import pytest
 from aiokafka.partitioner import murmur2
 
-from stream_orch.runtime.output import BatchSender, PartitionMap
+from stream_orch.runtime.delivery import AtLeastOnce
+from stream_orch.runtime.output import Outbox, PartitionMap, merged
 
 
 class FakeProducer:
@@ -30,32 +31,58 @@ def test_partition_map_is_kafkas_murmur2_and_round_robin_for_null_keys() -> None
     assert {pm.of("t", None) for _ in range(6)} == set(range(6))
 
 
-async def test_renew_swaps_in_a_new_producer_and_stops_the_one_it_made_before() -> None:
+def test_the_outbox_groups_records_by_task_and_merges_them_for_one_producer() -> None:
+    box = Outbox(PartitionMap({"out": 4, "dlq": 1}))
+    box.add(0, "out", b"k", b"a", partition=1)
+    box.add(1, "out", b"k", b"b", partition=1)
+    box.add(1, "dlq", None, b"c")
+    by_task = box.take()
+    assert sorted(by_task) == [0, 1]
+    assert [r[1] for r in by_task[1][("out", 1)]] == [b"b"]
+    assert box.take() == {}, "take empties the outbox"
+    flat = merged(by_task)
+    assert [r[1] for r in flat[("out", 1)]] == [b"a", b"b"], "task order kept within a partition"
+    assert [r[1] for r in flat[("dlq", 0)]] == [b"c"]
+
+
+class _Events:
+    def flushed(self, seconds: float) -> None: ...
+
+    def committed(self, offsets: object, seconds: float) -> None: ...
+
+    def delivered(self, out: object) -> None: ...
+
+
+def _delivery(factory) -> AtLeastOnce:  # type: ignore[no-untyped-def]
+    async def commit(offsets: object) -> None: ...
+
+    return AtLeastOnce(factory, commit, _Events(), "n")
+
+
+async def test_renew_swaps_in_a_new_producer_and_stops_the_one_before() -> None:
     made: list[FakeProducer] = []
 
     def factory() -> FakeProducer:
         made.append(FakeProducer())
         return made[-1]
 
-    shared = FakeProducer()
-    sender = BatchSender(shared, PartitionMap({"t": 1}), renew=factory)  # type: ignore[arg-type]
-    await sender.renew()
-    await sender.renew()
-    assert sender._producer is made[1] and made[1].started
-    assert made[0].stopped, "the first renewed producer is stopped when replaced"
-    assert not shared.stopped, "a producer the sender did not make is never stopped by it"
+    delivery = _delivery(factory)
+    await delivery.assign({0})
+    await delivery.renew()
+    assert delivery._producer is made[1] and made[1].started
+    assert made[0].stopped, "the replaced producer is stopped"
 
 
 async def test_a_renewal_that_cannot_start_is_stopped_and_leaves_the_old_producer() -> None:
     """While the broker is away the new producer cannot bootstrap: it must not leak (an
     unclosed producer) nor replace the old one, and the caller can simply renew again."""
-    refused, fine = FakeProducer(fail_start=True), FakeProducer()
-    attempts = [refused, fine]
-    old = FakeProducer()
-    sender = BatchSender(old, PartitionMap({"t": 1}), renew=lambda: attempts.pop(0))  # type: ignore[arg-type]
+    old, refused, fine = FakeProducer(), FakeProducer(fail_start=True), FakeProducer()
+    attempts = [old, refused, fine]
+    delivery = _delivery(lambda: attempts.pop(0))
+    await delivery.assign({0})
     with pytest.raises(ConnectionError):
-        await sender.renew()
+        await delivery.renew()
     assert refused.stopped
-    assert sender._producer is old
-    await sender.renew()
-    assert sender._producer is fine and fine.started
+    assert delivery._producer is old
+    await delivery.renew()
+    assert delivery._producer is fine and fine.started and old.stopped

@@ -1,0 +1,192 @@
+"""Delivering a processed batch: its records, its state changes and its input offsets.
+
+A node hands each batch to a delivery with ``submit`` and goes on fetching and processing the
+next one; ``submit`` first waits for the previous batch (``settle``), so at most two batches are
+unfinished and batches land in order. ``settle`` waits for what is in flight and raises what
+failed it; ``abandon`` waits for it and forgets a failure (the node is starting over anyway).
+
+Two guarantees share this interface:
+
+- :class:`AtLeastOnce` (here): outputs acknowledged, then the changelog writes, then the offset
+  commit, so a crash between any two replays the batch (its outputs may appear twice).
+- :class:`~stream_orch.runtime.transactions.ExactlyOnce`: per input partition one transaction
+  holds the outputs, the changelog writes and the offsets, so all of it lands or none does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from stream_orch.runtime.batch import BatchStats
+from stream_orch.runtime.output import Pending, hand_over, merged
+
+log = logging.getLogger(__name__)
+
+COMMIT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class BatchOut:
+    """Everything one batch leaves behind, by task (input partition number)."""
+
+    records: dict[int, Pending]  # outputs, retries, dead letters
+    changes: dict[int, Pending]  # changelog writes
+    offsets: dict[TopicPartition, int]  # next offset to read, per consumed partition
+    stats: BatchStats = field(default_factory=BatchStats)
+
+
+class DeliveryEvents(Protocol):
+    """What a delivery reports back to its node (the node passes them on to its observer)."""
+
+    def flushed(self, seconds: float) -> None: ...
+
+    def committed(self, offsets: dict[TopicPartition, int], seconds: float) -> None: ...
+
+    def delivered(self, out: BatchOut) -> None: ...
+
+
+class Delivery(Protocol):
+    busy: bool  # a batch or a commit is in flight
+
+    async def assign(self, tasks: set[int]) -> None:
+        """Deliver the batches of exactly these input partitions from now on (called before
+        their state is restored; every earlier batch is settled)."""
+
+    async def renew(self) -> None:
+        """After a failed batch: replace the clients it may have left unusable."""
+
+    async def submit(self, out: BatchOut) -> None: ...
+
+    async def settle(self, *, commit: bool = True) -> None: ...
+
+    async def abandon(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class AtLeastOnce:
+    """One idempotent producer for the node; offsets committed by the node's consumer."""
+
+    def __init__(
+        self,
+        make_producer: Callable[[], AIOKafkaProducer],
+        commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
+        events: DeliveryEvents,
+        node: str,
+    ) -> None:
+        self._make_producer = make_producer
+        self._commit = commit
+        self._events = events
+        self._node = node
+        self._producer: AIOKafkaProducer | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        # Offsets are committed in the background, in batch order, so that handing over the next
+        # batch does not wait for the group coordinator; settle() waits for them.
+        self._committing: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight is not None or self._committing is not None
+
+    async def assign(self, tasks: set[int]) -> None:
+        if self._producer is None:  # one producer serves every partition
+            await self.renew()
+
+    async def renew(self) -> None:
+        """A new producer: an idempotent producer whose broker went away can be left with sequence
+        numbers the broker rejects for good (OutOfOrderSequenceNumber on every batch), and a new
+        producer gets a new producer id. If it cannot start (the broker is still away) it is
+        stopped, the old one stays, and this raises: the node backs off and renews again."""
+        producer = self._make_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        old, self._producer = self._producer, producer
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+
+    async def submit(self, out: BatchOut) -> None:
+        assert self._producer is not None
+        # This batch's outputs leave now, while the previous batch may still be completing.
+        acks = await hand_over(self._producer, merged(out.records)) if out.records else None
+        try:
+            await self.settle()
+        except BaseException:
+            if acks is not None:
+                acks.close()  # never awaited: the node starts over and re-reads the batch
+            raise
+        self._inflight = asyncio.create_task(self._complete(acks, out))
+
+    async def _complete(self, acks: Coroutine[Any, Any, None] | None, out: BatchOut) -> None:
+        """Outputs acknowledged, then state, then offsets: a replayed event is only dropped as a
+        duplicate (dedupe) if its outputs were written."""
+        assert self._producer is not None
+        sent_at = time.perf_counter()
+        if acks is not None:
+            await acks
+        self._events.flushed(time.perf_counter() - sent_at)
+        if out.changes:
+            await (await hand_over(self._producer, merged(out.changes)))
+        if out.offsets:
+            self._committing = asyncio.create_task(self._commit_after(self._committing, out.offsets))
+        self._events.delivered(out)
+
+    async def _commit_after(
+        self, previous: asyncio.Task[None] | None, offsets: dict[TopicPartition, int]
+    ) -> None:
+        if previous is not None:
+            await previous
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._commit(offsets), COMMIT_TIMEOUT_S)  # a hang restarts the node
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner re-reads these records (at-least-once).
+            log.warning("commit skipped after rebalance: %s", exc, extra={"node": self._node})
+            return
+        except KafkaError as exc:
+            log.warning("commit failed, the records will be re-read: %s", exc, extra={"node": self._node})
+            return
+        self._events.committed(offsets, time.perf_counter() - started)
+
+    async def settle(self, *, commit: bool = True) -> None:
+        """Wait for the batch in flight and then for its commit; raises what failed either.
+        ``commit=False`` (a revocation) cancels the commits instead of waiting: aiokafka's commit
+        waits for the group, and the group waits for the revocation (a deadlock seen when the
+        broker came back after an outage); the partitions' next owner re-reads those records."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        if commit:
+            await committing
+        else:
+            committing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await committing
+
+    async def abandon(self) -> None:
+        with contextlib.suppress(Exception):  # its failure was raised already; the records are re-read
+            await self.settle(commit=False)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.settle()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()

@@ -1,0 +1,100 @@
+"""Where a failed event goes: the next retry tier while its reason is retriable and tiers are left,
+else the dead-letter topic; either way with its original bytes and the error headers."""
+
+from __future__ import annotations
+
+import logging
+
+from stream_orch.reliability import headers as H
+from stream_orch.runtime.batch import BatchStats, Failure
+from stream_orch.runtime.output import Outbox
+from stream_orch.spec.models import TopologySpec
+from stream_orch.spec.naming import dlq_topic, retry_topic
+
+log = logging.getLogger(__name__)
+
+DLQ_LOG_LINES_PER_BATCH = 5
+
+
+class FailureRouter:
+    def __init__(self, spec: TopologySpec, node_name: str) -> None:
+        node = spec.nodes[node_name]
+        policy = node.errors
+        self.delays = list(policy.retry.delays) if policy and policy.retry else []
+        self._retry_on = set(policy.retry.on) if policy and policy.retry else set()
+        self._input = node.input
+        self._dlq = dlq_topic(node)
+        self._node = node_name
+        self._topology = spec.topology
+        self._version = spec.version
+
+    def route(self, failures: list[Failure], outbox: Outbox, stats: BatchStats, now: int) -> None:
+        logged = 0
+        for failure in failures:
+            event = failure.event
+            error_class = type(failure.error).__name__ if failure.error is not None else failure.reason
+            stats.errors[error_class] += 1
+            retriable = failure.retriable and (
+                not self._retry_on or failure.reason in self._retry_on or error_class in self._retry_on
+            )
+            base = H.user_headers(event.headers) + self._error_headers(failure, error_class, now)
+            retry_value = None
+            if retriable and event.attempt < len(self.delays):
+                tier = event.attempt + 1
+                due = now + self.delays[event.attempt]
+                headers = [*base, (H.RETRY_ATTEMPT, str(tier).encode()), (H.RETRY_DUE, str(due).encode())]
+                retry_value, headers = H.fit(event.key, event.raw_value, headers)
+            if retry_value is not None:  # a retry that cannot carry its value goes to the DLQ
+                outbox.add(
+                    event.partition,
+                    retry_topic(self._input, tier),
+                    event.key,
+                    retry_value,
+                    headers,
+                    partition=event.source_partition,
+                    timestamp_ms=event.timestamp,
+                )
+                stats.retried[tier] += 1
+                continue
+            value, base = H.fit(event.key, event.raw_value, base)
+            outbox.add(event.partition, self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
+            stats.dead_lettered[failure.reason.split(":", 1)[0]] += 1
+            logged += 1
+            if logged <= DLQ_LOG_LINES_PER_BATCH:
+                log.warning(
+                    "dead-lettered: %s",
+                    failure.reason,
+                    extra={
+                        "node": self._node,
+                        "topic": event.source_topic,
+                        "partition": event.source_partition,
+                        "offset": event.source_offset,
+                    },
+                )
+        if logged > DLQ_LOG_LINES_PER_BATCH:  # a flood of bad records must not flood the log too
+            log.warning(
+                "dead-lettered %d more records of this batch: %s",
+                logged - DLQ_LOG_LINES_PER_BATCH,
+                dict(stats.dead_lettered),
+                extra={"node": self._node, "topic": self._input},
+            )
+
+    def _error_headers(self, failure: Failure, error_class: str, now: int) -> list[tuple[str, bytes]]:
+        event = failure.event
+        message = str(failure.error) if failure.error is not None else failure.reason
+        return [
+            (H.ERROR_REASON, failure.reason.encode()),
+            (H.ERROR_CLASS, error_class.encode()),
+            (H.ERROR_MESSAGE, message[: H.MESSAGE_LIMIT].encode()),
+            (H.ERROR_STACKTRACE, H.stacktrace(failure.error).encode()),
+            (H.ERROR_NODE, self._node.encode()),
+            (H.ERROR_TOPOLOGY, self._topology.encode()),
+            (H.ERROR_VERSION, self._version.encode()),
+            (H.ERROR_TOPIC, event.source_topic.encode()),
+            (H.ERROR_PARTITION, str(event.source_partition).encode()),
+            (H.ERROR_OFFSET, str(event.source_offset).encode()),
+            (H.ERROR_TIMESTAMP, str(event.timestamp).encode()),
+            (H.ERROR_ATTEMPTS, str(event.attempt + 1).encode()),
+            (H.ERROR_FIRST_FAILURE, str(event.first_failure_ms or now).encode()),
+            (H.ERROR_LAST_FAILURE, str(now).encode()),
+        ]

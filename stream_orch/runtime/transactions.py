@@ -1,0 +1,167 @@
+"""Exactly-once delivery: one transactional producer per input partition of a node.
+
+Per batch and input partition (task) one transaction holds the task's outputs, retries, dead
+letters and changelog writes together with its input offsets (``send_offsets_to_transaction``),
+so all of it becomes visible to read_committed readers at once, or none of it does.
+
+Fencing without KIP-447 (aiokafka 0.14 sends TxnOffsetCommit without the group generation): the
+transactional id is stable per (topology, node, partition), as in Kafka Streams before KIP-447.
+Whoever owns a partition next initialises the same id, which bumps its epoch: the previous
+owner's open transaction is aborted and every later call of its producer fails with
+ProducerFenced. Initialising also waits until the previous owner's last commit has completed, so
+the offsets and changelogs read after ``assign`` are stable.
+
+The batch in a sequence::
+
+    begin_transaction                      (per task, all tasks of the batch concurrently)
+    send_batch  outputs, retries, DLQ, changelog
+    send_offsets_to_transaction  {input, retry tiers of the task: next offset}
+    commit_transaction  -> visible to read_committed readers, offsets committed
+    (any failure: abort_transaction, the node starts over from the committed offsets)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+
+from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, BatchOut, DeliveryEvents
+from stream_orch.runtime.output import Pending, hand_over
+
+log = logging.getLogger(__name__)
+
+INIT_TIMEOUT_S = 60.0  # init_transactions waits for the previous owner's transaction to end
+
+
+def transactional_id(topology: str, node: str, partition: int) -> str:
+    return f"stream-orch.{topology}.{node}.{partition}"
+
+
+class ExactlyOnce:
+    def __init__(
+        self,
+        make_producer: Callable[..., AIOKafkaProducer],  # called with transactional_id=
+        group: str,
+        topology: str,
+        node: str,
+        events: DeliveryEvents,
+    ) -> None:
+        self._make_producer = make_producer
+        self._group = group
+        self._topology = topology
+        self._node = node
+        self._events = events
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._inflight: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight is not None
+
+    async def assign(self, tasks: set[int]) -> None:
+        await self._close(set(self._producers) - tasks)
+        await self._open(tasks)
+
+    async def _open(self, tasks: set[int]) -> None:
+        new = sorted(t for t in tasks if t not in self._producers)
+        results = await asyncio.gather(*(self._start(t) for t in new), return_exceptions=True)
+        for task, result in zip(new, results, strict=True):
+            if isinstance(result, BaseException):
+                continue
+            self._producers[task] = result
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def _start(self, task: int) -> AIOKafkaProducer:
+        producer = self._make_producer(transactional_id=transactional_id(self._topology, self._node, task))
+        try:
+            await asyncio.wait_for(producer.start(), INIT_TIMEOUT_S)  # init_transactions fences
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        return producer
+
+    async def _close(self, tasks: set[int]) -> None:
+        producers = [self._producers.pop(t) for t in sorted(tasks) if t in self._producers]
+        await asyncio.gather(*(_stop(p) for p in producers))
+
+    async def renew(self) -> None:
+        """Every task's producer replaced: initialising the ids again aborts whatever a failed
+        batch left open, and waits for the commits before it to complete."""
+        tasks = set(self._producers)
+        await self._close(tasks)
+        await self._open(tasks)
+
+    async def submit(self, out: BatchOut) -> None:
+        # A task's next transaction cannot begin before its previous one ended.
+        await self.settle()
+        self._inflight = asyncio.create_task(self._commit(out))
+
+    async def _commit(self, out: BatchOut) -> None:
+        started = time.perf_counter()
+        tasks = {tp.partition for tp in out.offsets} | set(out.records) | set(out.changes)
+        results = await asyncio.gather(
+            *(self._transaction(t, out) for t in sorted(tasks)), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        seconds = time.perf_counter() - started
+        self._events.flushed(seconds)
+        if out.offsets:
+            self._events.committed(out.offsets, seconds)
+        self._events.delivered(out)
+
+    async def _transaction(self, task: int, out: BatchOut) -> None:
+        producer = self._producers.get(task)
+        if producer is None:
+            raise RuntimeError(f"no transactional producer for partition {task} (not assigned to this node)")
+        pending: Pending = dict(out.records.get(task, {}))
+        for tp, records in out.changes.get(task, {}).items():
+            pending.setdefault(tp, []).extend(records)
+        offsets = {tp: offset for tp, offset in out.offsets.items() if tp.partition == task}
+        await producer.begin_transaction()
+        acks = None
+        try:
+            acks = await hand_over(producer, pending) if pending else None
+            if offsets:
+                await asyncio.wait_for(
+                    producer.send_offsets_to_transaction(offsets, self._group), COMMIT_TIMEOUT_S
+                )
+            if acks is not None:
+                await acks
+            await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
+        except BaseException:
+            if acks is not None:
+                acks.close()  # a no-op once awaited
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), 5.0)
+            raise
+
+    async def settle(self, *, commit: bool = True) -> None:
+        """Wait for the transactions in flight; raises what failed them. There is nothing to
+        drop on a revocation: the offsets are part of the transaction, not a group commit."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def abandon(self) -> None:
+        with contextlib.suppress(Exception):  # raised already; renew() aborts what is left open
+            await self.settle()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.settle()
+        await self._close(set(self._producers))
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()

@@ -1,0 +1,83 @@
+"""Every Kafka client stream-orch builds, built here: one place decides isolation, batching,
+idempotence and timeouts, so the runtime, the state stores and the tools cannot drift apart.
+
+Internal readers (changelog restore, global tables, DLQ inspect/replay, the lag view) read
+committed records only: a topology that runs exactly-once leaves aborted records in its
+topics, and they must never become state or be replayed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+READ_COMMITTED = "read_committed"
+# A fetch request names only the partitions with nothing buffered; if those are idle (retry tiers
+# usually are) the broker holds it up to fetch_max_wait_ms, and records arriving meanwhile on the
+# other partitions wait for it. Kafka's 500 ms default put hundreds of ms into p99 latency;
+# 25 ms costs a few idle fetches per second.
+FETCH_MAX_WAIT_MS = 25
+# A killed worker's partitions wait for its session to expire unless it comes back under the same
+# static member id; 10 s is aiokafka's default, and the broker's minimum is 6 s.
+SESSION_TIMEOUT_MS = 10_000
+
+
+def reader(client_args: dict[str, Any], **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads committed records from the beginning."""
+    args = {
+        **client_args,
+        "group_id": None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": READ_COMMITTED,
+        **overrides,
+    }
+    return AIOKafkaConsumer(**args)
+
+
+def node_consumer(
+    client_args: dict[str, Any],
+    group: str,
+    *,
+    batch_size: int,
+    instance_id: str | None = None,
+    isolation_level: str = READ_COMMITTED,
+) -> AIOKafkaConsumer:
+    """The consumer of a topology node: no auto-commit, range assignment (every member gets the
+    same partition numbers of the input and of its retry topics, so a retried record meets the
+    state of its partition again), and a static member id when the worker has one."""
+    return AIOKafkaConsumer(
+        **client_args,
+        group_id=group,
+        group_instance_id=instance_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+        max_poll_records=batch_size,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        partition_assignment_strategy=(RangePartitionAssignor,),
+    )
+
+
+def producer(
+    client_args: dict[str, Any], *, transactional_id: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
+    """An idempotent producer with acks=all that takes whole record batches (1 MiB) at once;
+    transactional when given an id (one per input partition of a node under exactly_once)."""
+    args = {
+        **client_args,
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_batch_size": 1024 * 1024,
+        "max_request_size": 4 * 1024 * 1024,
+        "linger_ms": 0,
+        **overrides,
+    }
+    if transactional_id is not None:
+        args["transactional_id"] = transactional_id
+    return AIOKafkaProducer(**args)
