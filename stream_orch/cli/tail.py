@@ -23,6 +23,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-n", "--max", type=positive_int, help="exit after N records")
     parser.add_argument("-g", "--group", help="consume in this group and commit (default: no group)")
     parser.add_argument("--timeout", type=positive_float, help="exit after S seconds without a record")
+    parser.add_argument(
+        "--isolation",
+        choices=["read_committed", "read_uncommitted"],
+        default="read_committed",
+        help="read_uncommitted also shows records of open or aborted transactions (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -30,7 +36,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await tail(
             settings, args.topic, from_beginning=args.from_beginning, max_records=args.max,
-            group=args.group, idle_timeout_s=args.timeout,
+            group=args.group, idle_timeout_s=args.timeout, isolation=args.isolation,
         )  # fmt: skip
     except BrokenPipeError:  # `stream-orch tail t | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -63,15 +63,21 @@ async def tail(
     max_records: int | None = None,
     group: str | None = None,
     idle_timeout_s: float | None = None,
+    isolation: str = "read_committed",
     emit: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     """Emit records until ``max_records`` or ``idle_timeout_s`` without records; returns the count.
 
     Without ``group`` nothing is committed, so tailing never moves anyone's offsets.
+    ``read_uncommitted`` also shows records of open and aborted transactions (exactly_once).
     """
     emit = emit or _print_json
     consumer = await start_consumer(
-        settings, topic, group_id=group, auto_offset_reset="earliest" if from_beginning else "latest"
+        settings,
+        topic,
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        isolation_level=isolation,
     )
     seen = 0
     try:

@@ -138,3 +138,41 @@ async def test_wrong_bootstrap_fails_fast_with_one_line(command: list[str]) -> N
     assert code != 0
     assert err.strip().count("\n") == 0, err
     assert "cannot reach Kafka at 127.0.0.1:1" in err and "Traceback" not in err
+
+
+async def test_tail_reads_committed_unless_asked_for_uncommitted(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    from aiokafka import AIOKafkaProducer
+    from kafka_helpers import unique_name
+
+    await create_topic(kafka_bootstrap, unique_topic)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique_name("tail-txn"))
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(unique_topic, b'{"n": "aborted"}')
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await producer.send_and_wait(unique_topic, b'{"n": "committed"}')
+    finally:
+        await producer.stop()
+
+    def values(out: str) -> list[str]:
+        return [orjson.loads(line)["value"]["n"] for line in out.splitlines()]
+
+    args = (
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "tail",
+        unique_topic,
+        "--from-beginning",
+        "--timeout",
+        "3",
+    )
+    code, out, err = await run_cli(*args)
+    assert code == 0, err
+    assert values(out) == ["committed"]
+    code, out, err = await run_cli(*args, "--isolation", "read_uncommitted")
+    assert code == 0, err
+    assert values(out) == ["aborted", "committed"]
