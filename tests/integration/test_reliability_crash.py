@@ -1,5 +1,7 @@
 """Zero loss through kill -9 (one worker, and one of two), and SIGTERM under load, on the real
-broker with real worker processes. Figures go to .state/reliability-results.jsonl (rendered by
+broker with real worker processes, under both guarantees; under exactly_once also nothing twice,
+as a read_committed consumer of every output topic sees it, and state equal to a reference
+computed from the input. Figures go to .state/reliability-results.jsonl (rendered by
 tests/reliability_report.py)."""
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ async def _start_and_load_profiles(workers, t, group, profiles) -> None:
 
 
 async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
-    path, t, group = rh.fraud_copy(tmp_path)
+    path, t, group = rh.fraud_copy(tmp_path, processing="at_least_once")
     w = rh.worker(path, tmp_path / "worker.log")
     records, plan = generate_fraud(
         600, EVENTS, seed=41, customers_topic=t["customers"], transactions_topic=t["transactions"]
@@ -71,8 +73,51 @@ async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
         w.stop()
 
 
-async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path) -> None:
-    path, t, group = rh.fraud_copy(tmp_path)
+async def test_exactly_once_kill_9_at_2k_per_s_nothing_lost_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    path, t, group = rh.fraud_copy(tmp_path, processing="exactly_once")
+    w = rh.worker(path, tmp_path / "worker.log")
+    profiles, txns, expected = rh.crafted(400, 50)
+    outputs = [t[name] for name in rh.FRAUD_OUTPUTS]
+    enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
+    try:
+        await _start_and_load_profiles([w], t, group, profiles)
+        producing = asyncio.create_task(rh.produce_paced(t["transactions"], txns, rate=2000))
+        async with rh.Watcher(outputs) as watch:
+            assert await watch.wait(lambda x: x.count(enriched) >= len(expected) * 0.3, timeout=60), w.log()
+            assert not producing.done(), "killed after the input was all produced: not mid-stream"
+            w.kill()
+            await watch.poll(1.0)
+            restarted_ms = time.time() * 1000
+            w.start()
+            coords = await producing
+            inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True) if c is not None]
+            acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
+            await watch.poll(2.0)  # a late second copy would show up now
+        duplicated = rh.duplicated_per_topic(watch.records)
+        per_id, wrong_velocity = rh.wrong_velocities(watch.records[enriched], expected)
+        after = rh.processed_after(watch.records[enriched], restarted_ms)
+        rh.record_result(
+            "exactly_once: kill -9 under load (2k/s), restart",
+            **acc.figures(),
+            duplicated_any_output=sum(duplicated.values()),
+            wrong_velocity=len(wrong_velocity),
+            first_output_after_restart_s=round((min(after) - restarted_ms) / 1000, 1) if after else None,
+        )
+        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}\n{w.log()}"
+        assert duplicated == {}, duplicated
+        assert sorted(per_id) == sorted(expected), "every txn_id exactly once (dedupe state came back)"
+        assert set(per_id.values()) == {1}
+        assert wrong_velocity == [], wrong_velocity[:10]
+        assert w.terminate() == 0
+    finally:
+        w.stop()
+
+
+@pytest.mark.parametrize("processing", rh.GUARANTEES)
+async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path, processing: str) -> None:
+    path, t, group = rh.fraud_copy(tmp_path, processing=processing)
     w1 = rh.worker(path, tmp_path / "worker1.log")
     w2 = rh.worker(path, tmp_path / "worker2.log")
     profiles, txns, expected = rh.crafted(400, 50)
@@ -80,7 +125,7 @@ async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path) -> No
     try:
         await _start_and_load_profiles([w1, w2], t, group, profiles)
         producing = asyncio.create_task(rh.produce_bulk(t["transactions"], txns))
-        async with rh.Watcher([enriched, dlq]) as watch:
+        async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS]) as watch:
             assert await watch.wait(lambda x: x.count(enriched) >= len(expected) * 0.3, timeout=60), w1.log()
             w1.kill()
             killed_at = time.monotonic()
@@ -99,13 +144,17 @@ async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path) -> No
             by_id.setdefault(v["txn_id"], set()).add((int(h["so.src.partition"]), int(h["so.src.offset"])))
             if v["velocity_60s"] != expected[v["txn_id"]]:
                 wrong_velocity.append((v["txn_id"], v["velocity_60s"], expected[v["txn_id"]]))
+        duplicated = rh.duplicated_per_topic(watch.records)
         rh.record_result(
-            "two workers, kill -9 one, the other takes over",
+            f"two workers, kill -9 one, the other takes over ({processing})",
             **acc.figures(),
+            duplicated_any_output=sum(duplicated.values()),
             takeover_and_finish_s=round(done_s, 1),
             wrong_velocity=len(wrong_velocity),
         )
         assert acc.lost == [], f"{len(acc.lost)} lost\n{w2.log()}"
+        if processing == "exactly_once":
+            assert duplicated == {}, duplicated
         assert sorted(by_id) == sorted(expected)
         # dedupe state came back: an input duplicate never produced a second output of its own
         assert [tid for tid, c in by_id.items() if len(c) > 1] == []
@@ -117,8 +166,11 @@ async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path) -> No
         w2.stop()
 
 
-async def test_sigterm_under_load_exits_0_and_restart_neither_loses_nor_re_emits(tmp_path: Path) -> None:
-    path, t, group = rh.fraud_copy(tmp_path)
+@pytest.mark.parametrize("processing", rh.GUARANTEES)
+async def test_sigterm_under_load_exits_0_and_restart_neither_loses_nor_re_emits(
+    tmp_path: Path, processing: str
+) -> None:
+    path, t, group = rh.fraud_copy(tmp_path, processing=processing)
     w = rh.worker(path, tmp_path / "worker.log")
     profiles, txns, expected = rh.crafted(400, 50)
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
@@ -139,7 +191,7 @@ async def test_sigterm_under_load_exits_0_and_restart_neither_loses_nor_re_emits
             inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True)]
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
         rh.record_result(
-            "SIGTERM under load, restart",
+            f"SIGTERM under load, restart ({processing})",
             **acc.figures(),
             exit_code=code,
             stop_s=round(stop_s, 2),
