@@ -30,8 +30,9 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         broker.down()
 
 
-async def test_broker_down_15s_mid_stream(tmp_path: Path, own_broker: rh.OwnBroker) -> None:
-    path, t, group = rh.fraud_copy(tmp_path)
+@pytest.mark.parametrize("processing", rh.GUARANTEES)
+async def test_broker_down_15s_mid_stream(tmp_path: Path, own_broker: rh.OwnBroker, processing: str) -> None:
+    path, t, group = rh.fraud_copy(tmp_path, processing=processing)
     w = rh.worker(path, tmp_path / "worker.log", server=own_broker.bootstrap, metrics_port=th.free_port())
     profiles, txns, _expected = rh.crafted(400, 50)
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
@@ -55,8 +56,9 @@ async def test_broker_down_15s_mid_stream(tmp_path: Path, own_broker: rh.OwnBrok
         back_at = time.monotonic()
         coords = await producing
         inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True) if c is not None]
-        async with rh.Watcher([enriched, dlq]) as watch:
+        async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS]) as watch:
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=120)
+            duplicated = rh.duplicated_per_topic(watch.records)
             # The worker may be done by our first poll: time its recovery by when it processed
             # its first record after the broker started again, not by when we saw the output.
             after = [
@@ -70,8 +72,9 @@ async def test_broker_down_15s_mid_stream(tmp_path: Path, own_broker: rh.OwnBrok
             if name == "stream_orch_node_restarts_total"
         )
         rh.record_result(
-            f"broker stopped {DOWN_S:.0f} s mid-stream",
+            f"broker stopped {DOWN_S:.0f} s mid-stream ({processing})",
             **acc.figures(),
+            duplicated_any_output=sum(duplicated.values()),
             not_acknowledged_by_broker=len(txns) - len(inputs),
             broker_down_s=round(back_at - stopped_at, 1),
             broker_start_s=round(up_s, 1),
@@ -80,6 +83,8 @@ async def test_broker_down_15s_mid_stream(tmp_path: Path, own_broker: rh.OwnBrok
             node_restarts=int(restarts),
         )
         assert acc.lost == [], f"{len(acc.lost)} lost\n{w.log()}"
+        if processing == "exactly_once":
+            assert duplicated == {}, duplicated
         assert after, "nothing was processed after the broker came back\n" + w.log()
         assert w.terminate() == 0
     finally:
