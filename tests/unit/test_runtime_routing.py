@@ -1,0 +1,171 @@
+"""Routing without a broker: which outputs an event becomes, their bytes, keys, partitions and
+lineage headers, and what happens to an event whose output cannot be rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.partitioner import murmur2
+
+from stream_orch.codecs import SchemaRegistry
+from stream_orch.reliability import headers as H
+from stream_orch.runtime.batch import BatchStats, NodeContext
+from stream_orch.runtime.output import Outbox, PartitionMap
+from stream_orch.runtime.routing import Router
+from stream_orch.spec.loader import load_topology
+from stream_orch.steps.base import Event
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = SchemaRegistry(REPO / "schemas")
+SPEC = load_topology(REPO / "topologies" / "fraud_detection.yaml").spec
+NODE = "score_transactions"
+NOW = 1_700_000_123_456
+
+
+def scored(score: float, **extra: Any) -> dict[str, Any]:
+    """A record as the fraud node's steps leave it (name dropped, email hashed)."""
+    return {
+        "txn_id": "T-1",
+        "account_id": "A-0000042",
+        "customer_id": "C-000042",
+        "amount": 120.5,
+        "currency": "USD",
+        "merchant_id": "M-0000001",
+        "channel": "online",
+        "country": "DE",
+        "ts": 1_700_000_000_000,
+        "bench_sent_ns": 5,  # not in any output schema: projected away
+        "home_country": "DE",
+        "risk_tier": "low",
+        "avg_amount": 80.0,
+        "email": "ab" * 32,
+        "amount_eur": 110.86,
+        "velocity_60s": 1,
+        "score": score,
+        "reasons": ["foreign_country"] if score else [],
+        **extra,
+    }
+
+
+def event(value: dict[str, Any], *, partition: int = 3, offset: int = 77, headers: Any = None) -> Event:
+    return Event(
+        value, b"A-0000042", b"raw", headers or [], "transactions", partition, offset, 1_699_999_999_000,
+        0, "transactions", partition, offset,
+    )  # fmt: skip
+
+
+def fields(schema: str) -> list[str]:
+    return [f["name"] for f in SCHEMAS.fields(schema)]
+
+
+def route(*events: Event) -> tuple[dict[int, Any], NodeContext, BatchStats, PartitionMap]:
+    partitions = PartitionMap({t: 6 for t in SPEC.topics})
+    outbox = Outbox(partitions)
+    ctx = NodeContext(SPEC.topology, NODE, {}, {})
+    stats = BatchStats()
+    Router(SPEC, NODE, SCHEMAS).route(list(events), outbox, ctx, stats, NOW)
+    return outbox.take(), ctx, stats, partitions
+
+
+def lineage(partition: int = 3, offset: int = 77, topic: str = "transactions") -> list[tuple[str, bytes]]:
+    return [
+        (H.TOPOLOGY, b"fraud_detection"),
+        (H.VERSION, b"1.0.0"),
+        (H.NODE, NODE.encode()),
+        (H.SRC_TOPIC, topic.encode()),
+        (H.SRC_PARTITION, str(partition).encode()),
+        (H.SRC_OFFSET, str(offset).encode()),
+        (H.PROCESSED_AT, str(NOW).encode()),
+    ]
+
+
+def outputs(by_task: dict[int, Any]) -> dict[str, list[tuple[int, int, bytes | None, bytes, Any, Any]]]:
+    """topic -> [(task, partition, key, value, timestamp, headers)]."""
+    out: dict[str, list[Any]] = {}
+    for task, pending in by_task.items():
+        for (topic, partition), records in pending.items():
+            for key, value, ts, headers in records:
+                out.setdefault(topic, []).append((task, partition, key, value, ts, list(headers)))
+    return out
+
+
+def test_an_approved_event_goes_to_enriched_and_approved_with_the_same_bytes_and_lineage() -> None:
+    value = scored(0.2)
+    by_task, ctx, stats, partitions = route(event(value))
+    got = outputs(by_task)
+    assert sorted(got) == ["transactions.approved", "transactions.enriched"]
+    expected_value = orjson.dumps({k: value[k] for k in fields("transaction_enriched")})
+    partition = (murmur2(b"A-0000042") & 0x7FFFFFFF) % 6
+    for topic in got:
+        assert got[topic] == [(3, partition, b"A-0000042", expected_value, 1_699_999_999_000, lineage())]
+    assert partitions.of("transactions.enriched", b"A-0000042") == partition
+    assert not ctx.failures
+    assert stats.outputs == {
+        ("0:always", "transactions.enriched"): 1,
+        ("3:otherwise", "transactions.approved"): 1,
+    }
+
+
+def test_an_alert_sets_its_fields_and_the_first_matching_route_wins() -> None:
+    value = scored(0.97)
+    got = outputs(route(event(value))[0])
+    assert sorted(got) == ["account.actions", "fraud.alerts", "transactions.enriched"], "not review too"
+    alert = orjson.loads(got["fraud.alerts"][0][3])
+    assert list(alert) == [f for f in fields("fraud_alert") if f != "severity"] + ["severity"]
+    assert alert["severity"] == "critical" and alert["score"] == 0.97
+    action = orjson.loads(got["account.actions"][0][3])
+    assert action == {**{k: value[k] for k in fields("account_action") if k != "action"}, "action": "freeze"}
+    assert got["account.actions"][0][2] == b"A-0000042"
+    review = outputs(route(event(scored(0.6)))[0])
+    assert sorted(review) == ["fraud.review", "transactions.enriched"]
+
+
+def test_user_headers_follow_the_lineage_and_engine_headers_are_not_carried_over() -> None:
+    headers = [("trace", b"t-1"), (H.SRC_OFFSET, b"999"), ("so.error.reason", b"x"), ("b", b"")]
+    got = outputs(route(event(scored(0.1), headers=headers))[0])
+    assert got["transactions.enriched"][0][5] == [*lineage(), ("trace", b"t-1"), ("b", b"")]
+
+
+def test_a_retried_event_reports_where_it_first_came_from() -> None:
+    ev = event(scored(0.1), partition=2, offset=5)
+    ev.topic, ev.attempt, ev.source_partition, ev.source_offset = "transactions.retry.1", 1, 4, 1234
+    got = outputs(route(ev)[0])
+    task, _, _, _, _, headers = got["transactions.enriched"][0]
+    assert task == 2, "outputs belong to the partition the event was read from"
+    assert headers == lineage(partition=4, offset=1234)
+
+
+def test_events_of_one_batch_keep_their_order_and_their_own_offsets() -> None:
+    events = [event(scored(0.1), offset=n) for n in range(5)]
+    got = outputs(route(*events)[0])
+    offsets = [dict(h)[H.SRC_OFFSET] for *_, h in got["transactions.enriched"]]
+    assert offsets == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_an_output_that_cannot_be_rendered_sends_the_event_to_the_dlq_and_not_elsewhere() -> None:
+    broken = scored(0.85, amount_eur="lots")  # the alert's severity compares it with a number
+    good = scored(0.1)
+    by_task, ctx, stats, _ = route(event(broken, offset=1), event(good, offset=2))
+    got = outputs(by_task)
+    assert [dict(h)[H.SRC_OFFSET] for *_, h in got["transactions.enriched"]] == [b"2"]
+    assert [f.reason.split(":")[0] for f in ctx.failures] == ["routing_error"]
+    assert ctx.failures[0].event.offset == 1
+    assert stats.outputs[("0:always", "transactions.enriched")] == 1
+
+
+def test_an_output_larger_than_a_broker_accepts_is_rejected_as_too_large() -> None:
+    huge = scored(0.1, txn_id="T" * (H.MAX_RECORD_BYTES + 10))
+    by_task, ctx, _, _ = route(event(huge))
+    assert outputs(by_task) == {}
+    assert ctx.failures[0].reason.startswith("output_too_large:")
+
+
+@pytest.mark.parametrize("missing", ["email", "reasons"])
+def test_a_field_absent_from_the_record_stays_absent_from_the_output(missing: str) -> None:
+    value = scored(0.1)
+    del value[missing]
+    got = outputs(route(event(value))[0])
+    assert missing not in orjson.loads(got["transactions.enriched"][0][3])
