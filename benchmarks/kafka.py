@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -80,8 +81,13 @@ class OffsetWatcher:
 
     def __init__(self, bootstrap: str, topics: Iterable[str], partitions: int = PARTITIONS) -> None:
         self._tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        # read_committed: the end offset is then the last stable offset, so the records of an open
+        # transaction are not counted before they are visible (no difference without transactions)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=15000,
+            isolation_level="read_committed",
         )
 
     async def __aenter__(self) -> OffsetWatcher:
@@ -94,3 +100,29 @@ class OffsetWatcher:
     async def count(self) -> int:
         offsets = await self._consumer.end_offsets(self._tps)
         return sum(offsets.values())
+
+
+async def committed_count(
+    bootstrap: str, topics: Iterable[str], expected: int, *, timeout_s: float, partitions: int = PARTITIONS
+) -> int:
+    """Records a read_committed consumer reads from the start of some topics (control records
+    and aborted records excluded), reading until ``expected`` or until ``timeout_s`` passed."""
+    tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count = 0
+        deadline = time.perf_counter() + timeout_s
+        while count < expected and time.perf_counter() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            count += sum(len(records) for records in batches.values())
+        return count
+    finally:
+        await consumer.stop()

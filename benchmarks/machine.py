@@ -26,23 +26,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def kafka_version(bootstrap: str) -> str:
-    """The broker's version, from the jars on the classpath of the process listening on its port."""
-    if os.environ.get("BENCH_KAFKA_VERSION"):
-        return os.environ["BENCH_KAFKA_VERSION"]
+def broker_pid(bootstrap: str) -> int | None:
+    """The process listening on the broker's port on this machine (to sample its CPU), if visible."""
     port = int(bootstrap.rsplit(":", 1)[1])
     with contextlib.suppress(psutil.Error, OSError, ValueError):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                cmd = psutil.Process(conn.pid).cmdline()
-                for part in cmd:
-                    for entry in part.split(":"):
-                        for jar in glob.glob(entry) if "*" in entry else [entry]:
-                            m = re.search(
-                                r"kafka-server-([\w.\-]+?)\.jar$|kafka_[\d.]+-([\w.\-]+?)\.jar$", jar
-                            )
-                            if m:
-                                return m.group(1) or m.group(2)
+                return conn.pid
+    return None
+
+
+def kafka_version(bootstrap: str) -> str:
+    """The broker's version, from the jars on the classpath of the process listening on its port."""
+    if os.environ.get("BENCH_KAFKA_VERSION"):
+        return os.environ["BENCH_KAFKA_VERSION"]
+    pid = broker_pid(bootstrap)
+    if pid is None:
+        return "unknown"
+    with contextlib.suppress(psutil.Error, OSError):
+        for part in psutil.Process(pid).cmdline():
+            for entry in part.split(":"):
+                for jar in glob.glob(entry) if "*" in entry else [entry]:
+                    m = re.search(r"kafka-server-([\w.\-]+?)\.jar$|kafka_[\d.]+-([\w.\-]+?)\.jar$", jar)
+                    if m:
+                        return m.group(1) or m.group(2)
     return "unknown"
 
 
@@ -70,6 +77,7 @@ def info(bootstrap: str) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "kafka": kafka_version(bootstrap),
+        "broker_pid": broker_pid(bootstrap),
         "bootstrap": bootstrap,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _git_commit(),

@@ -32,8 +32,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from benchmarks import env
 from benchmarks.contenders import Contender
 from benchmarks.data import Dataset, make_transaction, produce_records
-from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics, sweep_topics
-from benchmarks.procs import TreeSampler, Worker
+from benchmarks.kafka import (
+    PARTITIONS,
+    OffsetWatcher,
+    committed_count,
+    create_topics,
+    delete_topics,
+    sweep_topics,
+)
+from benchmarks.procs import HostSampler, TreeSampler, Worker, host_cores
 
 POLL_S = 0.05
 STARTUP_TIMEOUT_S = 90.0  # first output must appear within this (Faust and Quix start slowly)
@@ -96,6 +103,7 @@ class Context:
     work_dir: Path  # logs and local state of the contender processes
     keep_topics: bool = False
     created: list[str] = field(default_factory=list)
+    broker_pid: int | None = None  # to sample the broker's CPU beside the contender's
 
 
 def _worker_env(ctx: Context, c: Contender, topics: RunTopics, group: str, i: int) -> dict[str, str]:
@@ -143,6 +151,7 @@ def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[st
         (t0, c0, u0), (t1, c1, u1) = samples[j], samples[k]
     events = max(1, c1 - c0)
     return {
+        "window": (j0, done) if coarse else (j, k),
         "throughput_eps": events / max(t1 - t0, 1e-9),
         "cpu_s_per_1k": (u1 - u0) / events * 1000,
         "window_events": events,
@@ -152,18 +161,22 @@ def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[st
 
 
 async def _throughput_phase(
-    ctx: Context, procs: list[Worker], topics: RunTopics, kind: str, expected: int, started: float
+    ctx: Context, procs: list[Worker], topics: RunTopics, c: Contender, expected: int, started: float
 ) -> dict[str, Any]:
     """Poll the counted topics until ``expected`` outputs are there (bounded), then compute."""
+    kind = c.kind
     total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
     samples: list[tuple[float, int, float]] = []
+    host: list[tuple[float, float, float]] = []
     sampler = TreeSampler([p.pid for p in procs])
+    host_sampler = HostSampler(ctx.broker_pid)
     async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:
         last_count, last_progress = 0, started
         while True:
             count = await watcher.count()
             now = time.perf_counter()
             samples.append((now, count, sampler.sample()))
+            host.append(host_sampler.sample())
             if count >= expected:
                 break
             if count > last_count:
@@ -179,6 +192,15 @@ async def _throughput_phase(
                 raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
             await asyncio.sleep(POLL_S)
     result = sustained(samples, expected)
+    i0, i1 = result.pop("window")
+    dt = samples[i1][0] - samples[i0][0]
+    cores = host_cores(host[i0], host[i1], dt)
+    cores["contender"] = (samples[i1][2] - samples[i0][2]) / max(dt, 1e-9)
+    # what other processes on the machine used during the window: the load this figure competed with
+    cores["others"] = max(0.0, cores["machine"] - cores["broker"] - cores["harness"] - cores["contender"])
+    result["window_cores"] = {k: round(v, 3) for k, v in cores.items()}
+    if c.transactional:
+        await _count_committed(ctx, topics, kind, expected, samples[-1][1], result)
     first = next(s for s in samples if s[1] > 0)
     result.update(
         workers=len(procs),
@@ -189,6 +211,26 @@ async def _throughput_phase(
         outputs=samples[-1][1],
     )
     return result
+
+
+async def _count_committed(
+    ctx: Context, topics: RunTopics, kind: str, expected: int, offsets: int, result: dict[str, Any]
+) -> None:
+    """Correct a transactional contender's figures for the commit markers in its offsets.
+
+    Under exactly-once every committed transaction leaves a control record (one offset, not a
+    record anyone reads) in each output partition it wrote to, so the offset sum overstates the
+    records by that much. After the window (so the reading does not compete with the contender)
+    the committed records are counted once; rate and CPU per 1k are scaled by records / offsets,
+    i.e. markers are assumed spread evenly over the run, which holds for a steady batch size.
+    """
+    records = await committed_count(ctx.bootstrap, topics.counted(kind), expected, timeout_s=30.0)
+    if records < expected:
+        raise RunFailed(f"only {records}/{expected} outputs committed (read_committed) within 30 s")
+    share = records / max(offsets, 1)
+    result["control_records"] = offsets - records
+    result["throughput_eps"] *= share
+    result["cpu_s_per_1k"] /= share
 
 
 async def _cleanup(ctx: Context, procs: list[Worker], topics: list[str], prefix: str) -> None:
@@ -215,7 +257,7 @@ async def throughput_run(
     ctx.created += topics.outputs(c.kind)
     procs = _start(ctx, c, topics, prefix, workers)
     try:
-        return await _throughput_phase(ctx, procs, topics, c.kind, expected, time.perf_counter())
+        return await _throughput_phase(ctx, procs, topics, c, expected, time.perf_counter())
     finally:
         await _cleanup(ctx, procs, topics.outputs(c.kind), prefix)
 
@@ -246,6 +288,9 @@ class LatencyProbe:
             enable_auto_commit=False,
             fetch_max_wait_ms=5,
             auto_offset_reset="earliest",
+            # what an analyst reading committed data sees; the same as read_uncommitted for
+            # contenders that do not write in transactions
+            isolation_level="read_committed",
         )
         self.topic = topic
         self.latencies_ms: list[float] = []
@@ -452,7 +497,7 @@ async def quick_session(
     await produce_records(ctx.bootstrap, topics.input, data.transactions, "account_id")
     procs = _start(ctx, c, topics, prefix, 1)
     try:
-        tput = await _throughput_phase(ctx, procs, topics, c.kind, expected, time.perf_counter())
+        tput = await _throughput_phase(ctx, procs, topics, c, expected, time.perf_counter())
         latency: dict[str, dict[str, Any]] = {}
         for rate in rates:
             try:

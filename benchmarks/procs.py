@@ -7,6 +7,7 @@ any error: a benchmark must never leave workers behind.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -14,7 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -135,3 +138,81 @@ class TreeSampler:
 
     def cpu(self) -> float:
         return sum(self._cpu.values())
+
+
+def _busy_s(t: Any) -> float:
+    """CPU seconds the machine spent on anything but idle and iowait (all cores together)."""
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+class HostSampler:
+    """CPU seconds of the whole machine, of the broker and of the harness itself, sampled together.
+
+    Between two samples, machine - broker - harness - contender is what *other* processes used:
+    on a shared machine that is the load a throughput figure competed with, and the figure to
+    look at when a run is far off its median.
+    """
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self._broker = _process(broker_pid)
+        self._self = psutil.Process()
+
+    def sample(self) -> tuple[float, float, float]:
+        """(machine busy, broker, harness) CPU seconds so far."""
+        broker = 0.0
+        if self._broker is not None:
+            with contextlib.suppress(psutil.Error):
+                t = self._broker.cpu_times()
+                broker = t.user + t.system
+        own = self._self.cpu_times()
+        return _busy_s(psutil.cpu_times()), broker, own.user + own.system
+
+
+def _process(pid: int | None) -> psutil.Process | None:
+    if pid is None:
+        return None
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def host_cores(a: tuple[float, float, float], b: tuple[float, float, float], dt: float) -> dict[str, float]:
+    """Cores busy between two :class:`HostSampler` samples: machine, broker, harness, and the rest."""
+    dt = max(dt, 1e-9)
+    machine, broker, harness = ((y - x) / dt for x, y in zip(a, b, strict=True))
+    return {"machine": machine, "broker": broker, "harness": harness}
+
+
+async def wait_quiet(
+    broker_pid: int | None,
+    *,
+    broker_max: float = 0.15,
+    others_max: float = 0.35,
+    window_s: float = 0.5,
+    timeout_s: float = 20.0,
+) -> dict[str, float]:
+    """Wait (bounded) until the broker and everything else is nearly idle for one window.
+
+    After a run the broker still deletes the run's topics and a previous contender may still be
+    exiting; starting the next measurement then would charge that work to it. Other processes
+    (test suites of other engineers) may never go quiet: after ``timeout_s`` we go on and the
+    figures say how busy it was. Returns the last window's cores and how long we waited.
+    """
+    sampler = HostSampler(broker_pid)
+    started = time.perf_counter()
+    prev, t_prev = sampler.sample(), started
+    while True:
+        await asyncio.sleep(window_s)
+        now_sample, now = sampler.sample(), time.perf_counter()
+        cores = host_cores(prev, now_sample, now - t_prev)
+        others = max(0.0, cores["machine"] - cores["broker"] - cores["harness"])
+        waited = now - started
+        if (cores["broker"] <= broker_max and others <= others_max) or waited >= timeout_s:
+            return {
+                "waited_s": round(waited, 2),
+                "broker_cores": round(cores["broker"], 3),
+                "other_cores": round(others, 3),
+                "quiet": cores["broker"] <= broker_max and others <= others_max,
+            }
+        prev, t_prev = now_sample, now

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import machine, report
+from benchmarks import machine, report, rounds
 from benchmarks.contenders import BY_NAME, CONTENDERS, Contender
 from benchmarks.data import Dataset, make_dataset, produce_records
 from benchmarks.kafka import PARTITIONS, create_topics, delete_topics, sweep_topics
 from benchmarks.measure import Context, RunFailed, RunTopics, latency_run, quick_session, throughput_run
+from benchmarks.procs import wait_quiet
 
 
 @dataclass
@@ -37,6 +38,8 @@ class RunConfig:
     keep_topics: bool = False
     latency: bool = True
     scaling: bool = True
+    warmup_rounds: int = 1  # rounds run first and discarded (see rounds.py)
+    quiet_timeout_s: float = 20.0  # longest wait for an idle broker/machine before a measurement
 
 
 def log(msg: str) -> None:
@@ -90,6 +93,9 @@ def select(only: list[str] | None) -> tuple[list[Contender], dict[str, str]]:
     return chosen, skipped
 
 
+SPREAD_KEYS = ("throughput_eps", "cpu_s_per_1k", "peak_rss_mb")
+
+
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "throughput_eps": statistics.median(r["throughput_eps"] for r in runs),
@@ -103,6 +109,7 @@ def _summarise(entry: dict[str, Any]) -> None:
     good = [r for r in entry["runs"] if "error" not in r]
     if good:
         entry.update(_median_run(good))
+        entry["spread"] = {k: rounds.spread(r[k] for r in good) for k in SPREAD_KEYS}
     else:
         entry.update(status="failed", reason=entry["runs"][0]["error"] if entry["runs"] else "no run")
 
@@ -121,10 +128,57 @@ def _log_latency(name: str, rate: int, lat: dict[str, Any]) -> None:
 
 
 def _log_run(name: str, r: dict[str, Any], what: str) -> None:
+    cores = r.get("window_cores", {})
     log(
         f"{name} {what}: {r['throughput_eps']:,.0f} ev/s, {r['cpu_s_per_1k']:.3f} CPU s/1k, "
-        f"peak RSS {r['peak_rss_mb']:.0f} MB, first output after {r['startup_s']:.1f} s"
+        f"peak RSS {r['peak_rss_mb']:.0f} MB, first output after {r['startup_s']:.1f} s; cores in the "
+        f"window: contender {cores.get('contender', 0):.2f}, broker {cores.get('broker', 0):.2f}, "
+        f"others {cores.get('others', 0):.2f}"
     )
+
+
+async def _quiet(ctx: Context, timeout_s: float) -> dict[str, Any]:
+    quiet = await wait_quiet(ctx.broker_pid, timeout_s=timeout_s)
+    if not quiet["quiet"]:
+        log(
+            f"machine not idle after {quiet['waited_s']:.0f} s (broker {quiet['broker_cores']:.2f}, "
+            f"others {quiet['other_cores']:.2f} cores); measuring anyway"
+        )
+    return quiet
+
+
+async def _rounds(
+    cfg: RunConfig,
+    ctx: Context,
+    chosen: list[Contender],
+    results: dict[str, Any],
+    input_topic: str,
+    customers_topic: str,
+    expected: Callable[[Contender], int],
+) -> None:
+    """Throughput: warm-up round(s), discarded, then ``cfg.runs`` rounds, each contender once per
+    round in an order rotated per round; every run waits for an idle broker first."""
+    failures: dict[str, int] = {}
+    order = rounds.rotation([c.name for c in chosen], cfg.warmup_rounds + cfg.runs)
+    for rnd, names in enumerate(order):
+        measured = rnd >= cfg.warmup_rounds
+        what = f"round {rnd - cfg.warmup_rounds + 1}/{cfg.runs}" if measured else "warm-up"
+        for position, name in enumerate(names):
+            if failures.get(name, 0) >= 2:  # a broken contender would cost 90 s in every round
+                continue
+            c = BY_NAME[name]
+            entry = results["contenders"][name]
+            before = await _quiet(ctx, cfg.quiet_timeout_s)
+            try:
+                r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rnd}")
+            except RunFailed as exc:
+                failures[name] = failures.get(name, 0) + 1
+                r = {"error": str(exc)}
+                log(f"{name} {what}: FAILED — {str(exc).splitlines()[0]}")
+            else:
+                _log_run(name, r, what)
+            r.update(round=rnd - cfg.warmup_rounds, position=position, before=before)
+            entry["runs" if measured else "warmup_runs"].append(r)
 
 
 async def _quick(
@@ -139,6 +193,7 @@ async def _quick(
     """One process per contender: throughput on its copy of the data, then latency while warm."""
     for c in chosen:
         entry = results["contenders"][c.name]
+        before = await _quiet(ctx, min(cfg.quiet_timeout_s, 3.0))  # a smoke test: short waits
         try:
             tput, latency = await quick_session(
                 ctx,
@@ -154,6 +209,7 @@ async def _quick(
             entry["runs"].append({"error": str(exc)})
             log(f"{c.name}: FAILED — {str(exc).splitlines()[0]}")
         else:
+            tput.update(round=0, position=0, before=before)
             entry["runs"].append(tput)
             _log_run(c.name, tput, "throughput")
             if latency:
@@ -168,8 +224,8 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
     started = datetime.now(UTC)
     run_id = started.strftime("%H%M%S") + uuid.uuid4().hex[:4]
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
-    ctx = Context(cfg.bootstrap, run_id, work_dir, keep_topics=cfg.keep_topics)
     info = machine.info(cfg.bootstrap)
+    ctx = Context(cfg.bootstrap, run_id, work_dir, keep_topics=cfg.keep_topics, broker_pid=info["broker_pid"])
     chosen, skipped = select(cfg.only)
     results: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
@@ -182,6 +238,7 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
             "latency_seconds": cfg.latency_seconds,
             "workers": cfg.workers,
             "only": cfg.only,
+            "warmup_rounds": 0 if cfg.quick else cfg.warmup_rounds,
         },
         "machine": info,
         "contenders": {},
@@ -196,6 +253,7 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
             "status": "skipped" if c.name in skipped else "ok",
             "reason": skipped.get(c.name, ""),
             "runs": [],
+            "warmup_runs": [],
         }
     input_topic = f"bench.{run_id}.transactions"
     customers_topic = f"bench.{run_id}.customers"
@@ -229,18 +287,7 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
             await _quick(cfg, ctx, chosen, results, data, customers_topic, expected)
             chosen = []  # everything below is for full runs
 
-        # runs interleaved (run 1 of each, then run 2 of each...) so slow drifts in load spread evenly
-        for rep in range(cfg.runs):
-            for c in chosen:
-                entry = results["contenders"][c.name]
-                try:
-                    r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rep}")
-                except RunFailed as exc:
-                    entry["runs"].append({"error": str(exc)})
-                    log(f"{c.name} run {rep + 1}: FAILED — {str(exc).splitlines()[0]}")
-                    continue
-                entry["runs"].append(r)
-                _log_run(c.name, r, f"run {rep + 1}/{cfg.runs}")
+        await _rounds(cfg, ctx, chosen, results, input_topic, customers_topic, expected)
         for c in chosen:
             _summarise(results["contenders"][c.name])
 
@@ -251,12 +298,14 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                     continue
                 entry["latency"] = {}
                 for rate in cfg.rates:
+                    before = await _quiet(ctx, cfg.quiet_timeout_s)
                     try:
                         lat = await latency_run(
                             ctx, c, customers_topic, data.customers, rate, cfg.latency_seconds
                         )
                     except RunFailed as exc:
                         lat = {"error": str(exc)}
+                    lat["before"] = before
                     entry["latency"][str(rate)] = lat
                     _log_latency(c.name, rate, lat)
 
@@ -267,6 +316,7 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                     continue
                 entry["scaling"] = {}
                 for n in cfg.workers:
+                    await _quiet(ctx, cfg.quiet_timeout_s)
                     try:
                         r = await throughput_run(
                             ctx, c, input_topic, customers_topic, expected(c), f"w{n}", workers=n

@@ -34,6 +34,9 @@ class Contender:
     scaling: bool = False  # part of the 1/2/4-worker scaling run
     extra_env: dict[str, str] = field(default_factory=dict)
     ours: bool = False
+    # writes its outputs in Kafka transactions: commit markers take offsets, so the harness
+    # counts its committed records once after the throughput window (measure._count_committed)
+    transactional: bool = False
 
 
 CONTENDERS: tuple[Contender, ...] = (
@@ -77,6 +80,16 @@ CONTENDERS: tuple[Contender, ...] = (
         scaling=True,
         extra_env=engine.ENV,
         ours=True,
+    ),
+    Contender(
+        "engine_fraud_eos",
+        "fraud",
+        engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing="exactly_once"),
+        "stream-orch run topologies/fraud_detection.yaml with processing: exactly_once",
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing="exactly_once"),
+        extra_env=engine.ENV,
+        ours=True,
+        transactional=True,
     ),
     Contender(
         "engine_forward",

@@ -9,7 +9,9 @@ the topology in which
 * each declared topic named in the entry's map gets the name the harness gave it (for
   example ``transactions`` → ``$BENCH_INPUT_TOPIC``); any other declared topic (an
   intermediate one such as ``customers.clean``) gets the per-run prefix;
-* the node reading the input dead-letters to ``$BENCH_DLQ_TOPIC``.
+* the node reading the input dead-letters to ``$BENCH_DLQ_TOPIC``;
+* optionally the topology-level ``processing`` is overridden (``exactly_once`` for the
+  ``engine_fraud_eos`` entry: the same topology, outputs written in Kafka transactions).
 
 Rendering is needed because the loader interpolates ``${VAR:default}`` in values only, not in
 mapping keys, and topic names are the keys of ``topics:``. The copy goes through the project's
@@ -64,8 +66,11 @@ def _stream_orch() -> str:
     return str(exe) if exe.exists() else "stream-orch"
 
 
-def render(topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str]) -> dict[str, Any]:
-    """The topology as plain data, renamed for one run (see the module docstring)."""
+def render(
+    topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str], processing: str | None = None
+) -> dict[str, Any]:
+    """The topology as plain data, renamed for one run and with ``processing`` overridden when given
+    (see the module docstring)."""
     from stream_orch.spec.loader import load_topology
 
     spec = load_topology(topology, env={**os.environ, **run_env}).spec
@@ -76,6 +81,8 @@ def render(topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str]
         return run_env[topics[name]] if name in topics else f"{prefix}.{name}"
 
     data["topology"] = prefix
+    if processing is not None:
+        data["processing"] = processing
     data["topics"] = {new(name): t for name, t in data["topics"].items()}
     for table in data.get("tables", {}).values():
         if table.get("topic"):
@@ -96,13 +103,16 @@ def render(topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str]
     return data
 
 
-def command(topology: Path, topics: Mapping[str, str]) -> Callable[[dict[str, str], Path], list[str]]:
+def command(
+    topology: Path, topics: Mapping[str, str], processing: str | None = None
+) -> Callable[[dict[str, str], Path], list[str]]:
     """argv for one worker: render the per-run copy into its state dir, run it."""
 
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
         # JSON is YAML: no YAML writer needed, and the loader reads it like the original
-        rendered.write_bytes(orjson.dumps(render(topology, topics, run_env), option=orjson.OPT_INDENT_2))
+        data = render(topology, topics, run_env, processing)
+        rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS)]
 
     return argv
@@ -117,7 +127,9 @@ def _run_command_missing() -> str | None:
     return None if proc.returncode == 0 else "`stream-orch run` not available yet"
 
 
-def unavailable(topology: Path, topics: Mapping[str, str]) -> Callable[[], str | None]:
+def unavailable(
+    topology: Path, topics: Mapping[str, str], processing: str | None = None
+) -> Callable[[], str | None]:
     def check() -> str | None:
         missing = _run_command_missing()
         if missing:
@@ -126,7 +138,11 @@ def unavailable(topology: Path, topics: Mapping[str, str]) -> Callable[[], str |
             return f"{topology.relative_to(REPO)} not available yet"
         dummy = {v: f"bench.check.{v.lower()}" for v in (env.TOPOLOGY, *env.FRAUD_TOPICS, env.OUTPUT)}
         try:
-            data = render(topology, topics, dummy)
+            data = render(topology, topics, dummy, processing)
+            if processing is not None:
+                from stream_orch.spec.models import TopologySpec
+
+                TopologySpec.model_validate(data)  # the override must be a value the engine knows
         except Exception as exc:  # the engine is being written: any failure means "not yet"
             return f"{topology.relative_to(REPO)} does not load: {str(exc).splitlines()[0][:200]}"
         unmapped = [t for t in topics if dummy[topics[t]] not in data["topics"] and topics[t] != env.DLQ]
