@@ -34,7 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--out", type=Path, default=DEFAULT_OUT)
     run.add_argument("--records", type=int, help="transactions in the data set (default 200000; quick 20000)")
-    run.add_argument("--runs", type=int, help="throughput runs per contender, median reported (default 3)")
+    run.add_argument(
+        "--runs", type=int, help="measured throughput rounds (each contender once per round; default 5)"
+    )
+    run.add_argument(
+        "--warmup-rounds", type=int, help="rounds run first and discarded (default 1; quick: none)"
+    )
+    run.add_argument(
+        "--quiet-timeout",
+        type=float,
+        default=20.0,
+        help="longest wait, s, for an idle broker and machine before each measurement",
+    )
     run.add_argument("--rates", type=_ints, help="latency offered rates, events/s (default 1000,5000,10000)")
     run.add_argument("--latency-seconds", type=float, help="seconds per offered rate (default 10)")
     run.add_argument("--workers", type=_ints, default=[1, 2, 4], help="scaling run worker counts")
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RunConfig(
             quick=q,
             records=args.records or (20_000 if q else 200_000),
-            runs=args.runs or (1 if q else 3),
+            runs=args.runs or (1 if q else 5),
             rates=args.rates or ([1000] if q else [1000, 5000, 10000]),
             latency_seconds=args.latency_seconds or (2.0 if q else 10.0),
             workers=args.workers,
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             keep_topics=args.keep_topics,
             latency=not args.no_latency,
             scaling=not (q or args.no_scaling),
+            warmup_rounds=args.warmup_rounds if args.warmup_rounds is not None else (0 if q else 1),
+            quiet_timeout_s=args.quiet_timeout,
         )
         results = asyncio.run(run_all(cfg))
         ok = [c for c in results["contenders"].values() if c["status"] == "ok"]

@@ -103,10 +103,11 @@ class OffsetWatcher:
 
 
 async def committed_count(
-    bootstrap: str, topics: Iterable[str], expected: int, *, timeout_s: float, partitions: int = PARTITIONS
-) -> int:
-    """Records a read_committed consumer reads from the start of some topics (control records
-    and aborted records excluded), reading until ``expected`` or until ``timeout_s`` passed."""
+    bootstrap: str, topics: Iterable[str], *, timeout_s: float, partitions: int = PARTITIONS
+) -> tuple[int, int]:
+    """(records, offsets): the records a read_committed consumer reads from the start of some
+    topics up to their last stable offsets (control records and aborted records excluded), and
+    the sum of those offsets. Bounded by ``timeout_s``: then the records read so far."""
     tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -118,11 +119,32 @@ async def committed_count(
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
         count = 0
         deadline = time.perf_counter() + timeout_s
-        while count < expected and time.perf_counter() < deadline:
+        while time.perf_counter() < deadline:
+            # the position also moves past the markers and aborted records read_committed skips
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
             batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
             count += sum(len(records) for records in batches.values())
-        return count
+        return count, sum(end.values())
     finally:
         await consumer.stop()
+
+
+async def committed_at_least(
+    bootstrap: str, topics: Iterable[str], expected: int, *, timeout_s: float
+) -> tuple[int, int]:
+    """:func:`committed_count` again until at least ``expected`` records are committed (the end
+    offsets can reach ``expected`` while the last transactions are still open, as markers take
+    offsets too); RuntimeError after ``timeout_s``."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        records, offsets = await committed_count(bootstrap, topics, timeout_s=timeout_s)
+        if records >= expected:
+            return records, offsets
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {records}/{expected} records committed within {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)

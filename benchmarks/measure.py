@@ -35,7 +35,7 @@ from benchmarks.data import Dataset, make_transaction, produce_records
 from benchmarks.kafka import (
     PARTITIONS,
     OffsetWatcher,
-    committed_count,
+    committed_at_least,
     create_topics,
     delete_topics,
     sweep_topics,
@@ -200,7 +200,7 @@ async def _throughput_phase(
     cores["others"] = max(0.0, cores["machine"] - cores["broker"] - cores["harness"] - cores["contender"])
     result["window_cores"] = {k: round(v, 3) for k, v in cores.items()}
     if c.transactional:
-        await _count_committed(ctx, topics, kind, expected, samples[-1][1], result)
+        await _count_committed(ctx, topics, kind, expected, result)
     first = next(s for s in samples if s[1] > 0)
     result.update(
         workers=len(procs),
@@ -214,7 +214,7 @@ async def _throughput_phase(
 
 
 async def _count_committed(
-    ctx: Context, topics: RunTopics, kind: str, expected: int, offsets: int, result: dict[str, Any]
+    ctx: Context, topics: RunTopics, kind: str, expected: int, result: dict[str, Any]
 ) -> None:
     """Correct a transactional contender's figures for the commit markers in its offsets.
 
@@ -224,11 +224,14 @@ async def _count_committed(
     the committed records are counted once; rate and CPU per 1k are scaled by records / offsets,
     i.e. markers are assumed spread evenly over the run, which holds for a steady batch size.
     """
-    records = await committed_count(ctx.bootstrap, topics.counted(kind), expected, timeout_s=30.0)
-    if records < expected:
-        raise RunFailed(f"only {records}/{expected} outputs committed (read_committed) within 30 s")
+    try:
+        counted = topics.counted(kind)
+        records, offsets = await committed_at_least(ctx.bootstrap, counted, expected, timeout_s=30)
+    except RuntimeError as exc:
+        raise RunFailed(f"read_committed: {exc}") from exc
     share = records / max(offsets, 1)
     result["control_records"] = offsets - records
+    result["committed_records"] = records
     result["throughput_eps"] *= share
     result["cpu_s_per_1k"] /= share
 

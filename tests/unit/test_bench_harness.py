@@ -347,3 +347,16 @@ def test_eos_contender_has_a_looser_latency_target() -> None:
     rows = {t["target"]: t for t in targets(results, None)}
     assert rows["engine_fraud_eos p99 ≤ 150 ms at 5k ev/s"]["met"] is True
     assert rows["engine_forward p99 ≤ 50 ms at 5k ev/s"]["met"] is None  # no latency at 5k/s in it
+
+
+@pytest.mark.skipif(not engine.FRAUD_TOPOLOGY.exists(), reason="reference topology not written yet")
+def test_the_two_fraud_entries_differ_only_in_processing(tmp_path: Path) -> None:
+    rendered = {}
+    for name in ("engine_fraud", "engine_fraud_eos"):
+        work = tmp_path / name
+        work.mkdir()
+        argv = BY_NAME[name].argv(_run_env("bench.x.t0"), work)
+        rendered[name] = json.loads(Path(argv[2]).read_text())
+    assert rendered["engine_fraud"].pop("processing") == "at_least_once"
+    assert rendered["engine_fraud_eos"].pop("processing") == "exactly_once"
+    assert rendered["engine_fraud"] == rendered["engine_fraud_eos"]
