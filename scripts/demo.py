@@ -18,7 +18,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_orch.observability.lag import LagReader
@@ -43,19 +43,18 @@ def cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "stream_orch.cli.main", *args], check=True)
 
 
-async def end_offsets(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """Sum of end offsets per topic: the records ever written to it."""
+async def record_counts(settings: Settings, topics: list[str]) -> Counter[str]:
+    """Committed records per topic, counted by reading them: under exactly_once the end offsets
+    also count the transaction markers, one per transaction and partition."""
     counts = await partition_counts(settings.kafka_client_args(), topics)
-    consumer = AIOKafkaConsumer(**settings.kafka_client_args(), group_id=None)
-    await consumer.start()
-    try:
-        totals = dict.fromkeys(topics, 0)
-        for topic, n in counts.items():
-            tps = [TopicPartition(topic, p) for p in range(n)]
-            totals[topic] = sum((await consumer.end_offsets(tps)).values())
-        return totals
-    finally:
-        await consumer.stop()
+    totals: Counter[str] = Counter(dict.fromkeys(topics, 0))
+
+    def count(record) -> None:  # type: ignore[no-untyped-def]
+        totals[record.topic] += 1
+
+    tps = [TopicPartition(topic, p) for topic, n in counts.items() for p in range(n)]
+    await read_to_end(settings.kafka_client_args(), tps, count)
+    return totals
 
 
 async def dlq_reasons(settings: Settings, topic: str, skip: int) -> Counter[str]:
@@ -157,7 +156,7 @@ async def main() -> int:
     )
     try:
         wait_ready(worker)
-        before = await end_offsets(settings, [*outputs, dlq, "transactions"])
+        before = await record_counts(settings, [*outputs, dlq, "transactions"])
 
         step(f"publish {CUSTOMERS} profiles and {TRANSACTIONS} transactions (stream-orch generate fraud)")
         cli(
@@ -170,12 +169,12 @@ async def main() -> int:
             "--seed",
             str(int(time.time())),
         )
-        published = (await end_offsets(settings, ["transactions"]))["transactions"] - before["transactions"]
+        published = (await record_counts(settings, ["transactions"]))["transactions"] - before["transactions"]
 
         step("wait until the worker has caught up (retry tiers included)")
         elapsed = await wait_caught_up(settings, groups, timeout=180)
         await asyncio.sleep(1)
-        after = await end_offsets(settings, [*outputs, dlq])
+        after = await record_counts(settings, [*outputs, dlq])
         reasons = await dlq_reasons(settings, dlq, before[dlq])
         rows = await lag_rows(settings, groups)
         with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:

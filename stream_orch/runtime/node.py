@@ -100,6 +100,7 @@ class NodeRunner:
         self._stopping = asyncio.Event()
         self._failure: Exception | None = None  # raised by the loop: a rebalance callback failed
         self.assigned: set[TopicPartition] = set()
+        self._committed_to: dict[TopicPartition, int] = {}  # what this node committed last
         self.recovering = False
         self.last_progress = time.monotonic()
         self.processed = 0
@@ -228,6 +229,7 @@ class NodeRunner:
                 self.last_progress = time.monotonic()
                 if self._delivery.busy:
                     await self._delivery.settle()  # idle: surface a failed delivery now
+                await self._commit_idle()
                 continue
             async with self._lock:
                 # a rebalance callback that ran while we fetched may have failed: nothing may be
@@ -284,6 +286,24 @@ class NodeRunner:
                 return survivors
         return events
 
+    async def _commit_idle(self) -> None:
+        """Idle: commit the positions that moved past what was committed without a record, i.e.
+        over transaction markers or aborted records (read_committed skips both). A committed
+        offset left at a marker would read as one record of lag that never goes away. The
+        position only moves past returned records (all processed, or not ours and re-read from
+        the committed offset) and past what read_committed skips, so nothing unprocessed is
+        committed past."""
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            offsets = {}
+            for tp in self.assigned:
+                position = await consumer.position(tp)
+                if position > self._committed_to.get(tp, 0):
+                    offsets[tp] = position
+            if offsets:
+                await self._delivery.submit(BatchOut({}, {}, offsets))
+
     def _undo(self, failures: list[Failure]) -> None:
         """A failed event keeps no mark in a table: its retry or replay must not be a duplicate."""
         if self._undoing:
@@ -322,12 +342,14 @@ class NodeRunner:
         self._observer.flushed(self, seconds)
 
     def committed(self, offsets: dict[TopicPartition, int], seconds: float) -> None:
+        self._committed_to.update(offsets)
         self._observer.committed(self, offsets, seconds)
 
     def delivered(self, out: BatchOut) -> None:
-        self.processed += out.stats.n_in
         self.last_progress = time.monotonic()
-        self._observer.batch_done(self, out.stats)
+        if out.stats.n_in:  # not an idle commit
+            self.processed += out.stats.n_in
+            self._observer.batch_done(self, out.stats)
 
     def highwaters(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         consumer = self._consumer
