@@ -191,13 +191,15 @@ async def wait_quiet(
     others_max: float = 0.35,
     window_s: float = 0.5,
     timeout_s: float = 20.0,
-) -> dict[str, float]:
-    """Wait (bounded) until the broker and everything else is nearly idle for one window.
+    others_timeout_s: float = 5.0,
+) -> dict[str, Any]:
+    """Wait (bounded) until the broker, and if possible everything else, is nearly idle.
 
     After a run the broker still deletes the run's topics and a previous contender may still be
-    exiting; starting the next measurement then would charge that work to it. Other processes
-    (test suites of other engineers) may never go quiet: after ``timeout_s`` we go on and the
-    figures say how busy it was. Returns the last window's cores and how long we waited.
+    exiting; starting the next measurement then would charge that work to it, so the broker gets
+    up to ``timeout_s``. Other processes (test suites of other engineers) are not ours to wait
+    out and may never go quiet: they get ``others_timeout_s``, after which the run goes on and
+    its figures say how busy the machine was. Returns the last window's cores and the wait.
     """
     sampler = HostSampler(broker_pid)
     started = time.perf_counter()
@@ -208,11 +210,13 @@ async def wait_quiet(
         cores = host_cores(prev, now_sample, now - t_prev)
         others = max(0.0, cores["machine"] - cores["broker"] - cores["harness"])
         waited = now - started
-        if (cores["broker"] <= broker_max and others <= others_max) or waited >= timeout_s:
+        broker_ok = cores["broker"] <= broker_max
+        others_ok = others <= others_max
+        if (broker_ok and (others_ok or waited >= others_timeout_s)) or waited >= timeout_s:
             return {
                 "waited_s": round(waited, 2),
                 "broker_cores": round(cores["broker"], 3),
                 "other_cores": round(others, 3),
-                "quiet": cores["broker"] <= broker_max and others <= others_max,
+                "quiet": broker_ok and others_ok,
             }
         prev, t_prev = now_sample, now

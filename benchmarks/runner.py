@@ -138,7 +138,7 @@ def _log_run(name: str, r: dict[str, Any], what: str) -> None:
 
 
 async def _quiet(ctx: Context, timeout_s: float) -> dict[str, Any]:
-    quiet = await wait_quiet(ctx.broker_pid, timeout_s=timeout_s)
+    quiet = await wait_quiet(ctx.broker_pid, timeout_s=timeout_s, others_timeout_s=min(5.0, timeout_s))
     if not quiet["quiet"]:
         log(
             f"machine not idle after {quiet['waited_s']:.0f} s (broker {quiet['broker_cores']:.2f}, "

@@ -47,9 +47,15 @@ async def test_quick_run_measures_both_aiokafka_baselines(kafka_bootstrap: str, 
         assert entry["peak_rss_mb"] > 0, name
         latency = entry["latency"]["1000"]
         assert latency["received"] > 0 and latency["p50_ms"] > 0, name
+        # one round: the run is round 0, carries the load it competed with, and the spread is its value
+        run = entry["runs"][0]
+        assert run["round"] == 0 and run["before"]["waited_s"] >= 0, name
+        assert set(run["window_cores"]) == {"machine", "broker", "harness", "contender", "others"}, name
+        assert entry["spread"]["throughput_eps"]["median"] == entry["throughput_eps"], name
     machine = results["machine"]
     assert machine["logical_cores"] and machine["python"] and machine["kafka"]
 
     table = (tmp_path / "latest.md").read_text()
     assert "| aiokafka_batch |" in table and "| aiokafka_send |" in table
+    assert "send per record / batched aiokafka" in table  # a per-round ratio from the one round
     assert (tmp_path / "throughput.png").stat().st_size > 0

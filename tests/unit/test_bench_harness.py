@@ -13,6 +13,7 @@ from benchmarks import fraud_logic as fl
 from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
 from benchmarks.measure import percentile, sustained
+from benchmarks.procs import wait_quiet
 from benchmarks.report import markdown, targets
 from benchmarks.soak import growth
 
@@ -360,3 +361,12 @@ def test_the_two_fraud_entries_differ_only_in_processing(tmp_path: Path) -> None
     assert rendered["engine_fraud"].pop("processing") == "at_least_once"
     assert rendered["engine_fraud_eos"].pop("processing") == "exactly_once"
     assert rendered["engine_fraud"] == rendered["engine_fraud_eos"]
+
+
+async def test_idle_wait_is_bounded_and_says_it_was_not_quiet() -> None:
+    # a threshold nothing can meet: the wait must end at its timeout and report not quiet
+    r = await wait_quiet(None, broker_max=-1.0, window_s=0.05, timeout_s=0.3, others_timeout_s=0.1)
+    assert 0.3 <= r["waited_s"] < 1.0 and r["quiet"] is False
+    # other processes' load alone is waited out only for others_timeout_s
+    r = await wait_quiet(None, others_max=-1.0, window_s=0.05, timeout_s=5.0, others_timeout_s=0.2)
+    assert r["waited_s"] < 1.0 and r["quiet"] is False
