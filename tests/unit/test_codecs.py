@@ -179,6 +179,23 @@ def test_json_round_trip_and_errors():
         codec.encode({"x": object()})
 
 
+def test_json_encode_gives_orjsons_bytes_in_objects_of_their_own():
+    """The encoder copies orjson's output (see json_codec._dumps): same bytes, exact bytes type,
+    and kept outputs do not cost a fresh memory page each."""
+    import resource
+
+    import orjson
+
+    codec = JsonCodec()
+    values = [dict(txn(), n=n, reasons=["a"] * (n % 3)) for n in range(3000)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    kept = [codec.encode(v) for v in values]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    assert kept == [orjson.dumps(v) for v in values] == codec.encode_many(values)
+    assert all(type(b) is bytes for b in kept)
+    assert faults < len(values) / 4, f"{faults} page faults for {len(values)} kept outputs"
+
+
 def test_json_decode_many_returns_errors_in_place():
     codec = JsonCodec()
     out = codec.decode_many([b'{"a": 1}', b"{", b"\xff", b"3"])

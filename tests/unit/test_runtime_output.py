@@ -86,3 +86,49 @@ async def test_a_renewal_that_cannot_start_is_stopped_and_leaves_the_old_produce
     assert delivery._producer is old
     await delivery.renew()
     assert delivery._producer is fine and fine.started and old.stopped
+
+
+def test_our_murmur2_is_kafkas_for_every_key_length() -> None:
+    from aiokafka.partitioner import murmur2 as reference
+
+    from stream_orch.runtime.output import murmur2 as ours
+
+    keys = [bytes(range(n)) for n in range(40)] + [b"\xff" * n for n in range(1, 12)]
+    keys += [f"A-{n:07d}".encode() for n in range(0, 5000, 7)] + ["é-ü".encode()]
+    for key in keys:
+        assert ours(key) == reference(key), key
+
+
+def test_a_full_partition_cache_forgets_its_older_half_and_stays_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(PartitionMap, "_CACHE_LIMIT", 10)
+    pm = PartitionMap({"t": 7})
+    keys = [f"k{n}".encode() for n in range(25)]
+    for key in keys:
+        assert pm.of("t", key) == (murmur2(key) & 0x7FFFFFFF) % 7
+    cached = pm._caches["t"]
+    assert len(cached) <= 10 and keys[-1] in cached and keys[0] not in cached
+    pm.set_count("t", 3)
+    assert all(pm.of("t", key) == (murmur2(key) & 0x7FFFFFFF) % 3 for key in keys), "no stale partitions"
+
+
+def test_records_of_one_key_go_to_its_partition_whichever_way_they_are_added() -> None:
+    pm = PartitionMap({"out": 5})
+    box = Outbox(pm)
+    box.add(2, "out", b"acct-9", b"v1", [("h", b"1")], timestamp_ms=7)
+    box.records_for(2, "out", b"acct-9").append((b"acct-9", b"v2", 8, []))
+    box.add(2, "out", b"acct-9", b"v3", partition=pm.of("out", b"acct-9"))
+    box.add(3, "out", b"acct-9", b"v4")
+    by_task = box.take()
+    p = pm.of("out", b"acct-9")
+    assert by_task[2] == {
+        ("out", p): [
+            (b"acct-9", b"v1", 7, [("h", b"1")]),
+            (b"acct-9", b"v2", 8, []),
+            (b"acct-9", b"v3", None, []),
+        ]
+    }
+    assert by_task[3] == {("out", p): [(b"acct-9", b"v4", None, [])]}
+    box.add(2, "out", b"acct-9", b"v5")
+    assert box.take() == {2: {("out", p): [(b"acct-9", b"v5", None, [])]}}, "a new batch, new lists"
