@@ -95,6 +95,9 @@ class Router:
         """Add every event's outputs to ``outbox`` under the event's task; an event whose output
         cannot be rendered is rejected (to the DLQ with the reason)."""
         records_for, add = outbox.records_for, outbox.add
+        # (task, topic, key) -> the outbox's list for it; the lists stay put until outbox.take(),
+        # which comes after this batch's routing, so one dict lookup replaces a method call
+        lists: dict[tuple[int, str, bytes], list[Any]] = {}
         processed_at = (H.PROCESSED_AT, str(now).encode())
         src_offset = H.SRC_OFFSET
         choices, default = self._choices, self._default
@@ -108,13 +111,13 @@ class Router:
                 if condition(value):
                     chosen = plan
                     break
-            rendered: list[tuple[bytes | None, bytes]] = []
+            rendered: list[tuple[Target, bytes | None, bytes]] = []
             large = False
             try:
                 for target, same_as in chosen:
                     if same_as >= 0:
                         out_key = target.key_of(value, key)
-                        payload = rendered[same_as][1]
+                        payload = rendered[same_as][2]
                     elif target.setters:
                         out_key, payload = target.render(value, key)
                     else:
@@ -122,9 +125,9 @@ class Router:
                         out_key = target.key_of(value, key)
                     if len(payload) > _LARGE:
                         large = True
-                    rendered.append((out_key, payload))
+                    rendered.append((target, out_key, payload))
                 if large:
-                    _check_size(zip((t for t, _ in chosen), rendered, strict=True), event)
+                    _check_size(((t, (k, p)) for t, k, p in rendered), event)
             except OutputTooLarge as exc:
                 ctx.reject(event, str(exc), exc)
                 continue
@@ -139,11 +142,15 @@ class Router:
             if event.headers:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition
-            for (target, _), (out_key, payload) in zip(chosen, rendered, strict=True):
+            for target, out_key, payload in rendered:
                 if out_key is None:
                     add(task, target.topic, None, payload, headers, timestamp_ms=timestamp)
                 else:
-                    records_for(task, target.topic, out_key).append((out_key, payload, timestamp, headers))
+                    slot = (task, target.topic, out_key)
+                    records = lists.get(slot)
+                    if records is None:
+                        records = lists[slot] = records_for(task, target.topic, out_key)
+                    records.append((out_key, payload, timestamp, headers))
                 target.sent += 1
         outputs = stats.outputs
         for target in self._targets:

@@ -70,26 +70,16 @@ class NormalizeStepImpl:
         self.name = name
         self.spec = spec
         self._fields = tuple(_Field(n, r) for n, r in spec.fields.items())
+        self._normalize = _fuse(self._fields)
 
     def normalize(self, record: dict[str, Any]) -> None:
         """Harmonise one record in place; raises :class:`Invalid` with the reason."""
-        for f in self._fields:
-            value = record.get(f.name)
-            if value is None:
-                if f.has_default:
-                    value = copy.copy(f.default)
-                elif f.required:
-                    raise Invalid(f"missing_field: {f.name} is required")
-                else:
-                    continue
-            for op in f.ops:
-                value = op(value)
-            record[f.name] = value
+        self._normalize(record)
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         out: list[Event] = []
         append = out.append
-        normalize = self.normalize
+        normalize = self._normalize
         for event in events:
             try:
                 normalize(event.value)
@@ -101,6 +91,43 @@ class NormalizeStepImpl:
                 continue
             append(event)
         return out
+
+
+def _fuse(fields: tuple[_Field, ...]) -> Callable[[dict[str, Any]], None]:
+    """All fields' rules as one generated function, in field order.
+
+    Looping over the fields and their operations cost about a third of the step (attribute
+    loads, the inner loop, a call per strip/upper/lower); the generated code does the same
+    steps with the operations as globals and strip/upper/lower inline. Field names and
+    messages enter the source only through ``repr``; nothing from the spec is executed."""
+    inline = {_strip: "strip", _upper: "upper", _lower: "lower"}
+    namespace: dict[str, Any] = {"__builtins__": {}, "_copy": copy.copy, "_Invalid": Invalid, "str": str}
+    lines = ["def normalize(r):"]
+    for i, f in enumerate(fields):
+        ops: list[str] = []
+        for j, op in enumerate(f.ops):
+            method = inline.get(op)
+            if method is not None:
+                ops.append(f"v = v.{method}() if v.__class__ is str else v")
+            else:
+                namespace[f"_op{i}_{j}"] = op
+                ops.append(f"v = _op{i}_{j}(v)")
+        ops.append(f"r[{f.name!r}] = v")
+        lines.append(f"    v = r.get({f.name!r})")
+        if f.has_default:
+            namespace[f"_default{i}"] = f.default
+            lines += ["    if v is None:", f"        v = _copy(_default{i})"]
+            lines += [f"    {op}" for op in ops]
+        elif f.required:
+            message = f"missing_field: {f.name} is required"
+            lines += ["    if v is None:", f"        raise _Invalid({message!r})"]
+            lines += [f"    {op}" for op in ops]
+        else:  # a missing optional field is left as it is
+            lines.append("    if v is not None:")
+            lines += [f"        {op}" for op in ops]
+    lines.append("    return None")
+    exec(compile("\n".join(lines) + "\n", "<normalize>", "exec"), namespace)
+    return namespace["normalize"]
 
 
 # --------------------------------------------------------------------------- operations

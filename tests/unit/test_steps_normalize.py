@@ -178,6 +178,25 @@ async def test_defaults_optional_fields_and_rule_order():
     ]
 
 
+async def test_field_names_that_are_not_identifiers_and_defaults_that_are_copied():
+    """The rules run as one generated function (steps/normalize.py, _fuse): any field name, and
+    a mutable default is a fresh copy per record."""
+    spec = {
+        "step": "normalize",
+        "fields": {
+            'it\'s "odd"\n': {"strip": True, "case": "upper", "required": False},
+            "tags": {"default": ["a"]},
+            "a-b": {"required": True},
+        },
+    }
+    first, reasons = await normalize({'it\'s "odd"\n': " x ", "a-b": 1}, spec)
+    assert reasons == [] and first == {'it\'s "odd"\n': "X", "a-b": 1, "tags": ["a"]}
+    second, _ = await normalize({"a-b": 2}, spec)
+    first["tags"].append("b")
+    assert second["tags"] == ["a"]
+    assert (await normalize({}, spec))[1] == ["missing_field: a-b is required"]
+
+
 def test_bad_pattern_is_a_config_error():
     with pytest.raises(StepConfigError, match="invalid pattern"):
         build({"step": "normalize", "fields": {"x": {"pattern": "("}}})
