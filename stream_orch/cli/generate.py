@@ -68,7 +68,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
         )
     except (TimeoutError, OSError) as exc:
         raise unreachable(settings, type(exc).__name__) from None
-    producer = await start_producer(settings, acks="all", max_batch_size=1024 * 1024)
+    producer = await start_producer(settings)
     sender = BatchSender(producer, PartitionMap(dict(counts)))
     started = time.monotonic()
     try:

@@ -348,7 +348,7 @@ async def replay(
     if not chosen:
         return result
     await _ensure_ledger(settings, ledger)
-    producer = await start_producer(settings, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = await start_producer(settings, linger_ms=5)
     try:
         for start in range(0, len(chosen), REPLAY_BATCH):
             batch = chosen[start : start + REPLAY_BATCH]

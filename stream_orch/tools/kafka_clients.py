@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
+from stream_orch.transport import clients
 
 # Connection errors are reported by us as one line; without a handler Python's last-resort
 # handler would also print aiokafka's own error logs to stderr. Real handlers still get them.
@@ -51,14 +52,14 @@ async def start_client(client: Client, settings: Settings) -> Client:
 
 
 async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """A started producer; ``overrides`` win over the settings (e.g. ``linger_ms``, ``acks``)."""
-    return await start_client(AIOKafkaProducer(**{**settings.kafka_client_args(), **overrides}), settings)
+    """A started producer (:func:`stream_orch.transport.clients.producer`); ``overrides`` win
+    (e.g. ``linger_ms``)."""
+    return await start_client(clients.producer(settings.kafka_client_args(), **overrides), settings)
 
 
 async def start_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A started consumer subscribed to ``topics``; without ``group_id`` nothing is committed."""
-    args = {**settings.kafka_client_args(), "enable_auto_commit": False, **overrides}
-    return await start_client(AIOKafkaConsumer(*topics, **args), settings)
+    return await start_client(clients.consumer(settings.kafka_client_args(), *topics, **overrides), settings)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -171,7 +171,7 @@ async def produce_stream(
     on_reject: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> ProduceReport:
     """Produce every good line of ``stream``; bad lines are reported as ``source:line: why``."""
-    producer = await start_producer(settings, acks="all", max_batch_size=BATCH_BYTES, linger_ms=5)
+    producer = await start_producer(settings, max_batch_size=BATCH_BYTES, linger_ms=5)
     try:
         try:
             partitions = sorted(

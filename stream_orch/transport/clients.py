@@ -24,17 +24,15 @@ FETCH_MAX_WAIT_MS = 25
 SESSION_TIMEOUT_MS = 10_000
 
 
+def consumer(client_args: dict[str, Any], *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that commits only when told to and reads committed records; ``overrides`` win."""
+    args = {**client_args, "enable_auto_commit": False, "isolation_level": READ_COMMITTED, **overrides}
+    return AIOKafkaConsumer(*topics, **args)
+
+
 def reader(client_args: dict[str, Any], **overrides: Any) -> AIOKafkaConsumer:
     """A consumer outside any group that reads committed records from the beginning."""
-    args = {
-        **client_args,
-        "group_id": None,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "isolation_level": READ_COMMITTED,
-        **overrides,
-    }
-    return AIOKafkaConsumer(**args)
+    return consumer(client_args, **{"group_id": None, "auto_offset_reset": "earliest", **overrides})
 
 
 def node_consumer(
@@ -48,11 +46,10 @@ def node_consumer(
     """The consumer of a topology node: no auto-commit, range assignment (every member gets the
     same partition numbers of the input and of its retry topics, so a retried record meets the
     state of its partition again), and a static member id when the worker has one."""
-    return AIOKafkaConsumer(
-        **client_args,
+    return consumer(
+        client_args,
         group_id=group,
         group_instance_id=instance_id,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level=isolation_level,
         max_poll_records=batch_size,
