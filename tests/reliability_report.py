@@ -32,11 +32,15 @@ LABELS = {
     "node_restarts": "node restarts (stream_orch_node_restarts_total)",
     "fault_to_last_output_s": "fault → everything accounted for (s)",
     "same_consumer": "kept its consumer (no re-join)",
+    "duplicated_any_output": "duplicated outputs on every output topic, DLQ included (read_committed)",
+    "wrong_velocity": "outputs whose velocity differs from the reference computed from the input",
+    "first_output_after_restart_s": "restart → first record processed (s)",
 }
 
 
 RECOVERY = (
     "recover_s",
+    "first_output_after_restart_s",
     "takeover_and_finish_s",
     "stop_s",
     "first_output_after_broker_start_s",
@@ -64,6 +68,9 @@ def render(rows: list[dict]) -> str:
         "`so.error.offset`), or when it repeats a `txn_id` that came out (the dedupe step drops it).",
         "*Lost* = not accounted for.",
         "",
+        "Duplicated outputs: on every output topic of the node where the run counts them",
+        "(`duplicated_any_output`), else on `transactions.enriched` and the DLQ.",
+        "",
         "| run | events in | lost | duplicated outputs | recovery |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
@@ -71,7 +78,7 @@ def render(rows: list[dict]) -> str:
         recovery = "; ".join(f"{LABELS[k]} {row[k]}" for k in RECOVERY if k in row)
         lines.append(
             f"| {name} | {row.get('events_in', '')} | {row.get('lost', '')} | "
-            f"{row.get('duplicated_outputs', '')} | {recovery or '-'} |"
+            f"{row.get('duplicated_any_output', row.get('duplicated_outputs', ''))} | {recovery or '-'} |"
         )
     for name, row in latest.items():
         lines += ["", f"## {name}", "", f"Run {row['at']} on {row['machine']}.", ""]
