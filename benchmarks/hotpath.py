@@ -13,7 +13,8 @@ Builds the node's pieces the way ``NodeRunner`` does (codec, steps, ``Router``, 
   lineage headers, partitioning). Not split further: routing into an outbox that keeps nothing
   runs on different memory (nothing is kept, so no fresh pages) and the difference misleads;
 * ``failures``: ``FailureRouter.route`` (retries and dead letters);
-* ``changelog``: draining the tables' changes into the state outbox;
+* ``changelog``: the tables' changes of the batch into the state outbox (and, with tables that
+  keep a batch's writes aside until the changelog has them, writing them to the stores);
 * ``produce``: the hand-over's record batches (aiokafka ``BatchBuilder.append`` per record) on a
   producer stand-in whose ``send_batch`` returns at once.
 
@@ -34,7 +35,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.producer.message_accumulator import BatchBuilder
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from benchmarks.data import make_dataset, partition_for
 from stream_orch.codecs import codec_for
@@ -67,7 +68,8 @@ class _Producer:
     async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]:
         batch._build()  # the bytes the real producer would put in a request
         future = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        tp = TopicPartition(topic, partition)
+        future.set_result(RecordMetadata(topic, partition, tp, 0, None, 0, -1))  # as the broker acks
         return future
 
 
@@ -112,6 +114,9 @@ class Node:
             else:
                 tables[table_name] = LocalTable(table_name, changelog_topic(spec.topology, table_name))
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
+        for table in self.local_tables:  # this worker owns every partition
+            for p in range(PARTITIONS):
+                (table.open if hasattr(table, "open") else table.claim)(p)
         self.decode = codec_for(spec.topics[node.input], schemas).decode
         self.steps = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
@@ -166,8 +171,14 @@ async def one_pass(
                 release([f.event for f in ctx.failures])
         t0 = _clock()
         state = Outbox(node.partitions)
+        sealed = []
         for table in node.local_tables:
-            for partition, key, value in table.drain_changes():
+            if hasattr(table, "seal"):  # tables that keep a batch's writes until the changelog has them
+                sealed.append(table.seal())
+                changes = sealed[-1].changes()
+            else:
+                changes = table.drain_changes()
+            for partition, key, value in changes:
                 state.add(partition, table.changelog, key, value, partition=partition)
         state_out = state.take()
         spent["changelog"] += _clock() - t0
@@ -177,6 +188,10 @@ async def one_pass(
         for pending in (merged(by_task), merged(state_out) if state_out else {}):
             await (await output._send(producer, pending))  # type: ignore[arg-type]
         spent["produce"] += _clock() - t0
+        t0 = _clock()
+        for batch_writes in sealed:
+            batch_writes.land({})
+        spent["changelog"] += _clock() - t0
     return spent, outputs
 
 
