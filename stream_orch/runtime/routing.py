@@ -7,7 +7,7 @@ compiled once when the node starts; per event the router only evaluates and enco
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream_orch.codecs import codec_for, projection
@@ -15,7 +15,7 @@ from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
-from stream_orch.runtime.output import Outbox
+from stream_orch.runtime.output import Outbox, Record
 from stream_orch.spec.models import TopologySpec
 from stream_orch.steps.base import Event
 
@@ -39,6 +39,9 @@ class Target:
     encode: Callable[[dict[str, Any]], bytes]
     shape: tuple[str | None, str] | None = None  # (schema, format) when no `set`: same bytes
     sent: int = 0  # outputs in the current batch, folded into the batch stats
+    # task -> this batch's records for the topic, shared by all targets of the topic so that
+    # they stay in event order; handed to the outbox at the end of the batch
+    group: dict[int, list[Record]] = field(default_factory=dict)
 
     def render(self, value: dict[str, Any], key: bytes | None) -> tuple[bytes | None, bytes]:
         out = self.project(value)
@@ -75,6 +78,9 @@ class Router:
         self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
+        self._groups: dict[str, dict[int, list[Record]]] = {}
+        for target in self._targets:
+            target.group = self._groups.setdefault(target.topic, {})
         self._static = [
             (H.TOPOLOGY, spec.topology.encode()),
             (H.VERSION, spec.version.encode()),
@@ -94,10 +100,8 @@ class Router:
     ) -> None:
         """Add every event's outputs to ``outbox`` under the event's task; an event whose output
         cannot be rendered is rejected (to the DLQ with the reason)."""
-        records_for, add = outbox.records_for, outbox.add
-        # (task, topic, key) -> the outbox's list for it; the lists stay put until outbox.take(),
-        # which comes after this batch's routing, so one dict lookup replaces a method call
-        lists: dict[tuple[int, str, bytes], list[Any]] = {}
+        for group in self._groups.values():  # nothing left from a batch whose routing failed
+            group.clear()
         processed_at = (H.PROCESSED_AT, str(now).encode())
         src_offset = H.SRC_OFFSET
         choices, default = self._choices, self._default
@@ -143,15 +147,16 @@ class Router:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition
             for target, out_key, payload in rendered:
-                if out_key is None:
-                    add(task, target.topic, None, payload, headers, timestamp_ms=timestamp)
-                else:
-                    slot = (task, target.topic, out_key)
-                    records = lists.get(slot)
-                    if records is None:
-                        records = lists[slot] = records_for(task, target.topic, out_key)
-                    records.append((out_key, payload, timestamp, headers))
+                records = target.group.get(task)
+                if records is None:
+                    records = target.group[task] = []
+                records.append((out_key, payload, timestamp, headers))
                 target.sent += 1
+        # partitioning and grouping by partition, per topic and task in one go
+        for topic, group in self._groups.items():
+            for task, records in group.items():
+                outbox.add_many(task, topic, records)
+            group.clear()
         outputs = stats.outputs
         for target in self._targets:
             if target.sent:

@@ -117,18 +117,31 @@ def test_records_of_one_key_go_to_its_partition_whichever_way_they_are_added() -
     pm = PartitionMap({"out": 5})
     box = Outbox(pm)
     box.add(2, "out", b"acct-9", b"v1", [("h", b"1")], timestamp_ms=7)
-    box.records_for(2, "out", b"acct-9").append((b"acct-9", b"v2", 8, []))
+    box.add_many(2, "out", [(b"acct-9", b"v2", 8, []), (b"other", b"o", 8, [])])
     box.add(2, "out", b"acct-9", b"v3", partition=pm.of("out", b"acct-9"))
-    box.add(3, "out", b"acct-9", b"v4")
+    box.add_many(3, "out", [(b"acct-9", b"v4", None, [])])
     by_task = box.take()
-    p = pm.of("out", b"acct-9")
-    assert by_task[2] == {
-        ("out", p): [
-            (b"acct-9", b"v1", 7, [("h", b"1")]),
-            (b"acct-9", b"v2", 8, []),
-            (b"acct-9", b"v3", None, []),
-        ]
-    }
+    p, q = pm.of("out", b"acct-9"), pm.of("out", b"other")
+    assert p != q
+    assert by_task[2][("out", p)] == [
+        (b"acct-9", b"v1", 7, [("h", b"1")]),
+        (b"acct-9", b"v2", 8, []),
+        (b"acct-9", b"v3", None, []),
+    ]
+    assert by_task[2][("out", q)] == [(b"other", b"o", 8, [])]
     assert by_task[3] == {("out", p): [(b"acct-9", b"v4", None, [])]}
-    box.add(2, "out", b"acct-9", b"v5")
-    assert box.take() == {2: {("out", p): [(b"acct-9", b"v5", None, [])]}}, "a new batch, new lists"
+
+
+def test_records_without_a_key_are_spread_round_robin_in_order() -> None:
+    box = Outbox(PartitionMap({"out": 3}))
+    box.add_many(0, "out", [(None, str(n).encode(), None, []) for n in range(6)])
+    pending = box.take()[0]
+    assert sorted(len(records) for records in pending.values()) == [2, 2, 2]
+    assert sorted(v for records in pending.values() for _, v, _, _ in records) == [
+        b"0",
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+        b"5",
+    ]

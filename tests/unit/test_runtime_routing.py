@@ -169,3 +169,40 @@ def test_a_field_absent_from_the_record_stays_absent_from_the_output(missing: st
     del value[missing]
     got = outputs(route(event(value))[0])
     assert missing not in orjson.loads(got["transactions.enriched"][0][3])
+
+
+def test_outputs_of_two_routes_to_one_topic_keep_the_order_of_the_events() -> None:
+    from stream_orch.spec.loader import parse_topology
+
+    spec = parse_topology(
+        """
+topology: twice
+version: "1"
+topics:
+  in: {partitions: 1}
+  out: {partitions: 4, key: k}
+nodes:
+  n:
+    input: in
+    steps: []
+    routes:
+      - to: out
+      - to:
+          - topic: out
+            set: {copy: "True"}
+""",
+        "twice.yaml",
+    ).spec
+    outbox = Outbox(PartitionMap({"in": 1, "out": 4}))
+    events = [event({"k": "same", "n": n}, offset=n) for n in range(3)]
+    Router(spec, "n", SCHEMAS).route(events, outbox, NodeContext("twice", "n", {}, {}), BatchStats(), NOW)
+    (records,) = outbox.take()[3].values()
+    assert [orjson.loads(v) for _, v, _, _ in records] == [
+        {"k": "same", "n": 0},
+        {"k": "same", "n": 0, "copy": True},
+        {"k": "same", "n": 1},
+        {"k": "same", "n": 1, "copy": True},
+        {"k": "same", "n": 2},
+        {"k": "same", "n": 2, "copy": True},
+    ]
+    assert {k for k, _, _, _ in records} == {b"same"}
