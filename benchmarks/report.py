@@ -62,6 +62,31 @@ def _tput_cell(c: dict[str, Any]) -> str:
     return rounds.fmt_spread(spread) if spread else _num(c.get("throughput_eps"))
 
 
+def _cpu_cell(c: dict[str, Any]) -> str:
+    spread = c.get("spread", {}).get("cpu_s_per_1k")
+    return rounds.fmt_spread(spread, "{:.3f}") if spread else _num(c.get("cpu_s_per_1k"), "{:.3f}")
+
+
+def cpu_ratios(results: dict[str, Any], den: str = "aiokafka_batch") -> list[str]:
+    """CPU per event of every contender relative to ``den``'s, as medians of per-round ratios.
+
+    The steadier companion of the throughput ratios: CPU seconds per event hardly move with the
+    machine's load (batched aiokafka: 0.006 s/1k in every run while its rate ranged 2x), because
+    a busy machine makes a process wait, not work more.
+    """
+    d = results["contenders"].get(den)
+    if not d or d.get("status") != "ok":
+        return []
+    out = []
+    for name, c in results["contenders"].items():
+        if name == den or c.get("status") != "ok":
+            continue
+        s = rounds.ratio_summary(c.get("runs", []), d.get("runs", []), key="cpu_s_per_1k")
+        if s["n"]:
+            out.append(f"{name} {rounds.fmt_spread(s, '{:.1f}')}")
+    return out
+
+
 def targets(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
     rows = []
     for label, num, den, minimum in RATIO_TARGETS:
@@ -127,6 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     head = ["contender", "events/s", "CPU s / 1k ev", "peak RSS MB"]
     head += [f"p50 / p99 / p99.9 ms @ {r // 1000}k/s" for r in rates]
+    head.append("others' cores")  # median CPU other processes used in this contender's windows
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, c in results["contenders"].items():
         if c["status"] != "ok":
@@ -138,7 +164,7 @@ def markdown(results: dict[str, Any]) -> str:
         row = [
             f"{name}{' (ours)' if c.get('ours') else ''}",
             _tput_cell(c),
-            _num(c.get("cpu_s_per_1k"), "{:.3f}"),
+            _cpu_cell(c),
             _num(c.get("peak_rss_mb")),
         ]
         for r in rates:
@@ -152,6 +178,8 @@ def markdown(results: dict[str, Any]) -> str:
             if lat.get("offered_short"):
                 cell += f" (offered only {lat['offered_eps']:,.0f}/s)"
             row.append(cell)
+        others = rounds.spread(r["window_cores"]["others"] for r in c.get("runs", []) if "window_cores" in r)
+        row.append(_num(others["median"], "{:.2f}"))
         lines.append("| " + " | ".join(row) + " |")
     scaling = {n: c["scaling"] for n, c in results["contenders"].items() if c.get("scaling")}
     if scaling:
@@ -200,6 +228,10 @@ def markdown(results: dict[str, Any]) -> str:
             info.append(f"{label} {rounds.fmt_spread(s, '{:.2f}')}")
     if info:
         lines += ["", "Baseline ratios: " + "; ".join(info) + "."]
+    cpu = cpu_ratios(results)
+    if cpu:
+        head = "CPU per event relative to aiokafka_batch (median of per-round ratios): "
+        lines += ["", head + "; ".join(cpu) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -58,15 +58,19 @@ def per_round(runs: Iterable[dict[str, Any]], key: str = "throughput_eps") -> di
     return {r["round"]: r[key] for r in runs if "error" not in r and r.get(key) and "round" in r}
 
 
-def round_ratios(num_runs: Iterable[dict[str, Any]], den_runs: Iterable[dict[str, Any]]) -> list[float]:
-    """num / den within each round both have a good run in, in round order."""
-    num, den = per_round(num_runs), per_round(den_runs)
+def round_ratios(
+    num_runs: Iterable[dict[str, Any]], den_runs: Iterable[dict[str, Any]], key: str = "throughput_eps"
+) -> list[float]:
+    """num / den of ``key`` within each round both have a good run in, in round order."""
+    num, den = per_round(num_runs, key), per_round(den_runs, key)
     return [num[r] / den[r] for r in sorted(num.keys() & den.keys())]
 
 
-def ratio_summary(num_runs: Iterable[dict[str, Any]], den_runs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def ratio_summary(
+    num_runs: Iterable[dict[str, Any]], den_runs: Iterable[dict[str, Any]], key: str = "throughput_eps"
+) -> dict[str, Any]:
     """The median of the per-round ratios with their spread (``n`` = rounds that had both)."""
-    return spread(round_ratios(num_runs, den_runs))
+    return spread(round_ratios(num_runs, den_runs, key))
 
 
 def fmt_spread(s: dict[str, Any], fmt: str = "{:,.0f}") -> str:

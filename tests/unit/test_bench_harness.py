@@ -14,7 +14,7 @@ from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
 from benchmarks.measure import percentile, sustained
 from benchmarks.procs import wait_quiet
-from benchmarks.report import markdown, targets
+from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
 
 # --------------------------------------------------------------------------- measurement
@@ -336,7 +336,8 @@ def test_table_quotes_medians_with_spread_and_ratios_per_round() -> None:
     assert fwd["value"] == pytest.approx(0.5) and fwd["spread"]["max"] == pytest.approx(0.55)
     results["targets"] = list(rows.values())
     table = markdown(results)
-    assert "| aiokafka_batch | 120,000 (60,000-140,000) |" in table
+    # median, min-max over the rounds, ..., and the median load of other processes in its windows
+    assert "| aiokafka_batch | 120,000 (60,000-140,000) | 0.020 | 60 | 3.0 / 9.0 / 12.0 | 0.10 |" in table
     assert "| engine forward ≥ 0.8 x batched aiokafka | 0.50 (0.50-0.55) x | **no** |" in table
     assert "2 of 6 runs competed with more than 0.5 cores" in table  # round 0 of both
 
@@ -370,3 +371,12 @@ async def test_idle_wait_is_bounded_and_says_it_was_not_quiet() -> None:
     # other processes' load alone is waited out only for others_timeout_s
     r = await wait_quiet(None, others_max=-1.0, window_s=0.05, timeout_s=5.0, others_timeout_s=0.2)
     assert r["waited_s"] < 1.0 and r["quiet"] is False
+
+
+def test_cpu_per_event_is_compared_within_rounds_too() -> None:
+    results = _results("ok")
+    cpu = {"aiokafka_batch": [0.006, 0.005], "engine_forward": [0.015, 0.0125], "quix_forward": [0.02, 0.02]}
+    for name, values in cpu.items():
+        results["contenders"][name]["runs"] = [{"round": r, "cpu_s_per_1k": v} for r, v in enumerate(values)]
+    line = ", ".join(cpu_ratios(results))
+    assert line == "quix_forward 3.7 (3.3-4.0), engine_forward 2.5 (2.5-2.5)"
