@@ -117,16 +117,24 @@ class Router:
                     break
             rendered: list[tuple[Target, bytes | None, bytes]] = []
             large = False
+            key_field: str | None = None  # the last key read from the record, reused by the next
+            value_key: bytes | None = None  # output keyed by the same field (Target.key_of inline)
             try:
                 for target, same_as in chosen:
-                    if same_as >= 0:
-                        out_key = target.key_of(value, key)
-                        payload = rendered[same_as][2]
-                    elif target.setters:
+                    if target.setters:
                         out_key, payload = target.render(value, key)
                     else:
-                        payload = target.encode(target.project(value))
-                        out_key = target.key_of(value, key)
+                        payload = (
+                            rendered[same_as][2] if same_as >= 0 else target.encode(target.project(value))
+                        )
+                        if target.key_field is None:
+                            out_key = key
+                        else:
+                            if target.key_field != key_field:
+                                key_field = target.key_field
+                                k = value.get(key_field)
+                                value_key = None if k is None else str(k).encode()
+                            out_key = value_key
                     if len(payload) > _LARGE:
                         large = True
                     rendered.append((target, out_key, payload))
