@@ -95,6 +95,7 @@ class WorkerProcess:
             "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP,
             "STREAM_ORCH_METRICS_HOST": "127.0.0.1",
             "STREAM_ORCH_LAG_INTERVAL_S": "2",  # tests watch lag change within seconds
+            "STREAM_ORCH_STATE_DIR": str(log_path.parent / "state"),  # local stores, member slots
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -121,6 +122,10 @@ class WorkerProcess:
             env=self.env,
         )
         return self
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.env["STREAM_ORCH_STATE_DIR"])
 
     @property
     def url(self) -> str:

@@ -27,7 +27,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream_orch.runtime.batch import BatchStats
-from stream_orch.runtime.output import Pending, hand_over, merged
+from stream_orch.runtime.output import Acked, Pending, hand_over, merged
+from stream_orch.state.tables import Sealed
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class BatchOut:
     changes: dict[int, Pending]  # changelog writes
     offsets: dict[TopicPartition, int]  # next offset to read, per consumed partition
     stats: BatchStats = field(default_factory=BatchStats)
+    sealed: list[Sealed] = field(default_factory=list)  # the tables' overlays, landed once delivered
+    acked: Acked = field(default_factory=dict)  # filled by the delivery: last offsets written
 
 
 class DeliveryEvents(Protocol):
@@ -139,7 +142,7 @@ class AtLeastOnce:
             await acks
         self._events.flushed(time.perf_counter() - sent_at)
         if out.changes:
-            await (await hand_over(self._producer, merged(out.changes)))
+            out.acked.update(await (await hand_over(self._producer, merged(out.changes))))
         if out.offsets:
             self._committing = asyncio.create_task(self._commit_after(self._committing, out.offsets))
         self._events.delivered(out)

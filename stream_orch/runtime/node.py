@@ -37,12 +37,12 @@ from stream_orch.runtime.routing import Router
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.spec.models import NodeSpec, TopologySpec
 from stream_orch.spec.naming import group_id, retry_topic
-from stream_orch.state.tables import LocalTable
+from stream_orch.state.restore import restore
+from stream_orch.state.tables import LocalTable, Sealed
 from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
 from stream_orch.steps.registry import build_step
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
-from stream_orch.transport.reading import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class NodeRunner:
         for n in range(1, len(self._failures.delays) + 1):
             self._tier_of[retry_topic(self.node.input, n)] = n
         self._outbox = Outbox(partitions)
-        self._state = Outbox(partitions)  # changelog writes, drained from the tables per batch
+        self._state = Outbox(partitions)  # changelog writes, from the tables' sealed overlays
         self._delivery: Delivery = (
             ExactlyOnce(partial(clients.producer, client_args), self.group, spec.topology, node_name, self)
             if self.exactly_once
@@ -130,6 +130,8 @@ class NodeRunner:
 
     async def close(self) -> None:
         await self._delivery.stop()
+        for table in self.local_tables:
+            table.close()  # RocksDB stores stay on disk for the next start
         self._pacer.attach(None)
         if self._consumer is not None:
             await _stop_consumer(self._consumer)
@@ -185,9 +187,11 @@ class NodeRunner:
         await self._delivery.abandon()
         self._outbox.discard()
         self._state.discard()
+        for table in self.local_tables:
+            table.drop_pending()  # the stores never saw the failed batches' writes
         self._failure = None  # that batch is abandoned all the same
         for step in self._undoing:
-            step.release([])  # forget the abandoned batch's marks (its tables are rebuilt)
+            step.release([])  # forget the abandoned batch's marks (its overlays are dropped)
         if not rejoin:
             return
         consumer, self._consumer = self._consumer, None
@@ -209,8 +213,6 @@ class NodeRunner:
         assert consumer is not None
         async with self._lock:
             self._pacer.clear()
-            for table in self.local_tables:
-                table.forget(table.partitions())
             assigned = set(consumer.assignment())
             await self._take_over(assigned)
         log.info(
@@ -266,7 +268,9 @@ class NodeRunner:
         self._undo(ctx.failures)  # before the changelog is drained
         stats.dropped.update(ctx.dropped)
         stats.processing_s = time.perf_counter() - started
-        await self._delivery.submit(BatchOut(self._outbox.take(), self._drain_state(), offsets, stats))
+        sealed = [table.seal() for table in self.local_tables]
+        changes = self._changelog_records(sealed)
+        await self._delivery.submit(BatchOut(self._outbox.take(), changes, offsets, stats, sealed))
 
     async def _run_steps(self, events: list[Event], start: int) -> list[Event]:
         """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
@@ -311,11 +315,12 @@ class NodeRunner:
             for step in self._undoing:
                 step.release(failed)
 
-    def _drain_state(self) -> dict[int, Pending]:
+    def _changelog_records(self, sealed: list[Sealed]) -> dict[int, Pending]:
         add = self._state.add
-        for table in self.local_tables:
-            for partition, key, value in table.drain_changes():
-                add(partition, table.changelog, key, value, partition=partition)
+        for batch in sealed:
+            changelog = batch.table.changelog
+            for partition, key, value in batch.changes():
+                add(partition, changelog, key, value, partition=partition)
         return self._state.take()
 
     def _maybe_prune(self) -> None:
@@ -346,6 +351,8 @@ class NodeRunner:
         self._observer.committed(self, offsets, seconds)
 
     def delivered(self, out: BatchOut) -> None:
+        for sealed in out.sealed:
+            sealed.land(out.acked)
         self.last_progress = time.monotonic()
         if out.stats.n_in:  # not an idle commit
             self.processed += out.stats.n_in
@@ -392,23 +399,20 @@ class NodeRunner:
             await self._seek_committed(sorted(assigned))
             for table in self.local_tables:
                 table.forget(table.partitions() - partitions)
-                todo = [TopicPartition(table.changelog, p) for p in sorted(partitions) if not table.owns(p)]
-                for tp in todo:
-                    table.claim(tp.partition)
-                restored = await read_to_end(
+                read, kept = await restore(
                     self._client_args,
-                    todo,
-                    lambda r, t=table: t.apply(r.partition, r.key, r.value),
+                    table,
+                    sorted(partitions),
                     progress=partial(self._observer.restoring, self, table.name),
                 )
-                if todo:
-                    log.info(
-                        "restored table %s partitions %s: %d records",
-                        table.name,
-                        [tp.partition for tp in todo],
-                        restored,
-                        extra={"node": self.name},
-                    )
+                log.info(
+                    "table %s partitions %s: %d records read from the changelog, %d kept in local state",
+                    table.name,
+                    sorted(partitions),
+                    read,
+                    kept,
+                    extra={"node": self.name},
+                )
             self.assigned = set(assigned)
         finally:
             self.recovering = False

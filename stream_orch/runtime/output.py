@@ -180,9 +180,13 @@ def merged(by_task: dict[int, Pending]) -> Pending:
     return out
 
 
-async def hand_over(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, None]:
+Acked = dict[tuple[str, int], int]  # (topic, partition) -> offset of the last record acknowledged
+
+
+async def hand_over(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, Acked]:
     """Give ``pending`` to the producer as record batches and return an awaitable of the broker's
-    acknowledgements, so the caller can work meanwhile.
+    acknowledgements (the last offset written per partition: a table's checkpoint), so the caller
+    can work meanwhile.
 
     send_batch waits for room in the producer's buffer; a producer that lost its broker may never
     make room, so taking the batch is bounded like its acknowledgement."""
@@ -192,32 +196,41 @@ async def hand_over(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[A
         raise TimeoutError(f"the producer did not take a batch within {FLUSH_TIMEOUT_S:.0f}s") from None
 
 
-async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, None]:
-    futures: list[asyncio.Future[Any]] = []
+async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, Acked]:
+    sent: list[tuple[asyncio.Future[Any], int]] = []  # (future of a record batch, its record count)
     for (topic, partition), records in pending.items():
         batch = producer.create_batch()
         for key, value, ts, headers in records:
             if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
                 if batch.record_count() == 0:
                     raise ValueError(f"record of {len(value or b'')} bytes does not fit a batch for {topic}")
+                count = batch.record_count()
                 batch.close()
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
                     raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
+        count = batch.record_count()
         batch.close()
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return _acknowledged(futures)
+        sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+    return _acknowledged(sent)
 
 
-async def _acknowledged(futures: list[asyncio.Future[Any]]) -> None:
-    """Wait for the broker's acknowledgement of every batch sent."""
+async def _acknowledged(sent: list[tuple[asyncio.Future[Any], int]]) -> Acked:
+    """Wait for the broker's acknowledgement of every batch sent; the last offset per partition."""
     try:
-        await asyncio.wait_for(asyncio.gather(*futures), FLUSH_TIMEOUT_S)
+        metas = await asyncio.wait_for(asyncio.gather(*(future for future, _ in sent)), FLUSH_TIMEOUT_S)
     except TimeoutError:
         # Seen after a broker restart: the producer never resolves some batches. Failing the
         # batch makes the node start over (new producer, committed offsets) instead of hanging.
         raise TimeoutError(f"no acknowledgement of a flush within {FLUSH_TIMEOUT_S:.0f}s") from None
+    acked: Acked = {}
+    for meta, (_, count) in zip(metas, sent, strict=True):
+        last = meta.offset + count - 1  # a batch's acknowledgement carries its base offset
+        key = (meta.topic, meta.partition)
+        if last > acked.get(key, -1):
+            acked[key] = last
+    return acked
 
 
 class BatchSender:

@@ -135,9 +135,9 @@ class ExactlyOnce:
                 await asyncio.wait_for(
                     producer.send_offsets_to_transaction(offsets, self._group), COMMIT_TIMEOUT_S
                 )
-            if acks is not None:
-                await acks
+            acked = await acks if acks is not None else {}
             await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
+            out.acked.update(acked)  # only once committed: the tables' checkpoints follow it
         except BaseException:
             if acks is not None:
                 acks.close()  # a no-op once awaited

@@ -11,8 +11,11 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
+import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from stream_orch.codecs import codec_for
@@ -29,6 +32,7 @@ from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
 from stream_orch.spec.models import TopologySpec
 from stream_orch.spec.naming import changelog_topic, dlq_topic, group_id, retry_topics
+from stream_orch.state.store import store_opener
 from stream_orch.state.tables import GlobalTable, LocalTable
 from stream_orch.steps.base import Table
 
@@ -98,6 +102,12 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._slot: MemberSlot | None = None
 
+    def _stores_dir(self, instance_id: str | None) -> Path:
+        """Local state of this worker: one folder per worker (its static member id), so two
+        workers on one host never open the same RocksDB, and a restarted one finds its own."""
+        owner = instance_id or f"{socket.gethostname()}-pid{os.getpid()}"
+        return self.settings.state_dir / "stores" / self.spec.topology / owner
+
     def _instance_id(self) -> str | None:
         """This worker's static member id (see :mod:`stream_orch.runtime.membership`)."""
         if not self.settings.static_membership:
@@ -151,7 +161,12 @@ class Worker:
         for name in self.node_names:
             tables: dict[str, Table] = dict(self._global_tables)
             for table in tables_written_by(spec, name):
-                tables[table] = LocalTable(table, changelog_topic(spec.topology, table))
+                folder = self._stores_dir(instance_id) / table
+                tables[table] = LocalTable(
+                    table,
+                    changelog_topic(spec.topology, table),
+                    store_opener(spec.tables[table].store, folder),
+                )
             runner = NodeRunner(
                 spec=spec,
                 node_name=name,

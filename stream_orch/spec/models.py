@@ -70,6 +70,12 @@ class TableSpec(_Model):
     key: str | None = Field(
         None, description="Field that keys the table (defaults to the source topic's key)."
     )
+    store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb",
+        description="Where a table that steps write keeps its partitions: rocksdb (on local disk "
+        "under STREAM_ORCH_STATE_DIR, bounded memory, reused after a restart: only the changelog's "
+        "tail is read) or memory (restored in full from the changelog on every assignment).",
+    )
     description: str | None = None
 
 

@@ -1,10 +1,18 @@
 """Changelog-backed tables.
 
 A local table is split by the partition of the node input (as Kafka Streams and Faust do), so a
-worker holds exactly the state of the partitions it owns. Every change is buffered and written to
-the compacted changelog topic ``<topology>.<table>.changelog`` once per batch, *before* the
-batch's offsets are committed: a crash can replay a batch but never loses a committed change.
-On assignment the worker rebuilds a partition's state by reading its changelog partition.
+worker holds exactly the state of the partitions it owns, each partition in a
+:class:`~stream_orch.state.store.Store` (memory or RocksDB). The changelog topic
+``<topology>.<table>.changelog`` is the truth; a store is a copy of a prefix of it, up to its
+checkpoint, and a restore reads only the tail after that.
+
+Batch-atomic state: a batch's writes go to an *overlay* that the batch (and the next one, while
+this one is still being delivered) reads back. :meth:`LocalTable.seal` closes the overlay when
+the batch is handed over; its changes go to the changelog with the batch. Only once the delivery
+has landed them (acknowledged, or committed in the batch's transaction) does
+:meth:`Sealed.land` write them to the stores, with the changelog offset as the new checkpoint,
+in one write per partition. A failed batch drops its overlays: no store ever holds what its
+changelog lost, and no table keeps what another table of the same batch lost.
 
 A global table is fed by a topic (usually compacted) and every worker reads all of its partitions.
 """
@@ -14,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_orch.state.store import TOMBSTONE, MemoryStore, Store
 from stream_orch.transport import clients
 from stream_orch.transport.reading import read_until_end
 
@@ -27,76 +36,137 @@ log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
 
-_TOMBSTONE = object()
+Overlay = dict[int, dict[str, Any]]  # partition -> key -> value (TOMBSTONE: deleted)
+
+
+class Sealed:
+    """One batch's writes to one table, handed over with the batch."""
+
+    def __init__(self, table: LocalTable, overlay: Overlay) -> None:
+        self.table = table
+        self.overlay = overlay
+
+    def changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        """The changelog records: (partition, key, value or None for a tombstone)."""
+        return [
+            (partition, key.encode(), None if value is TOMBSTONE else orjson.dumps(value))
+            for partition, writes in self.overlay.items()
+            for key, value in writes.items()
+        ]
+
+    def land(self, acked: dict[tuple[str, int], int]) -> None:
+        """The batch landed: write its changes to the stores, each partition's checkpoint after
+        the last changelog offset ``acked`` for it ((topic, partition) -> last offset)."""
+        self.table._land(self, acked)
 
 
 class LocalTable:
     """State of the partitions this worker owns; values must be JSON-serialisable."""
 
-    def __init__(self, name: str, changelog: str) -> None:
+    def __init__(self, name: str, changelog: str, open_store: Callable[[int], Store] | None = None) -> None:
         self.name = name
         self.changelog = changelog
-        self._data: dict[int, dict[str, Any]] = {}
-        self._dirty: dict[int, dict[str, Any]] = {}
+        self._open_store = open_store or (lambda partition: MemoryStore())
+        self._stores: dict[int, Store] = {}
+        self._writes: Overlay = {}  # the batch being processed
+        self._pending: list[Sealed] = []  # handed over, not landed yet; oldest first
         self.restored_records = 0
 
     # --- the Table protocol used by steps
     def get(self, key: str, partition: int, default: Any = None) -> Any:
-        part = self._data.get(partition)
-        if part is None:
-            return default
-        return part.get(key, default)
+        writes = self._writes.get(partition)
+        if writes is not None and key in writes:
+            value = writes[key]
+            return default if value is TOMBSTONE else value
+        for sealed in reversed(self._pending):
+            writes = sealed.overlay.get(partition)
+            if writes is not None and key in writes:
+                value = writes[key]
+                return default if value is TOMBSTONE else value
+        store = self._stores.get(partition)
+        return default if store is None else store.get(key, default)
 
     def set(self, key: str, value: Any, partition: int) -> None:
-        self._data.setdefault(partition, {})[key] = value
-        self._dirty.setdefault(partition, {})[key] = value
+        writes = self._writes.get(partition)
+        if writes is None:
+            writes = self._writes[partition] = {}
+        writes[key] = value
 
     def delete(self, key: str, partition: int) -> None:
-        part = self._data.get(partition)
-        if part is not None and key in part:
-            del part[key]
-            self._dirty.setdefault(partition, {})[key] = _TOMBSTONE
+        if self.get(key, partition, TOMBSTONE) is not TOMBSTONE:
+            self.set(key, TOMBSTONE, partition)
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._data.get(partition, {}).items()))
+        store = self._stores.get(partition)
+        merged = dict(store.items()) if store is not None else {}
+        for overlay in [*(s.overlay for s in self._pending), self._writes]:
+            for key, value in overlay.get(partition, {}).items():
+                if value is TOMBSTONE:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+        return iter(list(merged.items()))
 
     def __len__(self) -> int:
-        return sum(len(p) for p in self._data.values())
+        return sum(len(s) for s in self._stores.values())
 
     # --- used by the executor
-    def drain_changes(self) -> list[tuple[int, bytes, bytes | None]]:
-        """Changes since the last drain as (partition, key, value or None for a tombstone)."""
-        out: list[tuple[int, bytes, bytes | None]] = []
-        for partition, changes in self._dirty.items():
-            for key, value in changes.items():
-                out.append((partition, key.encode(), None if value is _TOMBSTONE else orjson.dumps(value)))
-        self._dirty = {}
-        return out
+    def seal(self) -> Sealed:
+        """Close this batch's overlay: it is read through until it lands or is dropped."""
+        sealed = Sealed(self, self._writes)
+        self._writes = {}
+        self._pending.append(sealed)
+        return sealed
+
+    def _land(self, sealed: Sealed, acked: dict[tuple[str, int], int]) -> None:
+        with contextlib.suppress(ValueError):
+            self._pending.remove(sealed)
+        for partition, writes in sealed.overlay.items():
+            store = self._stores.get(partition)
+            if store is None:  # revoked meanwhile: its next owner restores it from the changelog
+                continue
+            last = acked.get((self.changelog, partition))
+            store.write(writes, None if last is None else last + 1)
+
+    def drop_pending(self) -> None:
+        """The batches in flight failed: forget their writes (the stores never saw them)."""
+        self._writes = {}
+        self._pending = []
 
     def partitions(self) -> set[int]:
-        return set(self._data)
-
-    def claim(self, partition: int) -> None:
-        """Mark a partition as owned (possibly empty) before its changelog is replayed."""
-        self._data.setdefault(partition, {})
-
-    def forget(self, partitions: set[int]) -> None:
-        """Drop state of partitions this worker no longer owns."""
-        for p in partitions:
-            self._data.pop(p, None)
-            self._dirty.pop(p, None)
-
-    def apply(self, partition: int, key: bytes, value: bytes | None) -> None:
-        part = self._data.setdefault(partition, {})
-        k = key.decode()
-        if value is None:
-            part.pop(k, None)
-        else:
-            part[k] = orjson.loads(value)
-        self.restored_records += 1
+        return set(self._stores)
 
     def owns(self, partition: int) -> bool:
-        return partition in self._data
+        return partition in self._stores
+
+    def open(self, partition: int) -> Store:
+        """The partition's store, opened (from local disk, if the backend keeps one) if need be."""
+        store = self._stores.get(partition)
+        if store is None:
+            store = self._stores[partition] = self._open_store(partition)
+        return store
+
+    def reset(self, partition: int) -> Store:
+        """Throw the partition's store away and start an empty one (it is restored in full)."""
+        store = self._stores.pop(partition, None) or self._open_store(partition)
+        store.destroy()
+        store = self._stores[partition] = self._open_store(partition)
+        return store
+
+    def checkpoint(self, partition: int) -> int | None:
+        store = self._stores.get(partition)
+        return None if store is None else store.checkpoint()
+
+    def forget(self, partitions: set[int]) -> None:
+        """Close the stores of partitions this worker no longer owns (kept on disk for its return)."""
+        for p in partitions:
+            store = self._stores.pop(p, None)
+            if store is not None:
+                store.close()
+            self._writes.pop(p, None)
+
+    def close(self) -> None:
+        self.forget(set(self._stores))
 
 
 class GlobalTable:

@@ -41,12 +41,14 @@ async def read_until_end(
     progress: Callable[[int, int], None] | None = None,
     past_end: bool = False,
     max_records: int = 10_000,
+    start: dict[TopicPartition, int] | None = None,
 ) -> int:
     """Assign ``partitions`` to the started, group-less ``consumer`` and call ``handle`` for every
     record from the beginning up to the end offsets seen at the start (records written meanwhile
     are left alone, unless ``past_end``: a reader that goes on following the partitions with this
     consumer must not skip what a fetch returned beyond them); stop early when ``handle`` returns
-    True. Returns how many records it handled.
+    True; ``start`` gives partitions an offset to start from instead. Returns how many records it
+    handled.
 
     ``progress`` gets (records handled since its last call, records still to read) after every
     fetch. Raises ``TimeoutError`` after ``timeout_s`` in all, or after ``idle_timeout_s`` without
@@ -54,6 +56,8 @@ async def read_until_end(
     consumer.assign(partitions)
     end = await consumer.end_offsets(partitions)
     await consumer.seek_to_beginning(*partitions)
+    for tp, offset in (start or {}).items():
+        consumer.seek(tp, offset)
     # A compacted or truncated log can start at its end (everything deleted and cleaned up).
     position = {tp: await consumer.position(tp) for tp in partitions}
     remaining = {tp for tp in partitions if position[tp] < end[tp]}

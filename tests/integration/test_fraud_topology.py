@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import uuid
 from pathlib import Path
 
@@ -277,8 +278,22 @@ async def test_rules_a_to_i(fraud) -> None:
     assert worker.terminate() == 0
 
 
-async def test_state_survives_a_killed_worker(fraud) -> None:
-    """Velocity and dedupe state come back from the changelogs after kill -9."""
+def _damage(state_dir: Path, how: str) -> None:
+    stores = state_dir / "stores"
+    if how == "deleted":
+        shutil.rmtree(stores)
+    elif how == "corrupt":
+        found = list(stores.rglob("CURRENT"))
+        assert found, f"no RocksDB store under {stores}"
+        for current in found:  # the file naming the live manifest: garbage
+            current.write_text("not-a-manifest\n")
+
+
+@pytest.mark.parametrize("local_state", ["kept", "deleted", "corrupt"])
+async def test_state_survives_a_killed_worker(fraud, local_state: str) -> None:
+    """Velocity and dedupe state come back after kill -9: from the local stores (only the
+    changelog's tail is read, here nothing), or, with the stores deleted or corrupt, in full
+    from the changelogs."""
     worker, t, group = fraud
     worker.start()
     await wait_for_group(group)
@@ -290,6 +305,7 @@ async def test_state_survives_a_killed_worker(fraud) -> None:
     await collect([enriched], until=lambda s: len(s[enriched]) >= 3, timeout=60, settle=0)
     await asyncio.sleep(1.5)  # let the batch's changelog writes and commit finish
     worker.kill()
+    _damage(worker.state_dir, local_state)
 
     worker.start()
     after = [txn(f"r{i}", "A-8", 400, 10, "GBP", "GB", T0 + i * 10_000) for i in range(3, 6)]
@@ -304,9 +320,16 @@ async def test_state_survives_a_killed_worker(fraud) -> None:
     def table(name: str, table: str) -> float:
         return metrics[(name, (("node", "score_transactions"), ("table", table)))]
 
-    # what the restart replayed: r0..r2 in the dedupe table, and account A-8's velocity window
-    assert table("stream_orch_table_restored_records_total", "seen_txns") == 3
-    assert table("stream_orch_table_restored_records_total", "account_velocity") >= 1
+    # what the restart read from the changelogs: nothing with the local stores kept; else r0..r2
+    # in the dedupe table and account A-8's velocity window
+    if local_state == "kept":
+        assert table("stream_orch_table_restored_records_total", "seen_txns") == 0
+        assert table("stream_orch_table_restored_records_total", "account_velocity") == 0
+    else:
+        assert table("stream_orch_table_restored_records_total", "seen_txns") == 3
+        assert table("stream_orch_table_restored_records_total", "account_velocity") >= 1
+    if local_state == "corrupt":
+        assert "cannot be trusted, rebuilding it from the changelog" in worker.log()
     assert table("stream_orch_table_restore_remaining_records", "seen_txns") == 0
     assert table("stream_orch_table_recovering", "seen_txns") == 0
     assert worker.terminate() == 0

@@ -1,0 +1,107 @@
+"""The store seam: where one partition of a local table keeps its values between batches.
+
+A store holds what the changelog holds, up to a checkpoint: the next changelog offset to read.
+Data and checkpoint are written in one atomic write, so a store is always a consistent prefix
+of its changelog and a restore only reads the tail after the checkpoint. Steps never see a
+store: they use the :class:`~stream_orch.steps.base.Table` protocol of
+:class:`~stream_orch.state.tables.LocalTable`, which reads a batch's own writes from overlays
+and hands them to the store only once the batch has landed.
+
+Two backends: :class:`MemoryStore` here (nothing survives the process) and
+:class:`~stream_orch.state.rocks.RocksStore` (RocksDB on local disk, reused after a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+TOMBSTONE: Any = object()  # a deleted key in an overlay or a write
+
+
+class Store(Protocol):
+    """One partition of one table: JSON-serialisable values by string key."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
+        """Apply ``changes`` (TOMBSTONE deletes) and, if given, the new checkpoint: all or nothing."""
+
+    def checkpoint(self) -> int | None:
+        """The next changelog offset this store has not applied (None: a new store)."""
+
+    def items(self) -> Iterator[tuple[str, Any]]: ...
+
+    def __len__(self) -> int: ...
+
+    def size_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    def destroy(self) -> None:
+        """Close and delete everything (a store that can no longer be trusted)."""
+
+
+class MemoryStore:
+    """A dict. Nothing is kept across a restart: every assignment restores in full."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._checkpoint: int | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
+        data = self._data
+        for key, value in changes.items():
+            if value is TOMBSTONE:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        if checkpoint is not None:
+            self._checkpoint = checkpoint
+
+    def checkpoint(self) -> int | None:
+        return self._checkpoint
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self._data.items()))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def size_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._data = {}
+
+    def destroy(self) -> None:
+        self.close()
+        self._checkpoint = None
+
+
+def store_opener(kind: str, folder: Path) -> Callable[[int], Store]:
+    """Opens partition ``p`` of a table: a MemoryStore, or a RocksStore at ``folder/<p>``; a
+    RocksDB store that is corrupt is deleted and started empty (it is then restored in full)."""
+    if kind == "memory":
+        return lambda partition: MemoryStore()
+
+    def open_rocks(partition: int) -> Store:
+        from stream_orch.state.rocks import RocksStore, StoreCorrupt
+
+        path = folder / str(partition)
+        try:
+            return RocksStore(path)
+        except StoreCorrupt as exc:
+            log.warning("local state cannot be trusted, rebuilding it from the changelog: %s", exc)
+            shutil.rmtree(path, ignore_errors=True)
+            return RocksStore(path)
+
+    return open_rocks
