@@ -101,6 +101,8 @@ class NodeRunner:
         self._failure: Exception | None = None  # raised by the loop: a rebalance callback failed
         self.assigned: set[TopicPartition] = set()
         self._committed_to: dict[TopicPartition, int] = {}  # what this node committed last
+        self._to_take_over: set[TopicPartition] | None = None  # assigned, not taken over yet
+        self.ready = False  # its first assignment was taken over (/ready waits for it)
         self.recovering = False
         self.last_progress = time.monotonic()
         self.processed = 0
@@ -197,6 +199,7 @@ class NodeRunner:
         consumer, self._consumer = self._consumer, None
         self._pacer.attach(None)
         self.assigned = set()
+        self._to_take_over = None
         for table in self.local_tables:
             table.forget(table.partitions())
         if consumer is not None:
@@ -213,6 +216,7 @@ class NodeRunner:
         assert consumer is not None
         async with self._lock:
             self._pacer.clear()
+            self._to_take_over = None  # taken over here, with everything else assigned
             assigned = set(consumer.assignment())
             await self._take_over(assigned)
         log.info(
@@ -226,6 +230,11 @@ class NodeRunner:
         consumer = self._consumer
         while not self._stopping.is_set():
             self._raise_failure()
+            if self._to_take_over is not None:
+                async with self._lock:
+                    assigned, self._to_take_over = self._to_take_over, None
+                    await self._take_over(assigned)
+                    self._pacer.clear()  # resumes them (a retry not due yet is paused again)
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
             if not batches:
                 self.last_progress = time.monotonic()
@@ -377,14 +386,16 @@ class NodeRunner:
             self._pacer.forget(revoked)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        # aiokafka starts fetching the new partitions before this callback returns: hold the
-        # lock so that no batch runs against tables still being restored (it would compute on
-        # empty state, and the restore would then overwrite what it wrote).
+        """Only note the assignment: the loop takes the partitions over (fences, seeks, restores)
+        before its next fetch. Inside this callback a long restore would hold up the group, and
+        aiokafka logs and drops what it raises; in the loop a failure starts the node over. The
+        partitions stay paused until then, so nothing of them is fetched for a batch."""
         async with self._lock:
-            try:
-                await self._take_over(assigned)
-            except Exception as exc:  # aiokafka would log and drop it; the loop starts over
-                self._failure = exc
+            if self._consumer is not None and assigned:
+                self._consumer.pause(*assigned)
+            self._to_take_over = set(assigned)
+            self.recovering = True
+            self._observer.recovering(self, True)
         self._observer.rebalanced(self)
 
     async def _take_over(self, assigned: set[TopicPartition]) -> None:
@@ -414,6 +425,7 @@ class NodeRunner:
                     extra={"node": self.name},
                 )
             self.assigned = set(assigned)
+            self.ready = True
         finally:
             self.recovering = False
             self._observer.recovering(self, False)

@@ -79,7 +79,7 @@ class NodeObserver(NullObserver):
     def recovering(self, runner: NodeRunner, active: bool) -> None:
         for table in runner.local_tables:
             self.metrics.set_recovering(runner.name, table.name, active)
-        ready = not active and all(not r.recovering for r in self._runners)
+        ready = not active and all(r.ready and not r.recovering for r in self._runners)
         self.health.set_ready(ready, "running" if ready else f"node {runner.name} is restoring its tables")
 
     def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None:

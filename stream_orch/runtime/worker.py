@@ -193,8 +193,7 @@ class Worker:
         # out of collection, and collection runs an order of magnitude less often.
         gc.freeze()
         gc.set_threshold(50_000, 20, 50)
-        if not any(r.recovering for r in self.runners.values()):
-            self.health.set_ready(True, "running")
+        # /ready turns 200 once every node has taken over its first assignment (the observer)
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); return the exit code."""

@@ -21,6 +21,7 @@ from rocksdict import Options, Rdict, WriteBatch
 from stream_orch.state.store import TOMBSTONE
 
 CHECKPOINT_KEY = b"\x00stream-orch.checkpoint"
+COUNT_KEY = b"\x00stream-orch.count"  # exact number of keys: RocksDB only estimates it
 FORMAT_KEY = b"\x00stream-orch.format"
 FORMAT = b"1"
 
@@ -44,6 +45,7 @@ class RocksStore:
             self._db: Rdict | None = Rdict(str(path), _options())
             found = self._db.get(FORMAT_KEY)
             checkpoint = self._db.get(CHECKPOINT_KEY)
+            self._count = int(self._db.get(COUNT_KEY) or 0)
         except Exception as exc:
             self._db = None
             if "lock" in str(exc).lower():
@@ -66,17 +68,27 @@ class RocksStore:
         return default if raw is None else orjson.loads(raw)
 
     def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
-        assert self._db is not None
+        db = self._db
+        assert db is not None
         batch = WriteBatch(raw_mode=True)
+        count = self._count
         for key, value in changes.items():
+            raw = key.encode()
+            # key_may_exist is exact when it says no (most new keys); a yes is checked with a get
+            existed = db.key_may_exist(raw) and db.get(raw) is not None
             if value is TOMBSTONE:
-                batch.delete(key.encode())
+                if existed:
+                    batch.delete(raw)
+                    count -= 1
             else:
-                batch.put(key.encode(), orjson.dumps(value))
+                batch.put(raw, orjson.dumps(value))
+                count += not existed
+        batch.put(COUNT_KEY, str(count).encode())
         if checkpoint is not None:
             batch.put(CHECKPOINT_KEY, str(checkpoint).encode())
             self._checkpoint = checkpoint
-        self._db.write(batch)
+        db.write(batch)
+        self._count = count
 
     def checkpoint(self) -> int | None:
         return self._checkpoint
@@ -88,11 +100,7 @@ class RocksStore:
                 yield key.decode(), orjson.loads(raw)
 
     def __len__(self) -> int:
-        assert self._db is not None
-        try:
-            return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        except Exception:
-            return 0
+        return self._count
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())

@@ -66,6 +66,7 @@ def test_a_rocksdb_store_keeps_data_and_checkpoint_across_a_reopen(tmp_path: Pat
     again = RocksStore(tmp_path / "p0")
     assert again.get("k") == {"n": [1, 2]} and again.get("gone") is None
     assert again.checkpoint() == 11
+    assert len(again) == 1, "an exact key count, kept across the reopen"
     assert dict(again.items()) == {"k": {"n": [1, 2]}}, "the checkpoint is not a table key"
     again.close()
 
