@@ -40,7 +40,7 @@ from benchmarks.kafka import (
     delete_topics,
     sweep_topics,
 )
-from benchmarks.procs import HostSampler, TreeSampler, Worker, host_cores
+from benchmarks.procs import HostSampler, TreeSampler, Worker, window_cores
 
 POLL_S = 0.05
 STARTUP_TIMEOUT_S = 90.0  # first output must appear within this (Faust and Quix start slowly)
@@ -194,11 +194,7 @@ async def _throughput_phase(
     result = sustained(samples, expected)
     i0, i1 = result.pop("window")
     dt = samples[i1][0] - samples[i0][0]
-    cores = host_cores(host[i0], host[i1], dt)
-    cores["contender"] = (samples[i1][2] - samples[i0][2]) / max(dt, 1e-9)
-    # what other processes on the machine used during the window: the load this figure competed with
-    cores["others"] = max(0.0, cores["machine"] - cores["broker"] - cores["harness"] - cores["contender"])
-    result["window_cores"] = {k: round(v, 3) for k, v in cores.items()}
+    result["window_cores"] = window_cores(host[i0], host[i1], samples[i1][2] - samples[i0][2], dt)
     if c.transactional:
         await _count_committed(ctx, topics, kind, expected, result)
     first = next(s for s in samples if s[1] > 0)
@@ -216,14 +212,12 @@ async def _throughput_phase(
 async def _count_committed(
     ctx: Context, topics: RunTopics, kind: str, expected: int, result: dict[str, Any]
 ) -> None:
-    """Correct a transactional contender's figures for the commit markers in its offsets.
+    """Take the commit markers out of a transactional contender's figures.
 
-    Under exactly-once every committed transaction leaves a control record (one offset, not a
-    record anyone reads) in each output partition it wrote to, so the offset sum overstates the
-    records by that much. After the window (so the reading does not compete with the contender)
-    the committed records are counted once; rate and CPU per 1k are scaled by records / offsets,
-    i.e. markers are assumed spread evenly over the run, which holds for a steady batch size.
-    """
+    Every committed transaction leaves a control record (an offset, not a record) in each output
+    partition it wrote to. After the window (so reading does not compete with the contender) the
+    committed records are counted once; rate and CPU per 1k are scaled by records / offsets
+    (markers assumed spread evenly over the run, true for a steady batch size)."""
     try:
         counted = topics.counted(kind)
         records, offsets = await committed_at_least(ctx.bootstrap, counted, expected, timeout_s=30)

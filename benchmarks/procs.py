@@ -184,6 +184,17 @@ def host_cores(a: tuple[float, float, float], b: tuple[float, float, float], dt:
     return {"machine": machine, "broker": broker, "harness": harness}
 
 
+def window_cores(
+    host_a: tuple[float, float, float], host_b: tuple[float, float, float], contender_cpu_s: float, dt: float
+) -> dict[str, float]:
+    """Cores busy over a measurement window: machine, broker, harness, contender, and others, i.e.
+    what other processes on the machine used: the load the window's figure competed with."""
+    cores = host_cores(host_a, host_b, dt)
+    cores["contender"] = contender_cpu_s / max(dt, 1e-9)
+    cores["others"] = max(0.0, cores["machine"] - cores["broker"] - cores["harness"] - cores["contender"])
+    return {k: round(v, 3) for k, v in cores.items()}
+
+
 async def wait_quiet(
     broker_pid: int | None,
     *,

@@ -273,8 +273,8 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
             [max(0.0, (s.get("max") or v) - v) for v, s in zip(values, spreads, strict=True)],
         ]
         ax.barh(names, values, color=colors, xerr=err, capsize=3, ecolor="0.3")
-        for i, v in enumerate(values):
-            ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
+        for i, (v, sp) in enumerate(zip(values, spreads, strict=True)):
+            ax.text(max(v, sp.get("max") or v), i, f" {v:,.0f}", va="center", fontsize=8)  # past the whisker
         ax.invert_yaxis()
         ax.set_xlabel("events/s (median of rounds; whiskers min-max)")
         ax.set_title(

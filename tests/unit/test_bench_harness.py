@@ -13,7 +13,7 @@ from benchmarks import fraud_logic as fl
 from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
 from benchmarks.measure import percentile, sustained
-from benchmarks.procs import wait_quiet
+from benchmarks.procs import wait_quiet, window_cores
 from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
 
@@ -380,3 +380,9 @@ def test_cpu_per_event_is_compared_within_rounds_too() -> None:
         results["contenders"][name]["runs"] = [{"round": r, "cpu_s_per_1k": v} for r, v in enumerate(values)]
     line = ", ".join(cpu_ratios(results))
     assert line == "quix_forward 3.7 (3.3-4.0), engine_forward 2.5 (2.5-2.5)"
+
+
+def test_window_cores_attribute_the_rest_of_the_machine_to_other_processes() -> None:
+    # over 2 s: machine 3.0 CPU s, broker 0.6, harness 0.1, contender 1.0 -> others 1.3 s = 0.65 cores
+    cores = window_cores((10.0, 5.0, 1.0), (13.0, 5.6, 1.1), contender_cpu_s=1.0, dt=2.0)
+    assert cores == {"machine": 1.5, "broker": 0.3, "harness": 0.05, "contender": 0.5, "others": 0.65}
