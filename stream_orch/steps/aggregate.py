@@ -4,15 +4,18 @@ For a record with time ``t`` the result covers the records of the same key with 
 ``(t - window, t]``, this one included: ``count`` of them, or ``sum``/``min``/``max``/``avg``
 of their ``field``. Records of a batch are applied in order.
 
-State: ``ctx.table(table)`` maps ``str(record[key])`` to a list of ``[ts, value]`` pairs
-(``value`` is null for ``count``), sorted by ``ts``; an entry is ``[ts, value, offset]`` when
+State: ``ctx.table(table)`` keeps, per ``str(record[key])``, a list of ``[ts, value]`` pairs
+(``value`` is null for ``count``), sorted by ``ts``, in records of bounded size
+(:mod:`stream_orch.steps.windows`: one record, or chunks of 256 entries for a busy key); an
+entry is ``[ts, value, offset]`` when
 the event knows its source offset (``event.source_offset``: the input offset, kept through the
 retry tiers). The offset makes the step idempotent: an event replayed after a crash between the
 changelog write and the offset commit finds its own entry (same ``ts``, same offset, found by
 bisection) and gets its result again without being counted twice. The table is split by input
 partition and a retried record comes back on the partition it left, so the offset alone
-identifies the event within one key's list. Entries are written back once per key per batch (one
-changelog record per key per batch). After each record, pairs with
+identifies the event within one key's list. Entries are written back once per key per batch:
+one changelog record for a key with up to 256 entries, else only the chunks that changed.
+After each record, pairs with
 ``ts <= newest - window - grace`` are pruned, where ``newest`` is the newest time seen for the
 key and ``grace`` defaults to one window: a record up to ``grace`` late (out of order) still
 gets the exact result; a record later than that is counted against what is left.
@@ -24,11 +27,13 @@ a timer, like dedupe's) deletes keys whose newest time is at or before
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from typing import Any
 
+from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+from stream_orch.steps.windows import Window
 
 
 def _ts(pair: list[Any]) -> Any:
@@ -77,13 +82,12 @@ class AggregateStepImpl:
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
-        get = table.get
         key_field, time_field, value_field = self.key, self.time_field, self.field
         window, keep = self.window_ms, self.window_ms + self.grace_ms
         function, as_ = self.function, self.as_
         is_count = function == "count"
         watermarks = self.watermarks
-        touched: dict[tuple[int, str], list[list[Any]]] = {}
+        touched: dict[tuple[int, str], Window] = {}
         out: list[Event] = []
         append = out.append
         for event in events:
@@ -105,21 +109,22 @@ class AggregateStepImpl:
             key = key if key.__class__ is str else str(key)
             partition = event.partition
             slot = (partition, key)
-            pairs = touched.get(slot)
-            if pairs is None:
-                stored = get(key, partition)
-                # a copy: the stored list changes only through table.set at the end of the batch
-                pairs = list(stored) if stored else []
-                touched[slot] = pairs
+            win = touched.get(slot)
+            if win is None:
+                # a copy: the stored entries change only through windows.save at the end of the batch
+                win = touched[slot] = windows.load(table, key, partition)
+            pairs = win.entries
             offset = event.source_offset
             entry = [t, value] if offset < 0 else [t, value, offset]
             if not pairs or pairs[-1][0] < t:
                 pairs.append(entry)
                 hi = len(pairs)
+                win.changed_at(hi - 1)
             else:
                 hi = bisect_right(pairs, t, key=_ts)
                 if offset < 0 or not _has_offset(pairs, t, offset, hi):
-                    insort(pairs, entry, key=_ts)
+                    pairs.insert(hi, entry)  # after the entries with the same time, as insort does
+                    win.changed_at(hi)
                     hi += 1
             lo = bisect_right(pairs, t - window, key=_ts, hi=hi)
             if is_count:
@@ -137,13 +142,12 @@ class AggregateStepImpl:
             record[as_] = result
             newest = pairs[-1][0]
             if pairs[0][0] <= newest - keep:
-                del pairs[: bisect_right(pairs, newest - keep, key=_ts)]
+                win.drop_head(bisect_right(pairs, newest - keep, key=_ts))
             if newest > watermarks.get(partition, -(2**63)):
                 watermarks[partition] = newest
             append(event)
-        put = table.set
-        for (partition, key), pairs in touched.items():
-            put(key, pairs, partition)
+        for (partition, _key), win in touched.items():
+            windows.save(table, win, partition)
         return out
 
     def prune(self, table: Table, partition: int, watermark_ms: int | None = None) -> int:
@@ -153,7 +157,15 @@ class AggregateStepImpl:
             if watermark_ms is None:
                 return 0
         cutoff = watermark_ms - self.window_ms - self.grace_ms
-        expired = [key for key, pairs in table.items(partition) if not pairs or pairs[-1][0] <= cutoff]
+        expired = []
+        for key, head in table.items(partition):
+            if windows.is_chunk(key):
+                continue
+            newest = windows.newest_of(head)
+            if newest is None or newest <= cutoff:
+                expired.append(key)
         for key in expired:
-            table.delete(key, partition)
+            win = windows.load(table, key, partition)
+            win.entries.clear()
+            windows.save(table, win, partition)  # the key's record and its chunks, deleted
         return len(expired)

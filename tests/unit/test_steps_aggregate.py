@@ -43,7 +43,7 @@ async def test_state_carries_across_batches_and_is_json_serialisable():
     assert got == [3]
     table = ctx.tables["account_velocity"]
     restored = orjson.loads(orjson.dumps(table.get("A-1", 0)))  # as the changelog stores it
-    assert restored == [[T, None], [T + S, None], [T + 2 * S, None]]
+    assert restored["e"] == [[T, None], [T + S, None], [T + 2 * S, None]]
     table.set("A-1", restored, 0)
     got, _ = await velocities([T + 3 * S], ctx, build(VELOCITY))  # a new worker, restored state
     assert got == [4]
@@ -65,7 +65,7 @@ async def test_out_of_order_events_get_the_exact_count():
 async def test_state_is_pruned_relative_to_the_newest_time():
     step, ctx = build(VELOCITY), FakeContext()
     await velocities([T + i * S for i in range(0, 300, 10)], ctx, step)
-    pairs = ctx.tables["account_velocity"].get("A-1", 0)
+    pairs = ctx.tables["account_velocity"].get("A-1", 0)["e"]
     newest = T + 290 * S
     assert all(ts > newest - 120 * S for ts, _ in pairs)  # window + one window of grace
     assert step.prune(ctx.tables["account_velocity"], 0, newest + 121 * S) == 1
@@ -112,7 +112,7 @@ async def test_a_replayed_event_is_not_counted_twice():
     assert [e.value["velocity_60s"] for e in first] == [1, 2, 3]
     replay = await step.run(_at([(10, T), (11, T + S), (12, T + S), (13, T + 2 * S)]), ctx)
     assert [e.value["velocity_60s"] for e in replay] == [1, 3, 3, 4]  # same-ts entries count together
-    assert len(ctx.tables["account_velocity"].get("A-1", 0)) == 4
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 4
     late = await step.run(_at([(11, T + S)]), ctx)  # a retried event arrives with its source offset
     assert [e.value["velocity_60s"] for e in late] == [3]
-    assert len(ctx.tables["account_velocity"].get("A-1", 0)) == 4
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 4
