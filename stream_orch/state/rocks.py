@@ -99,6 +99,18 @@ class RocksStore:
             if not key.startswith(b"\x00"):
                 yield key.decode(), orjson.loads(raw)
 
+    def scan(self, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        assert self._db is not None
+        stop = end.encode()
+        it = self._db.iter()
+        it.seek(start.encode())
+        while it.valid():
+            key = it.key()
+            if key >= stop:
+                break
+            yield key.decode(), orjson.loads(it.value())
+            it.next()
+
     def __len__(self) -> int:
         return self._count
 

@@ -37,6 +37,9 @@ class Store(Protocol):
 
     def items(self) -> Iterator[tuple[str, Any]]: ...
 
+    def scan(self, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        """The keys in ``[start, end)``, in key order."""
+
     def __len__(self) -> int: ...
 
     def size_bytes(self) -> int: ...
@@ -72,6 +75,11 @@ class MemoryStore:
 
     def items(self) -> Iterator[tuple[str, Any]]:
         return iter(list(self._data.items()))
+
+    def scan(self, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        # a full pass: the memory backend is for tables small enough to restore in full anyway
+        data = self._data
+        return iter([(k, data[k]) for k in sorted(k for k in data if start <= k < end)])
 
     def __len__(self) -> int:
         return len(self._data)

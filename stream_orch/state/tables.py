@@ -107,6 +107,23 @@ class LocalTable:
                     merged[key] = value
         return iter(list(merged.items()))
 
+    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        """The partition's keys in ``[start, end)`` with the batches in flight applied (not in key
+        order). RocksDB reads only that range: expiry by a time index needs no full scan."""
+        overlaid: dict[str, Any] = {}
+        for overlay in [*(s.overlay for s in self._pending), self._writes]:
+            for key, value in overlay.get(partition, {}).items():
+                if start <= key < end:
+                    overlaid[key] = value
+        store = self._stores.get(partition)
+        if store is not None:
+            for key, value in store.scan(start, end):
+                if key not in overlaid:
+                    yield key, value
+        for key, value in overlaid.items():
+            if value is not TOMBSTONE:
+                yield key, value
+
     def __len__(self) -> int:
         return sum(len(s) for s in self._stores.values())
 
@@ -196,6 +213,9 @@ class GlobalTable:
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         return iter(list(self._data.items()))
+
+    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        return iter([(k, v) for k, v in self._data.items() if start <= k < end])
 
     def __len__(self) -> int:
         return len(self._data)

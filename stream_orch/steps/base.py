@@ -54,6 +54,10 @@ class Table(Protocol):
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]: ...
 
+    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        """The keys in ``[start, end)`` (any order); a local table on RocksDB reads only those."""
+        ...
+
 
 class StepContext(Protocol):
     """What the executor offers a step while it processes one batch."""

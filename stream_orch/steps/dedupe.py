@@ -15,13 +15,24 @@ Pruning: nothing expires by itself. The step tracks, per partition, the newest e
 seen (its watermark); the runtime calls :meth:`DedupeStepImpl.prune` on a timer (every minute,
 say) with each owned partition's table, which deletes identifiers last seen at or before
 ``watermark - horizon`` (they can no longer make a record a duplicate, unless that record is
-more than ``horizon`` late).
+more than ``horizon`` late). It finds them through a time index kept in the same table (a key
+``<RS><minute bucket><RS><identifier>`` per identifier and bucket it was seen in; RS is the ASCII
+record separator, so index keys sort before identifiers), reading only the expired buckets: a
+24 h horizon of hundreds of millions of identifiers is never scanned whole. An index entry whose
+identifier was seen again later is dropped without deleting the identifier.
 """
 
 from __future__ import annotations
 
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+
+BUCKET_MS = 60_000
+INDEX = "\x1e"
+
+
+def index_key(seen_ms: int, ident: str) -> str:
+    return f"{INDEX}{seen_ms // BUCKET_MS:015d}{INDEX}{ident}"
 
 
 class DedupeStepImpl:
@@ -35,8 +46,8 @@ class DedupeStepImpl:
         self.time_field = time_field
         self.watermarks: dict[int, int] = {}  # partition -> newest event time seen
         self._table: Table | None = None
-        # this batch's marks: id(event) -> (partition, key, value before, value set)
-        self._marks: dict[int, tuple[int, str, int | None, int]] = {}
+        # this batch's marks by the event's coordinates: (partition, key, value before, value set)
+        self._marks: dict[tuple[str, int, int], tuple[int, str, int | None, int]] = {}
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = self._table = ctx.table(self.table_name)
@@ -69,7 +80,9 @@ class DedupeStepImpl:
             newest = ts if seen is None or ts > seen else seen
             batch[slot] = newest
             put(key, newest, partition)
-            marks[id(event)] = (partition, key, seen, newest)
+            if seen is None or newest // BUCKET_MS != seen // BUCKET_MS:
+                put(index_key(newest, key), 1, partition)
+            marks[(event.topic, event.partition, event.offset)] = (partition, key, seen, newest)
             if ts > watermarks.get(partition, -1):
                 watermarks[partition] = ts
             append(event)
@@ -85,7 +98,7 @@ class DedupeStepImpl:
             return 0
         undone = 0
         for event in failed:
-            mark = marks.get(id(event))
+            mark = marks.get((event.topic, event.partition, event.offset))
             if mark is None:
                 continue
             partition, key, before, set_to = mark
@@ -93,8 +106,9 @@ class DedupeStepImpl:
                 continue
             if before is None:
                 table.delete(key, partition)
+                table.delete(index_key(set_to, key), partition)
             else:
-                table.set(key, before, partition)
+                table.set(key, before, partition)  # set_to's index entry goes at its prune
             undone += 1
         return undone
 
@@ -108,7 +122,14 @@ class DedupeStepImpl:
             if watermark_ms is None:
                 return 0
         cutoff = watermark_ms - self.horizon_ms
-        expired = [key for key, seen in table.items(partition) if not isinstance(seen, int) or seen <= cutoff]
-        for key in expired:
-            table.delete(key, partition)
-        return len(expired)
+        # the buckets that end at or before the cutoff: every id in them was seen then
+        end = f"{INDEX}{(cutoff + 1) // BUCKET_MS:015d}"
+        deleted = 0
+        for index, _ in list(table.scan(partition, INDEX, end)):
+            key = index.split(INDEX, 2)[2]
+            seen = table.get(key, partition)
+            if seen is not None and (not isinstance(seen, int) or seen <= cutoff):
+                table.delete(key, partition)
+                deleted += 1
+            table.delete(index, partition)
+        return deleted

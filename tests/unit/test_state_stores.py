@@ -91,3 +91,13 @@ def test_memory_store_forgets_on_close() -> None:
     assert (store.get("k"), store.checkpoint(), len(store)) == (1, 3, 1)
     store.destroy()
     assert (store.get("k"), store.checkpoint()) == (None, None)
+
+
+def test_scan_reads_a_key_range_with_the_batches_in_flight_applied(table: LocalTable) -> None:
+    for key in ("a1", "a2", "b1", "c1"):
+        table.set(key, key, 0)
+    table.seal().land({("t.changelog", 0): 3})
+    table.delete("a2", 0)
+    table.set("a3", "a3", 0)
+    assert sorted(table.scan(0, "a", "b")) == [("a1", "a1"), ("a3", "a3")]
+    assert sorted(table._stores[0].scan("b", "c2")) == [("b1", "b1"), ("c1", "c1")]

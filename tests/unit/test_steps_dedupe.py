@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from step_harness import FakeContext, MemoryTable, build, events, run_step, txn
 
+from stream_orch.steps.dedupe import index_key
+
 H = 3_600_000
 T = 1_700_000_000_000
 DEDUPE = {"step": "dedupe", "field": "txn_id", "table": "seen_txns", "horizon": "24h"}
@@ -61,8 +63,32 @@ async def test_prune_deletes_ids_older_than_the_horizon():
     table = ctx.tables["seen_txns"]
     assert step.watermarks == {0: T + 25 * H}
     assert step.prune(table, 0) == 1
-    assert dict(table.items(0)) == {"new": T + 25 * H}
+    assert dict(table.items(0)) == {"new": T + 25 * H, index_key(T + 25 * H, "new"): 1}
     assert step.prune(table, 5) == 0
+
+
+class _ScanCounting(MemoryTable):
+    def __init__(self) -> None:
+        super().__init__("seen_txns")
+        self.scanned = 0
+
+    def scan(self, partition, start, end):  # type: ignore[no-untyped-def]
+        found = list(super().scan(partition, start, end))
+        self.scanned += len(found)
+        return iter(found)
+
+
+async def test_prune_reads_only_the_expired_part_of_the_time_index():
+    step, ctx = build(DEDUPE), FakeContext()
+    table = ctx.tables["seen_txns"] = _ScanCounting()
+    old = [txn(txn_id=f"old-{i}", ts=T + i) for i in range(100)]
+    fresh = [txn(txn_id=f"new-{i}", ts=T + 25 * H + i) for i in range(1000)]
+    await run_step(step, old + fresh, ctx)
+    assert step.prune(table, 0) == 100
+    assert table.scanned == 100, "only the index entries of expired buckets are read"
+    assert table.get("old-0", 0) is None and table.get("new-0", 0) == T + 25 * H
+    seen_again, _ = await run_step(step, [txn(txn_id="new-1", ts=T + 25 * H + 1)], ctx)
+    assert seen_again == [], "a live id is still a duplicate"
 
 
 async def test_an_event_that_fails_later_in_the_batch_gives_its_id_back():
