@@ -31,6 +31,7 @@ COMMANDS = (
     "generate",
     "dlq",
     "lag",
+    "table",
 )
 
 _SETTING_FLAGS = {

@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness) and ``/ready`` (readiness).
+"""The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness), ``/ready`` (readiness) and
+``/tables`` (local table stats; ``/tables/<name>/<key>`` one key's value).
 
 aiohttp (already installed with Faust) runs it on the worker's own event loop, so serving a
 scrape costs no thread and reads the metrics and health flags without locks.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
@@ -39,7 +41,15 @@ def _json(status: int, body: dict) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
-def make_app(metrics: Metrics, health: HealthState | None = None) -> web.Application:
+class Tables(Protocol):
+    def stats(self) -> dict[str, Any]: ...
+
+    def lookup(self, name: str, key: str) -> dict[str, Any] | None: ...
+
+
+def make_app(
+    metrics: Metrics, health: HealthState | None = None, tables: Tables | None = None
+) -> web.Application:
     """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
@@ -61,22 +71,38 @@ def make_app(metrics: Metrics, health: HealthState | None = None) -> web.Applica
         ready, body = health.readiness()
         return _json(200 if ready else 503, body)
 
+    async def tables_handler(request: web.Request) -> web.Response:
+        return _json(200, tables.stats() if tables is not None else {})
+
+    async def table_key_handler(request: web.Request) -> web.Response:
+        name, key = request.match_info["name"], request.match_info["key"]
+        found = tables.lookup(name, key) if tables is not None else None
+        if found is None:
+            return _json(404, {"error": f"no local table {name!r} on this worker"})
+        return _json(200 if found["partition"] is not None else 404, found)
+
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text="stream-orch: /metrics /health /ready\n")
+        return web.Response(text="stream-orch: /metrics /health /ready /tables\n")
 
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/ready", ready_handler)
+    app.router.add_get("/tables", tables_handler)
+    app.router.add_get("/tables/{name}/{key}", table_key_handler)
     return app
 
 
 async def serve(
-    metrics: Metrics, health: HealthState | None = None, host: str = "127.0.0.1", port: int = 9308
+    metrics: Metrics,
+    health: HealthState | None = None,
+    host: str = "127.0.0.1",
+    port: int = 9308,
+    tables: Tables | None = None,
 ) -> ObservabilityServer:
     """Starts serving and returns once the socket is bound (port 0 picks a free port)."""
-    runner = web.AppRunner(make_app(metrics, health), access_log=None)
+    runner = web.AppRunner(make_app(metrics, health, tables), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

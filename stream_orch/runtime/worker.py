@@ -25,6 +25,7 @@ from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
+from stream_orch.runtime.inspect import TableInspector
 from stream_orch.runtime.membership import MemberSlot, claim_slot
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
@@ -102,6 +103,9 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._slot: MemberSlot | None = None
 
+    def _local_tables(self) -> list[tuple[str, LocalTable]]:
+        return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
+
     def _stores_dir(self, instance_id: str | None) -> Path:
         """Local state of this worker: one folder per worker (its static member id), so two
         workers on one host never open the same RocksDB, and a restarted one finds its own."""
@@ -131,7 +135,11 @@ class Worker:
             from stream_orch.observability.http import serve
 
             self._server = await serve(
-                self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port
+                self.metrics,
+                self.health,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                tables=TableInspector(self._local_tables),
             )
         partitions = PartitionMap(counts)
         for name, table in spec.tables.items():

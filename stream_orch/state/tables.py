@@ -170,6 +170,10 @@ class LocalTable:
         store = self._stores[partition] = self._open_store(partition)
         return store
 
+    def partition_stats(self, partition: int) -> dict[str, Any]:
+        store = self._stores[partition]
+        return {"keys": len(store), "bytes_on_disk": store.size_bytes(), "checkpoint": store.checkpoint()}
+
     def checkpoint(self, partition: int) -> int | None:
         store = self._stores.get(partition)
         return None if store is None else store.checkpoint()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from kafka_helpers import run_cli
 
 from tests.topology_harness import (
     REPO,
@@ -321,15 +322,28 @@ async def test_state_survives_a_killed_worker(fraud, local_state: str) -> None:
         return metrics[(name, (("node", "score_transactions"), ("table", table)))]
 
     # what the restart read from the changelogs: nothing with the local stores kept; else r0..r2
-    # in the dedupe table and account A-8's velocity window
+    # and their time-index entries in the dedupe table, and account A-8's velocity window
     if local_state == "kept":
         assert table("stream_orch_table_restored_records_total", "seen_txns") == 0
         assert table("stream_orch_table_restored_records_total", "account_velocity") == 0
     else:
-        assert table("stream_orch_table_restored_records_total", "seen_txns") == 3
+        assert table("stream_orch_table_restored_records_total", "seen_txns") == 6  # ids + time index
         assert table("stream_orch_table_restored_records_total", "account_velocity") >= 1
     if local_state == "corrupt":
         assert "cannot be trusted, rebuilding it from the changelog" in worker.log()
+
+    # ops can look inside: per partition keys and checkpoint, and one key's value
+    code, out, err = await run_cli("--metrics-port", str(worker.metrics_port), "table", "stats")
+    assert code == 0, err
+    stats = orjson.loads(out)
+    seen = stats["seen_txns"]["partitions"]
+    assert sum(p["keys"] for p in seen.values()) >= 6  # r0..r5 and their time-index entries
+    assert all(p["checkpoint"] is not None for p in seen.values() if p["keys"])
+    code, out, err = await run_cli("table", "get", "account_velocity", "A-8", "--url", worker.url)
+    assert code == 0, err
+    assert len(orjson.loads(out)["value"]["e"]) == 6
+    code, out, _ = await run_cli("table", "get", "account_velocity", "A-nobody", "--url", worker.url)
+    assert code == 1 and orjson.loads(out)["value"] is None
     assert table("stream_orch_table_restore_remaining_records", "seen_txns") == 0
     assert table("stream_orch_table_recovering", "seen_txns") == 0
     assert worker.terminate() == 0

@@ -1,0 +1,64 @@
+"""``stream-orch table stats|get``: look inside a running worker's local tables (its /tables)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from stream_orch.errors import UserError
+from stream_orch.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "table",
+        help="local table stats and values of a running worker",
+        description="Asks a running worker's HTTP endpoint (/tables); --url defaults to "
+        "http://127.0.0.1:<metrics port>.",
+    )
+    sub = parser.add_subparsers(dest="table_command", metavar="ACTION")
+    p = sub.add_parser("stats", help="per table and partition: keys, bytes on disk, checkpointed offset")
+    p.add_argument("--url", help="the worker's base URL")
+    p.set_defaults(func=_stats)
+    p = sub.add_parser("get", help="one key's current value (and the partition holding it)")
+    p.add_argument("table", help="table name")
+    p.add_argument("key", help="table key (e.g. a txn_id of seen_txns, an account_id of account_velocity)")
+    p.add_argument("--url", help="the worker's base URL")
+    p.set_defaults(func=_get)
+    parser.set_defaults(func=lambda args, settings: parser.error("choose an action: stats or get"))
+
+
+async def _fetch(url: str) -> tuple[int, Any]:
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, timeout=aiohttp.ClientTimeout(10)) as r,
+        ):
+            return r.status, orjson.loads(await r.read())
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+        raise UserError(
+            f"no worker answered at {url}: {type(exc).__name__} (start one, or pass --url)"
+        ) from None
+
+
+def _base(args: argparse.Namespace, settings: Settings) -> str:
+    return (args.url or f"http://127.0.0.1:{settings.metrics_port}").rstrip("/")
+
+
+async def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    _, body = await _fetch(_base(args, settings) + "/tables")
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+async def _get(args: argparse.Namespace, settings: Settings) -> int:
+    status, body = await _fetch(
+        f"{_base(args, settings)}/tables/{quote(args.table, safe='')}/{quote(args.key, safe='')}"
+    )
+    print(orjson.dumps(body).decode())
+    return 0 if status == 200 else 1
