@@ -110,16 +110,16 @@ class Router:
         for event in events:
             value = event.value
             key = event.key
-            chosen = default
-            for condition, plan in choices:
-                if condition(value):
-                    chosen = plan
-                    break
             rendered: list[tuple[Target, bytes | None, bytes]] = []
             large = False
             key_field: str | None = None  # the last key read from the record, reused by the next
             value_key: bytes | None = None  # output keyed by the same field (Target.key_of inline)
             try:
+                chosen = default
+                for condition, plan in choices:
+                    if condition(value):
+                        chosen = plan
+                        break
                 for target, same_as in chosen:
                     if target.setters:
                         out_key, payload = target.render(value, key)

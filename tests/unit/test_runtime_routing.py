@@ -206,3 +206,11 @@ nodes:
         {"k": "same", "n": 2, "copy": True},
     ]
     assert {k for k, _, _, _ in records} == {b"same"}
+
+
+def test_a_condition_that_cannot_be_evaluated_sends_the_event_to_the_dlq() -> None:
+    unscored = scored(0.1)
+    unscored["score"] = "high"  # `score >= 0.8` compares text with a number
+    by_task, ctx, _, _ = route(event(unscored, offset=1), event(scored(0.1), offset=2))
+    assert [dict(h)[H.SRC_OFFSET] for *_, h in outputs(by_task)["transactions.enriched"]] == [b"2"]
+    assert [f.reason.split(":")[0] for f in ctx.failures] == ["routing_error"]
