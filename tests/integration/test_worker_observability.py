@@ -509,8 +509,9 @@ async def test_every_dashboard_and_alert_metric_is_on_a_running_worker(
     assert sum(gauge(samples, "stream_orch_retries_total", node=node, tier="1")) == 1
     assert sum(gauge(samples, "stream_orch_dead_lettered_total", node=node)) == 2
     assert sum(gauge(samples, "stream_orch_events_dropped_total", node=node)) == 1
-    # table sizes follow the batches: 2 txn_ids kept by dedupe (ok-1, big), both in account A-1's window
-    assert gauge(samples, "stream_orch_table_entries", node=node, table="seen_txns") == [2.0]
+    # table sizes follow the batches: 2 txn_ids kept by dedupe (ok-1, big) and their 2 time-index
+    # entries, both in account A-1's window
+    assert gauge(samples, "stream_orch_table_entries", node=node, table="seen_txns") == [4.0]
     assert gauge(samples, "stream_orch_table_entries", node=node, table="account_velocity") == [1.0]
 
     assert worker.terminate() == 0
