@@ -48,8 +48,13 @@ class Sealed:
 
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """The changelog records: (partition, key, value or None for a tombstone)."""
+        # copied out of orjson's page-sized buffer: kept until acknowledged, each would hold a page
         return [
-            (partition, key.encode(), None if value is TOMBSTONE else orjson.dumps(value))
+            (
+                partition,
+                key.encode(),
+                None if value is TOMBSTONE else memoryview(orjson.dumps(value)).tobytes(),
+            )
             for partition, writes in self.overlay.items()
             for key, value in writes.items()
         ]
