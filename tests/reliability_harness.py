@@ -225,15 +225,7 @@ def account(
     return acc
 
 
-# Every topic the fraud topology's score_transactions node writes (names before isolation).
-FRAUD_OUTPUTS = [
-    "transactions.enriched",
-    "fraud.alerts",
-    "account.actions",
-    "fraud.review",
-    "transactions.approved",
-    "transactions.dlq",
-]
+FRAUD_OUTPUTS = th.FRAUD_OUTPUTS
 
 
 def duplicated_per_topic(records: dict[str, list[Any]]) -> dict[str, int]:

@@ -27,6 +27,16 @@ from stream_orch.transport.metadata import wait_for_metadata
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("STREAM_ORCH_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
+# Every topic the fraud topology's score_transactions node writes (names before isolation).
+FRAUD_OUTPUTS = [
+    "transactions.enriched",
+    "fraud.alerts",
+    "account.actions",
+    "fraud.review",
+    "transactions.approved",
+    "transactions.dlq",
+]
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
 
 

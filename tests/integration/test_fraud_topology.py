@@ -16,6 +16,7 @@ import pytest
 from kafka_helpers import run_cli
 
 from tests.topology_harness import (
+    FRAUD_OUTPUTS,
     REPO,
     WorkerProcess,
     collect,
@@ -150,14 +151,7 @@ async def test_rules_a_to_i(fraud) -> None:
     await asyncio.sleep(1.5)
     await produce_raw(t["customers"], [profile(500, "C-000500", "NL", "low", 30.0)])  # late profile
 
-    outputs = [
-        "transactions.enriched",
-        "fraud.alerts",
-        "account.actions",
-        "fraud.review",
-        "transactions.approved",
-        "transactions.dlq",
-    ]
+    outputs = FRAUD_OUTPUTS
     got = await collect(
         [t[o] for o in outputs],
         until=lambda s: len(s[t["transactions.enriched"]]) >= 13 and len(s[t["transactions.dlq"]]) >= 10,

@@ -96,18 +96,14 @@ async def test_keys_are_partitioned_like_the_java_client(kafka_bootstrap: str, u
     assert len({r.partition for r in records}) > 1
 
 
+def _tail_from_beginning(bootstrap: str, topic: str) -> tuple[str, ...]:
+    return ("--bootstrap-servers", bootstrap, "tail", topic, "--from-beginning", "--timeout", "3")
+
+
 async def test_tail_with_group_commits_and_resumes(kafka_bootstrap: str, unique_topic: str) -> None:
     await produce_json(kafka_bootstrap, unique_topic, [{"n": i} for i in range(5)])
     group = f"{unique_topic}-g"
-    args = (
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "tail",
-        unique_topic,
-        "--from-beginning",
-        "--timeout",
-        "3",
-    )
+    args = _tail_from_beginning(kafka_bootstrap, unique_topic)
     code, out, _ = await run_cli(*args, "--group", group, "--max", "3")
     assert code == 0 and [orjson.loads(x)["value"]["n"] for x in out.splitlines()] == [0, 1, 2]
     code, out, _ = await run_cli(*args, "--group", group)
@@ -161,15 +157,7 @@ async def test_tail_reads_committed_unless_asked_for_uncommitted(
     def values(out: str) -> list[str]:
         return [orjson.loads(line)["value"]["n"] for line in out.splitlines()]
 
-    args = (
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "tail",
-        unique_topic,
-        "--from-beginning",
-        "--timeout",
-        "3",
-    )
+    args = _tail_from_beginning(kafka_bootstrap, unique_topic)
     code, out, err = await run_cli(*args)
     assert code == 0, err
     assert values(out) == ["committed"]
