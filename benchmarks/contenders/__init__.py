@@ -85,6 +85,16 @@ CONTENDERS: tuple[Contender, ...] = (
         ours=True,
     ),
     Contender(
+        "engine_fraud_memory",
+        "fraud",
+        # the at-least-once pair again, with the tables in memory: what RocksDB stores cost
+        engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO, store="memory"),
+        "engine_fraud with store: memory for its tables (RocksDB is the default)",
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO),
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
         "engine_fraud_eos",
         "fraud",
         engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=EOS),

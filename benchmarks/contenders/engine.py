@@ -67,10 +67,14 @@ def _stream_orch() -> str:
 
 
 def render(
-    topology: Path, topics: Mapping[str, str], run_env: Mapping[str, str], processing: str | None = None
+    topology: Path,
+    topics: Mapping[str, str],
+    run_env: Mapping[str, str],
+    processing: str | None = None,
+    store: str | None = None,
 ) -> dict[str, Any]:
-    """The topology as plain data, renamed for one run and with ``processing`` overridden when given
-    (see the module docstring)."""
+    """The topology as plain data, renamed for one run and with ``processing`` (and the ``store``
+    of tables written by steps) overridden when given (see the module docstring)."""
     from stream_orch.spec.loader import load_topology
 
     spec = load_topology(topology, env={**os.environ, **run_env}).spec
@@ -87,6 +91,8 @@ def render(
     for table in data.get("tables", {}).values():
         if table.get("topic"):
             table["topic"] = new(table["topic"])
+        elif store is not None:
+            table["store"] = store
     input_name = next((k for k, v in topics.items() if v == env.INPUT), None)
     for node in data["nodes"].values():
         original_input = node["input"]
@@ -104,14 +110,14 @@ def render(
 
 
 def command(
-    topology: Path, topics: Mapping[str, str], processing: str | None = None
+    topology: Path, topics: Mapping[str, str], processing: str | None = None, store: str | None = None
 ) -> Callable[[dict[str, str], Path], list[str]]:
     """argv for one worker: render the per-run copy into its state dir, run it."""
 
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
         # JSON is YAML: no YAML writer needed, and the loader reads it like the original
-        data = render(topology, topics, run_env, processing)
+        data = render(topology, topics, run_env, processing, store)
         rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS)]
 

@@ -141,10 +141,10 @@ class NodeRunner:
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
 
-        A batch that failed half-way (the broker went away, a produce timed out) has changed
-        in-memory state whose changelog may not have been written, so the node drops all its
-        state and starts over: new producers, the state from the changelogs and the records
-        from the last committed offsets. It keeps its consumer (and so its place in the group:
+        A batch that failed half-way (the broker went away, a produce timed out) wrote to its
+        tables' overlays, which never reached the stores, so the node drops them and starts
+        over: new producers, the stores brought up to date with their changelogs and the
+        records from the last committed offsets. It keeps its consumer (and so its place in the group:
         no rebalance for the other members, no wait for a new member to be let in) unless
         starting over that way keeps failing for ``REJOIN_AFTER_S``; then it re-joins the group
         with a new consumer.
@@ -210,7 +210,8 @@ class NodeRunner:
 
     async def _rewind(self) -> None:
         """Start over inside the group: every assigned partition back to its committed offset
-        and every table rebuilt from its changelog, as on a fresh assignment. Raises while the
+        and every table's stores brought up to date with its changelog (the tail after each
+        checkpoint), as on a fresh assignment. Raises while the
         broker cannot tell the committed offsets (the caller backs off and tries again)."""
         consumer = self._consumer
         assert consumer is not None

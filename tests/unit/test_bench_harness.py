@@ -205,6 +205,7 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "quix_forward",
         "quix_fraud",
         "engine_fraud",
+        "engine_fraud_memory",
         "engine_fraud_eos",
         "engine_forward",
     ]
@@ -362,6 +363,24 @@ def test_the_two_fraud_entries_differ_only_in_processing(tmp_path: Path) -> None
     assert rendered["engine_fraud"].pop("processing") == "at_least_once"
     assert rendered["engine_fraud_eos"].pop("processing") == "exactly_once"
     assert rendered["engine_fraud"] == rendered["engine_fraud_eos"]
+
+
+@pytest.mark.skipif(not engine.FRAUD_TOPOLOGY.exists(), reason="reference topology not written yet")
+def test_the_memory_entry_differs_only_in_the_stores_of_step_tables(tmp_path: Path) -> None:
+    rendered = {}
+    for name in ("engine_fraud", "engine_fraud_memory"):
+        work = tmp_path / name
+        work.mkdir()
+        rendered[name] = json.loads(Path(BY_NAME[name].argv(_run_env("bench.x.t0"), work)[2]).read_text())
+    tables = rendered["engine_fraud_memory"]["tables"]
+    assert {n: t.get("store") for n, t in tables.items()} == {
+        "customer_profiles": None,  # fed by a topic: no local store
+        "seen_txns": "memory",
+        "account_velocity": "memory",
+    }
+    for t in tables.values():
+        t.pop("store", None)
+    assert rendered["engine_fraud"] == rendered["engine_fraud_memory"]
 
 
 async def test_idle_wait_is_bounded_and_says_it_was_not_quiet() -> None:
