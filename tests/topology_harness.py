@@ -105,7 +105,9 @@ class WorkerProcess:
             "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP,
             "STREAM_ORCH_METRICS_HOST": "127.0.0.1",
             "STREAM_ORCH_LAG_INTERVAL_S": "2",  # tests watch lag change within seconds
-            "STREAM_ORCH_STATE_DIR": str(log_path.parent / "state"),  # local stores, member slots
+            # local stores and member slots: a folder per worker (as with containers), kept across
+            # its restarts
+            "STREAM_ORCH_STATE_DIR": str(log_path.with_suffix(".state")),
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

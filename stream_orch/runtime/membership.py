@@ -8,7 +8,9 @@ partitions back without a rebalance of the others.
 Workers on one host take the lowest free *slot* of their topology, held by an advisory file
 lock under the state folder. The kernel drops the lock when the process dies, however it dies,
 so a restarted worker gets its slot, and so its member id, back; a second worker started beside
-it gets the next slot. The id is ``<host>-<slot>``, or the one configured.
+it gets the next slot. The id is ``<host>-<state folder digest>-<slot>``, or the one configured:
+two workers on one host with state folders of their own have slot 0 each, and must still not
+share an id (the broker would let each fence the other, over and over).
 
 The price (measured in docs/reliability.md): a static member does not leave its groups on a
 clean stop either, so after a SIGTERM without a restart its partitions wait out the session
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -45,6 +48,7 @@ def claim_slot(folder: Path, host: str | None = None) -> MemberSlot:
     """Lock the lowest free slot under ``folder`` and return it (with its member id)."""
     folder.mkdir(parents=True, exist_ok=True)
     host = host or socket.gethostname()
+    where = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
     for slot in range(MAX_SLOTS):
         path = folder / f"{slot}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -55,5 +59,5 @@ def claim_slot(folder: Path, host: str | None = None) -> MemberSlot:
             continue
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        return MemberSlot(path, fd, f"{host}-{slot}")
+        return MemberSlot(path, fd, f"{host}-{where}-{slot}")
     raise RuntimeError(f"all {MAX_SLOTS} worker slots under {folder} are taken")
