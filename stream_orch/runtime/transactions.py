@@ -64,7 +64,10 @@ class ExactlyOnce:
         return self._inflight is not None
 
     async def assign(self, tasks: set[int]) -> None:
-        await self._close(set(self._producers) - tasks)
+        """Fresh producers for every task, kept ones too: initialising an id waits until its
+        last transaction's markers are written, so the committed offsets and changelog ends read
+        next are stable (a kept producer's commit may still be completing after a revocation)."""
+        await self._close(set(self._producers))
         await self._open(tasks)
 
     async def _open(self, tasks: set[int]) -> None:

@@ -9,7 +9,9 @@ record, so a restore cut short by a crash resumes where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,7 @@ from stream_orch.transport.reading import read_until_end
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 20_000  # records per store write while restoring
+STABLE_WAIT_S = 5.0
 RESTORE_TIMEOUT_S = 600.0
 
 Progress = Callable[[int, int], None]
@@ -53,6 +56,21 @@ class _Applier:
         self.stores[partition].write(self.buffer.pop(partition, {}), checkpoint)
 
 
+async def _stable_end(
+    consumer: Any, tps: list[TopicPartition], checkpoints: dict[TopicPartition, int | None]
+) -> dict[TopicPartition, int]:
+    """The changelogs' end offsets (last stable offsets: read committed). A checkpoint beyond the
+    end is usually a commit whose transaction markers are still being written: wait a little for
+    the end to pass it before calling the store a stranger."""
+    deadline = time.monotonic() + STABLE_WAIT_S
+    while True:
+        end = await consumer.end_offsets(tps)
+        ahead = [tp for tp in tps if (c := checkpoints[tp]) is not None and c > end[tp]]
+        if not ahead or time.monotonic() > deadline:
+            return end
+        await asyncio.sleep(0.1)
+
+
 async def restore(
     client_args: dict[str, Any],
     table: LocalTable,
@@ -70,7 +88,7 @@ async def restore(
     await consumer.start()
     try:
         begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
+        end = await _stable_end(consumer, tps, {tp: table.open(tp.partition).checkpoint() for tp in tps})
         applier = _Applier(table)
         start: dict[TopicPartition, int] = {}
         kept = 0

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_orch.state.store import TOMBSTONE, MemoryStore, Store
 from stream_orch.transport import clients
+from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,9 @@ class GlobalTable:
         consumer = clients.reader(self._client_args)
         await consumer.start()
         self._consumer = consumer
+        # a topic created a moment ago (the worker just did) may not be in a fresh broker's
+        # metadata yet: its offsets lookup would time out and fail the worker's start
+        await wait_for_metadata(consumer, [self.topic])
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         await read_until_end(consumer, tps, self._apply, timeout_s=LOAD_TIMEOUT_S, past_end=True)
         self._task = asyncio.create_task(self._follow(), name=f"global-table:{self.name}")
