@@ -71,7 +71,7 @@ class ExactlyOnce:
         await self._open(tasks)
 
     async def _open(self, tasks: set[int]) -> None:
-        new = sorted(t for t in tasks if t not in self._producers)
+        new = sorted(tasks)  # every producer was closed first
         results = await asyncio.gather(*(self._start(t) for t in new), return_exceptions=True)
         for task, result in zip(new, results, strict=True):
             if isinstance(result, BaseException):
@@ -98,9 +98,7 @@ class ExactlyOnce:
     async def renew(self) -> None:
         """Every task's producer replaced: initialising the ids again aborts whatever a failed
         batch left open, and waits for the commits before it to complete."""
-        tasks = set(self._producers)
-        await self._close(tasks)
-        await self._open(tasks)
+        await self.assign(set(self._producers))
 
     async def submit(self, out: BatchOut) -> None:
         # A task's next transaction cannot begin before its previous one ended.

@@ -88,12 +88,13 @@ async def restore(
     await consumer.start()
     try:
         begin = await consumer.beginning_offsets(tps)
-        end = await _stable_end(consumer, tps, {tp: table.open(tp.partition).checkpoint() for tp in tps})
+        stores = {tp: table.open(tp.partition) for tp in tps}
+        end = await _stable_end(consumer, tps, {tp: store.checkpoint() for tp, store in stores.items()})
         applier = _Applier(table)
         start: dict[TopicPartition, int] = {}
         kept = 0
         for tp in tps:
-            store = table.open(tp.partition)
+            store = stores[tp]
             checkpoint = store.checkpoint()
             if checkpoint is not None and not begin[tp] <= checkpoint <= end[tp]:
                 log.warning(
