@@ -24,6 +24,9 @@ class TopicPlan:
     replication: int = 1
     compact: bool = False
     retention_ms: int | None = None
+    # co-partitioned with these topics (a node's input, retry topics, changelogs): a key's state
+    # lives on its record's partition number, so the count must match exactly, not just suffice
+    partners: tuple[str, ...] = ()
 
     def configs(self) -> dict[str, str]:
         configs = {"cleanup.policy": "compact" if self.compact else "delete"}
@@ -35,7 +38,8 @@ class TopicPlan:
 async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> dict[str, int]:
     """Create missing topics; return the partition count of every planned topic.
 
-    Raises UserError naming each conflicting topic.
+    Raises UserError naming each conflicting topic: one with fewer partitions than planned, or a
+    co-partitioned one (``partners``) with more.
     """
     admin = AIOKafkaAdminClient(**client_args)
     await admin.start()
@@ -45,10 +49,19 @@ async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> 
         missing = [p for p in plans if p.name not in existing]
         for plan in plans:
             have = existing.get(plan.name)
-            if have is not None and have < plan.partitions:
+            if have is None or have == plan.partitions:
+                continue
+            if have < plan.partitions:
                 problems.append(
                     f"topic {plan.name!r} has {have} partitions but the topology declares {plan.partitions}"
                     " (add partitions with kafka-topics --alter, or lower `partitions`)"
+                )
+            elif plan.partners:
+                problems.append(
+                    f"topic {plan.name!r} has {have} partitions but is co-partitioned with "
+                    f"{', '.join(repr(p) for p in plan.partners)} at {plan.partitions} (keys and their "
+                    "state would land on different partitions: recreate it, or declare "
+                    f"`partitions: {have}` for the node's input and repartition)"
                 )
         present = [p for p in plans if p.name in existing]
         if present:

@@ -52,27 +52,49 @@ def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
     return names
 
 
+def co_partitioned(spec: TopologySpec, node_name: str) -> list[str]:
+    """A node's input, retry topics and the changelogs of the tables it writes: a record's key
+    and its state share one partition number, so all of them need the same partition count."""
+    node = spec.nodes[node_name]
+    changelogs = [changelog_topic(spec.topology, t) for t in tables_written_by(spec, node_name)]
+    return [node.input, *retry_topics(node), *changelogs]
+
+
+def _partners(spec: TopologySpec) -> dict[str, tuple[str, ...]]:
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in spec.nodes:
+        group = co_partitioned(spec, name)
+        for topic in group:
+            groups[topic] = tuple(t for t in group if t != topic)
+    return groups
+
+
 def declared_topic_plans(spec: TopologySpec) -> list[TopicPlan]:
+    partners = _partners(spec)
     return [
-        TopicPlan(name, t.partitions, t.replication, t.compact, t.retention)
+        TopicPlan(name, t.partitions, t.replication, t.compact, t.retention, partners.get(name, ()))
         for name, t in spec.topics.items()
     ]
 
 
-def derived_topic_plans(spec: TopologySpec, partitions: dict[str, int]) -> list[TopicPlan]:
-    """Retry, dead-letter and changelog topics, partitioned like the node input they serve."""
+def derived_topic_plans(spec: TopologySpec) -> list[TopicPlan]:
+    """Retry, dead-letter and changelog topics, partitioned like the node input they serve (as
+    declared: an input with another count is refused by :func:`declared_topic_plans`' check)."""
+    partners = _partners(spec)
     plans: dict[str, TopicPlan] = {}
     for name, node in spec.nodes.items():
-        n = partitions[node.input]
+        n = spec.topics[node.input].partitions
         replication = spec.topics[node.input].replication
         for topic in retry_topics(node):
-            plans[topic] = TopicPlan(topic, n, replication, retention_ms=RETRY_RETENTION_MS)
+            plans[topic] = TopicPlan(
+                topic, n, replication, retention_ms=RETRY_RETENTION_MS, partners=partners[topic]
+            )
         dlq = dlq_topic(node)
         if dlq not in spec.topics:
             plans[dlq] = TopicPlan(dlq, n, replication)
         for table in tables_written_by(spec, name):
             topic = changelog_topic(spec.topology, table)
-            plans[topic] = TopicPlan(topic, n, replication, compact=True)
+            plans[topic] = TopicPlan(topic, n, replication, compact=True, partners=partners[topic])
     return list(plans.values())
 
 
@@ -129,8 +151,7 @@ class Worker:
     async def start(self) -> None:
         spec = self.spec
         client_args = self.settings.kafka_client_args()
-        counts = await ensure_topics(client_args, declared_topic_plans(spec))
-        counts.update(await ensure_topics(client_args, derived_topic_plans(spec, counts)))
+        counts = await ensure_topics(client_args, declared_topic_plans(spec) + derived_topic_plans(spec))
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 

@@ -80,3 +80,37 @@ def test_run_refuses_a_topology_that_fails_lint(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "customer_idd" in result.stderr and f"{broken}:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def _create(topics: dict[str, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, n, 1) for name, n in topics.items()])
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("which", ["input", "changelog", "retry"])
+async def test_run_refuses_co_partitioned_topics_whose_partition_counts_differ(
+    tmp_path: Path, which: str
+) -> None:
+    """Issue 14, defect 8: a node's input, its retry topics and the changelogs of the tables it
+    writes share partition numbers (a key's state lives on its record's partition). One with
+    *more* partitions than the others was accepted, and keys and their state parted ways."""
+    suffix = uuid.uuid4().hex[:8]
+    path, names = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
+    txns = names["transactions"]
+    topic = {
+        "input": txns,
+        "changelog": f"fraud_detection_{suffix}.seen_txns.changelog",
+        "retry": f"{txns}.retry.1",
+    }[which]
+    await _create({topic: 8})
+    result = run_cli("run", str(path), "--schemas", str(REPO / "schemas"))
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"topic '{topic}' has 8 partitions" in lines[0]
+    assert "6" in lines[0] and "co-partitioned" in lines[0]
+    assert "Traceback" not in result.stderr
