@@ -319,7 +319,8 @@ class NodeRunner:
                 await self._delivery.submit(BatchOut({}, {}, offsets))
 
     def _undo(self, failures: list[Failure]) -> None:
-        """A failed event keeps no mark in a table: its retry or replay must not be a duplicate."""
+        """A failed event leaves nothing in a table (a dedupe mark, a window entry): its retry or
+        replay must be neither a duplicate of itself nor counted twice."""
         if self._undoing:
             failed = [f.event for f in failures]
             for step in self._undoing:

@@ -20,6 +20,12 @@ After each record, pairs with
 key and ``grace`` defaults to one window: a record up to ``grace`` late (out of order) still
 gets the exact result; a record later than that is counted against what is left.
 
+An event that passed this step and failed in a later one of the same batch (it goes to a retry
+tier or the DLQ, and may come back with a new offset) takes its entry back: the runtime calls
+:meth:`AggregateStepImpl.release` with the batch's failed events before the changelog is
+written, as it does for dedupe (the :class:`~stream_orch.steps.base.UndoingStep` protocol).
+Events of the same batch processed after it have already counted it; their results stand.
+
 The table keeps keys that go quiet; :meth:`AggregateStepImpl.prune` (called by the runtime on
 a timer, like dedupe's) deletes keys whose newest time is at or before
 ``watermark - window - grace``.
@@ -80,9 +86,10 @@ class AggregateStepImpl:
         self.time_field = time_field
         self.as_ = as_
         self.watermarks: dict[int, int] = {}
+        self._table: Table | None = None
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
-        table = ctx.table(self.table_name)
+        table = self._table = ctx.table(self.table_name)
         key_field, time_field, value_field = self.key, self.time_field, self.field
         window, keep = self.window_ms, self.window_ms + self.grace_ms
         function, as_ = self.function, self.as_
@@ -150,6 +157,44 @@ class AggregateStepImpl:
         for (partition, _key), win in touched.items():
             windows.save(table, win, partition)
         return out
+
+    def release(self, failed: list[Event]) -> int:
+        """Take the entries of ``failed`` events out of their windows; returns how many were found.
+
+        An entry is found by its time and source offset (the coordinates an event keeps through
+        the retry tiers), or by time and value for an event without an offset. Failures are
+        rare, so the cost (a window load per failed event's key) is paid only then; an event
+        this step never counted (rejected here, or failed before it) matches no entry."""
+        table = self._table
+        if not failed or table is None:
+            return 0
+        wanted: dict[tuple[int, str], list[Event]] = {}
+        for event in failed:
+            key, t = event.value.get(self.key), event.value.get(self.time_field)
+            if key is not None and t.__class__ is int:
+                slot = (event.partition, key if key.__class__ is str else str(key))
+                wanted.setdefault(slot, []).append(event)
+        removed = 0
+        for (partition, key), evs in wanted.items():
+            win = windows.load(table, key, partition)
+            found = [i for i in (self._entry_of(win.entries, e) for e in evs) if i is not None]
+            for i in sorted(set(found), reverse=True):
+                win.remove(i)
+            if found:
+                windows.save(table, win, partition)
+                removed += len(set(found))
+        return removed
+
+    def _entry_of(self, pairs: list[list[Any]], event: Event) -> int | None:
+        t, offset = event.value[self.time_field], event.source_offset
+        value = None if self.function == "count" else event.value.get(self.field or "")
+        i = bisect_right(pairs, t, key=_ts) - 1
+        while i >= 0 and pairs[i][0] == t:
+            pair = pairs[i]
+            if pair[2] == offset if len(pair) > 2 else offset < 0 and pair[1] == value:
+                return i
+            i -= 1
+        return None
 
     def prune(self, table: Table, partition: int, watermark_ms: int | None = None) -> int:
         """Delete the keys of ``partition`` with nothing left in the window; returns how many."""

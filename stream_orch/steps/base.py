@@ -98,8 +98,9 @@ class ExpiringStep(Protocol):
 
 @runtime_checkable
 class UndoingStep(Protocol):
-    """A step that takes back what it did for events that failed later in the same batch (so a
-    retried or replayed event is not seen as a duplicate of itself); the executor calls
-    ``release`` once per batch, with no events when the batch is abandoned."""
+    """A stateful step that takes back what it did for events that failed later in the same batch
+    (so a retried or replayed event is neither a duplicate of itself, for dedupe, nor counted
+    twice, for aggregate); the executor calls ``release`` once per batch, before the changelog
+    is written, with no events when the batch is abandoned."""
 
     def release(self, failed: list[Event]) -> int: ...

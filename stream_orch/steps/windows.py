@@ -58,6 +58,11 @@ class Window:
         if self.first_change is None or at < self.first_change:
             self.first_change = at
 
+    def remove(self, index: int) -> None:
+        """Take out the entry at ``index`` (the chunks from there on are rewritten)."""
+        del self.entries[index]
+        self.changed_at(index)
+
     def drop_head(self, n: int) -> None:
         del self.entries[:n]
         self.pruned += n

@@ -41,16 +41,18 @@ FLAKY = {
     },
 }
 
-# A dedupe step before the fallible one: a retried or replayed record must not be taken for a
-# duplicate of itself (its id was marked when it first passed).
+# Stateful steps before the fallible one: a retried or replayed record must not be taken for a
+# duplicate of itself (its id was marked when it first passed), nor counted twice by the
+# aggregate (a DLQ replay comes back with a new offset): every output says `seen: 1`.
 DEDUPED_FLAKY = {
     **FLAKY,
-    "tables": {"seen_ids": {}},
+    "tables": {"seen_ids": {}, "per_id": {}},
     "nodes": {
         "work": {
             **FLAKY["nodes"]["work"],
             "steps": [
                 {"step": "dedupe", "field": "id", "table": "seen_ids", "horizon": "1h"},
+                {"step": "aggregate", "table": "per_id", "key": "id", "window": "1h", "as": "seen"},
                 *FLAKY["nodes"]["work"]["steps"],
             ],
         }
@@ -148,6 +150,7 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
             assert code == 0 and "published 0" in stdout and "1 already replayed" in stdout, stdout
             assert await watch.wait(lambda x: x.count(out) >= 4, timeout=30, settle=3.0), w.log()
             assert _ids(watch.records[out]) == ["down", "ok", "thrice", "twice"]  # replayed exactly once
+            assert {orjson.loads(r.value)["seen"] for r in watch.records[out]} == {1}, "counted twice"
             assert watch.count(dlq) == 1
         rh.record_result(
             "retry tiers, DLQ and replay",

@@ -116,3 +116,44 @@ async def test_a_replayed_event_is_not_counted_twice():
     late = await step.run(_at([(11, T + S)]), ctx)  # a retried event arrives with its source offset
     assert [e.value["velocity_60s"] for e in late] == [3]
     assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 4
+
+
+async def test_an_event_that_fails_later_in_the_batch_takes_its_contribution_back():
+    """Issue 14, defect 5: an event that passed the aggregate and failed in a later step comes
+    back (retry, or DLQ replay with a new offset) and must be counted once, not twice."""
+    step, ctx = build(VELOCITY), FakeContext()
+    batch = _at([(10, T), (11, T + S), (12, T + 2 * S)])
+    passed = await step.run(batch, ctx)
+    assert step.release([passed[1]]) == 1  # the event at offset 11 failed after this step
+    window = ctx.tables["account_velocity"].get("A-1", 0)["e"]
+    assert [e[2] for e in window] == [10, 12]
+    replayed = await step.run(_at([(500, T + S)]), ctx)  # from the DLQ: a new offset
+    assert [e.value["velocity_60s"] for e in replayed] == [2]  # T and itself
+    assert step.release([]) == 0  # a batch with no failures leaves the window alone
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 3
+
+
+async def test_release_in_a_chunked_window_rewrites_the_chunks_it_touched():
+    step, ctx = build(VELOCITY), FakeContext()
+    first = await step.run(_at([(o, T + o) for o in range(600)]), ctx)  # three chunks
+    step.release([])
+    more = _at([(o, T + o) for o in range(600, 610)])
+    passed = await step.run(more, ctx)
+    assert step.release([first[5], passed[3]]) == 2  # one from an earlier batch: a crash replay
+    reloaded = await step.run(_at([(1000, T + 1000)]), ctx)
+    assert [e.value["velocity_60s"] for e in reloaded] == [610 - 2 + 1]
+    table = ctx.tables["account_velocity"]
+    from stream_orch.steps import windows
+
+    offsets = [e[2] for e in windows.load(table, "A-1", 0).entries]
+    assert 5 not in offsets and 603 not in offsets and offsets == sorted(offsets)
+
+
+async def test_release_ignores_events_the_step_never_counted():
+    step, ctx = build(VELOCITY), FakeContext()
+    await step.run(_at([(10, T)]), ctx)
+    from stream_orch.steps.base import Event
+
+    never = [Event(value={"account_id": None}, offset=3, source_offset=3), _at([(99, T)])[0]]
+    assert step.release(never) == 0
+    assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 1
