@@ -117,3 +117,18 @@ async def test_release_restores_an_older_mark_and_leaves_a_newer_record_s_mark()
     assert len(await step.run(batch, ctx)) == 2
     assert step.release([batch[0]]) == 0
     assert ctx.tables["seen_txns"].get("a", 0) == T + 80 * H
+
+
+async def test_marks_follow_the_event_s_coordinates_not_its_python_object():
+    """Issue 14, defect 6: marks were keyed by ``id(event)``. A step between dedupe and the
+    failure may hand on a new Event object for the same record (and Python reuses the ids of
+    freed objects); the failed event must still give its own id back, and only its own."""
+    import dataclasses
+
+    step, ctx = build(DEDUPE), FakeContext()
+    passed = await step.run(events(txn(txn_id="a"), txn(txn_id="b")), ctx)
+    copies = [dataclasses.replace(e, value=dict(e.value)) for e in passed]  # e.g. a python step's output
+    del passed
+    assert step.release([copies[0]]) == 1
+    table = ctx.tables["seen_txns"]
+    assert table.get("a", 0) is None and table.get("b", 0) == T
