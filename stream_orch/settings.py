@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     health_stall_seconds: float = Field(
         120.0, gt=0, description="/health fails when a node has lag and no progress for this long."
     )
+    global_table_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/health fails when a global table has not been current for this long "
+        "(its follower dead, restarting or stuck).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded local broker.")

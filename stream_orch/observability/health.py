@@ -1,8 +1,9 @@
 """Liveness and readiness of a worker, as flags the runtime sets and ``/health`` / ``/ready`` read.
 
-Liveness fails for the two ways a stream processor dies while its process lives on: an agent
-task ended (crashed, was cancelled, or simply returned), or a node has lag and has not made
-progress for ``stall_seconds``. Readiness is whatever the runtime last said with ``set_ready``
+Liveness fails for the ways a stream processor dies while its process lives on: an agent task
+ended (crashed, was cancelled, or simply returned), a node has lag and has not made progress
+for ``stall_seconds``, or a feed the nodes read (a global table's follower) has not been
+current for longer than its bound. Readiness is whatever the runtime last said with ``set_ready``
 (partitions assigned and tables recovered).
 """
 
@@ -33,6 +34,7 @@ class HealthState:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._dead: dict[str, str] = {}
         self._nodes: dict[str, _NodeProgress] = {}
+        self._feeds: dict[str, tuple[Callable[[], float], float]] = {}
         self._ready = False
         self._ready_reason = "starting"
 
@@ -81,6 +83,13 @@ class HealthState:
             state.last_progress = max(state.last_progress, self._clock())
         state.lag = records
 
+    # -- feeds -----------------------------------------------------------------------------------
+
+    def watch_feed(self, name: str, fresh_at: Callable[[], float], stale_seconds: float) -> None:
+        """``fresh_at()`` is the (monotonic) time ``name`` was last known current; liveness fails
+        once that is more than ``stale_seconds`` ago."""
+        self._feeds[name] = (fresh_at, stale_seconds)
+
     # -- readiness -------------------------------------------------------------------------------
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
@@ -100,6 +109,12 @@ class HealthState:
             if st.lag > 0 and idle > self.stall_seconds:
                 stalled[node] = {"lag_records": st.lag, "seconds_without_progress": round(idle, 3)}
                 problems.append(f"node {node} has lag {st.lag} and no progress for {idle:.0f}s")
+        stale: dict[str, float] = {}
+        for name, (fresh_at, bound) in sorted(self._feeds.items()):
+            age = now - fresh_at()
+            if age > bound:
+                stale[name] = round(age, 3)
+                problems.append(f"{name} is stale: not current for {age:.0f}s")
         body: dict[str, Any] = {
             "status": "ok" if not problems else "fail",
             "reasons": problems,
@@ -107,6 +122,8 @@ class HealthState:
         }
         if stalled:
             body["stalled"] = stalled
+        if stale:
+            body["stale"] = stale
         return not problems, body
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

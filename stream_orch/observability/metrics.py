@@ -16,9 +16,10 @@ import bisect
 from collections import Counter as _Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import disable_created_metrics
 from prometheus_client.registry import Collector
 
@@ -132,6 +133,52 @@ class _LagCollector(Collector):
         for group, st in (group_status or {}).items():
             gstatus.add_metric([group], int(st))
         yield from (records, seconds, committed, end, pstatus, gstatus)
+
+
+class FollowedTable(Protocol):
+    """What a global table tells about its follower (see stream_orch.state.global_table)."""
+
+    name: str
+    restarts: int
+    last_applied_s: float | None
+
+    def lag(self) -> int: ...
+
+
+class _GlobalTableCollector(Collector):
+    """Read at scrape time from the tables themselves: no follower updates a metric per record."""
+
+    def __init__(self) -> None:
+        self.tables: list[FollowedTable] = []
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families([])
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.tables)
+
+    def _families(self, tables: Sequence[FollowedTable]) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            PREFIX + "global_table_lag_records",
+            "Records of a global table's topic its follower has not applied yet.",
+            labels=["table"],
+        )
+        applied = GaugeMetricFamily(
+            PREFIX + "global_table_last_applied_timestamp_seconds",
+            "Unix time at which the global table last applied a record of its topic.",
+            labels=["table"],
+        )
+        restarts = CounterMetricFamily(
+            PREFIX + "global_table_follower_restarts",
+            "Times a global table's follower failed and was restarted.",
+            labels=["table"],
+        )
+        for table in tables:
+            lag.add_metric([table.name], table.lag())
+            if table.last_applied_s is not None:
+                applied.add_metric([table.name], table.last_applied_s)
+            restarts.add_metric([table.name], table.restarts)
+        yield from (lag, applied, restarts)
 
 
 class Metrics:
@@ -248,6 +295,8 @@ class Metrics:
         )
         self.lag = _LagCollector(per_partition)
         r.register(self.lag)
+        self._global_tables = _GlobalTableCollector()
+        r.register(self._global_tables)
         self._seen: dict[tuple[str, str], set[str]] = {}
 
     # -- label bounding -------------------------------------------------------------------------
@@ -338,6 +387,9 @@ class Metrics:
 
     def set_lag(self, rows: Sequence[PartitionLag], group_status: Mapping[str, Status]) -> None:
         self.lag.update(rows, group_status)
+
+    def watch_global_tables(self, tables: Sequence[FollowedTable]) -> None:
+        self._global_tables.tables = list(tables)
 
     # -- introspection ---------------------------------------------------------------------------
 

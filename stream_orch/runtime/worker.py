@@ -33,8 +33,9 @@ from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
 from stream_orch.spec.models import TopologySpec
 from stream_orch.spec.naming import changelog_topic, dlq_topic, group_id, retry_topics
+from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
-from stream_orch.state.tables import GlobalTable, LocalTable
+from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import Table
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,10 @@ class Worker:
         for gt in self._global_tables.values():
             await gt.start()
             log.info("global table %s loaded: %d rows", gt.name, len(gt))
+            self.health.watch_feed(
+                f"global table {gt.name}", gt.fresh_at, self.settings.global_table_stale_seconds
+            )
+        self.metrics.watch_global_tables(list(self._global_tables.values()))
         self._lag_reader = LagReader(self.settings)
         await self._lag_reader.start()
         groups = {group_id(spec.topology, name): name for name in self.node_names}

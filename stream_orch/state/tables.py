@@ -14,28 +14,22 @@ has landed them (acknowledged, or committed in the batch's transaction) does
 in one write per partition. A failed batch drops its overlays: no store ever holds what its
 changelog lost, and no table keeps what another table of the same batch lost.
 
-A global table is fed by a topic (usually compacted) and every worker reads all of its partitions.
+A global table (:mod:`stream_orch.state.global_table`) is fed by a topic instead, and every
+worker reads all of its partitions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_orch.state.store import TOMBSTONE, MemoryStore, Store
-from stream_orch.transport import clients
-from stream_orch.transport.metadata import wait_for_metadata
-from stream_orch.transport.reading import read_until_end
 
 log = logging.getLogger(__name__)
-
-LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
 
 Overlay = dict[int, dict[str, Any]]  # partition -> key -> value (TOMBSTONE: deleted)
 
@@ -194,78 +188,3 @@ class LocalTable:
 
     def close(self) -> None:
         self.forget(set(self._stores))
-
-
-class GlobalTable:
-    """A table every worker holds in full, kept up to date by a background reader."""
-
-    def __init__(
-        self, name: str, topic: str, partitions: int, client_args: dict[str, Any], decode: Any
-    ) -> None:
-        self.name = name
-        self.topic = topic
-        self.partitions = partitions
-        self._client_args = client_args
-        self._decode = decode
-        self._data: dict[str, Any] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self.decode_errors = 0
-
-    def get(self, key: str, partition: int, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def set(self, key: str, value: Any, partition: int) -> None:
-        raise TypeError(f"global table {self.name!r} is fed by topic {self.topic!r} and is read-only")
-
-    def delete(self, key: str, partition: int) -> None:
-        self.set(key, None, partition)
-
-    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._data.items()))
-
-    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
-        return iter([(k, v) for k, v in self._data.items() if start <= k < end])
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _apply(self, record: Any) -> None:
-        if record.key is None:
-            return
-        key = record.key.decode(errors="replace")
-        if record.value is None:
-            self._data.pop(key, None)
-            return
-        try:
-            self._data[key] = self._decode(record.value)
-        except Exception:  # a bad profile must not stop the table; the feeding node DLQs it
-            self.decode_errors += 1
-
-    async def start(self) -> None:
-        """Load the topic to its current end, then follow it in the background."""
-        consumer = clients.reader(self._client_args)
-        await consumer.start()
-        self._consumer = consumer
-        # a topic created a moment ago (the worker just did) may not be in a fresh broker's
-        # metadata yet: its offsets lookup would time out and fail the worker's start
-        await wait_for_metadata(consumer, [self.topic])
-        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        await read_until_end(consumer, tps, self._apply, timeout_s=LOAD_TIMEOUT_S, past_end=True)
-        self._task = asyncio.create_task(self._follow(), name=f"global-table:{self.name}")
-
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batches.values():
-                for record in records:
-                    self._apply(record)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._consumer:
-            await self._consumer.stop()

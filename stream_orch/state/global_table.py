@@ -1,0 +1,189 @@
+"""A table fed by a topic that every worker holds in full, kept current by a follower task.
+
+The follower must not die quietly: a table that stops following goes stale while every lookup
+still answers, with yesterday's profiles. So an error in its consumer (the broker went away, a
+fetch failed) restarts it with a new consumer at the positions already applied, backing off
+from ``RESTART_MIN_S`` to ``RESTART_MAX_S``; and the table tells how current it is (records
+behind, time of the last record applied, restarts), which the worker exports as metrics and
+``/health`` checks against a bound (see :meth:`GlobalTable.fresh_at`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream_orch.transport import clients
+from stream_orch.transport.metadata import wait_for_metadata
+from stream_orch.transport.reading import read_until_end
+
+log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+
+
+class GlobalTable:
+    """A read-only table of the latest value per record key of ``topic``, on every worker."""
+
+    def __init__(
+        self, name: str, topic: str, partitions: int, client_args: dict[str, Any], decode: Any
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.partitions = partitions
+        self._client_args = client_args
+        self._decode = decode
+        self._data: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._positions: dict[int, int] = {}  # partition -> next offset to apply
+        self.decode_errors = 0
+        self.restarts = 0
+        self.last_applied_s: float | None = None  # wall clock of the last record applied
+        self._fresh_at = time.monotonic()
+
+    # ------------------------------------------------------------------ the Table protocol
+
+    def get(self, key: str, partition: int, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def set(self, key: str, value: Any, partition: int) -> None:
+        raise TypeError(f"global table {self.name!r} is fed by topic {self.topic!r} and is read-only")
+
+    def delete(self, key: str, partition: int) -> None:
+        self.set(key, None, partition)
+
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        return iter(list(self._data.items()))
+
+    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
+        return iter([(k, v) for k, v in self._data.items() if start <= k < end])
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # ------------------------------------------------------------------ how current it is
+
+    def fresh_at(self) -> float:
+        """Monotonic time at which the table was last known current: a fetch that applied
+        records or found nothing left to read. A dead, restarting or stuck follower lets it age."""
+        return self._fresh_at
+
+    def lag(self) -> int:
+        """Records of the topic not applied yet (as of the follower's last fetch)."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        behind = 0
+        for p in range(self.partitions):
+            end = consumer.last_stable_offset(TopicPartition(self.topic, p))
+            if end is not None:
+                behind += max(0, end - self._positions.get(p, 0))
+        return behind
+
+    # ------------------------------------------------------------------ following the topic
+
+    def _apply(self, record: Any) -> None:
+        self._positions[record.partition] = record.offset + 1
+        if record.key is None:
+            return
+        key = record.key.decode(errors="replace")
+        if record.value is None:
+            self._data.pop(key, None)
+            return
+        try:
+            self._data[key] = self._decode(record.value)
+        except Exception:  # a bad profile must not stop the table; the feeding node DLQs it
+            self.decode_errors += 1
+
+    async def start(self) -> None:
+        """Load the topic to its current end, then follow it in the background."""
+        consumer = clients.reader(self._client_args)
+        await consumer.start()
+        self._consumer = consumer
+        # a topic created a moment ago (the worker just did) may not be in a fresh broker's
+        # metadata yet: its offsets lookup would time out and fail the worker's start
+        await wait_for_metadata(consumer, [self.topic])
+        read = await read_until_end(
+            consumer, self._tps(), self._apply, timeout_s=LOAD_TIMEOUT_S, past_end=True
+        )
+        if read:
+            self.last_applied_s = time.time()
+        self._fresh_at = time.monotonic()
+        self._task = asyncio.create_task(self._follow(), name=f"global-table:{self.name}")
+
+    def _tps(self) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in range(self.partitions)]
+
+    async def _follow(self) -> None:
+        """Apply what the topic gets; on any error start a new consumer where this one stopped."""
+        delay = RESTART_MIN_S
+        while True:
+            try:
+                if self._consumer is None:
+                    self._consumer = await self._reopen()
+                await self._fetch(self._consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.restarts += 1
+                log.error(
+                    "global table %s: its follower failed (%r); restarting it in %.1fs",
+                    self.name,
+                    exc,
+                    delay,
+                    extra={"topic": self.topic},
+                )
+                consumer, self._consumer = self._consumer, None
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        await consumer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_S)
+                continue
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    self._apply(record)
+            if batches:
+                self.last_applied_s = time.time()
+            if batches or self.lag() == 0:
+                self._fresh_at = time.monotonic()
+
+    async def _reopen(self) -> AIOKafkaConsumer:
+        consumer = clients.reader(self._client_args)
+        await consumer.start()
+        try:
+            tps = self._tps()
+            consumer.assign(tps)
+            fresh = [tp for tp in tps if tp.partition not in self._positions]
+            if fresh:
+                await consumer.seek_to_beginning(*fresh)
+            for tp in tps:
+                if tp.partition in self._positions:
+                    consumer.seek(tp, self._positions[tp.partition])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        log.info("global table %s: follower restarted", self.name, extra={"topic": self.topic})
+        return consumer
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
