@@ -3,6 +3,13 @@
 Growth is measured against the RSS once the worker has warmed up (caches, state, allocator
 pools), not against its start-up size: median RSS of the first 30 s after the warm-up
 against the median of the last 30 s.
+
+The durable-state target (issue 11) is the fraud topology as shipped: ``--contender
+engine_fraud_eos`` (processing exactly_once as in the file, tables written by steps on RocksDB,
+the dedupe step's 24 h horizon). Every event carries a fresh txn_id and the send instant as
+event time, so every id of the run stays inside the horizon and the dedupe store only grows.
+The result records what ran (processing, each table's store, each dedupe horizon, read from
+the worker's rendered topology) and the state folder's size on disk at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +31,30 @@ from benchmarks.procs import TreeSampler
 from benchmarks.runner import log, one_contender
 
 SAMPLE_S = 2.0
+
+
+def state_config(state_dir: Path) -> dict[str, Any]:
+    """What the worker ran with: processing, each table's store, each dedupe step's horizon."""
+    from stream_orch.spec.loader import load_topology
+
+    rendered = next(state_dir.glob("*.rendered.yaml"), None)
+    if rendered is None:
+        return {}
+    spec = load_topology(rendered, env=os.environ).spec
+    return {
+        "processing": spec.processing,
+        "stores": {name: ("global" if t.global_ else t.store) for name, t in spec.tables.items()},
+        "dedupe_horizons_ms": {
+            f"{node}.{s.table}": s.horizon
+            for node, n in spec.nodes.items()
+            for s in n.steps
+            if getattr(s, "step", None) == "dedupe"
+        },
+    }
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def growth(series: list[tuple[float, float]], warmup_s: float, window_s: float = 30.0) -> dict[str, float]:
@@ -56,6 +87,9 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
     try:
         await produce_records(bootstrap, topics.customers, profiles, "customer_id")
         procs = _start(ctx, c, topics, topics.prefix, 1)
+        state_dir = ctx.work_dir / "state" / f"{topics.prefix}.0"  # as measure._worker_env names it
+        state = state_config(state_dir)
+        log(f"soak: state {state}")
         sampler = TreeSampler([procs[0].pid])
         producer = PacedProducer(bootstrap, topics.input, profiles)
         await producer.start()
@@ -81,6 +115,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
             await producer.stop()
         if watcher_task.done() and not watcher_task.cancelled() and watcher_task.exception():
             raise watcher_task.exception()  # type: ignore[misc]
+        state["state_dir_bytes_end"] = dir_bytes(state_dir)
     except RunFailed as exc:
         log(f"soak: FAILED — {exc}")
         raise SystemExit(1) from None
@@ -98,6 +133,7 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
         "sent": sent,
         "outputs": counts[-1][1] if counts else 0,
         "warmup_s": warmup_s,
+        "state": state,
         "machine": info,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **growth(series, warmup_s),
