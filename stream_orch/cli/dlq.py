@@ -33,8 +33,9 @@ def register(subparsers: Any) -> None:
         "replay",
         help="re-publish dead letters to their original topic (or another), each at most once",
         description="Replayed records keep key, value bytes, timestamp and non-engine headers, and get "
-        "so.replay.from and so.replay.id. A ledger topic stream-orch-replay.<topic> (or .<group>) "
-        "remembers what was replayed, so a second run publishes nothing twice.",
+        "so.replay.from and so.replay.id. The DLQ is streamed in chunks; each chunk is one transaction "
+        "with its records in the ledger topic stream-orch-replay.<topic> (or .<group>), so a second "
+        "run, even after a kill -9, publishes nothing twice.",
     )
     p.add_argument("topic", help="dead-letter topic")
     p.add_argument(
@@ -47,6 +48,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--to", default="original", metavar="original|TOPIC", help="target (default: original)")
     p.add_argument("--dry-run", action="store_true", help="print what would be published; write nothing")
     p.add_argument("--group", metavar="G", help="ledger name (default: the DLQ topic): stream-orch-replay.G")
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        metavar="N",
+        help="dead letters per transaction, committed with their ledger records (default 2000): "
+        "a killed run leaves at most one chunk to redo, and the next run publishes none of it twice",
+    )
     p.set_defaults(func=_replay)
     parser.set_defaults(func=_missing_action(parser))
 
@@ -88,6 +96,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         dry_run=args.dry_run,
         group=args.group,
         emit=_emit if args.dry_run else None,
+        chunk_size=args.chunk_size,
     )
     print(result.render(args.dry_run), file=sys.stderr if args.dry_run else sys.stdout)
     return 0

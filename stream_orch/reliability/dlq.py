@@ -8,20 +8,25 @@ and always finish.
 Replay, and why replaying twice does not publish twice
 ------------------------------------------------------
 Every dead letter has a stable identity: ``<dlq topic>/<partition>/<offset>``. ``replay`` sends it
-as the ``so.replay.id`` header and keeps a *ledger* of the ids it has replayed: a compacted
-topic ``stream-orch-replay.<dlq topic>`` (``--group G`` names another ledger,
-``stream-orch-replay.G``), one record per replayed id, keyed by the id. A run first reads the
-whole ledger, then skips every dead letter already in it. The ledger is written only after the
-broker acknowledged the replayed records (an idempotent producer with ``acks=all``, so retries
-inside one run cannot duplicate them either), batch by batch. So:
+as the ``so.replay.id`` header and keeps a *ledger* of what it has replayed: a compacted topic
+``stream-orch-replay.<dlq topic>`` (``--group G`` names another ledger, ``stream-orch-replay.G``).
+A run streams the DLQ in *chunks* (``--chunk-size``, default REPLAY_BATCH): each chunk is one
+Kafka transaction of its replayed records **and** the ledger records that mark them as replayed
+(runs of offsets per DLQ partition), so a read_committed reader, and the next run's ledger read,
+see both or neither. The transactional id is the ledger's name. So:
 
+* a run first initialises that id, which fences a replay of the same ledger still running and
+  aborts the open chunk of one that was killed; only then does it read the ledger (committed
+  records only) and skip every dead letter in it. A kill -9 at any point leaves each chunk either
+  committed (in the ledger, skipped next time) or aborted (invisible, replayed next time):
+  nothing twice, nothing lost, as a read_committed consumer of the target sees it;
+* memory is bounded by a chunk (futures and offsets) and the clients' buffers, not by the DLQ:
+  the ledger is held as one bit per dead letter of the DLQ's current offsets;
 * running ``replay`` twice, or with overlapping ``--filter`` expressions, publishes each dead
   letter at most once per ledger (a consumer-group offset could not do that: with a filter,
   the records passed over would be lost to the next run);
 * ``--dry-run`` reads the ledger too and shows what would be published, writing nothing;
-* the one window left is a crash between the acknowledgement of a replayed batch and the ledger
-  write: the next run publishes that batch again, with the same ``so.replay.id``, which a
-  consumer (or a ``dedupe`` step on ``so.replay.id``-carrying records) can use to drop them.
+* ledgers written by earlier versions (one record per id, keyed by the id) are read as well.
 
 A replayed record has the dead letter's key, value bytes and timestamp, the original headers
 that are not the engine's (``so.*`` ones are dropped, so lineage and error headers do not pile
@@ -33,16 +38,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, ProducerFenced, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from stream_orch.errors import UserError
 from stream_orch.expressions import compile_expression
@@ -55,7 +62,11 @@ from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 
 LEDGER_PREFIX = "stream-orch-replay."
-REPLAY_BATCH = 500
+# Dead letters per chunk (one transaction with its ledger records): the most a crash leaves to
+# redo, and what a run holds at once (futures and offsets; the producer holds the bytes).
+REPLAY_BATCH = 2_000
+REPLAY_FETCH_BYTES = 1024 * 1024
+LEDGER_RANGES = 2_000  # runs of offsets per ledger record (a record stays far below 1 MB)
 
 
 def ledger_topic(dlq: str, group: str | None = None) -> str:
@@ -98,13 +109,19 @@ async def read_topic(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic``, none when it does not exist. Asks for this topic's metadata
+    alone, without creating it: the all-topics listing costs megabytes on a cluster of thousands
+    of partitions (10 MB on the dev broker's 2,600 topics), kept by the client while it lives."""
+    client = consumer._client  # aiokafka has no public metadata request for one topic
+    request = MetadataRequest([topic], allow_auto_topic_creation=False)
     try:
-        topics = await consumer.topics()
+        response = await client.send(client.get_random_node(), request)
     except Exception as exc:  # pragma: no cover - a broker that went away between calls
-        raise UserError(f"cannot list topics: {exc}") from None
-    if topic not in topics:
+        raise UserError(f"cannot read the metadata of {topic}: {exc}") from None
+    found = [t for t in response.to_object()["topics"] if t["topic"] == topic]
+    if not found or found[0]["error_code"] == UnknownTopicOrPartitionError.errno:
         return set()
-    try:  # the all-topics listing does not fill the client's metadata
+    try:  # the client's own metadata must list the partitions before they are assigned
         return (await wait_for_metadata(consumer, [topic], timeout_s=5.0))[topic]
     except KafkaError:
         return set()
@@ -256,14 +273,16 @@ class ReplayResult:
     already: int = 0
     filtered: int = 0
     no_target: int = 0
+    chunks: int = 0
     by_target: Counter[str] = field(default_factory=Counter)
     ledger: str = ""
 
     def render(self, dry_run: bool) -> str:
         verb = "would publish" if dry_run else "published"
         targets = ", ".join(f"{t}: {n}" for t, n in sorted(self.by_target.items())) or "-"
+        chunks = "" if dry_run else f" in {self.chunks} transaction{'' if self.chunks == 1 else 's'}"
         return (
-            f"{self.read} dead letters read; {verb} {self.published} ({targets}); "
+            f"{self.read} dead letters read; {verb} {self.published} ({targets}){chunks}; "
             f"{self.already} already replayed (ledger {self.ledger}); {self.filtered} not matching the filter"
             + (f"; {self.no_target} without so.error.topic (skipped)" if self.no_target else "")
         )
@@ -277,18 +296,111 @@ def replay_headers(record: ConsumerRecord[bytes, bytes]) -> list[tuple[str, byte
     ]
 
 
-async def read_ledger(settings: Settings, ledger: str) -> set[str]:
-    done: set[str] = set()
+class Replayed:
+    """The offsets of one DLQ that a ledger holds as replayed: a bitmap per partition over the
+    offsets the partition had when the run started, ``[start, end)``, one bit per dead letter
+    (1 M dead letters: 125 kB). Ledger entries outside those bounds cannot be met by this run
+    and are not kept."""
 
-    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
-        if record.key is not None:
-            if record.value is None:
-                done.discard(record.key.decode())
-            else:
-                done.add(record.key.decode())
+    def __init__(self, bounds: dict[int, tuple[int, int]]) -> None:
+        self._bounds = dict(bounds)
+        self._bits = {p: bytearray((end - start + 7) // 8) for p, (start, end) in bounds.items()}
 
-    await read_topic(settings, ledger, handle, missing_ok=True)
-    return done
+    def _index(self, partition: int, offset: int) -> int | None:
+        bounds = self._bounds.get(partition)
+        if bounds is None or not bounds[0] <= offset < bounds[1]:
+            return None
+        return offset - bounds[0]
+
+    def add(self, partition: int, offset: int) -> None:
+        i = self._index(partition, offset)
+        if i is not None:
+            self._bits[partition][i >> 3] |= 1 << (i & 7)
+
+    def add_range(self, partition: int, first: int, last: int) -> None:
+        bounds = self._bounds.get(partition)
+        if bounds is None:
+            return
+        for offset in range(max(first, bounds[0]), min(last, bounds[1] - 1) + 1):
+            self.add(partition, offset)
+
+    def discard(self, partition: int, offset: int) -> None:
+        i = self._index(partition, offset)
+        if i is not None:
+            self._bits[partition][i >> 3] &= ~(1 << (i & 7)) & 0xFF
+
+    def __contains__(self, coords: tuple[int, int]) -> bool:
+        i = self._index(*coords)
+        return i is not None and bool(self._bits[coords[0]][i >> 3] & (1 << (i & 7)))
+
+
+def offset_ranges(offsets: list[int]) -> list[list[int]]:
+    """Increasing offsets as ``[first, last]`` runs: ``[3, 4, 5, 9]`` -> ``[[3, 5], [9, 9]]``."""
+    ranges: list[list[int]] = []
+    for offset in offsets:
+        if ranges and offset == ranges[-1][1] + 1:
+            ranges[-1][1] = offset
+        else:
+            ranges.append([offset, offset])
+    return ranges
+
+
+def ledger_entries(dlq: str, partition: int, offsets: list[int]) -> list[tuple[bytes, bytes]]:
+    """The ledger records (key, value) saying that these offsets of ``dlq[partition]`` were
+    replayed: runs of offsets, at most LEDGER_RANGES runs per record. The key names the DLQ, the
+    partition and the first and last offset it covers; no two records of one ledger share a key
+    (an offset is replayed once), so compaction never drops one."""
+    ranges = offset_ranges(offsets)
+    entries = []
+    for i in range(0, len(ranges), LEDGER_RANGES):
+        part = ranges[i : i + LEDGER_RANGES]
+        key = f"{dlq}/{partition}/{part[0][0]}-{part[-1][1]}".encode()
+        value = {"dlq": dlq, "partition": partition, "ranges": part, "at": H.now_ms()}
+        entries.append((key, orjson.dumps(value)))
+    return entries
+
+
+def _parse_id(text: str) -> tuple[str, int, int] | None:
+    topic, _, rest = text.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    try:
+        return topic, int(partition), int(rest)
+    except ValueError:
+        return None
+
+
+def apply_ledger_record(dlq: str, done: Replayed, key: bytes | None, value: bytes | None) -> None:
+    """Mark in ``done`` what one ledger record says about ``dlq``: a run of offsets (this
+    version), or one id per record keyed by the id (earlier versions; a tombstone of such a key
+    takes the id back)."""
+    if key is None:
+        return
+    text = key.decode("utf-8", "replace")
+    if value is not None:
+        try:
+            entry = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            entry = None
+        if isinstance(entry, dict) and "ranges" in entry:
+            if entry.get("dlq") == dlq:
+                for first, last in entry["ranges"]:
+                    done.add_range(int(entry["partition"]), int(first), int(last))
+            return
+    coords = _parse_id(text)
+    if coords is None or coords[0] != dlq:
+        return
+    if value is None:
+        done.discard(coords[1], coords[2])
+    else:
+        done.add(coords[1], coords[2])
+
+
+async def read_ledger(settings: Settings, ledger: str, dlq: str, done: Replayed) -> None:
+    """Everything ``ledger`` says about ``dlq``, into ``done`` (read_committed: an aborted
+    chunk's ledger records do not count, as its published records do not)."""
+    await read_topic(
+        settings, ledger, lambda r: apply_ledger_record(dlq, done, r.key, r.value), missing_ok=True
+    )
 
 
 async def _ensure_ledger(settings: Settings, ledger: str) -> None:
@@ -302,6 +414,70 @@ async def _ensure_ledger(settings: Settings, ledger: str) -> None:
         await admin.close()
 
 
+class _Chunk:
+    """One transaction of replayed records and the ledger records that mark them as replayed:
+    read_committed readers see both or neither. Holds futures and offsets, not the records (the
+    producer has their bytes until they are sent)."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        dlq: str,
+        ledger: str,
+        result: ReplayResult,
+        emit: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self._producer = producer
+        self._dlq = dlq
+        self._ledger = ledger
+        self._result = result
+        self._emit = emit
+        self._sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    async def add(self, target: str, record: ConsumerRecord[bytes, bytes]) -> None:
+        if not self._sent:
+            await self._producer.begin_transaction()
+        future = await self._producer.send(
+            target,
+            value=record.value,
+            key=record.key,
+            headers=replay_headers(record),
+            timestamp_ms=record.timestamp,
+        )
+        self._sent.append((target, record.partition, record.offset, future))
+
+    async def commit(self) -> None:
+        if not self._sent:
+            return
+        sent, self._sent = self._sent, []
+        try:
+            metas = await asyncio.gather(*(future for *_, future in sent))
+            offsets: dict[int, list[int]] = {}
+            for _target, partition, offset, _future in sent:
+                offsets.setdefault(partition, []).append(offset)
+            ledger_futures = [
+                await self._producer.send(self._ledger, key=key, value=value)
+                for partition in sorted(offsets)
+                for key, value in ledger_entries(self._dlq, partition, offsets[partition])
+            ]
+            await asyncio.gather(*ledger_futures)
+            await self._producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):  # fenced or broken: the next run's init aborts it
+                await asyncio.wait_for(self._producer.abort_transaction(), 5.0)
+            raise
+        self._result.chunks += 1
+        for (target, partition, offset, _future), meta in zip(sent, metas, strict=True):
+            self._result.published += 1
+            self._result.by_target[target] += 1
+            if self._emit:
+                rid = f"{self._dlq}/{partition}/{offset}"
+                self._emit({"to": target, "partition": meta.partition, "offset": meta.offset, "id": rid})
+
+
 async def replay(
     settings: Settings,
     topic: str,
@@ -311,78 +487,120 @@ async def replay(
     dry_run: bool = False,
     group: str | None = None,
     emit: Callable[[dict[str, Any]], None] | None = None,
+    chunk_size: int | None = None,
 ) -> ReplayResult:
     """Publish the dead letters of ``topic`` (matching ``filter_expr``) that this ledger has not
-    replayed yet; see the module docstring for the guarantee."""
+    replayed yet, streaming them in transactions of ``chunk_size`` (default REPLAY_BATCH); see
+    the module docstring for the guarantee."""
+    size = chunk_size or REPLAY_BATCH
     matches = compile_filter(filter_expr)
     ledger = ledger_topic(topic, group)
     result = ReplayResult(ledger=ledger)
-    done = await read_ledger(settings, ledger)
-    chosen: list[tuple[str, ConsumerRecord[bytes, bytes]]] = []
-
-    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
-        result.read += 1
-        rid = replay_id(record)
-        if rid in done:
-            result.already += 1
-            return
-        if matches is not None and not matches(filter_view(record)):
-            result.filtered += 1
-            return
-        target = to
-        if to == "original":
-            target = H.as_dict(record.headers).get(H.ERROR_TOPIC, "")
-            if not target:
-                result.no_target += 1
-                return
-        chosen.append((target, record))
-
-    await read_topic(settings, topic, handle)
-    if dry_run:
-        for target, record in chosen:
-            result.published += 1
-            result.by_target[target] += 1
-            if emit:
-                emit({"to": target, **record_json(record)})
-        return result
-    if not chosen:
-        return result
-    await _ensure_ledger(settings, ledger)
-    producer = await start_producer(settings, linger_ms=5)
+    producer: AIOKafkaProducer | None = None
+    if not dry_run:
+        # Initialising the ledger's transactional id fences a replay of the same ledger that is
+        # still running and aborts the open chunk of one that was killed; after it, the ledger's
+        # committed records are all there is.
+        producer = await start_producer(settings, transactional_id=ledger, linger_ms=5)
     try:
-        for start in range(0, len(chosen), REPLAY_BATCH):
-            batch = chosen[start : start + REPLAY_BATCH]
-            futures = [
-                await producer.send(
-                    target,
-                    value=record.value,
-                    key=record.key,
-                    headers=replay_headers(record),
-                    timestamp_ms=record.timestamp,
-                )
-                for target, record in batch
-            ]
-            metas = await asyncio.gather(*futures)  # acknowledged by every in-sync replica
-            ledger_futures = [
-                await producer.send(
-                    ledger,
-                    key=replay_id(record).encode(),
-                    value=orjson.dumps(
-                        {"to": meta.topic, "partition": meta.partition, "offset": meta.offset}
-                        | {"at": H.now_ms()}
-                    ),
-                )
-                for (_target, record), meta in zip(batch, metas, strict=True)
-            ]
-            await asyncio.gather(*ledger_futures)
-            for (target, record), meta in zip(batch, metas, strict=True):
-                result.published += 1
-                result.by_target[target] += 1
-                if emit:
-                    emit(
-                        {"to": target, "partition": meta.partition, "offset": meta.offset}
-                        | {"id": replay_id(record)}
-                    )
+        # One fetch response of at most 1 MiB, 256 KiB per partition (a record batch larger than
+        # that still comes whole): what the reader buffers does not grow with the DLQ's partitions.
+        consumer = clients.reader(
+            settings.kafka_client_args(),
+            fetch_max_bytes=REPLAY_FETCH_BYTES,
+            max_partition_fetch_bytes=REPLAY_FETCH_BYTES // 4,
+        )
+        await start_client(consumer, settings)
+        try:
+            partitions = await _partitions(consumer, topic)
+            if not partitions:
+                raise UserError(f"topic {topic!r} does not exist")
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            start = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            done = Replayed({tp.partition: (start[tp], end[tp]) for tp in tps})
+            if producer is not None:
+                await _ensure_ledger(settings, ledger)
+            await read_ledger(settings, ledger, topic, done)
+            chunk = None if producer is None else _Chunk(producer, topic, ledger, result, emit)
+
+            async def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+                result.read += 1
+                if (record.partition, record.offset) in done:
+                    result.already += 1
+                    return
+                if matches is not None and not matches(filter_view(record)):
+                    result.filtered += 1
+                    return
+                target = to
+                if to == "original":
+                    target = H.as_dict(record.headers).get(H.ERROR_TOPIC, "")
+                    if not target:
+                        result.no_target += 1
+                        return
+                if chunk is None:  # --dry-run
+                    result.published += 1
+                    result.by_target[target] += 1
+                    if emit:
+                        emit({"to": target, **record_json(record)})
+                    return
+                await chunk.add(target, record)
+                if len(chunk) >= size:
+                    await chunk.commit()
+
+            try:
+                await _stream(consumer, tps, end, handle, settings.request_timeout_s * 3, min(size, 5_000))
+            except TimeoutError:
+                raise unreachable(
+                    settings, f"no records from {topic} although the end offsets say so"
+                ) from None
+            if chunk is not None:
+                await chunk.commit()  # the last, partial chunk
+        finally:
+            await consumer.stop()
+    except ProducerFenced:
+        raise UserError(
+            f"another `dlq replay` of ledger {ledger} started and fenced this one; "
+            f"the {result.published} records this run committed stay replayed"
+        ) from None
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
     return result
+
+
+async def _stream(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    end: dict[TopicPartition, int],
+    handle: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]],
+    idle_timeout_s: float,
+    max_records: int,
+) -> None:
+    """Await ``handle`` for every record of the assigned ``tps`` from the beginning up to ``end``,
+    one fetch at a time: nothing is fetched while ``handle`` (a chunk's commit) is busy, so what
+    is held is a fetch, never the topic."""
+    await consumer.seek_to_beginning(*tps)
+    position = {tp: await consumer.position(tp) for tp in tps}
+    remaining = {tp for tp in tps if position[tp] < end[tp]}
+    loop = asyncio.get_running_loop()
+    idle_deadline = loop.time() + idle_timeout_s
+    while remaining:
+        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+        if batches:
+            idle_deadline = loop.time() + idle_timeout_s
+        elif loop.time() > idle_deadline:
+            raise TimeoutError
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset >= end[tp]:
+                    break
+                await handle(record)
+            if records:
+                position[tp] = records[-1].offset + 1
+        for tp in list(remaining):
+            if position[tp] < end[tp]:  # also past gaps (compaction, transaction markers) at the end
+                position[tp] = await consumer.position(tp)
+            if position[tp] >= end[tp]:
+                remaining.discard(tp)
