@@ -71,6 +71,10 @@ class Delivery(Protocol):
 
     async def settle(self, *, commit: bool = True) -> None: ...
 
+    def drop_commits(self) -> None:
+        """Give up waiting for group commits (a revocation is starting); none under exactly-once,
+        where offsets are committed inside each batch's transaction."""
+
     async def abandon(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -166,21 +170,29 @@ class AtLeastOnce:
 
     async def settle(self, *, commit: bool = True) -> None:
         """Wait for the batch in flight and then for its commit; raises what failed either.
-        ``commit=False`` (a revocation) cancels the commits instead of waiting: aiokafka's commit
-        waits for the group, and the group waits for the revocation (a deadlock seen when the
-        broker came back after an outage); the partitions' next owner re-reads those records."""
+        ``commit=False`` (a revocation) cancels the commit instead of waiting for it; so does
+        :meth:`drop_commits`. A cancelled commit is no failure: its records are re-read."""
         task, self._inflight = self._inflight, None
         if task is not None:
             await task
-        committing, self._committing = self._committing, None
+        committing = self._committing
         if committing is None:
             return
-        if commit:
-            await committing
-        else:
+        if not commit:
             committing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await committing
+        await asyncio.wait({committing})  # not `await`: its cancellation is not ours
+        if self._committing is committing:
+            self._committing = None
+        if commit and not committing.cancelled():
+            committing.result()
+
+    def drop_commits(self) -> None:
+        """A revocation is starting: give up the pending group commit. aiokafka's commit waits
+        for the group, the group waits for the revocation, and the revocation waits for the node's
+        batch, which may be waiting for that commit (a deadlock seen when the broker came back
+        after an outage). The partitions' next owner re-reads those records (at-least-once)."""
+        if self._committing is not None:
+            self._committing.cancel()
 
     async def abandon(self) -> None:
         with contextlib.suppress(Exception):  # its failure was raised already; the records are re-read

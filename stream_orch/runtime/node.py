@@ -379,6 +379,7 @@ class NodeRunner:
     # ------------------------------------------------------------------ partitions
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._delivery.drop_commits()  # before the lock: a batch may hold it waiting for a commit
         async with self._lock:  # let the batch being processed be handed over first
             try:
                 await self._delivery.settle(commit=False)

@@ -153,6 +153,9 @@ class ExactlyOnce:
         if task is not None:
             await task
 
+    def drop_commits(self) -> None:
+        """Nothing to drop: the offsets are committed inside each batch's transaction."""
+
     async def abandon(self) -> None:
         with contextlib.suppress(Exception):  # raised already; renew() aborts what is left open
             await self.settle()
