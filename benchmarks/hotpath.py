@@ -45,11 +45,11 @@ from stream_orch.runtime.batch import BatchStats, NodeContext, decode_records
 from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox, PartitionMap, merged
 from stream_orch.runtime.routing import Router
-from stream_orch.spec.loader import load_topology
-from stream_orch.spec.naming import changelog_topic, retry_topic
 from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.registry import build_step
+from stream_orch.topology.loader import load_topology
+from stream_orch.topology.naming import changelog_topic, retry_topic
 
 REPO = Path(__file__).resolve().parents[1]
 TOPOLOGIES = {

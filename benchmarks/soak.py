@@ -35,7 +35,7 @@ SAMPLE_S = 2.0
 
 def state_config(state_dir: Path) -> dict[str, Any]:
     """What the worker ran with: processing, each table's store, each dedupe step's horizon."""
-    from stream_orch.spec.loader import load_topology
+    from stream_orch.topology.loader import load_topology
 
     rendered = next(state_dir.glob("*.rendered.yaml"), None)
     if rendered is None:

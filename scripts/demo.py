@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_orch.observability.lag import LagReader
 from stream_orch.runtime.admin import partition_counts
 from stream_orch.settings import Settings
-from stream_orch.spec.loader import load_topology
-from stream_orch.spec.naming import dlq_topic, group_id
+from stream_orch.topology.loader import load_topology
+from stream_orch.topology.naming import dlq_topic, group_id
 from stream_orch.transport.reading import read_to_end
 
 REPO = Path(__file__).resolve().parents[1]

@@ -75,7 +75,7 @@ def render(
 ) -> dict[str, Any]:
     """The topology as plain data, renamed for one run and with ``processing`` (and the ``store``
     of tables written by steps) overridden when given (see the module docstring)."""
-    from stream_orch.spec.loader import load_topology
+    from stream_orch.topology.loader import load_topology
 
     spec = load_topology(topology, env={**os.environ, **run_env}).spec
     data = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -146,7 +146,7 @@ def unavailable(
         try:
             data = render(topology, topics, dummy, processing)
             if processing is not None:
-                from stream_orch.spec.models import TopologySpec
+                from stream_orch.topology.models import TopologySpec
 
                 TopologySpec.model_validate(data)  # the override must be a value the engine knows
         except Exception as exc:  # the engine is being written: any failure means "not yet"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.settings import Settings
-from stream_orch.spec.graph import build_graph, to_dot, to_mermaid
-from stream_orch.spec.loader import SpecError, load_topology
+from stream_orch.topology.graph import build_graph, to_dot, to_mermaid
+from stream_orch.topology.loader import SpecError, load_topology
 
 
 def register(subparsers: Any) -> None:

@@ -25,8 +25,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
     from stream_orch.runtime.worker import Worker
-    from stream_orch.spec.lint import has_errors, lint
-    from stream_orch.spec.loader import load_topology
+    from stream_orch.topology.lint import has_errors, lint
+    from stream_orch.topology.loader import load_topology
 
     setup_logging(settings.log_level, settings.log_json)
     loaded = load_topology(args.file)
@@ -46,7 +46,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def default_schema_dir(topology: Path) -> Path:
     """``schemas/`` beside the folder holding the topology (the repository layout), else ./schemas."""
-    from stream_orch.spec.lint import default_schemas_dir
+    from stream_orch.topology.lint import default_schemas_dir
 
     beside = default_schemas_dir(topology)
     return beside if beside.is_dir() else Path("schemas")

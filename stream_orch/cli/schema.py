@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from stream_orch.settings import Settings
-from stream_orch.spec.docs import topology_json_schema
+from stream_orch.topology.docs import topology_json_schema
 
 
 def register(subparsers: Any) -> None:

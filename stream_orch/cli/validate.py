@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.settings import Settings
-from stream_orch.spec.lint import has_errors, lint
-from stream_orch.spec.loader import SpecError, load_topology
+from stream_orch.topology.lint import has_errors, lint
+from stream_orch.topology.loader import SpecError, load_topology
 
 
 def register(subparsers: Any) -> None:

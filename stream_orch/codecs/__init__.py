@@ -24,7 +24,7 @@ from stream_orch.codecs.schemas import DEFAULT_SCHEMA_DIR, SchemaError, SchemaRe
 from stream_orch.codecs.validation import Validator
 
 if TYPE_CHECKING:
-    from stream_orch.spec.models import TopicSpec
+    from stream_orch.topology.models import TopicSpec
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",

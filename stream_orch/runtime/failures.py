@@ -8,8 +8,8 @@ import logging
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, Failure
 from stream_orch.runtime.output import Outbox
-from stream_orch.spec.models import TopologySpec
-from stream_orch.spec.naming import dlq_topic, retry_topic
+from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import dlq_topic, retry_topic
 
 log = logging.getLogger(__name__)
 

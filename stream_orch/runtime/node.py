@@ -35,12 +35,12 @@ from stream_orch.runtime.pacing import RetryPacer
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.routing import Router
 from stream_orch.runtime.transactions import ExactlyOnce
-from stream_orch.spec.models import NodeSpec, TopologySpec
-from stream_orch.spec.naming import group_id, retry_topic
 from stream_orch.state.restore import restore
 from stream_orch.state.tables import LocalTable, Sealed
 from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
 from stream_orch.steps.registry import build_step
+from stream_orch.topology.models import NodeSpec, TopologySpec
+from stream_orch.topology.naming import group_id, retry_topic
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 

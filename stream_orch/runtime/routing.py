@@ -16,8 +16,8 @@ from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, Record
-from stream_orch.spec.models import TopologySpec
 from stream_orch.steps.base import Event
+from stream_orch.topology.models import TopologySpec
 
 _LARGE = 64 * 1024  # only outputs above this size are measured exactly
 

@@ -1,7 +1,7 @@
 """``normalize``: harmonise fields (rule a of the fraud topology).
 
 Each field's rule is compiled once into a list of small operations, applied in this order
-(the order of :class:`~stream_orch.spec.models.FieldRule`'s attributes):
+(the order of :class:`~stream_orch.topology.models.FieldRule`'s attributes):
 
 1. ``required`` / ``default``: a missing or null value takes ``default`` when one is set
    (the other operations then apply to it), else is an error when ``required`` (the default),
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stream_orch.spec.models import FieldRule, NormalizeStep
 from stream_orch.steps.base import Event, StepContext
 from stream_orch.steps.common import Invalid, StepConfigError, show
+from stream_orch.topology.models import FieldRule, NormalizeStep
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

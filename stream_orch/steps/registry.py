@@ -11,18 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stream_orch.codecs.schemas import SchemaError
-from stream_orch.spec.models import (
-    AggregateStep,
-    DedupeStep,
-    DeriveStep,
-    EnrichStep,
-    FilterStep,
-    MaskStep,
-    NormalizeStep,
-    PythonStep,
-    ScoreStep,
-    ValidateStep,
-)
 from stream_orch.steps.aggregate import AggregateStepImpl
 from stream_orch.steps.common import StepConfigError
 from stream_orch.steps.dedupe import DedupeStepImpl
@@ -34,11 +22,23 @@ from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
 from stream_orch.steps.score import ScoreStepImpl
 from stream_orch.steps.validate import ValidateStepImpl
+from stream_orch.topology.models import (
+    AggregateStep,
+    DedupeStep,
+    DeriveStep,
+    EnrichStep,
+    FilterStep,
+    MaskStep,
+    NormalizeStep,
+    PythonStep,
+    ScoreStep,
+    ValidateStep,
+)
 
 if TYPE_CHECKING:
     from stream_orch.codecs.schemas import SchemaRegistry
-    from stream_orch.spec.models import TopologySpec
     from stream_orch.steps.base import Step
+    from stream_orch.topology.models import TopologySpec
 
 __all__ = ["StepConfigError", "build_step", "build_steps"]
 

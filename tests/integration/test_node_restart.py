@@ -21,7 +21,7 @@ from stream_orch.runtime.output import hand_over
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.runtime.worker import Worker
 from stream_orch.settings import Settings
-from stream_orch.spec.loader import load_topology
+from stream_orch.topology.loader import load_topology
 from tests import reliability_harness as rh
 from tests import topology_harness as th
 

@@ -20,8 +20,8 @@ from stream_orch.runtime import delivery, transactions
 from stream_orch.runtime import node as node_module
 from stream_orch.runtime.worker import Worker
 from stream_orch.settings import Settings
-from stream_orch.spec.loader import load_topology
 from stream_orch.state.global_table import GlobalTable
+from stream_orch.topology.loader import load_topology
 from tests import reliability_harness as rh
 from tests import topology_harness as th
 from tests.topology_harness import BOOTSTRAP

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.codecs import SchemaRegistry
-from stream_orch.spec.models import TopologySpec
 from stream_orch.steps.base import Event
+from stream_orch.topology.models import TopologySpec
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = SchemaRegistry(REPO / "schemas")
@@ -116,8 +116,8 @@ def topology(**overrides: Any) -> TopologySpec:
 def build(step_spec: dict[str, Any], topo: TopologySpec | None = None) -> Any:
     from pydantic import TypeAdapter
 
-    from stream_orch.spec.models import StepSpec
     from stream_orch.steps.registry import build_step
+    from stream_orch.topology.models import StepSpec
 
     model = TypeAdapter(StepSpec).validate_python(step_spec)
     return build_step(model, topology_spec=topo or topology(), schemas=SCHEMAS, node_name="n")

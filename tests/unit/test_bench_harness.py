@@ -233,7 +233,7 @@ def test_forward_topology_is_rendered_onto_the_run_topics() -> None:
 
 @pytest.mark.skipif(not engine.FRAUD_TOPOLOGY.exists(), reason="reference topology not written yet")
 def test_fraud_topology_is_rendered_onto_the_run_topics_and_still_loads(tmp_path: Path) -> None:
-    from stream_orch.spec.loader import load_topology
+    from stream_orch.topology.loader import load_topology
 
     run_env = _run_env("bench.x.engine_fraud.t0")
     data = engine.render(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, run_env)

@@ -18,7 +18,7 @@ from stream_orch.codecs import (
     codec_for,
     projection,
 )
-from stream_orch.spec.models import TopicSpec
+from stream_orch.topology.models import TopicSpec
 
 FRAUD_SCHEMAS = ["account_action", "customer", "fraud_alert", "transaction", "transaction_enriched"]
 

@@ -7,13 +7,13 @@ import json
 import pytest
 
 from stream_orch.cli.main import main
-from stream_orch.spec.docs import REFERENCE_PATH, render_reference, topology_json_schema
-from stream_orch.spec.models import TopologySpec
+from stream_orch.topology.docs import REFERENCE_PATH, render_reference, topology_json_schema
+from stream_orch.topology.models import TopologySpec
 
 
 def test_reference_is_up_to_date() -> None:
     assert REFERENCE_PATH.read_text(encoding="utf-8") == render_reference(), (
-        "docs/topology-reference.md is stale: run `python -m stream_orch.spec.docs`"
+        "docs/topology-reference.md is stale: run `python -m stream_orch.topology.docs`"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream_orch.cli.main import main
-from stream_orch.spec.graph import (
+from stream_orch.topology.graph import (
     build_graph,
     dlq_topic,
     find_cycles,
@@ -18,7 +18,7 @@ from stream_orch.spec.graph import (
     to_mermaid,
     topics_of,
 )
-from stream_orch.spec.loader import load_topology, parse_topology
+from stream_orch.topology.loader import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ROOT / "tests" / "fixtures" / "topologies" / "good.yaml"

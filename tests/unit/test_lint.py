@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from stream_orch.cli.main import main
-from stream_orch.spec.lint import SchemaFields, default_schemas_dir, has_errors, lint
-from stream_orch.spec.loader import parse_topology
+from stream_orch.topology.lint import SchemaFields, default_schemas_dir, has_errors, lint
+from stream_orch.topology.loader import parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -15,8 +15,8 @@ from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, PartitionMap
 from stream_orch.runtime.routing import Router
-from stream_orch.spec.loader import load_topology
 from stream_orch.steps.base import Event
+from stream_orch.topology.loader import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = SchemaRegistry(REPO / "schemas")
@@ -172,7 +172,7 @@ def test_a_field_absent_from_the_record_stays_absent_from_the_output(missing: st
 
 
 def test_outputs_of_two_routes_to_one_topic_keep_the_order_of_the_events() -> None:
-    from stream_orch.spec.loader import parse_topology
+    from stream_orch.topology.loader import parse_topology
 
     spec = parse_topology(
         """

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from step_harness import REPO, SCHEMAS, FakeContext, MemoryTable
 
-from stream_orch.spec.loader import load_topology
 from stream_orch.steps.base import Event
 from stream_orch.steps.mask import salted_sha256
 from stream_orch.steps.registry import build_steps
+from stream_orch.topology.loader import load_topology
 
 T = 1_700_000_000_000
 

@@ -5,7 +5,7 @@ Lint, the graph drawing, the runtime and the DLQ tools all use these, so a name 
 
 from __future__ import annotations
 
-from stream_orch.spec.models import NodeSpec
+from stream_orch.topology.models import NodeSpec
 
 
 def retry_topic(input_topic: str, tier: int) -> str:

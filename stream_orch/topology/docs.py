@@ -2,7 +2,7 @@
 
 Both come from the pydantic models, so the reference cannot drift from what the loader
 accepts: a unit test fails when ``docs/topology-reference.md`` is not what
-``python -m stream_orch.spec.docs`` writes.
+``python -m stream_orch.topology.docs`` writes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.expressions import FUNCTIONS
-from stream_orch.spec.models import Expression, TopologySpec
+from stream_orch.topology.models import Expression, TopologySpec
 
 __all__ = ["REFERENCE_PATH", "render_reference", "topology_json_schema", "write_reference"]
 
@@ -192,7 +192,7 @@ def _model_section(name: str, heading: str, schema: dict[str, Any]) -> list[str]
 _INTRO = """\
 # Topology language reference
 
-<!-- Generated from stream_orch/spec/models.py by `python -m stream_orch.spec.docs`; do not edit. -->
+<!-- Generated from stream_orch/topology/models.py by `python -m stream_orch.topology.docs`; do not edit. -->
 
 A topology is one YAML file (`topologies/<name>.yaml`) with the keys below. Check it with
 `stream-orch validate FILE`, draw it with `stream-orch graph FILE --format mermaid|dot`, and get

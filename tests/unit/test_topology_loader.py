@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream_orch.errors import UserError
-from stream_orch.spec.loader import LoadedTopology, Problem, SpecError, load_topology, parse_topology
+from stream_orch.topology.loader import LoadedTopology, Problem, SpecError, load_topology, parse_topology
 
 MINIMAL = """\
 topology: t

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stream_orch.spec.models import AggregateStep, DedupeStep, EnrichStep, NodeSpec, TopologySpec
+from stream_orch.topology.models import AggregateStep, DedupeStep, EnrichStep, NodeSpec, TopologySpec
 
 __all__ = [
     "Edge",

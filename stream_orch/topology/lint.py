@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.expressions import ExpressionError, compile_expression
-from stream_orch.spec.graph import find_cycles
-from stream_orch.spec.loader import LoadedTopology, PathTuple, Problem, Severity
-from stream_orch.spec.models import (
+from stream_orch.topology.graph import find_cycles
+from stream_orch.topology.loader import LoadedTopology, PathTuple, Problem, Severity
+from stream_orch.topology.models import (
     AggregateStep,
     DedupeStep,
     DeriveStep,

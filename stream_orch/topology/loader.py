@@ -26,7 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 
 from stream_orch.errors import UserError
-from stream_orch.spec.models import TopologySpec
+from stream_orch.topology.models import TopologySpec
 
 __all__ = [
     "LoadedTopology",

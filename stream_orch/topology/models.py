@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stream_orch.spec.durations import DurationMs
+from stream_orch.topology.durations import DurationMs
 
 Expression = Annotated[
     str,
