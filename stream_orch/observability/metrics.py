@@ -13,6 +13,7 @@ family of methods, never once per record.
 from __future__ import annotations
 
 import bisect
+import re
 from collections import Counter as _Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ disable_created_metrics()
 PREFIX = "stream_orch_"
 OTHER = "other"  # label value once a node has used up its distinct error classes / drop reasons
 MAX_LABEL_VALUES = 50  # per node and label: bounds cardinality even for exotic exception classes
+
+_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+def label_code(reason: str) -> str:
+    """The code of a reason, for a label: the part before the first ``:`` when it is a short
+    identifier (``invalid_field: amount must be a number (got 'x')`` → ``invalid_field``), else
+    ``other``. Reasons carry record values after the colon; labels must never (one time series
+    per distinct bad value would grow without bound). The full reason goes to the DLQ headers."""
+    code = reason.split(":", 1)[0].strip()
+    return code if _CODE.fullmatch(code) else OTHER
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -302,7 +315,9 @@ class Metrics:
     # -- label bounding -------------------------------------------------------------------------
 
     def _bounded(self, node: str, label: str, value: str) -> str:
-        """Caps distinct values of a free-form label per node; the rest are counted as ``other``."""
+        """A reason's code (:func:`label_code`), and a cap on distinct codes per node and label
+        (exception class names are open-ended too); the rest are counted as ``other``."""
+        value = label_code(value)
         seen = self._seen.setdefault((node, label), set())
         if value in seen:
             return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from stream_orch.observability.metrics import label_code
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, Failure
 from stream_orch.runtime.output import Outbox
@@ -32,7 +33,9 @@ class FailureRouter:
         logged = 0
         for failure in failures:
             event = failure.event
-            error_class = type(failure.error).__name__ if failure.error is not None else failure.reason
+            # a class name, or the reason's code: never the record's values the reason may quote
+            error = failure.error
+            error_class = type(error).__name__ if error is not None else label_code(failure.reason)
             stats.errors[error_class] += 1
             retriable = failure.retriable and (
                 not self._retry_on or failure.reason in self._retry_on or error_class in self._retry_on
@@ -58,7 +61,7 @@ class FailureRouter:
                 continue
             value, base = H.fit(event.key, event.raw_value, base)
             outbox.add(event.partition, self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
-            stats.dead_lettered[failure.reason.split(":", 1)[0]] += 1
+            stats.dead_lettered[label_code(failure.reason)] += 1
             logged += 1
             if logged <= DLQ_LOG_LINES_PER_BATCH:
                 log.warning(
