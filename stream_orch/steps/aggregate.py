@@ -2,7 +2,9 @@
 
 For a record with time ``t`` the result covers the records of the same key with time in
 ``(t - window, t]``, this one included: ``count`` of them, or ``sum``/``min``/``max``/``avg``
-of their ``field``. Records of a batch are applied in order.
+of their ``field``. Records of a batch are applied in order. With ``when`` only the records for
+which it holds enter the window; the others still get the result for their time (over the
+records that entered, so it can be an empty window: count and sum 0, min/max/avg null).
 
 State: ``ctx.table(table)`` keeps, per ``str(record[key])``, a list of ``[ts, value]`` pairs
 (``value`` is null for ``count``), sorted by ``ts``, in records of bounded size
@@ -34,6 +36,7 @@ a timer, like dedupe's) deletes keys whose newest time is at or before
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -58,6 +61,22 @@ def _has_offset(pairs: list[list[Any]], t: int, offset: int, hi: int) -> bool:
     return False
 
 
+def _over(function: str, pairs: list[list[Any]], lo: int, hi: int) -> Any:
+    """``function`` of the values of ``pairs[lo:hi]`` (count is done inline, on the hot path)."""
+    if function == "count":
+        return hi - lo
+    values = [p[1] for p in pairs[lo:hi]]
+    if function == "sum":
+        return sum(values)
+    if not values:
+        return None
+    if function == "min":
+        return min(values)
+    if function == "max":
+        return max(values)
+    return sum(values) / len(values)
+
+
 class AggregateStepImpl:
     def __init__(
         self,
@@ -70,6 +89,7 @@ class AggregateStepImpl:
         time_field: str = "ts",
         as_: str,
         grace_ms: int | None = None,
+        when: Callable[[dict[str, Any]], Any] | None = None,
         name: str = "aggregate",
     ) -> None:
         if function not in ("count", "sum", "min", "max", "avg"):
@@ -85,6 +105,7 @@ class AggregateStepImpl:
         self.field = field
         self.time_field = time_field
         self.as_ = as_
+        self.when = when
         self.watermarks: dict[int, int] = {}
         self._table: Table | None = None
 
@@ -94,6 +115,7 @@ class AggregateStepImpl:
         window, keep = self.window_ms, self.window_ms + self.grace_ms
         function, as_ = self.function, self.as_
         is_count = function == "count"
+        when = self.when
         watermarks = self.watermarks
         touched: dict[tuple[int, str], Window] = {}
         out: list[Event] = []
@@ -108,6 +130,23 @@ class AggregateStepImpl:
             if t.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(t)})")
                 continue
+            if when is not None:
+                try:
+                    enters = when(record)
+                except Exception as exc:
+                    ctx.reject(event, f"expression_error: aggregate when: {exc}", exc)
+                    continue
+                if not enters:  # annotated with the window at its time, not counted in it
+                    key = key if key.__class__ is str else str(key)
+                    slot = (event.partition, key)
+                    win = touched.get(slot)
+                    if win is None:
+                        win = touched[slot] = windows.load(table, key, event.partition)
+                    pairs = win.entries
+                    hi = bisect_right(pairs, t, key=_ts)
+                    record[as_] = _over(function, pairs, bisect_right(pairs, t - window, key=_ts, hi=hi), hi)
+                    append(event)
+                    continue
             value = None
             if not is_count:
                 value = record.get(value_field)
@@ -135,19 +174,7 @@ class AggregateStepImpl:
                     win.changed_at(hi)
                     hi += 1
             lo = bisect_right(pairs, t - window, key=_ts, hi=hi)
-            if is_count:
-                result: Any = hi - lo
-            else:
-                values = [p[1] for p in pairs[lo:hi]]
-                if function == "sum":
-                    result = sum(values)
-                elif function == "min":
-                    result = min(values)
-                elif function == "max":
-                    result = max(values)
-                else:
-                    result = sum(values) / len(values)
-            record[as_] = result
+            record[as_] = hi - lo if is_count else _over(function, pairs, lo, hi)
             newest = pairs[-1][0]
             if pairs[0][0] <= newest - keep:
                 win.drop_head(bisect_right(pairs, newest - keep, key=_ts))

@@ -116,6 +116,7 @@ def build_step(
             field=spec_model.field,
             time_field=spec_model.time_field,
             as_=spec_model.as_,
+            when=compile_(spec_model.when, "when").fn if spec_model.when else None,
             name=name,
         )
     if isinstance(spec_model, ScoreStep):

@@ -325,6 +325,8 @@ class _Linter:
             if step.field:
                 self._field((*path, "field"), step.field, avail, where)
             self._field((*path, "time_field"), step.time_field, avail, where)
+            if step.when is not None:
+                self._expression((*path, "when"), step.when, avail, where)
             return avail | {step.as_} if avail is not None else None
         if isinstance(step, ScoreStep):
             for i, rule in enumerate(step.rules):

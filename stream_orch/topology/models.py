@@ -167,9 +167,19 @@ class AggregateStep(_Model):
     table: str = Field(description="Windowed table holding the state.")
     key: str = Field(description="Field that groups events (e.g. account_id).")
     window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
-    function: Literal["count", "sum", "min", "max", "avg"] = "count"
+    function: Literal["count", "sum", "min", "max", "avg"] = Field(
+        "count",
+        description="What `as` receives, over the window's records: count (int); sum (int while every "
+        "value is an int, else float; 0 for an empty window); min, max (the values' type); avg (float); "
+        "min, max and avg are null for an empty window (possible only with `when`).",
+    )
     field: str | None = Field(None, description="Field aggregated (not needed for count).")
     time_field: str = Field("ts", description="Event-time field, epoch ms.")
+    when: Expression | None = Field(
+        None,
+        description="Only records for which this is true enter the window (e.g. `channel == 'online'`); "
+        "every record still gets the result for its time, over the records that entered.",
+    )
     as_: str = Field(alias="as", description="Field that receives the result.")
 
     @model_validator(mode="after")

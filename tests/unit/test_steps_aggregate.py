@@ -157,3 +157,30 @@ async def test_release_ignores_events_the_step_never_counted():
     never = [Event(value={"account_id": None}, offset=3, source_offset=3), _at([(99, T)])[0]]
     assert step.release(never) == 0
     assert len(ctx.tables["account_velocity"].get("A-1", 0)["e"]) == 1
+
+
+async def test_when_counts_only_the_matching_records_and_annotates_every_one():
+    """Issue 12, item 3: this account's online transactions in the last 60 s, on every record."""
+    spec = dict(VELOCITY, when="channel == 'online'", **{"as": "online_60s"})
+    channels = ["online", "card_present", "online", "card_present", "online"]
+    records = [txn(channel=c, ts=T + i * 20 * S) for i, c in enumerate(channels)]  # 0, 20, 40, 60, 80 s
+    out, _ = await run_step(build(spec), records)
+    # (t - 60 s, t]: at 60 s the online record at 0 s is out; at 80 s: 40 and 80
+    assert [r["online_60s"] for r in out] == [1, 1, 2, 1, 2]
+
+
+async def test_when_result_types_for_an_empty_window():
+    for function, empty, one in [("count", 0, 1), ("sum", 0, 7), ("min", None, 7), ("avg", None, 7.0)]:
+        spec = dict(VELOCITY, function=function, field="amount", when="amount > 5", **{"as": "agg"})
+        out, _ = await run_step(build(spec), [txn(amount=1, ts=T), txn(amount=7, ts=T + S)])
+        assert [r["agg"] for r in out] == [empty, one], function
+    sums, _ = await run_step(
+        build(dict(VELOCITY, function="sum", field="amount")), [txn(amount=2), txn(amount=3)]
+    )
+    assert [type(r["velocity_60s"]) for r in sums] == [int, int], "a sum of ints stays an int"
+
+
+async def test_when_that_cannot_be_evaluated_rejects_the_record():
+    spec = dict(VELOCITY, when="amount > 5")
+    out, ctx = await run_step(build(spec), [txn(amount="lots")])
+    assert out == [] and ctx.reject_reasons[0].startswith("expression_error: aggregate when:")
