@@ -7,7 +7,8 @@ lands as the topology's guarantee says: see :mod:`stream_orch.runtime.delivery` 
 and :mod:`stream_orch.runtime.transactions` (exactly-once).
 
 The parts, each owning one job: :mod:`~stream_orch.runtime.batch` (events and figures),
-:class:`~stream_orch.runtime.routing.Router`, :class:`~stream_orch.runtime.failures.FailureRouter`,
+:class:`~stream_orch.runtime.pipeline.NodePipeline` (decode, steps, then its
+:class:`~stream_orch.runtime.routing.Router` and :class:`~stream_orch.runtime.failures.FailureRouter`),
 :class:`~stream_orch.runtime.pacing.RetryPacer`, :class:`~stream_orch.runtime.restarts.RestartPolicy`
 and the delivery. This module holds the loop, the batch and the partitions' ownership.
 """
@@ -23,24 +24,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
-from stream_orch.runtime.batch import BatchStats, Failure, NodeContext, decode_records
+from stream_orch.runtime.batch import BatchStats
 from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, AtLeastOnce, BatchOut, Delivery
-from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.observer import NullObserver
 from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RetryPacer
+from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
-from stream_orch.runtime.routing import Router
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.state.restore import restore
 from stream_orch.state.tables import LocalTable, Sealed
-from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
-from stream_orch.steps.registry import build_step
+from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
-from stream_orch.topology.naming import group_id, retry_topic
+from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 
@@ -71,20 +69,13 @@ class NodeRunner:
         self._instance_id = instance_id
         self._tables = tables
         self._observer = observer or NullObserver()
-        self._decode = codec_for(spec.topics[self.node.input], schemas).decode
-        self._steps: list[Step] = [
-            build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in self.node.steps
-        ]
+        # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
+        self._pipeline = NodePipeline(spec, node_name, schemas, tables)
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
-        self._expiring = [s for s in self._steps if isinstance(s, ExpiringStep)]
-        self._undoing = [s for s in self._steps if isinstance(s, UndoingStep)]
+        self._expiring = self._pipeline.expiring
+        self._undoing = self._pipeline.undoing
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
-        self._ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
-        self._router = Router(spec, node_name, schemas)
-        self._failures = FailureRouter(spec, node_name)
-        self._tier_of: dict[str, int] = {self.node.input: 0}
-        for n in range(1, len(self._failures.delays) + 1):
-            self._tier_of[retry_topic(self.node.input, n)] = n
+        self._tier_of = self._pipeline.tier_of
         self._outbox = Outbox(partitions)
         self._state = Outbox(partitions)  # changelog writes, from the tables' sealed overlays
         self._delivery: Delivery = (
@@ -269,36 +260,11 @@ class NodeRunner:
         self._maybe_prune()
         self._pacer.due(batches, self._tier_of, now)  # retries not due yet wait, paused
         stats = BatchStats()
-        ctx = self._ctx
-        ctx.reset()
-        events, offsets = decode_records(batches, self._tier_of, self._decode, ctx, stats)
-        events = await self._run_steps(events, 0)
-        self._router.route(events, self._outbox, ctx, stats, now)
-        self._failures.route(ctx.failures, self._outbox, stats, now)
-        self._undo(ctx.failures)  # before the changelog is drained
-        stats.dropped.update(ctx.dropped)
+        offsets = await self._pipeline.process(batches, self._outbox, stats, now)
         stats.processing_s = time.perf_counter() - started
         sealed = [table.seal() for table in self.local_tables]
         changes = self._changelog_records(sealed)
         await self._delivery.submit(BatchOut(self._outbox.take(), changes, offsets, stats, sealed))
-
-    async def _run_steps(self, events: list[Event], start: int) -> list[Event]:
-        """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
-        steps = self._steps
-        for i in range(start, len(steps)):
-            if not events:
-                return events
-            try:
-                events = await steps[i].run(events, self._ctx)
-            except Exception as exc:
-                if len(events) == 1:
-                    self._ctx.retry(events[0], type(exc).__name__, exc)
-                    return []
-                survivors: list[Event] = []
-                for event in events:
-                    survivors.extend(await self._run_steps([event], i))
-                return survivors
-        return events
 
     async def _commit_idle(self) -> None:
         """Idle: commit the positions that moved past what was committed without a record, i.e.
@@ -317,14 +283,6 @@ class NodeRunner:
                     offsets[tp] = position
             if offsets:
                 await self._delivery.submit(BatchOut({}, {}, offsets))
-
-    def _undo(self, failures: list[Failure]) -> None:
-        """A failed event leaves nothing in a table (a dedupe mark, a window entry): its retry or
-        replay must be neither a duplicate of itself nor counted twice."""
-        if self._undoing:
-            failed = [f.event for f in failures]
-            for step in self._undoing:
-                step.release(failed)
 
     def _changelog_records(self, sealed: list[Sealed]) -> dict[int, Pending]:
         add = self._state.add

@@ -1,0 +1,88 @@
+"""One node's record path, without Kafka: decode, run the steps, route, retry or dead-letter.
+
+:class:`~stream_orch.runtime.node.NodeRunner` runs it for every fetched batch and hands what it
+leaves in the outbox to the delivery; the topology test driver (:mod:`stream_orch.testing`)
+runs the same object over records it holds in memory. Fetching, pacing of retry tiers, sealing
+the tables' overlays and delivering stay with the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from stream_orch.codecs import codec_for
+from stream_orch.codecs.schemas import SchemaRegistry
+from stream_orch.runtime.batch import BatchStats, Failure, NodeContext, decode_records
+from stream_orch.runtime.failures import FailureRouter
+from stream_orch.runtime.output import Outbox
+from stream_orch.runtime.routing import Router
+from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
+from stream_orch.steps.registry import build_step
+from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import retry_topic
+
+
+class NodePipeline:
+    """The parts of one node, built once: codec, steps, context, router and failure router."""
+
+    def __init__(
+        self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry, tables: dict[str, Table]
+    ) -> None:
+        node = spec.nodes[node_name]
+        self.decode = codec_for(spec.topics[node.input], schemas).decode
+        self.steps: list[Step] = [
+            build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
+        ]
+        self.expiring = [s for s in self.steps if isinstance(s, ExpiringStep)]
+        self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
+        self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
+        self.router = Router(spec, node_name, schemas)
+        self.failures = FailureRouter(spec, node_name)
+        # the topics the node reads, with the retry tier each one is (0: the input)
+        self.tier_of: dict[str, int] = {node.input: 0}
+        for n in range(1, len(self.failures.delays) + 1):
+            self.tier_of[retry_topic(node.input, n)] = n
+
+    async def process(
+        self, batches: dict[TopicPartition, list[Any]], outbox: Outbox, stats: BatchStats, now: int
+    ) -> dict[TopicPartition, int]:
+        """Decode ``batches`` (records with key, value, headers, offset and timestamp), run the
+        steps, and add the outputs, retries and dead letters to ``outbox``; the steps' table
+        writes are in the tables' overlays. Returns the offset to commit per partition."""
+        ctx = self.ctx
+        ctx.reset()
+        events, offsets = decode_records(batches, self.tier_of, self.decode, ctx, stats)
+        events = await self.run_steps(events, 0)
+        self.router.route(events, outbox, ctx, stats, now)
+        self.failures.route(ctx.failures, outbox, stats, now)
+        self.undo(ctx.failures)  # before the changelog is drained
+        stats.dropped.update(ctx.dropped)
+        return offsets
+
+    async def run_steps(self, events: list[Event], start: int) -> list[Event]:
+        """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
+        steps = self.steps
+        for i in range(start, len(steps)):
+            if not events:
+                return events
+            try:
+                events = await steps[i].run(events, self.ctx)
+            except Exception as exc:
+                if len(events) == 1:
+                    self.ctx.retry(events[0], type(exc).__name__, exc)
+                    return []
+                survivors: list[Event] = []
+                for event in events:
+                    survivors.extend(await self.run_steps([event], i))
+                return survivors
+        return events
+
+    def undo(self, failures: list[Failure]) -> None:
+        """A failed event leaves nothing in a table (a dedupe mark, a window entry): its retry or
+        replay must be neither a duplicate of itself nor counted twice."""
+        if self.undoing:
+            failed = [f.event for f in failures]
+            for step in self.undoing:
+                step.release(failed)
