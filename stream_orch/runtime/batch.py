@@ -67,12 +67,13 @@ class NodeContext:
 def decode_records(
     batches: dict[TopicPartition, list[Any]],
     tier_of: dict[str, int],
-    decode: Callable[[bytes], dict[str, Any]],
+    decoders: dict[str, Callable[[bytes], dict[str, Any]]],
     ctx: NodeContext,
     stats: BatchStats,
 ) -> tuple[list[Event], dict[TopicPartition, int]]:
     """Fetched records as events (a record that cannot be decoded is rejected with its reason),
-    and the offset to commit per partition once the batch is done."""
+    and the offset to commit per partition once the batch is done. ``decoders`` has one decode
+    function per topic read (a retry tier decodes like the input it serves)."""
     events: list[Event] = []
     offsets: dict[TopicPartition, int] = {}
     append, reject = events.append, ctx.reject
@@ -82,6 +83,7 @@ def decode_records(
             continue
         tier = tier_of[tp.topic]
         topic, partition = tp.topic, tp.partition
+        decode = decoders[topic]
         offsets[tp] = records[-1].offset + 1
         n_in += len(records)
         # e2e latency is a distribution: a few dozen samples per partition and batch suffice

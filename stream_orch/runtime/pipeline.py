@@ -20,7 +20,7 @@ from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
 from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
 from stream_orch.steps.registry import build_step
-from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import retry_topic
 
 
@@ -31,7 +31,6 @@ class NodePipeline:
         self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry, tables: dict[str, Table]
     ) -> None:
         node = spec.nodes[node_name]
-        self.decode = codec_for(spec.topics[node.input], schemas).decode
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
@@ -44,6 +43,13 @@ class NodePipeline:
         self.tier_of: dict[str, int] = {node.input: 0}
         for n in range(1, len(self.failures.delays) + 1):
             self.tier_of[retry_topic(node.input, n)] = n
+        decode = codec_for(spec.topics[node.input], schemas).decode
+        self.decoders = dict.fromkeys(self.tier_of, decode)
+        # the other streams of joins: their records enter at their join step, not at the first
+        self.enters_at = {s.topic: i for i, s in enumerate(node.steps) if isinstance(s, JoinStep)}
+        for topic in self.enters_at:
+            self.tier_of[topic] = 0
+            self.decoders[topic] = codec_for(spec.topics[topic], schemas).decode
 
     async def process(
         self, batches: dict[TopicPartition, list[Any]], outbox: Outbox, stats: BatchStats, now: int
@@ -53,18 +59,30 @@ class NodePipeline:
         writes are in the tables' overlays. Returns the offset to commit per partition."""
         ctx = self.ctx
         ctx.reset()
-        events, offsets = decode_records(batches, self.tier_of, self.decode, ctx, stats)
-        events = await self.run_steps(events, 0)
+        events, offsets = decode_records(batches, self.tier_of, self.decoders, ctx, stats)
+        events = await (self._run_joined(events) if self.enters_at else self.run_steps(events, 0))
         self.router.route(events, outbox, ctx, stats, now)
         self.failures.route(ctx.failures, outbox, stats, now)
         self.undo(ctx.failures)  # before the changelog is drained
         stats.dropped.update(ctx.dropped)
         return offsets
 
-    async def run_steps(self, events: list[Event], start: int) -> list[Event]:
-        """Run the steps from ``start``; if a step raises, isolate the failing events one by one."""
+    async def _run_joined(self, events: list[Event]) -> list[Event]:
+        """Run the steps with each joined stream's records added at its join step."""
+        enters_at = self.enters_at
+        flowing = [e for e in events if e.topic not in enters_at]
+        start = 0
+        for topic, at in sorted(enters_at.items(), key=lambda item: item[1]):
+            flowing = await self.run_steps(flowing, start, stop=at)
+            flowing += [e for e in events if e.topic == topic]
+            start = at
+        return await self.run_steps(flowing, start)
+
+    async def run_steps(self, events: list[Event], start: int, stop: int | None = None) -> list[Event]:
+        """Run the steps from ``start`` (up to ``stop``); if a step raises, isolate the failing
+        events one by one."""
         steps = self.steps
-        for i in range(start, len(steps)):
+        for i in range(start, len(steps) if stop is None else stop):
             if not events:
                 return events
             try:
@@ -75,7 +93,7 @@ class NodePipeline:
                     return []
                 survivors: list[Event] = []
                 for event in events:
-                    survivors.extend(await self.run_steps([event], i))
+                    survivors.extend(await self.run_steps([event], i, stop))
                 return survivors
         return events
 

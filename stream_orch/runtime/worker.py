@@ -35,7 +35,7 @@ from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import Table
-from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,22 @@ RETRY_RETENTION_MS = 7 * 86_400_000
 
 
 def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
-    """Tables a node's steps write (dedupe, aggregate): they live in the node's partitions."""
+    """Tables a node's steps write (dedupe, aggregate, join...): they live in the node's partitions."""
     names = []
     for step in spec.nodes[node_name].steps:
         table = getattr(step, "table", None)
-        if table and step.step in ("dedupe", "aggregate") and spec.tables[table].topic is None:
+        if table and step.writes_table and spec.tables[table].topic is None:
             names.append(table)
     return names
 
 
 def co_partitioned(spec: TopologySpec, node_name: str) -> list[str]:
-    """A node's input, retry topics and the changelogs of the tables it writes: a record's key
-    and its state share one partition number, so all of them need the same partition count."""
+    """A node's input, retry topics, joined streams and the changelogs of the tables it writes: a
+    record's key and its state share one partition number, so all need the same partition count."""
     node = spec.nodes[node_name]
     changelogs = [changelog_topic(spec.topology, t) for t in tables_written_by(spec, node_name)]
-    return [node.input, *retry_topics(node), *changelogs]
+    joined = [s.topic for s in node.steps if isinstance(s, JoinStep)]
+    return [node.input, *retry_topics(node), *joined, *changelogs]
 
 
 def _partners(spec: TopologySpec) -> dict[str, tuple[str, ...]]:

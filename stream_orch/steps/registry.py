@@ -17,6 +17,7 @@ from stream_orch.steps.dedupe import DedupeStepImpl
 from stream_orch.steps.derive import DeriveStepImpl
 from stream_orch.steps.enrich import EnrichStepImpl
 from stream_orch.steps.filter import FilterStepImpl
+from stream_orch.steps.join import JoinStepImpl
 from stream_orch.steps.mask import MaskStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
@@ -28,6 +29,7 @@ from stream_orch.topology.models import (
     DeriveStep,
     EnrichStep,
     FilterStep,
+    JoinStep,
     MaskStep,
     NormalizeStep,
     PythonStep,
@@ -117,6 +119,24 @@ def build_step(
             time_field=spec_model.time_field,
             as_=spec_model.as_,
             when=compile_(spec_model.when, "when").fn if spec_model.when else None,
+            name=name,
+        )
+    if isinstance(spec_model, JoinStep):
+        return JoinStepImpl(
+            topic=spec_model.topic,
+            table=spec_model.table,
+            key=spec_model.key,
+            other_key=spec_model.other_key,
+            time_field=spec_model.time_field,
+            kind=spec_model.kind,
+            before_ms=spec_model.before,
+            after_ms=spec_model.after,
+            tolerance_ms=spec_model.tolerance,
+            how=spec_model.how,
+            grace_ms=spec_model.grace,
+            fields=spec_model.fields,
+            prefix=spec_model.prefix,
+            status_as=spec_model.status_as,
             name=name,
         )
     if isinstance(spec_model, ScoreStep):

@@ -7,7 +7,7 @@ from their field descriptions. Keep every description true: users read it in the
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,6 +30,8 @@ Expression = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # a step that writes its `table` (split like the node's input, backed by a changelog)
+    writes_table: ClassVar[bool] = False
 
 
 # --------------------------------------------------------------------------- topics
@@ -141,6 +143,7 @@ class FilterStep(_Model):
 
 class DedupeStep(_Model):
     step: Literal["dedupe"]
+    writes_table: ClassVar[bool] = True
     field: str = Field(description="Field whose value identifies an event (e.g. txn_id).")
     table: str = Field(description="Table that remembers the identifiers seen.")
     horizon: DurationMs = Field(description="How long, in event time, an identifier is remembered.")
@@ -164,6 +167,7 @@ class EnrichStep(_Model):
 
 class AggregateStep(_Model):
     step: Literal["aggregate"]
+    writes_table: ClassVar[bool] = True
     table: str = Field(description="Windowed table holding the state.")
     key: str = Field(description="Field that groups events (e.g. account_id).")
     window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
@@ -233,6 +237,50 @@ class PythonStep(_Model):
     )
 
 
+class JoinStep(_Model):
+    step: Literal["join"]
+    writes_table: ClassVar[bool] = True
+    topic: str = Field(
+        description="The other stream, co-partitioned with the node's input (same partition count and "
+        "key). Its records enter the node at this step (the steps before it see only the input's)."
+    )
+    table: str = Field(description="Table buffering both sides until event time passes their bound.")
+    key: str = Field(description="Field of the input's records that must equal the other side's.")
+    other_key: str | None = Field(None, description="Field of the other side's records (default: `key`).")
+    time_field: str = Field("ts", description="Event-time field of both sides, epoch ms.")
+    kind: Literal["interval", "as_of"] = Field(
+        "interval",
+        description="interval: every other-side record with time in [t - before, t + after] matches, "
+        "whichever arrives first; as_of: the latest other-side record at or before t, within tolerance.",
+    )
+    before: DurationMs = Field(0, description="interval: how long before this record's time a match may be.")
+    after: DurationMs = Field(0, description="interval: how long after this record's time a match may be.")
+    tolerance: DurationMs | None = Field(
+        None, description="as_of: how old the other-side record may be (unbounded when unset)."
+    )
+    how: Literal["inner", "left"] = Field(
+        "inner",
+        description="left: an input record without a match is emitted once its bound has passed "
+        "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched'.",
+    )
+    grace: DurationMs = Field(0, description="How late (out of order) a record of either side may arrive.")
+    fields: list[str] | None = Field(
+        None, description="Other-side fields copied into a match (all when unset)."
+    )
+    prefix: str = Field("", description="Prefix for the copied fields.")
+    status_as: str = Field(
+        "join_status", description="Field set to 'matched' or 'unmatched' on every record the join emits."
+    )
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> JoinStep:
+        if self.kind == "as_of" and (self.before or self.after):
+            raise ValueError("`before`/`after` belong to interval joins; as_of takes `tolerance`")
+        if self.kind == "interval" and self.tolerance is not None:
+            raise ValueError("`tolerance` belongs to as_of joins; interval takes `before`/`after`")
+        return self
+
+
 StepSpec = Annotated[
     ValidateStep
     | NormalizeStep
@@ -243,7 +291,8 @@ StepSpec = Annotated[
     | AggregateStep
     | ScoreStep
     | MaskStep
-    | PythonStep,
+    | PythonStep
+    | JoinStep,
     Field(discriminator="step"),
 ]
 

@@ -1,0 +1,206 @@
+"""``join``: a stream-stream join of the node's input (the left side) with another topic.
+
+The other topic (the right side) is co-partitioned with the input, and its records enter the node
+at this step: the steps before it see only the input's records. Both sides wait in a table, split
+by partition like every table a step writes (changelog-backed, restored after a restart), until
+event time has passed the bound within which they can still match.
+
+``interval``: a left record at time ``t`` matches every right record with the same key and time in
+``[t - before, t + after]``, whichever of the two arrives first: the second to arrive finds the
+first in the table and the join emits one record per pair, the left record with the right
+record's ``fields`` (all when unset) copied as ``prefix + field``. ``as_of``: a left record at
+``t`` takes the latest right record at or before ``t`` (no older than ``tolerance``); only left
+records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
+
+``how: left`` emits a left record that found no match as ``unmatched``: an interval join once
+event time (the partition's watermark, the newest time seen on either side) has passed
+``t + after + grace``, so "not reconciled within the bound" is an output like any other; an
+as_of join at once. The watermark is kept in the table too, so a restarted worker expires what
+its predecessor would have.
+
+Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
+records (time zero-padded, so one key's records within a time range are one key range),
+``<RS>expiry<RS>entry`` is a time index read only up to the watermark (no full scans), and
+``<GS>watermark`` the watermark. A record absorbed without output yet is counted as
+``join_buffered``; an inner as_of left record without a match as ``join_unmatched``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+
+from stream_orch.steps.base import Event, StepContext, Table
+from stream_orch.steps.common import show
+
+SEP = "\x1f"
+INDEX = "\x1e"
+WATERMARK = "\x1dwatermark"
+LEFT, RIGHT = "L", "R"
+MATCHED, UNMATCHED = "matched", "unmatched"
+
+
+def _entry(side: str, key: str, ts: int, uid: int) -> str:
+    return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
+
+
+def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
+    """The buffered records of ``side`` and ``key`` with time in ``[lo, hi]``, oldest first."""
+    prefix = f"{side}{SEP}{key}{SEP}"
+    found = table.scan(partition, f"{prefix}{max(lo, 0):015d}", f"{prefix}{hi + 1:015d}")
+    return sorted(found)
+
+
+class JoinStepImpl:
+    def __init__(
+        self,
+        *,
+        topic: str,
+        table: str,
+        key: str,
+        other_key: str | None = None,
+        time_field: str = "ts",
+        kind: str = "interval",
+        before_ms: int = 0,
+        after_ms: int = 0,
+        tolerance_ms: int | None = None,
+        how: str = "inner",
+        grace_ms: int = 0,
+        fields: list[str] | None = None,
+        prefix: str = "",
+        status_as: str = "join_status",
+        name: str = "join",
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.table_name = table
+        self.key = key
+        self.other_key = other_key or key
+        self.time_field = time_field
+        self.kind = kind
+        self.before, self.after = int(before_ms), int(after_ms)
+        self.tolerance = None if tolerance_ms is None else int(tolerance_ms)
+        self.left_join = how == "left"
+        self.grace = int(grace_ms)
+        self.fields = fields
+        self.prefix = prefix
+        self.status_as = status_as
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
+        table = ctx.table(self.table_name)
+        out: list[Event] = []
+        newest: dict[int, int] = {}
+        for event in events:
+            right = event.topic == self.topic
+            record = event.value
+            key_field = self.other_key if right else self.key
+            key = record.get(key_field)
+            if key is None:
+                ctx.reject(event, f"missing_field: {key_field} is required to join")
+                continue
+            t = record.get(self.time_field)
+            if t.__class__ is not int:
+                ctx.reject(event, f"invalid_field: {self.time_field} must be epoch ms (got {show(t)})")
+                continue
+            key = key if key.__class__ is str else str(key)
+            emitted = (self._right if right else self._left)(table, event, key, t, out)
+            if not emitted:
+                ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
+            if t > newest.get(event.partition, -1):
+                newest[event.partition] = t
+        for partition, t in newest.items():
+            mark = table.get(WATERMARK, partition)
+            if mark is None or t > mark:
+                table.set(WATERMARK, t, partition)
+                self._expire(table, partition, t, out)
+        return out
+
+    # ------------------------------------------------------------------ the two sides
+
+    def _left(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
+        p = event.partition
+        if self.kind == "as_of":
+            lo = -1 if self.tolerance is None else t - self.tolerance
+            found = _between(table, p, RIGHT, key, lo, t)
+            if found:
+                out.append(dataclasses.replace(event, value=self._merge(event.value, found[-1][1]["v"])))
+                return 1
+            if self.left_join:
+                out.append(dataclasses.replace(event, value={**event.value, self.status_as: UNMATCHED}))
+                return 1
+            return 0
+        found = _between(table, p, RIGHT, key, t - self.before, t + self.after)
+        for _k, stored in found:
+            out.append(dataclasses.replace(event, value=self._merge(event.value, stored["v"])))
+        entry = _entry(LEFT, key, t, event.source_offset)
+        value = {
+            "v": dict(event.value),  # later steps change the event's dict in place
+            "m": bool(found),
+            "k": None if event.key is None else event.key.decode("latin-1"),
+            "c": [event.source_topic, event.source_partition, event.source_offset, event.timestamp],
+        }
+        self._keep(table, p, entry, value, t + self.after + self.grace)
+        return len(found)
+
+    def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
+        p = event.partition
+        entry = _entry(RIGHT, key, t, event.source_offset)
+        if self.kind == "as_of":
+            if self.tolerance is not None:
+                self._keep(table, p, entry, {"v": dict(event.value)}, t + self.tolerance + self.grace)
+                return 0
+            # unbounded: only the latest record per key is of use (older ones within grace stay,
+            # for a late left record); expiry of the rest happens here, not through the index
+            for older, _ in _between(table, p, RIGHT, key, -1, t - self.grace - 1):
+                table.delete(older, p)
+            table.set(entry, {"v": dict(event.value)}, p)
+            return 0
+        emitted = 0
+        for left_entry, stored in _between(table, p, LEFT, key, t - self.after, t + self.before):
+            out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
+            emitted += 1
+            if not stored["m"]:
+                table.set(left_entry, {**stored, "m": True}, p)
+        self._keep(table, p, entry, {"v": dict(event.value)}, t + self.before + self.grace)
+        return emitted
+
+    # ------------------------------------------------------------------ buffering and expiry
+
+    @staticmethod
+    def _keep(table: Table, partition: int, entry: str, value: dict[str, Any], expires: int) -> None:
+        table.set(entry, value, partition)
+        table.set(f"{INDEX}{expires:015d}{INDEX}{entry}", 1, partition)
+
+    def _expire(self, table: Table, partition: int, watermark: int, out: list[Event]) -> None:
+        """Forget what event time has left behind; a left join emits its unmatched left records."""
+        for index, _ in sorted(table.scan(partition, INDEX, f"{INDEX}{watermark:015d}")):
+            entry = index.split(INDEX, 2)[2]
+            stored = table.get(entry, partition)
+            if stored is not None:
+                if self.left_join and entry[0] == LEFT and not stored["m"]:
+                    out.append(self._stored_event(stored, {**stored["v"], self.status_as: UNMATCHED}))
+                table.delete(entry, partition)
+            table.delete(index, partition)
+
+    # ------------------------------------------------------------------ emitted records
+
+    def _merge(self, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(left)
+        prefix = self.prefix
+        for f in self.fields if self.fields is not None else right:
+            if f in right:
+                merged[prefix + f] = right[f]
+        merged[self.status_as] = MATCHED
+        return merged
+
+    @staticmethod
+    def _stored_event(stored: dict[str, Any], value: dict[str, Any]) -> Event:
+        """A left record that waited in the table, as the event it came in as (its lineage)."""
+        topic, partition, offset, timestamp = stored["c"]
+        key = stored["k"]
+        return Event(
+            value, None if key is None else key.encode("latin-1"), orjson.dumps(stored["v"]), [],
+            topic, partition, offset, timestamp, 0, topic, partition, offset,
+        )  # fmt: skip
