@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from stream_orch import __version__
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
+from stream_orch.topology.loader import SCHEMAS_RULE
 
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = (
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="stream-orch",
         description="Declarative Kafka stream processing: topologies, state, retries, DLQs and lag.",
+        epilog=f"Commands that read schemas (validate, run, graph, test) use {SCHEMAS_RULE}.",
     )
     parser.add_argument("--version", action="version", version=f"stream-orch {__version__}")
     _add_setting_flags(parser, None)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
 
@@ -13,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run a topology (all nodes, or --node)")
     p.add_argument("file", type=Path, help="topology YAML")
     p.add_argument("--node", action="append", help="run only this node (repeatable)")
-    p.add_argument("--schemas", type=Path, default=None, help="schema folder (default: <repo>/schemas)")
+    add_schemas_option(p)
     p.add_argument(
         "--stop-timeout", type=float, default=30.0, help="seconds to finish in-flight work on stop"
     )
@@ -26,11 +27,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.observability.logging import setup_logging
     from stream_orch.runtime.worker import Worker
     from stream_orch.topology.lint import has_errors, lint
-    from stream_orch.topology.loader import load_topology
+    from stream_orch.topology.loader import find_schemas_dir, load_topology
 
     setup_logging(settings.log_level, settings.log_json)
     loaded = load_topology(args.file)
-    schema_dir = args.schemas or default_schema_dir(args.file)
+    schema_dir = find_schemas_dir(args.file, args.schemas)  # the error names the folders tried
     problems = lint(loaded, schema_dir)
     if has_errors(problems):  # the same checks as `stream-orch validate`: never run a broken graph
         for problem in problems:
@@ -42,11 +43,3 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(loaded.spec.nodes)})")
     worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
     return await worker.run()
-
-
-def default_schema_dir(topology: Path) -> Path:
-    """``schemas/`` beside the folder holding the topology (the repository layout), else ./schemas."""
-    from stream_orch.topology.lint import default_schemas_dir
-
-    beside = default_schemas_dir(topology)
-    return beside if beside.is_dir() else Path("schemas")

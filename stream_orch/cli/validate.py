@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 from stream_orch.topology.lint import has_errors, lint
 from stream_orch.topology.loader import SpecError, load_topology
@@ -14,18 +15,13 @@ from stream_orch.topology.loader import SpecError, load_topology
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "validate",
-        help="check a topology: schemas, topics, tables, fields, cycles, co-partitioning",
+        help="check a topology: schemas, topics, tables, fields, outputs, cycles, co-partitioning",
         description="Print every problem as file:line: message (hint: ...). Exit 1 on any error "
-        "(warnings alone exit 0).",
+        "(warnings alone exit 0). Outputs are checked against their topic's schema: every `set` "
+        "field must be in it, and every required field must be provided.",
     )
     parser.add_argument("file", type=Path, help="topology YAML file")
-    parser.add_argument(
-        "--schemas",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="directory of <name>.avsc files (default: schemas/ beside the topology's folder)",
-    )
+    add_schemas_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_orch.codecs import codec_for, projection
+from stream_orch.codecs import codec_for
+from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, Record
 from stream_orch.steps.base import Event
+from stream_orch.topology.graph import route_label
 from stream_orch.topology.models import TopologySpec
 
 _LARGE = 64 * 1024  # only outputs above this size are measured exactly
@@ -35,9 +37,12 @@ class Target:
     route: str
     key_field: str | None
     setters: list[tuple[str, Callable[[dict[str, Any]], Any]]]
+    # the event's value as the topic's schema has it (its fields, in its types): raises
+    # OutputSchemaViolation when a value cannot be written (see codecs.conform)
     project: Callable[[dict[str, Any]], dict[str, Any]]
     encode: Callable[[dict[str, Any]], bytes]
     shape: tuple[str | None, str] | None = None  # (schema, format) when no `set`: same bytes
+    conform: Callable[[dict[str, Any]], None] | None = None  # the `set` fields in the schema's types
     sent: int = 0  # outputs in the current batch, folded into the batch stats
     # task -> this batch's records for the topic, shared by all targets of the topic so that
     # they stay in event order; handed to the outbox at the end of the batch
@@ -47,6 +52,8 @@ class Target:
         out = self.project(value)
         for name, fn in self.setters:
             out[name] = fn(value)
+        if self.conform is not None:
+            self.conform(out)
         return self.key_of(out, key), self.encode(out)
 
     def key_of(self, value: dict[str, Any], key: bytes | None) -> bytes | None:
@@ -143,6 +150,9 @@ class Router:
             except OutputTooLarge as exc:
                 ctx.reject(event, str(exc), exc)
                 continue
+            except OutputSchemaViolation as exc:  # never out malformed: the event goes to the DLQ
+                ctx.reject(event, f"output_schema_violation: {exc}", exc)
+                continue
             except Exception as exc:
                 ctx.reject(event, f"routing_error: {exc}", exc)
                 continue
@@ -180,27 +190,30 @@ def _compile(
     when: list[tuple[Callable, list[Target]]] = []
     otherwise: list[Target] = []
     for index, route in enumerate(spec.nodes[node_name].routes):
-        label = route.when or ("otherwise" if route.otherwise else "always")
+        label = route_label(index, route)
         targets = []
         for target in route.targets():
             topic_spec = spec.topics[target.topic]
             schema_name = topic_spec.schema_
+            schema = schemas.raw(schema_name) if schema_name else None
+            in_schema = {f["name"] for f in schema["fields"]} if schema is not None else None
+            # a `set` field the schema lacks would be projected away (lint reports it)
+            setting = [n for n in target.set if in_schema is None or n in in_schema]
             targets.append(
                 Target(
                     topic=target.topic,
-                    route=f"{index}:{label}",
+                    route=label,
                     key_field=target.key or topic_spec.key,
                     setters=[
-                        (name, compile_expression(src, constants=constants).fn)
-                        for name, src in target.set.items()
+                        (name, compile_expression(target.set[name], constants=constants).fn)
+                        for name in setting
                     ],
-                    project=projection(
-                        [f["name"] for f in schemas.fields(schema_name) if f["name"] not in target.set]
-                    )
-                    if schema_name
+                    project=output_projection(schema, target.topic, exclude=setting)
+                    if schema is not None
                     else dict,
                     encode=codec_for(topic_spec, schemas).encode,
-                    shape=None if target.set else (schema_name, topic_spec.format),
+                    shape=None if setting else (schema_name, topic_spec.format),
+                    conform=field_conformer(schema, target.topic, setting) if schema is not None else None,
                 )
             )
         if route.when is not None:

@@ -1,9 +1,12 @@
 """The data-flow graph of a topology, and its drawing as Mermaid or Graphviz DOT.
 
 Topics feed nodes; nodes route to topics, write and read tables; tables are fed by topics.
-Retry topics (``<input>.retry.<n>``) and the DLQ (``<input>.dlq`` or ``errors.dlq``) are
-implied by each node's error policy and drawn dashed red, so the picture shows every topic a
-running topology touches.
+Retry topics (``<input>.retry.<n>``) and the DLQ (``<input>.dlq``) are implied by each
+node's error policy; a DLQ named by ``errors.dlq`` is shown as that (not as implied). Their
+edges are drawn dashed red, so the picture shows every topic a running topology touches.
+
+Routes are numbered from 1 in the order written, as ``validate`` reports them and as the
+``route`` label of the ``stream_orch_events_out_total`` metric names them (:func:`route_label`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stream_orch.topology.models import AggregateStep, DedupeStep, EnrichStep, NodeSpec, TopologySpec
+from stream_orch.topology.models import (
+    AggregateStep,
+    DedupeStep,
+    EnrichStep,
+    NodeSpec,
+    RouteSpec,
+    TopologySpec,
+)
 
 __all__ = [
     "Edge",
@@ -21,6 +31,7 @@ __all__ = [
     "dlq_topic",
     "find_cycles",
     "retry_topics",
+    "route_label",
     "to_dot",
     "to_mermaid",
     "topics_of",
@@ -42,7 +53,8 @@ class Edge:
 @dataclass(slots=True)
 class FlowGraph:
     name: str
-    topics: dict[str, bool] = field(default_factory=dict)  # topic -> declared (False: implied)
+    topics: dict[str, bool] = field(default_factory=dict)  # topic -> declared (False: not in `topics:`)
+    named_dlqs: set[str] = field(default_factory=set)  # undeclared topics set by `errors.dlq`
     nodes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
@@ -60,6 +72,18 @@ def dlq_topic(node: NodeSpec) -> str:
     if node.errors is not None and node.errors.dlq:
         return node.errors.dlq
     return f"{node.input}.dlq"
+
+
+def route_label(index: int, route: RouteSpec) -> str:
+    """How the ``index``-th (0-based) route of a node is named everywhere: its number from 1
+    and its condition, ``2:score >= 0.8``, ``1:always``, ``4:otherwise`` (the metric label)."""
+    return f"{index + 1}:{route.when or ('otherwise' if route.otherwise else 'always')}"
+
+
+def _edge_label(index: int, route: RouteSpec) -> str:
+    """``route 2: score >= 0.8``; a route without a condition is just ``route 1``."""
+    condition = route.when or ("otherwise" if route.otherwise else "")
+    return f"route {index + 1}: {condition}" if condition else f"route {index + 1}"
 
 
 def build_graph(spec: TopologySpec) -> FlowGraph:
@@ -83,8 +107,8 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
                 graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
             elif isinstance(step, DedupeStep | AggregateStep) and step.table in spec.tables:
                 graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
-        for route in node.routes:
-            label = route.when or ("otherwise" if route.otherwise else "")
+        for index, route in enumerate(node.routes):
+            label = _edge_label(index, route)
             for target in route.targets():
                 graph.edges.append(Edge(vertex, topic(target.topic), "route", label))
         if node.errors is not None and node.errors.retry is not None:
@@ -93,8 +117,17 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
             ):
                 graph.edges.append(Edge(vertex, topic(retry), "retry", f"retry {n}"))
                 graph.edges.append(Edge(f"topic:{retry}", vertex, "retry", f"after {_duration(delay)}"))
-        graph.edges.append(Edge(vertex, topic(dlq_topic(node)), "dlq", "dlq"))
+        dlq = dlq_topic(node)
+        if node.errors is not None and node.errors.dlq and dlq not in spec.topics:
+            graph.named_dlqs.add(dlq)
+        graph.edges.append(Edge(vertex, topic(dlq), "dlq", "dlq"))
     return graph
+
+
+def _suffix(graph: FlowGraph, name: str) -> str:
+    if graph.topics[name]:
+        return ""
+    return " (errors.dlq)" if name in graph.named_dlqs else " (implied)"
 
 
 def find_cycles(spec: TopologySpec) -> list[list[str]]:
@@ -168,9 +201,8 @@ def to_mermaid(graph: FlowGraph) -> str:
     """A Mermaid ``flowchart``: topics as cylinders, nodes rounded, tables as subroutines."""
     ids = _ids(graph)
     lines = ["flowchart LR"]
-    for name, declared in graph.topics.items():
-        suffix = "" if declared else " (implied)"
-        lines.append(f'    {ids[f"topic:{name}"]}[("{_mermaid_text(name + suffix)}")]')
+    for name in graph.topics:
+        lines.append(f'    {ids[f"topic:{name}"]}[("{_mermaid_text(name + _suffix(graph, name))}")]')
     for name in graph.nodes:
         lines.append(f'    {ids[f"node:{name}"]}("{_mermaid_text(name)}")')
     for name in graph.tables:
@@ -229,9 +261,9 @@ def to_dot(graph: FlowGraph) -> str:
     ]
     for name, declared in graph.topics.items():
         attrs = _attrs(
-            label=name,
+            label=name + _suffix(graph, name),
             shape="cylinder",
-            style="filled" if declared else "filled,dashed",
+            style="filled" if declared or name in graph.named_dlqs else "filled,dashed",
             fillcolor="#fff7e6" if declared else "#fdecea",
         )
         lines.append(f"    {ids[f'topic:{name}']} {attrs};")

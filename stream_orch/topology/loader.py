@@ -29,11 +29,15 @@ from stream_orch.errors import UserError
 from stream_orch.topology.models import TopologySpec
 
 __all__ = [
+    "SCHEMAS_RULE",
     "LoadedTopology",
     "Problem",
+    "SchemasNotFound",
     "SpecError",
+    "find_schemas_dir",
     "load_topology",
     "parse_topology",
+    "schemas_dir_candidates",
 ]
 
 Severity = Literal["error", "warning"]
@@ -94,6 +98,49 @@ class LoadedTopology:
 
     def problem(self, path: PathTuple, message: str, hint: str = "", severity: Severity = "error") -> Problem:
         return Problem(self.file, self.line_of(path), message, hint, severity)
+
+
+# --------------------------------------------------------------------------- the schema folder
+
+#: The one rule every command that needs schemas follows (validate, run, graph, test, ...).
+SCHEMAS_RULE = "--schemas DIR, else schemas/ beside the topology file, else ./schemas"
+
+
+class SchemasNotFound(UserError):
+    """No schema folder where the rule looks; the message names every folder tried."""
+
+    def __init__(self, topology: str | Path, tried: Sequence[tuple[Path, str]]) -> None:
+        self.tried = [path for path, _ in tried]
+        shown = ", ".join(f"{path.absolute()} ({why})" for path, why in tried)
+        if len(tried) == 1 and tried[0][1] == "--schemas":
+            message = f"schema folder {tried[0][0]} (--schemas) does not exist"
+        else:
+            message = f"no schema folder for {topology}: tried {shown}; pass --schemas DIR"
+        super().__init__(message)
+
+
+def schemas_dir_candidates(topology: str | Path, given: str | Path | None = None) -> list[tuple[Path, str]]:
+    """The folders :func:`find_schemas_dir` tries, in order, each with why it is tried."""
+    if given is not None:
+        return [(Path(given), "--schemas")]
+    beside = Path(topology).parent / "schemas"
+    here = Path("schemas")
+    if beside.resolve() == here.resolve():
+        return [(beside, "beside the topology file")]
+    return [(beside, "beside the topology file"), (here, "./schemas")]
+
+
+def find_schemas_dir(topology: str | Path, given: str | Path | None = None) -> Path:
+    """The schema folder of the topology at ``topology``: ``given`` (``--schemas``), else
+    ``schemas/`` beside the topology file, else ``./schemas`` (see :data:`SCHEMAS_RULE`).
+
+    Raises :class:`SchemasNotFound` (a :class:`UserError`) naming the folders it tried.
+    """
+    tried = schemas_dir_candidates(topology, given)
+    for path, _why in tried:
+        if path.is_dir():
+            return path
+    raise SchemasNotFound(topology, tried)
 
 
 # --------------------------------------------------------------------------- entry points

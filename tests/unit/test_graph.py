@@ -56,7 +56,7 @@ def test_graph_has_topics_nodes_tables_and_implied_edges() -> None:
     assert ("node:check", "table:seen", "write") in kinds
     assert ("topic:payments.retry.2", "node:check", "retry") in kinds
     labels = {e.label for e in graph.edges if e.kind == "route"}
-    assert labels == {"risk >= 0.5", "otherwise"}
+    assert labels == {"route 1: risk >= 0.5", "route 2: otherwise"}  # numbered from 1, as lint does
 
 
 def test_retry_and_dlq_names() -> None:
@@ -77,7 +77,7 @@ def test_mermaid_shapes_and_escaping() -> None:
     assert text.startswith("flowchart LR\n")
     assert '[("in #quot;quoted#quot;")]' in text  # topic: cylinder
     assert '("n #quot;1#quot;")' in text  # node: rounded
-    assert '-->|"x #gt; 1 and y != #quot;a|b#quot; and z #lt; 2"|' in text
+    assert '-->|"route 1: x #gt; 1 and y != #quot;a|b#quot; and z #lt; 2"|' in text
     assert "-.->" in text and "linkStyle" in text and "#dd3333" in text  # retry/DLQ dashed red
     assert "a#lt;b#gt;#amp;c" in text
 
@@ -88,7 +88,7 @@ def test_dot_escaping() -> None:
     text = to_dot(graph)
     assert text.startswith('digraph "we\\"ird" {')
     assert 'label="out\\\\back"' in text
-    assert 'label="x > 1 and y != \\"a|b\\" and z < 2"' in text
+    assert 'label="route 1: x > 1 and y != \\"a|b\\" and z < 2"' in text
     assert 'style="dashed", color="#dd3333"' in text
     assert 'label="after 90s"' in text
 

@@ -77,17 +77,26 @@ def test_missing_file_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> N
     assert err == "stream-orch: error: topology file not found: no/such/topology.yaml\n"
 
 
-def test_schemas_option_and_missing_schema_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schemas_option_and_missing_schema_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "topologies" / "t.yaml"
     path.parent.mkdir()
     path.write_text(GOOD)
-    assert main(["validate", str(path)]) == 1  # no schemas/ beside topologies/ here
-    assert "schema directory" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # no ./schemas either
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"no schema folder for {path}: tried {path.parent / 'schemas'} (beside the topology file)" in out
+    assert f"{tmp_path / 'schemas'} (./schemas)" in out
     assert main(["validate", str(path), "--schemas", str(SCHEMAS)]) == 0
 
 
-def test_default_schemas_dir_is_beside_the_topology_folder() -> None:
-    assert default_schemas_dir(ROOT / "topologies" / "x.yaml") == ROOT / "schemas"
+def test_default_schemas_dir_is_beside_the_topology_file_else_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert default_schemas_dir(TOPOLOGIES / "x.yaml") == TOPOLOGIES / "schemas"
+    monkeypatch.chdir(ROOT)
+    assert default_schemas_dir(ROOT / "topologies" / "x.yaml") == Path("schemas")
 
 
 def test_warnings_alone_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,8 +104,8 @@ def test_an_approved_event_goes_to_enriched_and_approved_with_the_same_bytes_and
     assert partitions.of("transactions.enriched", b"A-0000042") == partition
     assert not ctx.failures
     assert stats.outputs == {
-        ("0:always", "transactions.enriched"): 1,
-        ("3:otherwise", "transactions.approved"): 1,
+        ("1:always", "transactions.enriched"): 1,
+        ("4:otherwise", "transactions.approved"): 1,
     }
 
 
@@ -146,14 +146,16 @@ def test_events_of_one_batch_keep_their_order_and_their_own_offsets() -> None:
 
 
 def test_an_output_that_cannot_be_rendered_sends_the_event_to_the_dlq_and_not_elsewhere() -> None:
-    broken = scored(0.85, amount_eur="lots")  # the alert's severity compares it with a number
+    broken = scored(0.85, amount_eur="lots")  # a double in every output schema of the route
     good = scored(0.1)
     by_task, ctx, stats, _ = route(event(broken, offset=1), event(good, offset=2))
     got = outputs(by_task)
     assert [dict(h)[H.SRC_OFFSET] for *_, h in got["transactions.enriched"]] == [b"2"]
-    assert [f.reason.split(":")[0] for f in ctx.failures] == ["routing_error"]
+    assert [f.reason for f in ctx.failures] == [
+        "output_schema_violation: transactions.enriched.amount_eur: expected double, got str 'lots'"
+    ]
     assert ctx.failures[0].event.offset == 1
-    assert stats.outputs[("0:always", "transactions.enriched")] == 1
+    assert stats.outputs[("1:always", "transactions.enriched")] == 1
 
 
 def test_an_output_larger_than_a_broker_accepts_is_rejected_as_too_large() -> None:
