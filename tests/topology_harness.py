@@ -62,6 +62,9 @@ def isolated_topology(
             table["topic"] = names[table["topic"]]
     for node in doc["nodes"].values():
         node["input"] = names[node["input"]]
+        for step in node.get("steps") or []:
+            if step.get("step") == "join":
+                step["topic"] = names[step["topic"]]
         for route in node.get("routes") or []:
             targets = route["to"] if isinstance(route["to"], list) else [route["to"]]
             renamed = []

@@ -13,16 +13,21 @@ record's ``fields`` (all when unset) copied as ``prefix + field``. ``as_of``: a 
 records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
 
 ``how: left`` emits a left record that found no match as ``unmatched``: an interval join once
-event time (the partition's watermark, the newest time seen on either side) has passed
+the *other side's* event time (its watermark on the partition: the newest time seen) has passed
 ``t + after + grace``, so "not reconciled within the bound" is an output like any other; an
-as_of join at once. The watermark is kept in the table too, so a restarted worker expires what
-its predecessor would have.
+as_of join at once. A buffered record waits for the other side's time, not for its own side's:
+the two topics are fetched independently and one may run ahead of the other by many batches,
+and a bound judged by the side that ran ahead would report matches still on their way as missing
+(Kafka Streams meets the same problem with task idling). So a side that stops altogether holds
+its counterpart's records until it moves again. Both watermarks are kept in the table, so a
+restarted worker expires what its predecessor would have.
 
 Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
 records (time zero-padded, so one key's records within a time range are one key range),
-``<RS>expiry<RS>entry`` is a time index read only up to the watermark (no full scans), and
-``<GS>watermark`` the watermark. A record absorbed without output yet is counted as
-``join_buffered``; an inner as_of left record without a match as ``join_unmatched``.
+``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
+watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. A record absorbed without
+output yet is counted as ``join_buffered``; an inner as_of left record without a match as
+``join_unmatched``.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from stream_orch.steps.common import show
 
 SEP = "\x1f"
 INDEX = "\x1e"
-WATERMARK = "\x1dwatermark"
+WATERMARK = "\x1dwatermark."
 LEFT, RIGHT = "L", "R"
+OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
 
 
@@ -91,7 +97,7 @@ class JoinStepImpl:
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
         out: list[Event] = []
-        newest: dict[int, int] = {}
+        newest: dict[tuple[int, str], int] = {}  # (partition, side) -> newest time in the batch
         for event in events:
             right = event.topic == self.topic
             record = event.value
@@ -108,13 +114,20 @@ class JoinStepImpl:
             emitted = (self._right if right else self._left)(table, event, key, t, out)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
-            if t > newest.get(event.partition, -1):
-                newest[event.partition] = t
-        for partition, t in newest.items():
-            mark = table.get(WATERMARK, partition)
+            slot = (event.partition, RIGHT if right else LEFT)
+            if t > newest.get(slot, -1):
+                newest[slot] = t
+        for (partition, side), t in newest.items():
+            mark = table.get(WATERMARK + side, partition)
             if mark is None or t > mark:
-                table.set(WATERMARK, t, partition)
-                self._expire(table, partition, t, out)
+                table.set(WATERMARK + side, t, partition)
+        # Both sides of every partition in the batch: a record of one side may arrive after the
+        # other side's time has already passed its bound (that side ran ahead, or stopped)
+        for partition in sorted({p for p, _side in newest}):
+            for side in (LEFT, RIGHT):
+                mark = table.get(WATERMARK + OTHER[side], partition)
+                if mark is not None:
+                    self._expire(table, partition, side, mark, out)
         return out
 
     # ------------------------------------------------------------------ the two sides
@@ -170,16 +183,19 @@ class JoinStepImpl:
 
     @staticmethod
     def _keep(table: Table, partition: int, entry: str, value: dict[str, Any], expires: int) -> None:
+        """Buffer ``entry`` until the other side's watermark passes ``expires``."""
         table.set(entry, value, partition)
-        table.set(f"{INDEX}{expires:015d}{INDEX}{entry}", 1, partition)
+        table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", 1, partition)
 
-    def _expire(self, table: Table, partition: int, watermark: int, out: list[Event]) -> None:
-        """Forget what event time has left behind; a left join emits its unmatched left records."""
-        for index, _ in sorted(table.scan(partition, INDEX, f"{INDEX}{watermark:015d}")):
+    def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:
+        """Forget the records of ``side`` that the other side's time has left behind; a left join
+        emits its unmatched left records."""
+        start = f"{INDEX}{side}"
+        for index, _ in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
             entry = index.split(INDEX, 2)[2]
             stored = table.get(entry, partition)
             if stored is not None:
-                if self.left_join and entry[0] == LEFT and not stored["m"]:
+                if self.left_join and side == LEFT and not stored["m"]:
                     out.append(self._stored_event(stored, {**stored["v"], self.status_as: UNMATCHED}))
                 table.delete(entry, partition)
             table.delete(index, partition)

@@ -19,6 +19,7 @@ from stream_orch.topology.models import (
     AggregateStep,
     DedupeStep,
     EnrichStep,
+    JoinStep,
     NodeSpec,
     RouteSpec,
     TopologySpec,
@@ -37,7 +38,7 @@ __all__ = [
     "topics_of",
 ]
 
-EdgeKind = Literal["input", "route", "retry", "dlq", "feed", "lookup", "write"]
+EdgeKind = Literal["input", "join", "route", "retry", "dlq", "feed", "lookup", "write"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,10 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
                 graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
             elif isinstance(step, DedupeStep | AggregateStep) and step.table in spec.tables:
                 graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
+            if isinstance(step, JoinStep):
+                graph.edges.append(Edge(topic(step.topic), vertex, "join", f"join {step.kind} on {step.key}"))
+                if step.table in spec.tables:
+                    graph.edges.append(Edge(vertex, f"table:{step.table}", "write", "join"))
         for index, route in enumerate(node.routes):
             label = _edge_label(index, route)
             for target in route.targets():

@@ -23,6 +23,7 @@ from stream_orch.topology.models import (
     DeriveStep,
     EnrichStep,
     FilterStep,
+    JoinStep,
     MaskStep,
     NodeSpec,
     NormalizeStep,
@@ -158,7 +159,7 @@ class _Linter:
             step.table
             for node in self.spec.nodes.values()
             for step in node.steps
-            if isinstance(step, EnrichStep | DedupeStep | AggregateStep)
+            if isinstance(step, EnrichStep | DedupeStep | AggregateStep | JoinStep)
         }
         for name, table in self.spec.tables.items():
             if table.topic and table.topic not in self.spec.topics:
@@ -179,7 +180,7 @@ class _Linter:
                 self.add(
                     ("tables", name),
                     f"table `{name}` is not used by any step",
-                    "remove it, or reference it from an enrich, dedupe or aggregate step",
+                    "remove it, or reference it from a step (enrich, dedupe, aggregate, window, join)",
                     "warning",
                 )
 
@@ -328,6 +329,8 @@ class _Linter:
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
             return avail | {step.as_} if avail is not None else None
+        if isinstance(step, JoinStep):
+            return self._join(node_name, node, path, step, avail)
         if isinstance(step, ScoreStep):
             for i, rule in enumerate(step.rules):
                 self._expression((*path, "rules", i, "when"), rule.when, avail, f"{where}, rule {rule.name}")
@@ -344,6 +347,50 @@ class _Linter:
         if isinstance(step, PythonStep):
             return None  # arbitrary code: the fields after it are not known
         return avail  # pragma: no cover - every step kind is handled above
+
+    def _join(
+        self, node_name: str, node: NodeSpec, path: PathTuple, step: JoinStep, avail: set[str] | None
+    ) -> set[str] | None:
+        """The other stream exists and is co-partitioned with the input; fields on both sides."""
+        where = f"node `{node_name}`, step join"
+        self._table_ref((*path, "table"), step.table)
+        self._field((*path, "key"), step.key, avail, where)
+        self._field((*path, "time_field"), step.time_field, avail, where)
+        other = self.spec.topics.get(step.topic)
+        if other is None:
+            self.add(
+                (*path, "topic"),
+                f"{where}: unknown topic `{step.topic}`",
+                _suggest(step.topic, self.spec.topics, "topics"),
+            )
+            return None
+        mine = self.spec.topics.get(node.input)
+        if mine is not None and other.partitions != mine.partitions:
+            self.add(
+                (*path, "topic"),
+                f"{where}: `{step.topic}` has {other.partitions} partitions but input `{node.input}` has "
+                f"{mine.partitions} (a join needs both co-partitioned)",
+                "give both topics the same partition count and key",
+            )
+        other_key = step.other_key or step.key
+        if mine is not None and other.key and mine.key and (other.key, mine.key) != (other_key, step.key):
+            self.add(
+                (*path, "key"),
+                f"{where}: joins `{node.input}` by `{step.key}` and `{step.topic}` by `{other_key}`, but "
+                f"they are keyed by `{mine.key}` and `{other.key}` (not co-partitioned)",
+                "key both topics by the join field, or repartition one first",
+            )
+        other_fields = self._topic_fields(step.topic)
+        if other_fields is not None:
+            known = set(other_fields)
+            self._field((*path, "other_key"), other_key, known, f"{where}, topic `{step.topic}`")
+            self._field((*path, "time_field"), step.time_field, known, f"{where}, topic `{step.topic}`")
+            for i, field in enumerate(step.fields or []):
+                self._field((*path, "fields", i), field, known, f"{where}, topic `{step.topic}`")
+        copied = step.fields if step.fields is not None else other_fields
+        if avail is None or copied is None:
+            return None
+        return avail | {step.prefix + f for f in copied} | {step.status_as}
 
     def _enrich(
         self, node_name: str, node: NodeSpec, path: PathTuple, step: EnrichStep, avail: set[str] | None

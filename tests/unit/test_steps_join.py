@@ -77,20 +77,34 @@ async def test_each_pair_is_emitted_once_with_the_right_fields():
     assert out[0].value["amount"] == 25.0 and out[0].value["join_status"] == "matched"
 
 
-async def test_left_join_emits_an_unmatched_record_once_when_the_bound_has_passed():
+async def test_left_join_emits_an_unmatched_record_once_the_other_side_passes_the_bound():
     step, ctx = build(dict(INTERVAL, how="left", grace="1m")), FakeContext()
     out = await _run(step, [[pay("P1", T, 1), pay("P2", T, 2)], [settle("P2", T + 5 * M, 3)]], ctx)
     assert [(e.value["payment_id"], e.value["join_status"]) for e in out] == [("P2", "matched")]
-    out = await _run(step, [[pay("P9", T + 30 * M, 4)]], ctx)  # not yet: the bound is 30 m + 1 m grace
+    out = await _run(step, [[settle("X", T + 30 * M, 4)]], ctx)  # not yet: the bound is 30 m + 1 m grace
     assert out == []
-    out = await _run(step, [[pay("P9", T + 31 * M + 1, 5)]], ctx)
+    out = await _run(step, [[settle("X", T + 31 * M + 1, 5)]], ctx)
     assert [(e.value["payment_id"], e.value["join_status"], e.source_offset) for e in out] == [
         ("P1", "unmatched", 1)
     ]
-    out = await _run(step, [[pay("P9", T + 200 * M, 6)]], ctx)  # P2 matched: never unmatched
-    assert sorted((e.value["payment_id"], e.source_offset) for e in out) == [("P9", 4), ("P9", 5)]
+    out = await _run(step, [[settle("X", T + 200 * M, 6)]], ctx)  # P2 matched: never unmatched
+    assert out == []
     table = ctx.tables["pending"]
-    assert not [k for k in table._part(0) if k.startswith(("L\x1fP1", "L\x1fP2", "R\x1fP2"))], "expired"
+    assert not [k for k in table._part(0) if k.startswith(("L\x1fP1", "L\x1fP2"))], "expired"
+    assert [k for k in table._part(0) if k.startswith("R\x1fP2")], "waits for the payments' time"
+    await _run(step, [[pay("Y", T + 40 * M, 7)]], ctx)
+    assert not [k for k in table._part(0) if k.startswith("R\x1fP2")], "expired"
+
+
+async def test_a_side_that_runs_ahead_does_not_expire_what_the_other_side_still_brings():
+    """The two topics are fetched independently: payments may be hours ahead of settlements."""
+    step, ctx = build(dict(INTERVAL, how="left")), FakeContext()
+    payments = [pay(f"P{i}", T + i * 10 * M, i) for i in range(20)]  # 0 .. 190 min
+    out = await _run(step, [payments], ctx)
+    assert out == [], "nothing is unmatched before the settlements' time has moved"
+    out = await _run(step, [[settle(f"P{i}", T + i * 10 * M + M, 100 + i) for i in range(20)]], ctx)
+    assert sorted(e.source_offset for e in out if e.value["join_status"] == "matched") == list(range(20))
+    assert [e for e in out if e.value["join_status"] == "unmatched"] == []
 
 
 async def test_as_of_takes_the_latest_record_at_or_before_within_tolerance():
@@ -124,3 +138,10 @@ async def test_bad_records_are_rejected():
         "invalid_field: ts must be epoch ms (got 'yesterday')",
         "missing_field: payment_id is required to join",
     ]
+
+
+async def test_a_left_record_arriving_after_the_other_side_passed_its_bound_is_unmatched_at_once():
+    step, ctx = build(dict(INTERVAL, how="left")), FakeContext()
+    await _run(step, [[settle("X", T + 300 * M, 1)]], ctx)  # settlements are hours ahead, then stop
+    out = await _run(step, [[pay("P1", T, 2)], [pay("P2", T + 10 * M, 3)]], ctx)
+    assert [(e.source_offset, e.value["join_status"]) for e in out] == [(2, "unmatched"), (3, "unmatched")]
