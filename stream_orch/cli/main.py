@@ -29,6 +29,7 @@ COMMANDS = (
     "graph",
     "schema",
     "run",
+    "test",
     "generate",
     "dlq",
     "lag",
