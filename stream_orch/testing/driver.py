@@ -209,11 +209,11 @@ class TopologyTestDriver:
         return [self._output(r) for r in self._stored(topic)]
 
     def dead_letters(self, node: str | None = None) -> list[OutputRecord]:
-        """The records in the dead-letter topics (of ``node``, or of every node), with their
-        ``so.error.*`` headers (see :attr:`OutputRecord.error`)."""
+        """The records in the dead-letter topics (of ``node``, or of every node), in the order
+        written, with their ``so.error.*`` headers (see :attr:`OutputRecord.error`)."""
         names = [node] if node is not None else list(self.nodes)
         topics = dict.fromkeys(dlq_topic(self.spec.nodes[n]) for n in names)
-        return sorted((r for t in topics for r in self.records(t)), key=lambda r: (r.timestamp, r.offset))
+        return [self._output(r) for r in sorted((r for t in topics for r in self._stored(t)), key=_seq)]
 
     def pending_retries(self, node: str | None = None) -> list[OutputRecord]:
         """Records waiting in retry tiers (not read by their node yet)."""
