@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,83 @@ def derived_topic_plans(spec: TopologySpec) -> list[TopicPlan]:
     return list(plans.values())
 
 
+# What aiokafka logs, at ERROR, about a topic a broker does not know yet or whose partitions have
+# no leader yet; all of them retried by aiokafka itself.
+_NEW_TOPIC_NOISE = (
+    "not found in cluster metadata",  # aiokafka.cluster: UnknownTopicOrPartition
+    "is not available during auto-create",  # aiokafka.cluster: LeaderNotAvailable
+    "NotLeaderForPartitionError",  # aiokafka.consumer.fetcher: an offsets lookup
+    "LeaderNotAvailableError",
+)
+_NOISY_LOGGERS = ("aiokafka.cluster", "aiokafka.consumer.fetcher")
+
+
+class _NewTopicNoise(logging.Filter):
+    """Drops aiokafka's reports that one of ``topics`` is not in a broker's metadata yet or has no
+    partition leader yet; every other record passes."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__()
+        self.topics = topics
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(n in message for n in _NEW_TOPIC_NOISE) and any(t in message for t in self.topics):
+            self.dropped += 1
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def quiet_new_topics(topics: list[str]) -> Iterator[None]:
+    """While a worker starts, the topology's topics it has just created are not in every broker's
+    metadata, nor led, at once: a consumer asking for one then makes aiokafka log
+    ``ERROR aiokafka.cluster: Topic ... retry.1 not found in cluster metadata`` (or a fetcher's
+    ``NotLeaderForPartitionError``) and retry, though nothing is wrong. :func:`wait_for_leaders`
+    removes most of that window; this filter, on those two loggers and for those topics only,
+    and only until the start is over, hides what is left of it. A topic that never appears
+    still fails the start (``wait_for_metadata`` names it)."""
+    noise = _NewTopicNoise(topics)
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
+        if noise.dropped:
+            log.debug("start-up: %d reports of topics not yet in the metadata left out", noise.dropped)
+
+
+async def wait_for_leaders(
+    client_args: dict[str, Any], counts: dict[str, int], timeout_s: float = 30.0
+) -> None:
+    """Wait until the broker's metadata lists every topic of ``counts`` with a leader for each
+    of its partitions (topics just created take a moment). Asked with the admin client's raw
+    metadata request, which logs nothing; after ``timeout_s`` the start goes on, and the
+    consumers' own wait reports what is still missing."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_args)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        pending = dict(counts)
+        while pending:
+            for topic in await admin.describe_topics(list(pending)):
+                parts = topic.get("partitions") or []
+                led = [p for p in parts if p.get("error_code", 0) == 0 and p.get("leader", -1) >= 0]
+                if topic.get("error_code", 0) == 0 and len(led) >= pending.get(topic["topic"], 1):
+                    pending.pop(topic["topic"], None)
+            if not pending or asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
 class Worker:
     def __init__(
         self,
@@ -151,9 +229,15 @@ class Worker:
         self._stop.set()
 
     async def start(self) -> None:
+        plans = declared_topic_plans(self.spec) + derived_topic_plans(self.spec)
+        with quiet_new_topics([p.name for p in plans]):
+            await self._start(plans)
+
+    async def _start(self, plans: list[TopicPlan]) -> None:
         spec = self.spec
         client_args = self.settings.kafka_client_args()
-        counts = await ensure_topics(client_args, declared_topic_plans(spec) + derived_topic_plans(spec))
+        counts = await ensure_topics(client_args, plans)
+        await wait_for_leaders(client_args, counts)
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 
