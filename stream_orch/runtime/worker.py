@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
@@ -32,7 +31,7 @@ from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
-from stream_orch.state.global_table import GlobalTable
+from stream_orch.state.global_table import GlobalTable, table_row_decoder
 from stream_orch.state.store import store_opener
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import Table
@@ -253,7 +252,7 @@ class Worker:
             if table.topic is not None and any(
                 getattr(s, "table", None) == name for n in self.node_names for s in spec.nodes[n].steps
             ):
-                decode = codec_for(spec.topics[table.topic], self.schemas).decode
+                decode = table_row_decoder(spec.topics[table.topic], self.schemas)  # schema-checked
                 self._global_tables[name] = GlobalTable(
                     name, table.topic, counts[table.topic], client_args, decode
                 )

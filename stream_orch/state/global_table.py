@@ -6,6 +6,13 @@ fetch failed) restarts it with a new consumer at the positions already applied, 
 from ``RESTART_MIN_S`` to ``RESTART_MAX_S``; and the table tells how current it is (records
 behind, time of the last record applied, restarts), which the worker exports as metrics and
 ``/health`` checks against a bound (see :meth:`GlobalTable.fresh_at`).
+
+Rows are checked against the feeding topic's schema (:func:`table_row_decoder`): a value that
+cannot be decoded, or does not match the schema (a field missing, a string where a number
+belongs), is skipped, so the key keeps the row it had; the table counts it (``decode_errors``,
+``invalid_rows``) and logs the first ones with their key and the problem. A topology that must
+not lose such rows cleans the topic first in a node of its own, whose DLQ keeps them (the fraud
+topology's ``harmonise_customers``).
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,7 +30,40 @@ from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 
+if TYPE_CHECKING:
+    from stream_orch.codecs.schemas import SchemaRegistry
+    from stream_orch.topology.models import TopicSpec
+
 log = logging.getLogger(__name__)
+
+LOGGED_BAD_ROWS = 5  # per table: then one line per 1000 more
+
+
+class InvalidRow(ValueError):
+    """A decoded row that does not match its topic's schema; ``str()`` names the field."""
+
+
+def table_row_decoder(topic: TopicSpec, schemas: SchemaRegistry | None) -> Callable[[bytes], Any]:
+    """Bytes of a table-feeding topic's value -> the row, checked against the topic's schema:
+    raises DecodeError (bad bytes) or :class:`InvalidRow` (``field 'avg_amount': expected double,
+    got str 'x'``). An Avro topic's decoder already enforces its schema; a topic without a
+    schema is not checked."""
+    from stream_orch.codecs import codec_for
+
+    codec = codec_for(topic, schemas)
+    if topic.format == "avro" or not topic.schema_ or schemas is None:
+        return codec.decode
+    decode, check = codec.decode, schemas.validator(topic.schema_)
+
+    def decode_checked(data: bytes) -> Any:
+        row = decode(data)
+        problem = check(row)
+        if problem is not None:
+            raise InvalidRow(problem)
+        return row
+
+    return decode_checked
+
 
 LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
 RESTART_MIN_S = 0.5
@@ -46,6 +86,7 @@ class GlobalTable:
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[int, int] = {}  # partition -> next offset to apply
         self.decode_errors = 0
+        self.invalid_rows = 0  # rows that did not match the topic's schema (table_row_decoder)
         self.restarts = 0
         self.last_applied_s: float | None = None  # wall clock of the last record applied
         self._fresh_at = time.monotonic()
@@ -101,8 +142,26 @@ class GlobalTable:
             return
         try:
             self._data[key] = self._decode(record.value)
-        except Exception:  # a bad profile must not stop the table; the feeding node DLQs it
+        except InvalidRow as exc:  # skipped: the key keeps its previous row
+            self.invalid_rows += 1
+            self._bad_row(record, "does not match the topic's schema", exc, self.invalid_rows)
+        except Exception as exc:  # a bad row must not stop the table
             self.decode_errors += 1
+            self._bad_row(record, "cannot be decoded", exc, self.decode_errors)
+
+    def _bad_row(self, record: Any, what: str, exc: Exception, count: int) -> None:
+        if count <= LOGGED_BAD_ROWS or count % 1000 == 0:
+            log.warning(
+                "table %s: skipped the row of key %r at %s:%d (%d so far): it %s: %s",
+                self.name,
+                record.key.decode(errors="replace"),
+                record.topic,
+                record.offset,
+                count,
+                what,
+                exc,
+                extra={"topic": self.topic, "partition": record.partition, "offset": record.offset},
+            )
 
     async def start(self) -> None:
         """Load the topic to its current end, then follow it in the background."""
