@@ -152,7 +152,7 @@ async def one_pass(
         ctx = node.ctx
         ctx.reset()
         t0 = _clock()
-        events, _ = decode_records(batch, node.tier_of, node.decode, ctx, stats)
+        events, _ = decode_records(batch, node.tier_of, dict.fromkeys(node.tier_of, node.decode), ctx, stats)
         t1 = _clock()
         spent["decode"] += t1 - t0
         for step, step_name in zip(node.steps, node.step_names, strict=True):

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.tools.kafka_clients import start_consumer
 
@@ -74,13 +75,17 @@ async def tail(
     emit = emit or _print_json
     consumer = await start_consumer(
         settings,
-        topic,
         group_id=group,
         auto_offset_reset="earliest" if from_beginning else "latest",
         isolation_level=isolation,
     )
     seen = 0
     try:
+        # subscribing to a missing topic makes a broker with auto.create.topics.enable create it
+        # with its default partition count, and a worker then refuses to start against it
+        if topic not in await consumer.topics():
+            raise UserError(f"topic {topic!r} does not exist (tail does not create topics)")
+        consumer.subscribe([topic])
         if from_beginning and group is None:
             await _seek_to_beginning(consumer, settings.request_timeout_s)
         last_record = time.monotonic()

@@ -164,3 +164,17 @@ async def test_tail_reads_committed_unless_asked_for_uncommitted(
     code, out, err = await run_cli(*args, "--isolation", "read_uncommitted")
     assert code == 0, err
     assert values(out) == ["aborted", "committed"]
+
+
+async def test_tail_of_a_missing_topic_is_one_line_and_creates_nothing(kafka_bootstrap: str) -> None:
+    from kafka_helpers import unique_name
+
+    from stream_orch.runtime.admin import partition_counts
+
+    topic = unique_name("missing")
+    code, out, err = await run_cli("tail", topic, "--timeout", "2")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"stream-orch: error: topic '{topic}' does not exist (tail does not create topics)"
+    ]
+    assert await partition_counts({"bootstrap_servers": kafka_bootstrap}, [topic]) == {}
