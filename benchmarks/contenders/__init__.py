@@ -6,6 +6,7 @@ Every contender is a separate process that reads its topics and group from the v
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,25 @@ Argv = Callable[[dict[str, str], Path], list[str]]  # (the run's environment, wo
 
 def _module(name: str) -> Argv:
     return lambda _env, _work: [sys.executable, "-m", f"benchmarks.contenders.{name}"]
+
+
+BENCH_EXTRA = "pip install -e '.[bench]'"
+
+
+def needs(module: str) -> Callable[[], str | None]:
+    """``unavailable`` of a contender built on a package of the ``bench`` extra: the reason it is
+    skipped when the package is not installed (``make test`` installs ``.[dev]`` only)."""
+
+    def check() -> str | None:
+        if sys.modules.get(module) is not None:
+            return None  # imported already (faust's lazy module has no __spec__ for find_spec)
+        try:
+            found = module not in sys.modules and importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        return None if found else f"{module} is not installed: {BENCH_EXTRA}"
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -69,9 +89,22 @@ CONTENDERS: tuple[Contender, ...] = (
             "--without-web",
         ],
         "bare per-event Faust agent (memory store, no web)",
+        unavailable=needs("faust"),  # the faust-streaming package
     ),
-    Contender("quix_forward", "forward", _module("quix_forward"), "Quix Streams forwarding"),
-    Contender("quix_fraud", "fraud", _module("quix_fraud"), "Quix Streams running the fraud rules"),
+    Contender(
+        "quix_forward",
+        "forward",
+        _module("quix_forward"),
+        "Quix Streams forwarding",
+        unavailable=needs("quixstreams"),
+    ),
+    Contender(
+        "quix_fraud",
+        "fraud",
+        _module("quix_fraud"),
+        "Quix Streams running the fraud rules",
+        unavailable=needs("quixstreams"),
+    ),
     Contender(
         "engine_fraud",
         "fraud",
