@@ -23,6 +23,7 @@ from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
 from stream_orch.steps.score import ScoreStepImpl
 from stream_orch.steps.validate import ValidateStepImpl
+from stream_orch.steps.window_emit import WindowStepImpl
 from stream_orch.topology.models import (
     AggregateStep,
     DedupeStep,
@@ -35,6 +36,7 @@ from stream_orch.topology.models import (
     PythonStep,
     ScoreStep,
     ValidateStep,
+    WindowStep,
 )
 
 if TYPE_CHECKING:
@@ -137,6 +139,23 @@ def build_step(
             fields=spec_model.fields,
             prefix=spec_model.prefix,
             status_as=spec_model.status_as,
+            name=name,
+        )
+    if isinstance(spec_model, WindowStep):
+        return WindowStepImpl(
+            table=spec_model.table,
+            key=spec_model.key,
+            kind=spec_model.kind,
+            as_=spec_model.as_,
+            size_ms=spec_model.size,
+            advance_ms=spec_model.advance,
+            gap_ms=spec_model.gap,
+            grace_ms=spec_model.grace,
+            function=spec_model.function,
+            field=spec_model.field,
+            time_field=spec_model.time_field,
+            emit=spec_model.emit,
+            late=spec_model.late,
             name=name,
         )
     if isinstance(spec_model, ScoreStep):

@@ -36,6 +36,7 @@ _SECTIONS: dict[str, str] = {
     "DedupeStep": "step: dedupe",
     "EnrichStep": "step: enrich",
     "AggregateStep": "step: aggregate",
+    "WindowStep": "step: window",
     "ScoreStep": "step: score",
     "ScoreRule": "score rule",
     "Logistic": "score logistic term",

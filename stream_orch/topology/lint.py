@@ -31,6 +31,7 @@ from stream_orch.topology.models import (
     ScoreStep,
     TopologySpec,
     ValidateStep,
+    WindowStep,
 )
 
 __all__ = ["SchemaFields", "default_schemas_dir", "has_errors", "lint"]
@@ -159,7 +160,7 @@ class _Linter:
             step.table
             for node in self.spec.nodes.values()
             for step in node.steps
-            if isinstance(step, EnrichStep | DedupeStep | AggregateStep | JoinStep)
+            if isinstance(step, EnrichStep | DedupeStep | AggregateStep | JoinStep | WindowStep)
         }
         for name, table in self.spec.tables.items():
             if table.topic and table.topic not in self.spec.topics:
@@ -331,6 +332,8 @@ class _Linter:
             return avail | {step.as_} if avail is not None else None
         if isinstance(step, JoinStep):
             return self._join(node_name, node, path, step, avail)
+        if isinstance(step, WindowStep):
+            return self._window(node_name, node, path, step, avail)
         if isinstance(step, ScoreStep):
             for i, rule in enumerate(step.rules):
                 self._expression((*path, "rules", i, "when"), rule.when, avail, f"{where}, rule {rule.name}")
@@ -391,6 +394,27 @@ class _Linter:
         if avail is None or copied is None:
             return None
         return avail | {step.prefix + f for f in copied} | {step.status_as}
+
+    def _window(
+        self, node_name: str, node: NodeSpec, path: PathTuple, step: WindowStep, avail: set[str] | None
+    ) -> set[str]:
+        """Fields against the schema, co-partitioning; the stream is the window results after it."""
+        where = f"node `{node_name}`, step window"
+        if self._table_ref((*path, "table"), step.table):
+            self._copartitioned(node_name, node, path, step.table, step.key, "window")
+        self._field((*path, "key"), step.key, avail, where)
+        if step.field:
+            self._field((*path, "field"), step.field, avail, where)
+        self._field((*path, "time_field"), step.time_field, avail, where)
+        if path[-1] != len(node.steps) - 1 and node.errors is not None and node.errors.retry is not None:
+            self.add(
+                path,
+                f"{where}: the steps after it see window results, and a result they send to the retry "
+                f"tiers would come back to this node as an input record",
+                "put the window step last, or send its results to a topic another node reads",
+                "warning",
+            )
+        return {step.key, "window_start", "window_end", step.as_}
 
     def _enrich(
         self, node_name: str, node: NodeSpec, path: PathTuple, step: EnrichStep, avail: set[str] | None

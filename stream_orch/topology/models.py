@@ -193,6 +193,73 @@ class AggregateStep(_Model):
         return self
 
 
+class WindowStep(_Model):
+    """Tumbling, hopping or session windows per key whose results are emitted as records.
+
+    The step replaces the stream: the records it reads are absorbed (counted as dropped,
+    `windowed`) and the routes receive window results `{<key>: ..., window_start, window_end,
+    <as>: ...}` (epoch ms; for a session the times of its first and last record). A window closes
+    when the partition's watermark (its greatest event time read so far) reaches `window_end +
+    grace` (a session: its last record's time + gap + grace); event time moves only with records.
+    """
+
+    step: Literal["window"]
+    writes_table: ClassVar[bool] = True
+    table: str = Field(description="Table holding the open windows and the partition's watermark.")
+    key: str = Field(description="Field that groups records (e.g. merchant_id); the input topic's key.")
+    time_field: str = Field("ts", description="Event-time field, epoch ms (negative times are invalid).")
+    kind: Literal["tumbling", "hopping", "session"] = Field(
+        description="tumbling: [s, s + size) with s a multiple of size; hopping: every [s, s + size) with s "
+        "a multiple of advance that holds the record; session: records less than `gap` apart, per key."
+    )
+    size: DurationMs | None = Field(None, description="tumbling, hopping: window length, > 0.")
+    advance: DurationMs | None = Field(
+        None, description="hopping: distance between window starts, 0 < advance <= size."
+    )
+    gap: DurationMs | None = Field(None, description="session: inactivity that ends a session, > 0.")
+    grace: DurationMs = Field(
+        0, description="How long after its end a window still takes records arriving out of order (>= 0)."
+    )
+    function: Literal["count", "sum", "min", "max", "avg", "latest", "collect"] = Field(
+        "count",
+        description="What `as` receives: count (int); sum (int while every value is an int, else float); "
+        "min, max (numbers); avg (float); latest (the value of the record with the greatest time); collect "
+        "(the values in arrival order, at most 1000 kept).",
+    )
+    field: str | None = Field(None, description="Field aggregated (every function but count).")
+    emit: Literal["on_close", "on_update"] = Field(
+        "on_close",
+        description="on_close: one final record per window once it closes; on_update: a record with the "
+        "window's new result for every record that changes it.",
+    )
+    late: Literal["drop", "dlq"] = Field(
+        "drop",
+        description="A record whose windows have all closed (late beyond grace): drop it, counted as "
+        "`late_event`, or send it to the DLQ with reason `late_event`.",
+    )
+    as_: str = Field(alias="as", description="Field of the result record that receives the result.")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> WindowStep:
+        if self.kind == "session":
+            if not self.gap:
+                raise ValueError("a session window needs `gap` > 0")
+            if self.size is not None or self.advance is not None:
+                raise ValueError("`size`/`advance` belong to tumbling and hopping windows, not sessions")
+        else:
+            if not self.size:
+                raise ValueError(f"a {self.kind} window needs `size` > 0")
+            if self.gap is not None:
+                raise ValueError("`gap` belongs to session windows")
+            if self.kind == "hopping" and not (self.advance and self.advance <= self.size):
+                raise ValueError("a hopping window needs `advance` with 0 < advance <= size")
+            if self.kind == "tumbling" and self.advance is not None:
+                raise ValueError("`advance` belongs to hopping windows")
+        if self.function != "count" and not self.field:
+            raise ValueError(f"window function {self.function!r} needs `field`")
+        return self
+
+
 class ScoreRule(_Model):
     name: str = Field(description="Listed in the output's reasons when the rule fires.")
     when: Expression
@@ -289,6 +356,7 @@ StepSpec = Annotated[
     | DedupeStep
     | EnrichStep
     | AggregateStep
+    | WindowStep
     | ScoreStep
     | MaskStep
     | PythonStep

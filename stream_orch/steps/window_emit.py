@@ -1,0 +1,262 @@
+"""``window``: tumbling, hopping and session windows per key that emit their results as records.
+
+The step *replaces* the stream: the records it reads are absorbed (counted as dropped with
+``windowed``) and what goes on to the routes are window results, one record
+``{<key>: key, window_start, window_end, <as>: result}`` (epoch ms) per window: once, when the
+window closes (``emit: on_close``), or every time a record changes it (``emit: on_update``).
+
+Windows (``t`` is a record's event time, epoch ms, from ``time_field``; negative times are
+invalid):
+
+- tumbling: ``[s, s + size)`` with ``s`` a multiple of ``size``; a record is in one window.
+- hopping: ``[s, s + size)`` for every multiple ``s >= 0`` of ``advance`` with ``s <= t < s + size``.
+- session: per key, records whose times are less than ``gap`` apart belong to one session;
+  ``window_start`` and ``window_end`` are the times of its first and last record (both
+  included). A record that falls within ``gap`` of two open sessions merges them.
+
+Watermark and closing: each input partition has a watermark, the greatest event time of the
+records it has read (records from the retry tiers count too). A window closes when
+``watermark >= close``, with ``close = window_end + grace`` for tumbling and hopping and
+``close = last record's time + gap + grace`` for a session. Whether a record finds its window
+open is decided with the watermark *at that record* (so results do not depend on where batches
+begin); closed windows are emitted (on_close) and deleted at the end of the batch, in the same
+batch as the records that closed them. Event time moves only with records: a partition that
+receives nothing more keeps its last windows open.
+
+Late records: a record none of whose windows is open is late (a hopping record whose oldest
+windows closed still enters the open ones, and is not late). A record for a session is late when
+it joins no open session and ``t + gap + grace <= watermark``; one that would have joined a
+session already closed, but is not late by that rule, starts a new session. ``late: drop`` counts
+it as dropped with ``late_event``; ``late: dlq`` dead-letters it with reason ``late_event``.
+
+Results: count (int); sum (int while the values are ints, else float); min, max (numbers); avg
+(float); latest (the value of the record with the greatest time, the later arrival on ties);
+collect (the values in arrival order, at most :data:`COLLECT_MAX`; a merged session lists the
+earlier session's first). Every function but count reads ``field``; a record without it, or
+with a non-number for sum/min/max/avg, is rejected (``missing_field`` / ``invalid_field``).
+
+State, in the node's table (partitioned like the input; the changelog goes with the batch, in its
+transaction under exactly_once), see :mod:`stream_orch.steps.window_state`: one record per open
+tumbling or hopping window, keyed by its close time so that closing reads only the expired key
+range; for sessions one record per key with its open sessions plus a time index; and per
+partition the watermark and, per topic read, the next offset not yet applied. That offset makes
+a replay harmless: after an at_least_once crash between the changelog write and the offset
+commit, records already applied are skipped (dropped as ``replayed``), so no record is counted
+twice. A window can still be emitted twice under at_least_once (the outputs were written, the
+changelog was not); under exactly_once the emission, the state deletion and the offsets are one
+transaction, so each window is emitted once across a kill -9.
+
+No undo (:class:`~stream_orch.steps.base.UndoingStep`): a record this step reads never reaches a
+later step, so it cannot fail after being counted, and a result that fails later (routing,
+a later step) goes to the DLQ as itself without touching the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream_orch.steps import window_state as ws
+from stream_orch.steps.base import Event, StepContext, Table
+from stream_orch.steps.common import show
+
+COLLECT_MAX = ws.COLLECT_MAX
+NUMERIC = ("sum", "min", "max", "avg")
+
+
+class WindowStepImpl:
+    def __init__(
+        self,
+        *,
+        table: str,
+        key: str,
+        kind: str,
+        as_: str,
+        size_ms: int | None = None,
+        advance_ms: int | None = None,
+        gap_ms: int | None = None,
+        grace_ms: int = 0,
+        function: str = "count",
+        field: str | None = None,
+        time_field: str = "ts",
+        emit: str = "on_close",
+        late: str = "drop",
+        name: str = "window",
+    ) -> None:
+        if kind not in ("tumbling", "hopping", "session"):
+            raise ValueError(f"unknown window kind {kind!r}")
+        if function not in ws.FUNCTIONS:
+            raise ValueError(f"unknown window function {function!r}")
+        if function != "count" and not field:
+            raise ValueError(f"window function {function!r} needs a field")
+        if kind == "session":
+            if not gap_ms or gap_ms <= 0:
+                raise ValueError("a session window needs gap > 0")
+        else:
+            if not size_ms or size_ms <= 0:
+                raise ValueError(f"a {kind} window needs size > 0")
+            advance_ms = size_ms if kind == "tumbling" else advance_ms
+            if not advance_ms or not 0 < advance_ms <= size_ms:
+                raise ValueError("a hopping window needs 0 < advance <= size")
+        if grace_ms < 0:
+            raise ValueError("grace cannot be negative")
+        self.name = name
+        self.table_name = table
+        self.key = key
+        self.kind = kind
+        self.size_ms = size_ms or 0
+        self.advance_ms = advance_ms or 0
+        self.gap_ms = gap_ms or 0
+        self.grace_ms = grace_ms
+        self.function = function
+        self.field = field
+        self.time_field = time_field
+        self.on_update = emit == "on_update"
+        self.late_to_dlq = late == "dlq"
+        self.as_ = as_
+
+    # ------------------------------------------------------------------ one batch
+
+    async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
+        """Apply the batch's records to their windows, then close what the watermark passed.
+
+        Nothing is written to the table until every record is applied: a step that raises
+        leaves no trace, and the runtime's one-by-one retry of the batch counts nothing twice."""
+        table = ctx.table(self.table_name)
+        parts: dict[int, ws.PartitionState] = {}
+        out: list[Event] = []
+        key_field, time_field, value_field = self.key, self.time_field, self.field
+        counted = self.function != "count"
+        session = self.kind == "session"
+        for event in events:
+            partition = event.partition
+            part = parts.get(partition)
+            if part is None:
+                part = parts[partition] = ws.PartitionState.load(table, partition)
+            if part.replayed(event):
+                ctx.drop(event, "replayed")
+                continue
+            record = event.value
+            key = record.get(key_field)
+            if key is None:
+                ctx.reject(event, f"missing_field: {key_field} is required to window")
+                continue
+            t = record.get(time_field)
+            if t.__class__ is not int or t < 0:
+                ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(t)})")
+                continue
+            value = None
+            if counted:
+                value = record.get(value_field)
+                if value is None:
+                    ctx.reject(event, f"missing_field: {value_field} is required to window")
+                    continue
+                if self.function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
+                    ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
+                    continue
+            if t > part.watermark:
+                part.watermark = t
+            part.trigger = event
+            keystr = key if key.__class__ is str else str(key)
+            if session:
+                changed = self._session(table, part, key, keystr, t, value)
+            else:
+                changed = self._fixed(table, part, key, keystr, t, value)
+            if not changed:
+                self._late(event, t, part.watermark, ctx)
+                continue
+            ctx.drop(event, "windowed")
+            if self.on_update:
+                out.extend(self._result(w, event) for w in changed)
+        for partition, part in parts.items():
+            closed = part.close_sessions(table, self._close_of) if session else part.close_fixed(table)
+            if not self.on_update and closed:
+                closed.sort(key=lambda w: (w["e"], w["s"], str(w["k"])))
+                out.extend(self._result(w, part.trigger) for w in closed)
+            part.save(table, partition, self._close_of)
+        return out
+
+    def _fixed(
+        self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
+    ) -> list[dict[str, Any]]:
+        """Add the record to each of its open windows; returns them (none: the record is late)."""
+        size, advance, grace = self.size_ms, self.advance_ms, self.grace_ms
+        watermark = part.watermark
+        changed = []
+        start = t - t % advance
+        while start > t - size and start >= 0:
+            close = start + size + grace
+            if close > watermark:
+                table_key = ws.fixed_key(close, start, keystr)
+                win = part.window(table, table_key)
+                if win is None:
+                    win = part.new_window(table_key, key, start, start + size, ws.empty(self.function))
+                ws.add(self.function, win, value, t)
+                changed.append(win)
+            start -= advance
+        return changed
+
+    def _close_of(self, session: list[Any]) -> int:
+        return session[1] + self.gap_ms + self.grace_ms
+
+    def _session(
+        self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
+    ) -> list[dict[str, Any]]:
+        """Add the record to its session (new, extended or merged); returns it, or none: late."""
+        gap, watermark = self.gap_ms, part.watermark
+        entry = part.sessions(table, key, keystr)
+        hits = [
+            s for s in entry["w"] if s[0] - gap < t < s[1] + gap and self._close_of(s) > watermark
+        ]  # an open session within gap of t
+        if not hits and t + gap + self.grace_ms <= watermark:
+            return []
+        if hits:
+            merged = [*hits[0]]
+            for s in hits[1:]:  # in start order: an earlier session's collected values come first
+                merged = ws.merge(self.function, merged, s)
+            entry["w"] = [s for s in entry["w"] if not any(s is h for h in hits)]
+            merged[0], merged[1] = min(merged[0], t), max(merged[1], t)
+        else:
+            merged = [t, t, 0, ws.empty(self.function)]
+        win = {"k": key, "s": merged[0], "e": merged[1], "n": merged[2], "a": merged[3]}
+        ws.add(self.function, win, value, t)
+        entry["w"].append([win["s"], win["e"], win["n"], win["a"]])
+        entry["w"].sort(key=lambda s: s[0])
+        return [win]
+
+    def _late(self, event: Event, t: int, watermark: int, ctx: StepContext) -> None:
+        if self.late_to_dlq:
+            ctx.reject(
+                event,
+                f"late_event: {self.time_field} {t} is past its window's close (watermark {watermark}, "
+                f"grace {self.grace_ms} ms)",
+            )
+        else:
+            ctx.drop(event, "late_event")
+
+    def _result(self, win: dict[str, Any], trigger: Event) -> Event:
+        """A window result as an event of the partition whose records made it: it goes out in
+        that partition's batch (and transaction), with the lineage of the record that closed or
+        changed it."""
+        value = {
+            self.key: win["k"],
+            "window_start": win["s"],
+            "window_end": win["e"],
+            self.as_: ws.result(self.function, win),
+        }
+        k = win["k"]
+        return Event(
+            value,
+            (k if k.__class__ is str else str(k)).encode(),
+            orjson.dumps(value),  # what a dead letter of this result carries
+            [],
+            trigger.topic,
+            trigger.partition,
+            trigger.offset,
+            win["e"],
+            0,
+            trigger.source_topic,
+            trigger.source_partition,
+            trigger.source_offset,
+        )
