@@ -54,7 +54,8 @@ class Target:
             out[name] = fn(value)
         if self.conform is not None:
             self.conform(out)
-        return self.key_of(out, key), self.encode(out)
+        # the key field as `set` left it, else the record's (the schema need not carry the key)
+        return self.key_of(out if self.key_field in out else value, key), self.encode(out)
 
     def key_of(self, value: dict[str, Any], key: bytes | None) -> bytes | None:
         if self.key_field is None:

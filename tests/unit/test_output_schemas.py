@@ -281,3 +281,17 @@ def test_the_reference_topology_provides_every_required_field() -> None:
     from stream_orch.topology.loader import load_topology
 
     assert lint(load_topology(FRAUD), REPO / "schemas") == []
+
+
+def test_a_key_field_the_output_schema_lacks_is_read_from_the_record(schemas: SchemaRegistry) -> None:
+    spec = parse_topology(
+        TOPOLOGY.replace("key: sensor, schema: reading}", "key: site, schema: reading}"), "s.yaml"
+    ).spec
+    outbox = Outbox(PartitionMap({t: 1 for t in spec.topics}))
+    ctx = NodeContext(spec.topology, "n", {}, {})
+    value = {"sensor": "s1", "site": "north", "value": 1.0, "count": 1}
+    Router(spec, "n", schemas).route([event(value)], outbox, ctx, BatchStats(), 1)
+    keys = {
+        topic: records[0][0] for pending in outbox.take().values() for (topic, _), records in pending.items()
+    }
+    assert keys == {"readings": b"north", "readings.avro": b"s1"}  # not None: `site` is no output field
