@@ -8,6 +8,7 @@ and that stateful steps are co-partitioned with their input.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 from collections.abc import Iterable
@@ -16,7 +17,16 @@ from typing import Any
 
 from stream_orch.expressions import ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
-from stream_orch.topology.loader import LoadedTopology, PathTuple, Problem, Severity
+from stream_orch.topology.loader import (
+    SCHEMAS_RULE,
+    LoadedTopology,
+    PathTuple,
+    Problem,
+    SchemasNotFound,
+    Severity,
+    find_schemas_dir,
+    schemas_dir_candidates,
+)
 from stream_orch.topology.models import (
     AggregateStep,
     DedupeStep,
@@ -43,8 +53,12 @@ _EXPRESSION_HINT = (
 
 
 def default_schemas_dir(topology_path: str | Path) -> Path:
-    """``schemas/`` beside the topology's folder: the repository root for ``topologies/x.yaml``."""
-    return Path(topology_path).resolve().parent.parent / "schemas"
+    """The schema folder the rule finds for a topology (see ``loader.find_schemas_dir``), or the
+    first folder it tries when none exists."""
+    try:
+        return find_schemas_dir(topology_path)
+    except SchemasNotFound:
+        return schemas_dir_candidates(topology_path)[0][0]
 
 
 def has_errors(problems: Iterable[Problem]) -> bool:
@@ -59,10 +73,12 @@ class SchemaFields:
     others.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, error: str | None = None) -> None:
         self.directory = Path(directory)
-        self.error: str | None = None
+        self.error: str | None = error
         self._registry: Any = None
+        if error is not None:
+            return
         if not self.directory.is_dir():
             self.error = f"schema directory {self.directory} does not exist"
             return
@@ -90,20 +106,37 @@ class SchemaFields:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def definitions(self, name: str) -> dict[str, Any] | None:
+        """The record schema as written in its file, or None when missing or unreadable."""
+        if self._registry is not None:
+            return self._registry.raw(name) if name in self._registry else None
+        try:
+            raw = json.loads((self.directory / f"{name}.avsc").read_text(encoding="utf-8"))
+            return raw if isinstance(raw, dict) and isinstance(raw.get("fields"), list) else None
+        except (OSError, ValueError):
+            return None
+
     def problem(self, name: str) -> str | None:
         """Why a schema cannot be used (None when it can)."""
         if self.error:
             return self.error
         if not self.exists(name):
-            return f"unknown schema `{name}`: no {name}.avsc in {self.directory}"
+            return f"unknown schema `{name}`: no {name}.avsc in {self.directory.absolute()}"
         if self.fields(name) is None:
             return f"schema `{name}` ({self.directory / (name + '.avsc')}) is not a readable Avro record"
         return None
 
 
 def lint(loaded: LoadedTopology, schemas_dir: str | Path | None = None) -> list[Problem]:
-    """Every problem of the topology, errors and warnings, in line order."""
-    linter = _Linter(loaded, SchemaFields(schemas_dir or default_schemas_dir(loaded.path)))
+    """Every problem of the topology, errors and warnings, in line order.
+
+    ``schemas_dir`` is ``--schemas``; without it the folder is found by the one rule
+    (``loader.SCHEMAS_RULE``), and finding none is a problem naming the folders tried."""
+    try:
+        schemas = SchemaFields(find_schemas_dir(loaded.path, schemas_dir))
+    except SchemasNotFound as exc:
+        schemas = SchemaFields(exc.tried[0], error=str(exc))
+    linter = _Linter(loaded, schemas)
     linter.run()
     return sorted(linter.problems, key=lambda p: (p.line, p.severity != "error"))
 
@@ -135,7 +168,7 @@ class _Linter:
 
     def run(self) -> None:
         if self.schemas.error:
-            self.add(("topics",), self.schemas.error, "pass --schemas DIR")
+            self.add(("topics",), self.schemas.error, f"the schema folder is {SCHEMAS_RULE}")
         for name, topic in self.spec.topics.items():
             if topic.schema_ and not self.schemas.error:
                 reason = self.schemas.problem(topic.schema_)
@@ -522,6 +555,8 @@ class _Linter:
                 out = avail | set(target.set) if avail is not None else None
                 for field, source in target.set.items():
                     self._expression((*tpath, "set", field), source, avail, f"{where}, set {field}")
+                if topic is not None:
+                    self._output_schema(tpath, where, target.topic, target.set, avail)
                 if target.key:
                     self._field((*tpath, "key"), target.key, out, f"{where}, key of `{target.topic}`")
                 elif topic is not None and topic.key and out is not None and topic.key not in out:
@@ -531,3 +566,93 @@ class _Linter:
                         "set `key:` on the route target, or add the field with `set`",
                         "warning",
                     )
+
+    def _output_schema(
+        self, tpath: PathTuple, where: str, topic_name: str, setting: dict[str, str], avail: set[str] | None
+    ) -> None:
+        """What a route writes to a topic with a schema: every `set` field is a field of the schema
+        (with a constant value of its type), and every required field is provided."""
+        topic = self.spec.topics[topic_name]
+        if not topic.schema_ or self.schemas.error:
+            return
+        schema = self.schemas.definitions(topic.schema_)
+        if schema is None:
+            return
+        fields = {f["name"]: f for f in schema["fields"] if isinstance(f, dict) and "name" in f}
+        stray = [name for name in setting if name not in fields]
+        for name in stray:
+            self.add(
+                (*tpath, "set", name),
+                f"{where}: `set` field `{name}` is not in schema `{topic.schema_}` of topic `{topic_name}`",
+                _suggest(name, fields, f"fields of {topic.schema_}"),
+            )
+        for name, source in setting.items():
+            if name in fields:
+                self._set_constant((*tpath, "set", name), where, schema, fields[name], source, topic_name)
+        if avail is None:
+            return  # after a python step the fields are not known
+        provided = avail | set(setting)
+        for name, f in fields.items():
+            if name in provided or _optional(schema, f):
+                continue
+            close = difflib.get_close_matches(name, stray, n=1)
+            if close:
+                hint = f"`set` writes `{close[0]}`: did you mean `{name}`?"
+            else:
+                near = _suggest(name, avail, "fields here")
+                hint = (
+                    f"add it with `set: {{{name}: ...}}`, compute it in an earlier step, or give it a "
+                    f"default in the schema ({near})"
+                )
+            self.add(
+                tpath,
+                f"{where}: records for `{topic_name}` lack required field `{name}` of schema "
+                f"`{topic.schema_}`",
+                hint,
+            )
+
+    def _set_constant(
+        self, path: PathTuple, where: str, schema: dict[str, Any], f: dict[str, Any], source: str, topic: str
+    ) -> None:
+        """A `set` value written as a constant (or `a if c else b` of constants) has the field's type."""
+        try:
+            tree = ast.parse(source.strip(), mode="eval").body
+        except SyntaxError:
+            return  # reported with the expression
+        from stream_orch.codecs.conform import OutputSchemaViolation, output_projection
+
+        check = output_projection({**schema, "fields": [f]}, topic)
+        for value in _constants(tree):
+            try:
+                check({f["name"]: value})
+            except OutputSchemaViolation as exc:
+                self.add(
+                    path,
+                    f"{where}: `set` field `{f['name']}` of `{topic}`: {exc.detail}",
+                    "write a value of the field's type in the schema",
+                )
+                return
+            except Exception:  # a schema the codecs cannot read: reported with the topic
+                return
+
+
+def _constants(node: ast.AST) -> list[Any]:
+    """The values an expression can take when they are all literals (``'a' if c else 'b'``)."""
+    if isinstance(node, ast.IfExp):
+        return _constants(node.body) + _constants(node.orelse)
+    try:
+        return [ast.literal_eval(node)]
+    except Exception:  # a field, a call: not a constant
+        return []
+
+
+def _optional(schema: dict[str, Any], f: dict[str, Any]) -> bool:
+    """A field an output may leave out: it has a default or its type admits null."""
+    if "default" in f:
+        return True
+    kind = f.get("type")
+    if isinstance(kind, dict):
+        kind = kind.get("type")
+    if isinstance(kind, list):
+        return "null" in kind or any(isinstance(b, dict) and b.get("type") == "null" for b in kind)
+    return kind == "null"
