@@ -368,3 +368,23 @@ def test_the_reference_docs_list_the_window_step():
 
     text = render_reference()
     assert "### step: window" in text and "on_update" in text
+
+
+def test_the_readme_example_through_the_topology_test_driver():
+    """The worker's own record path (NodePipeline) in memory: results routed, late to the DLQ."""
+    from stream_orch.testing import TopologyTestDriver
+
+    text = TOPOLOGY.replace("txn_count > 10 and ", "").replace("as: txn_count}", "as: txn_count, late: dlq}")
+    driver = TopologyTestDriver(parse_topology(text, "w.yaml", env={}), schemas=SCHEMAS)
+    try:
+        for i in range(5):
+            driver.pipe("txns", {"merchant_id": "M-1", "ts": T0 + i * 10_000, "txn_id": f"t{i}"})
+        driver.pipe("txns", {"merchant_id": "M-1", "ts": T0 + 2 * M, "txn_id": "closer"})
+        driver.pipe("txns", {"merchant_id": "M-1", "ts": T0 + 1, "txn_id": "late"})
+        out = [r.value for r in driver.records("counts")]
+        assert out == [{"merchant_id": "M-1", "window_start": T0, "window_end": T0 + M, "txn_count": 5}]
+        assert [r.headers.get("so.error.reason", "").split(":")[0] for r in driver.dead_letters()] == [
+            "late_event"
+        ]
+    finally:
+        driver.close()
