@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,12 +57,15 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
         self._checkpoint: int | None = None
+        self._ordered: list[str] | None = None  # sorted keys, built by the first scan after a write
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._data.get(key, default)
 
     def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
         data = self._data
+        if changes:
+            self._ordered = None
         for key, value in changes.items():
             if value is TOMBSTONE:
                 data.pop(key, None)
@@ -77,9 +81,13 @@ class MemoryStore:
         return iter(list(self._data.items()))
 
     def scan(self, start: str, end: str) -> Iterator[tuple[str, Any]]:
-        # a full pass: the memory backend is for tables small enough to restore in full anyway
+        # the keys are sorted once per batch that wrote (a store is written once per batch), not
+        # once per scan: a join scans a key range per record
+        keys = self._ordered
+        if keys is None:
+            keys = self._ordered = sorted(self._data)
         data = self._data
-        return iter([(k, data[k]) for k in sorted(k for k in data if start <= k < end)])
+        return iter([(k, data[k]) for k in keys[bisect_left(keys, start) : bisect_left(keys, end)]])
 
     def __len__(self) -> int:
         return len(self._data)
@@ -89,6 +97,7 @@ class MemoryStore:
 
     def close(self) -> None:
         self._data = {}
+        self._ordered = None
 
     def destroy(self) -> None:
         self.close()

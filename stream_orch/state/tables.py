@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +41,13 @@ class Sealed:
     def __init__(self, table: LocalTable, overlay: Overlay) -> None:
         self.table = table
         self.overlay = overlay
+        self._ordered: dict[int, list[str]] = {}  # sorted keys per partition, built by a scan
+
+    def ordered(self, partition: int) -> list[str]:
+        keys = self._ordered.get(partition)
+        if keys is None:
+            keys = self._ordered[partition] = sorted(self.overlay.get(partition, ()))
+        return keys
 
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """The changelog records: (partition, key, value or None for a tombstone)."""
@@ -69,6 +77,9 @@ class LocalTable:
         self._open_store = open_store or (lambda partition: MemoryStore())
         self._stores: dict[int, Store] = {}
         self._writes: Overlay = {}  # the batch being processed
+        # sorted keys of the batch's writes per partition, kept from the batch's first scan on (a
+        # join scans a key range per record: a pass over the whole overlay each time was O(n^2))
+        self._ordered: dict[int, list[str]] = {}
         self._pending: list[Sealed] = []  # handed over, not landed yet; oldest first
         self.restored_records = 0
 
@@ -90,6 +101,10 @@ class LocalTable:
         writes = self._writes.get(partition)
         if writes is None:
             writes = self._writes[partition] = {}
+        if self._ordered and key not in writes:
+            keys = self._ordered.get(partition)
+            if keys is not None:
+                insort(keys, key)
         writes[key] = value
 
     def delete(self, key: str, partition: int) -> None:
@@ -111,10 +126,14 @@ class LocalTable:
         """The partition's keys in ``[start, end)`` with the batches in flight applied (not in key
         order). RocksDB reads only that range: expiry by a time index needs no full scan."""
         overlaid: dict[str, Any] = {}
-        for overlay in [*(s.overlay for s in self._pending), self._writes]:
-            for key, value in overlay.get(partition, {}).items():
-                if start <= key < end:
-                    overlaid[key] = value
+        layers = [(s.overlay.get(partition, {}), s.ordered(partition)) for s in self._pending]
+        current = self._ordered.get(partition)
+        if current is None:
+            current = self._ordered[partition] = sorted(self._writes.get(partition, ()))
+        layers.append((self._writes.get(partition, {}), current))
+        for writes, keys in layers:  # oldest first: a newer write wins
+            for key in keys[bisect_left(keys, start) : bisect_left(keys, end)]:
+                overlaid[key] = writes[key]
         store = self._stores.get(partition)
         if store is not None:
             for key, value in store.scan(start, end):
@@ -132,6 +151,7 @@ class LocalTable:
         """Close this batch's overlay: it is read through until it lands or is dropped."""
         sealed = Sealed(self, self._writes)
         self._writes = {}
+        self._ordered = {}
         self._pending.append(sealed)
         return sealed
 
@@ -148,6 +168,7 @@ class LocalTable:
     def drop_pending(self) -> None:
         """The batches in flight failed: forget their writes (the stores never saw them)."""
         self._writes = {}
+        self._ordered = {}
         self._pending = []
 
     def partitions(self) -> set[int]:
