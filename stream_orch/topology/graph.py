@@ -23,6 +23,7 @@ from stream_orch.topology.models import (
     NodeSpec,
     RouteSpec,
     TopologySpec,
+    WindowStep,
 )
 
 __all__ = [
@@ -106,7 +107,7 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
         for step in node.steps:
             if isinstance(step, EnrichStep) and step.table in spec.tables:
                 graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
-            elif isinstance(step, DedupeStep | AggregateStep) and step.table in spec.tables:
+            elif isinstance(step, DedupeStep | AggregateStep | WindowStep) and step.table in spec.tables:
                 graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
             if isinstance(step, JoinStep):
                 graph.edges.append(Edge(topic(step.topic), vertex, "join", f"join {step.kind} on {step.key}"))
