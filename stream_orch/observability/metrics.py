@@ -154,6 +154,8 @@ class FollowedTable(Protocol):
     name: str
     restarts: int
     last_applied_s: float | None
+    decode_errors: int
+    invalid_rows: int
 
     def lag(self) -> int: ...
 
@@ -186,12 +188,20 @@ class _GlobalTableCollector(Collector):
             "Times a global table's follower failed and was restarted.",
             labels=["table"],
         )
+        skipped = CounterMetricFamily(
+            PREFIX + "global_table_skipped_rows",
+            "Rows of a global table's topic skipped: `undecodable` bytes, or `invalid` against the "
+            "topic's schema (the key keeps its previous row).",
+            labels=["table", "reason"],
+        )
         for table in tables:
             lag.add_metric([table.name], table.lag())
             if table.last_applied_s is not None:
                 applied.add_metric([table.name], table.last_applied_s)
             restarts.add_metric([table.name], table.restarts)
-        yield from (lag, applied, restarts)
+            skipped.add_metric([table.name, "undecodable"], table.decode_errors)
+            skipped.add_metric([table.name, "invalid"], table.invalid_rows)
+        yield from (lag, applied, restarts, skipped)
 
 
 class Metrics:

@@ -125,3 +125,23 @@ def test_table_and_rebalance_helpers() -> None:
     assert s[("stream_orch_node_restarts_total", (("node", "quiet"),))] == 0
     assert s[("stream_orch_table_restored_records_total", (("node", "n"), ("table", "totals")))] == 2000
     assert s[("stream_orch_table_recovering", (("node", "n"), ("table", "totals")))] == 0
+
+
+def test_global_tables_are_read_at_scrape_time() -> None:
+    from types import SimpleNamespace
+
+    table = SimpleNamespace(
+        name="profiles", restarts=2, last_applied_s=1.5e9, decode_errors=1, invalid_rows=4
+    )
+    table.lag = lambda: 7
+    m = Metrics()
+    m.watch_global_tables([table])
+    s = samples(m)
+    assert s[("stream_orch_global_table_lag_records", (("table", "profiles"),))] == 7
+    assert s[("stream_orch_global_table_follower_restarts_total", (("table", "profiles"),))] == 2
+    assert s[("stream_orch_global_table_last_applied_timestamp_seconds", (("table", "profiles"),))] == 1.5e9
+    skipped = "stream_orch_global_table_skipped_rows_total"
+    assert s[(skipped, (("reason", "invalid"), ("table", "profiles")))] == 4
+    assert s[(skipped, (("reason", "undecodable"), ("table", "profiles")))] == 1
+    table.invalid_rows = 5
+    assert samples(m)[(skipped, (("reason", "invalid"), ("table", "profiles")))] == 5
