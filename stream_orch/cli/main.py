@@ -34,6 +34,7 @@ COMMANDS = (
     "dlq",
     "lag",
     "table",
+    "alerts",
 )
 
 _SETTING_FLAGS = {
