@@ -8,15 +8,13 @@ and that stateful steps are co-partitioned with their input.
 
 from __future__ import annotations
 
-import ast
-import difflib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from stream_orch.expressions import ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
+from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
     LoadedTopology,
@@ -43,6 +41,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.schema_fields import SchemaFields, suggest
 
 __all__ = ["SchemaFields", "default_schemas_dir", "has_errors", "lint"]
 
@@ -65,68 +64,6 @@ def has_errors(problems: Iterable[Problem]) -> bool:
     return any(p.severity == "error" for p in problems)
 
 
-class SchemaFields:
-    """Top-level field names of ``<dir>/<name>.avsc``.
-
-    Uses the codecs' :class:`SchemaRegistry` (each schema parsed once) when the directory
-    is valid, else reads the JSON of each file on its own so one bad file does not hide the
-    others.
-    """
-
-    def __init__(self, directory: str | Path, error: str | None = None) -> None:
-        self.directory = Path(directory)
-        self.error: str | None = error
-        self._registry: Any = None
-        if error is not None:
-            return
-        if not self.directory.is_dir():
-            self.error = f"schema directory {self.directory} does not exist"
-            return
-        try:
-            from stream_orch.codecs.schemas import SchemaRegistry
-        except ImportError:  # pragma: no cover - codecs is part of the package
-            return
-        try:
-            self._registry = SchemaRegistry(self.directory)
-        except Exception:  # a bad file: fall back to reading files one by one, below
-            self._registry = None
-
-    def exists(self, name: str) -> bool:
-        if self._registry is not None:
-            return name in self._registry
-        return (self.directory / f"{name}.avsc").is_file()
-
-    def fields(self, name: str) -> list[str] | None:
-        """Field names, or None when the schema is missing or unreadable."""
-        if self._registry is not None:
-            return self._registry.field_names(name) if name in self._registry else None
-        try:
-            raw = json.loads((self.directory / f"{name}.avsc").read_text(encoding="utf-8"))
-            return [f["name"] for f in raw["fields"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def definitions(self, name: str) -> dict[str, Any] | None:
-        """The record schema as written in its file, or None when missing or unreadable."""
-        if self._registry is not None:
-            return self._registry.raw(name) if name in self._registry else None
-        try:
-            raw = json.loads((self.directory / f"{name}.avsc").read_text(encoding="utf-8"))
-            return raw if isinstance(raw, dict) and isinstance(raw.get("fields"), list) else None
-        except (OSError, ValueError):
-            return None
-
-    def problem(self, name: str) -> str | None:
-        """Why a schema cannot be used (None when it can)."""
-        if self.error:
-            return self.error
-        if not self.exists(name):
-            return f"unknown schema `{name}`: no {name}.avsc in {self.directory.absolute()}"
-        if self.fields(name) is None:
-            return f"schema `{name}` ({self.directory / (name + '.avsc')}) is not a readable Avro record"
-        return None
-
-
 def lint(loaded: LoadedTopology, schemas_dir: str | Path | None = None) -> list[Problem]:
     """Every problem of the topology, errors and warnings, in line order.
 
@@ -141,20 +78,7 @@ def lint(loaded: LoadedTopology, schemas_dir: str | Path | None = None) -> list[
     return sorted(linter.problems, key=lambda p: (p.line, p.severity != "error"))
 
 
-def _suggest(name: str, known: Iterable[str], what: str) -> str:
-    known = sorted(set(known))
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    if name in ("true", "false", "null", "none"):
-        return "write True, False or None (Python spelling) in expressions"
-    if not known:
-        return f"no {what} is declared"
-    shown = ", ".join(known[:15]) + (", ..." if len(known) > 15 else "")
-    return f"known {what}: {shown}"
-
-
-class _Linter:
+class _Linter(OutputChecks):
     def __init__(self, loaded: LoadedTopology, schemas: SchemaFields) -> None:
         self.loaded = loaded
         self.spec: TopologySpec = loaded.spec
@@ -176,7 +100,7 @@ class _Linter:
                     self.add(
                         ("topics", name, "schema"),
                         f"topic `{name}`: {reason}",
-                        _suggest(topic.schema_, self._schema_names(), "schemas"),
+                        suggest(topic.schema_, self._schema_names(), "schemas"),
                     )
         self._tables()
         for name, node in self.spec.nodes.items():
@@ -200,7 +124,7 @@ class _Linter:
                 self.add(
                     ("tables", name, "topic"),
                     f"table `{name}` is fed by unknown topic `{table.topic}`",
-                    _suggest(table.topic, self.spec.topics, "topics"),
+                    suggest(table.topic, self.spec.topics, "topics"),
                 )
             if table.key and table.topic in self.spec.topics:
                 fields = self._topic_fields(table.topic)
@@ -208,7 +132,7 @@ class _Linter:
                     self.add(
                         ("tables", name, "key"),
                         f"table `{name}`: key field `{table.key}` is not in topic `{table.topic}`",
-                        _suggest(table.key, fields, "fields"),
+                        suggest(table.key, fields, "fields"),
                     )
             if name not in used:
                 self.add(
@@ -251,7 +175,7 @@ class _Linter:
             self.add(
                 (*base, "input"),
                 f"node `{name}` reads unknown topic `{node.input}`",
-                _suggest(node.input, self.spec.topics, "topics"),
+                suggest(node.input, self.spec.topics, "topics"),
             )
         if node.errors is None:
             self.add(
@@ -281,7 +205,7 @@ class _Linter:
 
     def _field(self, path: PathTuple, name: str, avail: set[str] | None, what: str) -> None:
         if avail is not None and name not in avail:
-            self.add(path, f"{what}: unknown field `{name}`", _suggest(name, avail, "fields here"))
+            self.add(path, f"{what}: unknown field `{name}`", suggest(name, avail, "fields here"))
 
     def _expression(self, path: PathTuple, source: str, avail: set[str] | None, what: str) -> None:
         try:
@@ -300,13 +224,13 @@ class _Linter:
             self.add(
                 path,
                 f"{what}: unknown field `{field}` in `{expr.source}`",
-                _suggest(field, known, "fields and constants here"),
+                suggest(field, known, "fields and constants here"),
             )
 
     def _table_ref(self, path: PathTuple, table: str) -> bool:
         if table in self.spec.tables:
             return True
-        self.add(path, f"unknown table `{table}`", _suggest(table, self.spec.tables, "tables"))
+        self.add(path, f"unknown table `{table}`", suggest(table, self.spec.tables, "tables"))
         return False
 
     def _step(
@@ -318,7 +242,7 @@ class _Linter:
                 reason = self.schemas.problem(step.schema_)
                 if reason:
                     self.add(
-                        (*path, "schema"), reason, _suggest(step.schema_, self._schema_names(), "schemas")
+                        (*path, "schema"), reason, suggest(step.schema_, self._schema_names(), "schemas")
                     )
             elif not step.schema_:
                 topic = self.spec.topics.get(node.input)
@@ -397,7 +321,7 @@ class _Linter:
             self.add(
                 (*path, "topic"),
                 f"{where}: unknown topic `{step.topic}`",
-                _suggest(step.topic, self.spec.topics, "topics"),
+                suggest(step.topic, self.spec.topics, "topics"),
             )
             return None
         mine = self.spec.topics.get(node.input)
@@ -472,7 +396,7 @@ class _Linter:
                     self.add(
                         (*path, "fields", i),
                         f"{where}: table `{step.table}` rows have no field `{field}`",
-                        _suggest(field, row_fields, "row fields"),
+                        suggest(field, row_fields, "row fields"),
                     )
         if step.on_missing == "retry" and (node.errors is None or node.errors.retry is None):
             self.add(
@@ -549,7 +473,7 @@ class _Linter:
                     self.add(
                         tpath,
                         f"{where}: routes to undeclared topic `{target.topic}`",
-                        _suggest(target.topic, self.spec.topics, "topics")
+                        suggest(target.topic, self.spec.topics, "topics")
                         + "; declare every output topic under `topics:`",
                     )
                 out = avail | set(target.set) if avail is not None else None
@@ -566,93 +490,3 @@ class _Linter:
                         "set `key:` on the route target, or add the field with `set`",
                         "warning",
                     )
-
-    def _output_schema(
-        self, tpath: PathTuple, where: str, topic_name: str, setting: dict[str, str], avail: set[str] | None
-    ) -> None:
-        """What a route writes to a topic with a schema: every `set` field is a field of the schema
-        (with a constant value of its type), and every required field is provided."""
-        topic = self.spec.topics[topic_name]
-        if not topic.schema_ or self.schemas.error:
-            return
-        schema = self.schemas.definitions(topic.schema_)
-        if schema is None:
-            return
-        fields = {f["name"]: f for f in schema["fields"] if isinstance(f, dict) and "name" in f}
-        stray = [name for name in setting if name not in fields]
-        for name in stray:
-            self.add(
-                (*tpath, "set", name),
-                f"{where}: `set` field `{name}` is not in schema `{topic.schema_}` of topic `{topic_name}`",
-                _suggest(name, fields, f"fields of {topic.schema_}"),
-            )
-        for name, source in setting.items():
-            if name in fields:
-                self._set_constant((*tpath, "set", name), where, schema, fields[name], source, topic_name)
-        if avail is None:
-            return  # after a python step the fields are not known
-        provided = avail | set(setting)
-        for name, f in fields.items():
-            if name in provided or _optional(schema, f):
-                continue
-            close = difflib.get_close_matches(name, stray, n=1)
-            if close:
-                hint = f"`set` writes `{close[0]}`: did you mean `{name}`?"
-            else:
-                near = _suggest(name, avail, "fields here")
-                hint = (
-                    f"add it with `set: {{{name}: ...}}`, compute it in an earlier step, or give it a "
-                    f"default in the schema ({near})"
-                )
-            self.add(
-                tpath,
-                f"{where}: records for `{topic_name}` lack required field `{name}` of schema "
-                f"`{topic.schema_}`",
-                hint,
-            )
-
-    def _set_constant(
-        self, path: PathTuple, where: str, schema: dict[str, Any], f: dict[str, Any], source: str, topic: str
-    ) -> None:
-        """A `set` value written as a constant (or `a if c else b` of constants) has the field's type."""
-        try:
-            tree = ast.parse(source.strip(), mode="eval").body
-        except SyntaxError:
-            return  # reported with the expression
-        from stream_orch.codecs.conform import OutputSchemaViolation, output_projection
-
-        check = output_projection({**schema, "fields": [f]}, topic)
-        for value in _constants(tree):
-            try:
-                check({f["name"]: value})
-            except OutputSchemaViolation as exc:
-                self.add(
-                    path,
-                    f"{where}: `set` field `{f['name']}` of `{topic}`: {exc.detail}",
-                    "write a value of the field's type in the schema",
-                )
-                return
-            except Exception:  # a schema the codecs cannot read: reported with the topic
-                return
-
-
-def _constants(node: ast.AST) -> list[Any]:
-    """The values an expression can take when they are all literals (``'a' if c else 'b'``)."""
-    if isinstance(node, ast.IfExp):
-        return _constants(node.body) + _constants(node.orelse)
-    try:
-        return [ast.literal_eval(node)]
-    except Exception:  # a field, a call: not a constant
-        return []
-
-
-def _optional(schema: dict[str, Any], f: dict[str, Any]) -> bool:
-    """A field an output may leave out: it has a default or its type admits null."""
-    if "default" in f:
-        return True
-    kind = f.get("type")
-    if isinstance(kind, dict):
-        kind = kind.get("type")
-    if isinstance(kind, list):
-        return "null" in kind or any(isinstance(b, dict) and b.get("type") == "null" for b in kind)
-    return kind == "null"
