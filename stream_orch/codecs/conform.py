@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from stream_orch.codecs.avro_types import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, AvroTypes, show
+
 _MISSING = object()
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 # what the generated checks name
 _BUILTINS: dict[str, Any] = {
     c.__name__: c for c in (str, bool, int, float, bytes, list, dict, all, map, type, KeyError)
@@ -65,87 +64,8 @@ class _Bad(Exception):
         self.detail = detail
 
 
-class _Types:
-    """The named types (enums, records, fixed) of one schema, by short and full name."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.named: dict[str, Any] = {}
-        self._collect(schema, schema.get("namespace"))
-
-    def _collect(self, schema: Any, namespace: str | None) -> None:
-        if isinstance(schema, list):
-            for branch in schema:
-                self._collect(branch, namespace)
-            return
-        if not isinstance(schema, dict):
-            return
-        kind = schema.get("type")
-        if kind in ("record", "error", "enum", "fixed") and "name" in schema:
-            name = schema["name"]
-            ns = schema.get("namespace", namespace)
-            self.named.setdefault(name, schema)
-            if ns and "." not in name:
-                self.named.setdefault(f"{ns}.{name}", schema)
-            self.named.setdefault(name.rsplit(".", 1)[-1], schema)
-            namespace = ns
-        if kind in ("record", "error"):
-            for f in schema["fields"]:
-                self._collect(f["type"], namespace)
-        elif kind == "array":
-            self._collect(schema["items"], namespace)
-        elif kind == "map":
-            self._collect(schema["values"], namespace)
-        elif isinstance(kind, dict | list):
-            self._collect(kind, namespace)
-
-    def resolve(self, schema: Any) -> Any:
-        """A type name or declaration as its declaration (a primitive as its name)."""
-        while True:
-            if schema.__class__ is str:
-                if schema in _PRIMITIVES:
-                    return schema
-                schema = self.named[schema]
-                continue
-            if schema.__class__ is dict:
-                kind = schema.get("type")
-                if kind.__class__ is str and kind in _PRIMITIVES:
-                    return kind
-                if kind.__class__ is dict or kind.__class__ is list:
-                    schema = kind
-                    continue
-            return schema
-
-    # ------------------------------------------------------------------ optional fields
-
-    def optional(self, field: dict[str, Any]) -> bool:
-        """The field may be absent: it has a default or admits null."""
-        if "default" in field:
-            return True
-        schema = self.resolve(field["type"])
-        if isinstance(schema, list):
-            return any(self.resolve(b) == "null" for b in schema)
-        return schema == "null"
-
-    # ------------------------------------------------------------------ describing
-
-    def describe(self, schema: Any) -> str:
-        schema = self.resolve(schema)
-        if isinstance(schema, list):
-            return " or ".join(self.describe(b) for b in schema)
-        if isinstance(schema, str):
-            return schema
-        kind = schema["type"]
-        if kind == "enum":
-            return "one of " + ", ".join(schema["symbols"])
-        if kind == "array":
-            return f"array of {self.describe(schema['items'])}"
-        if kind == "map":
-            return f"map of {self.describe(schema['values'])}"
-        if kind in ("record", "error"):
-            return f"record {schema['name']}"
-        if kind == "fixed":
-            return f"{schema['size']} bytes"
-        return str(kind)
+class _Types(AvroTypes):
+    """A schema's types, and the checks and coercions of output values."""
 
     # ------------------------------------------------------------------ the fast check
 
@@ -164,9 +84,9 @@ class _Types:
             if schema == "bytes":
                 return f"{var}.__class__ is bytes"
             if schema == "int":
-                return f"({var}.__class__ is int and {_INT_MIN} <= {var} <= {_INT_MAX})"
+                return f"({var}.__class__ is int and {INT_MIN} <= {var} <= {INT_MAX})"
             if schema == "long":
-                return f"({var}.__class__ is int and {_LONG_MIN} <= {var} <= {_LONG_MAX})"
+                return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
             return f"{var}.__class__ is float"  # float, double
         kind = schema["type"]
         if kind == "enum":
@@ -206,7 +126,7 @@ class _Types:
                     return self.coerce(branch, value, path)
                 except _Bad:
                     continue
-            raise _Bad(path, f"expected {self.describe(schema)}, got {_show(value)}")
+            raise _Bad(path, f"expected {self.describe(schema)}, got {show(value)}")
         kind = schema if isinstance(schema, str) else schema["type"]
         cls = value.__class__
         if kind in ("double", "float"):
@@ -215,7 +135,7 @@ class _Types:
             if cls is int:
                 return float(value)
         elif kind in ("int", "long"):
-            low, high = (_INT_MIN, _INT_MAX) if kind == "int" else (_LONG_MIN, _LONG_MAX)
+            low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
             if cls is float and value.is_integer():
                 value, cls = int(value), int
             if cls is int:
@@ -237,7 +157,7 @@ class _Types:
         elif kind == "enum":
             if cls is str and value in schema["symbols"]:
                 return value
-            raise _Bad(path, f"expected one of {', '.join(schema['symbols'])}, got {_show(value)}")
+            raise _Bad(path, f"expected one of {', '.join(schema['symbols'])}, got {show(value)}")
         elif kind == "fixed":
             if cls is bytes and len(value) == schema["size"]:
                 return value
@@ -250,14 +170,14 @@ class _Types:
                 out = {}
                 for k, v in value.items():
                     if k.__class__ is not str:
-                        raise _Bad(path, f"map keys must be strings, got {_show(k)}")
+                        raise _Bad(path, f"map keys must be strings, got {show(k)}")
                     out[k] = self.coerce(schema["values"], v, f"{path}[{k!r}]")
                 return out
         elif kind in ("record", "error") and cls is dict:
             return self.record(schema, value, path + ".")
         if value is None:
             raise _Bad(path, f"expected {self.describe(schema)}, got null")
-        raise _Bad(path, f"expected {self.describe(schema)}, got {_show(value)}")
+        raise _Bad(path, f"expected {self.describe(schema)}, got {show(value)}")
 
     def record(self, schema: dict[str, Any], value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out = {}
@@ -285,9 +205,9 @@ class _Types:
         if kind in ("double", "float"):
             return cls is float
         if kind == "int":
-            return cls is int and _INT_MIN <= value <= _INT_MAX
+            return cls is int and INT_MIN <= value <= INT_MAX
         if kind == "long":
-            return cls is int and _LONG_MIN <= value <= _LONG_MAX
+            return cls is int and LONG_MIN <= value <= LONG_MAX
         if kind == "string":
             return cls is str
         if kind == "boolean":
@@ -392,13 +312,3 @@ def field_conformer(
     namespace: dict[str, Any] = {"fix": fix, "_M": _MISSING, "__builtins__": _BUILTINS, **consts}
     exec(compile(source, f"<output fields {topic}>", "exec"), namespace)
     return namespace["conform"]
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    kind = {dict: "object", list: "array"}.get(type(value), type(value).__name__)
-    return f"{kind} {text}"

@@ -27,11 +27,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stream_orch.codecs.avro_types import (
+    INT_MAX,
+    INT_MIN,
+    LONG_MAX,
+    LONG_MIN,
+    PRIMITIVES,
+    AvroTypes,
+    show,
+    type_name,
+)
+
 _MISSING = object()
 _NUM = frozenset({int, float})
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
 class Validator:
@@ -42,8 +50,9 @@ class Validator:
             raise ValueError("a validator needs a record schema")
         self.schema = schema
         self.name = schema.get("name", "")
-        self._named: dict[str, Any] = {}
-        self._collect(schema)
+        self._types = AvroTypes(schema)
+        self._resolve = self._types.resolve
+        self._describe = self._types.describe
         self._consts: dict[str, Any] = {"_M": _MISSING, "_NUM": _NUM, "_explain": self.explain}
         self._check = self._generate()
 
@@ -55,27 +64,6 @@ class Validator:
         return self._check(record)
 
     # ------------------------------------------------------------------ fast path
-
-    def _collect(self, schema: Any) -> None:
-        if isinstance(schema, list):
-            for branch in schema:
-                self._collect(branch)
-        elif isinstance(schema, dict):
-            kind = schema.get("type")
-            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
-                self._named.setdefault(schema["name"], schema)
-            if kind in ("record", "error"):
-                for f in schema["fields"]:
-                    self._collect(f["type"])
-            elif kind == "array":
-                self._collect(schema["items"])
-            elif kind == "map":
-                self._collect(schema["values"])
-
-    def _resolve(self, schema: Any) -> Any:
-        if isinstance(schema, str) and schema not in _PRIMITIVES:
-            return self._named[schema]
-        return schema
 
     def _const(self, value: Any) -> str:
         name = f"_C{len(self._consts)}"
@@ -89,7 +77,7 @@ class Validator:
             return "(" + " or ".join(self._expr(b, var, depth) for b in schema) + ")"
         if isinstance(schema, dict):
             kind = schema["type"]
-            if kind in _PRIMITIVES:
+            if kind in PRIMITIVES:
                 return self._expr(kind, var, depth)
             if kind == "enum":
                 return f"({var}.__class__ is str and {var} in {self._const(frozenset(schema['symbols']))})"
@@ -118,9 +106,9 @@ class Validator:
         if schema == "bytes":
             return f"{var}.__class__ is bytes"
         if schema == "int":
-            return f"({var}.__class__ is int and {_INT_MIN} <= {var} <= {_INT_MAX})"
+            return f"({var}.__class__ is int and {INT_MIN} <= {var} <= {INT_MAX})"
         if schema == "long":
-            return f"({var}.__class__ is int and {_LONG_MIN} <= {var} <= {_LONG_MAX})"
+            return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
         if schema in ("float", "double"):
             return f"{var}.__class__ in _NUM"
         raise ValueError(f"unsupported Avro type {schema!r}")
@@ -134,7 +122,7 @@ class Validator:
         ]
         for f in self.schema["fields"]:
             ok = self._expr(f["type"], "v", 0)
-            if "default" in f or _admits_null(self._resolve(f["type"]), self._resolve):
+            if "default" in f or self._types.admits_null(f["type"]):
                 ok = f"v is _M or {ok}"
             lines.append(f"    v = g({f['name']!r}, _M)")
             lines.append(f"    if not ({ok}):")
@@ -150,12 +138,12 @@ class Validator:
     def explain(self, record: Any) -> str | None:
         """The first problem of the record, or None. Slow; only called when the fast check fails."""
         if not isinstance(record, dict):
-            return f"expected a record (object), got {_type_name(record)}"
+            return f"expected a record (object), got {type_name(record)}"
         for f in self.schema["fields"]:
             name = f["name"]
             value = record.get(name, _MISSING)
             if value is _MISSING:
-                if "default" in f or _admits_null(self._resolve(f["type"]), self._resolve):
+                if "default" in f or self._types.admits_null(f["type"]):
                     continue
                 return f"field {name!r}: missing (expected {self._describe(f['type'])})"
             problem = self._explain_value(f["type"], value, name)
@@ -164,27 +152,27 @@ class Validator:
         return None
 
     def _explain_value(self, schema: Any, value: Any, path: str) -> str | None:
-        schema = self._resolve(schema)
+        raw, schema = schema, self._resolve(schema)  # raw: its logical type names it in messages
         if isinstance(schema, list):
             problems = [self._explain_value(b, value, path) for b in schema]
             if any(p is None for p in problems):
                 return None
             if value is None:
-                return f"field {path!r}: expected {self._describe(schema)}, got null"
+                return f"field {path!r}: expected {self._describe(raw)}, got null"
             # a union of null and one type: report the inner problem (e.g. a bad array item)
             real = [p for b, p in zip(schema, problems, strict=True) if self._resolve(b) != "null"]
             if len(real) == 1 and isinstance(value, list | dict):
                 return real[0]
-            return f"field {path!r}: expected {self._describe(schema)}, got {_show(value)}"
+            return f"field {path!r}: expected {self._describe(raw)}, got {show(value)}"
         kind = schema["type"] if isinstance(schema, dict) else schema
         if kind == "enum":
             symbols = schema["symbols"]
             if isinstance(value, str) and value in symbols:
                 return None
-            return f"field {path!r}: expected one of {', '.join(symbols)}, got {_show(value)}"
+            return f"field {path!r}: expected one of {', '.join(symbols)}, got {show(value)}"
         if kind == "array":
             if not isinstance(value, list):
-                return f"field {path!r}: expected {self._describe(schema)}, got {_show(value)}"
+                return f"field {path!r}: expected {self._describe(raw)}, got {show(value)}"
             for i, item in enumerate(value):
                 problem = self._explain_value(schema["items"], item, f"{path}[{i}]")
                 if problem is not None:
@@ -192,57 +180,30 @@ class Validator:
             return None
         if kind == "map":
             if not isinstance(value, dict):
-                return f"field {path!r}: expected {self._describe(schema)}, got {_show(value)}"
+                return f"field {path!r}: expected {self._describe(raw)}, got {show(value)}"
             for k, item in value.items():
                 if not isinstance(k, str):
-                    return f"field {path!r}: map keys must be strings, got {_show(k)}"
+                    return f"field {path!r}: map keys must be strings, got {show(k)}"
                 problem = self._explain_value(schema["values"], item, f"{path}[{k!r}]")
                 if problem is not None:
                     return problem
             return None
         if kind in ("record", "error"):
             if not isinstance(value, dict):
-                return f"field {path!r}: expected record {schema['name']}, got {_show(value)}"
+                return f"field {path!r}: expected record {schema['name']}, got {show(value)}"
             inner = Validator(schema).explain(value)
             return None if inner is None else inner.replace("field '", f"field '{path}.", 1)
         if kind == "fixed":
             if isinstance(value, bytes) and len(value) == schema["size"]:
                 return None
-            return f"field {path!r}: expected {schema['size']} bytes, got {_show(value)}"
+            return f"field {path!r}: expected {schema['size']} bytes, got {show(value)}"
         if _primitive_ok(kind, value):
             return None
         if kind in ("int", "long") and isinstance(value, int) and not isinstance(value, bool):
             return f"field {path!r}: {value} is out of the {kind} range"
         if value is None:
-            return f"field {path!r}: expected {self._describe(schema)}, got null"
-        return f"field {path!r}: expected {self._describe(schema)}, got {_show(value)}"
-
-    def _describe(self, schema: Any) -> str:
-        schema = self._resolve(schema)
-        if isinstance(schema, list):
-            return " or ".join(self._describe(b) for b in schema)
-        if isinstance(schema, str):
-            return schema
-        kind = schema["type"]
-        if kind == "enum":
-            return "one of " + ", ".join(schema["symbols"])
-        if kind == "array":
-            return f"array of {self._describe(schema['items'])}"
-        if kind == "map":
-            return f"map of {self._describe(schema['values'])}"
-        if kind in ("record", "error"):
-            return f"record {schema['name']}"
-        if kind == "fixed":
-            return f"{schema['size']} bytes"
-        if schema.get("logicalType") == "timestamp-millis":
-            return f"{kind} (epoch milliseconds)"
-        return kind
-
-
-def _admits_null(schema: Any, resolve: Callable[[Any], Any]) -> bool:
-    if isinstance(schema, list):
-        return any(resolve(b) == "null" for b in schema)
-    return schema == "null"
+            return f"field {path!r}: expected {self._describe(raw)}, got null"
+        return f"field {path!r}: expected {self._describe(raw)}, got {show(value)}"
 
 
 def _primitive_ok(kind: str, value: Any) -> bool:
@@ -255,26 +216,9 @@ def _primitive_ok(kind: str, value: Any) -> bool:
     if kind == "bytes":
         return isinstance(value, bytes)
     if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool) and _INT_MIN <= value <= _INT_MAX
+        return isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX
     if kind == "long":
-        return isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX
+        return isinstance(value, int) and not isinstance(value, bool) and LONG_MIN <= value <= LONG_MAX
     if kind in ("float", "double"):
         return isinstance(value, int | float) and not isinstance(value, bool)
     return False
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    if isinstance(value, str | bytes | bool | int | float):
-        return f"{type(value).__name__} {text}"
-    return f"{_type_name(value)} {text}"
