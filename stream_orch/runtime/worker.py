@@ -31,9 +31,10 @@ from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
-from stream_orch.state.global_table import GlobalTable, table_row_decoder
+from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
 from stream_orch.state.tables import LocalTable
+from stream_orch.state.topic_rows import table_row_decoder
 from stream_orch.steps.base import Table
 from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics

@@ -7,12 +7,11 @@ from ``RESTART_MIN_S`` to ``RESTART_MAX_S``; and the table tells how current it 
 behind, time of the last record applied, restarts), which the worker exports as metrics and
 ``/health`` checks against a bound (see :meth:`GlobalTable.fresh_at`).
 
-Rows are checked against the feeding topic's schema (:func:`table_row_decoder`): a value that
-cannot be decoded, or does not match the schema (a field missing, a string where a number
-belongs), is skipped, so the key keeps the row it had; the table counts it (``decode_errors``,
-``invalid_rows``) and logs the first ones with their key and the problem. A topology that must
-not lose such rows cleans the topic first in a node of its own, whose DLQ keeps them (the fraud
-topology's ``harmonise_customers``).
+Rows are applied as :class:`~stream_orch.state.topic_rows.TopicRows` does: checked against
+the feeding topic's schema, a bad one skipped and counted (``decode_errors``, ``invalid_rows``),
+so the key keeps the row it had; the follower logs the first ones with their key and the
+problem. A topology that must not lose such rows cleans the topic first in a node of its own,
+whose DLQ keeps them (the fraud topology's ``harmonise_customers``).
 """
 
 from __future__ import annotations
@@ -21,48 +20,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_orch.state.topic_rows import TopicRows
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 
 if TYPE_CHECKING:
-    from stream_orch.codecs.schemas import SchemaRegistry
-    from stream_orch.topology.models import TopicSpec
+    pass
 
 log = logging.getLogger(__name__)
 
 LOGGED_BAD_ROWS = 5  # per table: then one line per 1000 more
-
-
-class InvalidRow(ValueError):
-    """A decoded row that does not match its topic's schema; ``str()`` names the field."""
-
-
-def table_row_decoder(topic: TopicSpec, schemas: SchemaRegistry | None) -> Callable[[bytes], Any]:
-    """Bytes of a table-feeding topic's value -> the row, checked against the topic's schema:
-    raises DecodeError (bad bytes) or :class:`InvalidRow` (``field 'avg_amount': expected double,
-    got str 'x'``). An Avro topic's decoder already enforces its schema; a topic without a
-    schema is not checked."""
-    from stream_orch.codecs import codec_for
-
-    codec = codec_for(topic, schemas)
-    if topic.format == "avro" or not topic.schema_ or schemas is None:
-        return codec.decode
-    decode, check = codec.decode, schemas.validator(topic.schema_)
-
-    def decode_checked(data: bytes) -> Any:
-        row = decode(data)
-        problem = check(row)
-        if problem is not None:
-            raise InvalidRow(problem)
-        return row
-
-    return decode_checked
 
 
 LOAD_TIMEOUT_S = 120.0  # a global table that cannot be read to its end by then stops the worker
@@ -70,46 +42,21 @@ RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 
 
-class GlobalTable:
-    """A read-only table of the latest value per record key of ``topic``, on every worker."""
+class GlobalTable(TopicRows):
+    """The latest row per record key of ``topic``, on every worker, followed in the background."""
 
     def __init__(
         self, name: str, topic: str, partitions: int, client_args: dict[str, Any], decode: Any
     ) -> None:
-        self.name = name
-        self.topic = topic
+        super().__init__(name, topic, decode)
         self.partitions = partitions
         self._client_args = client_args
-        self._decode = decode
-        self._data: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[int, int] = {}  # partition -> next offset to apply
-        self.decode_errors = 0
-        self.invalid_rows = 0  # rows that did not match the topic's schema (table_row_decoder)
         self.restarts = 0
         self.last_applied_s: float | None = None  # wall clock of the last record applied
         self._fresh_at = time.monotonic()
-
-    # ------------------------------------------------------------------ the Table protocol
-
-    def get(self, key: str, partition: int, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def set(self, key: str, value: Any, partition: int) -> None:
-        raise TypeError(f"global table {self.name!r} is fed by topic {self.topic!r} and is read-only")
-
-    def delete(self, key: str, partition: int) -> None:
-        self.set(key, None, partition)
-
-    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._data.items()))
-
-    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
-        return iter([(k, v) for k, v in self._data.items() if start <= k < end])
-
-    def __len__(self) -> int:
-        return len(self._data)
 
     # ------------------------------------------------------------------ how current it is
 
@@ -134,22 +81,12 @@ class GlobalTable:
 
     def _apply(self, record: Any) -> None:
         self._positions[record.partition] = record.offset + 1
-        if record.key is None:
-            return
-        key = record.key.decode(errors="replace")
-        if record.value is None:
-            self._data.pop(key, None)
-            return
-        try:
-            self._data[key] = self._decode(record.value)
-        except InvalidRow as exc:  # skipped: the key keeps its previous row
-            self.invalid_rows += 1
-            self._bad_row(record, "does not match the topic's schema", exc, self.invalid_rows)
-        except Exception as exc:  # a bad row must not stop the table
-            self.decode_errors += 1
-            self._bad_row(record, "cannot be decoded", exc, self.decode_errors)
+        skipped = self.apply(record.key, record.value)
+        if skipped is not None:  # the key keeps its previous row
+            self._bad_row(record, *skipped)
 
-    def _bad_row(self, record: Any, what: str, exc: Exception, count: int) -> None:
+    def _bad_row(self, record: Any, what: str, exc: Exception) -> None:
+        count = self.invalid_rows + self.decode_errors
         if count <= LOGGED_BAD_ROWS or count % 1000 == 0:
             log.warning(
                 "table %s: skipped the row of key %r at %s:%d (%d so far): it %s: %s",

@@ -49,8 +49,9 @@ from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.worker import declared_topic_plans, derived_topic_plans, tables_written_by
 from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
+from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
-from stream_orch.testing.records import OutputRecord, Stored, TopicTable, header_dict, header_int, text
+from stream_orch.testing.records import OutputRecord, Stored, header_dict, header_int, text
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -122,11 +123,11 @@ class TopologyTestDriver:
         self._decoders: dict[str, Any] = {t: self._decoder(t) for t in counts}
         self._seq = itertools.count()
         self._read_seq: dict[str, int] = {}  # topic -> last seq returned by read()
-        self.fed_tables: dict[str, TopicTable] = {}
-        self._feeds: dict[str, list[TopicTable]] = {}
+        self.fed_tables: dict[str, TopicRows] = {}
+        self._feeds: dict[str, list[TopicRows]] = {}
         for name, table in spec.tables.items():
             if table.topic is not None:
-                fed = TopicTable(name, table.topic, codec_for(spec.topics[table.topic], schemas).decode)
+                fed = TopicRows(name, table.topic, table_row_decoder(spec.topics[table.topic], schemas))
                 self.fed_tables[name] = fed
                 self._feeds.setdefault(table.topic, []).append(fed)
         self.nodes: dict[str, _Node] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,47 +67,3 @@ def header_int(headers: list[tuple[str, bytes]], name: str) -> int:
             except (TypeError, ValueError):
                 return 0
     return 0
-
-
-class TopicTable:
-    """A table fed by a topic, as :class:`~stream_orch.state.global_table.GlobalTable` keeps it
-    (the latest value per record key, a null value deletes, a value that cannot be decoded is
-    counted and skipped), fed by the records the driver writes to the topic instead of a
-    consumer. Read-only for steps, like a global table."""
-
-    def __init__(self, name: str, topic: str, decode: Any) -> None:
-        self.name = name
-        self.topic = topic
-        self._decode = decode
-        self._data: dict[str, Any] = {}
-        self.decode_errors = 0
-
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        k = key.decode(errors="replace")
-        if value is None:
-            self._data.pop(k, None)
-            return
-        try:
-            self._data[k] = self._decode(value)
-        except Exception:
-            self.decode_errors += 1
-
-    def get(self, key: str, partition: int, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def set(self, key: str, value: Any, partition: int) -> None:
-        raise TypeError(f"table {self.name!r} is fed by topic {self.topic!r} and is read-only")
-
-    def delete(self, key: str, partition: int) -> None:
-        self.set(key, None, partition)
-
-    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._data.items()))
-
-    def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
-        return iter([(k, v) for k, v in self._data.items() if start <= k < end])
-
-    def __len__(self) -> int:
-        return len(self._data)

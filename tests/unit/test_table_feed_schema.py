@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from stream_orch.codecs import SchemaRegistry
-from stream_orch.state.global_table import GlobalTable, InvalidRow, table_row_decoder
+from stream_orch.state.global_table import GlobalTable
+from stream_orch.state.topic_rows import InvalidRow, table_row_decoder
 from stream_orch.topology.models import TopicSpec
 
 REPO = Path(__file__).resolve().parents[2]
