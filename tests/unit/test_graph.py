@@ -126,3 +126,12 @@ def test_graph_command_bad_topology(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["graph", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:") and "YAML syntax error" in err
+
+
+def test_a_join_draws_the_joined_topic_into_the_node_and_the_node_into_its_table() -> None:
+    graph = build_graph(load_topology(ROOT / "topologies" / "reconciliation.yaml").spec)
+    edges = {(e.src, e.dst, e.kind, e.label) for e in graph.edges}
+    assert ("topic:settlements", "node:reconcile", "join", "join interval on payment_id") in edges
+    assert ("node:reconcile", "table:awaiting_settlement", "write", "join") in edges
+    assert ("topic:payments", "node:reconcile", "input", "") in edges
+    assert '-->|"join interval on payment_id"|' in to_mermaid(graph)
