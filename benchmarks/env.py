@@ -22,6 +22,11 @@ APPROVED = "BENCH_APPROVED_TOPIC"  # fraud: score < 0.5
 DLQ = "BENCH_DLQ_TOPIC"  # fraud: invalid records
 STATE_DIR = "BENCH_STATE_DIR"  # scratch directory for local state (Quix RocksDB, Faust data dir)
 TOPOLOGY = "BENCH_TOPOLOGY"  # engine: topology name, hence consumer groups and changelog topic names
+# the `join` kind (reconciliation): payments are BENCH_INPUT_TOPIC, settlements the second input
+SETTLEMENTS = "BENCH_SETTLEMENTS_TOPIC"  # settlements, key payment_id, co-partitioned with payments
+RECONCILED = "BENCH_RECONCILED_TOPIC"  # join: matched, same amount and currency
+MISMATCH = "BENCH_MISMATCH_TOPIC"  # join: matched, amount or currency differs
+UNRECONCILED = "BENCH_UNRECONCILED_TOPIC"  # join: no settlement within the bound
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 

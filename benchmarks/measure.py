@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks import env
 from benchmarks.contenders import Contender
-from benchmarks.data import Dataset, make_transaction, produce_records
+from benchmarks.data import Dataset, StreamDataset, make_transaction, produce_raw, produce_records
 from benchmarks.kafka import (
     PARTITIONS,
     OffsetWatcher,
@@ -59,6 +59,7 @@ class RunTopics:
     prefix: str
     input: str
     customers: str
+    settlements: str = ""  # the `join` kind's second input (BENCH_SETTLEMENTS_TOPIC)
 
     @property
     def out(self) -> dict[str, str]:
@@ -70,17 +71,26 @@ class RunTopics:
             env.REVIEW: f"{self.prefix}.review",
             env.APPROVED: f"{self.prefix}.approved",
             env.DLQ: f"{self.prefix}.dlq",
+            env.RECONCILED: f"{self.prefix}.reconciled",
+            env.MISMATCH: f"{self.prefix}.mismatch",
+            env.UNRECONCILED: f"{self.prefix}.unreconciled",
         }
 
     def outputs(self, kind: str) -> list[str]:
         o = self.out
-        if kind == "forward":
+        if kind in ("forward", "window"):
             return [o[env.OUTPUT], o[env.DLQ]]
+        if kind == "join":
+            return [o[v] for v in (env.RECONCILED, env.MISMATCH, env.UNRECONCILED, env.DLQ)]
         return [o[v] for v in (env.ENRICHED, env.ALERTS, env.ACTIONS, env.REVIEW, env.APPROVED, env.DLQ)]
 
     def counted(self, kind: str) -> list[str]:
         o = self.out
-        return [o[env.OUTPUT]] if kind == "forward" else [o[env.ENRICHED], o[env.DLQ]]
+        if kind in ("forward", "window"):  # window: one record per closed window
+            return [o[env.OUTPUT]]
+        if kind == "join":  # one outcome per payment
+            return [o[env.RECONCILED], o[env.MISMATCH], o[env.UNRECONCILED]]
+        return [o[env.ENRICHED], o[env.DLQ]]
 
     def latency_topic(self, kind: str) -> str:
         return self.out[env.OUTPUT] if kind == "forward" else self.out[env.ENRICHED]
@@ -92,6 +102,7 @@ class RunTopics:
             env.TOPOLOGY: group,
             env.INPUT: self.input,
             env.CUSTOMERS: self.customers,
+            **({env.SETTLEMENTS: self.settlements} if self.settlements else {}),
             **self.out,
         }
 
@@ -161,9 +172,20 @@ def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[st
 
 
 async def _throughput_phase(
-    ctx: Context, procs: list[Worker], topics: RunTopics, c: Contender, expected: int, started: float
+    ctx: Context,
+    procs: list[Worker],
+    topics: RunTopics,
+    c: Contender,
+    expected: int,
+    started: float,
+    events_per_output: float = 1.0,
 ) -> dict[str, Any]:
-    """Poll the counted topics until ``expected`` outputs are there (bounded), then compute."""
+    """Poll the counted topics until ``expected`` outputs are there (bounded), then compute.
+
+    ``events_per_output``: input events each counted output stands for, when outputs are not one
+    per input (``window``: a closed window per merchant and minute; ``join``: an outcome per
+    payment, the input being payments + settlements). The rate and CPU per event are converted
+    with it, so every figure is input events; ``outputs_per_s`` keeps the measured rate."""
     kind = c.kind
     total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
     samples: list[tuple[float, int, float]] = []
@@ -197,6 +219,12 @@ async def _throughput_phase(
     result["window_cores"] = window_cores(host[i0], host[i1], samples[i1][2] - samples[i0][2], dt)
     if c.transactional:
         await _count_committed(ctx, topics, kind, expected, result)
+    if events_per_output != 1.0:
+        result["outputs_per_s"] = result["throughput_eps"]
+        result["events_per_output"] = events_per_output
+        result["throughput_eps"] *= events_per_output
+        result["cpu_s_per_1k"] /= events_per_output
+        result["window_events"] = round(result["window_events"] * events_per_output)
     first = next(s for s in samples if s[1] > 0)
     result.update(
         workers=len(procs),
@@ -246,15 +274,19 @@ async def throughput_run(
     expected: int,
     label: str,
     workers: int = 1,
+    settlements_topic: str = "",
+    events_per_output: float = 1.0,
 ) -> dict[str, Any]:
     """One contender (``workers`` processes, one group) consumes the whole input once."""
     prefix = f"bench.{ctx.run_id}.{c.name}.{label}"
-    topics = RunTopics(prefix, input_topic, customers_topic)
+    topics = RunTopics(prefix, input_topic, customers_topic, settlements_topic)
     await create_topics(ctx.bootstrap, topics.outputs(c.kind))
     ctx.created += topics.outputs(c.kind)
     procs = _start(ctx, c, topics, prefix, workers)
     try:
-        return await _throughput_phase(ctx, procs, topics, c, expected, time.perf_counter())
+        return await _throughput_phase(
+            ctx, procs, topics, c, expected, time.perf_counter(), events_per_output
+        )
     finally:
         await _cleanup(ctx, procs, topics.outputs(c.kind), prefix)
 
@@ -506,3 +538,30 @@ async def quick_session(
         return tput, latency
     finally:
         await _cleanup(ctx, procs, all_topics, prefix)
+
+
+async def produce_stream_dataset(bootstrap: str, data: StreamDataset, prefix: str) -> dict[str, str]:
+    """Write a `window`/`join` data set into fresh topics ``<prefix>.<role>``; returns role -> topic."""
+    topics = {role: f"{prefix}.{role}" for role in data.inputs}
+    await create_topics(bootstrap, list(topics.values()))
+    for role, items in data.inputs.items():
+        await produce_raw(bootstrap, topics[role], items)
+    return topics
+
+
+async def quick_stream_session(ctx: Context, c: Contender, data: StreamDataset) -> dict[str, Any]:
+    """``--quick`` for the `window` and `join` kinds: the contender's own copy of the data set, one
+    throughput pass (no latency: a window emits when event time closes it, not per record)."""
+    prefix = f"bench.{ctx.run_id}.{c.name}.quick"
+    inputs = await produce_stream_dataset(ctx.bootstrap, data, f"{prefix}.data")
+    ctx.created += list(inputs.values())
+    return await throughput_run(
+        ctx,
+        c,
+        inputs["input"],
+        "",
+        data.expected_outputs,
+        "quick",
+        settlements_topic=inputs.get("settlements", ""),
+        events_per_output=data.events_per_output,
+    )

@@ -23,7 +23,13 @@ INFO_RATIOS = (
     ("Quix forward / batched aiokafka", "quix_forward", "aiokafka_batch"),
     ("bare Faust agent / batched aiokafka", "faust_agent", "aiokafka_batch"),
     ("Quix fraud / Quix forward", "quix_fraud", "quix_forward"),
+    # the `window` and `join` kinds (issue 13): ours against Quix Streams doing the same
+    ("engine window / Quix window", "engine_window", "quix_window"),
+    ("engine join / Quix join", "engine_join", "quix_join"),
+    ("engine join exactly_once / at_least_once", "engine_join_eos", "engine_join"),
 )
+# CPU per event of ours against Quix doing the same (per-round ratios, as cpu_ratios)
+CPU_PAIRS = (("engine_window", "quix_window"), ("engine_join", "quix_join"), ("engine_join_eos", "quix_join"))
 P99_TARGET_RATE = 5000
 # (contender, p99 target in ms at P99_TARGET_RATE): exactly-once commits a transaction per input
 # partition and batch before its outputs are readable, so it gets a looser target
@@ -148,6 +154,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{cfg.get('warmup_rounds', 0)} warm-up round(s) discarded); latency "
         f"offered for {cfg['latency_seconds']:g} s per rate.",
         *_load_line(results),
+        *_stream_data_lines(results),
         "",
     ]
     head = ["contender", "events/s", "CPU s / 1k ev", "peak RSS MB"]
@@ -232,7 +239,45 @@ def markdown(results: dict[str, Any]) -> str:
     if cpu:
         head = "CPU per event relative to aiokafka_batch (median of per-round ratios): "
         lines += ["", head + "; ".join(cpu) + "."]
+    pairs = []
+    for num, den in CPU_PAIRS:
+        a, b = results["contenders"].get(num), results["contenders"].get(den)
+        if not a or not b or a.get("status") != "ok" or b.get("status") != "ok":
+            continue
+        s = rounds.ratio_summary(a.get("runs", []), b.get("runs", []), key="cpu_s_per_1k")
+        if s["n"]:
+            pairs.append(f"{num} / {den} {rounds.fmt_spread(s, '{:.2f}')}")
+    if pairs:
+        lines += [
+            "",
+            "CPU per event, ours / Quix doing the same (median of per-round ratios): "
+            + "; ".join(pairs)
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _stream_data_lines(results: dict[str, Any]) -> list[str]:
+    """The data sets of the `window` and `join` kinds, when the run had them."""
+    d = results.get("data", {})
+    out = []
+    if "window" in d:
+        w = d["window"]
+        out.append(
+            f"Window data: {w['events']:,} transactions keyed by merchant_id (~{w['avg_bytes']:.0f} B, "
+            f"{w['merchants']} merchants, {w['minutes']} min of event time, a closing record per partition); "
+            f"{w['expected_outputs']:,} one-minute windows expected, so each output stands for "
+            f"{w['events_per_output']:.2f} input events."
+        )
+    if "join" in d:
+        j = d["join"]
+        out.append(
+            f"Join data: {j['payments']:,} payments + {j['settlements']:,} settlements = {j['events']:,} "
+            "events "
+            f"(~{j['avg_bytes']:.0f} B; {j['source']}); {j['expected_outputs']:,} outcomes expected "
+            f"({j['expected']}), so each output stands for {j['events_per_output']:.2f} input events."
+        )
+    return out
 
 
 def _load_line(results: dict[str, Any]) -> list[str]:

@@ -18,9 +18,25 @@ from typing import Any
 
 from benchmarks import machine, report, rounds
 from benchmarks.contenders import BY_NAME, CONTENDERS, Contender
-from benchmarks.data import Dataset, make_dataset, produce_records
+from benchmarks.data import (
+    Dataset,
+    StreamDataset,
+    make_dataset,
+    make_join_dataset,
+    make_window_dataset,
+    produce_records,
+)
 from benchmarks.kafka import PARTITIONS, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import Context, RunFailed, RunTopics, latency_run, quick_session, throughput_run
+from benchmarks.measure import (
+    Context,
+    RunFailed,
+    RunTopics,
+    latency_run,
+    produce_stream_dataset,
+    quick_session,
+    quick_stream_session,
+    throughput_run,
+)
 from benchmarks.procs import wait_quiet
 
 
@@ -62,6 +78,8 @@ def one_contender(
     c = BY_NAME.get(name)
     if c is None:
         raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
+    if c.kind in STREAM_KINDS:
+        raise SystemExit(f"benchmarks: {name} is a {c.kind} contender; soak and profile take the others")
     reason = c.unavailable()
     if reason:
         log(f"{name}: skipped — {reason}")
@@ -91,6 +109,22 @@ def select(only: list[str] | None) -> tuple[list[Contender], dict[str, str]]:
         else:
             chosen.append(c)
     return chosen, skipped
+
+
+# kinds with their own data set (benchmarks.data.make_window_dataset / make_join_dataset): throughput
+# and CPU per input event only; no latency (a window emits when event time closes it) and no scaling
+STREAM_KINDS = ("window", "join")
+
+
+def make_stream_datasets(kinds: set[str], records: int) -> dict[str, StreamDataset]:
+    """The `window` data set has ``records`` transactions; the `join` one ``records // 2`` payments
+    (with their settlements about ``records`` events)."""
+    out: dict[str, StreamDataset] = {}
+    if "window" in kinds:
+        out["window"] = make_window_dataset(records)
+    if "join" in kinds:
+        out["join"] = make_join_dataset(max(100, records // 2))
+    return out
 
 
 SPREAD_KEYS = ("throughput_eps", "cpu_s_per_1k", "peak_rss_mb")
@@ -155,9 +189,12 @@ async def _rounds(
     input_topic: str,
     customers_topic: str,
     expected: Callable[[Contender], int],
+    streams: dict[str, tuple[StreamDataset, dict[str, str]]] | None = None,
 ) -> None:
     """Throughput: warm-up round(s), discarded, then ``cfg.runs`` rounds, each contender once per
-    round in an order rotated per round; every run waits for an idle broker first."""
+    round in an order rotated per round; every run waits for an idle broker first.
+
+    ``streams``: per `window`/`join` kind, its data set and input topics (role -> topic)."""
     failures: dict[str, int] = {}
     order = rounds.rotation([c.name for c in chosen], cfg.warmup_rounds + cfg.runs)
     for rnd, names in enumerate(order):
@@ -170,7 +207,20 @@ async def _rounds(
             entry = results["contenders"][name]
             before = await _quiet(ctx, cfg.quiet_timeout_s)
             try:
-                r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rnd}")
+                if streams and c.kind in streams:
+                    sdata, sinputs = streams[c.kind]
+                    r = await throughput_run(
+                        ctx,
+                        c,
+                        sinputs["input"],
+                        customers_topic,
+                        expected(c),
+                        f"t{rnd}",
+                        settlements_topic=sinputs.get("settlements", ""),
+                        events_per_output=sdata.events_per_output,
+                    )
+                else:
+                    r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rnd}")
             except RunFailed as exc:
                 failures[name] = failures.get(name, 0) + 1
                 r = {"error": str(exc)}
@@ -189,11 +239,24 @@ async def _quick(
     data: Dataset,
     customers_topic: str,
     expected: Callable[[Contender], int],
+    stream_data: dict[str, StreamDataset] | None = None,
 ) -> None:
     """One process per contender: throughput on its copy of the data, then latency while warm."""
     for c in chosen:
         entry = results["contenders"][c.name]
         before = await _quiet(ctx, min(cfg.quiet_timeout_s, 3.0))  # a smoke test: short waits
+        if c.kind in STREAM_KINDS:
+            try:
+                tput = await quick_stream_session(ctx, c, stream_data[c.kind])
+            except RunFailed as exc:
+                entry["runs"].append({"error": str(exc)})
+                log(f"{c.name}: FAILED — {str(exc).splitlines()[0]}")
+            else:
+                tput.update(round=0, position=0, before=before)
+                entry["runs"].append(tput)
+                _log_run(c.name, tput, "throughput")
+            _summarise(entry)
+            continue
         try:
             tput, latency = await quick_session(
                 ctx,
@@ -257,7 +320,20 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
         }
     input_topic = f"bench.{run_id}.transactions"
     customers_topic = f"bench.{run_id}.customers"
+    stream_kinds = {c.kind for c in chosen if c.kind in STREAM_KINDS}
     try:
+        stream_data = make_stream_datasets(stream_kinds, cfg.records)
+        streams: dict[str, tuple[StreamDataset, dict[str, str]]] = {}
+        for kind, sdata in stream_data.items():
+            inputs = {}
+            if not cfg.quick:  # --quick: every contender writes its own copy (quick_stream_session)
+                inputs = await produce_stream_dataset(cfg.bootstrap, sdata, f"bench.{run_id}.{kind}")
+            ctx.created += list(inputs.values())
+            streams[kind] = (sdata, inputs)
+            log(
+                f"{kind}: {sdata.events:,} input events, {sdata.expected_outputs:,} expected outputs "
+                f"({sdata.source})"
+            )
         log(f"generating {cfg.records:,} transactions")
         data = make_dataset(cfg.records)
         await create_topics(cfg.bootstrap, [input_topic, customers_topic], compact=[customers_topic])
@@ -279,22 +355,33 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
             "source": data.source,
             "input_topic": input_topic,
         }
+        for kind, sdata in stream_data.items():
+            results["data"][kind] = {
+                "events": sdata.events,
+                "expected_outputs": sdata.expected_outputs,
+                "events_per_output": sdata.events_per_output,
+                "avg_bytes": sdata.avg_bytes,
+                "source": sdata.source,
+                **sdata.meta,
+            }
 
         def expected(c: Contender) -> int:
+            if c.kind in stream_data:
+                return stream_data[c.kind].expected_outputs
             return cfg.records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
 
         if cfg.quick:
-            await _quick(cfg, ctx, chosen, results, data, customers_topic, expected)
+            await _quick(cfg, ctx, chosen, results, data, customers_topic, expected, stream_data)
             chosen = []  # everything below is for full runs
 
-        await _rounds(cfg, ctx, chosen, results, input_topic, customers_topic, expected)
+        await _rounds(cfg, ctx, chosen, results, input_topic, customers_topic, expected, streams)
         for c in chosen:
             _summarise(results["contenders"][c.name])
 
         if cfg.latency:
             for c in chosen:
                 entry = results["contenders"][c.name]
-                if entry["status"] != "ok":
+                if entry["status"] != "ok" or c.kind in STREAM_KINDS:
                     continue
                 entry["latency"] = {}
                 for rate in cfg.rates:

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from benchmarks.contenders import engine
+from benchmarks.contenders import engine, engine_streams
 
-Kind = Literal["forward", "fraud"]
+# forward: one output per input; fraud: the fraud topics; window: a closed window per merchant and
+# minute (benchmarks/data.make_window_dataset); join: an outcome per payment (make_join_dataset)
+Kind = Literal["forward", "fraud", "window", "join"]
 ALO, EOS = "at_least_once", "exactly_once"  # the topology-level `processing` values
 
 
@@ -146,6 +148,54 @@ CONTENDERS: tuple[Contender, ...] = (
         scaling=True,
         extra_env=engine.ENV,
         ours=True,
+    ),
+    Contender(
+        "quix_window",
+        "window",
+        _module("quix_window"),
+        "Quix Streams tumbling_window(1 min, grace 5 s).count().final() per merchant",
+        unavailable=needs("quixstreams"),
+    ),
+    Contender(
+        "engine_window",
+        "window",
+        engine_streams.command(engine_streams.WINDOW_TOPOLOGY, engine_streams.WINDOW_TOPICS, processing=ALO),
+        "stream-orch run benchmarks/topologies/window.yaml (window step, RocksDB), at_least_once",
+        unavailable=engine_streams.unavailable(
+            engine_streams.WINDOW_TOPOLOGY, engine_streams.WINDOW_TOPICS, processing=ALO
+        ),
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
+        "quix_join",
+        "join",
+        _module("quix_join"),
+        "Quix Streams join_interval(left) payments/settlements + session window for the unmatched",
+        unavailable=needs("quixstreams"),
+    ),
+    Contender(
+        "engine_join",
+        "join",
+        engine_streams.command(engine_streams.JOIN_TOPOLOGY, engine_streams.JOIN_TOPICS, processing=ALO),
+        "stream-orch run topologies/reconciliation.yaml (join step, RocksDB), at_least_once",
+        unavailable=engine_streams.unavailable(
+            engine_streams.JOIN_TOPOLOGY, engine_streams.JOIN_TOPICS, processing=ALO
+        ),
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
+        "engine_join_eos",
+        "join",
+        engine_streams.command(engine_streams.JOIN_TOPOLOGY, engine_streams.JOIN_TOPICS, processing=EOS),
+        "stream-orch run topologies/reconciliation.yaml as shipped, processing: exactly_once",
+        unavailable=engine_streams.unavailable(
+            engine_streams.JOIN_TOPOLOGY, engine_streams.JOIN_TOPICS, processing=EOS
+        ),
+        extra_env=engine.ENV,
+        ours=True,
+        transactional=True,
     ),
 )
 
