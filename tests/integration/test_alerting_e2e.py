@@ -392,18 +392,24 @@ async def test_stalled_worker_pages_through_prometheus_and_alertmanager_then_res
 
         pending = await wait_until(lambda: _alert_in_state(prom, group, "pending"), 60, f"{STALLED} pending")
         t_pending = time.monotonic() - stopped
-        # what Prometheus sees meanwhile: the frozen worker's own series are gone, its scrape is
-        # down, and the stop status comes from the exporter alone
-        up = await prom_query(prom, 'up{job="stream-orch"}')
+        firing = await wait_until(lambda: _alert_in_state(prom, group, "firing"), 30, f"{STALLED} firing")
+        t_firing = time.monotonic() - stopped
+
+        # what Prometheus sees meanwhile: the frozen worker's scrape is down (once a scrape has
+        # timed out: a stopped process still has its socket, so that takes a scrape timeout and
+        # may come after the alert went pending), its own series are gone, and the stop status
+        # comes from the exporter alone
+        async def worker_scrape_down() -> list | None:
+            up = await prom_query(prom, 'up{job="stream-orch"}')
+            return up if [r["value"][1] for r in up] == ["0"] else None
+
+        await wait_until(worker_scrape_down, 20, "up == 0 for the frozen worker")
         own = await prom_query(
             prom, f'stream_orch_consumer_group_status{{job="stream-orch",group="{group}"}}'
         )
         outside = await prom_query(
             prom, f'stream_orch_consumer_group_status{{job="stream-orch-lag",group="{group}"}}'
         )
-        firing = await wait_until(lambda: _alert_in_state(prom, group, "firing"), 30, f"{STALLED} firing")
-        t_firing = time.monotonic() - stopped
-        assert [r["value"][1] for r in up] == ["0"], up
         assert own == [], own
         assert [r["value"][1] for r in outside] == ["2"], outside
         assert (
