@@ -193,7 +193,7 @@ async def test_a_restore_that_fails_half_way_starts_the_node_over_before_any_bat
             wrong_velocities=len(wrong),
         )
         assert calls and calls[0][1:] == (False, 0), f"processed before its state was whole: {calls[0]}"
-        assert node.restarts == 1, "the failed restore was not acted on"
+        assert node.restarts >= 1, "the failed restore was not acted on"
         assert acc.lost == [], f"{len(acc.lost)} lost"
         assert wrong == [], f"{len(wrong)} outputs computed on partial state, e.g. {wrong[:3]}"
     finally:
@@ -254,7 +254,7 @@ async def test_a_failure_found_by_a_revocation_is_raised_before_the_next_batch_i
             node_restarts=node.restarts,
         )
         assert failed and revoked, "the fault never fired"
-        assert node.restarts == 1
+        assert node.restarts >= 1  # more only if the broker hiccups meanwhile
         assert acc.lost == [], f"{len(acc.lost)} lost: committed past a failed batch"
         assert wrong == []
     finally:
