@@ -17,6 +17,10 @@ Layout and tuning, measured with ``python -m benchmarks.state`` (tens of million
   dedupe lookup, and the existence check of every write) costs no data block read. Filters and
   index blocks are partitioned and kept in one block cache shared by the process's stores
   (``BLOCK_CACHE_BYTES``), so memory stays bounded whatever the stores' size.
+* Memtables: one write buffer manager for the whole process (``MEMTABLES_BYTES``), 16 MB
+  memtables and a 64 MB WAL bound per store. With RocksDB's defaults (64 MB memtables per column
+  family, no shared bound) a fraud worker's twelve stores kept every dedupe id of a 30-minute
+  soak in memory, never flushed: RSS 193 -> 949 MB at 2k events/s.
 * A write checks which of its keys exist (for the exact key count) with one ``key_may_exist``
   per key and one multi-get for the keys the filters cannot rule out.
 """
@@ -32,7 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import (
+    BlockBasedIndexType,
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteBufferManager,
+)
 
 from stream_orch.state.store import TOMBSTONE
 
@@ -44,6 +57,9 @@ INDEX_PREFIX = "\x1e"
 INDEX_END = "\x1f"  # index keys are those in [INDEX_PREFIX, INDEX_END)
 INDEX_CF = "index"
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
+MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
+MEMTABLE_BYTES = 16 << 20  # one memtable (per store and column family)
+WAL_BYTES = 64 << 20  # per store: beyond it the column families holding the oldest log flush
 
 
 class StoreCorrupt(Exception):
@@ -53,6 +69,11 @@ class StoreCorrupt(Exception):
 @functools.cache
 def _block_cache() -> Cache:
     return Cache(BLOCK_CACHE_BYTES)
+
+
+@functools.cache
+def _write_buffers() -> WriteBufferManager:
+    return WriteBufferManager(MEMTABLES_BYTES, False)
 
 
 def _options() -> Options:
@@ -69,6 +90,9 @@ def _options() -> Options:
     opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
     opts.set_block_based_table_factory(table)
+    opts.set_write_buffer_size(MEMTABLE_BYTES)
+    opts.set_write_buffer_manager(_write_buffers())
+    opts.set_max_total_wal_size(WAL_BYTES)
     return opts
 
 
