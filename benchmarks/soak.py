@@ -103,6 +103,8 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
                     t = time.perf_counter() - started
                     series.append((t, sampler.rss / 2**20))
                     counts.append((t, await watcher.count()))
+                    if len(series) % 30 == 0:  # a run cut short (broker restarted) keeps its series
+                        _partial(out, name, minutes, rate, state, series, counts, warmup_s)
                     await asyncio.sleep(SAMPLE_S)
 
         watcher_task = asyncio.create_task(watch())
@@ -150,6 +152,33 @@ async def soak(name: str, minutes: float, rate: int, out: Path, bootstrap: str) 
         f"wrote {out}/soak-latest.json"
     )
     return result
+
+
+def _partial(
+    out: Path,
+    name: str,
+    minutes: float,
+    rate: int,
+    state: dict[str, Any],
+    series: list[tuple[float, float]],
+    counts: list[tuple[float, int]],
+    warmup_s: float,
+) -> None:
+    """The series so far, in soak-partial.json (replaced every minute; the finished run writes
+    soak-latest.json)."""
+    partial = {
+        "contender": name,
+        "minutes_planned": minutes,
+        "minutes_done": round(series[-1][0] / 60, 2),
+        "rate": rate,
+        "state": state,
+        "warmup_s": warmup_s,
+        **(growth(series, warmup_s) if series[-1][0] > warmup_s + 30 else {}),
+        "rss_mb": series,
+        "output_count": counts,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "soak-partial.json").write_text(json.dumps(partial, indent=1))
 
 
 def _chart(result: dict[str, Any], path: Path) -> None:
