@@ -208,9 +208,14 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "engine_fraud_memory",
         "engine_fraud_eos",
         "engine_forward",
+        "quix_window",
+        "engine_window",
+        "quix_join",
+        "engine_join",
+        "engine_join_eos",
     ]
     for c in CONTENDERS:
-        assert c.kind in ("forward", "fraud")
+        assert c.kind in ("forward", "fraud", "window", "join")
         if not c.ours:
             assert c.argv({}, Path("/tmp"))[0]
 
