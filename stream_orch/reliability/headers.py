@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from typing import Any
 
 # lineage, on every output record
 TOPOLOGY = "so.topology"
@@ -96,3 +97,14 @@ def user_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, byt
 
 def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in (headers or [])}
+
+
+def int_value(headers: Any, name: str) -> int:
+    """An integer header such as ``so.retry.due`` (0 when absent or not a number)."""
+    for key, value in headers:
+        if key == name:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return 0
+    return 0

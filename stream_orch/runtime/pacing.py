@@ -34,7 +34,7 @@ class RetryPacer:
 
     def _due(self, tp: TopicPartition, records: list[Any], now: int) -> list[Any]:
         for i, record in enumerate(records):
-            due = _header_int(record.headers, H.RETRY_DUE)
+            due = H.int_value(record.headers, H.RETRY_DUE)
             if due > now:
                 self._pause_until(tp, record.offset, due - now)
                 return records[:i]
@@ -70,13 +70,3 @@ class RetryPacer:
         consumer = self._consumer
         if consumer is not None and (paused := consumer.paused() & consumer.assignment()):
             consumer.resume(*paused)
-
-
-def _header_int(headers: Any, name: str) -> int:
-    for key, value in headers:
-        if key == name:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return 0
-    return 0

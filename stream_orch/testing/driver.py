@@ -51,7 +51,7 @@ from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
-from stream_orch.testing.records import OutputRecord, Stored, header_dict, header_int, text
+from stream_orch.testing.records import OutputRecord, Stored, header_dict, text
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -303,7 +303,7 @@ class TopologyTestDriver:
                 for p, log in enumerate(self._logs[topic]):
                     pos = node.positions.get((topic, p), 0)
                     if pos < len(log):
-                        at = header_int(log[pos].headers, H.RETRY_DUE)
+                        at = H.int_value(log[pos].headers, H.RETRY_DUE)
                         due = at if due is None else min(due, at)
         return due
 
@@ -327,7 +327,7 @@ class TopologyTestDriver:
         for topic, tier in node.pipeline.tier_of.items():
             for p, log in enumerate(self._logs[topic]):
                 pos = node.positions.get((topic, p), 0)
-                if pos < len(log) and (not tier or header_int(log[pos].headers, H.RETRY_DUE) <= self.now_ms):
+                if pos < len(log) and (not tier or H.int_value(log[pos].headers, H.RETRY_DUE) <= self.now_ms):
                     yield topic, p, pos, log
 
     def _first_ready(self, node: _Node) -> int | None:
@@ -344,7 +344,7 @@ class TopologyTestDriver:
             if node.pipeline.tier_of[topic]:
                 end = pos
                 for record in itertools.islice(log, pos, pos + size):
-                    if header_int(record.headers, H.RETRY_DUE) > now:
+                    if H.int_value(record.headers, H.RETRY_DUE) > now:
                         break  # a retry not due yet holds back the rest of its partition
                     end += 1
             else:

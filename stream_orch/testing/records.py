@@ -57,13 +57,4 @@ def text(data: bytes | None) -> str | None:
 def header_dict(headers: list[tuple[str, bytes]]) -> dict[str, str]:
     return {name: text(value) or "" for name, value in headers}
 
-
-def header_int(headers: list[tuple[str, bytes]], name: str) -> int:
-    """An integer header (0 when absent or not a number), as the worker's retry pacer reads it."""
-    for key, value in headers:
-        if key == name:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return 0
     return 0
