@@ -113,3 +113,25 @@ def show(value: Any) -> str:
     if isinstance(value, str | bytes | bool | int | float):
         return f"{type(value).__name__} {text}"
     return f"{type_name(value)} {text}"
+
+
+def primitive_check(kind: str, var: str, *, exact_numbers: bool) -> str:
+    """A Python expression, for generated checks, true when ``var`` holds a value of the primitive
+    ``kind``. A float or double takes an int or a float (Avro's rule, the validator's), or with
+    ``exact_numbers`` a float only (the output conformer then coerces an int); the expression
+    names ``_NUM`` (``frozenset({int, float})``) in the lenient case."""
+    if kind == "null":
+        return f"{var} is None"
+    if kind == "boolean":
+        return f"{var}.__class__ is bool"
+    if kind == "string":
+        return f"{var}.__class__ is str"
+    if kind == "bytes":
+        return f"{var}.__class__ is bytes"
+    if kind == "int":
+        return f"({var}.__class__ is int and {INT_MIN} <= {var} <= {INT_MAX})"
+    if kind == "long":
+        return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
+    if kind in ("float", "double"):
+        return f"{var}.__class__ is float" if exact_numbers else f"{var}.__class__ in _NUM"
+    raise ValueError(f"unsupported Avro type {kind!r}")

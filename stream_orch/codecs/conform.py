@@ -20,7 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from stream_orch.codecs.avro_types import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, AvroTypes, show
+from stream_orch.codecs.avro_types import (
+    INT_MAX,
+    INT_MIN,
+    LONG_MAX,
+    LONG_MIN,
+    AvroTypes,
+    primitive_check,
+    show,
+)
 
 _MISSING = object()
 # what the generated checks name
@@ -75,19 +83,7 @@ class _Types(AvroTypes):
         if isinstance(schema, list):
             return "(" + " or ".join(self.strict(b, var, consts, depth) for b in schema) + ")"
         if isinstance(schema, str):
-            if schema == "null":
-                return f"{var} is None"
-            if schema == "boolean":
-                return f"{var}.__class__ is bool"
-            if schema == "string":
-                return f"{var}.__class__ is str"
-            if schema == "bytes":
-                return f"{var}.__class__ is bytes"
-            if schema == "int":
-                return f"({var}.__class__ is int and {INT_MIN} <= {var} <= {INT_MAX})"
-            if schema == "long":
-                return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
-            return f"{var}.__class__ is float"  # float, double
+            return primitive_check(schema, var, exact_numbers=True)
         kind = schema["type"]
         if kind == "enum":
             name = f"_E{len(consts)}"

@@ -34,6 +34,7 @@ from stream_orch.codecs.avro_types import (
     LONG_MIN,
     PRIMITIVES,
     AvroTypes,
+    primitive_check,
     show,
     type_name,
 )
@@ -97,21 +98,7 @@ class Validator:
                 sub = Validator(schema)
                 return f"({self._const(sub)}({var}) is None)"
             raise ValueError(f"unsupported Avro type {kind!r}")
-        if schema == "null":
-            return f"{var} is None"
-        if schema == "boolean":
-            return f"{var}.__class__ is bool"
-        if schema == "string":
-            return f"{var}.__class__ is str"
-        if schema == "bytes":
-            return f"{var}.__class__ is bytes"
-        if schema == "int":
-            return f"({var}.__class__ is int and {INT_MIN} <= {var} <= {INT_MAX})"
-        if schema == "long":
-            return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
-        if schema in ("float", "double"):
-            return f"{var}.__class__ in _NUM"
-        raise ValueError(f"unsupported Avro type {schema!r}")
+        return primitive_check(schema, var, exact_numbers=False)
 
     def _generate(self) -> Callable[[Any], str | None]:
         lines = [
