@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from quixstreams import Application
-
 from benchmarks import env
+from benchmarks.contenders._quix_common import application
 
 
 def add_field(value: dict[str, Any]) -> dict[str, Any]:
@@ -16,14 +14,7 @@ def add_field(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    app = Application(
-        broker_address=env.bootstrap(),
-        consumer_group=env.get(env.GROUP),
-        auto_offset_reset="earliest",
-        state_dir=env.get(env.STATE_DIR, "/tmp/bench-quix"),
-        loglevel=logging.WARNING,
-        use_changelog_topics=False,
-    )
+    app = application(use_changelog_topics=False)
     source = app.topic(env.get(env.INPUT), key_deserializer="bytes", value_deserializer="json")
     sink = app.topic(env.get(env.OUTPUT), key_serializer="bytes", value_serializer="json")
     sdf = app.dataframe(source)

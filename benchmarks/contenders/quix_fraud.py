@@ -12,16 +12,16 @@ to the DLQ here) and lineage headers.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from quixstreams import Application, State
+from quixstreams import State
 
 from benchmarks import env
 from benchmarks import fraud_logic as fl
+from benchmarks.contenders._quix_common import application
 
 
 def load_customers(topic: str, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
@@ -79,13 +79,7 @@ def make_processor(profiles: dict[str, dict[str, Any]]):
 
 def main() -> None:
     profiles = load_customers(env.get(env.CUSTOMERS))
-    app = Application(
-        broker_address=env.bootstrap(),
-        consumer_group=env.get(env.GROUP),
-        auto_offset_reset="earliest",
-        state_dir=env.get(env.STATE_DIR, "/tmp/bench-quix"),
-        loglevel=logging.WARNING,
-    )
+    app = application()
     source = app.topic(env.get(env.INPUT), key_deserializer="bytes", value_deserializer="bytes")
 
     def out(var: str):

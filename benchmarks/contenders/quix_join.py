@@ -25,13 +25,11 @@ partition's joined stream (payments' times), not on the settlements' time as the
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 
-from quixstreams import Application
-
 from benchmarks import env
+from benchmarks.contenders._quix_common import application
 
 MINUTE = 60_000
 BEFORE, AFTER, GRACE = 5 * MINUTE, 30 * MINUTE, MINUTE  # as in topologies/reconciliation.yaml
@@ -69,13 +67,7 @@ def without_flag(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    app = Application(
-        broker_address=env.bootstrap(),
-        consumer_group=env.get(env.GROUP),
-        auto_offset_reset="earliest",
-        state_dir=env.get(env.STATE_DIR, "/tmp/bench-quix"),
-        loglevel=logging.WARNING,
-    )
+    app = application()
 
     def source(var: str):
         return app.topic(

@@ -11,13 +11,11 @@ engine writes it: ``{merchant_id, window_start, window_end, txn_count}``, keyed 
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 
-from quixstreams import Application
-
 from benchmarks import env
+from benchmarks.contenders._quix_common import application
 from benchmarks.data import WINDOW_GRACE_MS, WINDOW_MS
 
 
@@ -36,13 +34,7 @@ def as_engine_record(value: dict[str, Any], key: Any, _ts: int, _headers: Any) -
 
 
 def main() -> None:
-    app = Application(
-        broker_address=env.bootstrap(),
-        consumer_group=env.get(env.GROUP),
-        auto_offset_reset="earliest",
-        state_dir=env.get(env.STATE_DIR, "/tmp/bench-quix"),
-        loglevel=logging.WARNING,
-    )
+    app = application()
     source = app.topic(
         env.get(env.INPUT),
         key_deserializer="bytes",
