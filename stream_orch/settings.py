@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream_orch.errors import UserError
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
 
@@ -29,8 +31,31 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     client_id: str = "stream-orch"
-    metrics_port: int = Field(9308, ge=0, le=65535, description="0 disables the HTTP server.")
-    metrics_host: str = Field("0.0.0.0", description="Bind address of /metrics, /health and /ready.")
+    metrics_port: int = Field(
+        9308,
+        ge=0,
+        le=65535,
+        description="Port of the worker's HTTP server (/metrics, /health, /ready, and /tables when "
+        "tables_endpoint is on); 0 disables the server.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the worker's HTTP server, which serves /metrics, /health and /ready "
+        "to anyone who can reach it, and /tables and /tables/<name>/<key> only with tables_endpoint and "
+        "the bearer token. Loopback by default; 0.0.0.0 (every interface) lets a scraper in another "
+        "container or host reach it.",
+    )
+    tables_endpoint: bool = Field(
+        False,
+        description="Serve table data: /tables (per table and partition: keys, bytes, checkpoint) and "
+        "/tables/<name>/<key> (one key's stored value, the fields of the topology's mask steps masked), "
+        "each only to requests carrying `Authorization: Bearer <http_token>`. Off: they answer 404.",
+    )
+    http_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that /tables requires; from the environment only "
+        "(STREAM_ORCH_HTTP_TOKEN), never a flag, never logged. Needed when tables_endpoint is on.",
+    )
     lag_interval_s: float = Field(
         15.0,
         gt=0,
@@ -82,9 +107,23 @@ class Settings(BaseSettings):
             args["ssl_context"] = ctx
         return args
 
+    def tables_token(self) -> str | None:
+        """The token /tables requires, None when /tables is off; on without a token is a config
+        error (an open /tables would hand table contents to anyone who reaches the port)."""
+        if not self.tables_endpoint:
+            return None
+        token = self.http_token.get_secret_value().strip() if self.http_token else ""
+        if not token:
+            raise UserError(
+                "STREAM_ORCH_TABLES_ENDPOINT / --serve-tables needs a bearer token: set "
+                "STREAM_ORCH_HTTP_TOKEN in the environment (e.g. to the output of `openssl rand -hex 32`)"
+            )
+        return token
+
     def redacted(self) -> dict[str, Any]:
         """The settings as they may be printed or logged: secrets never leave the process."""
         data = self.model_dump(mode="json")
-        if data.get("sasl_password"):
-            data["sasl_password"] = "********"
+        for secret in ("sasl_password", "http_token"):
+            if data.get(secret):
+                data[secret] = "********"
         return data

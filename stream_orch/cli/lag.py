@@ -41,7 +41,9 @@ def register(subparsers: Any) -> None:
         "--exporter", action="store_true", help="serve Prometheus metrics instead of printing"
     )
     parser.add_argument("--port", default=None, metavar="P", help="exporter port (default: --metrics-port)")
-    parser.add_argument("--host", default="127.0.0.1", help="exporter bind address (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default=None, help="exporter bind address (default: --metrics-host, 127.0.0.1)"
+    )
     parser.add_argument("--interval", default="10", metavar="SECONDS", help="exporter poll interval (10)")
     parser.add_argument("--window", default="10", metavar="N", help="commits per status window (10)")
     parser.add_argument(
@@ -126,7 +128,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         evaluator = StatusEvaluator(window=window, min_stop_seconds=min_stop)
         if args.exporter:
             return await _export(
-                reader, evaluator, groups, interval, args.host, port, not args.no_partition_labels
+                reader,
+                evaluator,
+                groups,
+                interval,
+                args.host or settings.metrics_host,
+                port,
+                not args.no_partition_labels,
             )
         collector = LagCollector(reader, groups=groups, evaluator=evaluator)
         while True:

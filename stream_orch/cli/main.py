@@ -47,6 +47,7 @@ _SETTING_FLAGS = {
     "ssl_keyfile": "--ssl-keyfile",
     "client_id": "--client-id",
     "metrics_port": "--metrics-port",
+    "metrics_host": "--metrics-host",
     "log_level": "--log-level",
     "kafka_port": "--kafka-port",
     "state_dir": "--state-dir",

@@ -18,6 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stop-timeout", type=float, default=30.0, help="seconds to finish in-flight work on stop"
     )
+    p.add_argument(
+        "--serve-tables",
+        dest="setting_tables_endpoint",
+        action="store_const",
+        const=True,
+        default=None,
+        help="serve /tables on the HTTP server, to requests with the bearer token STREAM_ORCH_HTTP_TOKEN "
+        "(environment only)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -1,14 +1,21 @@
-"""The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness), ``/ready`` (readiness) and
-``/tables`` (local table stats; ``/tables/<name>/<key>`` one key's value).
+"""The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness), ``/ready`` (readiness) and,
+only when the worker is given its tables and a token, ``/tables`` (local table stats;
+``/tables/<name>/<key>`` one key's value).
 
-aiohttp (already installed with Faust) runs it on the worker's own event loop, so serving a
+The first three are open to anyone who reaches the port (scrapers and probes carry no
+credentials) and hold no record data. The table endpoints serve what records put in the tables,
+so they exist only with a bearer token, compared in constant time; without tables they answer 404.
+
+aiohttp (a direct dependency of stream-orch) runs it on the worker's own event loop, so serving a
 scrape costs no thread and reads the metrics and health flags without locks.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -47,10 +54,32 @@ class Tables(Protocol):
     def lookup(self, name: str, key: str) -> dict[str, Any] | None: ...
 
 
+def _bearer(token: str) -> Callable[[web.Request], bool]:
+    expected = token.encode()
+
+    def authorized(request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # compare_digest: how long a wrong token took to refuse says nothing about the right one
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+    return authorized
+
+
+_OFF = {"error": "table endpoints are off (STREAM_ORCH_TABLES_ENDPOINT / run --serve-tables)"}
+_UNAUTHORIZED = {"error": "table endpoints need Authorization: Bearer <STREAM_ORCH_HTTP_TOKEN>"}
+
+
 def make_app(
-    metrics: Metrics, health: HealthState | None = None, tables: Tables | None = None
+    metrics: Metrics,
+    health: HealthState | None = None,
+    tables: Tables | None = None,
+    token: str | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200."""
+    """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200.
+    ``tables`` are served only with ``token``: table data never goes out unauthenticated."""
+    if tables is not None and not (token and token.strip()):
+        raise ValueError("tables are served only with a bearer token")
+    authorized = _bearer(token.strip()) if tables is not None and token else None
 
     async def metrics_handler(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -71,18 +100,36 @@ def make_app(
         ready, body = health.readiness()
         return _json(200 if ready else 503, body)
 
+    def refused(request: web.Request) -> web.Response | None:
+        """The answer to a table request that must not get data (None: go ahead)."""
+        if tables is None or authorized is None:
+            return _json(404, _OFF)
+        if not authorized(request):
+            resp = _json(401, _UNAUTHORIZED)
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="stream-orch tables"'
+            return resp
+        return None
+
     async def tables_handler(request: web.Request) -> web.Response:
-        return _json(200, tables.stats() if tables is not None else {})
+        if (refusal := refused(request)) is not None:
+            return refusal
+        assert tables is not None
+        return _json(200, tables.stats())
 
     async def table_key_handler(request: web.Request) -> web.Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        assert tables is not None
         name, key = request.match_info["name"], request.match_info["key"]
-        found = tables.lookup(name, key) if tables is not None else None
+        found = tables.lookup(name, key)
         if found is None:
             return _json(404, {"error": f"no local table {name!r} on this worker"})
         return _json(200 if found["partition"] is not None else 404, found)
 
+    paths = "/metrics /health /ready" + (" /tables" if tables is not None else "")
+
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text="stream-orch: /metrics /health /ready /tables\n")
+        return web.Response(text=f"stream-orch: {paths}\n")
 
     app = web.Application()
     app.router.add_get("/", index)
@@ -100,9 +147,11 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 9308,
     tables: Tables | None = None,
+    token: str | None = None,
 ) -> ObservabilityServer:
-    """Starts serving and returns once the socket is bound (port 0 picks a free port)."""
-    runner = web.AppRunner(make_app(metrics, health, tables), access_log=None)
+    """Starts serving and returns once the socket is bound (port 0 picks a free port); ``tables``
+    (served only with ``token``) as in :func:`make_app`."""
+    runner = web.AppRunner(make_app(metrics, health, tables, token), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -111,5 +160,10 @@ async def serve(
         await runner.cleanup()
         raise UserError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
-    log.info("observability endpoint on http://%s:%d", host, bound)
+    log.info(
+        "observability endpoint on http://%s:%d (%s)",
+        host,
+        bound,
+        "/tables on, bearer token required" if tables is not None else "/tables off",
+    )
     return ObservabilityServer(runner, host, bound)

@@ -25,7 +25,7 @@ from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
-from stream_orch.runtime.inspect import TableInspector
+from stream_orch.runtime.inspect import PiiMask, TableInspector
 from stream_orch.runtime.membership import MemberSlot, claim_slot
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
@@ -193,6 +193,7 @@ class Worker:
         self.schemas = schemas
         self.node_names = nodes or list(spec.nodes)
         self.stop_timeout_s = stop_timeout_s
+        self._tables_token = settings.tables_token()  # /tables on without a token: refused here
         self.metrics = Metrics()
         self.health = HealthState(stall_seconds=settings.health_stall_seconds)
         self.runners: dict[str, NodeRunner] = {}
@@ -241,12 +242,15 @@ class Worker:
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 
+            token = self._tables_token
+            tables = TableInspector(self._local_tables, mask=PiiMask.of(spec)) if token else None
             self._server = await serve(
                 self.metrics,
                 self.health,
                 self.settings.metrics_host,
                 self.settings.metrics_port,
-                tables=TableInspector(self._local_tables),
+                tables=tables,
+                token=token,
             )
         partitions = PartitionMap(counts)
         for name, table in spec.tables.items():
