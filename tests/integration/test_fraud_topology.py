@@ -290,6 +290,8 @@ async def test_state_survives_a_killed_worker(fraud, local_state: str) -> None:
     changelog's tail is read, here nothing), or, with the stores deleted or corrupt, in full
     from the changelogs."""
     worker, t, group = fraud
+    token = {"STREAM_ORCH_HTTP_TOKEN": f"ops-{uuid.uuid4().hex}"}  # for /tables, served at the end
+    worker.env.update(token, STREAM_ORCH_TABLES_ENDPOINT="true")
     worker.start()
     await wait_for_group(group)
     await produce_raw(t["customers"], [profile(400, "C-000400", "GB", "low", 200.0)])
@@ -326,17 +328,22 @@ async def test_state_survives_a_killed_worker(fraud, local_state: str) -> None:
     if local_state == "corrupt":
         assert "cannot be trusted, rebuilding it from the changelog" in worker.log()
 
-    # ops can look inside: per partition keys and checkpoint, and one key's value
-    code, out, err = await run_cli("--metrics-port", str(worker.metrics_port), "table", "stats")
+    # ops can look inside, with the worker's token: per partition keys and checkpoint, and one
+    # key's value; without it the worker refuses and the command says so in one line
+    code, out, err = await run_cli("table", "stats", "--url", worker.url)
+    assert code == 2 and "refused" in err and err.count("\n") == 1, (code, out, err)
+    code, out, err = await run_cli("--metrics-port", str(worker.metrics_port), "table", "stats", env=token)
     assert code == 0, err
     stats = orjson.loads(out)
     seen = stats["seen_txns"]["partitions"]
     assert sum(p["keys"] for p in seen.values()) >= 6  # r0..r5 and their time-index entries
     assert all(p["checkpoint"] is not None for p in seen.values() if p["keys"])
-    code, out, err = await run_cli("table", "get", "account_velocity", "A-8", "--url", worker.url)
+    code, out, err = await run_cli("table", "get", "account_velocity", "A-8", "--url", worker.url, env=token)
     assert code == 0, err
     assert len(orjson.loads(out)["value"]["e"]) == 6
-    code, out, _ = await run_cli("table", "get", "account_velocity", "A-nobody", "--url", worker.url)
+    code, out, _ = await run_cli(
+        "table", "get", "account_velocity", "A-nobody", "--url", worker.url, env=token
+    )
     assert code == 1 and orjson.loads(out)["value"] is None
     assert table("stream_orch_table_restore_remaining_records", "seen_txns") == 0
     assert table("stream_orch_table_recovering", "seen_txns") == 0
