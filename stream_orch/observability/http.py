@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -54,19 +54,49 @@ class Tables(Protocol):
     def lookup(self, name: str, key: str) -> dict[str, Any] | None: ...
 
 
-def _bearer(token: str) -> Callable[[web.Request], bool]:
-    expected = token.encode()
-
-    def authorized(request: web.Request) -> bool:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # compare_digest: how long a wrong token took to refuse says nothing about the right one
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
-
-    return authorized
-
-
 _OFF = {"error": "table endpoints are off (STREAM_ORCH_TABLES_ENDPOINT / run --serve-tables)"}
 _UNAUTHORIZED = {"error": "table endpoints need Authorization: Bearer <STREAM_ORCH_HTTP_TOKEN>"}
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _table_handlers(tables: Tables | None, token: str | None) -> tuple[Handler, Handler]:
+    """The handlers of /tables and /tables/{name}/{key}: 404 without ``tables``; with them, 401
+    to every request without ``Authorization: Bearer <token>``."""
+    if tables is None:
+
+        async def off(request: web.Request) -> web.Response:
+            return _json(404, _OFF)
+
+        return off, off
+    if not (token and token.strip()):
+        raise ValueError("tables are served only with a bearer token")
+    expected = token.strip().encode()
+    data: Tables = tables  # not None from here on, inside the handlers too
+
+    def guarded(serve_data: Callable[[web.Request], web.Response]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # compare_digest: how long a wrong token takes to refuse says nothing about the right one
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
+                return serve_data(request)
+            resp = _json(401, _UNAUTHORIZED)
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="stream-orch tables"'
+            return resp
+
+        return handler
+
+    def stats(request: web.Request) -> web.Response:
+        return _json(200, data.stats())
+
+    def lookup(request: web.Request) -> web.Response:
+        name, key = request.match_info["name"], request.match_info["key"]
+        found = data.lookup(name, key)
+        if found is None:
+            return _json(404, {"error": f"no local table {name!r} on this worker"})
+        return _json(200 if found["partition"] is not None else 404, found)
+
+    return guarded(stats), guarded(lookup)
 
 
 def make_app(
@@ -77,9 +107,7 @@ def make_app(
 ) -> web.Application:
     """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200.
     ``tables`` are served only with ``token``: table data never goes out unauthenticated."""
-    if tables is not None and not (token and token.strip()):
-        raise ValueError("tables are served only with a bearer token")
-    authorized = _bearer(token.strip()) if tables is not None and token else None
+    tables_handler, table_key_handler = _table_handlers(tables, token)
 
     async def metrics_handler(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -99,32 +127,6 @@ def make_app(
             return _json(200, {"status": "ready", "reason": "exporter"})
         ready, body = health.readiness()
         return _json(200 if ready else 503, body)
-
-    def refused(request: web.Request) -> web.Response | None:
-        """The answer to a table request that must not get data (None: go ahead)."""
-        if tables is None or authorized is None:
-            return _json(404, _OFF)
-        if not authorized(request):
-            resp = _json(401, _UNAUTHORIZED)
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="stream-orch tables"'
-            return resp
-        return None
-
-    async def tables_handler(request: web.Request) -> web.Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
-        assert tables is not None
-        return _json(200, tables.stats())
-
-    async def table_key_handler(request: web.Request) -> web.Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
-        assert tables is not None
-        name, key = request.match_info["name"], request.match_info["key"]
-        found = tables.lookup(name, key)
-        if found is None:
-            return _json(404, {"error": f"no local table {name!r} on this worker"})
-        return _json(200 if found["partition"] is not None else 404, found)
 
     paths = "/metrics /health /ready" + (" /tables" if tables is not None else "")
 
