@@ -40,10 +40,10 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field(
         "127.0.0.1",
-        description="Bind address of the worker's HTTP server, which serves /metrics, /health and /ready "
-        "to anyone who can reach it, and /tables and /tables/<name>/<key> only with tables_endpoint and "
-        "the bearer token. Loopback by default; 0.0.0.0 (every interface) lets a scraper in another "
-        "container or host reach it.",
+        description="Bind address of the worker's HTTP server, which serves /metrics, /health, /ready and "
+        "/ (the list of its paths) to anyone who can reach it, and /tables and /tables/<name>/<key> only "
+        "with tables_endpoint and the bearer token. Loopback by default; 0.0.0.0 (every interface) lets "
+        "a scraper in another container or host reach it.",
     )
     tables_endpoint: bool = Field(
         False,
