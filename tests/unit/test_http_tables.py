@@ -4,7 +4,10 @@ the topology's `mask` steps say."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,17 @@ def test_tables_on_without_a_token_is_one_line(monkeypatch: pytest.MonkeyPatch, 
     assert "STREAM_ORCH_HTTP_TOKEN" in message and "--serve-tables" in message and "\n" not in message
 
 
+@pytest.fixture
+def _root_logging() -> Iterator[None]:
+    """`run` configures the root logger on the test's captured stderr: undone afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("_root_logging")
 def test_run_serve_tables_without_token_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:
     topology = str(REPO / "topologies" / "fraud_detection.yaml")
     code = main(["--bootstrap-servers", "127.0.0.1:1", "run", topology, "--serve-tables"])
@@ -245,3 +259,52 @@ def test_without_mask_steps_values_are_served_as_stored() -> None:
     assert found is not None and found["value"] == STORED
     missing = _inspector({}).lookup("pending", "nobody")
     assert missing is not None and missing["value"] is None and missing["partition"] is None
+
+
+# ------------------------------------------------------------------ stream-orch table
+
+
+@pytest.fixture
+def served_in_a_thread() -> Iterator[Callable[..., str]]:
+    """Starts servers on a loop of their own (``main`` runs its own loop); yields their URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    servers = []
+
+    def start(**kwargs: Any) -> str:
+        server = asyncio.run_coroutine_threadsafe(serve(Metrics(), None, "127.0.0.1", 0, **kwargs), loop)
+        servers.append(server.result(10))
+        return servers[-1].url
+
+    yield start
+    for server in servers:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_table_command_sends_the_token_and_says_in_one_line_when_refused(
+    served_in_a_thread: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    off = served_in_a_thread()
+    on = served_in_a_thread(tables=_inspector({"k": STORED}), token=TOKEN)
+    cases = [
+        (off, None, 1, "table endpoints are off"),
+        (on, None, 2, "set STREAM_ORCH_HTTP_TOKEN"),
+        (on, "wrong", 2, "wrong token in STREAM_ORCH_HTTP_TOKEN"),
+    ]
+    for url, token, code, says in cases:
+        if token is None:
+            monkeypatch.delenv("STREAM_ORCH_HTTP_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("STREAM_ORCH_HTTP_TOKEN", token)
+        assert main(["table", "get", "pending", "k", "--url", url]) == code, url
+        out, err = capsys.readouterr()
+        assert out == "" and says in err and err.count("\n") == 1, err
+    monkeypatch.setenv("STREAM_ORCH_HTTP_TOKEN", TOKEN)
+    assert main(["table", "get", "pending", "k", "--url", on]) == 0
+    out, err = capsys.readouterr()
+    assert '"email":"<masked>"' in out and "ann@" not in out
