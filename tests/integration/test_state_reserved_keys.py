@@ -12,8 +12,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from benchmarks.kafka import sweep_topics
 from tests.topology_harness import (
     BOOTSTRAP,
     REPO,
@@ -42,17 +42,6 @@ def _txn(txn_id: str, ts: int) -> tuple[bytes, bytes]:
         "currency": "GBP", "merchant_id": "M-1", "channel": "card_present", "country": "GB", "ts": ts,
     }  # fmt: skip
     return b"A-8", orjson.dumps(value)
-
-
-async def _delete_topics(suffix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if suffix in t]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 async def test_reserved_keys_as_txn_ids_do_not_make_the_stores_rebuild(tmp_path: Path) -> None:
@@ -85,4 +74,4 @@ async def test_reserved_keys_as_txn_ids_do_not_make_the_stores_rebuild(tmp_path:
         assert worker.terminate() == 0
     finally:
         worker.stop()
-        await _delete_topics(suffix)
+        await sweep_topics(BOOTSTRAP, suffix)  # the topology's topics, changelogs and retries

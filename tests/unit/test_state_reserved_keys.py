@@ -20,7 +20,7 @@ DEDUPE = {"step": "dedupe", "field": "txn_id", "table": "seen_txns", "horizon": 
 
 
 def _table(kind: str, folder: Path) -> LocalTable:
-    table = LocalTable("seen_txns", "seen_txns.changelog", store_opener(kind, folder))
+    table = LocalTable("seen_txns", "seen_txns.changelog", store_opener(kind, folder, root=folder.parent))
     table.open(0)
     return table
 
@@ -96,6 +96,6 @@ def test_a_store_of_format_2_is_rebuilt_from_the_changelog(tmp_path: Path) -> No
     with pytest.raises(StoreCorrupt, match="format None"):
         RocksStore(tmp_path / "t" / "0")
     gc.collect()
-    rebuilt = store_opener("rocksdb", tmp_path / "t")(0)
+    rebuilt = store_opener("rocksdb", tmp_path / "t", root=tmp_path)(0)
     assert rebuilt.checkpoint() is None and len(rebuilt) == 0 and rebuilt.get("k") is None
     rebuilt.close()
