@@ -18,8 +18,8 @@ say) with each owned partition's table, which deletes identifiers last seen at o
 ``watermark - horizon`` (they can no longer make a record a duplicate, unless that record is
 more than ``horizon`` late). It finds them through a time index kept in the same table (a key
 ``<RS><minute bucket><RS><identifier>`` per identifier and bucket it was seen in; RS is the ASCII
-record separator, which no escaped identifier contains, so index keys are a key range of their
-own that no record can add to), reading only the expired buckets: a
+record separator, which no escaped identifier contains, so no identifier falls among the index
+keys), reading only the expired buckets: a
 24 h horizon of hundreds of millions of identifiers is never scanned whole. An index entry whose
 identifier was seen again later is dropped without deleting the identifier.
 """
