@@ -76,7 +76,8 @@ async def ids(n: int, folder: Path) -> dict[str, Any]:
         def drop(self, *args: Any) -> None:
             raise AssertionError(args)
 
-    table = LocalTable("seen_txns", "seen_txns.changelog", store_opener("rocksdb", folder))
+    opener = store_opener("rocksdb", folder, root=folder.parent)
+    table = LocalTable("seen_txns", "seen_txns.changelog", opener)
     table.open(0)
     step = DedupeStepImpl(field="txn_id", table="seen_txns", horizon_ms=HORIZON_MS)
     ctx = Ctx(table)
@@ -153,14 +154,15 @@ async def restore(records: int, bootstrap: str, folder: Path) -> dict[str, Any]:
     finally:
         await producer.stop()
     args = {"bootstrap_servers": bootstrap}
+    opener = store_opener("rocksdb", folder, root=folder.parent)
     try:
-        table = LocalTable("t", topic, store_opener("rocksdb", folder))
+        table = LocalTable("t", topic, opener)
         started = time.perf_counter()
         read, kept = await restore_table(args, table, [0])
         cold_s = time.perf_counter() - started
         keys = len(table._stores[0])
         table.close()
-        table = LocalTable("t", topic, store_opener("rocksdb", folder))  # a restarted worker
+        table = LocalTable("t", topic, opener)  # a restarted worker
         started = time.perf_counter()
         tail, kept = await restore_table(args, table, [0])
         warm_s = time.perf_counter() - started
@@ -185,7 +187,7 @@ def _prefill(folder: Path, keys: int, partitions: int, seen_ms: int) -> int:
     from stream_orch.state.store import store_opener
     from stream_orch.steps.dedupe import index_key
 
-    opener = store_opener("rocksdb", folder)
+    opener = store_opener("rocksdb", folder, root=folder.parent)
     ids_per_partition = keys // 2 // partitions
     total = 0
     for p in range(partitions):
@@ -310,7 +312,7 @@ async def restart(keys: int, rate: int, bootstrap: str) -> dict[str, Any]:
         await producer.stop()
         await delete_topics(bootstrap, all_topics)
         await sweep_topics(bootstrap, topics.prefix)
-    opener = store_opener("rocksdb", stores)
+    opener = store_opener("rocksdb", stores, root=stores.parent)
     after = 0
     for p in range(PARTITIONS):
         store = opener(p)

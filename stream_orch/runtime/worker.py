@@ -288,7 +288,7 @@ class Worker:
                 tables[table] = LocalTable(
                     table,
                     changelog_topic(spec.topology, table),
-                    store_opener(spec.tables[table].store, folder),
+                    store_opener(spec.tables[table].store, folder, root=self.settings.state_dir),
                 )
             runner = NodeRunner(
                 spec=spec,

@@ -1,10 +1,13 @@
 """RocksDB stores (rocksdict): one database per table partition under the worker's state folder.
 
-The checkpoint lives in the database under a key no table key can have (table keys are text,
-this one starts with a NUL byte), written in the same WriteBatch as the data it covers. A store
-that cannot be opened or read (corrupt files, a foreign format) is reported by
-:func:`open_store` as :class:`StoreCorrupt`; the caller destroys it and restores from the
-changelog's beginning.
+The store's own bookkeeping (its format, its checkpoint, its exact key count) lives in a column
+family of its own, ``meta``, written in the same WriteBatch as the data it covers. Table keys
+never reach it: any string is a table key (record data picks many of them, a dedupe id or a join
+key), so no key of the data's key space can be reserved. Up to format 2 the bookkeeping sat among
+the table keys under NUL-prefixed keys, which a record could overwrite; such a store has no
+``meta`` format and is rebuilt. A store that cannot be opened or read (corrupt files, a foreign
+or older format) is reported by :class:`RocksStore` as :class:`StoreCorrupt`; the caller
+destroys it and restores from the changelog's beginning.
 
 Layout and tuning, measured with ``python -m benchmarks.state`` (tens of millions of dedupe ids):
 
@@ -49,13 +52,17 @@ from rocksdict import (
 
 from stream_orch.state.store import TOMBSTONE
 
-CHECKPOINT_KEY = b"\x00stream-orch.checkpoint"
-COUNT_KEY = b"\x00stream-orch.count"  # exact number of keys: RocksDB only estimates it
-FORMAT_KEY = b"\x00stream-orch.format"
-FORMAT = b"2"  # 2: the index column family (a store of format 1 is rebuilt from its changelog)
+# in the meta column family, never among the table keys
+CHECKPOINT_KEY = b"checkpoint"
+COUNT_KEY = b"count"  # exact number of keys: RocksDB only estimates it
+FORMAT_KEY = b"format"
+# 2: the index column family; 3: the meta column family (older stores are rebuilt from their changelog)
+FORMAT = b"3"
 INDEX_PREFIX = "\x1e"
 INDEX_END = "\x1f"  # index keys are those in [INDEX_PREFIX, INDEX_END)
 INDEX_CF = "index"
+META_CF = "meta"
+META_MEMTABLE_BYTES = 64 << 10  # a few bytes per batch: no need for a data-sized memtable
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
 MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
 MEMTABLE_BYTES = 16 << 20  # one memtable (per store and column family)
@@ -76,7 +83,7 @@ def _write_buffers() -> WriteBufferManager:
     return WriteBufferManager(MEMTABLES_BYTES, False)
 
 
-def _options() -> Options:
+def _options(memtable_bytes: int = MEMTABLE_BYTES) -> Options:
     table = BlockBasedOptions()
     table.set_bloom_filter(10, False)
     table.set_index_type(BlockBasedIndexType.two_level_index_search())
@@ -90,10 +97,16 @@ def _options() -> Options:
     opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
     opts.set_block_based_table_factory(table)
-    opts.set_write_buffer_size(MEMTABLE_BYTES)
+    opts.set_write_buffer_size(memtable_bytes)
     opts.set_write_buffer_manager(_write_buffers())
     opts.set_max_total_wal_size(WAL_BYTES)
     return opts
+
+
+def _empty(db: Rdict) -> bool:
+    it = db.iter()
+    it.seek_to_first()
+    return not it.valid()
 
 
 def _scan(db: Rdict, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -118,22 +131,26 @@ class RocksStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             opts = _options()
-            self._db: Rdict | None = Rdict(str(path), opts, column_families={INDEX_CF: opts})
+            families = {INDEX_CF: opts, META_CF: _options(META_MEMTABLE_BYTES)}
+            self._db: Rdict | None = Rdict(str(path), opts, column_families=families)
             self._index = self._db.get_column_family(INDEX_CF)
             self._index_cf = self._db.get_column_family_handle(INDEX_CF)
-            found = self._db.get(FORMAT_KEY)
-            checkpoint = self._db.get(CHECKPOINT_KEY)
-            self._count = int(self._db.get(COUNT_KEY) or 0)
+            self._meta = self._db.get_column_family(META_CF)
+            self._meta_cf = self._db.get_column_family_handle(META_CF)
+            found = self._meta.get(FORMAT_KEY)
+            checkpoint = self._meta.get(CHECKPOINT_KEY)
+            self._count = int(self._meta.get(COUNT_KEY) or 0)
+            new = found is None and _empty(self._db) and _empty(self._index)
         except Exception as exc:
             self._db = None
             if "lock" in str(exc).lower():
                 raise  # held by another process: not corrupt, and not ours to delete
             raise StoreCorrupt(f"{path}: {exc}") from exc
-        if found is None and checkpoint is None:
-            self._db.put(FORMAT_KEY, FORMAT)  # a new store
-        elif found != FORMAT:
+        if new:
+            self._meta.put(FORMAT_KEY, FORMAT)
+        elif found != FORMAT:  # None: format 2 or older (its bookkeeping among the table keys)
             self.close()
-            raise StoreCorrupt(f"{path}: unknown format {found!r}")
+            raise StoreCorrupt(f"{path}: format {found!r}, not {FORMAT!r}")
         try:
             self._checkpoint = None if checkpoint is None else int(checkpoint)
         except ValueError:
@@ -188,9 +205,9 @@ class RocksStore:
                 else:
                     put(raw, dumps(value))
                     count += not existed
-        batch.put(COUNT_KEY, str(count).encode())
+        batch.put(COUNT_KEY, str(count).encode(), self._meta_cf)
         if checkpoint is not None:
-            batch.put(CHECKPOINT_KEY, str(checkpoint).encode())
+            batch.put(CHECKPOINT_KEY, str(checkpoint).encode(), self._meta_cf)
             self._checkpoint = checkpoint
         db.write(batch)
         self._count = count
@@ -200,8 +217,7 @@ class RocksStore:
 
     def items(self) -> Iterator[tuple[str, Any]]:
         assert self._db is not None
-        data = ((k, v) for k, v in self._db.items() if not k.startswith(b"\x00"))
-        for key, raw in heapq.merge(self._index.items(), data, key=lambda kv: kv[0]):
+        for key, raw in heapq.merge(self._index.items(), self._db.items(), key=lambda kv: kv[0]):
             yield key.decode(), orjson.loads(raw)
 
     def scan(self, start: str, end: str) -> Iterator[tuple[str, Any]]:
@@ -212,7 +228,7 @@ class RocksStore:
         if first < hi and stop > lo:  # the range meets the index keys
             parts.append(_scan(self._index, max(first, lo), min(stop, hi)))
         if first < lo or stop > hi:  # ... and other keys
-            parts.append((k, v) for k, v in _scan(self._db, first, stop) if not k.startswith(b"\x00"))
+            parts.append(_scan(self._db, first, stop))
         for key, raw in heapq.merge(*parts, key=lambda kv: kv[0]):
             yield key.decode(), orjson.loads(raw)
 
@@ -225,7 +241,7 @@ class RocksStore:
     def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            self._index = self._index_cf = None
+            self._index = self._index_cf = self._meta = self._meta_cf = None
             with contextlib.suppress(Exception):
                 db.close()
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from stream_orch.errors import UserError
+
 log = logging.getLogger(__name__)
 
 TOMBSTONE: Any = object()  # a deleted key in an overlay or a write
@@ -104,16 +106,40 @@ class MemoryStore:
         self._checkpoint = None
 
 
-def store_opener(kind: str, folder: Path) -> Callable[[int], Store]:
+class StorePathError(UserError):
+    """A store path outside the state folder: nothing is created or deleted there."""
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` resolved (symlinks followed) if it lies within ``root`` (resolved too), else
+    :class:`StorePathError`. Store paths are built from topology, table and instance names; the
+    names are checked at validate, and this keeps a name that slips through (``..``, a ``/``) or
+    a symlink from making the worker create, or delete as corrupt, a folder elsewhere."""
+    try:
+        base, resolved = root.resolve(), path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise StorePathError(f"local state at {path}: {exc}") from None
+    if resolved == base or not resolved.is_relative_to(base):
+        raise StorePathError(
+            f"local state at {path} would be outside the state folder {base} (it resolves to "
+            f"{resolved}): a '..' or '/' in a topology, table or instance name, or a symlink"
+        )
+    return resolved
+
+
+def store_opener(kind: str, folder: Path, *, root: Path) -> Callable[[int], Store]:
     """Opens partition ``p`` of a table: a MemoryStore, or a RocksStore at ``folder/<p>``; a
-    RocksDB store that is corrupt is deleted and started empty (it is then restored in full)."""
+    RocksDB store that is corrupt is deleted and started empty (it is then restored in full).
+    ``folder`` must lie within ``root``, the state folder: checked here (a worker with a bad
+    name stops at its start, with one line) and again before each store is opened or deleted."""
     if kind == "memory":
         return lambda partition: MemoryStore()
+    inside(root, folder)
 
     def open_rocks(partition: int) -> Store:
         from stream_orch.state.rocks import RocksStore, StoreCorrupt
 
-        path = folder / str(partition)
+        path = inside(root, folder / str(partition))
         try:
             return RocksStore(path)
         except StoreCorrupt as exc:

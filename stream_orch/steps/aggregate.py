@@ -6,7 +6,9 @@ of their ``field``. Records of a batch are applied in order. With ``when`` only 
 which it holds enter the window; the others still get the result for their time (over the
 records that entered, so it can be an empty window: count and sum 0, min/max/avg null).
 
-State: ``ctx.table(table)`` keeps, per ``str(record[key])``, a list of ``[ts, value]`` pairs
+State: ``ctx.table(table)`` keeps, per ``str(record[key])`` (escaped by
+:mod:`~stream_orch.steps.table_keys`, so a key holding the chunks' separator is not a chunk of
+another key), a list of ``[ts, value]`` pairs
 (``value`` is null for ``count``), sorted by ``ts``, in records of bounded size
 (:mod:`stream_orch.steps.windows`: one record, or chunks of 256 entries for a busy key); an
 entry is ``[ts, value, offset]`` when
@@ -43,6 +45,7 @@ from typing import Any
 from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+from stream_orch.steps.table_keys import record_key
 from stream_orch.steps.windows import Window
 
 # an entry's event time; bisect calls it about log2(n) times per record, and itemgetter is a
@@ -137,7 +140,7 @@ class AggregateStepImpl:
                     ctx.reject(event, f"expression_error: aggregate when: {exc}", exc)
                     continue
                 if not enters:  # annotated with the window at its time, not counted in it
-                    key = key if key.__class__ is str else str(key)
+                    key = record_key(key)
                     slot = (event.partition, key)
                     win = touched.get(slot)
                     if win is None:
@@ -153,7 +156,7 @@ class AggregateStepImpl:
                 if value.__class__ is not int and value.__class__ is not float:
                     ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
                     continue
-            key = key if key.__class__ is str else str(key)
+            key = record_key(key)
             partition = event.partition
             slot = (partition, key)
             win = touched.get(slot)
@@ -199,7 +202,7 @@ class AggregateStepImpl:
         for event in failed:
             key, t = event.value.get(self.key), event.value.get(self.time_field)
             if key is not None and t.__class__ is int:
-                slot = (event.partition, key if key.__class__ is str else str(key))
+                slot = (event.partition, record_key(key))
                 wanted.setdefault(slot, []).append(event)
         removed = 0
         for (partition, key), evs in wanted.items():

@@ -1,7 +1,8 @@
 """``dedupe``: drop a record whose identifier was seen within ``horizon`` of event time (rule c).
 
-State: the table ``ctx.table(table)`` maps ``str(record[field])`` to the event time (epoch ms)
-at which the identifier was last seen, per input partition. A record is a duplicate, and goes
+State: the table ``ctx.table(table)`` maps ``str(record[field])`` (its ASCII separators escaped:
+:mod:`~stream_orch.steps.table_keys`) to the event time (epoch ms) at which the identifier was
+last seen, per input partition. A record is a duplicate, and goes
 to ``ctx.drop(event, "duplicate")``, when its identifier is in the table (or earlier in the same
 batch) and ``|ts - seen| < horizon``; otherwise the table stores ``max(ts, seen)``. A record
 without the identifier or with a time that is not an int goes to ``ctx.reject``.
@@ -17,7 +18,8 @@ say) with each owned partition's table, which deletes identifiers last seen at o
 ``watermark - horizon`` (they can no longer make a record a duplicate, unless that record is
 more than ``horizon`` late). It finds them through a time index kept in the same table (a key
 ``<RS><minute bucket><RS><identifier>`` per identifier and bucket it was seen in; RS is the ASCII
-record separator, so index keys sort before identifiers), reading only the expired buckets: a
+record separator, which no escaped identifier contains, so no identifier falls among the index
+keys), reading only the expired buckets: a
 24 h horizon of hundreds of millions of identifiers is never scanned whole. An index entry whose
 identifier was seen again later is dropped without deleting the identifier.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+from stream_orch.steps.table_keys import record_key
 
 BUCKET_MS = 60_000
 INDEX = "\x1e"
@@ -33,6 +36,9 @@ INDEX = "\x1e"
 
 def index_key(seen_ms: int, ident: str) -> str:
     return f"{INDEX}{seen_ms // BUCKET_MS:015d}{INDEX}{ident}"
+
+
+_IDENT_AT = len(index_key(0, ""))  # where the identifier begins in an index key
 
 
 class DedupeStepImpl:
@@ -68,7 +74,7 @@ class DedupeStepImpl:
             if ts.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(ts)})")
                 continue
-            key = ident if ident.__class__ is str else str(ident)
+            key = record_key(ident)
             partition = event.partition
             slot = (partition, key)
             seen = batch.get(slot)
@@ -126,7 +132,7 @@ class DedupeStepImpl:
         end = f"{INDEX}{(cutoff + 1) // BUCKET_MS:015d}"
         deleted = 0
         for index, _ in list(table.scan(partition, INDEX, end)):
-            key = index.split(INDEX, 2)[2]
+            key = index[_IDENT_AT:]
             seen = table.get(key, partition)
             if seen is not None and (not isinstance(seen, int) or seen <= cutoff):
                 table.delete(key, partition)

@@ -23,7 +23,8 @@ its counterpart's records until it moves again. Both watermarks are kept in the 
 restarted worker expires what its predecessor would have.
 
 Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
-records (time zero-padded, so one key's records within a time range are one key range),
+records (time zero-padded, so one key's records within a time range are one key range; the key
+escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
 watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. A record absorbed without
 output yet is counted as ``join_buffered``; an inner as_of left record without a match as
@@ -39,6 +40,7 @@ import orjson
 
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+from stream_orch.steps.table_keys import record_key
 
 SEP = "\x1f"
 INDEX = "\x1e"
@@ -110,7 +112,7 @@ class JoinStepImpl:
             if t.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {self.time_field} must be epoch ms (got {show(t)})")
                 continue
-            key = key if key.__class__ is str else str(key)
+            key = record_key(key)
             emitted = (self._right if right else self._left)(table, event, key, t, out)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")

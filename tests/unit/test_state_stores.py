@@ -15,7 +15,7 @@ from stream_orch.state.tables import LocalTable
 
 @pytest.fixture(params=["memory", "rocksdb"])
 def table(request: pytest.FixtureRequest, tmp_path: Path) -> LocalTable:
-    t = LocalTable("t", "t.changelog", store_opener(request.param, tmp_path / "t"))
+    t = LocalTable("t", "t.changelog", store_opener(request.param, tmp_path / "t", root=tmp_path))
     t.open(0)
     yield t
     t.close()
@@ -80,7 +80,7 @@ def test_a_corrupt_rocksdb_store_is_detected_and_started_afresh(tmp_path: Path) 
     (tmp_path / "t" / "0" / "CURRENT").write_text("not-a-manifest\n")
     with pytest.raises(StoreCorrupt):
         RocksStore(tmp_path / "t" / "0")
-    rebuilt = store_opener("rocksdb", tmp_path / "t")(0)
+    rebuilt = store_opener("rocksdb", tmp_path / "t", root=tmp_path)(0)
     assert rebuilt.checkpoint() is None and rebuilt.get("k") is None, "empty: restored in full"
     rebuilt.close()
 
