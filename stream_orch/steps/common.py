@@ -21,8 +21,3 @@ def show(value: Any) -> str:
         return "null"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def is_number(value: Any) -> bool:
-    cls = value.__class__
-    return cls is int or cls is float
