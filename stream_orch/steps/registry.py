@@ -20,7 +20,7 @@ from stream_orch.steps.filter import FilterStepImpl
 from stream_orch.steps.join import JoinStepImpl
 from stream_orch.steps.mask import MaskStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
-from stream_orch.steps.python_step import PythonStepImpl
+from stream_orch.steps.python_step import PythonStepImpl, import_function
 from stream_orch.steps.score import ScoreStepImpl
 from stream_orch.steps.validate import ValidateStepImpl
 from stream_orch.steps.window_emit import WindowStepImpl
@@ -38,6 +38,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.python_modules import PythonPlaces
 
 if TYPE_CHECKING:
     from stream_orch.codecs.schemas import SchemaRegistry
@@ -176,9 +177,8 @@ def build_step(
         return MaskStepImpl(dict(spec_model.fields), spec_model.salt, name=name)
     if isinstance(spec_model, PythonStep):
         try:
-            return PythonStepImpl(
-                spec_model.function, batch=spec_model.batch, retry_on=spec_model.retry_on, name=name
-            )
+            function = import_function(spec_model.function, PythonPlaces.of(topology_spec))
+            return PythonStepImpl(function, batch=spec_model.batch, retry_on=spec_model.retry_on, name=name)
         except StepConfigError as exc:
             raise StepConfigError(f"{where}: {exc}") from None
     raise StepConfigError(f"{where}: unknown step kind {kind!r}")
