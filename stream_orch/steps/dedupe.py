@@ -25,7 +25,8 @@ identifier was seen again later is dropped without deleting the identifier.
 from __future__ import annotations
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
+from stream_orch.topology.models import DedupeStep
 
 BUCKET_MS = 60_000
 INDEX = "\x1e"
@@ -36,6 +37,16 @@ def index_key(seen_ms: int, ident: str) -> str:
 
 
 class DedupeStepImpl:
+    @classmethod
+    def from_spec(cls, spec: DedupeStep, build: StepBuild) -> DedupeStepImpl:
+        return cls(
+            field=spec.field,
+            table=spec.table,
+            horizon_ms=spec.horizon,
+            time_field=spec.time_field,
+            name=build.name,
+        )
+
     def __init__(
         self, *, field: str, table: str, horizon_ms: int, time_field: str = "ts", name: str = "dedupe"
     ) -> None:

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
-from stream_orch.steps.common import StepConfigError
+from stream_orch.steps.common import StepBuild, StepConfigError
+from stream_orch.topology.models import PythonStep
 from stream_orch.topology.python_modules import PythonModuleError, PythonPlaces
 
 
@@ -50,6 +51,14 @@ def import_function(path: str, places: PythonPlaces) -> Callable[..., Any]:
 
 
 class PythonStepImpl:
+    @classmethod
+    def from_spec(cls, spec: PythonStep, build: StepBuild) -> PythonStepImpl:
+        try:
+            function = import_function(spec.function, PythonPlaces.of(build.topology))
+        except StepConfigError as exc:
+            raise StepConfigError(f"{build.where}: {exc}") from None
+        return cls(function, batch=spec.batch, retry_on=spec.retry_on, name=build.name)
+
     def __init__(
         self,
         function: Callable[..., Any],
