@@ -46,13 +46,14 @@ TAG = "def tag(record):\n    record['tagged'] = True\n    return record\n"
 
 
 @pytest.fixture(autouse=True)
-def _restore_import_state(monkeypatch: pytest.MonkeyPatch):
-    """The folders a test's topology adds to sys.path and the modules it imports go away after it."""
+def _restore_import_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The folders a test's topology adds to sys.path and the modules it loads from its tmp_path
+    go away after it."""
     monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
     yield
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").is_relative_to(tmp_path):
+            del sys.modules[name]
 
 
 def write(folder: Path, function: str, extra: str = "", name: str = "udf.yaml") -> Path:
