@@ -1,5 +1,5 @@
 """User functions of ``tests/fixtures/topologies/obs_forward.yaml`` (imported by the worker as
-``tests.obs_steps:handle``; the worker runs with the repository as its working directory).
+``obs_steps:handle`` from ``tests/``, a folder the topology lists in ``python_paths``).
 
 A record's fields say what to do with it, so one topology covers every observability case.
 """

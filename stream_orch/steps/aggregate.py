@@ -44,9 +44,10 @@ from typing import Any
 
 from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
 from stream_orch.steps.table_keys import record_key
 from stream_orch.steps.windows import Window
+from stream_orch.topology.models import AggregateStep
 
 # an entry's event time; bisect calls it about log2(n) times per record, and itemgetter is a
 # C call where a def cost 0.08 µs more per bisection
@@ -81,6 +82,20 @@ def _over(function: str, pairs: list[list[Any]], lo: int, hi: int) -> Any:
 
 
 class AggregateStepImpl:
+    @classmethod
+    def from_spec(cls, spec: AggregateStep, build: StepBuild) -> AggregateStepImpl:
+        return cls(
+            table=spec.table,
+            key=spec.key,
+            window_ms=spec.window,
+            function=spec.function,
+            field=spec.field,
+            time_field=spec.time_field,
+            as_=spec.as_,
+            when=build.expression(spec.when, "when").fn if spec.when else None,
+            name=build.name,
+        )
+
     def __init__(
         self,
         *,

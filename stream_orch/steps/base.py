@@ -79,7 +79,8 @@ class StepContext(Protocol):
 
 
 class Step(Protocol):
-    """A built-in or user step, built once from its spec when the node starts."""
+    """A built-in or user step, built once from its spec when the node starts (each built-in
+    implementation by its ``from_spec(spec, build)``, called by ``registry.build_step``)."""
 
     name: str
 

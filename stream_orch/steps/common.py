@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from stream_orch.errors import UserError
+from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
+
+if TYPE_CHECKING:
+    from stream_orch.codecs.schemas import SchemaRegistry
+    from stream_orch.topology.models import TopologySpec
 
 
 class StepConfigError(UserError):
     """A step's configuration cannot be built (unknown schema, bad expression, bad import path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepBuild:
+    """What a step implementation's ``from_spec(spec, build)`` may use besides its own model: the
+    topology (constants, topics, python places), the schemas, and its name for messages."""
+
+    topology: TopologySpec
+    schemas: SchemaRegistry
+    node: str
+    name: str  # <node>.<index>.<kind>, or <node>.<kind> without an index
+
+    @property
+    def where(self) -> str:
+        """``node <node>, step <name>``: the start of every build error of the step."""
+        return f"node {self.node}, step {self.name}"
+
+    def expression(self, source: str, what: str) -> CompiledExpression:
+        """``source`` compiled with the topology's constants; :class:`StepConfigError` naming the step
+        and ``what`` (``when``, ``field amount_eur``...) when it does not compile."""
+        try:
+            return compile_expression(source, constants=self.topology.constants)
+        except ExpressionError as exc:
+            raise StepConfigError(f"{self.where}: {what}: {exc} in `{source}`") from None
 
 
 class Invalid(Exception):
@@ -21,8 +51,3 @@ def show(value: Any) -> str:
         return "null"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def is_number(value: Any) -> bool:
-    cls = value.__class__
-    return cls is int or cls is float

@@ -27,8 +27,9 @@ identifier was seen again later is dropped without deleting the identifier.
 from __future__ import annotations
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
 from stream_orch.steps.table_keys import record_key
+from stream_orch.topology.models import DedupeStep
 
 BUCKET_MS = 60_000
 INDEX = "\x1e"
@@ -42,6 +43,16 @@ _IDENT_AT = len(index_key(0, ""))  # where the identifier begins in an index key
 
 
 class DedupeStepImpl:
+    @classmethod
+    def from_spec(cls, spec: DedupeStep, build: StepBuild) -> DedupeStepImpl:
+        return cls(
+            field=spec.field,
+            table=spec.table,
+            horizon_ms=spec.horizon,
+            time_field=spec.time_field,
+            name=build.name,
+        )
+
     def __init__(
         self, *, field: str, table: str, horizon_ms: int, time_field: str = "ts", name: str = "dedupe"
     ) -> None:

@@ -10,9 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.common import StepBuild
+from stream_orch.topology.models import DeriveStep
 
 
 class DeriveStepImpl:
+    @classmethod
+    def from_spec(cls, spec: DeriveStep, build: StepBuild) -> DeriveStepImpl:
+        compiled = {field: build.expression(src, f"field {field}") for field, src in spec.fields.items()}
+        return cls(compiled, name=build.name)
+
     def __init__(self, compiled: dict[str, Any], *, name: str = "derive") -> None:
         """``compiled``: field name to a compiled expression (anything with ``.fn(record)``)."""
         self.name = name

@@ -19,10 +19,24 @@ from __future__ import annotations
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
+from stream_orch.topology.models import EnrichStep
 
 
 class EnrichStepImpl:
+    @classmethod
+    def from_spec(cls, spec: EnrichStep, build: StepBuild) -> EnrichStepImpl:
+        return cls(
+            table=spec.table,
+            key=spec.key,
+            fields=spec.fields,
+            prefix=spec.prefix,
+            on_missing=spec.on_missing,
+            defaults=spec.defaults,
+            missing_reason=spec.missing_reason,
+            name=build.name,
+        )
+
     def __init__(
         self,
         *,

@@ -6,9 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.common import StepBuild
+from stream_orch.topology.models import FilterStep
 
 
 class FilterStepImpl:
+    @classmethod
+    def from_spec(cls, spec: FilterStep, build: StepBuild) -> FilterStepImpl:
+        return cls(build.expression(spec.when, "when"), name=build.name)
+
     def __init__(self, compiled: Any, *, name: str = "filter") -> None:
         self.name = name
         self.source = getattr(compiled, "source", "")

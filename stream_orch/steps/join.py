@@ -39,8 +39,9 @@ from typing import Any
 import orjson
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
 from stream_orch.steps.table_keys import record_key
+from stream_orch.topology.models import JoinStep
 
 SEP = "\x1f"
 INDEX = "\x1e"
@@ -62,6 +63,26 @@ def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int
 
 
 class JoinStepImpl:
+    @classmethod
+    def from_spec(cls, spec: JoinStep, build: StepBuild) -> JoinStepImpl:
+        return cls(
+            topic=spec.topic,
+            table=spec.table,
+            key=spec.key,
+            other_key=spec.other_key,
+            time_field=spec.time_field,
+            kind=spec.kind,
+            before_ms=spec.before,
+            after_ms=spec.after,
+            tolerance_ms=spec.tolerance,
+            how=spec.how,
+            grace_ms=spec.grace,
+            fields=spec.fields,
+            prefix=spec.prefix,
+            status_as=spec.status_as,
+            name=build.name,
+        )
+
     def __init__(
         self,
         *,

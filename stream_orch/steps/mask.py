@@ -12,6 +12,8 @@ import hashlib
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.common import StepBuild
+from stream_orch.topology.models import MaskStep
 
 
 def salted_sha256(salt: str, value: Any) -> str:
@@ -20,6 +22,10 @@ def salted_sha256(salt: str, value: Any) -> str:
 
 
 class MaskStepImpl:
+    @classmethod
+    def from_spec(cls, spec: MaskStep, build: StepBuild) -> MaskStepImpl:
+        return cls(dict(spec.fields), spec.salt, name=build.name)
+
     def __init__(self, fields: dict[str, str], salt: str = "", *, name: str = "mask") -> None:
         self.name = name
         self._hash = tuple(f for f, how in fields.items() if how == "hash")

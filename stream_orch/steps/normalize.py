@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
-from stream_orch.steps.common import Invalid, StepConfigError, show
+from stream_orch.steps.common import Invalid, StepBuild, StepConfigError, show
 from stream_orch.topology.models import FieldRule, NormalizeStep
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,6 +65,10 @@ class _Field:
 
 class NormalizeStepImpl:
     """Built from a :class:`NormalizeStep`; see the module docstring for the semantics."""
+
+    @classmethod
+    def from_spec(cls, spec: NormalizeStep, build: StepBuild) -> NormalizeStepImpl:
+        return cls(spec, name=build.name)
 
     def __init__(self, spec: NormalizeStep, *, name: str = "normalize") -> None:
         self.name = name

@@ -1,6 +1,8 @@
 """``python``: call a user function given as ``module:function``.
 
-The function is imported once, when the step is built. It may be sync or ``async``:
+The function is imported once, when the step is built, from a module the topology allows (its
+folder, ``python_paths``, ``python_packages``: :mod:`stream_orch.topology.python_modules`). It may
+be sync or ``async``:
 
 * ``batch: false`` (the default): called with each record dict; returns the new dict (it may
   be the same one, changed) or ``None`` to drop the record (``ctx.drop(event,
@@ -19,26 +21,27 @@ the batch. A result that is not a dict (or None) is a ``python_error`` too.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
-from stream_orch.steps.common import StepConfigError
+from stream_orch.steps.common import StepBuild, StepConfigError
+from stream_orch.topology.models import PythonStep
+from stream_orch.topology.python_modules import PythonModuleError, PythonPlaces
 
 
-def import_function(path: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function; :class:`StepConfigError` when it cannot."""
+def import_function(path: str, places: PythonPlaces) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function, from a module the topology allows
+    (``places``, see :mod:`stream_orch.topology.python_modules`); :class:`StepConfigError` when
+    it is not allowed or cannot be loaded."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise StepConfigError(f"python step: {path!r} is not of the form module:function")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise StepConfigError(
-            f"python step: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from None
+        module = places.import_module(module_name)
+    except PythonModuleError as exc:
+        raise StepConfigError(f"python step: {exc}") from None
     fn = getattr(module, attr, None)
     if fn is None:
         raise StepConfigError(f"python step: module {module_name!r} has no attribute {attr!r}")
@@ -48,16 +51,24 @@ def import_function(path: str) -> Callable[..., Any]:
 
 
 class PythonStepImpl:
+    @classmethod
+    def from_spec(cls, spec: PythonStep, build: StepBuild) -> PythonStepImpl:
+        try:
+            function = import_function(spec.function, PythonPlaces.of(build.topology))
+        except StepConfigError as exc:
+            raise StepConfigError(f"{build.where}: {exc}") from None
+        return cls(function, batch=spec.batch, retry_on=spec.retry_on, name=build.name)
+
     def __init__(
         self,
-        function: str | Callable[..., Any],
+        function: Callable[..., Any],
         *,
         batch: bool = False,
         retry_on: list[str] | None = None,
         name: str = "python",
     ) -> None:
         self.name = name
-        self.fn = import_function(function) if isinstance(function, str) else function
+        self.fn = function
         self.batch = batch
         self.retry_on = frozenset(retry_on or ())
         self.is_async = inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(

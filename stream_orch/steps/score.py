@@ -14,10 +14,27 @@ import math
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
-from stream_orch.steps.common import Invalid, show
+from stream_orch.steps.common import Invalid, StepBuild, show
+from stream_orch.topology.models import ScoreStep
 
 
 class ScoreStepImpl:
+    @classmethod
+    def from_spec(cls, spec: ScoreStep, build: StepBuild) -> ScoreStepImpl:
+        rules = [(r.name, build.expression(r.when, f"rule {r.name}"), r.weight) for r in spec.rules]
+        logistic = None
+        if spec.logistic is not None:
+            logistic = (spec.logistic.intercept, dict(spec.logistic.coefficients))
+        return cls(
+            rules,
+            as_=spec.as_,
+            reasons=spec.reasons,
+            cap=spec.cap,
+            round_to=spec.round,
+            logistic=logistic,
+            name=build.name,
+        )
+
     def __init__(
         self,
         rules: list[tuple[str, Any, float]],

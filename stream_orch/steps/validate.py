@@ -11,10 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stream_orch.codecs.schemas import SchemaError
 from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.common import StepBuild, StepConfigError
+from stream_orch.topology.models import ValidateStep
 
 
 class ValidateStepImpl:
+    @classmethod
+    def from_spec(cls, spec: ValidateStep, build: StepBuild) -> ValidateStepImpl:
+        schema_name = spec.schema_
+        if schema_name is None:
+            node = build.topology.nodes.get(build.node)
+            topic = build.topology.topics.get(node.input) if node is not None else None
+            schema_name = topic.schema_ if topic is not None else None
+            if schema_name is None:
+                needs = "validate needs `schema:` or an input topic with a schema"
+                raise StepConfigError(f"{build.where}: {needs}")
+        try:
+            check = build.schemas.validator(schema_name)
+        except SchemaError as exc:
+            raise StepConfigError(f"{build.where}: {exc}") from None
+        return cls(check, schema_name=schema_name, name=build.name)
+
     def __init__(
         self, check: Callable[[Any], str | None], *, schema_name: str, name: str = "validate"
     ) -> None:

@@ -59,13 +59,33 @@ import orjson
 
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import StepBuild, show
+from stream_orch.topology.models import WindowStep
 
 COLLECT_MAX = ws.COLLECT_MAX
 NUMERIC = ("sum", "min", "max", "avg")
 
 
 class WindowStepImpl:
+    @classmethod
+    def from_spec(cls, spec: WindowStep, build: StepBuild) -> WindowStepImpl:
+        return cls(
+            table=spec.table,
+            key=spec.key,
+            kind=spec.kind,
+            as_=spec.as_,
+            size_ms=spec.size,
+            advance_ms=spec.advance,
+            gap_ms=spec.gap,
+            grace_ms=spec.grace,
+            function=spec.function,
+            field=spec.field,
+            time_field=spec.time_field,
+            emit=spec.emit,
+            late=spec.late,
+            name=build.name,
+        )
+
     def __init__(
         self,
         *,

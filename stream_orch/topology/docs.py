@@ -217,6 +217,12 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
   looks it up (enrich) or writes it by key (aggregate) must use the input topic's key field, and a
   table fed by a topic needs the input's partition count. Otherwise make the table global or
   repartition the input first.
+- **Python code**: a topology file and the modules of its `python` steps are trusted code (like
+  the jar of a Kafka Streams application); record keys, values and headers are not. A `python`
+  step's `module:function` must be a module in the topology file's folder or a folder listed in
+  `python_paths`, found there by its dotted name (`pkg.mod` is `pkg/mod.py`), or a module of a
+  package listed in `python_packages`. Anything else (`subprocess`, `os`, `builtins`, any installed
+  package) is refused by `validate`, with the line, and again by the worker when it loads the step.
 
 ## Expressions
 

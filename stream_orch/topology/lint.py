@@ -41,6 +41,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.python_modules import python_problems
 from stream_orch.topology.schema_fields import SchemaFields, suggest
 
 __all__ = ["SchemaFields", "default_schemas_dir", "has_errors", "lint"]
@@ -103,6 +104,7 @@ class _Linter(OutputChecks):
                         suggest(topic.schema_, self._schema_names(), "schemas"),
                     )
         self._tables()
+        self.problems += python_problems(self.loaded)
         for name, node in self.spec.nodes.items():
             self._node(name, node)
         self._cycles()
@@ -305,7 +307,7 @@ class _Linter(OutputChecks):
                     avail = avail - {field}
             return avail
         if isinstance(step, PythonStep):
-            return None  # arbitrary code: the fields after it are not known
+            return None  # user code (its module is checked by python_problems): fields unknown after it
         return avail  # pragma: no cover - every step kind is handled above
 
     def _join(

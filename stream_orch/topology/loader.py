@@ -185,6 +185,7 @@ def parse_topology(
         problems += [p for p in _validation_problems(exc, tree, file) if p.line not in bad_lines]
     if problems:
         raise SpecError(problems)
+    spec._folder = str(path.resolve().parent)  # python steps load modules relative to it
     return LoadedTopology(spec=spec, path=path, tree=tree)
 
 

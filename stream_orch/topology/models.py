@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
 
@@ -295,8 +295,9 @@ class PythonStep(_Model):
     step: Literal["python"]
     function: str = Field(
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="`module:function`, sync or async. Called with a record dict per event (returns the "
-        "new dict, or None to drop it), or with the list of dicts when batch is true.",
+        description="`module:function`, sync or async, from the topology file's folder, `python_paths` or "
+        "`python_packages`. Called with a record dict per event (returns the new dict, or None to drop "
+        "it), or with the list of dicts when batch is true.",
     )
     batch: bool = False
     retry_on: list[str] = Field(
@@ -446,6 +447,20 @@ class TopologySpec(_Model):
             "changelog writes and input offsets; read_committed consumers see each output once."
         ),
     )
+    python_paths: list[str] = Field(
+        default_factory=list,
+        description="Folders, relative to the topology file (an absolute path is used as is), that "
+        "`python` steps may load modules from, besides the topology file's own folder. The topology and "
+        "these modules are trusted code.",
+    )
+    python_packages: list[Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")]] = Field(
+        default_factory=list,
+        description="Installed packages or modules that `python` steps may load wherever they are "
+        "installed (e.g. `my_udfs`). Any other module, such as `subprocess`, `os` or `builtins`, is refused.",
+    )
+    # The folder of the file the topology was read from (the loader sets it; unset: the current
+    # folder): python_paths are relative to it, for `validate` and for the worker alike.
+    _folder: str | None = PrivateAttr(None)
 
 
 FieldRule.model_rebuild()

@@ -141,7 +141,7 @@ def forward_worker(tmp_path: Path, **env: str) -> tuple[WorkerProcess, dict[str,
     worker = WorkerProcess(
         path,
         tmp_path / "worker.log",
-        env={"PYTHONPATH": str(REPO), **env},  # tests.obs_steps
+        env=env,  # obs_steps.py is found through the topology's python_paths
         metrics_port=free_port(),
     )
     return worker, names, f"obs_forward_{suffix}.forward"

@@ -119,6 +119,7 @@ def test_python_step_stops_field_checks() -> None:
         "      - step: filter\n",
         "      - step: python\n        function: mymod:fn\n      - step: filter\n",
     ).replace("when: amount_eur > 0", "when: made_up_by_python > 0")
+    text = text.replace("topology: payments\n", "topology: payments\npython_packages: [mymod]\n")
     assert not has_errors(lint(load(text), SCHEMAS))
     assert has_errors(
         lint(load(GOOD.replace("when: amount_eur > 0", "when: made_up_by_python > 0")), SCHEMAS)
