@@ -57,8 +57,8 @@ from stream_orch.expressions.compiler import ExpressionError
 from stream_orch.reliability import headers as H
 from stream_orch.reliability.ledger import Replayed, apply_ledger_record, ledger_entries, ledger_topic
 from stream_orch.settings import Settings
-from stream_orch.tools.kafka_clients import start_client, start_producer, unreachable
 from stream_orch.transport import clients
+from stream_orch.transport.connect import start_client, start_producer, unreachable
 from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
 

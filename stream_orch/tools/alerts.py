@@ -41,8 +41,8 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from stream_orch.settings import Settings
-from stream_orch.tools.kafka_clients import start_client
 from stream_orch.transport import clients
+from stream_orch.transport.connect import start_client
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""aiokafka producers and consumers built from :class:`Settings`, with a bounded connect time.
+"""Starting the clients of :mod:`stream_orch.transport.clients` from :class:`Settings`, with a
+bounded connect time (the tools, ``dlq inspect/replay`` and ``alerts forward`` use it).
 
 aiokafka retries some failures for a long time; wrapping ``start()`` in a deadline turns a wrong
 address or a firewalled port into one clear line instead of a hang or a traceback.
