@@ -9,6 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from stream_orch.errors import UserError
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
 
 
@@ -42,7 +43,7 @@ async def _fetch(url: str) -> tuple[int, Any]:
             return r.status, orjson.loads(await r.read())
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
         raise UserError(
-            f"no worker answered at {url}: {type(exc).__name__} (start one, or pass --url)"
+            f"no worker answered at {redact_urls(url)}: {type(exc).__name__} (start one, or pass --url)"
         ) from None
 
 
