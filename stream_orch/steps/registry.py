@@ -173,7 +173,7 @@ def build_step(
             name=name,
         )
     if isinstance(spec_model, MaskStep):
-        return MaskStepImpl(dict(spec_model.fields), spec_model.salt, name=name)
+        return MaskStepImpl(dict(spec_model.fields), spec_model.key, name=name)
     if isinstance(spec_model, PythonStep):
         try:
             return PythonStepImpl(
