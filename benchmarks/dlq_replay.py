@@ -121,7 +121,8 @@ def run_replay(args: list[str]) -> dict[str, Any]:
 
 async def bench(records: int, chunk: int | None, value_bytes: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
-    dlq, target, group = f"bench-replay-{run}.dlq", f"bench-replay-{run}.target", f"bench-replay-{run}"
+    target = group = f"bench-replay-{run}"
+    dlq = f"{target}.dlq"  # the default name: --to original may write to target
     await _admin(create=[dlq, target])
     try:
         write_s = await write_dlq(dlq, target, records, value_bytes)

@@ -30,7 +30,7 @@ REPO_TOPOLOGY = DEFAULT_SCHEMA_DIR.parent / "topologies" / "fraud_detection.yaml
 
 
 def one_round(transactions: list[dict], customers: list[dict]) -> tuple[float, float, dict]:
-    loaded = load_topology(REPO_TOPOLOGY, env={"PII_SALT": "bench"})
+    loaded = load_topology(REPO_TOPOLOGY, env={"STREAM_ORCH_MASK_KEY": "bench"})
     with TopologyTestDriver(loaded, schemas=DEFAULT_SCHEMA_DIR, start_ms=1_767_225_600_000) as driver:
         driver.pipe_many("customers", customers)
         driver.process()

@@ -8,6 +8,7 @@ rules and the comparison with our engine is like for like.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ RATES = {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.05, "JPY": 0.0062}
 CHANNELS = {"card_present", "online", "atm"}
 DEDUPE_HORIZON_MS = 24 * 3600 * 1000
 VELOCITY_WINDOW_MS = 60_000
-EMAIL_SALT = "bench-salt"
+EMAIL_KEY = b"bench-mask-key"
 _DIGITS = re.compile(r"\d+")
 
 
@@ -114,7 +115,7 @@ def score(txn: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
     out["risk_tier"] = profile.get("risk_tier")
     out["avg_amount"] = profile.get("avg_amount")
     email = profile.get("email") or ""
-    out["email"] = hashlib.sha256((EMAIL_SALT + email).encode()).hexdigest()
+    out["email"] = hmac.new(EMAIL_KEY, email.encode(), hashlib.sha256).hexdigest()  # as mask does
     total = 0.0
     reasons = []
     if amount_eur > 5 * float(profile.get("avg_amount") or 0):

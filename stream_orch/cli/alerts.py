@@ -13,6 +13,7 @@ import signal
 from typing import Any
 
 from stream_orch.errors import UserError
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
 from stream_orch.tools.alerts import DEFAULT_SEVERITY_MAP, ForwardConfig, forward, parse_pairs
 from stream_orch.topology.durations import parse_duration_ms
@@ -104,7 +105,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     print(
-        f"forwarding {cfg.topic} (group {cfg.group}) to {cfg.url} as {cfg.alertname}",
+        f"forwarding {cfg.topic} (group {cfg.group}) to {redact_urls(cfg.url)} as {cfg.alertname}",
         flush=True,
     )
     stats = await forward(settings, cfg, stop)

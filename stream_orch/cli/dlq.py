@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,9 +34,13 @@ def register(subparsers: Any) -> None:
         "replay",
         help="re-publish dead letters to their original topic (or another), each at most once",
         description="Replayed records keep key, value bytes, timestamp and non-engine headers, and get "
-        "so.replay.from and so.replay.id. The DLQ is streamed in chunks; each chunk is one transaction "
-        "with its records in the ledger topic stream-orch-replay.<topic> (or .<group>), so a second "
-        "run, even after a kill -9, publishes nothing twice.",
+        "so.replay.from and so.replay.id. --to original sends a dead letter back to its so.error.topic "
+        "only if that is an input or retry topic of the nodes that dead-letter into TOPIC (--topology), "
+        "or, without --topology, the INPUT of a DLQ named INPUT.dlq; others are skipped and counted. "
+        "Before writing, one line per target topic says how many go there. The DLQ is streamed in "
+        "chunks; each chunk is one transaction with its records in the ledger topic "
+        "stream-orch-replay.<topic> (or .<group>), so a second run, even after a kill -9, publishes "
+        "nothing twice.",
     )
     p.add_argument("topic", help="dead-letter topic")
     p.add_argument(
@@ -45,7 +50,19 @@ def register(subparsers: Any) -> None:
         help="expression over reason, node, error_class, topic, partition, offset, attempts, key, value "
         "(e.g. \"reason == 'unknown_customer' and attempts >= 4\")",
     )
-    p.add_argument("--to", default="original", metavar="original|TOPIC", help="target (default: original)")
+    p.add_argument(
+        "--to",
+        default="original",
+        metavar="original|TOPIC",
+        help="target (default: original, one of the DLQ's origin topics)",
+    )
+    p.add_argument(
+        "--topology",
+        type=Path,
+        metavar="FILE",
+        help="the topology whose nodes write TOPIC: --to original may write to their input, retry "
+        "and joined topics (default: INPUT for a DLQ named INPUT.dlq)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would be published; write nothing")
     p.add_argument("--group", metavar="G", help="ledger name (default: the DLQ topic): stream-orch-replay.G")
     p.add_argument(
@@ -82,21 +99,35 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_orch.reliability.dlq import replay
+    from stream_orch.reliability.destinations import topology_origins
+    from stream_orch.reliability.replay import replay
+    from stream_orch.topology.loader import load_topology
 
     if not args.to or args.to.strip() != args.to:
         raise UserError(f"--to: not a topic name: {args.to!r}")
     if args.to == args.topic:
         raise UserError("--to: replaying a dead-letter topic into itself would loop")
+    if args.topology is not None and args.to != "original":
+        raise UserError("--topology: only for --to original (--to TOPIC names the target itself)")
+    origins = None
+    if args.topology is not None:
+        origins = topology_origins(load_topology(args.topology).spec, args.topic)
+    out = sys.stderr if args.dry_run else sys.stdout  # with --dry-run, stdout has the records
+
+    def announce(line: str) -> None:
+        print(line, file=out, flush=True)
+
     result = await replay(
         settings,
         args.topic,
         to=args.to,
+        origins=origins,
         filter_expr=args.filter_expr,
         dry_run=args.dry_run,
         group=args.group,
         emit=_emit if args.dry_run else None,
+        announce=announce,
         chunk_size=args.chunk_size,
     )
-    print(result.render(args.dry_run), file=sys.stderr if args.dry_run else sys.stdout)
+    print(result.render(args.dry_run), file=out)
     return 0

@@ -40,7 +40,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.errors import UserError
     from stream_orch.runtime.admin import ensure_topics
     from stream_orch.runtime.output import BatchSender, PartitionMap
-    from stream_orch.tools.kafka_clients import start_producer, unreachable
+    from stream_orch.transport.connect import start_producer, unreachable
 
     if args.customers < 1 or args.transactions < 0 or args.rate < 0 or args.payments < 0:
         raise UserError("--customers must be >= 1, --transactions, --payments and --rate >= 0")

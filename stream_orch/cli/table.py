@@ -9,6 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from stream_orch.errors import UserError
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
 
 
@@ -44,7 +45,7 @@ async def _fetch(url: str, settings: Settings) -> tuple[int, Any]:
             status, body = r.status, orjson.loads(await r.read())
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
         raise UserError(
-            f"no worker answered at {url}: {type(exc).__name__} (start one, or pass --url)"
+            f"no worker answered at {redact_urls(url)}: {type(exc).__name__} (start one, or pass --url)"
         ) from None
     if status == 401:
         hint = "wrong token in" if token else "set"

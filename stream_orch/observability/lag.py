@@ -28,6 +28,7 @@ from stream_orch.errors import UserError
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.metrics import Metrics, PartitionLag
 from stream_orch.observability.status import Status, StatusEvaluator, worst
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 
@@ -56,7 +57,8 @@ class LagReader:
         except (KafkaError, OSError, TimeoutError) as exc:
             await self.stop()
             raise UserError(
-                f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc or type(exc).__name__}"
+                f"cannot reach Kafka at {redact_urls(self.settings.bootstrap_servers)}: "
+                f"{redact_urls(str(exc) or type(exc).__name__)}"
             ) from None
 
     async def stop(self) -> None:

@@ -40,9 +40,10 @@ import aiohttp
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
-from stream_orch.tools.kafka_clients import start_client
 from stream_orch.transport import clients
+from stream_orch.transport.connect import start_client
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,10 @@ async def post_alerts(
                     raise AlertmanagerRejected(f"{resp.status}: {text}")
                 log.warning("alertmanager answered %s: %s; retrying in %.1fs", resp.status, text, delay)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            reason = exc or type(exc).__name__
-            log.warning("cannot reach alertmanager at %s: %s; retrying in %.1fs", url, reason, delay)
+            reason = redact_urls(str(exc) or type(exc).__name__)  # aiohttp's InvalidURL quotes the URL
+            log.warning(
+                "cannot reach alertmanager at %s: %s; retrying in %.1fs", redact_urls(url), reason, delay
+            )
         if stop is None:
             await asyncio.sleep(delay)
         else:

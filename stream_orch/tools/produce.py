@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from stream_orch.errors import UserError
 from stream_orch.runtime.output import PartitionMap
 from stream_orch.settings import Settings
-from stream_orch.tools.kafka_clients import start_producer
 from stream_orch.tools.progress import ProgressBar
+from stream_orch.transport.connect import start_producer
 
 BATCH_BYTES = 512 * 1024
 MAX_REPORTED_REJECTS = 20

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
-from stream_orch.tools.kafka_clients import start_consumer
+from stream_orch.transport.connect import start_consumer
 
 
 def _text_or_base64(data: bytes) -> tuple[str, bool]:

@@ -286,9 +286,24 @@ class ScoreStep(_Model):
 class MaskStep(_Model):
     step: Literal["mask"]
     fields: dict[str, Literal["hash", "drop"]] = Field(
-        description="PII field to `hash` (salted SHA-256 hex digest) or `drop`."
+        description="PII field to `hash` (HMAC-SHA256 hex digest under `key`) or `drop`."
     )
-    salt: str = Field("", description="Salt for the hash; use ${VAR} to keep it out of the file.")
+    key: str = Field(
+        "",
+        description="Secret key of the HMAC; give it from the environment, e.g. "
+        '`key: "${STREAM_ORCH_MASK_KEY:}"`. Empty: a public demo key, and a warning when the worker '
+        "starts.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_salt(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "salt" in data:
+            raise ValueError(
+                "`salt` is replaced by `key`: mask hashes with HMAC-SHA256 under a secret key now "
+                '(e.g. `key: "${STREAM_ORCH_MASK_KEY:}"`), so the digests change'
+            )
+        return data
 
 
 class PythonStep(_Model):

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kafka_helpers import run_cli, stream_orch_cmd, unique_name
 
-from stream_orch.reliability import dlq
+from stream_orch.reliability import replay
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
@@ -88,15 +88,16 @@ async def test_replay_holds_at_most_a_chunk(kafka_bootstrap: str, monkeypatch: p
     during the replay stays far below the DLQ's size (a chunk is 0.8 MB; the consumer's fetch
     buffers a few MB), and each dead letter lands on the target exactly once."""
     n, chunk = 3_000, 100
-    dlq_topic, target = unique_name("replay-mem.dlq"), unique_name("replay-mem.target")
+    target = unique_name("replay-mem.target")
+    dlq_topic = f"{target}.dlq"  # the default name: its dead letters may go back to target
     await make_topics(kafka_bootstrap, (dlq_topic, 3), (target, 3))
     await produce_dead_letters(kafka_bootstrap, dlq_topic, target, n)
-    monkeypatch.setattr(dlq, "REPLAY_BATCH", chunk)
+    monkeypatch.setattr(replay, "REPLAY_BATCH", chunk)
     settings = Settings(bootstrap_servers=kafka_bootstrap)
 
     tracemalloc.start()
     try:
-        result = await dlq.replay(settings, dlq_topic, group=unique_name("replay-mem"))
+        result = await replay.replay(settings, dlq_topic, group=unique_name("replay-mem"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -109,8 +110,8 @@ async def test_replay_holds_at_most_a_chunk(kafka_bootstrap: str, monkeypatch: p
     assert len(seen) == n and set(seen.values()) == {1}
 
 
-async def _high_watermarks(bootstrap: str, topic: str) -> int:
-    consumer = clients.reader({"bootstrap_servers": bootstrap}, isolation_level="read_uncommitted")
+async def high_watermarks(bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> int:
+    consumer = clients.reader({"bootstrap_servers": bootstrap}, isolation_level=isolation)
     await consumer.start()
     try:
         parts = (await wait_for_metadata(consumer, [topic], timeout_s=20))[topic]
@@ -126,7 +127,8 @@ async def test_kill_9_mid_replay_then_replay_again_publishes_nothing_twice(kafka
     letter is on the target exactly once as a read_committed consumer sees it (the killed run's
     open chunk was aborted by the second run's fencing and published again)."""
     n, chunk = 20_000, 100
-    dlq_topic, target = unique_name("replay-kill.dlq"), unique_name("replay-kill.target")
+    target = unique_name("replay-kill.target")
+    dlq_topic = f"{target}.dlq"
     group = unique_name("replay-kill")
     await make_topics(kafka_bootstrap, (dlq_topic, 3), (target, 3))
     await produce_dead_letters(kafka_bootstrap, dlq_topic, target, n, pad=200)
@@ -139,7 +141,7 @@ async def test_kill_9_mid_replay_then_replay_again_publishes_nothing_twice(kafka
     deadline = time.monotonic() + 60
     written = 0
     while time.monotonic() < deadline and proc.returncode is None:
-        written = await _high_watermarks(kafka_bootstrap, target)
+        written = await high_watermarks(kafka_bootstrap, target)
         if written >= n // 3:
             break
         await asyncio.sleep(0.02)

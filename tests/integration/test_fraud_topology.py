@@ -6,7 +6,6 @@ Expected values are worked out by hand from the rules, not computed by the code 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import orjson
 import pytest
 from kafka_helpers import run_cli
 
+from stream_orch.steps.mask import hmac_sha256
 from tests.topology_harness import (
     FRAUD_OUTPUTS,
     REPO,
@@ -30,7 +30,7 @@ from tests.topology_harness import (
 
 pytestmark = pytest.mark.integration
 
-SALT = "test-salt"
+MASK_KEY = "test-mask-key"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
@@ -82,7 +82,9 @@ def fraud(tmp_path: Path):
     )
     names["topology"] = f"fraud_detection_{suffix}"
     group = f"fraud_detection_{suffix}.score_transactions"
-    worker = WorkerProcess(path, tmp_path / "worker.log", env={"PII_SALT": SALT}, metrics_port=free_port())
+    worker = WorkerProcess(
+        path, tmp_path / "worker.log", env={"STREAM_ORCH_MASK_KEY": MASK_KEY}, metrics_port=free_port()
+    )
     yield worker, names, group
     worker.stop()
 
@@ -189,9 +191,9 @@ async def test_rules_a_to_i(fraud) -> None:
     # e. amount in EUR from the topology's rates
     assert enriched["t-usd"][0]["amount_eur"] == pytest.approx(92.0)
     assert enriched["t-critical"][0]["amount_eur"] == pytest.approx(14040.0)
-    # h. PII: name left out, email a salted SHA-256 digest
+    # h. PII: name left out, email an HMAC-SHA256 digest under the key
     assert "name" not in a
-    assert a["email"] == hashlib.sha256((SALT + "c123@example.com").encode()).hexdigest()
+    assert a["email"] == hmac_sha256(MASK_KEY, "c123@example.com")
     assert a["home_country"] == "DE" and a["risk_tier"] == "low"
 
     # f. velocity over (ts - 60 s, ts]

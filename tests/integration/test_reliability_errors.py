@@ -139,14 +139,15 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
             assert shown["value"] == orjson.loads(records[3][1])
             assert shown["headers"]["so.error.attempts"] == "4"
 
-            code, stdout, err = await run_cli("dlq", "replay", dlq, "--dry-run", env=env)
+            replay = ("dlq", "replay", dlq, "--topology", str(path))  # its input is the only origin
+            code, stdout, err = await run_cli(*replay, "--dry-run", env=env)
             assert code == 0 and "would publish 1" in err, err
             (tmp_path / "broken").unlink()  # the fault is fixed
             code, stdout, err = await run_cli(
-                "dlq", "replay", dlq, "--filter", "reason == 'TransientError' and attempts >= 4", env=env
+                *replay, "--filter", "reason == 'TransientError' and attempts >= 4", env=env
             )
             assert code == 0 and "published 1" in stdout, stdout + err
-            code, stdout, err = await run_cli("dlq", "replay", dlq, env=env)  # again: nothing
+            code, stdout, err = await run_cli(*replay, env=env)  # again: nothing
             assert code == 0 and "published 0" in stdout and "1 already replayed" in stdout, stdout
             assert await watch.wait(lambda x: x.count(out) >= 4, timeout=30, settle=3.0), w.log()
             assert _ids(watch.records[out]) == ["down", "ok", "thrice", "twice"]  # replayed exactly once

@@ -448,7 +448,9 @@ async def test_every_dashboard_and_alert_metric_is_on_a_running_worker(
         REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix, retry_delays=["200ms"]
     )
     group = f"fraud_detection_{suffix}.score_transactions"
-    worker = WorkerProcess(path, tmp_path / "worker.log", env={"PII_SALT": "s"}, metrics_port=free_port())
+    worker = WorkerProcess(
+        path, tmp_path / "worker.log", env={"STREAM_ORCH_MASK_KEY": "s"}, metrics_port=free_port()
+    )
     workers.append(worker)
     worker.start(global_args=("--log-json",))
     await wait_for_group(group, timeout=40)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import aiohttp
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from topology_harness import free_port
 
+from stream_orch.cli import alerts as cli_alerts
 from stream_orch.cli.main import main
-from stream_orch.tools.alerts import ForwardConfig, SkipRecord, default_alertname, record_to_alert
+from stream_orch.tools.alerts import (
+    ForwardConfig,
+    ForwardStats,
+    SkipRecord,
+    Stopped,
+    default_alertname,
+    post_alerts,
+    record_to_alert,
+)
 
 NOW = 1_700_000_000.0
 
@@ -104,3 +118,40 @@ def test_cli_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str
     rc = main(["alerts", "forward", "--topic", "t", "--alertmanager", "http://x", "--label", "oops"])
     assert rc == 2
     assert capsys.readouterr().err == "stream-orch: error: --label: expected NAME=VALUE, got 'oops'\n"
+
+
+async def test_an_unreachable_alertmanager_is_logged_without_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The retry warning names the URL, never its user:password@ or a token parameter."""
+    stop = asyncio.Event()
+
+    class StopAfterOneWarning(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            stop.set()
+
+    url = f"http://alice:s3cret@127.0.0.1:{free_port()}/api/v2/alerts?token=t0ken"
+    watcher = StopAfterOneWarning(logging.WARNING)
+    logging.getLogger("stream_orch.tools.alerts").addHandler(watcher)
+    try:
+        async with aiohttp.ClientSession() as http:
+            with caplog.at_level(logging.WARNING), pytest.raises(Stopped):
+                await post_alerts(http, url, [{"labels": {}}], stop=stop)
+    finally:
+        logging.getLogger("stream_orch.tools.alerts").removeHandler(watcher)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "stream_orch.tools.alerts"]
+    assert "cannot reach alertmanager at http://***@127.0.0.1:" in line, line
+    assert "s3cret" not in line and "t0ken" not in line and "alice" not in line, line
+
+
+def test_forward_says_where_it_posts_without_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def no_kafka(settings: object, cfg: ForwardConfig, stop: object) -> ForwardStats:
+        return ForwardStats()
+
+    monkeypatch.setattr(cli_alerts, "forward", no_kafka)
+    rc = main(["alerts", "forward", "--topic", "t", "--alertmanager", "https://bob:pa55@am.example:9093/"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "to https://***@am.example:9093/api/v2/alerts as T" in out, out
+    assert "pa55" not in out and "bob" not in out

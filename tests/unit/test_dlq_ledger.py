@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from stream_orch.reliability import dlq, ledger
+from stream_orch.reliability import ledger, replay
 
 
 def test_offsets_become_runs() -> None:
@@ -47,5 +47,5 @@ def test_ledger_records_of_this_and_earlier_versions() -> None:
 
 
 def test_a_chunk_of_scattered_offsets_stays_a_small_record() -> None:
-    entries = ledger.ledger_entries("t.dlq", 0, list(range(0, 2 * dlq.REPLAY_BATCH, 2)))
+    entries = ledger.ledger_entries("t.dlq", 0, list(range(0, 2 * replay.REPLAY_BATCH, 2)))
     assert max(len(v) for _, v in entries) < 100_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from step_harness import REPO, SCHEMAS, FakeContext, MemoryTable
 
 from stream_orch.steps.base import Event
-from stream_orch.steps.mask import salted_sha256
+from stream_orch.steps.mask import hmac_sha256
 from stream_orch.steps.registry import build_steps
 from stream_orch.topology.loader import load_topology
 
@@ -13,7 +13,9 @@ T = 1_700_000_000_000
 
 
 def chain():
-    spec = load_topology(REPO / "topologies" / "fraud_detection.yaml", env={"PII_SALT": "salt"}).spec
+    spec = load_topology(
+        REPO / "topologies" / "fraud_detection.yaml", env={"STREAM_ORCH_MASK_KEY": "k3y"}
+    ).spec
     return build_steps(spec, "score_transactions", SCHEMAS)
 
 
@@ -76,7 +78,7 @@ async def test_reference_chain_harmonises_enriches_scores_and_masks():
     # 552 > 5 x 100 (0.4) + FR != DE (0.2) + high risk (0.2) = 0.8
     assert record["score"] == 0.8
     assert record["reasons"] == ["amount_over_5x_average", "foreign_country", "high_risk_customer"]
-    assert record["email"] == salted_sha256("salt", "jane@example.com") and "name" not in record
+    assert record["email"] == hmac_sha256("k3y", "jane@example.com") and "name" not in record
     assert SCHEMAS.validator("transaction_enriched")(record) is None
     assert ctx.drop_reasons == ["duplicate"]
     assert ctx.retry_reasons == ["unknown_customer"]

@@ -1,29 +1,69 @@
-"""mask (rule h): the email as a salted SHA-256 hex digest, the name left out."""
+"""mask (rule h): the email as an HMAC-SHA256 hex digest under a secret key, the name left out;
+without a key the public demo key, and one warning that names the variable (never the key)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 
+import pytest
+from pydantic import ValidationError
 from step_harness import build, run_step
 
-from stream_orch.steps.mask import salted_sha256
+from stream_orch.steps import mask
+from stream_orch.steps.mask import DEMO_KEY, KEY_ENV, hmac_sha256
+from stream_orch.topology.models import MaskStep
 
 
-async def test_hash_and_drop():
+def _hmac(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+async def test_hash_is_hmac_sha256_under_the_key_and_drop_removes():
     step = build(
-        {"step": "mask", "salt": "pepper", "fields": {"email": "hash", "name": "drop", "phone": "hash"}}
+        {"step": "mask", "key": "pepper", "fields": {"email": "hash", "name": "drop", "phone": "hash"}}
     )
     out, _ = await run_step(
         step, [{"email": "jane@example.com", "name": "Jane", "phone": 4915100}, {"email": None}]
     )
-    expected = hashlib.sha256(b"pepper" + b"jane@example.com").hexdigest()
-    assert out[0] == {"email": expected, "phone": hashlib.sha256(b"pepper4915100").hexdigest()}
-    assert salted_sha256("pepper", "jane@example.com") == expected
+    expected = _hmac(b"pepper", "jane@example.com")
+    assert out[0] == {"email": expected, "phone": _hmac(b"pepper", "4915100")}
+    assert expected != hashlib.sha256(b"pepper" + b"jane@example.com").hexdigest()  # not salt||value
+    assert hmac_sha256("pepper", "jane@example.com") == expected
     assert len(expected) == 64 and expected == expected.lower()
     assert out[1] == {"email": None}
 
 
-async def test_no_salt_and_unicode():
-    step = build({"step": "mask", "fields": {"email": "hash"}})
+async def test_without_a_key_the_demo_key_and_one_warning_naming_the_variable(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(mask, "_warned", False)  # once per process: this test sees the first
+    with caplog.at_level(logging.WARNING, logger="stream_orch.steps.mask"):
+        step = build({"step": "mask", "fields": {"email": "hash"}})
+        build({"step": "mask", "key": "", "fields": {"email": "hash"}})  # another node: no second line
     out, _ = await run_step(step, [{"email": "zoë@example.com"}])
-    assert out[0]["email"] == hashlib.sha256("zoë@example.com".encode()).hexdigest()
+    assert out[0]["email"] == _hmac(DEMO_KEY.encode(), "zoë@example.com")
+    [warning] = [r for r in caplog.records if r.name == "stream_orch.steps.mask"]
+    assert warning.levelno == logging.WARNING
+    assert KEY_ENV in warning.getMessage() and "demo key" in warning.getMessage()
+    assert DEMO_KEY not in warning.getMessage()
+
+
+async def test_a_key_gives_no_warning(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mask, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="stream_orch.steps.mask"):
+        build({"step": "mask", "key": "s3cret", "fields": {"email": "hash"}})
+    assert [r for r in caplog.records if r.name == "stream_orch.steps.mask"] == []
+
+
+def test_the_old_salt_is_refused_with_what_replaces_it():
+    with pytest.raises(ValidationError, match=r"`salt` is replaced by `key`.*HMAC-SHA256"):
+        MaskStep.model_validate({"step": "mask", "salt": "x", "fields": {"email": "hash"}})
+
+
+@pytest.mark.parametrize("key", ["k", "ключ-ü", "x" * 64, "y" * 65, "z" * 200])
+async def test_the_digest_is_the_standard_hmac_for_any_key_length(key: str):
+    step = build({"step": "mask", "key": key, "fields": {"email": "hash"}})
+    out, _ = await run_step(step, [{"email": "jane@example.com"}, {"email": 42}])
+    assert [r["email"] for r in out] == [_hmac(key.encode(), "jane@example.com"), _hmac(key.encode(), "42")]

@@ -46,7 +46,7 @@ def txn(txn_id: str, account: str = "A-1", customer: object = 123, ts: int = T0,
 
 @pytest.fixture
 def driver():
-    with TopologyTestDriver(FRAUD, schemas=SCHEMAS, env={"PII_SALT": "s"}, start_ms=T0) as d:
+    with TopologyTestDriver(FRAUD, schemas=SCHEMAS, env={"STREAM_ORCH_MASK_KEY": "s"}, start_ms=T0) as d:
         yield d
 
 

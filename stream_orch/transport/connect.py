@@ -1,4 +1,5 @@
-"""aiokafka producers and consumers built from :class:`Settings`, with a bounded connect time.
+"""Starting the clients of :mod:`stream_orch.transport.clients` from :class:`Settings`, with a
+bounded connect time (the tools, ``dlq inspect/replay`` and ``alerts forward`` use it).
 
 aiokafka retries some failures for a long time; wrapping ``start()`` in a deadline turns a wrong
 address or a firewalled port into one clear line instead of a hang or a traceback.
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream_orch.errors import UserError
+from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 
@@ -26,9 +28,10 @@ Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
 
 
 def unreachable(settings: Settings, reason: str = "") -> UserError:
-    detail = f": {reason}" if reason else ""
+    detail = f": {redact_urls(reason)}" if reason else ""
+    where = redact_urls(settings.bootstrap_servers)
     return UserError(
-        f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.request_timeout_s:g}s{detail} "
+        f"cannot reach Kafka at {where} within {settings.request_timeout_s:g}s{detail} "
         "(check --bootstrap-servers / STREAM_ORCH_BOOTSTRAP_SERVERS)",
         exit_code=3,
     )
