@@ -83,7 +83,7 @@ class NodeRunner:
             if self.exactly_once
             else AtLeastOnce(partial(clients.producer, client_args), self._commit, self, node_name)
         )
-        self._pacer = RetryPacer()
+        self._pacer = RetryPacer(max(self._pipeline.failures.delays, default=0))
         self._consumer: AIOKafkaConsumer | None = None
         # Held by a batch from its fetch to its hand-over, and by the rebalance callbacks: a
         # revocation waits for the batch, and no batch runs while state is being restored.

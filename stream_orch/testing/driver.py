@@ -70,6 +70,7 @@ class _Node:
         self.partitions = partitions
         self.positions: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
         self.next_prune_ms = 0
+        self.longest_wait_ms = max(pipeline.failures.delays, default=0)
         self.totals = {
             "records_in": 0,
             "outputs": Counter(),
@@ -303,7 +304,7 @@ class TopologyTestDriver:
                 for p, log in enumerate(self._logs[topic]):
                     pos = node.positions.get((topic, p), 0)
                     if pos < len(log):
-                        at = H.int_value(log[pos].headers, H.RETRY_DUE)
+                        at = self._due(node, log[pos])
                         due = at if due is None else min(due, at)
         return due
 
@@ -327,8 +328,12 @@ class TopologyTestDriver:
         for topic, tier in node.pipeline.tier_of.items():
             for p, log in enumerate(self._logs[topic]):
                 pos = node.positions.get((topic, p), 0)
-                if pos < len(log) and (not tier or H.int_value(log[pos].headers, H.RETRY_DUE) <= self.now_ms):
+                if pos < len(log) and (not tier or self._due(node, log[pos]) <= self.now_ms):
                     yield topic, p, pos, log
+
+    def _due(self, node: _Node, record: Stored) -> int:
+        """When a retry record is due, as the worker's pacer reads it."""
+        return H.retry_due(record.headers, self.now_ms, node.longest_wait_ms)
 
     def _first_ready(self, node: _Node) -> int | None:
         return min((log[pos].seq for _, _, pos, log in self._ready(node)), default=None)
@@ -344,7 +349,7 @@ class TopologyTestDriver:
             if node.pipeline.tier_of[topic]:
                 end = pos
                 for record in itertools.islice(log, pos, pos + size):
-                    if H.int_value(record.headers, H.RETRY_DUE) > now:
+                    if self._due(node, record) > now:
                         break  # a retry not due yet holds back the rest of its partition
                     end += 1
             else:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 from kafka_helpers import run_cli
-from ruamel.yaml import YAML
 
 from tests import reliability_harness as rh
-from tests.topology_harness import headers_of, isolated_topology, wait_for_group
+from tests.topology_harness import headers_of, wait_for_group
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +75,7 @@ DLQ_HEADERS = [
 ]
 
 
-def _topology(tmp_path: Path, doc: dict) -> tuple[Path, dict[str, str], str]:
-    src = tmp_path / "src" / f"{doc['topology']}.yaml"
-    src.parent.mkdir()
-    with src.open("w") as fh:
-        YAML().dump(doc, fh)
-    suffix = uuid.uuid4().hex[:8]
-    path, names = isolated_topology(src, tmp_path, suffix)
-    return path, names, f"{doc['topology']}_{suffix}.work"
+_topology = rh.topology_copy
 
 
 def _rec(id_: str, **fields: object) -> tuple[bytes, bytes]:
