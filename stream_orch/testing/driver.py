@@ -279,7 +279,11 @@ class TopologyTestDriver:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
-                return self._loop.run_until_complete(coro)
+                inside_a_loop = False
+            else:
+                inside_a_loop = True
+            if not inside_a_loop:  # not run in the except clause: every error would chain its
+                return self._loop.run_until_complete(coro)  # RuntimeError (and show it in DLQs)
             with ThreadPoolExecutor(1) as pool:
                 return pool.submit(self._loop.run_until_complete, coro).result()
         finally:
