@@ -59,6 +59,7 @@ class NodeRunner:
         tables: dict[str, Table],
         observer: NullObserver | None = None,
         instance_id: str | None = None,
+        dlq_tracebacks: bool = False,
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -70,7 +71,7 @@ class NodeRunner:
         self._tables = tables
         self._observer = observer or NullObserver()
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
-        self._pipeline = NodePipeline(spec, node_name, schemas, tables)
+        self._pipeline = NodePipeline(spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring
         self._undoing = self._pipeline.undoing

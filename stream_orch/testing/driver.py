@@ -89,8 +89,9 @@ class TopologyTestDriver:
     the values of ``${VAR}`` in the file (default: the environment). ``start_ms``: the clock's
     start, epoch ms (default: now). ``changelogs``: also write the tables' changelog records to
     their topics, as the worker does (off by default: the stores get every write regardless, and
-    encoding them costs about a tenth of the driver's time on the fraud topology). Use it as a
-    context manager, or call :meth:`close`.
+    encoding them costs about a tenth of the driver's time on the fraud topology).
+    ``dlq_tracebacks``: stack traces in dead letters, as the worker's setting of that name. Use it
+    as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class TopologyTestDriver:
         env: Mapping[str, str] | None = None,
         start_ms: int | None = None,
         changelogs: bool = False,
+        dlq_tracebacks: bool = False,
     ) -> None:
         path: Path | None = None
         if isinstance(topology, TopologySpec):
@@ -142,7 +144,8 @@ class TopologyTestDriver:
                 for p in range(n):  # this driver owns every partition
                     local.open(p)
                 tables[table_name] = local
-            self.nodes[name] = _Node(name, NodePipeline(spec, name, schemas, tables), tables, n)
+            pipeline = NodePipeline(spec, name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
+            self.nodes[name] = _Node(name, pipeline, tables, n)
             self.nodes[name].next_prune_ms = self.now_ms + int(PRUNE_INTERVAL_S * 1000)
         self._outbox = Outbox(self._partitions)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -61,7 +61,7 @@ DLQ_HEADERS = [
     "so.error.reason",
     "so.error.class",
     "so.error.message",
-    "so.error.stacktrace",
+    "so.error.stacktrace",  # asked for with STREAM_ORCH_DLQ_TRACEBACKS (off by default)
     "so.error.node",
     "so.error.topology",
     "so.error.version",
@@ -89,6 +89,7 @@ def _ids(records: list) -> list[str]:
 async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -> None:
     path, t, group = _topology(tmp_path, DEDUPED_FLAKY)
     w = rh.worker(path, tmp_path / "worker.log")  # SO_TEST_FAULT_DIR = tmp_path
+    w.env["STREAM_ORCH_DLQ_TRACEBACKS"] = "true"
     (tmp_path / "broken").write_text("the downstream service is down")
     out, dlq = t["out"], t["events.dlq"]
     env = {"STREAM_ORCH_BOOTSTRAP_SERVERS": rh.bootstrap()}
@@ -198,6 +199,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
                 h = headers_of(r)
                 reasons[(int(h["so.error.partition"]), int(h["so.error.offset"]))] = h["so.error.reason"]
             dropped_values = [headers_of(r).get("so.error.value_dropped") for r in watch.records[dlq]]
+            traces = [r for r in watch.records[dlq] if "so.error.stacktrace" in headers_of(r)]
         assert _ids(watch.records[out]) == ["after", "big", "hdr", "nokey"]
         good = {big, bad[4][1]}
         expected_dlq = [c for c, (_k, v) in zip(coords, bad, strict=True) if v not in good]
@@ -205,6 +207,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
         by_reason = sorted(r.split(":")[0] for r in reasons.values())
         assert "output_too_large" in by_reason and "null_value" in by_reason, by_reason
         assert all(d is None for d in dropped_values)  # the 1 MB dead letter kept its value
+        assert traces == []  # not asked for (STREAM_ORCH_DLQ_TRACEBACKS)
         hdr = next(r for r in watch.records[out] if orjson.loads(r.value)["id"] == "hdr")
         h = dict(hdr.headers)
         assert h["weird"] == b"\x00\xff" and "so.retry.due" not in h  # engine names are the engine's

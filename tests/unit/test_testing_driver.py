@@ -129,7 +129,8 @@ def test_dead_letters_keep_the_original_bytes_and_carry_error_headers(driver: To
     error = by_key["A-1"].error
     assert error["node"] == "score_transactions" and error["topology"] == "fraud_detection"
     assert error["topic"] == "transactions" and error["offset"] == "0" and error["attempts"] == "1"
-    assert set(error) >= {"class", "message", "stacktrace", "partition", "timestamp", "version"}
+    assert set(error) >= {"class", "message", "partition", "timestamp", "version"}
+    assert "stacktrace" not in error  # only when asked for (dlq_tracebacks)
     assert driver.dead_letters("harmonise_customers") == []
     assert driver.stats("score_transactions")["dead_lettered"] == {"invalid_field": 1, "malformed_json": 1}
 
@@ -202,7 +203,7 @@ def test_dead_letters_are_the_workers(tmp_path: Path, monkeypatch: pytest.Monkey
         "    routes: [{to: out}]\n    errors: {dlq: events.dlq}\n"
     )
     value = {"id": "a", "boom": "x"}  # add_flag raises ValueError("bad record")
-    with TopologyTestDriver(tmp_path / "t.yaml", schemas=SCHEMAS, start_ms=T0) as d:
+    with TopologyTestDriver(tmp_path / "t.yaml", schemas=SCHEMAS, start_ms=T0, dlq_tracebacks=True) as d:
         d.pipe("events", value, timestamp=T0 - 5)
         [dead] = d.dead_letters()
         spec, schemas = d.spec, d.schemas
@@ -210,7 +211,7 @@ def test_dead_letters_are_the_workers(tmp_path: Path, monkeypatch: pytest.Monkey
     record = Stored("events", partition, 0, b"a", orjson.dumps(value), T0 - 5, [], 0)
 
     async def worker_path() -> list:
-        pipeline = NodePipeline(spec, "work", schemas, {})
+        pipeline = NodePipeline(spec, "work", schemas, {}, dlq_tracebacks=True)
         outbox = Outbox(PartitionMap({"out": 2, "events.dlq": 2}))
         await pipeline.process({TopicPartition("events", partition): [record]}, outbox, BatchStats(), T0)
         pending = [rs for task in outbox.take().values() for (t, _p), rs in task.items() if t == "events.dlq"]
@@ -220,3 +221,4 @@ def test_dead_letters_are_the_workers(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (dead.raw_key, dead.raw_value, dead.timestamp) == (key, raw, timestamp)
     assert dead.headers == header_dict(headers)
     assert dead.reason == "python_error: ValueError: bad record"
+    assert dead.error["stacktrace"].endswith('raise ValueError("bad record")\nValueError: bad record\n')
