@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import gc
 import itertools
 from collections import Counter
@@ -36,10 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
-from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats
@@ -51,7 +48,7 @@ from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
-from stream_orch.testing.records import OutputRecord, Stored, header_dict, text
+from stream_orch.testing.records import OutputRecord, Stored, encode_value, output_record, value_decoder
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -123,7 +120,7 @@ class TopologyTestDriver:
         counts = {plan.name: plan.partitions for plan in plans}
         self._partitions = PartitionMap(dict(counts))
         self._logs: dict[str, list[list[Stored]]] = {t: [[] for _ in range(n)] for t, n in counts.items()}
-        self._decoders: dict[str, Any] = {t: self._decoder(t) for t in counts}
+        self._decoders: dict[str, Any] = {t: value_decoder(spec, schemas, t) for t in counts}
         self._seq = itertools.count()
         self._read_seq: dict[str, int] = {}  # topic -> last seq returned by read()
         self.fed_tables: dict[str, TopicRows] = {}
@@ -167,7 +164,7 @@ class TopologyTestDriver:
         (its UTF-8 bytes) or ``None`` (a tombstone). ``key``: default the topic's ``key`` field
         of a dict value. ``timestamp``: epoch ms, default the driver's clock."""
         self._topic_logs(topic)  # an unknown topic is an error
-        raw = self._encode(topic, value)
+        raw = encode_value(self.spec, self.schemas, topic, value)
         if key is None:
             field = self.spec.topics[topic].key if topic in self.spec.topics else None
             if field and isinstance(value, dict) and value.get(field) is not None:
@@ -279,14 +276,8 @@ class TopologyTestDriver:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                inside_a_loop = False
-            else:
-                inside_a_loop = True
-            if not inside_a_loop:  # not run in the except clause: every error would chain its
-                return self._loop.run_until_complete(coro)  # RuntimeError (and show it in DLQs)
+            if not _in_a_running_loop():
+                return self._loop.run_until_complete(coro)
             with ThreadPoolExecutor(1) as pool:
                 return pool.submit(self._loop.run_until_complete, coro).result()
         finally:
@@ -462,45 +453,18 @@ class TopologyTestDriver:
         records.sort(key=_seq)
         return records
 
-    def _encode(self, topic: str, value: Any) -> bytes | None:
-        if value is None or isinstance(value, bytes):
-            return value
-        if isinstance(value, str):
-            return value.encode()
-        spec = self.spec.topics.get(topic)
-        if spec is not None and spec.format == "avro":
-            return codec_for(spec, self.schemas).encode(value)
-        # JSON as a producer sends it: not checked against the schema (raw inputs are messy)
-        return orjson.dumps(value)
-
-    def _decoder(self, topic: str) -> Any:
-        spec = self.spec.topics.get(topic)
-        if spec is not None:
-            return codec_for(spec, self.schemas).decode
-        for node in self.spec.nodes.values():  # retries and dead letters carry the input's bytes
-            if topic == dlq_topic(node) or topic in retry_topics(node):
-                return codec_for(self.spec.topics[node.input], self.schemas).decode
-        return orjson.loads  # changelogs
-
     def _output(self, record: Stored) -> OutputRecord:
-        value: Any = record.value
-        if value is not None:
-            try:
-                value = self._decoders[record.topic](value)
-            except Exception:
-                with contextlib.suppress(UnicodeDecodeError):
-                    value = value.decode("utf-8")
-        return OutputRecord(
-            record.topic,
-            record.partition,
-            record.offset,
-            text(record.key),
-            value,
-            record.timestamp,
-            header_dict(record.headers),
-            record.key,
-            record.value,
-        )
+        return output_record(record, self._decoders)
+
+
+def _in_a_running_loop() -> bool:
+    """Whether this thread runs an event loop. Nothing may run inside the except clause here:
+    every error it raised would chain the RuntimeError (and show it in dead letters)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _seq(record: Stored) -> int:
