@@ -117,7 +117,7 @@ def decode_records(
     return events, offsets
 
 
-# what the engine writes into each header a retry is read back with (DLQ message of a bad one)
+# the DLQ message for a bad header: what the engine would have written there
 _BAD_HEADER = {
     H.ERROR_TOPIC: f"{H.ERROR_TOPIC} is not a topic this node reads",
     H.ERROR_PARTITION: f"{H.ERROR_PARTITION} is not the partition the retry is on",
@@ -151,7 +151,7 @@ def restore_origin(event: Event, origins: set[str]) -> str | None:
     if offset is None:
         return H.ERROR_OFFSET
     timestamp = _number(values, H.ERROR_TIMESTAMP, event.timestamp)
-    if timestamp is None or (timestamp > event.timestamp):
+    if timestamp is None or timestamp > event.timestamp:
         return H.ERROR_TIMESTAMP
     first = _number(values, H.ERROR_FIRST_FAILURE, 0)
     if first is None:
