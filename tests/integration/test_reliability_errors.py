@@ -78,6 +78,11 @@ DLQ_HEADERS = [
 _topology = rh.topology_copy
 
 
+async def _delete(t: dict[str, str]) -> None:
+    """The topics a test created: its topology's and the retry tiers of its input."""
+    await rh.delete_topics([*t.values(), *(f"{t['events']}.retry.{n}" for n in (1, 2, 3))])
+
+
 def _rec(id_: str, **fields: object) -> tuple[bytes, bytes]:
     return id_.encode(), orjson.dumps({"id": id_, "ts": int(time.time() * 1000), **fields})
 
@@ -157,6 +162,7 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
         assert w.terminate() == 0
     finally:
         w.stop()
+        await _delete(t)
 
 
 async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
@@ -222,6 +228,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
         assert w.terminate() == 0
     finally:
         w.stop()
+        await _delete(t)
 
 
 def _rss_mb(pid: int) -> float:
@@ -287,3 +294,4 @@ async def test_slow_step_does_not_grow_memory(tmp_path: Path) -> None:
         assert code == 0 and stop_s < 10, w.log()
     finally:
         w.stop()
+        await _delete(t)
