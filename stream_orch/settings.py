@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         None, description="Static member id of this worker (default: <host>-<slot>, slot per topology)."
     )
     request_timeout_s: float = Field(10.0, gt=0, description="Bound on connecting and on metadata calls.")
+    dlq_tracebacks: bool = Field(
+        False,
+        description="Write the failing exception's stack trace (with the source files' absolute paths) "
+        "into dead letters and retries (so.error.stacktrace). Off: they carry the exception's class "
+        "and message only (so.error.class, so.error.message).",
+    )
 
     def kafka_client_args(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client we create."""

@@ -367,6 +367,37 @@ def fraud_copy(
     return path, names, f"fraud_detection_{suffix}.score_transactions"
 
 
+def topology_copy(tmp_path: Path, doc: dict[str, Any]) -> tuple[Path, dict[str, str], str]:
+    """An isolated copy of the one-node topology ``doc`` (its node named ``work``); (path, topic
+    names, consumer group)."""
+    import uuid
+
+    from ruamel.yaml import YAML
+
+    src = tmp_path / "src" / f"{doc['topology']}.yaml"
+    src.parent.mkdir()
+    with src.open("w") as fh:
+        YAML().dump(doc, fh)
+    suffix = uuid.uuid4().hex[:8]
+    path, names = th.isolated_topology(src, tmp_path, suffix)
+    return path, names, f"{doc['topology']}_{suffix}.work"
+
+
+async def delete_topics(topics: list[str], *, server: str | None = None) -> None:
+    """Delete what a test created (topics that do not exist are no error)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=server or bootstrap())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        gone = [t for t in topics if t in existing]
+        if gone:
+            await admin.delete_topics(gone)
+    finally:
+        await admin.close()
+
+
 def worker(path: Path, log: Path, *, server: str | None = None, metrics_port: int = 0) -> th.WorkerProcess:
     env = {"PYTHONPATH": str(REPO), "SO_TEST_FAULT_DIR": str(log.parent)}
     if server:

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("stream_orch").setLevel(logging.ERROR)
 
     def new_driver() -> TopologyTestDriver:
-        return TopologyTestDriver(loaded, schemas=schemas, start_ms=cases.start_ms)
+        return TopologyTestDriver(
+            loaded, schemas=schemas, start_ms=cases.start_ms, dlq_tracebacks=settings.dlq_tracebacks
+        )
 
     spec = loaded.spec
     print(f"{spec.topology} {spec.version} ({args.topology}): {len(selected)} cases from {args.cases}")

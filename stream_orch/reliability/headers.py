@@ -99,12 +99,33 @@ def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in (headers or [])}
 
 
+MAX_INT64 = 2**63 - 1  # Kafka's offsets and timestamps are int64
+
+
+def number(value: bytes | str | None) -> int | None:
+    """A number header as the engine writes it: ASCII digits, within int64; else None. Headers
+    are record data: ``int()`` would also take ``" 1_000"``, other scripts' digits, or 400 digits
+    that overflow a timer later."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "replace")
+    if not value or len(value) > 19 or not (value.isascii() and value.isdigit()):
+        return None
+    n = int(value)
+    return n if n <= MAX_INT64 else None
+
+
 def int_value(headers: Any, name: str) -> int:
     """An integer header such as ``so.retry.due`` (0 when absent or not a number)."""
     for key, value in headers:
         if key == name:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return 0
+            return number(value) or 0
     return 0
+
+
+def retry_due(headers: Any, now: int, longest_wait_ms: int) -> int:
+    """When a retry record is due, epoch ms: its ``so.retry.due``, 0 (at once) when that is absent
+    or not a number, and ``now`` when it lies more than ``longest_wait_ms`` (the node's longest
+    retry delay) ahead. No tier waits that long, so the engine did not write it, or wrote it on a
+    clock far ahead: it must not hold its retry partition for ever."""
+    due = int_value(headers, RETRY_DUE)
+    return now if due > now + longest_wait_ms else due

@@ -71,12 +71,15 @@ def decode_records(
     ctx: NodeContext,
     stats: BatchStats,
 ) -> tuple[list[Event], dict[TopicPartition, int]]:
-    """Fetched records as events (a record that cannot be decoded is rejected with its reason),
-    and the offset to commit per partition once the batch is done. ``decoders`` has one decode
-    function per topic read (a retry tier decodes like the input it serves)."""
+    """Fetched records as events, and the offset to commit per partition once the batch is done.
+    ``decoders`` has one decode function per topic read (a retry tier decodes like the input it
+    serves). Nothing here raises for a record's bytes or headers: a record without a value, one
+    that cannot be decoded, and a retry whose ``so.*`` headers are not the engine's are rejected
+    with their reason (to the DLQ with their bytes, never retried: they would fail the same way)."""
     events: list[Event] = []
     offsets: dict[TopicPartition, int] = {}
     append, reject = events.append, ctx.reject
+    origins = {topic for topic, tier in tier_of.items() if not tier}  # what a retry may come from
     n_in = 0
     for tp, records in batches.items():
         if not records:
@@ -95,8 +98,9 @@ def decode_records(
                 {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
                 tier, topic, partition, offset,
             )  # fmt: skip
-            if tier:
-                restore_origin(event)
+            if tier and (bad := restore_origin(event, origins)) is not None:
+                reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
+                continue
             if raw is None:
                 reject(event, "null_value", DecodeError("null_value", "the record has no value"))
                 continue
@@ -113,14 +117,53 @@ def decode_records(
     return events, offsets
 
 
-def restore_origin(event: Event) -> None:
-    """A retried record carries where it first came from; lineage and DLQ headers report that."""
-    values = H.as_dict(event.headers)
-    event.source_topic = values.get(H.ERROR_TOPIC, event.topic)
-    event.source_partition = int(values.get(H.ERROR_PARTITION, event.partition))
-    event.source_offset = int(values.get(H.ERROR_OFFSET, event.offset))
-    first = values.get(H.ERROR_FIRST_FAILURE)
-    event.first_failure_ms = int(first) if first else None
-    timestamp = values.get(H.ERROR_TIMESTAMP)
-    if timestamp:
-        event.timestamp = int(timestamp)
+# the DLQ message for a bad header: what the engine would have written there
+_BAD_HEADER = {
+    H.ERROR_TOPIC: f"{H.ERROR_TOPIC} is not a topic this node reads",
+    H.ERROR_PARTITION: f"{H.ERROR_PARTITION} is not the partition the retry is on",
+    H.ERROR_OFFSET: f"{H.ERROR_OFFSET} is not an offset",
+    H.ERROR_TIMESTAMP: f"{H.ERROR_TIMESTAMP} is not a timestamp up to the record's own",
+    H.ERROR_FIRST_FAILURE: f"{H.ERROR_FIRST_FAILURE} is not a timestamp",
+    H.RETRY_DUE: f"{H.RETRY_DUE} is not a timestamp",
+}
+
+
+def restore_origin(event: Event, origins: set[str]) -> str | None:
+    """A retried record carries where it first came from; lineage and DLQ headers report that.
+
+    The headers are data like the record's value: anyone who can write to a retry topic can set
+    them. Each must be what the engine writes (a topic the node reads, the partition the retry
+    is on: retries keep their partition; numbers as :func:`H.number` reads them; a timestamp
+    not later than the record's own, which the engine copies from it and the broker accepted).
+    Returns the name of the first header that is not, with the event left at its own
+    coordinates; None when all are (an absent or empty header: the record's own value)."""
+    values = {k: v for k, v in (event.headers or []) if v}
+    topic = values.get(H.ERROR_TOPIC)
+    origin = event.topic
+    if topic is not None:
+        origin = topic.decode("utf-8", "replace")
+        if origin not in origins:
+            return H.ERROR_TOPIC
+    partition = _number(values, H.ERROR_PARTITION, event.partition)
+    if partition != event.partition:
+        return H.ERROR_PARTITION
+    offset = _number(values, H.ERROR_OFFSET, event.offset)
+    if offset is None:
+        return H.ERROR_OFFSET
+    timestamp = _number(values, H.ERROR_TIMESTAMP, event.timestamp)
+    if timestamp is None or timestamp > event.timestamp:
+        return H.ERROR_TIMESTAMP
+    first = _number(values, H.ERROR_FIRST_FAILURE, 0)
+    if first is None:
+        return H.ERROR_FIRST_FAILURE
+    if _number(values, H.RETRY_DUE, 0) is None:  # the pacer took it as due at once
+        return H.RETRY_DUE
+    event.source_topic, event.source_partition, event.source_offset = origin, partition, offset
+    event.timestamp = timestamp
+    event.first_failure_ms = first or None
+    return None
+
+
+def _number(values: dict[str, bytes], name: str, default: int) -> int | None:
+    value = values.get(name)
+    return default if value is None else H.number(value)

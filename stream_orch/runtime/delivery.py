@@ -69,7 +69,10 @@ class Delivery(Protocol):
 
     async def submit(self, out: BatchOut) -> None: ...
 
-    async def settle(self, *, commit: bool = True) -> None: ...
+    async def settle(self, *, commit: bool = True) -> None:
+        """Wait for the batch in flight and raise what failed it. ``commit=False`` (a revocation
+        is under way) gives up a group commit still pending instead of waiting for it; there is
+        none under exactly-once."""
 
     def drop_commits(self) -> None:
         """Give up waiting for group commits (a revocation is starting); none under exactly-once,

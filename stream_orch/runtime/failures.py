@@ -18,7 +18,9 @@ DLQ_LOG_LINES_PER_BATCH = 5
 
 
 class FailureRouter:
-    def __init__(self, spec: TopologySpec, node_name: str) -> None:
+    def __init__(self, spec: TopologySpec, node_name: str, *, tracebacks: bool = False) -> None:
+        """``tracebacks``: the exception's stack trace in ``so.error.stacktrace`` (the setting
+        ``dlq_tracebacks``); it names the source files by absolute path, so only when asked for."""
         node = spec.nodes[node_name]
         policy = node.errors
         self.delays = list(policy.retry.delays) if policy and policy.retry else []
@@ -28,6 +30,7 @@ class FailureRouter:
         self._node = node_name
         self._topology = spec.topology
         self._version = spec.version
+        self._tracebacks = tracebacks
 
     def route(self, failures: list[Failure], outbox: Outbox, stats: BatchStats, now: int) -> None:
         logged = 0
@@ -64,16 +67,16 @@ class FailureRouter:
             stats.dead_lettered[label_code(failure.reason)] += 1
             logged += 1
             if logged <= DLQ_LOG_LINES_PER_BATCH:
-                log.warning(
-                    "dead-lettered: %s",
-                    failure.reason,
-                    extra={
-                        "node": self._node,
-                        "topic": event.source_topic,
-                        "partition": event.source_partition,
-                        "offset": event.source_offset,
-                    },
-                )
+                where = {
+                    "node": self._node,
+                    "topic": event.source_topic,
+                    "partition": event.source_partition,
+                    "offset": event.source_offset,
+                }
+                # the reason's code: the rest of a reason may quote the record's values, which
+                # are logged at debug level only (the DLQ record carries the whole reason)
+                log.warning("dead-lettered: %s", label_code(failure.reason), extra=where)
+                log.debug("dead-lettered: %s", failure.reason, extra=where)
         if logged > DLQ_LOG_LINES_PER_BATCH:  # a flood of bad records must not flood the log too
             log.warning(
                 "dead-lettered %d more records of this batch: %s",
@@ -85,11 +88,15 @@ class FailureRouter:
     def _error_headers(self, failure: Failure, error_class: str, now: int) -> list[tuple[str, bytes]]:
         event = failure.event
         message = str(failure.error) if failure.error is not None else failure.reason
-        return [
+        headers = [
             (H.ERROR_REASON, failure.reason.encode()),
             (H.ERROR_CLASS, error_class.encode()),
             (H.ERROR_MESSAGE, message[: H.MESSAGE_LIMIT].encode()),
-            (H.ERROR_STACKTRACE, H.stacktrace(failure.error).encode()),
+        ]
+        if self._tracebacks:
+            headers.append((H.ERROR_STACKTRACE, H.stacktrace(failure.error).encode()))
+        return [
+            *headers,
             (H.ERROR_NODE, self._node.encode()),
             (H.ERROR_TOPOLOGY, self._topology.encode()),
             (H.ERROR_VERSION, self._version.encode()),

@@ -59,6 +59,7 @@ class NodeRunner:
         tables: dict[str, Table],
         observer: NullObserver | None = None,
         instance_id: str | None = None,
+        dlq_tracebacks: bool = False,
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -70,7 +71,7 @@ class NodeRunner:
         self._tables = tables
         self._observer = observer or NullObserver()
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
-        self._pipeline = NodePipeline(spec, node_name, schemas, tables)
+        self._pipeline = NodePipeline(spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring
         self._undoing = self._pipeline.undoing
@@ -83,7 +84,7 @@ class NodeRunner:
             if self.exactly_once
             else AtLeastOnce(partial(clients.producer, client_args), self._commit, self, node_name)
         )
-        self._pacer = RetryPacer()
+        self._pacer = RetryPacer(max(self._pipeline.failures.delays, default=0))
         self._consumer: AIOKafkaConsumer | None = None
         # Held by a batch from its fetch to its hand-over, and by the rebalance callbacks: a
         # revocation waits for the batch, and no batch runs while state is being restored.

@@ -18,7 +18,8 @@ from stream_orch.reliability import headers as H
 
 
 class RetryPacer:
-    def __init__(self) -> None:
+    def __init__(self, longest_wait_ms: int = 0) -> None:
+        self._longest_wait_ms = longest_wait_ms  # the node's longest retry delay (H.retry_due)
         self._consumer: AIOKafkaConsumer | None = None
         self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
 
@@ -33,8 +34,9 @@ class RetryPacer:
                 batches[tp] = self._due(tp, records, now)
 
     def _due(self, tp: TopicPartition, records: list[Any], now: int) -> list[Any]:
+        longest = self._longest_wait_ms
         for i, record in enumerate(records):
-            due = H.int_value(record.headers, H.RETRY_DUE)
+            due = H.retry_due(record.headers, now, longest)
             if due > now:
                 self._pause_until(tp, record.offset, due - now)
                 return records[:i]

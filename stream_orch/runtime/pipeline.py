@@ -28,7 +28,13 @@ class NodePipeline:
     """The parts of one node, built once: codec, steps, context, router and failure router."""
 
     def __init__(
-        self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry, tables: dict[str, Table]
+        self,
+        spec: TopologySpec,
+        node_name: str,
+        schemas: SchemaRegistry,
+        tables: dict[str, Table],
+        *,
+        dlq_tracebacks: bool = False,
     ) -> None:
         node = spec.nodes[node_name]
         self.steps: list[Step] = [
@@ -38,7 +44,7 @@ class NodePipeline:
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         self.router = Router(spec, node_name, schemas)
-        self.failures = FailureRouter(spec, node_name)
+        self.failures = FailureRouter(spec, node_name, tracebacks=dlq_tracebacks)
         # the topics the node reads, with the retry tier each one is (0: the input)
         self.tier_of: dict[str, int] = {node.input: 0}
         for n in range(1, len(self.failures.delays) + 1):

@@ -147,8 +147,12 @@ class ExactlyOnce:
             raise
 
     async def settle(self, *, commit: bool = True) -> None:
-        """Wait for the transactions in flight; raises what failed them. There is nothing to
-        drop on a revocation: the offsets are part of the transaction, not a group commit."""
+        """Wait for the transactions in flight; raises what failed them. ``commit=False`` (a
+        revocation) waits all the same: there is no group commit to give up, the offsets are
+        part of each transaction, and a transaction in flight ends either way (the partition's
+        next owner initialises the same transactional id, which waits for it). The parameter is
+        the :class:`~stream_orch.runtime.delivery.Delivery` interface's; the node calls it the
+        same way for both guarantees."""
         task, self._inflight = self._inflight, None
         if task is not None:
             await task

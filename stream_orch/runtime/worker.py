@@ -299,6 +299,7 @@ class Worker:
                 tables=tables,
                 observer=observer,
                 instance_id=instance_id,
+                dlq_tracebacks=self.settings.dlq_tracebacks,
             )
             observer.watch(runner)
             await runner.start()

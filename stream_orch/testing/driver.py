@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import gc
 import itertools
 from collections import Counter
@@ -36,10 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
-from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats
@@ -51,7 +48,7 @@ from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
-from stream_orch.testing.records import OutputRecord, Stored, header_dict, text
+from stream_orch.testing.records import OutputRecord, Stored, encode_value, output_record, value_decoder
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -70,6 +67,7 @@ class _Node:
         self.partitions = partitions
         self.positions: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
         self.next_prune_ms = 0
+        self.longest_wait_ms = max(pipeline.failures.delays, default=0)
         self.totals = {
             "records_in": 0,
             "outputs": Counter(),
@@ -88,8 +86,9 @@ class TopologyTestDriver:
     the values of ``${VAR}`` in the file (default: the environment). ``start_ms``: the clock's
     start, epoch ms (default: now). ``changelogs``: also write the tables' changelog records to
     their topics, as the worker does (off by default: the stores get every write regardless, and
-    encoding them costs about a tenth of the driver's time on the fraud topology). Use it as a
-    context manager, or call :meth:`close`.
+    encoding them costs about a tenth of the driver's time on the fraud topology).
+    ``dlq_tracebacks``: stack traces in dead letters, as the worker's setting of that name. Use it
+    as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -100,6 +99,7 @@ class TopologyTestDriver:
         env: Mapping[str, str] | None = None,
         start_ms: int | None = None,
         changelogs: bool = False,
+        dlq_tracebacks: bool = False,
     ) -> None:
         path: Path | None = None
         if isinstance(topology, TopologySpec):
@@ -120,7 +120,7 @@ class TopologyTestDriver:
         counts = {plan.name: plan.partitions for plan in plans}
         self._partitions = PartitionMap(dict(counts))
         self._logs: dict[str, list[list[Stored]]] = {t: [[] for _ in range(n)] for t, n in counts.items()}
-        self._decoders: dict[str, Any] = {t: self._decoder(t) for t in counts}
+        self._decoders: dict[str, Any] = {t: value_decoder(spec, schemas, t) for t in counts}
         self._seq = itertools.count()
         self._read_seq: dict[str, int] = {}  # topic -> last seq returned by read()
         self.fed_tables: dict[str, TopicRows] = {}
@@ -141,7 +141,8 @@ class TopologyTestDriver:
                 for p in range(n):  # this driver owns every partition
                     local.open(p)
                 tables[table_name] = local
-            self.nodes[name] = _Node(name, NodePipeline(spec, name, schemas, tables), tables, n)
+            pipeline = NodePipeline(spec, name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
+            self.nodes[name] = _Node(name, pipeline, tables, n)
             self.nodes[name].next_prune_ms = self.now_ms + int(PRUNE_INTERVAL_S * 1000)
         self._outbox = Outbox(self._partitions)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,7 +164,7 @@ class TopologyTestDriver:
         (its UTF-8 bytes) or ``None`` (a tombstone). ``key``: default the topic's ``key`` field
         of a dict value. ``timestamp``: epoch ms, default the driver's clock."""
         self._topic_logs(topic)  # an unknown topic is an error
-        raw = self._encode(topic, value)
+        raw = encode_value(self.spec, self.schemas, topic, value)
         if key is None:
             field = self.spec.topics[topic].key if topic in self.spec.topics else None
             if field and isinstance(value, dict) and value.get(field) is not None:
@@ -275,9 +276,7 @@ class TopologyTestDriver:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
+            if not _in_a_running_loop():
                 return self._loop.run_until_complete(coro)
             with ThreadPoolExecutor(1) as pool:
                 return pool.submit(self._loop.run_until_complete, coro).result()
@@ -303,7 +302,7 @@ class TopologyTestDriver:
                 for p, log in enumerate(self._logs[topic]):
                     pos = node.positions.get((topic, p), 0)
                     if pos < len(log):
-                        at = H.int_value(log[pos].headers, H.RETRY_DUE)
+                        at = self._due(node, log[pos])
                         due = at if due is None else min(due, at)
         return due
 
@@ -327,8 +326,12 @@ class TopologyTestDriver:
         for topic, tier in node.pipeline.tier_of.items():
             for p, log in enumerate(self._logs[topic]):
                 pos = node.positions.get((topic, p), 0)
-                if pos < len(log) and (not tier or H.int_value(log[pos].headers, H.RETRY_DUE) <= self.now_ms):
+                if pos < len(log) and (not tier or self._due(node, log[pos]) <= self.now_ms):
                     yield topic, p, pos, log
+
+    def _due(self, node: _Node, record: Stored) -> int:
+        """When a retry record is due, as the worker's pacer reads it."""
+        return H.retry_due(record.headers, self.now_ms, node.longest_wait_ms)
 
     def _first_ready(self, node: _Node) -> int | None:
         return min((log[pos].seq for _, _, pos, log in self._ready(node)), default=None)
@@ -344,7 +347,7 @@ class TopologyTestDriver:
             if node.pipeline.tier_of[topic]:
                 end = pos
                 for record in itertools.islice(log, pos, pos + size):
-                    if H.int_value(record.headers, H.RETRY_DUE) > now:
+                    if self._due(node, record) > now:
                         break  # a retry not due yet holds back the rest of its partition
                     end += 1
             else:
@@ -450,45 +453,18 @@ class TopologyTestDriver:
         records.sort(key=_seq)
         return records
 
-    def _encode(self, topic: str, value: Any) -> bytes | None:
-        if value is None or isinstance(value, bytes):
-            return value
-        if isinstance(value, str):
-            return value.encode()
-        spec = self.spec.topics.get(topic)
-        if spec is not None and spec.format == "avro":
-            return codec_for(spec, self.schemas).encode(value)
-        # JSON as a producer sends it: not checked against the schema (raw inputs are messy)
-        return orjson.dumps(value)
-
-    def _decoder(self, topic: str) -> Any:
-        spec = self.spec.topics.get(topic)
-        if spec is not None:
-            return codec_for(spec, self.schemas).decode
-        for node in self.spec.nodes.values():  # retries and dead letters carry the input's bytes
-            if topic == dlq_topic(node) or topic in retry_topics(node):
-                return codec_for(self.spec.topics[node.input], self.schemas).decode
-        return orjson.loads  # changelogs
-
     def _output(self, record: Stored) -> OutputRecord:
-        value: Any = record.value
-        if value is not None:
-            try:
-                value = self._decoders[record.topic](value)
-            except Exception:
-                with contextlib.suppress(UnicodeDecodeError):
-                    value = value.decode("utf-8")
-        return OutputRecord(
-            record.topic,
-            record.partition,
-            record.offset,
-            text(record.key),
-            value,
-            record.timestamp,
-            header_dict(record.headers),
-            record.key,
-            record.value,
-        )
+        return output_record(record, self._decoders)
+
+
+def _in_a_running_loop() -> bool:
+    """Whether this thread runs an event loop. Nothing may run inside the except clause here:
+    every error it raised would chain the RuntimeError (and show it in dead letters)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _seq(record: Stored) -> int:

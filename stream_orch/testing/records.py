@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from stream_orch.codecs import codec_for
+from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
+from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import dlq_topic, retry_topics
 
 
 @dataclass(slots=True)
@@ -58,3 +66,50 @@ def header_dict(headers: list[tuple[str, bytes]]) -> dict[str, str]:
     return {name: text(value) or "" for name, value in headers}
 
     return 0
+
+
+def encode_value(spec: TopologySpec, schemas: SchemaRegistry, topic: str, value: Any) -> bytes | None:
+    """A value piped into ``topic`` as a producer would send it (see ``TopologyTestDriver.pipe``)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    topic_spec = spec.topics.get(topic)
+    if topic_spec is not None and topic_spec.format == "avro":
+        return codec_for(topic_spec, schemas).encode(value)
+    # JSON as a producer sends it: not checked against the schema (raw inputs are messy)
+    return orjson.dumps(value)
+
+
+def value_decoder(spec: TopologySpec, schemas: SchemaRegistry, topic: str) -> Callable[[bytes], Any]:
+    """How a test reads the values of ``topic``."""
+    topic_spec = spec.topics.get(topic)
+    if topic_spec is not None:
+        return codec_for(topic_spec, schemas).decode
+    for node in spec.nodes.values():  # retries and dead letters carry the input's bytes
+        if topic == dlq_topic(node) or topic in retry_topics(node):
+            return codec_for(spec.topics[node.input], schemas).decode
+    return orjson.loads  # changelogs
+
+
+def output_record(record: Stored, decoders: Mapping[str, Callable[[bytes], Any]]) -> OutputRecord:
+    """A stored record as a test reads it (a value its topic's codec cannot read stays text, or
+    bytes)."""
+    value: Any = record.value
+    if value is not None:
+        try:
+            value = decoders[record.topic](value)
+        except Exception:
+            with contextlib.suppress(UnicodeDecodeError):
+                value = value.decode("utf-8")
+    return OutputRecord(
+        record.topic,
+        record.partition,
+        record.offset,
+        text(record.key),
+        value,
+        record.timestamp,
+        header_dict(record.headers),
+        record.key,
+        record.value,
+    )

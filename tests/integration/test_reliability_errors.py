@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 from kafka_helpers import run_cli
-from ruamel.yaml import YAML
 
 from tests import reliability_harness as rh
-from tests.topology_harness import headers_of, isolated_topology, wait_for_group
+from tests.topology_harness import headers_of, wait_for_group
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +61,7 @@ DLQ_HEADERS = [
     "so.error.reason",
     "so.error.class",
     "so.error.message",
-    "so.error.stacktrace",
+    "so.error.stacktrace",  # asked for with STREAM_ORCH_DLQ_TRACEBACKS (off by default)
     "so.error.node",
     "so.error.topology",
     "so.error.version",
@@ -77,14 +75,12 @@ DLQ_HEADERS = [
 ]
 
 
-def _topology(tmp_path: Path, doc: dict) -> tuple[Path, dict[str, str], str]:
-    src = tmp_path / "src" / f"{doc['topology']}.yaml"
-    src.parent.mkdir()
-    with src.open("w") as fh:
-        YAML().dump(doc, fh)
-    suffix = uuid.uuid4().hex[:8]
-    path, names = isolated_topology(src, tmp_path, suffix)
-    return path, names, f"{doc['topology']}_{suffix}.work"
+_topology = rh.topology_copy
+
+
+async def _delete(t: dict[str, str]) -> None:
+    """The topics a test created: its topology's and the retry tiers of its input."""
+    await rh.delete_topics([*t.values(), *(f"{t['events']}.retry.{n}" for n in (1, 2, 3))])
 
 
 def _rec(id_: str, **fields: object) -> tuple[bytes, bytes]:
@@ -98,6 +94,7 @@ def _ids(records: list) -> list[str]:
 async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -> None:
     path, t, group = _topology(tmp_path, DEDUPED_FLAKY)
     w = rh.worker(path, tmp_path / "worker.log")  # SO_TEST_FAULT_DIR = tmp_path
+    w.env["STREAM_ORCH_DLQ_TRACEBACKS"] = "true"
     (tmp_path / "broken").write_text("the downstream service is down")
     out, dlq = t["out"], t["events.dlq"]
     env = {"STREAM_ORCH_BOOTSTRAP_SERVERS": rh.bootstrap()}
@@ -166,6 +163,7 @@ async def test_retry_tiers_dlq_headers_and_replay_exactly_once(tmp_path: Path) -
         assert w.terminate() == 0
     finally:
         w.stop()
+        await _delete(t)
 
 
 async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
@@ -208,6 +206,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
                 h = headers_of(r)
                 reasons[(int(h["so.error.partition"]), int(h["so.error.offset"]))] = h["so.error.reason"]
             dropped_values = [headers_of(r).get("so.error.value_dropped") for r in watch.records[dlq]]
+            traces = [r for r in watch.records[dlq] if "so.error.stacktrace" in headers_of(r)]
         assert _ids(watch.records[out]) == ["after", "big", "hdr", "nokey"]
         good = {big, bad[4][1]}
         expected_dlq = [c for c, (_k, v) in zip(coords, bad, strict=True) if v not in good]
@@ -215,6 +214,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
         by_reason = sorted(r.split(":")[0] for r in reasons.values())
         assert "output_too_large" in by_reason and "null_value" in by_reason, by_reason
         assert all(d is None for d in dropped_values)  # the 1 MB dead letter kept its value
+        assert traces == []  # not asked for (STREAM_ORCH_DLQ_TRACEBACKS)
         hdr = next(r for r in watch.records[out] if orjson.loads(r.value)["id"] == "hdr")
         h = dict(hdr.headers)
         assert h["weird"] == b"\x00\xff" and "so.retry.due" not in h  # engine names are the engine's
@@ -229,6 +229,7 @@ async def test_bad_input_never_stops_a_partition(tmp_path: Path) -> None:
         assert w.terminate() == 0
     finally:
         w.stop()
+        await _delete(t)
 
 
 def _rss_mb(pid: int) -> float:
@@ -294,3 +295,4 @@ async def test_slow_step_does_not_grow_memory(tmp_path: Path) -> None:
         assert code == 0 and stop_s < 10, w.log()
     finally:
         w.stop()
+        await _delete(t)

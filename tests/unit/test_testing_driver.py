@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import TopicPartition
 
-from stream_orch.runtime.output import PartitionMap
+from stream_orch.runtime.batch import BatchStats
+from stream_orch.runtime.output import Outbox, PartitionMap
+from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.testing import TopologyTestDriver
+from stream_orch.testing.records import Stored, header_dict
 
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "topologies" / "fraud_detection.yaml"
@@ -124,7 +129,8 @@ def test_dead_letters_keep_the_original_bytes_and_carry_error_headers(driver: To
     error = by_key["A-1"].error
     assert error["node"] == "score_transactions" and error["topology"] == "fraud_detection"
     assert error["topic"] == "transactions" and error["offset"] == "0" and error["attempts"] == "1"
-    assert set(error) >= {"class", "message", "stacktrace", "partition", "timestamp", "version"}
+    assert set(error) >= {"class", "message", "partition", "timestamp", "version"}
+    assert "stacktrace" not in error  # only when asked for (dlq_tracebacks)
     assert driver.dead_letters("harmonise_customers") == []
     assert driver.stats("score_transactions")["dead_lettered"] == {"invalid_field": 1, "malformed_json": 1}
 
@@ -181,3 +187,38 @@ async def test_usable_from_async_tests() -> None:
         d.pipe("transactions", txn("t1"))
         assert len(d.records("transactions.approved")) == 1
     await asyncio.sleep(0)
+
+
+def test_dead_letters_are_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's dead letter of a record equals what the worker's failure path makes of it
+    (the worker runs the node's NodePipeline inside its event loop): same key, value, timestamp
+    and headers, the error's message and stack trace included. The driver used to chain its own
+    'no running event loop' RuntimeError into every stack trace."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "unit"))  # step_user_functions
+    (tmp_path / "t.yaml").write_text(
+        "topology: same_dlq\nversion: '1'\n"
+        "topics: {events: {partitions: 2, key: id}, out: {partitions: 2, key: id}}\n"
+        "nodes:\n  work:\n    input: events\n"
+        "    steps: [{step: python, function: 'step_user_functions:add_flag'}]\n"
+        "    routes: [{to: out}]\n    errors: {dlq: events.dlq}\n"
+    )
+    value = {"id": "a", "boom": "x"}  # add_flag raises ValueError("bad record")
+    with TopologyTestDriver(tmp_path / "t.yaml", schemas=SCHEMAS, start_ms=T0, dlq_tracebacks=True) as d:
+        d.pipe("events", value, timestamp=T0 - 5)
+        [dead] = d.dead_letters()
+        spec, schemas = d.spec, d.schemas
+    partition = PartitionMap({"events": 2}).of("events", b"a")
+    record = Stored("events", partition, 0, b"a", orjson.dumps(value), T0 - 5, [], 0)
+
+    async def worker_path() -> list:
+        pipeline = NodePipeline(spec, "work", schemas, {}, dlq_tracebacks=True)
+        outbox = Outbox(PartitionMap({"out": 2, "events.dlq": 2}))
+        await pipeline.process({TopicPartition("events", partition): [record]}, outbox, BatchStats(), T0)
+        pending = [rs for task in outbox.take().values() for (t, _p), rs in task.items() if t == "events.dlq"]
+        return [r for rs in pending for r in rs]
+
+    [(key, raw, timestamp, headers)] = asyncio.run(worker_path())
+    assert (dead.raw_key, dead.raw_value, dead.timestamp) == (key, raw, timestamp)
+    assert dead.headers == header_dict(headers)
+    assert dead.reason == "python_error: ValueError: bad record"
+    assert dead.error["stacktrace"].endswith('raise ValueError("bad record")\nValueError: bad record\n')
