@@ -22,6 +22,7 @@ Semantics (documented in the topology reference):
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -252,6 +253,13 @@ class _Compiler:
     def visit_Constant(self, node: ast.Constant) -> str:
         if not isinstance(node.value, str | int | float | bool | type(None)):
             raise self.fail(node, f"literal {node.value!r} is not allowed")
+        if node.value.__class__ is float and not math.isfinite(node.value):
+            # Python reads 1e999 as infinity, whose repr `inf` is no name at run time; and no
+            # output can carry it (JSON has no infinity), so the literal is a mistake
+            raise self.fail(
+                node,
+                f"{self.text(node)} is not a finite number: it is beyond the float range (about ±1.8e308)",
+            )
         return repr(node.value)
 
     def visit_Name(self, node: ast.Name) -> str:

@@ -225,6 +225,7 @@ Python syntax restricted to a whitelist, checked when the topology is loaded and
 to Python code (no interpreter per event, no arbitrary Python from YAML).
 
 - Literals (numbers, strings, True, False, None), lists, tuples, sets and dicts of expressions.
+  A number beyond the float range (`1e999`, which would be infinity) is refused when loading.
 - Names: a topology `constants` entry of that name, else the record's field (None when missing).
   `a.b` reads field `b` of a nested record; `x[k]` a key of a mapping or an index of a list.
 - Operators: `+ - * / // % **`, unary `-`, `+`, `not`; `and`, `or`; comparisons

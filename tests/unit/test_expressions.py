@@ -245,3 +245,16 @@ def test_literal_list_in_membership_is_built_once() -> None:
     expr = compile_expression("currency in ['EUR', 'USD']")
     sets = [v for v in expr.fn.__globals__.values() if isinstance(v, frozenset)]
     assert sets == [frozenset({"EUR", "USD"})]
+
+
+# --------------------------------------------------------------------------- non-finite literals
+
+
+@pytest.mark.parametrize("source", ["1e999", "amount * 1e999", "-1e999 < x", "x in [1, 2e400]"])
+def test_a_literal_too_large_for_a_float_is_refused_at_compile_time(source: str) -> None:
+    """Python parses ``1e999`` as infinity, which compiled to the unknown name ``inf``: the
+    topology validated and every record was dead-lettered with a NameError."""
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert "is not a finite number" in info.value.message
+    assert source[info.value.offset :][:2] in ("1e", "2e")  # the column of the literal
