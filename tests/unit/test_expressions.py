@@ -258,3 +258,48 @@ def test_a_literal_too_large_for_a_float_is_refused_at_compile_time(source: str)
         compile_expression(source)
     assert "is not a finite number" in info.value.message
     assert source[info.value.offset :][:2] in ("1e", "2e")  # the column of the literal
+
+
+# --------------------------------------------------------------------------- bounded results
+
+
+@pytest.mark.timeout(30)  # a guard, not a timing goal: before the bounds the first case took 9.5 s
+@pytest.mark.parametrize(
+    ("source", "record", "fragment"),
+    [
+        ("((10**1000)**1000)**10", {}, "too large"),
+        ("((a ** 1000) ** 1000) ** 10", {"a": 10}, "too large"),
+        ("a * a", {"a": 2**9000}, "too large"),
+        ("'a' * 10**8", {}, "too long"),
+        ("s * n", {"s": "ab", "n": 10**8}, "too long"),
+        ("n * xs", {"xs": [0], "n": 10**8}, "too long"),
+        ("s + s", {"s": "x" * 600_000}, "too long"),
+        ("round(1, n)", {"n": -(10**6)}, "round"),
+        ("f % 1", {"f": "%02000000d"}, "formatting"),
+        ("(-8) ** 0.5", {}, "not a real number"),
+    ],
+)
+def test_results_are_bounded(source: str, record: dict, fragment: str) -> None:
+    """Bounds on results, not only on exponents: a record (or a topology) cannot make one
+    expression compute for seconds or allocate hundreds of megabytes (issue 19, item 7)."""
+    with pytest.raises(EvaluationError, match=fragment):
+        ev(source, record)
+
+
+def test_results_within_the_bounds_are_computed() -> None:
+    assert ev("'ab' * 3 + s", {"s": "c"}) == "abababc"
+    assert ev("[0] * n", {"n": 3}) == [0, 0, 0]
+    assert ev("a ** 100 * a", {"a": 2}) == 2**101
+    assert ev("round(n, -2)", {"n": 1234}) == 1200
+    assert ev("a % b", {"a": 7.5, "b": 2}) == 1.5
+
+
+def test_recursion_in_a_comparison_is_an_evaluation_error() -> None:
+    def deep() -> list:
+        value: list = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    with pytest.raises(EvaluationError, match="RecursionError"):
+        ev("a == b", {"a": deep(), "b": deep()})
