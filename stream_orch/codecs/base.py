@@ -28,6 +28,16 @@ class EncodeError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class NonFiniteNumber(EncodeError):
+    """A float that is inf or nan at ``path`` (``a.b[2]``) of a record to encode as JSON, which
+    has no such numbers (orjson would write null). The router dead-letters the event as
+    ``output_schema_violation: <topic>.<path>: <value> is not a finite number``."""
+
+    def __init__(self, path: str, value: float) -> None:
+        self.path = path
+        super().__init__("non_finite", f"{path}: {value} is not a finite number")
+
+
 class Codec:
     """Turns value bytes into a record dict and back.
 

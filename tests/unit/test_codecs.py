@@ -255,3 +255,22 @@ def test_projection_keeps_only_schema_fields_in_schema_order():
         "ts",
     ]
     assert projection(["a", "b"])({"b": 1, "c": 2}) == {"b": 1}
+
+
+def test_json_encode_refuses_non_finite_numbers_instead_of_writing_null():
+    """orjson writes inf and nan as null (issue 19, item 4): the codec names where they are."""
+    from stream_orch.codecs import NonFiniteNumber
+
+    codec = JsonCodec()
+    for value, path in [
+        ({"a": float("inf")}, "a"),
+        ({"a": {"b": [1.0, float("nan")]}}, "a.b[1]"),
+        ({"a": None, "n": "null", "b": [{"c": -float("inf")}]}, "b[0].c"),
+    ]:
+        with pytest.raises(NonFiniteNumber) as err:
+            codec.encode(value)
+        assert err.value.path == path
+        assert err.value.reason == "non_finite"
+        with pytest.raises(NonFiniteNumber):
+            codec.encode_many([{"ok": 1}, value])
+    assert codec.encode({"a": None, "b": "null", "c": 1.5}) == b'{"a":null,"b":"null","c":1.5}'
