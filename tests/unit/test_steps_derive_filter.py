@@ -47,3 +47,13 @@ async def test_filter_keeps_true_drops_false_rejects_errors():
     assert [r["amount"] for r in out] == [150.0]
     assert ctx.drop_reasons == ["filtered"]
     assert len(ctx.reject_reasons) == 1 and ctx.reject_reasons[0].startswith("expression_error: filter: ")
+
+
+async def test_derive_rejects_a_result_that_is_not_a_finite_number():
+    """amount * rate overflowing to inf went on as a value (and out as null; issue 19, item 4)."""
+    step = build({"step": "derive", "fields": {"a": "amount * 1e300", "b": "a - a"}})
+    out, ctx = await run_step(step, [txn(amount=1e10), txn(amount=2.0)])
+    assert [r["a"] for r in out] == [2e300]
+    assert ctx.reject_reasons == [
+        "expression_error: a: the result is not a finite number (inf) in `amount * 1e300`"
+    ]
