@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -428,7 +429,9 @@ def compile_expression(source: str, constants: Mapping[str, Any] | None = None) 
         "_explain": _explainer(text, fields),
         **compiler.globals,
     }
-    code = compile(python, "<expression>", "exec")
+    with warnings.catch_warnings():  # `1 is None` is allowed: no SyntaxWarning about the generated code
+        warnings.simplefilter("ignore", SyntaxWarning)
+        code = compile(python, "<expression>", "exec")
     exec(code, namespace)  # generated from the whitelisted AST above; globals hold no builtins
     return CompiledExpression(source=text, fn=namespace["expression"], fields=fields, python=python)
 

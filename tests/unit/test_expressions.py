@@ -303,3 +303,19 @@ def test_recursion_in_a_comparison_is_an_evaluation_error() -> None:
 
     with pytest.raises(EvaluationError, match="RecursionError"):
         ev("a == b", {"a": deep(), "b": deep()})
+
+
+def test_an_evaluation_error_does_not_carry_a_whole_record_value() -> None:
+    """Python's message quotes the value (`could not convert string to float: 'xxx...'`): a
+    600 kB field made a 600 kB DLQ reason, and with the record's own bytes a DLQ record above
+    the broker's limit."""
+    with pytest.raises(EvaluationError) as info:
+        ev("float(s)", {"s": "x" * 600_000})
+    assert "could not convert string to float" in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_compiling_emits_no_python_warning(recwarn: pytest.WarningsRecorder) -> None:
+    """`1 is None` is allowed; the generated code must not make Python warn about it."""
+    assert compile_expression("1 is None or 'a' is not None").fn({}) is True
+    assert not recwarn.list
