@@ -319,3 +319,15 @@ def test_compiling_emits_no_python_warning(recwarn: pytest.WarningsRecorder) -> 
     """`1 is None` is allowed; the generated code must not make Python warn about it."""
     assert compile_expression("1 is None or 'a' is not None").fn({}) is True
     assert not recwarn.list
+
+
+class _Exhausting:
+    """A value whose comparison runs out of memory, standing for any operation that does."""
+
+    def __lt__(self, other: object) -> bool:
+        raise MemoryError
+
+
+def test_memory_error_is_an_evaluation_error_for_the_record() -> None:
+    with pytest.raises(EvaluationError, match="MemoryError"):
+        ev("a < 1", {"a": _Exhausting()})
