@@ -109,6 +109,7 @@ async def test_an_output_its_schema_cannot_carry_is_dead_lettered_and_the_start_
         assert dead == {(("node", "forward"), ("reason", "output_schema_violation")): 2.0}
     finally:
         code = worker.terminate() if worker.proc and worker.proc.poll() is None else worker.proc.returncode
+        await delete_topics_with(s)
     log = worker.log_path.read_text(errors="replace")
     assert code == 0, log[-3000:]
     # quiet start: creating six topics and starting on them reports no error
@@ -178,13 +179,15 @@ async def test_the_first_start_of_the_fraud_topology_logs_no_error(tmp_path: Pat
     """Every topic new (retry tiers, changelogs, a global table's feed): before the start waited
     for their leaders, aiokafka logged `Topic ... retry.1 not found in cluster metadata` or a
     fetcher's NotLeaderForPartitionError at ERROR while they appeared."""
-    path, _ = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, uuid.uuid4().hex[:8])
+    suffix = uuid.uuid4().hex[:8]
+    path, _ = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
     worker = WorkerProcess(path, tmp_path / "worker.log").start()
     try:
         spec_name = path.read_text().split("topology: ", 1)[1].split()[0]
         await wait_for_group(f"{spec_name}.score_transactions")
     finally:
         code = worker.terminate() if worker.proc and worker.proc.poll() is None else worker.proc.returncode
+        await delete_topics_with(suffix)
     log = worker.log_path.read_text(errors="replace")
     assert code == 0, log[-3000:]
     assert "global table customer_profiles loaded" in log
