@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import orjson
 
-from stream_orch.codecs.base import Codec, DecodeError, EncodeError, NonFiniteNumber
+from stream_orch.codecs.base import Codec, DecodeError, EncodeError, NonFiniteNumber, non_finite
 
 _loads = orjson.loads
 _orjson_dumps = orjson.dumps
@@ -69,7 +68,7 @@ class JsonCodec(Codec):
         except orjson.JSONEncodeError as exc:
             raise EncodeError("unserialisable", str(exc)) from None
         if b"null" in data:  # orjson writes inf and nan as null: only then is the value walked
-            _check_finite(value, "")
+            _check_finite(value)
         return _memoryview(data).tobytes()  # _dumps, inlined: the hot path
 
     def encode_many(self, values):
@@ -80,22 +79,14 @@ class JsonCodec(Codec):
             return [self.encode(v) for v in values]
         for data, value in zip(datas, values, strict=True):
             if b"null" in data:
-                _check_finite(value, "")
+                _check_finite(value)
         return datas
 
 
-def _check_finite(value: Any, path: str) -> None:
-    """Raise :class:`NonFiniteNumber` at the first float in ``value`` that is inf or nan."""
-    cls = value.__class__
-    if cls is float:
-        if not math.isfinite(value):
-            raise NonFiniteNumber(path, value)
-    elif cls is dict:
-        for k, v in value.items():
-            _check_finite(v, f"{path}.{k}" if path else str(k))
-    elif cls is list or cls is tuple:
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}[{i}]")
+def _check_finite(value: Any) -> None:
+    found = non_finite(value)
+    if found is not None:
+        raise NonFiniteNumber(*found)
 
 
 def _decode_error(data: Any, exc: Exception) -> DecodeError:
