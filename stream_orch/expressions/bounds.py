@@ -9,9 +9,12 @@ the result would have *before* computing it and raises :class:`EvaluationError` 
 either side of ``*``, a number on either side of ``+``: the hot path's ``amount * rate``) the
 compiled code applies the operator inline instead (``compiler._Compiler.visit_BinOp``).
 
-Other operators cannot grow a result beyond their operands (``-``, ``/``, ``//``, comparisons),
-and the functions are linear in their argument (``str``, ``len``, ``lower``...); ``int()`` of a
-string stops at Python's 4,300 digits.
+A list is measured by its *weight*: its items plus the characters of the strings in it, as
+``[s] * 1000`` holds one string but ``str()`` of it (or the output encoding) writes it 1,000
+times; ``str()`` of a list, tuple, set or dict is bounded the same way. Other operators cannot
+grow a result beyond their operands (``-``, ``/``, ``//``, comparisons), and the other functions
+are linear in their argument (``len``, ``lower``...); ``int()`` of a string stops at Python's
+4,300 digits.
 """
 
 from __future__ import annotations
@@ -20,22 +23,48 @@ from typing import Any
 
 from stream_orch.expressions.errors import EvaluationError
 
-__all__ = ["MAX_INT_BITS", "MAX_LENGTH", "MAX_ROUND_DIGITS", "add", "bounded_round", "mod", "mul", "power"]
+__all__ = [
+    "MAX_INT_BITS",
+    "MAX_LENGTH",
+    "MAX_ROUND_DIGITS",
+    "add",
+    "bounded_round",
+    "bounded_str",
+    "mod",
+    "mul",
+    "power",
+    "weight",
+]
 
 MAX_INT_BITS = 10_000  # about 3,000 digits; no output carries more than 64 bits (JSON, Avro long)
 MAX_LENGTH = 1_000_000  # characters, bytes or items: more than an output record (1 MB) can carry
 MAX_ROUND_DIGITS = 1_000  # round(int, -n) computes 10**n
 
 _SEQUENCES = (str, bytes, list, tuple)
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def weight(value: Any, budget: int = MAX_LENGTH) -> int:
+    """Items, characters and bytes in ``value`` (nested), counted until beyond ``budget``."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if not isinstance(value, _CONTAINERS):
+        return 1
+    total = len(value)
+    for item in value.items() if isinstance(value, dict) else value:
+        if total > budget:
+            break
+        total += weight(item, budget - total)
+    return total
 
 
 def _too_large(op: str, bits: int) -> EvaluationError:
     return EvaluationError(f"the result of {op} is too large: about {bits:,} bits (at most {MAX_INT_BITS:,})")
 
 
-def _too_long(op: str, length: int) -> EvaluationError:
+def _too_long(op: str, size: int) -> EvaluationError:
     return EvaluationError(
-        f"the result of {op} is too long: {length:,} characters or items (at most {MAX_LENGTH:,})"
+        f"the result of {op} is too long: {size:,} characters or items or more (at most {MAX_LENGTH:,})"
     )
 
 
@@ -47,18 +76,29 @@ def mul(a: Any, b: Any) -> Any:
             bits = a.bit_length() + b.bit_length()
             if bits > MAX_INT_BITS:
                 raise _too_large("*", bits)
-        elif isinstance(b, _SEQUENCES) and len(b) * a > MAX_LENGTH:
-            raise _too_long("*", len(b) * a)
-    elif isinstance(b, int) and isinstance(a, _SEQUENCES) and len(a) * b > MAX_LENGTH:
-        raise _too_long("*", len(a) * b)
+        elif isinstance(b, _SEQUENCES) and a > 0 and weight(b) * a > MAX_LENGTH:
+            raise _too_long("*", weight(b) * a)
+    elif isinstance(b, int) and isinstance(a, _SEQUENCES) and b > 0 and weight(a) * b > MAX_LENGTH:
+        raise _too_long("*", weight(a) * b)
     return a * b
 
 
 def add(a: Any, b: Any) -> Any:
     """``a + b``: a concatenation of at most ``MAX_LENGTH``."""
-    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES) and len(a) + len(b) > MAX_LENGTH:
-        raise _too_long("+", len(a) + len(b))
+    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
+        size = weight(a) + weight(b)
+        if size > MAX_LENGTH:
+            raise _too_long("+", size)
     return a + b
+
+
+def bounded_str(*args: Any) -> str:
+    """``str(x)``: of a list, tuple, set or dict of at most ``MAX_LENGTH`` in weight."""
+    if len(args) == 1 and isinstance(args[0], _CONTAINERS):
+        size = weight(args[0])
+        if size > MAX_LENGTH:
+            raise _too_long("str()", size)
+    return str(*args)
 
 
 def mod(a: Any, b: Any) -> Any:

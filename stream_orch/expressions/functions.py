@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stream_orch.expressions.bounds import bounded_round
+from stream_orch.expressions.bounds import bounded_round, bounded_str
 from stream_orch.expressions.errors import EvaluationError
 
 __all__ = ["FUNCTIONS", "field", "item", "missing_raisers"]
@@ -79,6 +79,6 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], bool]] = {
     "lower": (_lower, False),
     "upper": (_upper, False),
     "coalesce": (_coalesce, False),
-    "str": (str, False),
+    "str": (bounded_str, False),
     "bool": (bool, False),
 }

@@ -66,7 +66,8 @@ _FUNCTION_DOCS = {
 
 _BOUNDS = (
     f"an integer result of `*` or `**` of more than {bounds.MAX_INT_BITS:,} bits, a string or list "
-    f"of more than {bounds.MAX_LENGTH:,} characters or items made by `*` or `+`, `round(x, n)` "
+    f"of more than {bounds.MAX_LENGTH:,} characters or items (a list counts the characters of its "
+    "strings too) made by `*`, `+` or `str()`, `round(x, n)` "
     f"with `|n|` over {bounds.MAX_ROUND_DIGITS:,}, `%` formatting of a string and a negative number "
     "to a fractional power fail the event (`expression_error`), as do an overflow and a value "
     "nested too deeply to compare."

@@ -274,6 +274,10 @@ def test_a_literal_too_large_for_a_float_is_refused_at_compile_time(source: str)
         ("s * n", {"s": "ab", "n": 10**8}, "too long"),
         ("n * xs", {"xs": [0], "n": 10**8}, "too long"),
         ("s + s", {"s": "x" * 600_000}, "too long"),
+        ("[s] * n", {"s": "x" * 600_000, "n": 1000}, "too long"),  # a list of 1,000 references
+        ("xs + xs", {"xs": ["x" * 600_000]}, "too long"),
+        ("str(xs)", {"xs": ["x" * 600_000, "y" * 600_000]}, "too long"),
+        ("str([s, s])", {"s": "x" * 600_000}, "too long"),
         ("round(1, n)", {"n": -(10**6)}, "round"),
         ("f % 1", {"f": "%02000000d"}, "formatting"),
         ("(-8) ** 0.5", {}, "not a real number"),
