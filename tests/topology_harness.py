@@ -255,5 +255,21 @@ async def collect(
     return seen
 
 
+async def delete_topics_with(fragment: str) -> list[str]:
+    """Delete every topic whose name contains ``fragment`` (a test's unique suffix: its inputs,
+    outputs, DLQs and what the worker created); returns their names."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if fragment in t]
+        if topics:
+            await admin.delete_topics(topics)
+        return topics
+    finally:
+        await admin.close()
+
+
 def headers_of(record: Any) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in record.headers}

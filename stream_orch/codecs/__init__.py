@@ -8,7 +8,7 @@ Public API::
     codec_for(topic_spec, registry)    -> JsonCodec | AvroCodec
     Codec.decode(bytes) -> dict        raises DecodeError(reason in malformed_json, invalid_utf8,
                                        malformed_avro)
-    Codec.encode(dict) -> bytes        raises EncodeError
+    Codec.encode(dict) -> bytes        raises EncodeError (NonFiniteNumber: inf or nan in JSON)
     Codec.decode_many / encode_many    batch forms (decode_many returns DecodeError in place)
     projection(schema) -> fn(dict) -> dict with only the schema's fields
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stream_orch.codecs.avro_codec import AvroCodec
-from stream_orch.codecs.base import Codec, DecodeError, EncodeError, projection
+from stream_orch.codecs.base import Codec, DecodeError, EncodeError, NonFiniteNumber, projection
 from stream_orch.codecs.json_codec import JsonCodec
 from stream_orch.codecs.schemas import DEFAULT_SCHEMA_DIR, SchemaError, SchemaRegistry
 from stream_orch.codecs.validation import Validator
@@ -33,6 +33,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "JsonCodec",
+    "NonFiniteNumber",
     "SchemaError",
     "SchemaRegistry",
     "Validator",

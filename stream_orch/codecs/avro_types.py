@@ -3,10 +3,13 @@ each type resolved to its declaration, and the words an error message uses for a
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+FLOAT_MAX = 3.4028234663852886e38  # the largest 32-bit float
+DOUBLE_MAX = sys.float_info.max
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
@@ -118,8 +121,9 @@ def show(value: Any) -> str:
 def primitive_check(kind: str, var: str, *, exact_numbers: bool) -> str:
     """A Python expression, for generated checks, true when ``var`` holds a value of the primitive
     ``kind``. A float or double takes an int or a float (Avro's rule, the validator's), or with
-    ``exact_numbers`` a float only (the output conformer then coerces an int); the expression
-    names ``_NUM`` (``frozenset({int, float})``) in the lenient case."""
+    ``exact_numbers`` a finite float within the type's range only (the output conformer then
+    coerces an int, or names what is wrong: JSON has no inf or nan and orjson writes them as
+    null); the expression names ``_NUM`` (``frozenset({int, float})``) in the lenient case."""
     if kind == "null":
         return f"{var} is None"
     if kind == "boolean":
@@ -133,5 +137,8 @@ def primitive_check(kind: str, var: str, *, exact_numbers: bool) -> str:
     if kind == "long":
         return f"({var}.__class__ is int and {LONG_MIN} <= {var} <= {LONG_MAX})"
     if kind in ("float", "double"):
-        return f"{var}.__class__ is float" if exact_numbers else f"{var}.__class__ in _NUM"
+        if not exact_numbers:
+            return f"{var}.__class__ in _NUM"
+        top = FLOAT_MAX if kind == "float" else DOUBLE_MAX  # a nan fails both comparisons
+        return f"({var}.__class__ is float and {-top!r} <= {var} <= {top!r})"
     raise ValueError(f"unsupported Avro type {kind!r}")

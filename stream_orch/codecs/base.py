@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +27,34 @@ class EncodeError(Exception):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class NonFiniteNumber(EncodeError):
+    """A float that is inf or nan at ``path`` (``a.b[2]``) of a record to encode as JSON, which
+    has no such numbers (orjson would write null). The router dead-letters the event as
+    ``output_schema_violation: <topic>.<path>: <value> is not a finite number``."""
+
+    def __init__(self, path: str, value: float) -> None:
+        self.path = path
+        super().__init__("non_finite", f"{path}: {value} is not a finite number")
+
+
+def non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The path (``a.b[2]``) and value of the first float in ``value`` that is inf or nan."""
+    cls = value.__class__
+    if cls is float:
+        return None if math.isfinite(value) else (path, value)
+    if cls is dict:
+        for k, v in value.items():
+            found = non_finite(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif cls is list or cls is tuple:
+        for i, v in enumerate(value):
+            found = non_finite(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 class Codec:

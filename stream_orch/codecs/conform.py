@@ -6,7 +6,8 @@ keeps the schema's fields, turns values into the schema's types where that loses
 (``int`` → ``double``/``float``, an integral ``float`` → ``int``/``long``, also inside unions,
 arrays and maps) and raises :class:`OutputSchemaViolation` naming the field when a value cannot
 be written (a string where a number belongs, a symbol outside an enum, a required field
-missing). :func:`field_conformer` does the same in place for the fields a route's ``set`` adds.
+missing, a number that is not finite: JSON has no inf or nan, and orjson writes them as null).
+:func:`field_conformer` does the same in place for the fields a route's ``set`` adds.
 
 The good path is one generated function: every value read once, every class compared with
 ``is`` (strict: an ``int`` in a ``double`` field is not good, it goes through the coercing
@@ -17,10 +18,13 @@ admits ``null``) stays absent, as a consumer reading with the schema fills it in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from stream_orch.codecs.avro_types import (
+    DOUBLE_MAX,
+    FLOAT_MAX,
     INT_MAX,
     INT_MIN,
     LONG_MAX,
@@ -33,16 +37,15 @@ from stream_orch.codecs.avro_types import (
 _MISSING = object()
 # what the generated checks name
 _BUILTINS: dict[str, Any] = {
-    c.__name__: c for c in (str, bool, int, float, bytes, list, dict, all, map, type, KeyError)
+    c.__name__: c for c in (str, bool, int, float, bytes, list, dict, all, map, sum, type, KeyError)
 }
 _EXACT_CLASS = {
     "string": "_T_STR",
     "boolean": "_T_BOOL",
     "bytes": "_T_BYTES",
     "double": "_T_FLOAT",
-    "float": "_T_FLOAT",
     "null": "_T_NONE",
-}  # item types whose check is the class alone
+}  # item types whose check is the class alone (a double's, and that each is finite)
 _BUILTINS |= {
     "_T_STR": frozenset({str}),
     "_T_BOOL": frozenset({bool}),
@@ -95,9 +98,11 @@ class _Types(AvroTypes):
             exact = _EXACT_CLASS.get(inner_schema) if isinstance(inner_schema, str) else None
             if kind == "array":
                 if exact is not None:  # the types of the items, in C: a third of the generator's time
-                    return (
-                        f"({var}.__class__ is list and (not {var} or {exact}.issuperset(map(type, {var}))))"
-                    )
+                    check = f"{exact}.issuperset(map(type, {var}))"
+                    if inner_schema == "double":  # finite items have a finite sum, mostly: an
+                        # overflowing sum only sends the list to the walk, which checks each item
+                        check += f" and {-DOUBLE_MAX!r} <= sum({var}) <= {DOUBLE_MAX!r}"
+                    return f"({var}.__class__ is list and (not {var} or {check}))"
                 inner = self.strict(inner_schema, item, consts, depth + 1)
                 return f"({var}.__class__ is list and (not {var} or all({inner} for {item} in {var})))"
             inner = self.strict(inner_schema, item, consts, depth + 1)
@@ -126,10 +131,18 @@ class _Types(AvroTypes):
         kind = schema if isinstance(schema, str) else schema["type"]
         cls = value.__class__
         if kind in ("double", "float"):
-            if cls is float:
-                return value
             if cls is int:
-                return float(value)
+                try:
+                    value, cls = float(value), float
+                except OverflowError:
+                    bits = value.bit_length()
+                    raise _Bad(path, f"an int of {bits} bits is too large for a {kind}") from None
+            if cls is float:
+                if not math.isfinite(value):  # JSON has none: orjson would write null
+                    raise _Bad(path, f"{value} is not a finite number")
+                if kind == "float" and abs(value) > FLOAT_MAX:
+                    raise _Bad(path, f"{value} is out of the float range")
+                return value
         elif kind in ("int", "long"):
             low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
             if cls is float and value.is_integer():
@@ -199,7 +212,8 @@ class _Types(AvroTypes):
         kind = schema if isinstance(schema, str) else schema["type"]
         cls = value.__class__
         if kind in ("double", "float"):
-            return cls is float
+            top = FLOAT_MAX if kind == "float" else DOUBLE_MAX  # a nan fails both comparisons
+            return cls is float and -top <= value <= top
         if kind == "int":
             return cls is int and INT_MIN <= value <= INT_MAX
         if kind == "long":

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from stream_orch.codecs.base import Codec, DecodeError, EncodeError
+from stream_orch.codecs.base import Codec, DecodeError, EncodeError, NonFiniteNumber, non_finite
 
 _loads = orjson.loads
 _orjson_dumps = orjson.dumps
@@ -64,15 +64,29 @@ class JsonCodec(Codec):
 
     def encode(self, value: dict[str, Any]) -> bytes:
         try:
-            return _memoryview(_orjson_dumps(value)).tobytes()  # _dumps, inlined: the hot path
+            data = _orjson_dumps(value)
         except orjson.JSONEncodeError as exc:
             raise EncodeError("unserialisable", str(exc)) from None
+        if b"null" in data:  # orjson writes inf and nan as null: only then is the value walked
+            _check_finite(value)
+        return _memoryview(data).tobytes()  # _dumps, inlined: the hot path
 
     def encode_many(self, values):
+        values = list(values)
         try:
-            return [_dumps(v) for v in values]
+            datas = [_dumps(v) for v in values]
         except orjson.JSONEncodeError:
             return [self.encode(v) for v in values]
+        for data, value in zip(datas, values, strict=True):
+            if b"null" in data:
+                _check_finite(value)
+        return datas
+
+
+def _check_finite(value: Any) -> None:
+    found = non_finite(value)
+    if found is not None:
+        raise NonFiniteNumber(*found)
 
 
 def _decode_error(data: Any, exc: Exception) -> DecodeError:

@@ -17,43 +17,27 @@ Semantics (documented in the topology reference):
 * Arithmetic or a numeric function on a missing field raises :class:`EvaluationError`
   ``missing field <name>``; any other type or value error (dividing by zero, comparing a
   string with a number) raises :class:`EvaluationError` naming the expression.
+* One expression cannot stall a worker: results that can outgrow their operands (``*``, ``+``,
+  ``**``, ``%`` and ``round``) are bounded before they are computed (:mod:`.bounds`), and an
+  overflow, a recursion too deep or a ``MemoryError`` is an :class:`EvaluationError` too.
 """
 
 from __future__ import annotations
 
 import ast
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CompiledExpression", "EvaluationError", "ExpressionError", "compile_expression"]
+from stream_orch.expressions import bounds
+from stream_orch.expressions.errors import EvaluationError, ExpressionError
+from stream_orch.expressions.functions import FUNCTIONS, field, item, missing_raisers
+
+__all__ = ["FUNCTIONS", "CompiledExpression", "EvaluationError", "ExpressionError", "compile_expression"]
 
 _MAX_SOURCE = 10_000
-_MAX_INT_EXPONENT = 1_000
-
-
-class ExpressionError(Exception):
-    """An expression that is not allowed or not valid; ``offset`` is its column (0-based)."""
-
-    def __init__(self, message: str, offset: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
-
-
-class EvaluationError(ExpressionError):
-    """Evaluating a compiled expression failed for one record (a missing field, a bad type).
-
-    Steps catch it and dead-letter the record; ``str()`` names the expression.
-    """
-
-    def __init__(self, message: str, source: str = "", field: str | None = None) -> None:
-        super().__init__(message, 0)
-        self.source = source
-        self.field = field
-
-    def __str__(self) -> str:
-        return f"{self.message} in `{self.source}`" if self.source else self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,94 +53,12 @@ class CompiledExpression:
         return self.fn(record)
 
 
-# --------------------------------------------------------------------------- helper functions
-
-
-def _missing_raisers(source: str) -> tuple[Callable[[str], Any], Callable[[str], Any]]:
-    """The two raisers a compiled expression calls when an arithmetic operand is None."""
-
-    def missing(name: str) -> Any:
-        raise EvaluationError(f"missing field {name}", source, field=name)
-
-    def missing_value(text: str) -> Any:
-        raise EvaluationError(f"`{text}` is missing (None)", source)
-
-    return missing, missing_value
-
-
-def _field(obj: Any, name: str) -> Any:
-    """``a.b``: a key of a nested record; None when ``a`` is missing."""
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    if obj is None:
-        return None
-    raise EvaluationError(f"cannot read .{name} of a {type(obj).__name__} value")
-
-
-def _item(obj: Any, key: Any) -> Any:
-    """``x[k]``: mapping key or sequence index; None when absent."""
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    if obj is None:
-        return None
-    if isinstance(obj, list | tuple | str) and isinstance(key, int) and not isinstance(key, bool):
-        try:
-            return obj[key]
-        except IndexError:
-            return None
-    raise EvaluationError(f"cannot index a {type(obj).__name__} value with {key!r}")
-
-
-def _pow(base: Any, exponent: Any) -> Any:
-    """``**`` with a bounded integer exponent, so one expression cannot stall a worker."""
-    if isinstance(base, int) and isinstance(exponent, int) and abs(exponent) > _MAX_INT_EXPONENT:
-        raise EvaluationError(f"exponent {exponent} is too large (at most {_MAX_INT_EXPONENT})")
-    return base**exponent
-
-
-def _lower(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value and value.lower()
-    raise EvaluationError(f"lower() needs a string, got {type(value).__name__}")
-
-
-def _upper(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value and value.upper()
-    raise EvaluationError(f"upper() needs a string, got {type(value).__name__}")
-
-
-def _coalesce(*values: Any) -> Any:
-    """The first value that is not None (None when all are)."""
-    for value in values:
-        if value is not None:
-            return value
-    return None
-
-
-# name in expressions -> (implementation, whether missing (None) arguments are an error)
-FUNCTIONS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "min": (min, True),
-    "max": (max, True),
-    "abs": (abs, True),
-    "round": (round, True),
-    "len": (len, True),
-    "int": (int, True),
-    "float": (float, True),
-    "lower": (_lower, False),
-    "upper": (_upper, False),
-    "coalesce": (_coalesce, False),
-    "str": (str, False),
-    "bool": (bool, False),
-}
-
-_BINOPS: dict[type[ast.operator], str] = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.FloorDiv: "//",
-    ast.Mod: "%",
+_BINOPS: dict[type[ast.operator], str] = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//"}
+# operators whose result can outgrow the operands: (symbol, bounded function, inline test);
+# the operator is applied inline when either operand passes the test (see bounds)
+_BOUNDED: dict[type[ast.operator], tuple[str, str, str]] = {
+    ast.Mult: ("*", "_mul", "{}.__class__ is _float"),
+    ast.Add: ("+", "_add", "{}.__class__ in _NUMBER"),
 }
 _ORDERING: dict[type[ast.cmpop], str] = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _EQUALITY: dict[type[ast.cmpop], str] = {ast.Eq: "==", ast.NotEq: "!="}
@@ -252,6 +154,13 @@ class _Compiler:
     def visit_Constant(self, node: ast.Constant) -> str:
         if not isinstance(node.value, str | int | float | bool | type(None)):
             raise self.fail(node, f"literal {node.value!r} is not allowed")
+        if node.value.__class__ is float and not math.isfinite(node.value):
+            # Python reads 1e999 as infinity, whose repr `inf` is no name at run time; and no
+            # output can carry it (JSON has no infinity), so the literal is a mistake
+            raise self.fail(
+                node,
+                f"{self.text(node)} is not a finite number: it is beyond the float range (about ±1.8e308)",
+            )
         return repr(node.value)
 
     def visit_Name(self, node: ast.Name) -> str:
@@ -295,9 +204,20 @@ class _Compiler:
         raise self.fail(node, "operator ~ is not allowed")
 
     def visit_BinOp(self, node: ast.BinOp) -> str:
+        if isinstance(node.op, ast.Mod) and isinstance(getattr(node.left, "value", None), str):
+            raise self.fail(node, "% formatting of strings is not allowed; use str(x) and +")
         left, right = self.required(node.left), self.required(node.right)
         if isinstance(node.op, ast.Pow):
             return f"_pow({left}, {right})"
+        if isinstance(node.op, ast.Mod):
+            return f"_mod({left}, {right})"
+        bounded = _BOUNDED.get(type(node.op))
+        if bounded is not None:
+            symbol, function, test = bounded
+            a, b = self.temp(), self.temp()
+            # both operands evaluated, in order (`|`, not `or`), before either path
+            fast = f"({test.format(f'({a} := {left})')}) | ({test.format(f'({b} := {right})')})"
+            return f"({a} {symbol} {b} if {fast} else {function}({a}, {b}))"
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.fail(node, f"operator {type(node.op).__name__} is not allowed; use + - * / // % **")
@@ -338,6 +258,8 @@ class _Compiler:
         if node.keywords:
             raise self.fail(node.keywords[0], "keyword arguments are not allowed")
         impl, strict = FUNCTIONS[node.func.id]
+        if node.func.id == "round" and _small_literal(node.args[1:], bounds.MAX_ROUND_DIGITS):
+            impl = round  # round(x, 2): the bound holds already, no wrapper to call
         fn = self.glob(impl, "f")
         args = [self.required(a) if strict else self.visit(a) for a in node.args]
         return f"{fn}({', '.join(args)})"
@@ -429,6 +351,14 @@ class _Compiler:
         return self.visit(node)
 
 
+def _small_literal(nodes: list[ast.expr], bound: int) -> bool:
+    """One int literal within ``±bound``."""
+    if len(nodes) != 1 or not isinstance(nodes[0], ast.Constant):
+        return False
+    value = nodes[0].value
+    return value.__class__ is int and abs(value) <= bound
+
+
 def _is_literal(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant)
 
@@ -482,21 +412,32 @@ def compile_expression(source: str, constants: Mapping[str, Any] | None = None) 
         "        raise _explain(exc, r) from None\n"
     )
     fields = frozenset(compiler.fields)
-    missing, missing_value = _missing_raisers(text)
+    missing, missing_value = missing_raisers(text)
     namespace: dict[str, Any] = {
         "__builtins__": {},
         "_missing": missing,
         "_missing_value": missing_value,
-        "_field": _field,
-        "_item": _item,
-        "_pow": _pow,
-        "_Errors": (TypeError, ValueError, ArithmeticError),
+        "_field": field,
+        "_item": item,
+        "_pow": bounds.power,
+        "_mul": bounds.mul,
+        "_add": bounds.add,
+        "_mod": bounds.mod,
+        "_float": float,
+        "_NUMBER": (float, int, bool),
+        "_Errors": _ERRORS,
         "_explain": _explainer(text, fields),
         **compiler.globals,
     }
-    code = compile(python, "<expression>", "exec")
+    with warnings.catch_warnings():  # `1 is None` is allowed: no SyntaxWarning about the generated code
+        warnings.simplefilter("ignore", SyntaxWarning)
+        code = compile(python, "<expression>", "exec")
     exec(code, namespace)  # generated from the whitelisted AST above; globals hold no builtins
     return CompiledExpression(source=text, fn=namespace["expression"], fields=fields, python=python)
+
+
+# what one record can make an expression raise; each becomes an EvaluationError naming it
+_ERRORS = (TypeError, ValueError, ArithmeticError, RecursionError, MemoryError, EvaluationError)
 
 
 def _explainer(
@@ -505,6 +446,9 @@ def _explainer(
     """Build the error for a failure the inline checks did not name (e.g. ``'a' * None``)."""
 
     def explain(exc: Exception, record: Mapping[str, Any]) -> EvaluationError:
+        if isinstance(exc, EvaluationError):  # raised by a helper, which does not know the source
+            exc.source = exc.source or source
+            return exc
         missing = sorted(f for f in fields if record.get(f) is None)
         if isinstance(exc, ZeroDivisionError):
             message = "division by zero"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_orch.codecs import codec_for
+from stream_orch.codecs import NonFiniteNumber, codec_for
 from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
@@ -153,6 +153,9 @@ class Router:
                 continue
             except OutputSchemaViolation as exc:  # never out malformed: the event goes to the DLQ
                 ctx.reject(event, f"output_schema_violation: {exc}", exc)
+                continue
+            except NonFiniteNumber as exc:  # a JSON output without a schema: inf or nan, not null
+                ctx.reject(event, f"output_schema_violation: {target.topic}.{exc.detail}", exc)
                 continue
             except Exception as exc:
                 ctx.reject(event, f"routing_error: {exc}", exc)

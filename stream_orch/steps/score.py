@@ -5,7 +5,9 @@ score = sum of the weights of the rules whose ``when`` is true, plus
 ``cap`` (when not null) and rounded to ``round`` decimals (when not null). The names of the rules
 that fired go, in rule order, to the ``reasons`` field (a list of strings, empty when none).
 A rule that cannot be evaluated for a record sends it to ``ctx.reject``
-(``expression_error: rule <name>: ...``); so does a logistic field that is not a number.
+(``expression_error: rule <name>: ...``); so does a logistic field that is not a number
+(``invalid_field``) and a score that is not finite (``expression_error: score: ...``, e.g. the
+logistic sum overflowing to inf - inf).
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class ScoreStepImpl:
                 continue
             except Exception as exc:
                 ctx.reject(event, f"expression_error: rule {rule_name}: {exc}", exc)
+                continue
+            if total - total:  # nan (true) for inf and nan: e.g. two logistic terms overflowing
+                ctx.reject(event, f"expression_error: score: the score is not a finite number ({total})")
                 continue
             if cap is not None and total > cap:
                 total = cap

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from stream_orch.expressions import FUNCTIONS
+from stream_orch.expressions import FUNCTIONS, bounds
 from stream_orch.topology.models import Expression, TopologySpec
 
 __all__ = ["REFERENCE_PATH", "render_reference", "topology_json_schema", "write_reference"]
@@ -62,6 +62,16 @@ _FUNCTION_DOCS = {
     "float": "number of a numeric string",
     "bool": "truth value",
 }
+
+
+_BOUNDS = (
+    f"an integer result of `*` or `**` of more than {bounds.MAX_INT_BITS:,} bits, a string or list "
+    f"of more than {bounds.MAX_LENGTH:,} characters or items (a list counts the characters of its "
+    "strings too) made by `*`, `+` or `str()`, `round(x, n)` "
+    f"with `|n|` over {bounds.MAX_ROUND_DIGITS:,}, `%` formatting of a string and a negative number "
+    "to a fractional power fail the event (`expression_error`), as do an overflow and a value "
+    "nested too deeply to compare."
+)
 
 
 def topology_json_schema() -> dict[str, Any]:
@@ -231,6 +241,7 @@ Python syntax restricted to a whitelist, checked when the topology is loaded and
 to Python code (no interpreter per event, no arbitrary Python from YAML).
 
 - Literals (numbers, strings, True, False, None), lists, tuples, sets and dicts of expressions.
+  A number beyond the float range (`1e999`, which would be infinity) is refused when loading.
 - Names: a topology `constants` entry of that name, else the record's field (None when missing).
   `a.b` reads field `b` of a nested record; `x[k]` a key of a mapping or an index of a list.
 - Operators: `+ - * / // % **`, unary `-`, `+`, `not`; `and`, `or`; comparisons
@@ -240,6 +251,7 @@ to Python code (no interpreter per event, no arbitrary Python from YAML).
 - Missing values: an ordering comparison (`< <= > >=`) with a missing side is false;
   `x in c` is false when `c` is missing and `not in` is its negation; arithmetic or a numeric
   function on a missing field fails the event with `missing field <name>` (it goes to the DLQ).
+- Bounded results, so that one record cannot stall a worker: BOUNDS.
 - Not allowed: attribute or method calls (`x.lower()`: write `lower(x)`), names or attributes
   starting with `__`, lambdas, comprehensions, `:=`, f-strings, slices, other functions.
 
@@ -253,7 +265,7 @@ def render_reference() -> str:
     defs = dict(schema["$defs"])
     defs["TopologySpec"] = {k: v for k, v in schema.items() if k not in ("$defs", "$schema", "title")}
     functions = ", ".join(f"`{name}` ({_FUNCTION_DOCS.get(name, '')})" for name in FUNCTIONS)
-    lines = [_INTRO.replace("FUNCTIONS.", functions + ".")]
+    lines = [_INTRO.replace("FUNCTIONS.", functions + ".").replace("BOUNDS.", _BOUNDS)]
     order = list(_SECTIONS) + sorted(set(defs) - set(_SECTIONS))
     for name in order:
         if name in defs:

@@ -255,3 +255,59 @@ def test_projection_keeps_only_schema_fields_in_schema_order():
         "ts",
     ]
     assert projection(["a", "b"])({"b": 1, "c": 2}) == {"b": 1}
+
+
+def test_json_encode_refuses_non_finite_numbers_instead_of_writing_null():
+    """orjson writes inf and nan as null (issue 19, item 4): the codec names where they are."""
+    from stream_orch.codecs import NonFiniteNumber
+
+    codec = JsonCodec()
+    for value, path in [
+        ({"a": float("inf")}, "a"),
+        ({"a": {"b": [1.0, float("nan")]}}, "a.b[1]"),
+        ({"a": None, "n": "null", "b": [{"c": -float("inf")}]}, "b[0].c"),
+    ]:
+        with pytest.raises(NonFiniteNumber) as err:
+            codec.encode(value)
+        assert err.value.path == path
+        assert err.value.reason == "non_finite"
+        with pytest.raises(NonFiniteNumber):
+            codec.encode_many([{"ok": 1}, value])
+    assert codec.encode({"a": None, "b": "null", "c": 1.5}) == b'{"a":null,"b":"null","c":1.5}'
+
+
+def test_avro_decode_refuses_non_finite_numbers_as_json_decode_does():
+    """Avro carries nan and inf in a double, JSON does not (orjson refuses 1e999): a non-finite
+    input number would go on into tables (whose changelog is JSON: null) and outputs, so it is
+    malformed_avro at the input, naming the field (issue 19, item 4)."""
+    schema = {
+        "type": "record",
+        "name": "M",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "v", "type": "double"},
+            {"name": "xs", "type": {"type": "array", "items": ["null", "float"]}, "default": []},
+            {"name": "inner", "type": ["null", {"type": "record", "name": "I", "fields": [
+                {"name": "w", "type": "double"}]}], "default": None},
+            {"name": "again", "type": ["null", "I"], "default": None},
+        ],
+    }  # fmt: skip
+    codec = AvroCodec(schema)
+    good = {"id": "a", "v": 1.5, "xs": [None, 2.0], "inner": {"w": 0.5}, "again": None}
+    assert codec.decode(codec.encode(good)) == good
+    inf, nan = float("inf"), float("nan")
+    for change, path in [
+        ({"v": nan}, "v"),
+        ({"v": -inf}, "v"),
+        ({"xs": [1.0, inf]}, "xs[1]"),
+        ({"inner": {"w": nan}}, "inner.w"),
+        ({"again": {"w": inf}}, "again.w"),
+    ]:
+        data = codec.encode({**good, **change})
+        with pytest.raises(DecodeError) as err:
+            codec.decode(data)
+        assert err.value.reason == "malformed_avro"
+        assert err.value.detail.startswith(f"{path}: ") and "is not a finite number" in err.value.detail
+        assert isinstance(codec.decode_many([data])[0], DecodeError)
+    with pytest.raises(DecodeError, match="malformed_json"):  # what orjson does with JSON
+        JsonCodec().decode(b'{"v": 1e999}')

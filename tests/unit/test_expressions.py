@@ -245,3 +245,93 @@ def test_literal_list_in_membership_is_built_once() -> None:
     expr = compile_expression("currency in ['EUR', 'USD']")
     sets = [v for v in expr.fn.__globals__.values() if isinstance(v, frozenset)]
     assert sets == [frozenset({"EUR", "USD"})]
+
+
+# --------------------------------------------------------------------------- non-finite literals
+
+
+@pytest.mark.parametrize("source", ["1e999", "amount * 1e999", "-1e999 < x", "x in [1, 2e400]"])
+def test_a_literal_too_large_for_a_float_is_refused_at_compile_time(source: str) -> None:
+    """Python parses ``1e999`` as infinity, which compiled to the unknown name ``inf``: the
+    topology validated and every record was dead-lettered with a NameError."""
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert "is not a finite number" in info.value.message
+    assert source[info.value.offset :][:2] in ("1e", "2e")  # the column of the literal
+
+
+# --------------------------------------------------------------------------- bounded results
+
+
+@pytest.mark.timeout(30)  # a guard, not a timing goal: before the bounds the first case took 9.5 s
+@pytest.mark.parametrize(
+    ("source", "record", "fragment"),
+    [
+        ("((10**1000)**1000)**10", {}, "too large"),
+        ("((a ** 1000) ** 1000) ** 10", {"a": 10}, "too large"),
+        ("a * a", {"a": 2**9000}, "too large"),
+        ("'a' * 10**8", {}, "too long"),
+        ("s * n", {"s": "ab", "n": 10**8}, "too long"),
+        ("n * xs", {"xs": [0], "n": 10**8}, "too long"),
+        ("s + s", {"s": "x" * 600_000}, "too long"),
+        ("[s] * n", {"s": "x" * 600_000, "n": 1000}, "too long"),  # a list of 1,000 references
+        ("xs + xs", {"xs": ["x" * 600_000]}, "too long"),
+        ("str(xs)", {"xs": ["x" * 600_000, "y" * 600_000]}, "too long"),
+        ("str([s, s])", {"s": "x" * 600_000}, "too long"),
+        ("round(1, n)", {"n": -(10**6)}, "round"),
+        ("f % 1", {"f": "%02000000d"}, "formatting"),
+        ("(-8) ** 0.5", {}, "not a real number"),
+    ],
+)
+def test_results_are_bounded(source: str, record: dict, fragment: str) -> None:
+    """Bounds on results, not only on exponents: a record (or a topology) cannot make one
+    expression compute for seconds or allocate hundreds of megabytes (issue 19, item 7)."""
+    with pytest.raises(EvaluationError, match=fragment):
+        ev(source, record)
+
+
+def test_results_within_the_bounds_are_computed() -> None:
+    assert ev("'ab' * 3 + s", {"s": "c"}) == "abababc"
+    assert ev("[0] * n", {"n": 3}) == [0, 0, 0]
+    assert ev("a ** 100 * a", {"a": 2}) == 2**101
+    assert ev("round(n, -2)", {"n": 1234}) == 1200
+    assert ev("a % b", {"a": 7.5, "b": 2}) == 1.5
+
+
+def test_recursion_in_a_comparison_is_an_evaluation_error() -> None:
+    def deep() -> list:
+        value: list = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    with pytest.raises(EvaluationError, match="RecursionError"):
+        ev("a == b", {"a": deep(), "b": deep()})
+
+
+def test_an_evaluation_error_does_not_carry_a_whole_record_value() -> None:
+    """Python's message quotes the value (`could not convert string to float: 'xxx...'`): a
+    600 kB field made a 600 kB DLQ reason, and with the record's own bytes a DLQ record above
+    the broker's limit."""
+    with pytest.raises(EvaluationError) as info:
+        ev("float(s)", {"s": "x" * 600_000})
+    assert "could not convert string to float" in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_compiling_emits_no_python_warning(recwarn: pytest.WarningsRecorder) -> None:
+    """`1 is None` is allowed; the generated code must not make Python warn about it."""
+    assert compile_expression("1 is None or 'a' is not None").fn({}) is True
+    assert not recwarn.list
+
+
+class _Exhausting:
+    """A value whose comparison runs out of memory, standing for any operation that does."""
+
+    def __lt__(self, other: object) -> bool:
+        raise MemoryError
+
+
+def test_memory_error_is_an_evaluation_error_for_the_record() -> None:
+    with pytest.raises(EvaluationError, match="MemoryError"):
+        ev("a < 1", {"a": _Exhausting()})

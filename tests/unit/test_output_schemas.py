@@ -295,3 +295,63 @@ def test_a_key_field_the_output_schema_lacks_is_read_from_the_record(schemas: Sc
         topic: records[0][0] for pending in outbox.take().values() for (topic, _), records in pending.items()
     }
     assert keys == {"readings": b"north", "readings.avro": b"s1"}  # not None: `site` is no output field
+
+
+# --------------------------------------------------------------------------- non-finite numbers
+
+INF, NAN = float("inf"), float("nan")
+GOOD = {"sensor": "a", "value": 1.5, "count": 1, "unit": "F"}
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "detail"),
+    [
+        ({"value": INF}, "value", "inf is not a finite number"),
+        ({"value": -INF}, "value", "-inf is not a finite number"),
+        ({"value": NAN}, "value", "nan is not a finite number"),
+        ({"value": 10**400}, "value", "is too large for a double"),
+        ({"samples": [1.0, NAN]}, "samples[1]", "nan is not a finite number"),
+        ({"samples": [1, INF]}, "samples[1]", "inf is not a finite number"),
+        ({"limits": {"a": 1e39}}, "limits['a']", "expected null or float, got float 1e+39"),
+        ({"limits": {"a": NAN}}, "limits['a']", "expected null or float, got float nan"),
+        ({"peak": INF}, "peak", "expected null or int or double, got float inf"),
+    ],
+)
+def test_a_non_finite_number_is_an_output_schema_violation_never_a_null(
+    change: dict[str, Any], path: str, detail: str
+) -> None:
+    """orjson writes inf and nan as null, also into a required double (issue 19, item 4)."""
+    with pytest.raises(OutputSchemaViolation) as info:
+        output_projection(READING, "t")({**GOOD, **change})
+    assert info.value.field == path
+    assert detail in info.value.detail
+
+
+def test_a_set_field_that_is_not_finite_is_an_output_schema_violation() -> None:
+    conform = field_conformer(READING, "t", ["value"])
+    assert conform is not None
+    with pytest.raises(OutputSchemaViolation, match=r"^t\.value: inf is not a finite number"):
+        conform({"value": INF})
+
+
+def test_the_router_dead_letters_a_non_finite_output_with_or_without_a_schema(
+    schemas: SchemaRegistry,
+) -> None:
+    got, ctx, _ = route(schemas, event({**GOOD, "value": 1e308 * 10}), event(GOOD, 1))
+    assert [f.reason for f in ctx.failures] == [
+        "output_schema_violation: readings.value: inf is not a finite number"
+    ]
+    assert [orjson.loads(v)["value"] for v in got["readings"]] == [1.5]  # no null went out
+    # an output topic without a schema: the JSON codec finds it
+    spec = parse_topology(
+        TOPOLOGY.replace("- topic: readings.avro\n            set: {unit: \"'F'\"}", "- topic: readings.raw"),
+        "sensors.yaml",
+    ).spec
+    outbox = Outbox(PartitionMap({t: 1 for t in spec.topics}))
+    ctx = NodeContext(spec.topology, "n", {}, {})
+    value = {**GOOD, "extra": {"x": [1.0, NAN]}}  # not in the schema: only the raw output has it
+    Router(spec, "n", schemas).route([event(value)], outbox, ctx, BatchStats(), 1)
+    assert [f.reason for f in ctx.failures] == [
+        "output_schema_violation: readings.raw.extra.x[1]: nan is not a finite number"
+    ]
+    assert outbox.take() == {}  # none of the event's outputs went out

@@ -47,3 +47,24 @@ async def test_filter_keeps_true_drops_false_rejects_errors():
     assert [r["amount"] for r in out] == [150.0]
     assert ctx.drop_reasons == ["filtered"]
     assert len(ctx.reject_reasons) == 1 and ctx.reject_reasons[0].startswith("expression_error: filter: ")
+
+
+async def test_derive_rejects_a_result_that_is_not_a_finite_number():
+    """amount * rate overflowing to inf went on as a value (and out as null; issue 19, item 4)."""
+    step = build({"step": "derive", "fields": {"a": "amount * 1e300", "b": "a - a"}})
+    out, ctx = await run_step(step, [txn(amount=1e10), txn(amount=2.0)])
+    assert [r["a"] for r in out] == [2e300]
+    assert ctx.reject_reasons == [
+        "expression_error: a: the result is not a finite number (inf) in `amount * 1e300`"
+    ]
+
+
+@pytest.mark.timeout(60)  # a guard, not a timing goal: before the bounds this took about 10 s
+async def test_an_expression_that_would_stall_the_worker_is_an_expression_error_for_the_record():
+    step = build({"step": "derive", "fields": {"x": "((amount ** 1000) ** 1000) ** 10", "y": "'a' * n"}})
+    out, ctx = await run_step(step, [txn(amount=10, n=1), txn(amount=1, n=10**8), txn(amount=1, n=3)])
+    assert [(r["x"], r["y"]) for r in out] == [(1, "aaa")]
+    assert [r.split(" (")[0].split(":")[:3] for r in ctx.reject_reasons] == [
+        ["expression_error", " x", " the result of ** is too large"],
+        ["expression_error", " y", " the result of * is too long"],
+    ]

@@ -112,3 +112,17 @@ async def test_logistic_term_no_cap_and_custom_fields():
     assert ctx.reject_reasons[0].startswith("expression_error: rule big") or ctx.reject_reasons[0].startswith(
         "invalid_field: amount must be a number for the logistic term"
     )
+
+
+async def test_a_score_that_is_not_a_finite_number_rejects_the_record():
+    """Two logistic terms overflowing with opposite signs make the score nan (issue 19, item 4)."""
+    spec = {
+        "step": "score",
+        "cap": None,
+        "round": None,
+        "rules": [{"name": "big", "when": "amount > 100", "weight": 1.0}],
+        "logistic": {"intercept": 0.0, "coefficients": {"amount": 10.0, "fee": -10.0}},
+    }
+    out, ctx = await run_step(build(spec), [txn(amount=1e308, fee=1e308), txn(amount=200.0, fee=1.0)])
+    assert len(out) == 1
+    assert ctx.reject_reasons == ["expression_error: score: the score is not a finite number (nan)"]
