@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 DOC = {
     "topology": "driver_matches_worker",
     "version": "1",
+    "python_packages": ["tests.integration.slow_steps"],
     "topics": {"events": {"partitions": 3, "key": "id"}, "out": {"partitions": 3, "key": "id"}},
     "nodes": {
         "work": {

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 FLAKY = {
     "topology": "reliability_flaky",
     "version": "2",
+    "python_packages": ["tests.integration.slow_steps"],
     "topics": {"events": {"partitions": 3, "key": "id"}, "out": {"partitions": 3, "key": "id"}},
     "nodes": {
         "work": {
@@ -245,6 +246,7 @@ async def test_slow_step_does_not_grow_memory(tmp_path: Path) -> None:
     doc = {
         "topology": "reliability_slow",
         "version": "1",
+        "python_packages": ["tests.integration.slow_steps"],
         "topics": {"events": {"partitions": 3}, "out": {"partitions": 3}},
         "nodes": {
             "work": {

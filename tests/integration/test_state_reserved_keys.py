@@ -28,6 +28,8 @@ from tests.topology_harness import (
 
 pytestmark = pytest.mark.integration
 
+KEY_ENV = {"STREAM_ORCH_MASK_KEY": "test-key"}  # the fraud topology's mask key
+
 RESERVED = ["\x00stream-orch.format", "\x00stream-orch.checkpoint", "\x00stream-orch.count"]
 T0 = 1_767_225_600_000
 PROFILE = {
@@ -47,7 +49,7 @@ def _txn(txn_id: str, ts: int) -> tuple[bytes, bytes]:
 async def test_reserved_keys_as_txn_ids_do_not_make_the_stores_rebuild(tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     path, t = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
-    worker = WorkerProcess(path, tmp_path / "worker.log", env={"PII_SALT": "s"}, metrics_port=free_port())
+    worker = WorkerProcess(path, tmp_path / "worker.log", env=KEY_ENV, metrics_port=free_port())
     enriched = t["transactions.enriched"]
     first = [_txn(key, T0 + i * 1000) for i, key in enumerate([*RESERVED, "plain"])]
     try:

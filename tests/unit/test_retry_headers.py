@@ -15,6 +15,8 @@ from stream_orch.reliability import headers as H
 from stream_orch.testing import TopologyTestDriver
 from stream_orch.testing.records import OutputRecord
 
+KEY_ENV = {"STREAM_ORCH_MASK_KEY": "test-key"}  # the fraud topology's mask key
+
 REPO = Path(__file__).resolve().parents[2]
 FRAUD = REPO / "topologies" / "fraud_detection.yaml"
 SCHEMAS = REPO / "schemas"
@@ -49,7 +51,7 @@ def profile(customer_id: int) -> dict:
 
 @pytest.fixture
 def driver():
-    with TopologyTestDriver(FRAUD, schemas=SCHEMAS, env={"PII_SALT": "s"}, start_ms=T0) as d:
+    with TopologyTestDriver(FRAUD, schemas=SCHEMAS, env=KEY_ENV, start_ms=T0) as d:
         yield d
 
 

@@ -196,7 +196,7 @@ def test_dead_letters_are_the_workers(tmp_path: Path, monkeypatch: pytest.Monkey
     'no running event loop' RuntimeError into every stack trace."""
     monkeypatch.syspath_prepend(str(REPO / "tests" / "unit"))  # step_user_functions
     (tmp_path / "t.yaml").write_text(
-        "topology: same_dlq\nversion: '1'\n"
+        "topology: same_dlq\nversion: '1'\npython_packages: [step_user_functions]\n"
         "topics: {events: {partitions: 2, key: id}, out: {partitions: 2, key: id}}\n"
         "nodes:\n  work:\n    input: events\n"
         "    steps: [{step: python, function: 'step_user_functions:add_flag'}]\n"
