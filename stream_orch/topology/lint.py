@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stream_orch.expressions import ExpressionError, compile_expression
+from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.loader import (
@@ -84,6 +84,10 @@ class _Linter(OutputChecks):
         self.spec: TopologySpec = loaded.spec
         self.schemas = schemas
         self.problems: list[Problem] = []
+        # a large topology repeats its expressions and outputs (a node per region, per tenant):
+        # each is checked once per run
+        self._compiled: dict[str, CompiledExpression | ExpressionError] = {}
+        self.output_checks = {}
 
     def add(self, path: PathTuple, message: str, hint: str, severity: Severity = "error") -> None:
         self.problems.append(self.loaded.problem(path, message, hint, severity))
@@ -208,12 +212,17 @@ class _Linter(OutputChecks):
             self.add(path, f"{what}: unknown field `{name}`", suggest(name, avail, "fields here"))
 
     def _expression(self, path: PathTuple, source: str, avail: set[str] | None, what: str) -> None:
-        try:
-            expr = compile_expression(source, self.spec.constants)
-        except ExpressionError as exc:
+        expr = self._compiled.get(source)
+        if expr is None:
+            try:
+                expr = compile_expression(source, self.spec.constants)
+            except ExpressionError as exc:
+                expr = exc
+            self._compiled[source] = expr
+        if isinstance(expr, ExpressionError):
             self.add(
                 path,
-                f"{what}: invalid expression `{source.strip()}`: {exc.message} (column {exc.offset + 1})",
+                f"{what}: invalid expression `{source.strip()}`: {expr.message} (column {expr.offset + 1})",
                 _EXPRESSION_HINT,
             )
             return
