@@ -163,13 +163,6 @@ class _Linter(OutputChecks):
             return None
         return self.schemas.fields(spec.schema_)
 
-    def _table_key(self, table: str) -> str | None:
-        spec = self.spec.tables[table]
-        if spec.key:
-            return spec.key
-        source = self.spec.topics.get(spec.topic or "")
-        return source.key if source else None
-
     # ------------------------------------------------------------------ one node
 
     def _node(self, name: str, node: NodeSpec) -> None:
