@@ -41,6 +41,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.naming import TOPIC_MAX, derived_topics
 from stream_orch.topology.schema_fields import SchemaFields, suggest
 
 __all__ = ["SchemaFields", "default_schemas_dir", "has_errors", "lint"]
@@ -180,6 +181,14 @@ class _Linter(OutputChecks):
                 f"node `{name}` has no `errors` policy",
                 f"add `errors: {{dlq: {node.input}.dlq}}` (and `retry:` tiers for transient failures)",
             )
+        for topic in derived_topics(node):
+            if len(topic) > TOPIC_MAX:
+                self.add(
+                    (*base, "input"),
+                    f"node `{name}`: topic `{topic}` that its errors imply has more than "
+                    f"{TOPIC_MAX} characters",
+                    "shorten the input topic's name (retry topics are `<input>.retry.<n>`)",
+                )
         fields = self._topic_fields(node.input)
         avail: set[str] | None = set(fields) if fields is not None else None
         if input_topic is not None and not input_topic.schema_:

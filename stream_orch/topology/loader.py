@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from stream_orch.errors import UserError
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import name_rule
 from stream_orch.topology.problems import Problem, Severity, SpecError, YAMLRefused
 from stream_orch.topology.yaml_reader import MAX_BYTES, Lines, read_yaml, too_large
 
@@ -209,8 +210,14 @@ def _validation_problems(exc: ValidationError, tree: Any, file: str) -> list[Pro
             continue
         loc = tuple(error["loc"])
         line, matched = _walk(tree, loc)
-        # a missing or unknown key names itself in the message: show where it belongs
-        where = loc[:-1] if error["type"] in ("missing", "extra_forbidden") else loc
+        # a missing or unknown key, or a bad mapping key, names itself in the message: show where
+        # it belongs
+        if loc and loc[-1] == "[key]":
+            where = loc[:-2]
+        elif error["type"] in ("missing", "extra_forbidden"):
+            where = loc[:-1]
+        else:
+            where = loc
         shown = _display_loc(where, tree)
         message, hint = _explain(error, loc, matched)
         text = f"{shown}: {message}" if shown else message
@@ -238,19 +245,34 @@ def _display_loc(loc: PathTuple, tree: Any) -> str:
     return out
 
 
-_SCALAR_TAGS = {"str": str, "int": int, "float": float, "bool": bool}
+# union branch names of scalars in pydantic's error locations (a constrained str is a name type)
+_SCALAR_TAGS = {"str": str, "constrained-str": str, "int": int, "float": float, "bool": bool}
 
 
 def _wrong_union_branch(error: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> bool:
-    """An error from the scalar branch of a union (``str | RouteTarget``) given a mapping.
+    """An error from the branch of a union (``TopicName | RouteTarget``) that the value's shape
+    does not match: the scalar branch given a mapping, or the model branch given a scalar.
 
     Pydantic reports every branch; the user meant the one matching the value's shape.
     """
     loc = tuple(error["loc"])
-    if not loc or loc[-1] not in _SCALAR_TAGS or isinstance(error.get("input"), _SCALAR_TAGS[loc[-1]]):
+    if not loc:
+        return False
+    value = error.get("input")
+    if loc[-1] in _SCALAR_TAGS:
+        wrong = not isinstance(value, _SCALAR_TAGS[loc[-1]])
+    else:
+        wrong = error["type"] == "model_type" and isinstance(value, str)
+    if not wrong:
         return False
     prefix = loc[:-1]
-    return any(tuple(e["loc"])[: len(prefix)] == prefix and e is not error for e in errors)
+    return any(
+        e is not error
+        and tuple(e["loc"])[: len(prefix)] == prefix
+        and len(e["loc"]) > len(prefix)
+        and (e["loc"][len(prefix)] in _SCALAR_TAGS) != (loc[-1] in _SCALAR_TAGS)
+        for e in errors
+    )
 
 
 def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[str, str]:
@@ -278,6 +300,11 @@ def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[st
         return f"unknown step `{tag}`", hint
     if kind == "union_tag_not_found":
         return "a step needs `step: <kind>`", "e.g. `- step: derive`"
+    if kind in ("string_pattern_mismatch", "string_too_long"):
+        ctx = error.get("ctx", {})
+        rule = name_rule(ctx.get("pattern", ctx.get("max_length", "")))
+        if rule is not None:
+            return f"`{error['input']}` is not a valid {rule[0]}", rule[1]
     if kind == "literal_error":
         return msg, "use one of the listed values"
     if kind == "string_pattern_mismatch":
