@@ -123,7 +123,12 @@ def _typed(text: str) -> Any:
     text (a timestamp stays text: no topology field takes a date object)."""
     tag = str(_RESOLVER.resolve(ScalarNode, text, (True, False)))
     construct = _SCALARS.get(tag)
-    return text if construct is None else construct(ScalarNode(tag, text))
+    if construct is None:
+        return text
+    try:
+        return construct(ScalarNode(tag, text))
+    except (ValueError, IndexError, KeyError):  # `._`, `-_`, `0x_`: the resolver's numbers, not int()'s
+        return text
 
 
 @dataclass(slots=True)
@@ -247,7 +252,7 @@ class _Reader:
             return text
         try:
             return construct(ScalarNode(tag, text))
-        except (ValueError, KeyError, YAMLError):
+        except (ValueError, IndexError, KeyError, YAMLError):
             raise _error(
                 self.file, line, f"`{text}` is not a valid {_shown_tag(tag or _STR)}", "remove the tag"
             ) from None

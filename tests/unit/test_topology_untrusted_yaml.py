@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka_helpers import run_cli
 
 from stream_orch.errors import UserError
@@ -148,3 +150,35 @@ def test_other_yaml_shapes_are_problems_with_their_line(text: str, line: int, fr
         parse_topology(text, "t.yaml", env={})
     problem = info.value.problems[0]
     assert (problem.line, fragment in problem.message) == (line, True), str(problem)
+
+
+# Any text at all: the loader answers with a topology or a UserError (one line per problem), never
+# another exception. The alphabet is YAML's indicators plus a few plain characters; the budget is
+# fixed (derandomized) so the run is the same everywhere.
+_YAML_CHARS = "[]{}:,-?&*!|>'\"#%@`\n \t\\ab1.$<~=_"
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.text(alphabet=_YAML_CHARS, max_size=120))
+def test_any_text_loads_or_is_a_user_error(text: str) -> None:
+    try:
+        parse_topology(text, "t.yaml", env={})
+    except UserError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet=_YAML_CHARS, max_size=80))
+def test_any_text_inside_a_topology_loads_or_is_a_user_error(text: str) -> None:
+    try:
+        parse_topology(MINIMAL.replace("  out: {}", "  out: {}\n  x: " + text), "t.yaml", env={})
+    except UserError as exc:
+        assert str(exc)
+
+
+@pytest.mark.parametrize("text", ["._", "-_", "+._", "0x_", "0o_", "0b_"])
+def test_plain_scalars_that_only_look_like_numbers_stay_text(text: str) -> None:
+    """YAML's resolver takes these for numbers and its constructors then fail (a ValueError or
+    IndexError traceback from `validate` before): they are text."""
+    loaded = parse_topology(MINIMAL.replace("topics:", f"constants:\n  x: {text}\ntopics:"), "t.yaml", env={})
+    assert loaded.spec.constants == {"x": text}
