@@ -49,10 +49,11 @@ MAX_VALUES = 1_000_000  # keys, values, items and containers, every alias counte
 
 #: The limits in words, for the reference docs.
 LIMITS = (
-    f"A topology file may have at most {MAX_BYTES // (1024 * 1024)} MiB, nest at most {MAX_DEPTH} levels "
-    f"and hold at most {MAX_VALUES:,} values with every alias (`*name`) counted as the values it "
-    "repeats. Tags other than the YAML 1.2 core schema's (`!!str`, `!!int`, `!!float`, `!!bool`, "
-    "`!!null`, `!!seq`, `!!map`) are refused: a topology holds plain data."
+    f"A topology file may have at most {MAX_BYTES // (1024 * 1024)} MiB and nest at most {MAX_DEPTH} "
+    "levels; with every alias (`*name`) counted as what it repeats, it may hold at most "
+    f"{MAX_VALUES:,} values and {MAX_BYTES // (1024 * 1024)} MiB of text. Tags other than the YAML 1.2 "
+    "core schema's (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map`) are refused: a "
+    "topology holds plain data. A refused file is one line on stderr and exit code 2."
 )
 
 #: Where each key and item of the document is written: a mapping's lines are
