@@ -10,6 +10,7 @@ from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 from stream_orch.topology.lint import has_errors, lint
 from stream_orch.topology.loader import SpecError, load_topology
+from stream_orch.topology.yaml_reader import MAX_BYTES, MAX_DEPTH, MAX_VALUES
 
 
 def register(subparsers: Any) -> None:
@@ -18,7 +19,10 @@ def register(subparsers: Any) -> None:
         help="check a topology: schemas, topics, tables, fields, outputs, cycles, co-partitioning",
         description="Print every problem as file:line: message (hint: ...). Exit 1 on any error "
         "(warnings alone exit 0). Outputs are checked against their topic's schema: every `set` "
-        "field must be in it, and every required field must be provided.",
+        "field must be in it, and every required field must be provided. A file that cannot be read "
+        f"or is refused (over {MAX_BYTES // 2**20} MiB, nested deeper than {MAX_DEPTH} levels, aliases "
+        f"expanding beyond {MAX_VALUES:,} values, a YAML tag outside the core schema) is one line on "
+        "stderr and exit 2.",
     )
     parser.add_argument("file", type=Path, help="topology YAML file")
     add_schemas_option(parser)

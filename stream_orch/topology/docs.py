@@ -15,10 +15,13 @@ from typing import Any
 
 from stream_orch.expressions import FUNCTIONS, bounds
 from stream_orch.topology.models import Expression, TopologySpec
+from stream_orch.topology.naming import NAME_PATTERN, NAME_RULE, TOPIC_PATTERN, TOPIC_RULE
+from stream_orch.topology.yaml_reader import LIMITS
 
 __all__ = ["REFERENCE_PATH", "render_reference", "topology_json_schema", "write_reference"]
 
 _EXPRESSION_DESCRIPTION = typing.get_args(Expression)[1].description
+_NAMES = {NAME_PATTERN: "[name](#names)", TOPIC_PATTERN: "[topic name](#names)"}
 REFERENCE_PATH = Path(__file__).resolve().parents[2] / "docs" / "topology-reference.md"
 
 # Sections in reading order: model name -> heading. Models not listed are appended.
@@ -81,13 +84,34 @@ def topology_json_schema() -> dict[str, Any]:
     to = schema["$defs"]["RouteSpec"]["properties"]["to"]
     as_list = {k: v for k, v in to.items() if k not in ("description", "title")}
     schema["$defs"]["RouteSpec"]["properties"]["to"] = {
-        "anyOf": [{"type": "string"}, {"$ref": "#/$defs/RouteTarget"}, as_list],
+        "anyOf": [*as_list["items"]["anyOf"], as_list],
         "description": to.get("description", ""),
         "title": to.get("title", "To"),
     }
+    _key_rules(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "stream-orch topology"
     return schema
+
+
+def _key_rules(node: Any) -> None:
+    """Pydantic writes a map whose keys are a name type as ``patternProperties``, which lets any
+    other key through; ``propertyNames`` (the rule every key must follow) and
+    ``additionalProperties`` (the values) say what the loader does."""
+    if isinstance(node, list):
+        for item in node:
+            _key_rules(item)
+        return
+    if not isinstance(node, dict):
+        return
+    patterns = node.get("patternProperties")
+    if isinstance(patterns, dict) and len(patterns) == 1:
+        (pattern, values), = patterns.items()
+        del node["patternProperties"]
+        node["propertyNames"] = {"pattern": pattern, **node.get("propertyNames", {})}
+        node["additionalProperties"] = values
+    for value in node.values():
+        _key_rules(value)
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -127,8 +151,11 @@ def _type(schema: dict[str, Any]) -> str:
     if kind == "object":
         values = schema.get("additionalProperties")
         if isinstance(values, dict) and values:
-            return f"map of name → {_type(values)}"
+            keys = _NAMES.get(schema.get("propertyNames", {}).get("pattern", ""), "name")
+            return f"map of {keys} → {_type(values)}"
         return "mapping"
+    if kind == "string" and schema.get("pattern") in _NAMES:
+        return _NAMES[schema["pattern"]]
     if kind == "string" and "pattern" in schema:
         return f"string matching `{schema['pattern']}`"
     names = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
@@ -221,6 +248,10 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
   expressions and route keys are checked against the input topic's schema plus the fields that
   earlier steps add (derive, enrich, aggregate, score) or drop (mask); after a `python` step they are
   not checked.
+- <a id="names"></a>**Names**: topology, node and table NAME_RULE (they become parts of topic
+  names, consumer groups and the state folder's paths); TOPIC_RULE. `validate` reports any other
+  name with its line.
+- **Limits**: LIMITS
 - **Retry and DLQ topics** are implied by a node's `errors`: tier *n* reads `<input>.retry.<n>`;
   dead letters go to `errors.dlq` or `<input>.dlq`.
 - **Co-partitioning**: a table that is not `global` is split like the node's input; a step that
@@ -265,7 +296,10 @@ def render_reference() -> str:
     defs = dict(schema["$defs"])
     defs["TopologySpec"] = {k: v for k, v in schema.items() if k not in ("$defs", "$schema", "title")}
     functions = ", ".join(f"`{name}` ({_FUNCTION_DOCS.get(name, '')})" for name in FUNCTIONS)
-    lines = [_INTRO.replace("FUNCTIONS.", functions + ".").replace("BOUNDS.", _BOUNDS)]
+    intro = _INTRO.replace("FUNCTIONS.", functions + ".").replace("BOUNDS.", _BOUNDS)
+    intro = intro.replace("LIMITS", LIMITS)
+    intro = intro.replace("NAME_RULE", NAME_RULE).replace("TOPIC_RULE", TOPIC_RULE)
+    lines = [intro]
     order = list(_SECTIONS) + sorted(set(defs) - set(_SECTIONS))
     for name in order:
         if name in defs:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stream_orch.expressions import ExpressionError, compile_expression
+from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.loader import (
@@ -41,6 +41,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.naming import TOPIC_MAX, derived_topics
 from stream_orch.topology.python_modules import python_problems
 from stream_orch.topology.schema_fields import SchemaFields, suggest
 
@@ -85,6 +86,10 @@ class _Linter(OutputChecks):
         self.spec: TopologySpec = loaded.spec
         self.schemas = schemas
         self.problems: list[Problem] = []
+        # a large topology repeats its expressions and outputs (a node per region, per tenant):
+        # each is checked once per run
+        self._compiled: dict[str, CompiledExpression | ExpressionError] = {}
+        self.output_checks = {}
 
     def add(self, path: PathTuple, message: str, hint: str, severity: Severity = "error") -> None:
         self.problems.append(self.loaded.problem(path, message, hint, severity))
@@ -161,13 +166,6 @@ class _Linter(OutputChecks):
             return None
         return self.schemas.fields(spec.schema_)
 
-    def _table_key(self, table: str) -> str | None:
-        spec = self.spec.tables[table]
-        if spec.key:
-            return spec.key
-        source = self.spec.topics.get(spec.topic or "")
-        return source.key if source else None
-
     # ------------------------------------------------------------------ one node
 
     def _node(self, name: str, node: NodeSpec) -> None:
@@ -185,6 +183,14 @@ class _Linter(OutputChecks):
                 f"node `{name}` has no `errors` policy",
                 f"add `errors: {{dlq: {node.input}.dlq}}` (and `retry:` tiers for transient failures)",
             )
+        for topic in derived_topics(node):
+            if len(topic) > TOPIC_MAX:
+                self.add(
+                    (*base, "input"),
+                    f"node `{name}`: topic `{topic}` that its errors imply has more than "
+                    f"{TOPIC_MAX} characters",
+                    "shorten the input topic's name (retry topics are `<input>.retry.<n>`)",
+                )
         fields = self._topic_fields(node.input)
         avail: set[str] | None = set(fields) if fields is not None else None
         if input_topic is not None and not input_topic.schema_:
@@ -210,12 +216,17 @@ class _Linter(OutputChecks):
             self.add(path, f"{what}: unknown field `{name}`", suggest(name, avail, "fields here"))
 
     def _expression(self, path: PathTuple, source: str, avail: set[str] | None, what: str) -> None:
-        try:
-            expr = compile_expression(source, self.spec.constants)
-        except ExpressionError as exc:
+        expr = self._compiled.get(source)
+        if expr is None:
+            try:
+                expr = compile_expression(source, self.spec.constants)
+            except ExpressionError as exc:
+                expr = exc
+            self._compiled[source] = expr
+        if isinstance(expr, ExpressionError):
             self.add(
                 path,
-                f"{what}: invalid expression `{source.strip()}`: {exc.message} (column {exc.offset + 1})",
+                f"{what}: invalid expression `{source.strip()}`: {expr.message} (column {expr.offset + 1})",
                 _EXPRESSION_HINT,
             )
             return

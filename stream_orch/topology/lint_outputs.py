@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 from stream_orch.topology.loader import PathTuple, Severity
@@ -16,6 +17,7 @@ from stream_orch.topology.schema_fields import SchemaFields, suggest
 class OutputChecks:
     spec: TopologySpec
     schemas: SchemaFields
+    output_checks: dict[tuple[str, str], Callable[[dict[str, Any]], Any]]  # (schema, field) -> check
 
     def add(self, path: PathTuple, message: str, hint: str, severity: Severity = "error") -> None:
         raise NotImplementedError
@@ -41,7 +43,8 @@ class OutputChecks:
             )
         for name, source in setting.items():
             if name in fields:
-                self._set_constant((*tpath, "set", name), where, schema, fields[name], source, topic_name)
+                field = (topic.schema_, schema, fields[name])
+                self._set_constant((*tpath, "set", name), where, field, source, topic_name)
         if avail is None:
             return  # after a python step the fields are not known
         provided = avail | set(setting)
@@ -64,18 +67,39 @@ class OutputChecks:
                 hint,
             )
 
+    def _field_check(
+        self, schema_name: str, schema: dict[str, Any], f: dict[str, Any], topic: str
+    ) -> Callable[[dict[str, Any]], Any]:
+        """The output check of one field of a schema, built once per lint run."""
+        from stream_orch.codecs.conform import output_projection
+
+        key = (schema_name, f["name"])
+        if key not in self.output_checks:
+            self.output_checks[key] = output_projection({**schema, "fields": [f]}, topic)
+        return self.output_checks[key]
+
     def _set_constant(
-        self, path: PathTuple, where: str, schema: dict[str, Any], f: dict[str, Any], source: str, topic: str
+        self,
+        path: PathTuple,
+        where: str,
+        field: tuple[str, dict[str, Any], dict[str, Any]],
+        source: str,
+        topic: str,
     ) -> None:
-        """A `set` value written as a constant (or `a if c else b` of constants) has the field's type."""
+        """A `set` value written as a constant (or `a if c else b` of constants) has the type of
+        ``field`` (schema name, schema, field)."""
         try:
             tree = ast.parse(source.strip(), mode="eval").body
         except SyntaxError:
             return  # reported with the expression
-        from stream_orch.codecs.conform import OutputSchemaViolation, output_projection
+        from stream_orch.codecs.conform import OutputSchemaViolation
 
-        check = output_projection({**schema, "fields": [f]}, topic)
-        for value in _constants(tree):
+        values = _constants(tree)
+        if not values:
+            return
+        f = field[2]
+        check = self._field_check(*field, topic)
+        for value in values:
             try:
                 check({f["name"]: value})
             except OutputSchemaViolation as exc:

@@ -1,78 +1,49 @@
 """Load a topology YAML file into a :class:`TopologySpec`, keeping every line number.
 
-The YAML is read with ruamel's round-trip loader so every mapping key and sequence item
-knows its line; ``${VAR}`` / ``${VAR:default}`` are substituted in string scalars and mapping
-keys; the result is validated by the pydantic models, and each pydantic error is mapped back to
-the line it came from. A user sees ``file:line: message (hint: ...)``, one line per problem,
-never a traceback.
+The YAML is read by :mod:`stream_orch.topology.yaml_reader` into plain data plus the line of
+every mapping key and sequence item, with ``${VAR}`` / ``${VAR:default}`` substituted in string
+scalars and mapping keys, within the limits it sets (size, nesting, aliases, tags); the data is
+validated by the pydantic models, and each pydantic error is mapped back to the line it came from.
+A user sees ``file:line: message (hint: ...)``, one line per problem, never a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarstring import ScalarString
 
 from stream_orch.errors import UserError
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import name_rule
+from stream_orch.topology.problems import Problem, Severity, SpecError, YAMLRefused
+from stream_orch.topology.yaml_reader import MAX_BYTES, Lines, read_yaml, too_large
 
 __all__ = [
     "SCHEMAS_RULE",
     "LoadedTopology",
     "Problem",
     "SchemasNotFound",
+    "Severity",
     "SpecError",
+    "YAMLRefused",
     "find_schemas_dir",
     "load_topology",
     "parse_topology",
     "schemas_dir_candidates",
 ]
 
-Severity = Literal["error", "warning"]
 PathTuple = tuple[str | int, ...]
 
 # Python field names whose YAML key is an alias.
 _ALIASES = {"schema_": "schema", "as_": "as", "global_": "global", "id_format": "id"}
-_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
-_UNCLOSED = re.compile(r"\$\{(?![^}]*\})")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a topology, at a line of its file."""
-
-    file: str
-    line: int
-    message: str
-    hint: str = ""
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        level = "warning: " if self.severity == "warning" else ""
-        hint = f" (hint: {self.hint})" if self.hint else ""
-        return f"{self.file}:{self.line}: {level}{self.message}{hint}"
-
-
-class SpecError(UserError):
-    """A topology that cannot be loaded; ``problems`` lists each one with its line."""
-
-    exit_code = 1
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(slots=True)
@@ -81,7 +52,7 @@ class LoadedTopology:
 
     spec: TopologySpec
     path: Path
-    tree: Any = field(repr=False)  # the ruamel round-trip tree (after interpolation)
+    tree: Lines = field(repr=False)  # where each key and item is written (after interpolation)
 
     @property
     def file(self) -> str:
@@ -150,11 +121,17 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     """Read, interpolate and validate the topology at ``path``.
 
     Raises :class:`SpecError` listing every problem, or :class:`UserError` when the file
-    cannot be read.
+    cannot be read or is refused (:class:`YAMLRefused`: larger than the limit, and the rest of
+    :mod:`~stream_orch.topology.yaml_reader`'s limits).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)  # no more: the path may name a huge or endless file
+            if len(raw) > MAX_BYTES:
+                size = path.stat().st_size
+                raise YAMLRefused(str(path), None, too_large(max(size, len(raw))))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise UserError(f"topology file not found: {path}") from None
     except IsADirectoryError:
@@ -170,13 +147,12 @@ def parse_topology(
     """Like :func:`load_topology` for YAML text; ``path`` is used in messages."""
     path = Path(path)
     file = str(path)
-    tree = _parse_yaml(text, file)
-    if not isinstance(tree, CommentedMap):
+    problems: list[Problem] = []
+    data, tree = read_yaml(text, file, os.environ if env is None else env, problems)
+    if not isinstance(data, dict):
         raise SpecError(
             [Problem(file, 1, "the topology must be a YAML mapping", "start with `topology: <name>`")]
         )
-    problems: list[Problem] = []
-    data = _interpolate(tree, file, os.environ if env is None else env, problems)
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as exc:
@@ -189,146 +165,20 @@ def parse_topology(
     return LoadedTopology(spec=spec, path=path, tree=tree)
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-def _parse_yaml(text: str, file: str) -> Any:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        message = " ".join(str(part) for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        if "duplicate key" in message:
-            hint = "each key may appear once in a mapping"
-        else:
-            hint = "check indentation, colons and quoting; quote strings that contain ': ' or '#'"
-        raise SpecError([Problem(file, line, f"YAML syntax error: {message}", hint)]) from None
-    except YAMLError as exc:
-        raise SpecError([Problem(file, 1, f"YAML error: {exc}", "check the file is valid YAML")]) from None
-
-
-def _interpolate(node: Any, file: str, env: Mapping[str, str], problems: list[Problem], line: int = 1) -> Any:
-    """Plain Python data from the ruamel tree, with ``${VAR:default}`` substituted.
-
-    The tree itself is updated too so that it stays what was validated.
-    """
-    if isinstance(node, CommentedMap):
-        _interpolate_keys(node, file, env, problems)
-        out = {}
-        for key, value in node.items():
-            value_line = node.lc.value(key)[0] + 1 if key in node.lc.data else line
-            new = _interpolate(value, file, env, problems, value_line)
-            if isinstance(value, str) and new != value:
-                node[key] = new
-            out[str(key) if isinstance(key, ScalarString) else key] = new
-        return out
-    if isinstance(node, CommentedSeq):
-        items = []
-        for i, value in enumerate(node):
-            item_line = node.lc.item(i)[0] + 1 if i in node.lc.data else line
-            new = _interpolate(value, file, env, problems, item_line)
-            if isinstance(value, str) and new != value:
-                node[i] = new
-            items.append(new)
-        return items
-    if isinstance(node, str):
-        return _substitute(node, file, env, problems, line)
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
-
-
-def _interpolate_keys(node: CommentedMap, file: str, env: Mapping[str, str], problems: list[Problem]) -> None:
-    """``${VAR}`` in mapping keys (``${ENV}.payments`` as a topic name). Keys stay strings and
-    keep their place and line in the tree, so later problems still point at the right line."""
-    for position, key in enumerate(list(node.keys())):
-        if not isinstance(key, str) or "$" not in key:
-            continue
-        line = node.lc.key(key)[0] + 1 if key in node.lc.data else 1
-        new = str(_substitute(ScalarString(key), file, env, problems, line))  # quoted: no typing
-        if new == key:
-            continue
-        if new in node:
-            problems.append(Problem(file, line, f"`{key}` becomes `{new}`, which is already a key here"))
-            continue
-        where = node.lc.data.get(key)
-        value = node.pop(key)
-        node.insert(position, new, value)
-        if where is not None:
-            node.lc.data[new] = where
-
-
-def _substitute(value: str, file: str, env: Mapping[str, str], problems: list[Problem], line: int) -> Any:
-    quoted = isinstance(value, ScalarString)
-    plain_text = str(value)
-    if "$" not in plain_text:
-        return plain_text
-    if _UNCLOSED.search(plain_text):
-        problems.append(
-            Problem(
-                file, line, "unclosed ${ in a string", "write ${VAR} or ${VAR:default}; $$ is a literal $"
-            )
-        )
-        return plain_text
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        problems.append(
-            Problem(
-                file,
-                line,
-                f"environment variable {name} is not set and has no default",
-                f"export {name}=... or write ${{{name}:default}}",
-            )
-        )
-        return ""
-
-    whole = _INTERPOLATION.fullmatch(plain_text)
-    result = _INTERPOLATION.sub(replace, plain_text)
-    if whole and whole.group(0) != "$$" and not quoted:
-        # An unquoted scalar that is one ${...} takes the type the value has in YAML
-        # (`partitions: ${PARTITIONS:6}` is the number 6).
-        return _yaml_scalar(result)
-    return result
-
-
-def _yaml_scalar(text: str) -> Any:
-    try:
-        value = YAML(typ="safe").load(text)
-    except YAMLError:
-        return text
-    if value is None and text.strip() == "":
-        return ""
-    return value if isinstance(value, str | int | float | bool) or value is None else text
-
-
 # --------------------------------------------------------------------------- locating lines
 
 
-def _step(node: Any, key: str | int) -> tuple[Any, int] | None:
-    """The child of ``node`` at ``key`` and the 1-based line where it is written."""
-    if isinstance(node, CommentedMap):
+def _step(node: Lines, key: str | int) -> tuple[Lines, int] | None:
+    """The lines of the child of ``node`` at ``key`` and the 1-based line where it is written."""
+    if isinstance(node, dict):
         for candidate in (key, _ALIASES.get(key) if isinstance(key, str) else None):
             if candidate is not None and candidate in node:
-                line = node.lc.key(candidate)[0] + 1 if candidate in node.lc.data else 0
-                return node[candidate], line
+                line, child = node[candidate]
+                return child, line
         return None
-    if isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-        line = node.lc.item(key)[0] + 1 if key in node.lc.data else 0
-        return node[key], line
+    if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        line, child = node[key]
+        return child, line
     return None
 
 
@@ -361,8 +211,14 @@ def _validation_problems(exc: ValidationError, tree: Any, file: str) -> list[Pro
             continue
         loc = tuple(error["loc"])
         line, matched = _walk(tree, loc)
-        # a missing or unknown key names itself in the message: show where it belongs
-        where = loc[:-1] if error["type"] in ("missing", "extra_forbidden") else loc
+        # a missing or unknown key, or a bad mapping key, names itself in the message: show where
+        # it belongs
+        if loc and loc[-1] == "[key]":
+            where = loc[:-2]
+        elif error["type"] in ("missing", "extra_forbidden"):
+            where = loc[:-1]
+        else:
+            where = loc
         shown = _display_loc(where, tree)
         message, hint = _explain(error, loc, matched)
         text = f"{shown}: {message}" if shown else message
@@ -390,19 +246,34 @@ def _display_loc(loc: PathTuple, tree: Any) -> str:
     return out
 
 
-_SCALAR_TAGS = {"str": str, "int": int, "float": float, "bool": bool}
+# union branch names of scalars in pydantic's error locations (a constrained str is a name type)
+_SCALAR_TAGS = {"str": str, "constrained-str": str, "int": int, "float": float, "bool": bool}
 
 
 def _wrong_union_branch(error: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> bool:
-    """An error from the scalar branch of a union (``str | RouteTarget``) given a mapping.
+    """An error from the branch of a union (``TopicName | RouteTarget``) that the value's shape
+    does not match: the scalar branch given a mapping, or the model branch given a scalar.
 
     Pydantic reports every branch; the user meant the one matching the value's shape.
     """
     loc = tuple(error["loc"])
-    if not loc or loc[-1] not in _SCALAR_TAGS or isinstance(error.get("input"), _SCALAR_TAGS[loc[-1]]):
+    if not loc:
+        return False
+    value = error.get("input")
+    if loc[-1] in _SCALAR_TAGS:
+        wrong = not isinstance(value, _SCALAR_TAGS[loc[-1]])
+    else:
+        wrong = error["type"] == "model_type" and isinstance(value, str)
+    if not wrong:
         return False
     prefix = loc[:-1]
-    return any(tuple(e["loc"])[: len(prefix)] == prefix and e is not error for e in errors)
+    return any(
+        e is not error
+        and tuple(e["loc"])[: len(prefix)] == prefix
+        and len(e["loc"]) > len(prefix)
+        and (e["loc"][len(prefix)] in _SCALAR_TAGS) != (loc[-1] in _SCALAR_TAGS)
+        for e in errors
+    )
 
 
 def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[str, str]:
@@ -430,6 +301,11 @@ def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[st
         return f"unknown step `{tag}`", hint
     if kind == "union_tag_not_found":
         return "a step needs `step: <kind>`", "e.g. `- step: derive`"
+    if kind in ("string_pattern_mismatch", "string_too_long"):
+        ctx = error.get("ctx", {})
+        rule = name_rule(ctx.get("pattern", ctx.get("max_length", "")))
+        if rule is not None:
+            return f"`{error['input']}` is not a valid {rule[0]}", rule[1]
     if kind == "literal_error":
         return msg, "use one of the listed values"
     if kind == "string_pattern_mismatch":

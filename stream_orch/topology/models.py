@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.naming import Name, TopicName
 
 Expression = Annotated[
     str,
@@ -58,7 +59,7 @@ class TopicSpec(_Model):
 
 
 class TableSpec(_Model):
-    topic: str | None = Field(
+    topic: TopicName | None = Field(
         None,
         description="Feed the table from this topic (latest value per record key). "
         "Leave unset for a table that a step writes (dedupe, aggregate).",
@@ -145,14 +146,14 @@ class DedupeStep(_Model):
     step: Literal["dedupe"]
     writes_table: ClassVar[bool] = True
     field: str = Field(description="Field whose value identifies an event (e.g. txn_id).")
-    table: str = Field(description="Table that remembers the identifiers seen.")
+    table: Name = Field(description="Table that remembers the identifiers seen.")
     horizon: DurationMs = Field(description="How long, in event time, an identifier is remembered.")
     time_field: str = Field("ts", description="Event-time field, epoch ms.")
 
 
 class EnrichStep(_Model):
     step: Literal["enrich"]
-    table: str = Field(description="Table to look up.")
+    table: Name = Field(description="Table to look up.")
     key: str = Field(description="Field of the event holding the lookup key.")
     fields: list[str] | None = Field(None, description="Fields of the row to copy (all when unset).")
     prefix: str = Field("", description="Prefix for the copied field names.")
@@ -168,7 +169,7 @@ class EnrichStep(_Model):
 class AggregateStep(_Model):
     step: Literal["aggregate"]
     writes_table: ClassVar[bool] = True
-    table: str = Field(description="Windowed table holding the state.")
+    table: Name = Field(description="Windowed table holding the state.")
     key: str = Field(description="Field that groups events (e.g. account_id).")
     window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
     function: Literal["count", "sum", "min", "max", "avg"] = Field(
@@ -205,7 +206,7 @@ class WindowStep(_Model):
 
     step: Literal["window"]
     writes_table: ClassVar[bool] = True
-    table: str = Field(description="Table holding the open windows and the partition's watermark.")
+    table: Name = Field(description="Table holding the open windows and the partition's watermark.")
     key: str = Field(description="Field that groups records (e.g. merchant_id); the input topic's key.")
     time_field: str = Field("ts", description="Event-time field, epoch ms (negative times are invalid).")
     kind: Literal["tumbling", "hopping", "session"] = Field(
@@ -323,11 +324,11 @@ class PythonStep(_Model):
 class JoinStep(_Model):
     step: Literal["join"]
     writes_table: ClassVar[bool] = True
-    topic: str = Field(
+    topic: TopicName = Field(
         description="The other stream, co-partitioned with the node's input (same partition count and "
         "key). Its records enter the node at this step (the steps before it see only the input's)."
     )
-    table: str = Field(description="Table buffering both sides until event time passes their bound.")
+    table: Name = Field(description="Table buffering both sides until event time passes their bound.")
     key: str = Field(description="Field of the input's records that must equal the other side's.")
     other_key: str | None = Field(None, description="Field of the other side's records (default: `key`).")
     time_field: str = Field("ts", description="Event-time field of both sides, epoch ms.")
@@ -385,7 +386,7 @@ StepSpec = Annotated[
 
 
 class RouteTarget(_Model):
-    topic: str
+    topic: TopicName
     key: str | None = Field(None, description="Field used as the output key (default: the topic's key).")
     set: dict[str, Expression] = Field(
         default_factory=dict, description="Fields computed for this output only (e.g. a constant command)."
@@ -402,7 +403,7 @@ class RouteSpec(_Model):
 
     when: Expression | None = None
     otherwise: bool = False
-    to: list[str | RouteTarget] = Field(min_length=1, description="One or more topics (fan-out).")
+    to: list[TopicName | RouteTarget] = Field(min_length=1, description="One or more topics (fan-out).")
 
     @field_validator("to", mode="before")
     @classmethod
@@ -431,11 +432,11 @@ class RetrySpec(_Model):
 
 class ErrorPolicy(_Model):
     retry: RetrySpec | None = None
-    dlq: str | None = Field(None, description="Dead-letter topic (default <input>.dlq).")
+    dlq: TopicName | None = Field(None, description="Dead-letter topic (default <input>.dlq).")
 
 
 class NodeSpec(_Model):
-    input: str = Field(description="Topic the node consumes.")
+    input: TopicName = Field(description="Topic the node consumes.")
     description: str | None = None
     steps: list[StepSpec] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
@@ -444,15 +445,15 @@ class NodeSpec(_Model):
 
 
 class TopologySpec(_Model):
-    topology: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name; also the consumer group prefix.")
+    topology: Name = Field(description="Name; also the consumer group prefix.")
     version: str = "1"
     description: str | None = None
     constants: dict[str, Any] = Field(
         default_factory=dict, description="Named values that expressions can use (e.g. currency rates)."
     )
-    topics: dict[str, TopicSpec]
-    tables: dict[str, TableSpec] = Field(default_factory=dict)
-    nodes: dict[str, NodeSpec]
+    topics: dict[TopicName, TopicSpec]
+    tables: dict[Name, TableSpec] = Field(default_factory=dict)
+    nodes: dict[Name, NodeSpec]
     allow_cycles: bool = Field(False, description="Allow a node to feed, directly or not, its own input.")
     processing: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",

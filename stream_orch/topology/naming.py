@@ -1,11 +1,50 @@
-"""Names the engine derives from a topology: retry, dead-letter and changelog topics, groups.
+"""Names in a topology: the rules for the names it gives, and the names the engine derives from
+them (retry, dead-letter and changelog topics, consumer groups).
 
-Lint, the graph drawing, the runtime and the DLQ tools all use these, so a name is decided once.
+The rules are pydantic constraints (:data:`Name`, :data:`TopicName`) used by the models, so the
+loader checks them, the JSON Schema shows them and the reference docs list them. Lint, the graph
+drawing, the runtime and the DLQ tools use the derived names, so a name is decided once.
 """
 
 from __future__ import annotations
 
-from stream_orch.topology.models import NodeSpec
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from stream_orch.topology.models import NodeSpec
+
+#: Topology, node and table names become parts of topic names (`<topology>.<table>.changelog`),
+#: consumer groups, transactional ids and the state folder's paths: no `/`, no leading `.`
+#: (so never `..`), and short enough that every name derived from them is a legal topic name.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_MAX = 100
+NAME_RULE = (
+    "names have letters, digits, `.`, `_` and `-`, start with a letter or digit and have at most "
+    f"{NAME_MAX} characters"
+)
+#: Kafka's rule for topic names; `[^.]`, `.[^.]` or `..x` first is "not `.` or `..`" without a
+#: look-ahead (pydantic's regex engine has none).
+TOPIC_PATTERN = r"^(?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-]|\.\.[A-Za-z0-9._-])[A-Za-z0-9._-]*$"
+TOPIC_MAX = 249
+TOPIC_RULE = (
+    f"topic names have letters, digits, `.`, `_` and `-` (Kafka's rule), at most {TOPIC_MAX} "
+    "characters, and are not `.` or `..`"
+)
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=NAME_MAX)]
+TopicName = Annotated[str, Field(pattern=TOPIC_PATTERN, max_length=TOPIC_MAX)]
+
+
+def name_rule(constraint: str | int) -> tuple[str, str] | None:
+    """(what, rule) of the name type whose pattern or maximum length is ``constraint``, for the
+    loader's messages ("`x/y` is not a valid topic name")."""
+    if constraint in (NAME_PATTERN, NAME_MAX):
+        return "name", NAME_RULE
+    if constraint in (TOPIC_PATTERN, TOPIC_MAX):
+        return "topic name", TOPIC_RULE
+    return None
 
 
 def retry_topic(input_topic: str, tier: int) -> str:
@@ -22,6 +61,11 @@ def dlq_topic(node: NodeSpec) -> str:
     if node.errors is not None and node.errors.dlq:
         return node.errors.dlq
     return f"{node.input}.dlq"
+
+
+def derived_topics(node: NodeSpec) -> list[str]:
+    """The topics a node's `errors` imply: its retry tiers and its dead-letter topic."""
+    return [*retry_topics(node), dlq_topic(node)]
 
 
 def changelog_topic(topology: str, table: str) -> str:

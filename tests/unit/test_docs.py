@@ -9,6 +9,7 @@ import pytest
 from stream_orch.cli.main import main
 from stream_orch.topology.docs import REFERENCE_PATH, render_reference, topology_json_schema
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import TOPIC_PATTERN
 
 
 def test_reference_is_up_to_date() -> None:
@@ -32,7 +33,7 @@ def test_json_schema_uses_yaml_keys_and_accepts_single_route_target() -> None:
     assert "schema" in schema["$defs"]["TopicSpec"]["properties"]
     assert "global" in schema["$defs"]["TableSpec"]["properties"]
     to = schema["$defs"]["RouteSpec"]["properties"]["to"]
-    assert {"type": "string"} in to["anyOf"]
+    assert {"type": "string", "pattern": TOPIC_PATTERN, "maxLength": 249} in to["anyOf"]  # one topic
     assert schema["required"] == TopologySpec.model_json_schema()["required"]
 
 

@@ -23,20 +23,22 @@ from stream_orch.topology.loader import load_topology, parse_topology
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ROOT / "tests" / "fixtures" / "topologies" / "good.yaml"
 
+# Names follow the name rules (no quotes or brackets since issue 19); the labels that can hold
+# any character are route conditions (string literals) and the graph's name.
 TRICKY = """\
 topology: tricky
 topics:
-  'in "quoted"': {}
-  'out\\back': {}
-  'a<b>&c': {}
+  in.quoted: {}
+  out_back: {}
+  a-b.c: {}
 nodes:
-  'n "1"':
-    input: 'in "quoted"'
+  n.1:
+    input: in.quoted
     routes:
-      - when: "x > 1 and y != \\"a|b\\" and z < 2"
-        to: 'out\\back'
+      - when: "x > 1 and y != \\"a|b\\" and z < 2 and w != 'a<b>&c\\\\d'"
+        to: out_back
       - otherwise: true
-        to: 'a<b>&c'
+        to: a-b.c
     errors: {retry: {delays: [1s, 90s]}}
 """
 
@@ -64,8 +66,8 @@ def test_retry_and_dlq_names() -> None:
     node = spec.nodes["check"]
     assert retry_topics(node) == ["payments.retry.1", "payments.retry.2"]
     assert dlq_topic(node) == "payments.dlq"
-    tricky = parse_topology(TRICKY).spec.nodes['n "1"']
-    assert dlq_topic(tricky) == 'in "quoted".dlq'
+    tricky = parse_topology(TRICKY).spec.nodes["n.1"]
+    assert dlq_topic(tricky) == "in.quoted.dlq"
 
 
 def test_no_cycles_in_good_topology() -> None:
@@ -75,11 +77,11 @@ def test_no_cycles_in_good_topology() -> None:
 def test_mermaid_shapes_and_escaping() -> None:
     text = to_mermaid(build_graph(parse_topology(TRICKY).spec))
     assert text.startswith("flowchart LR\n")
-    assert '[("in #quot;quoted#quot;")]' in text  # topic: cylinder
-    assert '("n #quot;1#quot;")' in text  # node: rounded
-    assert '-->|"route 1: x #gt; 1 and y != #quot;a|b#quot; and z #lt; 2"|' in text
+    assert '[("in.quoted")]' in text  # topic: cylinder
+    assert '("n.1")' in text  # node: rounded
+    assert '-->|"route 1: x #gt; 1 and y != #quot;a|b#quot; and z #lt; 2 and w != ' in text
     assert "-.->" in text and "linkStyle" in text and "#dd3333" in text  # retry/DLQ dashed red
-    assert "a#lt;b#gt;#amp;c" in text
+    assert "'a#lt;b#gt;#amp;c" in text
 
 
 def test_dot_escaping() -> None:
@@ -87,8 +89,7 @@ def test_dot_escaping() -> None:
     graph.name = 'we"ird'
     text = to_dot(graph)
     assert text.startswith('digraph "we\\"ird" {')
-    assert 'label="out\\\\back"' in text
-    assert 'label="route 1: x > 1 and y != \\"a|b\\" and z < 2"' in text
+    assert 'label="route 1: x > 1 and y != \\"a|b\\" and z < 2 and w != \'a<b>&c\\\\d\'"' in text
     assert 'style="dashed", color="#dd3333"' in text
     assert 'label="after 90s"' in text
 
