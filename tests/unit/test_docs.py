@@ -41,3 +41,19 @@ def test_schema_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == topology_json_schema()
+
+
+def test_security_page_names_tests_and_settings_that_exist() -> None:
+    """docs/security.md backs each rule with a test file and names settings by their variables:
+    both must exist, or the page has drifted from the code."""
+    import re
+
+    from stream_orch.settings import Settings
+
+    repo = REFERENCE_PATH.parents[1]
+    text = (repo / "docs" / "security.md").read_text(encoding="utf-8")
+    tests = set(re.findall(r"`(tests/[\w/]+\.py)`", text))
+    assert tests and not [t for t in sorted(tests) if not (repo / t).is_file()]
+    fields = {f"STREAM_ORCH_{name.upper()}" for name in Settings.model_fields}
+    named = set(re.findall(r"STREAM_ORCH_[A-Z_]+", text)) - {"STREAM_ORCH_MASK_KEY"}  # a topology's ${VAR}
+    assert not sorted(named - fields - {"STREAM_ORCH_SSL_"})
