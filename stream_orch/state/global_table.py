@@ -87,18 +87,17 @@ class GlobalTable(TopicRows):
 
     def _bad_row(self, record: Any, what: str, exc: Exception) -> None:
         count = self.invalid_rows + self.decode_errors
+        where = {"topic": self.topic, "partition": record.partition, "offset": record.offset}
         if count <= LOGGED_BAD_ROWS or count % 1000 == 0:
+            # the key and the error's message quote record data: debug only (docs/security.md)
             log.warning(
-                "table %s: skipped the row of key %r at %s:%d (%d so far): it %s: %s",
-                self.name,
-                record.key.decode(errors="replace"),
-                record.topic,
-                record.offset,
-                count,
-                what,
-                exc,
-                extra={"topic": self.topic, "partition": record.partition, "offset": record.offset},
-            )
+                "table %s: skipped the row at %s:%d (%d so far): it %s",
+                self.name, record.topic, record.offset, count, what, extra=where,
+            )  # fmt: skip
+        log.debug(
+            "table %s: skipped the row of key %r at %s:%d: %s",
+            self.name, record.key.decode(errors="replace"), record.topic, record.offset, exc, extra=where,
+        )  # fmt: skip
 
     async def start(self) -> None:
         """Load the topic to its current end, then follow it in the background."""

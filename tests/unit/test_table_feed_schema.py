@@ -35,20 +35,29 @@ def test_a_row_that_does_not_match_the_schema_is_skipped_counted_and_logged(
 ) -> None:
     t = table()
     t._apply(record(0, b"C-000001", PROFILE))
-    with caplog.at_level(logging.WARNING, "stream_orch.state.global_table"):
+    with caplog.at_level(logging.DEBUG, "stream_orch.state.global_table"):
         t._apply(record(1, b"C-000001", {**PROFILE, "avg_amount": "lots"}))  # keeps the row it had
         t._apply(record(2, b"C-000002", {"customer_id": "C-000002"}))  # required fields missing
         t._apply(record(3, b"C-000003", b"{not json"))
     assert t.get("C-000001", 0) == PROFILE
     assert t.get("C-000002", 0) is None and t.get("C-000003", 0) is None
     assert (t.invalid_rows, t.decode_errors) == (2, 1)
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages[0] == (
-        "table profiles: skipped the row of key 'C-000001' at customers.clean:1 (1 so far): it does not "
-        "match the topic's schema: field 'avg_amount': expected double, got str 'lots'"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[0] == (
+        "table profiles: skipped the row at customers.clean:1 (1 so far): "
+        "it does not match the topic's schema"
     )
-    assert "field 'home_country': missing" in messages[1]
-    assert "cannot be decoded: malformed_json" in messages[2]
+    assert warnings[2] == (
+        "table profiles: skipped the row at customers.clean:3 (3 so far): it cannot be decoded"
+    )
+    assert not [w for w in warnings if "C-0000" in w or "lots" in w]  # record data: debug only
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert debug[0] == (
+        "table profiles: skipped the row of key 'C-000001' at customers.clean:1: "
+        "field 'avg_amount': expected double, got str 'lots'"
+    )
+    assert "field 'home_country': missing" in debug[1]
+    assert "malformed_json" in debug[2]
     assert t._positions == {0: 4}  # a bad row never stops the table
 
 
