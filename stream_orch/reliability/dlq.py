@@ -34,6 +34,12 @@ from stream_orch.transport.reading import read_until_end
 
 # Records per fetch while reading a topic to its end.
 READ_BATCH = 2_000
+# A summary's rows come from the dead letters' headers, which anyone who can write to the DLQ
+# sets: each shown value is cut and made printable (no terminal escapes), and a summary keeps at
+# most this many distinct rows per table (the rest are counted under OTHER_ROWS).
+SHOWN_CHARS = 80
+MAX_ROWS = 50
+OTHER_ROWS = "(others)"
 
 
 # ---------------------------------------------------------------------------- reading
@@ -163,9 +169,9 @@ class Summary:
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
         h = H.as_dict(record.headers)
         self.records += 1
-        self.by_reason[h.get(H.ERROR_REASON, "(no so.error.reason)").split(":", 1)[0]] += 1
-        self.by_node[h.get(H.ERROR_NODE, "(unknown)")] += 1
-        self.by_topic[h.get(H.ERROR_TOPIC, "(unknown)")] += 1
+        _count(self.by_reason, h.get(H.ERROR_REASON, "(no so.error.reason)").split(":", 1)[0])
+        _count(self.by_node, h.get(H.ERROR_NODE, "(unknown)"))
+        _count(self.by_topic, h.get(H.ERROR_TOPIC, "(unknown)"))
         when = _int(h.get(H.ERROR_LAST_FAILURE)) or record.timestamp
         self.first_ms = when if self.first_ms is None else min(self.first_ms, when)
         self.last_ms = when if self.last_ms is None else max(self.last_ms, when)
@@ -185,6 +191,18 @@ class Summary:
             width = max(len(k) for k in counter)
             lines += [f"  {k:<{width}}  {n}" for k, n in counter.most_common()]
         return "\n".join(lines)
+
+
+def printable(text: str) -> str:
+    """Untrusted header text as a summary may print it: control characters escaped, cut short."""
+    if len(text) > SHOWN_CHARS:
+        text = text[:SHOWN_CHARS] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _count(counter: Counter[str], value: str) -> None:
+    row = printable(value)
+    counter[row if row in counter or len(counter) < MAX_ROWS else OTHER_ROWS] += 1
 
 
 def _iso(ms: int | None) -> str:
