@@ -26,6 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 
 from stream_orch.errors import UserError
+from stream_orch.topology.durations import UNIT_REQUIRED
 from stream_orch.topology.models import TopologySpec
 
 __all__ = [
@@ -178,7 +179,7 @@ def parse_topology(
     problems: list[Problem] = []
     data = _interpolate(tree, file, os.environ if env is None else env, problems)
     try:
-        spec = TopologySpec.model_validate(data)
+        spec = TopologySpec.model_validate(data, context=UNIT_REQUIRED)  # a file's durations need a unit
     except ValidationError as exc:
         # a value left empty by a failed substitution is reported once, as that failure
         bad_lines = {p.line for p in problems}
@@ -408,6 +409,8 @@ def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[st
     kind = error["type"]
     msg = str(error["msg"]).removeprefix("Value error, ")
     model = _model_at(loc[:-1]) if loc else None
+    if isinstance(error.get("ctx"), Mapping) and error["ctx"].get("hint"):
+        return msg, str(error["ctx"]["hint"])  # a validator that knows the fix (durations)
     if kind == "missing":
         name = _ALIASES.get(str(loc[-1]), str(loc[-1]))
         return f"`{name}` is required", f"add `{name}: ...` here"
