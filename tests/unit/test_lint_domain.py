@@ -198,3 +198,45 @@ def test_compared_literals_and_enum_fields() -> None:
 def test_symbol_hint() -> None:
     assert symbol_hint("deliverd", ("ARRIVED", "DELIVERED")) == "did you mean `DELIVERED`?"
     assert symbol_hint("zzz", ("A", "B")) == "the symbols are A, B"
+
+
+def test_validate_prints_one_line_per_mistake_with_its_line_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_orch.cli.main import main
+
+    text = (
+        PARCELS.replace("        fields: [promised_by, service]\n", "")
+        .replace("kind != 'SORTED'", "kind != 'SORTD'")
+        .replace("as: scan_count", "as: parcel_id")
+    )
+    path = tmp_path / "topologies" / "parcels.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    assert main(["validate", str(path), "--schemas", str(SCHEMAS)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    lines = text.splitlines()
+    expected = {
+        lines.index("        when: kind != 'SORTD' and previous_kind != 'RETURNED'") + 1: "'SORTD'",
+        lines.index("        topic: shipments") + 1: "`ts` would overwrite",
+        lines.index("        as: parcel_id") + 1: "`as: parcel_id` is its key",
+    }
+    assert len(out) == 3, out
+    for (line, fragment), printed in zip(sorted(expected.items()), out, strict=True):
+        assert printed.startswith(f"{path}:{line}: ") and fragment in printed and "(hint: " in printed
+
+
+def test_validate_prints_a_bare_duration_as_one_line_with_its_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_orch.cli.main import main
+
+    path = tmp_path / "parcels.yaml"
+    path.write_text(PARCELS.replace("gap: 2h", "gap: 2"))
+    assert main(["validate", str(path), "--schemas", str(SCHEMAS)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    number = PARCELS.splitlines().index("        gap: 2h") + 1
+    assert line == (
+        f"{path}:{number}: nodes.sessions.steps[0].gap: `2` has no unit: a duration needs one of "
+        "ms, s, m, h, d (hint: did you mean `2s`, `2m` or `2h`? (`2ms` for milliseconds))"
+    )
