@@ -54,6 +54,18 @@ def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
     return names
 
 
+def table_label(spec: TopologySpec, table: str) -> str:
+    """``global table X`` for a table with ``global: true``, else ``table X``."""
+    return f"{'global ' if spec.tables[table].global_ else ''}table {table}"
+
+
+def table_loaded_message(spec: TopologySpec, table: str, partitions: int, rows: int) -> str:
+    """The start-up line of a table fed by a topic. Every worker reads all its partitions, also
+    for a table without ``global: true`` (lint keeps that one co-partitioned with its readers)."""
+    topic = spec.tables[table].topic
+    return f"{table_label(spec, table)} loaded from all {partitions} partitions of {topic}: {rows} rows"
+
+
 def co_partitioned(spec: TopologySpec, node_name: str) -> list[str]:
     """A node's input, retry topics, joined streams and the changelogs of the tables it writes: a
     record's key and its state share one partition number, so all need the same partition count."""
@@ -263,9 +275,9 @@ class Worker:
                 )
         for gt in self._global_tables.values():
             await gt.start()
-            log.info("global table %s loaded: %d rows", gt.name, len(gt))
+            log.info(table_loaded_message(spec, gt.name, gt.partitions, len(gt)))
             self.health.watch_feed(
-                f"global table {gt.name}", gt.fresh_at, self.settings.global_table_stale_seconds
+                table_label(spec, gt.name), gt.fresh_at, self.settings.global_table_stale_seconds
             )
         self.metrics.watch_global_tables(list(self._global_tables.values()))
         self._lag_reader = LagReader(self.settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.expressions import FUNCTIONS, bounds
+from stream_orch.topology.durations import DURATION_PATTERN
 from stream_orch.topology.models import Expression, TopologySpec
 from stream_orch.topology.naming import NAME_PATTERN, NAME_RULE, TOPIC_PATTERN, TOPIC_RULE
 from stream_orch.topology.yaml_reader import LIMITS
@@ -123,7 +124,7 @@ def _anchor(model: str) -> str:
 
 def _is_duration(schema: dict[str, Any]) -> bool:
     options = schema.get("anyOf", [])
-    return any(o.get("description") == "milliseconds" for o in options)
+    return any(o.get("pattern") == DURATION_PATTERN for o in options)
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -166,7 +167,7 @@ def _description(schema: dict[str, Any]) -> str:
     text = schema.get("description", "")
     if not text:
         for option in schema.get("anyOf", []):
-            if option.get("description") and option.get("description") != "milliseconds":
+            if option.get("description"):
                 text = option["description"]
                 break
     if not text and "items" in schema:
@@ -238,7 +239,8 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
 
 ## Conventions
 
-- **Durations** are a number of milliseconds or a string such as `500ms`, `10s`, `5m`, `24h`, `7d`.
+- **Durations** are a number with its unit: `500ms`, `10s`, `5m`, `24h`, `7d` (`0` needs none). A bare
+  number such as `gap: 2` is an error: it does not say whether seconds or minutes are meant.
 - **Environment variables**: `${VAR}` or `${VAR:default}` in any string value or mapping key is
   replaced by the variable (or the default), so `${ENV:dev}.payments:` names a topic per
   environment. A missing variable without a default is an error naming its line.

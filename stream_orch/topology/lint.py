@@ -14,6 +14,7 @@ from typing import Any
 
 from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
+from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
@@ -113,6 +114,7 @@ class _Linter(OutputChecks):
         for name, node in self.spec.nodes.items():
             self._node(name, node)
         self._cycles()
+        DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
 
     def _schema_names(self) -> list[str]:
         return (

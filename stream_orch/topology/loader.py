@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stream_orch.errors import UserError
+from stream_orch.topology.durations import UNIT_REQUIRED
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import name_rule
 from stream_orch.topology.problems import Problem, Severity, SpecError, YAMLRefused
@@ -154,7 +155,7 @@ def parse_topology(
             [Problem(file, 1, "the topology must be a YAML mapping", "start with `topology: <name>`")]
         )
     try:
-        spec = TopologySpec.model_validate(data)
+        spec = TopologySpec.model_validate(data, context=UNIT_REQUIRED)  # a file's durations need a unit
     except ValidationError as exc:
         # a value left empty by a failed substitution is reported once, as that failure
         bad_lines = {p.line for p in problems}
@@ -280,6 +281,8 @@ def _explain(error: Mapping[str, Any], loc: PathTuple, matched: int) -> tuple[st
     kind = error["type"]
     msg = str(error["msg"]).removeprefix("Value error, ")
     model = _model_at(loc[:-1]) if loc else None
+    if isinstance(error.get("ctx"), Mapping) and error["ctx"].get("hint"):
+        return msg, str(error["ctx"]["hint"])  # a validator that knows the fix (durations)
     if kind == "missing":
         name = _ALIASES.get(str(loc[-1]), str(loc[-1]))
         return f"`{name}` is required", f"add `{name}: ...` here"

@@ -352,6 +352,11 @@ class JoinStep(_Model):
         None, description="Other-side fields copied into a match (all when unset)."
     )
     prefix: str = Field("", description="Prefix for the copied fields.")
+    overwrite: list[str] = Field(
+        default_factory=list,
+        description="Fields of this side that the other side's copied fields may overwrite in a match "
+        "(lint refuses any other collision: set `prefix`, or name the field here).",
+    )
     status_as: str = Field(
         "join_status", description="Field set to 'matched' or 'unmatched' on every record the join emits."
     )
