@@ -153,6 +153,7 @@ def build_step(
             grace_ms=spec_model.grace,
             function=spec_model.function,
             field=spec_model.field,
+            aggregate=spec_model.results() if spec_model.aggregate is not None else None,
             time_field=spec_model.time_field,
             emit=spec_model.emit,
             late=spec_model.late,

@@ -2,7 +2,8 @@
 
 The step *replaces* the stream: the records it reads are absorbed (counted as dropped with
 ``windowed``) and what goes on to the routes are window results, one record
-``{<key>: key, window_start, window_end, <as>: result}`` (epoch ms) per window: once, when the
+``{<key>: key, window_start, window_end, <as>: result}`` (epoch ms; with ``aggregate`` one
+field per result) per window: once, when the
 window closes (``emit: on_close``), or every time a record changes it (``emit: on_update``).
 
 Windows (``t`` is a record's event time, epoch ms, from ``time_field``; negative times are
@@ -29,11 +30,15 @@ it joins no open session and ``t + gap + grace <= watermark``; one that would ha
 session already closed, but is not late by that rule, starts a new session. ``late: drop`` counts
 it as dropped with ``late_event``; ``late: dlq`` dead-letters it with reason ``late_event``.
 
-Results: count (int); sum (int while the values are ints, else float); min, max (numbers); avg
-(float); latest (the value of the record with the greatest time, the later arrival on ties);
-collect (the values in arrival order, at most :data:`COLLECT_MAX`; a merged session lists the
-earlier session's first). Every function but count reads ``field``; a record without it, or
-with a non-number for sum/min/max/avg, is rejected (``missing_field`` / ``invalid_field``).
+Results: with ``as``, one function: count (int); sum (int while the values are ints, else
+float); min, max (numbers); avg (float); first, last (the value of the record with the least,
+greatest time); latest (as last); collect (the values in arrival order, at most
+:data:`COLLECT_MAX`; a merged session lists the earlier session's first); count_distinct (how many
+distinct values). With ``aggregate``, several of them, each under its own name: the result record
+is ``{<key>, window_start, window_end, <name>: result, ...}``. Every function but count reads a
+field; a record without one of them, or with a non-number for sum/min/max/avg, is rejected
+(``missing_field`` / ``invalid_field``) and counts in no window. The accumulators are in
+:mod:`stream_orch.steps.window_aggs`.
 
 State, in the node's table (partitioned like the input; the changelog goes with the batch, in its
 transaction under exactly_once), see :mod:`stream_orch.steps.window_state`: one record per open
@@ -60,9 +65,9 @@ import orjson
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import show
+from stream_orch.steps.window_aggs import NUMERIC, Aggregations
 
 COLLECT_MAX = ws.COLLECT_MAX
-NUMERIC = ("sum", "min", "max", "avg")
 
 
 class WindowStepImpl:
@@ -72,13 +77,14 @@ class WindowStepImpl:
         table: str,
         key: str,
         kind: str,
-        as_: str,
+        as_: str | None = None,
         size_ms: int | None = None,
         advance_ms: int | None = None,
         gap_ms: int | None = None,
         grace_ms: int = 0,
         function: str = "count",
         field: str | None = None,
+        aggregate: dict[str, tuple[str, str | None]] | None = None,
         time_field: str = "ts",
         emit: str = "on_close",
         late: str = "drop",
@@ -86,10 +92,15 @@ class WindowStepImpl:
     ) -> None:
         if kind not in ("tumbling", "hopping", "session"):
             raise ValueError(f"unknown window kind {kind!r}")
-        if function not in ws.FUNCTIONS:
-            raise ValueError(f"unknown window function {function!r}")
-        if function != "count" and not field:
-            raise ValueError(f"window function {function!r} needs a field")
+        if (aggregate is None) == (as_ is None):
+            raise ValueError("a window takes either `as` (one function) or `aggregate` (several)")
+        if aggregate is not None:
+            if not aggregate:
+                raise ValueError("`aggregate` needs at least one name")
+            specs = [(n, function_, field_) for n, (function_, field_) in aggregate.items()]
+            self.aggs = Aggregations(specs, single=False)
+        else:
+            self.aggs = Aggregations([(as_ or "", function, field)], single=True)
         if kind == "session":
             if not gap_ms or gap_ms <= 0:
                 raise ValueError("a session window needs gap > 0")
@@ -127,6 +138,7 @@ class WindowStepImpl:
         parts: dict[int, ws.PartitionState] = {}
         out: list[Event] = []
         key_field, time_field, value_field = self.key, self.time_field, self.field
+        multi = not self.aggs.single
         counted = self.function != "count"
         session = self.kind == "session"
         for event in events:
@@ -146,8 +158,12 @@ class WindowStepImpl:
             if t.__class__ is not int or t < 0:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(t)})")
                 continue
-            value = None
-            if counted:
+            value: Any = None
+            if multi:
+                value = self._values(event, record, ctx)
+                if value is None:
+                    continue
+            elif counted:
                 value = record.get(value_field)
                 if value is None:
                     ctx.reject(event, f"missing_field: {value_field} is required to window")
@@ -177,6 +193,24 @@ class WindowStepImpl:
             part.save(table, partition, self._close_of)
         return out
 
+    def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
+        """The record's value for each function of ``aggregate``; None: rejected (its field is
+        missing, or not a number for sum/min/max/avg)."""
+        values: list[Any] = []
+        for function, field in zip(self.aggs.functions, self.aggs.fields, strict=True):
+            if field is None:
+                values.append(None)
+                continue
+            value = record.get(field)
+            if value is None:
+                ctx.reject(event, f"missing_field: {field} is required to window")
+                return None
+            if function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
+                ctx.reject(event, f"invalid_field: {field} must be a number (got {show(value)})")
+                return None
+            values.append(value)
+        return values
+
     def _fixed(
         self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
     ) -> list[dict[str, Any]]:
@@ -191,8 +225,8 @@ class WindowStepImpl:
                 table_key = ws.fixed_key(close, start, keystr)
                 win = part.window(table, table_key)
                 if win is None:
-                    win = part.new_window(table_key, key, start, start + size, ws.empty(self.function))
-                ws.add(self.function, win, value, t)
+                    win = part.new_window(table_key, key, start, start + size, self.aggs.empty())
+                self.aggs.add(win, value, t)
                 changed.append(win)
             start -= advance
         return changed
@@ -214,13 +248,13 @@ class WindowStepImpl:
         if hits:
             merged = [*hits[0]]
             for s in hits[1:]:  # in start order: an earlier session's collected values come first
-                merged = ws.merge(self.function, merged, s)
+                merged = self.aggs.merge(merged, s)
             entry["w"] = [s for s in entry["w"] if not any(s is h for h in hits)]
             merged[0], merged[1] = min(merged[0], t), max(merged[1], t)
         else:
-            merged = [t, t, 0, ws.empty(self.function)]
+            merged = [t, t, 0, self.aggs.empty()]
         win = {"k": key, "s": merged[0], "e": merged[1], "n": merged[2], "a": merged[3]}
-        ws.add(self.function, win, value, t)
+        self.aggs.add(win, value, t)
         entry["w"].append([win["s"], win["e"], win["n"], win["a"]])
         entry["w"].sort(key=lambda s: s[0])
         return [win]
@@ -243,7 +277,7 @@ class WindowStepImpl:
             self.key: win["k"],
             "window_start": win["s"],
             "window_end": win["e"],
-            self.as_: ws.result(self.function, win),
+            **self.aggs.results(win),
         }
         k = win["k"]
         return Event(

@@ -37,6 +37,7 @@ _SECTIONS: dict[str, str] = {
     "EnrichStep": "step: enrich",
     "AggregateStep": "step: aggregate",
     "WindowStep": "step: window",
+    "WindowAggregation": "window aggregate result",
     "ScoreStep": "step: score",
     "ScoreRule": "score rule",
     "Logistic": "score logistic term",

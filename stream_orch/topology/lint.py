@@ -15,6 +15,7 @@ from typing import Any
 from stream_orch.expressions import ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_outputs import OutputChecks
+from stream_orch.topology.lint_windows import window_fields
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
     LoadedTopology,
@@ -360,8 +361,7 @@ class _Linter(OutputChecks):
         if self._table_ref((*path, "table"), step.table):
             self._copartitioned(node_name, node, path, step.table, step.key, "window")
         self._field((*path, "key"), step.key, avail, where)
-        if step.field:
-            self._field((*path, "field"), step.field, avail, where)
+        window_fields(self, path, step, avail, where)
         self._field((*path, "time_field"), step.time_field, avail, where)
         if path[-1] != len(node.steps) - 1 and node.errors is not None and node.errors.retry is not None:
             self.add(
@@ -371,7 +371,7 @@ class _Linter(OutputChecks):
                 "put the window step last, or send its results to a topic another node reads",
                 "warning",
             )
-        return {step.key, "window_start", "window_end", step.as_}
+        return {step.key, "window_start", "window_end", *step.results()}
 
     def _enrich(
         self, node_name: str, node: NodeSpec, path: PathTuple, step: EnrichStep, avail: set[str] | None

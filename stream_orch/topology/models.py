@@ -193,14 +193,43 @@ class AggregateStep(_Model):
         return self
 
 
+WindowFunction = Literal[
+    "count", "sum", "min", "max", "avg", "latest", "collect", "first", "last", "count_distinct"
+]
+
+
+class WindowAggregation(_Model):
+    """One result of a window's `aggregate`: exactly one function, with the field it reads."""
+
+    sum: str | None = Field(None, description="Sum of the field (int while every value is an int).")
+    min: str | None = Field(None, description="Least value of the field (numbers).")
+    max: str | None = Field(None, description="Greatest value of the field (numbers).")
+    avg: str | None = Field(None, description="Mean of the field (float).")
+    first: str | None = Field(None, description="The field of the record with the least time.")
+    last: str | None = Field(None, description="The field of the record with the greatest time.")
+    latest: str | None = Field(None, description="As last.")
+    collect: str | None = Field(None, description="The field's values in arrival order (at most 1000).")
+    count_distinct: str | None = Field(None, description="How many distinct values (at most 10000).")
+
+    def function_field(self) -> tuple[str, str]:
+        return next((k, v) for k, v in self.model_dump().items() if v is not None)
+
+    @model_validator(mode="after")
+    def _one(self) -> WindowAggregation:
+        if len([v for v in self.model_dump().values() if v is not None]) != 1:
+            raise ValueError("an aggregation is one function and its field, e.g. `{sum: amount}`")
+        return self
+
+
 class WindowStep(_Model):
     """Tumbling, hopping or session windows per key whose results are emitted as records.
 
     The step replaces the stream: the records it reads are absorbed (counted as dropped,
     `windowed`) and the routes receive window results `{<key>: ..., window_start, window_end,
-    <as>: ...}` (epoch ms; for a session the times of its first and last record). A window closes
-    when the partition's watermark (its greatest event time read so far) reaches `window_end +
-    grace` (a session: its last record's time + gap + grace); event time moves only with records.
+    <as>: ...}` (or one field per `aggregate` name; epoch ms; for a session the times of its first
+    and last record). A window closes when the partition's watermark (its greatest event time
+    read so far) reaches `window_end + grace` (a session: its last record's time + gap + grace);
+    event time moves only with records.
     """
 
     step: Literal["window"]
@@ -220,13 +249,21 @@ class WindowStep(_Model):
     grace: DurationMs = Field(
         0, description="How long after its end a window still takes records arriving out of order (>= 0)."
     )
-    function: Literal["count", "sum", "min", "max", "avg", "latest", "collect"] = Field(
+    function: WindowFunction = Field(
         "count",
-        description="What `as` receives: count (int); sum (int while every value is an int, else float); "
-        "min, max (numbers); avg (float); latest (the value of the record with the greatest time); collect "
-        "(the values in arrival order, at most 1000 kept).",
+        description="With `as`, what it receives: count (int); sum (int while every value is an int, else "
+        "float); min, max (numbers); avg (float); first, last (the value of the record with the least, "
+        "greatest time); latest (as last); collect (the values in arrival order, at most 1000 kept); "
+        "count_distinct (the number of distinct values, at most 10000 counted).",
     )
-    field: str | None = Field(None, description="Field aggregated (every function but count).")
+    field: str | None = Field(None, description="With `as`: the field aggregated (every function but count).")
+    aggregate: dict[str, Literal["count"] | WindowAggregation] | None = Field(
+        None,
+        description="Several results per window instead of `as`/`function`/`field`: result field to "
+        "`count` or to `{<function>: <field>}`, e.g. `{n: count, first_hub: {first: hub}, total: {sum: "
+        "amount}}`; the functions are those of `function`. A record missing one of the fields (or with "
+        "a non-number for sum/min/max/avg) is rejected.",
+    )
     emit: Literal["on_close", "on_update"] = Field(
         "on_close",
         description="on_close: one final record per window once it closes; on_update: a record with the "
@@ -237,7 +274,15 @@ class WindowStep(_Model):
         description="A record whose windows have all closed (late beyond grace): drop it, counted as "
         "`late_event`, or send it to the DLQ with reason `late_event`.",
     )
-    as_: str = Field(alias="as", description="Field of the result record that receives the result.")
+    as_: str | None = Field(
+        None, alias="as", description="Field of the result record that receives `function`'s result."
+    )
+
+    def results(self) -> dict[str, tuple[str, str | None]]:
+        """Each result field with the function computing it and the field it reads."""
+        if self.aggregate is None:
+            return {self.as_ or "": (self.function, self.field)}
+        return {n: ("count", None) if a == "count" else a.function_field() for n, a in self.aggregate.items()}
 
     @model_validator(mode="after")
     def _kind_fields(self) -> WindowStep:
@@ -255,6 +300,17 @@ class WindowStep(_Model):
                 raise ValueError("a hopping window needs `advance` with 0 < advance <= size")
             if self.kind == "tumbling" and self.advance is not None:
                 raise ValueError("`advance` belongs to hopping windows")
+        if self.aggregate is not None:
+            if self.as_ is not None or {"function", "field"} & self.model_fields_set:
+                raise ValueError("`aggregate` replaces `as`, `function` and `field`: use one form")
+            if not self.aggregate:
+                raise ValueError("`aggregate` needs at least one result")
+            clash = {self.key, "window_start", "window_end"} & set(self.aggregate)
+            if clash:
+                raise ValueError(f"`aggregate` names a result `{min(clash)}`, a field the window sets itself")
+            return self
+        if self.as_ is None:
+            raise ValueError("a window needs `as` (one result) or `aggregate` (several)")
         if self.function != "count" and not self.field:
             raise ValueError(f"window function {self.function!r} needs `field`")
         return self

@@ -1,0 +1,26 @@
+"""Lint of the fields a ``window`` step reads for its results: ``field`` (the ``as`` form) or the
+field of each ``aggregate`` result, which must be fields of the records reaching the step."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from stream_orch.topology.loader import PathTuple
+from stream_orch.topology.models import WindowStep
+
+
+class _FieldCheck(Protocol):
+    def _field(self, path: PathTuple, name: str, avail: set[str] | None, what: str) -> None: ...
+
+
+def window_fields(
+    linter: _FieldCheck, path: PathTuple, step: WindowStep, avail: set[str] | None, where: str
+) -> None:
+    """Every field a window result reads is known here (the path points at where it is written)."""
+    if step.aggregate is None:
+        if step.field:
+            linter._field((*path, "field"), step.field, avail, where)
+        return
+    for name, (function, field) in step.results().items():
+        if field is not None:
+            linter._field((*path, "aggregate", name, function), field, avail, f"{where}, result `{name}`")
