@@ -26,7 +26,9 @@ Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` ho
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. A record absorbed without
+watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. The input side's
+watermark also moves with the records an earlier step of the node let go (filtered, duplicate:
+:data:`~stream_orch.steps.base.PASSED_OVER`), at the end of the batch. A record absorbed without
 output yet is counted as ``join_buffered``; an inner as_of left record without a match as
 ``join_unmatched``.
 """
@@ -39,7 +41,7 @@ from typing import Any
 import orjson
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import passed_over_times, show
 from stream_orch.steps.table_keys import record_key
 
 SEP = "\x1f"
@@ -119,6 +121,11 @@ class JoinStepImpl:
             slot = (event.partition, RIGHT if right else LEFT)
             if t > newest.get(slot, -1):
                 newest[slot] = t
+        for (_topic, partition), times in passed_over_times(ctx, self.time_field).items():
+            # records an earlier step let go (all of this side: the other enters here)
+            t = times[-1][1] if len(times) == 1 else max(x[1] for x in times)
+            if t > newest.get((partition, LEFT), -1):
+                newest[(partition, LEFT)] = t
         for (partition, side), t in newest.items():
             mark = table.get(WATERMARK + side, partition)
             if mark is None or t > mark:

@@ -16,7 +16,10 @@ invalid):
   included). A record that falls within ``gap`` of two open sessions merges them.
 
 Watermark and closing: each input partition has a watermark, the greatest event time of the
-records it has read (records from the retry tiers count too). A window closes when
+records it has read (records from the retry tiers count too, and so do the records an earlier
+step of the node let go: filtered, duplicate, see :data:`~stream_orch.steps.base.PASSED_OVER`;
+those at their offset's place, so a record is judged with the watermark of the records before it
+whatever the batches). A window closes when
 ``watermark >= close``, with ``close = window_end + grace`` for tumbling and hopping and
 ``close = last record's time + gap + grace`` for a session. Whether a record finds its window
 open is decided with the watermark *at that record* (so results do not depend on where batches
@@ -64,7 +67,7 @@ import orjson
 
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import show
+from stream_orch.steps.common import Ticks, passed_over_times, show
 from stream_orch.steps.window_aggs import NUMERIC, Aggregations
 
 COLLECT_MAX = ws.COLLECT_MAX
@@ -141,11 +144,14 @@ class WindowStepImpl:
         multi = not self.aggs.single
         counted = self.function != "count"
         session = self.kind == "session"
+        ticks = passed_over_times(ctx, time_field)
         for event in events:
             partition = event.partition
             part = parts.get(partition)
             if part is None:
                 part = parts[partition] = ws.PartitionState.load(table, partition)
+            if ticks:
+                self._tick(part, ticks.get((event.topic, partition)), event.offset)
             if part.replayed(event):
                 ctx.drop(event, "replayed")
                 continue
@@ -185,6 +191,11 @@ class WindowStepImpl:
             ctx.drop(event, "windowed")
             if self.on_update:
                 out.extend(self._result(w, event) for w in changed)
+        for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
+            part = parts.get(partition)
+            if part is None:
+                part = parts[partition] = ws.PartitionState.load(table, partition)
+            self._tick(part, times, None)
         for partition, part in parts.items():
             closed = part.close_sessions(table, self._close_of) if session else part.close_fixed(table)
             if not self.on_update and closed:
@@ -192,6 +203,23 @@ class WindowStepImpl:
                 out.extend(self._result(w, part.trigger) for w in closed)
             part.save(table, partition, self._close_of)
         return out
+
+    @staticmethod
+    def _tick(part: ws.PartitionState, times: Ticks | None, before: int | None) -> None:
+        """Let the times of records an earlier step dropped, from offsets below ``before`` (all:
+        None), move the partition's watermark, in offset order: a record is judged with the
+        watermark at it whatever step let the records before it go."""
+        if not times:
+            return
+        n = 0
+        for offset, t, event in times:
+            if before is not None and offset >= before:
+                break
+            n += 1
+            if t > part.watermark:
+                part.watermark = t
+            part.trigger = event  # results closed by it go out with the partition's batch
+        del times[:n]
 
     def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
         """The record's value for each function of ``aggregate``; None: rejected (its field is
