@@ -8,7 +8,10 @@ event time has passed the bound within which they can still match.
 ``interval``: a left record at time ``t`` matches every right record with the same key and time in
 ``[t - before, t + after]``, whichever of the two arrives first: the second to arrive finds the
 first in the table and the join emits one record per pair, the left record with the right
-record's ``fields`` (all when unset) copied as ``prefix + field``. ``as_of``: a left record at
+record's ``fields`` (all when unset) copied as ``prefix + field``; the other side's declared
+fields (``fields``, else those of its topic's schema) are on every record the join emits, null
+when the record is unmatched or the other record lacks one (a field the left record has itself
+keeps its value; a topic without a schema and no ``fields`` declares nothing). ``as_of``: a left record at
 ``t`` takes the latest right record at or before ``t`` (no older than ``tolerance``); only left
 records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
 
@@ -79,6 +82,7 @@ class JoinStepImpl:
         how: str = "inner",
         grace_ms: int = 0,
         fields: list[str] | None = None,
+        declared: list[str] | None = None,
         prefix: str = "",
         status_as: str = "join_status",
         name: str = "join",
@@ -95,6 +99,9 @@ class JoinStepImpl:
         self.left_join = how == "left"
         self.grace = int(grace_ms)
         self.fields = fields
+        # the other side's fields every emitted record carries (null when unmatched or absent):
+        # `fields`, else its schema's; unknown (None) for a topic without a schema
+        self.declared = [prefix + f for f in declared] if declared is not None else None
         self.prefix = prefix
         self.status_as = status_as
 
@@ -150,7 +157,7 @@ class JoinStepImpl:
                 out.append(dataclasses.replace(event, value=self._merge(event.value, found[-1][1]["v"])))
                 return 1
             if self.left_join:
-                out.append(dataclasses.replace(event, value={**event.value, self.status_as: UNMATCHED}))
+                out.append(dataclasses.replace(event, value=self._unmatched(event.value)))
                 return 1
             return 0
         found = _between(table, p, RIGHT, key, t - self.before, t + self.after)
@@ -205,7 +212,7 @@ class JoinStepImpl:
             stored = table.get(entry, partition)
             if stored is not None:
                 if self.left_join and side == LEFT and not stored["m"]:
-                    out.append(self._stored_event(stored, {**stored["v"], self.status_as: UNMATCHED}))
+                    out.append(self._stored_event(stored, self._unmatched(stored["v"])))
                 table.delete(entry, partition)
             table.delete(index, partition)
 
@@ -217,8 +224,23 @@ class JoinStepImpl:
         for f in self.fields if self.fields is not None else right:
             if f in right:
                 merged[prefix + f] = right[f]
+        if self.declared is not None:
+            for name in self.declared:  # a declared field the other record lacks is null
+                if name not in merged:
+                    merged[name] = None
         merged[self.status_as] = MATCHED
         return merged
+
+    def _unmatched(self, left: dict[str, Any]) -> dict[str, Any]:
+        """A left record without a match: the other side's declared fields null (a field the
+        left record has itself keeps its value)."""
+        value = dict(left)
+        if self.declared is not None:
+            for name in self.declared:
+                if name not in value:
+                    value[name] = None
+        value[self.status_as] = UNMATCHED
+        return value
 
     @staticmethod
     def _stored_event(stored: dict[str, Any], value: dict[str, Any]) -> Event:

@@ -124,6 +124,10 @@ def build_step(
             name=name,
         )
     if isinstance(spec_model, JoinStep):
+        declared = spec_model.fields
+        other = topology_spec.topics.get(spec_model.topic)
+        if declared is None and other is not None and other.schema_ and other.schema_ in schemas:
+            declared = schemas.field_names(other.schema_)
         return JoinStepImpl(
             topic=spec_model.topic,
             table=spec_model.table,
@@ -137,6 +141,7 @@ def build_step(
             how=spec_model.how,
             grace_ms=spec_model.grace,
             fields=spec_model.fields,
+            declared=declared,
             prefix=spec_model.prefix,
             status_as=spec_model.status_as,
             name=name,

@@ -384,11 +384,14 @@ class JoinStep(_Model):
     how: Literal["inner", "left"] = Field(
         "inner",
         description="left: an input record without a match is emitted once its bound has passed "
-        "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched'.",
+        "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched' "
+        "and the other side's declared fields (`fields`, else its schema's) null.",
     )
     grace: DurationMs = Field(0, description="How late (out of order) a record of either side may arrive.")
     fields: list[str] | None = Field(
-        None, description="Other-side fields copied into a match (all when unset)."
+        None,
+        description="Other-side fields copied into a match (all when unset); with `fields` or a schema "
+        "on the other topic, a declared field the other record lacks is null.",
     )
     prefix: str = Field("", description="Prefix for the copied fields.")
     status_as: str = Field(
