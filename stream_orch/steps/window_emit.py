@@ -11,25 +11,26 @@ invalid):
 
 - tumbling: ``[s, s + size)`` with ``s`` a multiple of ``size``; a record is in one window.
 - hopping: ``[s, s + size)`` for every multiple ``s >= 0`` of ``advance`` with ``s <= t < s + size``.
-- session: per key, records whose times are less than ``gap`` apart belong to one session;
-  ``window_start`` and ``window_end`` are the times of its first and last record (both
-  included). A record that falls within ``gap`` of two open sessions merges them.
+- session: per key, records whose times are at most ``gap`` apart belong to one session (Kafka
+  Streams' rule: a record exactly ``gap`` after the last one joins it); ``window_start`` and
+  ``window_end`` are the times of its first and last record (both included). A record within
+  ``gap`` of two open sessions merges them.
 
 Watermark and closing: each input partition has a watermark, the greatest event time of the
-records it has read (records from the retry tiers count too, and so do the records an earlier
-step of the node let go: filtered, duplicate, see :data:`~stream_orch.steps.base.PASSED_OVER`;
-those at their offset's place, so a record is judged with the watermark of the records before it
-whatever the batches). A window closes when
-``watermark >= close``, with ``close = window_end + grace`` for tumbling and hopping and
-``close = last record's time + gap + grace`` for a session. Whether a record finds its window
-open is decided with the watermark *at that record* (so results do not depend on where batches
-begin); closed windows are emitted (on_close) and deleted at the end of the batch, in the same
-batch as the records that closed them. Event time moves only with records: a partition that
-receives nothing more keeps its last windows open.
+records it has read (records from the retry tiers count too, and so do the records an earlier step
+of the node let go: filtered, duplicate, see :data:`~stream_orch.steps.base.PASSED_OVER`; those at
+their offset's place, so a record is judged with the watermark of the records before it whatever
+the batches). A tumbling or hopping window closes when ``watermark >= window_end + grace``; a
+session when ``watermark > last record's time + gap + grace`` (so a record exactly ``gap`` after
+it, arriving as the newest, still finds it open; Kafka Streams' rules for both). Whether a record
+finds its window open is decided with the watermark *at that record* (so results do not depend on
+where batches begin); closed windows are emitted (on_close) and deleted at the end of the batch,
+in the same batch as the records that closed them. Event time moves only with records: a partition
+that receives nothing more keeps its last windows open.
 
 Late records: a record none of whose windows is open is late (a hopping record whose oldest
 windows closed still enters the open ones, and is not late). A record for a session is late when
-it joins no open session and ``t + gap + grace <= watermark``; one that would have joined a
+it joins no open session and ``t + gap + grace < watermark``; one that would have joined a
 session already closed, but is not late by that rule, starts a new session. ``late: drop`` counts
 it as dropped with ``late_event``; ``late: dlq`` dead-letters it with reason ``late_event``.
 
@@ -260,7 +261,8 @@ class WindowStepImpl:
         return changed
 
     def _close_of(self, session: list[Any]) -> int:
-        return session[1] + self.gap_ms + self.grace_ms
+        """The watermark at which a session closes: the first past its last time + gap + grace."""
+        return session[1] + self.gap_ms + self.grace_ms + 1
 
     def _session(
         self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
@@ -269,9 +271,9 @@ class WindowStepImpl:
         gap, watermark = self.gap_ms, part.watermark
         entry = part.sessions(table, key, keystr)
         hits = [
-            s for s in entry["w"] if s[0] - gap < t < s[1] + gap and self._close_of(s) > watermark
-        ]  # an open session within gap of t
-        if not hits and t + gap + self.grace_ms <= watermark:
+            s for s in entry["w"] if s[0] - gap <= t <= s[1] + gap and self._close_of(s) > watermark
+        ]  # an open session at most gap from t
+        if not hits and t + gap + self.grace_ms < watermark:
             return []
         if hits:
             merged = [*hits[0]]

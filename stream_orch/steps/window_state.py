@@ -56,6 +56,7 @@ class PartitionState:
 
     __slots__ = (
         "deleted",
+        "found",
         "keys",
         "offsets",
         "partition",
@@ -72,6 +73,7 @@ class PartitionState:
         self.windows: dict[str, dict[str, Any]] = {}  # fixed windows touched, by table key
         self.keys: dict[str, dict[str, Any]] = {}  # sessions touched, by key text
         self.deleted: set[str] = set()
+        self.found: set[str] = set()  # keys whose sessions were loaded through the index
 
     @classmethod
     def load(cls, table: Table, partition: int) -> PartitionState:
@@ -142,6 +144,7 @@ class PartitionState:
         self.deleted.update(found)
         for index in found:
             keystr = index.split(INDEX, 3)[3]
+            self.found.add(keystr)
             self.sessions(table, None, keystr)
         closed = []
         for entry in self.keys.values():
@@ -167,7 +170,9 @@ class PartitionState:
             after = {fixed_key(close_of(s), s[0], keystr) for s in entry["w"]}
             for index in before - after:
                 table.delete(index, partition)
-            for index in after - before:
+            # a key found through the index had its index entries in the closed range deleted; its
+            # open sessions get theirs again (also one written under another close rule)
+            for index in after if keystr in self.found else after - before:
                 table.set(index, 1, partition)
             if entry["w"]:
                 table.set(SESSIONS + keystr, entry, partition)
