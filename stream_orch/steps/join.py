@@ -7,11 +7,11 @@ event time has passed the bound within which they can still match.
 
 ``interval``: a left record at time ``t`` matches every right record with the same key and time in
 ``[t - before, t + after]``, whichever of the two arrives first: the second to arrive finds the
-first in the table and the join emits one record per pair, the left record with the right
-record's ``fields`` (all when unset) copied as ``prefix + field``; the other side's declared
-fields (``fields``, else those of its topic's schema) are on every record the join emits, null
-when the record is unmatched or the other record lacks one (a field the left record has itself
-keeps its value; a topic without a schema and no ``fields`` declares nothing). ``as_of``: a left record at
+first in the table and the join emits one record per pair, the left record with the right record's
+``fields`` (all when unset) copied as ``prefix + field``; the other side's declared fields
+(``fields``, else those of its topic's schema) are on every record the join emits, null when the
+record is unmatched or the other record lacks one (a field the left record has itself keeps its
+value; a topic without a schema and no ``fields`` declares nothing). ``as_of``: a left record at
 ``t`` takes the latest right record at or before ``t`` (no older than ``tolerance``); only left
 records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
 
@@ -25,13 +25,23 @@ and a bound judged by the side that ran ahead would report matches still on thei
 its counterpart's records until it moves again. Both watermarks are kept in the table, so a
 restarted worker expires what its predecessor would have.
 
+Late records (interval): ``grace`` is how late, out of order within its own stream, a record may
+arrive. A record is late when its *own side's* watermark at it (the records of that side before
+it, of the partition) is past the end of its window plus grace: ``t + after + grace`` for a left
+record, ``t + before + grace`` for a right one (Kafka Streams' rule for join windows, with the
+side's own time instead of the task's, for the reason above). A late record matches nothing,
+is not buffered, and is not emitted as unmatched: it is dropped, counted as ``late_event``. So a
+record within grace finds every partner that is not late itself, whatever the batches and
+the arrival order, and one beyond it never matches. as_of joins have no late rule: their
+``grace`` keeps a right record that long past its tolerance, for left records out of order.
+
 Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
 watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. The input side's
 watermark also moves with the records an earlier step of the node let go (filtered, duplicate:
-:data:`~stream_orch.steps.base.PASSED_OVER`), at the end of the batch. A record absorbed without
+:data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record absorbed without
 output yet is counted as ``join_buffered``; an inner as_of left record without a match as
 ``join_unmatched``.
 """
@@ -44,7 +54,7 @@ from typing import Any
 import orjson
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import passed_over_times, show
+from stream_orch.steps.common import Ticks, passed_over_times, show
 from stream_orch.steps.table_keys import record_key
 
 SEP = "\x1f"
@@ -57,6 +67,21 @@ MATCHED, UNMATCHED = "matched", "unmatched"
 
 def _entry(side: str, key: str, ts: int, uid: int) -> str:
     return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
+
+
+def _ticked(mark: int, times: Ticks | None, before: int | None) -> int:
+    """``mark`` moved by the times of records an earlier step let go, from offsets below ``before``
+    (all: None), which are then taken off ``times``."""
+    if not times:
+        return mark
+    n = 0
+    for offset, t, _event in times:
+        if before is not None and offset >= before:
+            break
+        n += 1
+        mark = max(mark, t)
+    del times[:n]
+    return mark
 
 
 def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
@@ -108,7 +133,10 @@ class JoinStepImpl:
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
         out: list[Event] = []
-        newest: dict[tuple[int, str], int] = {}  # (partition, side) -> newest time in the batch
+        marks: dict[tuple[int, str], int] = {}  # (partition, side) -> its watermark, as the batch goes
+        stored: dict[tuple[int, str], int] = {}  # ... as the table has it
+        ticks = passed_over_times(ctx, self.time_field)
+        interval = self.kind == "interval"
         for event in events:
             right = event.topic == self.topic
             record = event.value
@@ -121,25 +149,32 @@ class JoinStepImpl:
             if t.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {self.time_field} must be epoch ms (got {show(t)})")
                 continue
+            slot = (event.partition, RIGHT if right else LEFT)
+            mark = marks.get(slot)
+            if mark is None:
+                mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
+            if ticks and not right:
+                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset)
+            marks[slot] = t if t > mark else mark
+            if interval and t + (self.before if right else self.after) + self.grace < mark:
+                ctx.drop(event, "late_event")  # its side's time is past its bound + grace
+                continue
             key = record_key(key)
             emitted = (self._right if right else self._left)(table, event, key, t, out)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
-            slot = (event.partition, RIGHT if right else LEFT)
-            if t > newest.get(slot, -1):
-                newest[slot] = t
-        for (_topic, partition), times in passed_over_times(ctx, self.time_field).items():
-            # records an earlier step let go (all of this side: the other enters here)
-            t = times[-1][1] if len(times) == 1 else max(x[1] for x in times)
-            if t > newest.get((partition, LEFT), -1):
-                newest[(partition, LEFT)] = t
-        for (partition, side), t in newest.items():
-            mark = table.get(WATERMARK + side, partition)
-            if mark is None or t > mark:
-                table.set(WATERMARK + side, t, partition)
+        for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
+            slot = (partition, LEFT)
+            mark = marks.get(slot)
+            if mark is None:
+                mark = stored[slot] = table.get(WATERMARK + LEFT, partition, -1)
+            marks[slot] = _ticked(mark, times, None)
+        for (partition, side), mark in marks.items():
+            if mark > stored[(partition, side)]:
+                table.set(WATERMARK + side, mark, partition)
         # Both sides of every partition in the batch: a record of one side may arrive after the
         # other side's time has already passed its bound (that side ran ahead, or stopped)
-        for partition in sorted({p for p, _side in newest}):
+        for partition in sorted({p for p, _side in marks}):
             for side in (LEFT, RIGHT):
                 mark = table.get(WATERMARK + OTHER[side], partition)
                 if mark is not None:

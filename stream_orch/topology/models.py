@@ -228,8 +228,8 @@ class WindowStep(_Model):
     `windowed`) and the routes receive window results `{<key>: ..., window_start, window_end,
     <as>: ...}` (or one field per `aggregate` name; epoch ms; for a session the times of its first
     and last record). A window closes when the partition's watermark (its greatest event time
-    read so far) reaches `window_end + grace` (a session: its last record's time + gap + grace);
-    event time moves only with records.
+    read so far) reaches `window_end + grace` (a session: once it passes its last record's time + gap
+    + grace); event time moves only with records.
     """
 
     step: Literal["window"]
@@ -239,7 +239,8 @@ class WindowStep(_Model):
     time_field: str = Field("ts", description="Event-time field, epoch ms (negative times are invalid).")
     kind: Literal["tumbling", "hopping", "session"] = Field(
         description="tumbling: [s, s + size) with s a multiple of size; hopping: every [s, s + size) with s "
-        "a multiple of advance that holds the record; session: records less than `gap` apart, per key."
+        "a multiple of advance that holds the record; session: records at most `gap` apart, per key "
+        "(Kafka Streams' rule)."
     )
     size: DurationMs | None = Field(None, description="tumbling, hopping: window length, > 0.")
     advance: DurationMs | None = Field(
@@ -387,7 +388,14 @@ class JoinStep(_Model):
         "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched' "
         "and the other side's declared fields (`fields`, else its schema's) null.",
     )
-    grace: DurationMs = Field(0, description="How late (out of order) a record of either side may arrive.")
+    grace: DurationMs = Field(
+        0,
+        description="interval: how late (out of order within its own topic) a record of either side may "
+        "arrive: one whose side's time is already past its window's end (t + after for the input, t + "
+        "before for the other topic) plus grace matches nothing and is dropped as `late_event` (Kafka "
+        "Streams' rule); a record waits for the other side's time to pass its bound plus grace. as_of: "
+        "how long past its tolerance the other side's record is kept for input records out of order.",
+    )
     fields: list[str] | None = Field(
         None,
         description="Other-side fields copied into a match (all when unset); with `fields` or a schema "
