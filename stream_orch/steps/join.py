@@ -15,6 +15,14 @@ value; a topic without a schema and no ``fields`` declares nothing). ``as_of``: 
 ``t`` takes the latest right record at or before ``t`` (no older than ``tolerance``); only left
 records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
 
+A bound may come from each left record instead of a constant: ``after: {field, max}`` (or
+``before``) reads the field as the latest (earliest) time a match may have, e.g. a shipment's
+``promised_by``; a left record without it, or with one more than ``max`` from its own time, is
+rejected. The left record keeps its own bounds in the table; a right record scans the left
+records within the maxima (the time index still bounds every scan) and keeps those whose own
+bounds hold it, and waits itself for the largest bound only (``t + max + grace``), so the state
+stays bounded.
+
 ``how: left`` emits a left record that found no match as ``unmatched``: an interval join once
 the *other side's* event time (its watermark on the partition: the newest time seen) has passed
 ``t + after + grace``, so "not reconciled within the bound" is an output like any other; an
@@ -69,6 +77,10 @@ def _entry(side: str, key: str, ts: int, uid: int) -> str:
     return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
 
 
+def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
+    return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
+
+
 def _ticked(mark: int, times: Ticks | None, before: int | None) -> int:
     """``mark`` moved by the times of records an earlier step let go, from offsets below ``before``
     (all: None), which are then taken off ``times``."""
@@ -101,8 +113,8 @@ class JoinStepImpl:
         other_key: str | None = None,
         time_field: str = "ts",
         kind: str = "interval",
-        before_ms: int = 0,
-        after_ms: int = 0,
+        before_ms: int | tuple[str, int] = 0,
+        after_ms: int | tuple[str, int] = 0,
         tolerance_ms: int | None = None,
         how: str = "inner",
         grace_ms: int = 0,
@@ -119,7 +131,11 @@ class JoinStepImpl:
         self.other_key = other_key or key
         self.time_field = time_field
         self.kind = kind
-        self.before, self.after = int(before_ms), int(after_ms)
+        # a bound is a duration, or (field, max): each input record's field holds the earliest
+        # (before) / latest (after) time of a match; `before`/`after` are then the maxima
+        self.before_field, self.before = _split(before_ms)
+        self.after_field, self.after = _split(after_ms)
+        self.per_record = self.before_field is not None or self.after_field is not None
         self.tolerance = None if tolerance_ms is None else int(tolerance_ms)
         self.left_join = how == "left"
         self.grace = int(grace_ms)
@@ -156,11 +172,21 @@ class JoinStepImpl:
             if ticks and not right:
                 mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset)
             marks[slot] = t if t > mark else mark
-            if interval and t + (self.before if right else self.after) + self.grace < mark:
+            bounds = (self.before, self.after)
+            if self.per_record and not right:
+                found = self._bounds(record, t)
+                if found.__class__ is str:
+                    ctx.reject(event, found)
+                    continue
+                bounds = found
+            if interval and t + (self.before if right else bounds[1]) + self.grace < mark:
                 ctx.drop(event, "late_event")  # its side's time is past its bound + grace
                 continue
             key = record_key(key)
-            emitted = (self._right if right else self._left)(table, event, key, t, out)
+            if right:
+                emitted = self._right(table, event, key, t, out)
+            else:
+                emitted = self._left(table, event, key, t, out, bounds)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
         for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
@@ -183,7 +209,30 @@ class JoinStepImpl:
 
     # ------------------------------------------------------------------ the two sides
 
-    def _left(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
+    def _bounds(self, record: dict[str, Any], t: int) -> tuple[int, int] | str:
+        """The record's (before, after) in ms from its own fields, or why it is rejected."""
+        out = []
+        for name, field, most, sign in (
+            ("before", self.before_field, self.before, -1),
+            ("after", self.after_field, self.after, 1),
+        ):
+            if field is None:
+                out.append(most)
+                continue
+            at = record.get(field)
+            if at is None:
+                return f"missing_field: {field} is required to join (its {name} bound)"
+            if at.__class__ is not int or at < 0:
+                return f"invalid_field: {field} must be epoch ms (got {show(at)})"
+            reach = (at - t) * sign
+            if reach > most:
+                return f"invalid_field: {field} is more than {most} ms {name} {self.time_field} (max)"
+            out.append(reach)
+        return out[0], out[1]
+
+    def _left(
+        self, table: Table, event: Event, key: str, t: int, out: list[Event], bounds: tuple[int, int]
+    ) -> int:
         p = event.partition
         if self.kind == "as_of":
             lo = -1 if self.tolerance is None else t - self.tolerance
@@ -195,7 +244,8 @@ class JoinStepImpl:
                 out.append(dataclasses.replace(event, value=self._unmatched(event.value)))
                 return 1
             return 0
-        found = _between(table, p, RIGHT, key, t - self.before, t + self.after)
+        before, after = bounds
+        found = _between(table, p, RIGHT, key, t - before, t + after) if -before <= after else []
         for _k, stored in found:
             out.append(dataclasses.replace(event, value=self._merge(event.value, stored["v"])))
         entry = _entry(LEFT, key, t, event.source_offset)
@@ -205,7 +255,9 @@ class JoinStepImpl:
             "k": None if event.key is None else event.key.decode("latin-1"),
             "c": [event.source_topic, event.source_partition, event.source_offset, event.timestamp],
         }
-        self._keep(table, p, entry, value, t + self.after + self.grace)
+        if self.per_record:
+            value["b"] = [before, after]  # for the other side's records still to come
+        self._keep(table, p, entry, value, t + after + self.grace)
         return len(found)
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
@@ -223,6 +275,10 @@ class JoinStepImpl:
             return 0
         emitted = 0
         for left_entry, stored in _between(table, p, LEFT, key, t - self.after, t + self.before):
+            if "b" in stored:  # the left record's own bounds, within the maxima scanned
+                lt = int(left_entry.rsplit(SEP, 2)[1])
+                if not lt - stored["b"][0] <= t <= lt + stored["b"][1]:
+                    continue
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
             if not stored["m"]:

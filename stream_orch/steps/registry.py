@@ -30,6 +30,7 @@ from stream_orch.topology.models import (
     DeriveStep,
     EnrichStep,
     FilterStep,
+    JoinBound,
     JoinStep,
     MaskStep,
     NormalizeStep,
@@ -135,8 +136,8 @@ def build_step(
             other_key=spec_model.other_key,
             time_field=spec_model.time_field,
             kind=spec_model.kind,
-            before_ms=spec_model.before,
-            after_ms=spec_model.after,
+            before_ms=_bound(spec_model.before),
+            after_ms=_bound(spec_model.after),
             tolerance_ms=spec_model.tolerance,
             how=spec_model.how,
             grace_ms=spec_model.grace,
@@ -188,6 +189,11 @@ def build_step(
         except StepConfigError as exc:
             raise StepConfigError(f"{where}: {exc}") from None
     raise StepConfigError(f"{where}: unknown step kind {kind!r}")
+
+
+def _bound(bound: int | JoinBound) -> int | tuple[str, int]:
+    """A join bound for the step: a duration, or (field, max) when each record carries it."""
+    return bound if isinstance(bound, int) else (bound.field, bound.max)
 
 
 def build_steps(topology_spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> list[Step]:

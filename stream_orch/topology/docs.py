@@ -38,6 +38,7 @@ _SECTIONS: dict[str, str] = {
     "AggregateStep": "step: aggregate",
     "WindowStep": "step: window",
     "WindowAggregation": "window aggregate result",
+    "JoinBound": "join bound from a field",
     "ScoreStep": "step: score",
     "ScoreRule": "score rule",
     "Logistic": "score logistic term",

@@ -15,7 +15,7 @@ from typing import Any
 from stream_orch.expressions import ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_outputs import OutputChecks
-from stream_orch.topology.lint_windows import window_fields
+from stream_orch.topology.lint_windows import join_bound_fields, window_fields
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
     LoadedTopology,
@@ -316,6 +316,7 @@ class _Linter(OutputChecks):
         where = f"node `{node_name}`, step join"
         self._table_ref((*path, "table"), step.table)
         self._field((*path, "key"), step.key, avail, where)
+        join_bound_fields(self, path, step, avail, where)
         self._field((*path, "time_field"), step.time_field, avail, where)
         other = self.spec.topics.get(step.topic)
         if other is None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.models_time import JoinBound, WindowAggregation, WindowFunction
 
 Expression = Annotated[
     str,
@@ -193,34 +194,6 @@ class AggregateStep(_Model):
         return self
 
 
-WindowFunction = Literal[
-    "count", "sum", "min", "max", "avg", "latest", "collect", "first", "last", "count_distinct"
-]
-
-
-class WindowAggregation(_Model):
-    """One result of a window's `aggregate`: exactly one function, with the field it reads."""
-
-    sum: str | None = Field(None, description="Sum of the field (int while every value is an int).")
-    min: str | None = Field(None, description="Least value of the field (numbers).")
-    max: str | None = Field(None, description="Greatest value of the field (numbers).")
-    avg: str | None = Field(None, description="Mean of the field (float).")
-    first: str | None = Field(None, description="The field of the record with the least time.")
-    last: str | None = Field(None, description="The field of the record with the greatest time.")
-    latest: str | None = Field(None, description="As last.")
-    collect: str | None = Field(None, description="The field's values in arrival order (at most 1000).")
-    count_distinct: str | None = Field(None, description="How many distinct values (at most 10000).")
-
-    def function_field(self) -> tuple[str, str]:
-        return next((k, v) for k, v in self.model_dump().items() if v is not None)
-
-    @model_validator(mode="after")
-    def _one(self) -> WindowAggregation:
-        if len([v for v in self.model_dump().values() if v is not None]) != 1:
-            raise ValueError("an aggregation is one function and its field, e.g. `{sum: amount}`")
-        return self
-
-
 class WindowStep(_Model):
     """Tumbling, hopping or session windows per key whose results are emitted as records.
 
@@ -377,8 +350,17 @@ class JoinStep(_Model):
         description="interval: every other-side record with time in [t - before, t + after] matches, "
         "whichever arrives first; as_of: the latest other-side record at or before t, within tolerance.",
     )
-    before: DurationMs = Field(0, description="interval: how long before this record's time a match may be.")
-    after: DurationMs = Field(0, description="interval: how long after this record's time a match may be.")
+    before: DurationMs | JoinBound = Field(
+        0,
+        description="interval: how long before this record's time a match may be; or `{field, max}`: the "
+        "earliest time a match may have, from a field of each input record.",
+    )
+    after: DurationMs | JoinBound = Field(
+        0,
+        description="interval: how long after this record's time a match may be; or `{field, max}`: the "
+        "latest time a match may have, from a field of each input record (e.g. `{field: promised_by, max: "
+        "7d}`).",
+    )
     tolerance: DurationMs | None = Field(
         None, description="as_of: how old the other-side record may be (unbounded when unset)."
     )
