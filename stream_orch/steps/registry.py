@@ -30,7 +30,6 @@ from stream_orch.topology.models import (
     DeriveStep,
     EnrichStep,
     FilterStep,
-    JoinBound,
     JoinStep,
     MaskStep,
     NormalizeStep,
@@ -39,6 +38,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_time import JoinBound
 
 if TYPE_CHECKING:
     from stream_orch.codecs.schemas import SchemaRegistry

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
-from stream_orch.topology.models_time import JoinBound, WindowAggregation, WindowFunction
+from stream_orch.topology.models_time import Aggregation, Bound, WindowFunction
 
 Expression = Annotated[
     str,
@@ -231,7 +231,7 @@ class WindowStep(_Model):
         "count_distinct (the number of distinct values, at most 10000 counted).",
     )
     field: str | None = Field(None, description="With `as`: the field aggregated (every function but count).")
-    aggregate: dict[str, Literal["count"] | WindowAggregation] | None = Field(
+    aggregate: dict[str, Aggregation] | None = Field(
         None,
         description="Several results per window instead of `as`/`function`/`field`: result field to "
         "`count` or to `{<function>: <field>}`, e.g. `{n: count, first_hub: {first: hub}, total: {sum: "
@@ -350,12 +350,12 @@ class JoinStep(_Model):
         description="interval: every other-side record with time in [t - before, t + after] matches, "
         "whichever arrives first; as_of: the latest other-side record at or before t, within tolerance.",
     )
-    before: DurationMs | JoinBound = Field(
+    before: Bound = Field(
         0,
         description="interval: how long before this record's time a match may be; or `{field, max}`: the "
         "earliest time a match may have, from a field of each input record.",
     )
-    after: DurationMs | JoinBound = Field(
+    after: Bound = Field(
         0,
         description="interval: how long after this record's time a match may be; or `{field, max}`: the "
         "latest time a match may have, from a field of each input record (e.g. `{field: promised_by, max: "

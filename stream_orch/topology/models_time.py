@@ -4,9 +4,9 @@ models are the single source of truth of validation, JSON Schema and the referen
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from stream_orch.topology.durations import DurationMs
 
@@ -56,3 +56,41 @@ class JoinBound(_Model):
         "before it for `before`); a record beyond is rejected (`invalid_field`). The other side's records "
         "wait for this longest bound, so the table stays bounded."
     )
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(x) for x in error["loc"])
+    if error["type"] == "missing":
+        return f"`{where}` is required"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _aggregation(value: Any) -> Any:
+    """`count`, or a mapping validated as one :class:`WindowAggregation` (one error, not one per
+    form the union allows)."""
+    if value == "count" or isinstance(value, WindowAggregation):
+        return value
+    if isinstance(value, dict):
+        try:
+            return WindowAggregation.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(_first_error(exc)) from None
+    raise ValueError(
+        f"{value!r}: an aggregation is `count` or `{{<function>: <field>}}`, e.g. `{{sum: amount}}`"
+    )
+
+
+def _bound(value: Any) -> Any:
+    """A mapping is a :class:`JoinBound`, anything else a duration (one error either way)."""
+    if isinstance(value, dict):
+        try:
+            return JoinBound.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(f"a bound from a field: {_first_error(exc)}") from None
+    return value
+
+
+Aggregation = Annotated[Literal["count"] | WindowAggregation, BeforeValidator(_aggregation)]
+Bound = Annotated[DurationMs | JoinBound, BeforeValidator(_bound)]

@@ -133,7 +133,8 @@ async def test_the_other_sides_records_wait_for_the_largest_bound_only():
 def test_the_model_takes_a_bound_or_a_duration_and_refuses_half_of_one():
     from pydantic import TypeAdapter, ValidationError
 
-    from stream_orch.topology.models import JoinBound, StepSpec
+    from stream_orch.topology.models import StepSpec
+    from stream_orch.topology.models_time import JoinBound
 
     model = TypeAdapter(StepSpec).validate_python(SPEC)
     assert model.after == JoinBound(field="promised_by", max=3 * D) and model.before == H

@@ -270,3 +270,28 @@ def test_lint_checks_each_results_field_and_knows_the_result_names():
     assert len(bad) == 1 and "result `total`: unknown field `amount_eur`" in bad[0]
     assert bad[0].startswith("w.yaml:17:")  # the aggregate line
     assert any("unknown field `amount`" in m for m in messages(TOPOLOGY.replace("total > 0", "amount > 0")))
+
+
+def test_a_bad_aggregate_or_bound_is_one_line_with_file_and_line():
+    from stream_orch.topology.loader import SpecError, parse_topology
+
+    text = TOPOLOGY.replace(
+        "first_channel: {first: channel}}", "first_channel: {first: channel, last: x}, y: cnt}"
+    )
+    text = text.replace(
+        "    routes:",
+        "      - {step: join, topic: counts, table: m, key: merchant_id, after: {field: ts}}\n    routes:",
+    )
+    with pytest.raises(SpecError) as info:
+        parse_topology(text, "w.yaml", env={})
+    lines = str(info.value).splitlines()
+    assert [line.split(": ")[0] for line in lines if line.startswith("w.yaml")] == [
+        "w.yaml:17",
+        "w.yaml:17",
+        "w.yaml:18",
+    ]
+    assert any(
+        "aggregate.first_channel: an aggregation is one function and its field" in line for line in lines
+    )
+    assert any("aggregate.y: 'cnt': an aggregation is `count` or" in line for line in lines)
+    assert any("after: a bound from a field: `max` is required" in line for line in lines)
