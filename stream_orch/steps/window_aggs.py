@@ -119,7 +119,7 @@ class Aggregations:
     """The functions of one window step: ``specs`` is ``[(name, function, field)]``; ``single``
     is the ``as`` form (one spec, its accumulator stored bare)."""
 
-    __slots__ = ("fields", "functions", "names", "single", "specs")
+    __slots__ = ("add", "fields", "functions", "names", "single", "specs")
 
     def __init__(self, specs: list[tuple[str, str, str | None]], single: bool) -> None:
         for name, function, field in specs:
@@ -134,21 +134,30 @@ class Aggregations:
         self.names = [s[0] for s in specs]
         self.functions = [s[1] for s in specs]
         self.fields = [s[2] for s in specs]
+        # add(win, value, t): one record into a window; `value` is the record's value (the list of
+        # them, one per function, for several). Chosen once: it runs for every record and window.
+        if not single:
+            self.add = self._add_many
+        elif self.functions[0] == "count":
+            self.add = self._add_count
+        else:
+            self.add = self._add_one
 
     def empty(self) -> Any:
         if self.single:
             return empty(self.functions[0])
         return [empty(f) for f in self.functions]
 
-    def add(self, win: dict[str, Any], value: Any, t: int) -> None:
-        """One record into a window; ``value`` is the record's value (the list of them, one per
-        function, for several)."""
+    @staticmethod
+    def _add_count(win: dict[str, Any], value: Any, t: int) -> None:
         win["n"] += 1
-        if self.single:
-            function = self.functions[0]
-            if function != "count":
-                win["a"] = step(function, win["a"], value, t)
-            return
+
+    def _add_one(self, win: dict[str, Any], value: Any, t: int) -> None:
+        win["n"] += 1
+        win["a"] = step(self.functions[0], win["a"], value, t)
+
+    def _add_many(self, win: dict[str, Any], value: list[Any], t: int) -> None:
+        win["n"] += 1
         a = win["a"]
         for i, function in enumerate(self.functions):
             if function != "count":

@@ -105,6 +105,7 @@ class WindowStepImpl:
             self.aggs = Aggregations(specs, single=False)
         else:
             self.aggs = Aggregations([(as_ or "", function, field)], single=True)
+        self._add = self.aggs.add
         if kind == "session":
             if not gap_ms or gap_ms <= 0:
                 raise ValueError("a session window needs gap > 0")
@@ -255,7 +256,7 @@ class WindowStepImpl:
                 win = part.window(table, table_key)
                 if win is None:
                     win = part.new_window(table_key, key, start, start + size, self.aggs.empty())
-                self.aggs.add(win, value, t)
+                self._add(win, value, t)
                 changed.append(win)
             start -= advance
         return changed
