@@ -38,10 +38,12 @@ arrive. A record is late when its *own side's* watermark at it (the records of t
 it, of the partition) is past the end of its window plus grace: ``t + after + grace`` for a left
 record, ``t + before + grace`` for a right one (Kafka Streams' rule for join windows, with the
 side's own time instead of the task's, for the reason above). A late record matches nothing,
-is not buffered, and is not emitted as unmatched: it is dropped, counted as ``late_event``. So a
-record within grace finds every partner that is not late itself, whatever the batches and
-the arrival order, and one beyond it never matches. as_of joins have no late rule: their
-``grace`` keeps a right record that long past its tolerance, for left records out of order.
+is not buffered, and is not emitted as unmatched: it is dropped, counted as ``late_event``. A
+record at most ``grace`` behind its side's time finds every partner that is not late itself,
+whatever the batches and the arrival order (its partners wait until the other side's time passes
+their own bound + grace); one further behind but not late matches the partners still waiting, and
+may miss one already forgotten. as_of joins have no late rule: their ``grace`` keeps a right
+record that long past its tolerance, for left records out of order.
 
 Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
 records (time zero-padded, so one key's records within a time range are one key range; the key
