@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from stream_orch.codecs import DecodeError
 from stream_orch.reliability import headers as H
-from stream_orch.steps.base import Event, Table
+from stream_orch.steps.base import PASSED_OVER, Event, Table
 
 
 @dataclass
@@ -46,6 +46,8 @@ class NodeContext:
         self._tables = tables
         self.failures: list[Failure] = []
         self.dropped: Counter[str] = Counter()
+        # the batch's records dropped as filtered, duplicate... (see PASSED_OVER), in drop order
+        self.passed_over: list[Event] = []
 
     def table(self, name: str) -> Table:
         return self._tables[name]
@@ -58,10 +60,13 @@ class NodeContext:
 
     def drop(self, event: Event, why: str) -> None:
         self.dropped[why] += 1
+        if why in PASSED_OVER:
+            self.passed_over.append(event)
 
     def reset(self) -> None:
         self.failures = []
         self.dropped = Counter()
+        self.passed_over = []
 
 
 def decode_records(

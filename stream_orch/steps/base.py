@@ -17,6 +17,11 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+# Reasons of ``ctx.drop`` for records that were fine but not wanted: the runtime's context keeps
+# them as ``passed_over``, and a later window or join step of the node lets their event time move
+# its watermark (a filter before a window does not hold the window open).
+PASSED_OVER = frozenset({"filtered", "python_filtered", "duplicate", "missing_row"})
+
 
 @dataclass(slots=True)
 class Event:

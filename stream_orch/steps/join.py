@@ -7,10 +7,21 @@ event time has passed the bound within which they can still match.
 
 ``interval``: a left record at time ``t`` matches every right record with the same key and time in
 ``[t - before, t + after]``, whichever of the two arrives first: the second to arrive finds the
-first in the table and the join emits one record per pair, the left record with the right
-record's ``fields`` (all when unset) copied as ``prefix + field``. ``as_of``: a left record at
+first in the table and the join emits one record per pair, the left record with the right record's
+``fields`` (all when unset) copied as ``prefix + field``; the other side's declared fields
+(``fields``, else those of its topic's schema) are on every record the join emits, null when the
+record is unmatched or the other record lacks one (a field the left record has itself keeps its
+value; a topic without a schema and no ``fields`` declares nothing). ``as_of``: a left record at
 ``t`` takes the latest right record at or before ``t`` (no older than ``tolerance``); only left
 records emit. Every emitted record gets ``status_as`` = ``matched`` or ``unmatched``.
+
+A bound may come from each left record instead of a constant: ``after: {field, max}`` (or
+``before``) reads the field as the latest (earliest) time a match may have, e.g. a shipment's
+``promised_by``; a left record without it, or with one more than ``max`` from its own time, is
+rejected. The left record keeps its own bounds in the table; a right record scans the left
+records within the maxima (the time index still bounds every scan) and keeps those whose own
+bounds hold it, and waits itself for the largest bound only (``t + max + grace``), so the state
+stays bounded.
 
 ``how: left`` emits a left record that found no match as ``unmatched``: an interval join once
 the *other side's* event time (its watermark on the partition: the newest time seen) has passed
@@ -22,11 +33,25 @@ and a bound judged by the side that ran ahead would report matches still on thei
 its counterpart's records until it moves again. Both watermarks are kept in the table, so a
 restarted worker expires what its predecessor would have.
 
+Late records (interval): ``grace`` is how late, out of order within its own stream, a record may
+arrive. A record is late when its *own side's* watermark at it (the records of that side before
+it, of the partition) is past the end of its window plus grace: ``t + after + grace`` for a left
+record, ``t + before + grace`` for a right one (Kafka Streams' rule for join windows, with the
+side's own time instead of the task's, for the reason above). A late record matches nothing,
+is not buffered, and is not emitted as unmatched: it is dropped, counted as ``late_event``. A
+record at most ``grace`` behind its side's time finds every partner that is not late itself,
+whatever the batches and the arrival order (its partners wait until the other side's time passes
+their own bound + grace); one further behind but not late matches the partners still waiting, and
+may miss one already forgotten. as_of joins have no late rule: their ``grace`` keeps a right
+record that long past its tolerance, for left records out of order.
+
 Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. A record absorbed without
+watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. The input side's
+watermark also moves with the records an earlier step of the node let go (filtered, duplicate:
+:data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record absorbed without
 output yet is counted as ``join_buffered``; an inner as_of left record without a match as
 ``join_unmatched``.
 """
@@ -39,9 +64,10 @@ from typing import Any
 import orjson
 
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import StepBuild, show
+from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
 from stream_orch.steps.table_keys import record_key
 from stream_orch.topology.models import JoinStep
+from stream_orch.topology.models_time import JoinBound
 
 SEP = "\x1f"
 INDEX = "\x1e"
@@ -55,6 +81,25 @@ def _entry(side: str, key: str, ts: int, uid: int) -> str:
     return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
 
 
+def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
+    return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
+
+
+def _ticked(mark: int, times: Ticks | None, before: int | None) -> int:
+    """``mark`` moved by the times of records an earlier step let go, from offsets below ``before``
+    (all: None), which are then taken off ``times``."""
+    if not times:
+        return mark
+    n = 0
+    for offset, t, _event in times:
+        if before is not None and offset >= before:
+            break
+        n += 1
+        mark = max(mark, t)
+    del times[:n]
+    return mark
+
+
 def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
     """The buffered records of ``side`` and ``key`` with time in ``[lo, hi]``, oldest first."""
     prefix = f"{side}{SEP}{key}{SEP}"
@@ -65,6 +110,10 @@ def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int
 class JoinStepImpl:
     @classmethod
     def from_spec(cls, spec: JoinStep, build: StepBuild) -> JoinStepImpl:
+        declared = spec.fields
+        other = build.topology.topics.get(spec.topic)
+        if declared is None and other is not None and other.schema_ and other.schema_ in build.schemas:
+            declared = build.schemas.field_names(other.schema_)
         return cls(
             topic=spec.topic,
             table=spec.table,
@@ -72,12 +121,13 @@ class JoinStepImpl:
             other_key=spec.other_key,
             time_field=spec.time_field,
             kind=spec.kind,
-            before_ms=spec.before,
-            after_ms=spec.after,
+            before_ms=_bound(spec.before),
+            after_ms=_bound(spec.after),
             tolerance_ms=spec.tolerance,
             how=spec.how,
             grace_ms=spec.grace,
             fields=spec.fields,
+            declared=declared,
             prefix=spec.prefix,
             status_as=spec.status_as,
             name=build.name,
@@ -92,12 +142,13 @@ class JoinStepImpl:
         other_key: str | None = None,
         time_field: str = "ts",
         kind: str = "interval",
-        before_ms: int = 0,
-        after_ms: int = 0,
+        before_ms: int | tuple[str, int] = 0,
+        after_ms: int | tuple[str, int] = 0,
         tolerance_ms: int | None = None,
         how: str = "inner",
         grace_ms: int = 0,
         fields: list[str] | None = None,
+        declared: list[str] | None = None,
         prefix: str = "",
         status_as: str = "join_status",
         name: str = "join",
@@ -109,18 +160,28 @@ class JoinStepImpl:
         self.other_key = other_key or key
         self.time_field = time_field
         self.kind = kind
-        self.before, self.after = int(before_ms), int(after_ms)
+        # a bound is a duration, or (field, max): each input record's field holds the earliest
+        # (before) / latest (after) time of a match; `before`/`after` are then the maxima
+        self.before_field, self.before = _split(before_ms)
+        self.after_field, self.after = _split(after_ms)
+        self.per_record = self.before_field is not None or self.after_field is not None
         self.tolerance = None if tolerance_ms is None else int(tolerance_ms)
         self.left_join = how == "left"
         self.grace = int(grace_ms)
         self.fields = fields
+        # the other side's fields every emitted record carries (null when unmatched or absent):
+        # `fields`, else its schema's; unknown (None) for a topic without a schema
+        self.declared = [prefix + f for f in declared] if declared is not None else None
         self.prefix = prefix
         self.status_as = status_as
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
         out: list[Event] = []
-        newest: dict[tuple[int, str], int] = {}  # (partition, side) -> newest time in the batch
+        marks: dict[tuple[int, str], int] = {}  # (partition, side) -> its watermark, as the batch goes
+        stored: dict[tuple[int, str], int] = {}  # ... as the table has it
+        ticks = passed_over_times(ctx, self.time_field)
+        interval = self.kind == "interval"
         for event in events:
             right = event.topic == self.topic
             record = event.value
@@ -133,20 +194,42 @@ class JoinStepImpl:
             if t.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {self.time_field} must be epoch ms (got {show(t)})")
                 continue
+            slot = (event.partition, RIGHT if right else LEFT)
+            mark = marks.get(slot)
+            if mark is None:
+                mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
+            if ticks and not right:
+                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset)
+            marks[slot] = t if t > mark else mark
+            bounds = (self.before, self.after)
+            if self.per_record and not right:
+                found = self._bounds(record, t)
+                if found.__class__ is str:
+                    ctx.reject(event, found)
+                    continue
+                bounds = found
+            if interval and t + (self.before if right else bounds[1]) + self.grace < mark:
+                ctx.drop(event, "late_event")  # its side's time is past its bound + grace
+                continue
             key = record_key(key)
-            emitted = (self._right if right else self._left)(table, event, key, t, out)
+            if right:
+                emitted = self._right(table, event, key, t, out)
+            else:
+                emitted = self._left(table, event, key, t, out, bounds)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
-            slot = (event.partition, RIGHT if right else LEFT)
-            if t > newest.get(slot, -1):
-                newest[slot] = t
-        for (partition, side), t in newest.items():
-            mark = table.get(WATERMARK + side, partition)
-            if mark is None or t > mark:
-                table.set(WATERMARK + side, t, partition)
+        for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
+            slot = (partition, LEFT)
+            mark = marks.get(slot)
+            if mark is None:
+                mark = stored[slot] = table.get(WATERMARK + LEFT, partition, -1)
+            marks[slot] = _ticked(mark, times, None)
+        for (partition, side), mark in marks.items():
+            if mark > stored[(partition, side)]:
+                table.set(WATERMARK + side, mark, partition)
         # Both sides of every partition in the batch: a record of one side may arrive after the
         # other side's time has already passed its bound (that side ran ahead, or stopped)
-        for partition in sorted({p for p, _side in newest}):
+        for partition in sorted({p for p, _side in marks}):
             for side in (LEFT, RIGHT):
                 mark = table.get(WATERMARK + OTHER[side], partition)
                 if mark is not None:
@@ -155,7 +238,30 @@ class JoinStepImpl:
 
     # ------------------------------------------------------------------ the two sides
 
-    def _left(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
+    def _bounds(self, record: dict[str, Any], t: int) -> tuple[int, int] | str:
+        """The record's (before, after) in ms from its own fields, or why it is rejected."""
+        out = []
+        for name, field, most, sign in (
+            ("before", self.before_field, self.before, -1),
+            ("after", self.after_field, self.after, 1),
+        ):
+            if field is None:
+                out.append(most)
+                continue
+            at = record.get(field)
+            if at is None:
+                return f"missing_field: {field} is required to join (its {name} bound)"
+            if at.__class__ is not int or at < 0:
+                return f"invalid_field: {field} must be epoch ms (got {show(at)})"
+            reach = (at - t) * sign
+            if reach > most:
+                return f"invalid_field: {field} is more than {most} ms {name} {self.time_field} (max)"
+            out.append(reach)
+        return out[0], out[1]
+
+    def _left(
+        self, table: Table, event: Event, key: str, t: int, out: list[Event], bounds: tuple[int, int]
+    ) -> int:
         p = event.partition
         if self.kind == "as_of":
             lo = -1 if self.tolerance is None else t - self.tolerance
@@ -164,10 +270,11 @@ class JoinStepImpl:
                 out.append(dataclasses.replace(event, value=self._merge(event.value, found[-1][1]["v"])))
                 return 1
             if self.left_join:
-                out.append(dataclasses.replace(event, value={**event.value, self.status_as: UNMATCHED}))
+                out.append(dataclasses.replace(event, value=self._unmatched(event.value)))
                 return 1
             return 0
-        found = _between(table, p, RIGHT, key, t - self.before, t + self.after)
+        before, after = bounds
+        found = _between(table, p, RIGHT, key, t - before, t + after) if -before <= after else []
         for _k, stored in found:
             out.append(dataclasses.replace(event, value=self._merge(event.value, stored["v"])))
         entry = _entry(LEFT, key, t, event.source_offset)
@@ -177,7 +284,9 @@ class JoinStepImpl:
             "k": None if event.key is None else event.key.decode("latin-1"),
             "c": [event.source_topic, event.source_partition, event.source_offset, event.timestamp],
         }
-        self._keep(table, p, entry, value, t + self.after + self.grace)
+        if self.per_record:
+            value["b"] = [before, after]  # for the other side's records still to come
+        self._keep(table, p, entry, value, t + after + self.grace)
         return len(found)
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
@@ -195,6 +304,10 @@ class JoinStepImpl:
             return 0
         emitted = 0
         for left_entry, stored in _between(table, p, LEFT, key, t - self.after, t + self.before):
+            if "b" in stored:  # the left record's own bounds, within the maxima scanned
+                lt = int(left_entry.rsplit(SEP, 2)[1])
+                if not lt - stored["b"][0] <= t <= lt + stored["b"][1]:
+                    continue
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
             if not stored["m"]:
@@ -219,7 +332,7 @@ class JoinStepImpl:
             stored = table.get(entry, partition)
             if stored is not None:
                 if self.left_join and side == LEFT and not stored["m"]:
-                    out.append(self._stored_event(stored, {**stored["v"], self.status_as: UNMATCHED}))
+                    out.append(self._stored_event(stored, self._unmatched(stored["v"])))
                 table.delete(entry, partition)
             table.delete(index, partition)
 
@@ -231,8 +344,23 @@ class JoinStepImpl:
         for f in self.fields if self.fields is not None else right:
             if f in right:
                 merged[prefix + f] = right[f]
+        if self.declared is not None:
+            for name in self.declared:  # a declared field the other record lacks is null
+                if name not in merged:
+                    merged[name] = None
         merged[self.status_as] = MATCHED
         return merged
+
+    def _unmatched(self, left: dict[str, Any]) -> dict[str, Any]:
+        """A left record without a match: the other side's declared fields null (a field the
+        left record has itself keeps its value)."""
+        value = dict(left)
+        if self.declared is not None:
+            for name in self.declared:
+                if name not in value:
+                    value[name] = None
+        value[self.status_as] = UNMATCHED
+        return value
 
     @staticmethod
     def _stored_event(stored: dict[str, Any], value: dict[str, Any]) -> Event:
@@ -243,3 +371,8 @@ class JoinStepImpl:
             value, None if key is None else key.encode("latin-1"), orjson.dumps(stored["v"]), [],
             topic, partition, offset, timestamp, 0, topic, partition, offset,
         )  # fmt: skip
+
+
+def _bound(bound: int | JoinBound) -> int | tuple[str, int]:
+    """A join bound for the step: a duration, or (field, max) when each record carries it."""
+    return bound if isinstance(bound, int) else (bound.field, bound.max)

@@ -2,7 +2,8 @@
 
 The step *replaces* the stream: the records it reads are absorbed (counted as dropped with
 ``windowed``) and what goes on to the routes are window results, one record
-``{<key>: key, window_start, window_end, <as>: result}`` (epoch ms) per window: once, when the
+``{<key>: key, window_start, window_end, <as>: result}`` (epoch ms; with ``aggregate`` one
+field per result) per window: once, when the
 window closes (``emit: on_close``), or every time a record changes it (``emit: on_update``).
 
 Windows (``t`` is a record's event time, epoch ms, from ``time_field``; negative times are
@@ -10,30 +11,38 @@ invalid):
 
 - tumbling: ``[s, s + size)`` with ``s`` a multiple of ``size``; a record is in one window.
 - hopping: ``[s, s + size)`` for every multiple ``s >= 0`` of ``advance`` with ``s <= t < s + size``.
-- session: per key, records whose times are less than ``gap`` apart belong to one session;
-  ``window_start`` and ``window_end`` are the times of its first and last record (both
-  included). A record that falls within ``gap`` of two open sessions merges them.
+- session: per key, records whose times are at most ``gap`` apart belong to one session (Kafka
+  Streams' rule: a record exactly ``gap`` after the last one joins it); ``window_start`` and
+  ``window_end`` are the times of its first and last record (both included). A record within
+  ``gap`` of two open sessions merges them.
 
 Watermark and closing: each input partition has a watermark, the greatest event time of the
-records it has read (records from the retry tiers count too). A window closes when
-``watermark >= close``, with ``close = window_end + grace`` for tumbling and hopping and
-``close = last record's time + gap + grace`` for a session. Whether a record finds its window
-open is decided with the watermark *at that record* (so results do not depend on where batches
-begin); closed windows are emitted (on_close) and deleted at the end of the batch, in the same
-batch as the records that closed them. Event time moves only with records: a partition that
-receives nothing more keeps its last windows open.
+records it has read (records from the retry tiers count too, and so do the records an earlier step
+of the node let go: filtered, duplicate, see :data:`~stream_orch.steps.base.PASSED_OVER`; those at
+their offset's place, so a record is judged with the watermark of the records before it whatever
+the batches). A tumbling or hopping window closes when ``watermark >= window_end + grace``; a
+session when ``watermark > last record's time + gap + grace`` (so a record exactly ``gap`` after
+it, arriving as the newest, still finds it open; Kafka Streams' rules for both). Whether a record
+finds its window open is decided with the watermark *at that record* (so results do not depend on
+where batches begin); closed windows are emitted (on_close) and deleted at the end of the batch,
+in the same batch as the records that closed them. Event time moves only with records: a partition
+that receives nothing more keeps its last windows open.
 
 Late records: a record none of whose windows is open is late (a hopping record whose oldest
 windows closed still enters the open ones, and is not late). A record for a session is late when
-it joins no open session and ``t + gap + grace <= watermark``; one that would have joined a
+it joins no open session and ``t + gap + grace < watermark``; one that would have joined a
 session already closed, but is not late by that rule, starts a new session. ``late: drop`` counts
 it as dropped with ``late_event``; ``late: dlq`` dead-letters it with reason ``late_event``.
 
-Results: count (int); sum (int while the values are ints, else float); min, max (numbers); avg
-(float); latest (the value of the record with the greatest time, the later arrival on ties);
-collect (the values in arrival order, at most :data:`COLLECT_MAX`; a merged session lists the
-earlier session's first). Every function but count reads ``field``; a record without it, or
-with a non-number for sum/min/max/avg, is rejected (``missing_field`` / ``invalid_field``).
+Results: with ``as``, one function: count (int); sum (int while the values are ints, else
+float); min, max (numbers); avg (float); first, last (the value of the record with the least,
+greatest time); latest (as last); collect (the values in arrival order, at most
+:data:`COLLECT_MAX`; a merged session lists the earlier session's first); count_distinct (how many
+distinct values). With ``aggregate``, several of them, each under its own name: the result record
+is ``{<key>, window_start, window_end, <name>: result, ...}``. Every function but count reads a
+field; a record without one of them, or with a non-number for sum/min/max/avg, is rejected
+(``missing_field`` / ``invalid_field``) and counts in no window. The accumulators are in
+:mod:`stream_orch.steps.window_aggs`.
 
 State, in the node's table (partitioned like the input; the changelog goes with the batch, in its
 transaction under exactly_once), see :mod:`stream_orch.steps.window_state`: one record per open
@@ -59,11 +68,11 @@ import orjson
 
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import StepBuild, show
+from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
+from stream_orch.steps.window_aggs import NUMERIC, Aggregations
 from stream_orch.topology.models import WindowStep
 
 COLLECT_MAX = ws.COLLECT_MAX
-NUMERIC = ("sum", "min", "max", "avg")
 
 
 class WindowStepImpl:
@@ -80,6 +89,7 @@ class WindowStepImpl:
             grace_ms=spec.grace,
             function=spec.function,
             field=spec.field,
+            aggregate=spec.results() if spec.aggregate is not None else None,
             time_field=spec.time_field,
             emit=spec.emit,
             late=spec.late,
@@ -92,13 +102,14 @@ class WindowStepImpl:
         table: str,
         key: str,
         kind: str,
-        as_: str,
+        as_: str | None = None,
         size_ms: int | None = None,
         advance_ms: int | None = None,
         gap_ms: int | None = None,
         grace_ms: int = 0,
         function: str = "count",
         field: str | None = None,
+        aggregate: dict[str, tuple[str, str | None]] | None = None,
         time_field: str = "ts",
         emit: str = "on_close",
         late: str = "drop",
@@ -106,10 +117,16 @@ class WindowStepImpl:
     ) -> None:
         if kind not in ("tumbling", "hopping", "session"):
             raise ValueError(f"unknown window kind {kind!r}")
-        if function not in ws.FUNCTIONS:
-            raise ValueError(f"unknown window function {function!r}")
-        if function != "count" and not field:
-            raise ValueError(f"window function {function!r} needs a field")
+        if (aggregate is None) == (as_ is None):
+            raise ValueError("a window takes either `as` (one function) or `aggregate` (several)")
+        if aggregate is not None:
+            if not aggregate:
+                raise ValueError("`aggregate` needs at least one name")
+            specs = [(n, function_, field_) for n, (function_, field_) in aggregate.items()]
+            self.aggs = Aggregations(specs, single=False)
+        else:
+            self.aggs = Aggregations([(as_ or "", function, field)], single=True)
+        self._add = self.aggs.add
         if kind == "session":
             if not gap_ms or gap_ms <= 0:
                 raise ValueError("a session window needs gap > 0")
@@ -147,13 +164,17 @@ class WindowStepImpl:
         parts: dict[int, ws.PartitionState] = {}
         out: list[Event] = []
         key_field, time_field, value_field = self.key, self.time_field, self.field
+        multi = not self.aggs.single
         counted = self.function != "count"
         session = self.kind == "session"
+        ticks = passed_over_times(ctx, time_field)
         for event in events:
             partition = event.partition
             part = parts.get(partition)
             if part is None:
                 part = parts[partition] = ws.PartitionState.load(table, partition)
+            if ticks:
+                self._tick(part, ticks.get((event.topic, partition)), event.offset)
             if part.replayed(event):
                 ctx.drop(event, "replayed")
                 continue
@@ -166,8 +187,12 @@ class WindowStepImpl:
             if t.__class__ is not int or t < 0:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(t)})")
                 continue
-            value = None
-            if counted:
+            value: Any = None
+            if multi:
+                value = self._values(event, record, ctx)
+                if value is None:
+                    continue
+            elif counted:
                 value = record.get(value_field)
                 if value is None:
                     ctx.reject(event, f"missing_field: {value_field} is required to window")
@@ -189,6 +214,11 @@ class WindowStepImpl:
             ctx.drop(event, "windowed")
             if self.on_update:
                 out.extend(self._result(w, event) for w in changed)
+        for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
+            part = parts.get(partition)
+            if part is None:
+                part = parts[partition] = ws.PartitionState.load(table, partition)
+            self._tick(part, times, None)
         for partition, part in parts.items():
             closed = part.close_sessions(table, self._close_of) if session else part.close_fixed(table)
             if not self.on_update and closed:
@@ -196,6 +226,41 @@ class WindowStepImpl:
                 out.extend(self._result(w, part.trigger) for w in closed)
             part.save(table, partition, self._close_of)
         return out
+
+    @staticmethod
+    def _tick(part: ws.PartitionState, times: Ticks | None, before: int | None) -> None:
+        """Let the times of records an earlier step dropped, from offsets below ``before`` (all:
+        None), move the partition's watermark, in offset order: a record is judged with the
+        watermark at it whatever step let the records before it go."""
+        if not times:
+            return
+        n = 0
+        for offset, t, event in times:
+            if before is not None and offset >= before:
+                break
+            n += 1
+            if t > part.watermark:
+                part.watermark = t
+            part.trigger = event  # results closed by it go out with the partition's batch
+        del times[:n]
+
+    def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
+        """The record's value for each function of ``aggregate``; None: rejected (its field is
+        missing, or not a number for sum/min/max/avg)."""
+        values: list[Any] = []
+        for function, field in zip(self.aggs.functions, self.aggs.fields, strict=True):
+            if field is None:
+                values.append(None)
+                continue
+            value = record.get(field)
+            if value is None:
+                ctx.reject(event, f"missing_field: {field} is required to window")
+                return None
+            if function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
+                ctx.reject(event, f"invalid_field: {field} must be a number (got {show(value)})")
+                return None
+            values.append(value)
+        return values
 
     def _fixed(
         self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
@@ -211,14 +276,15 @@ class WindowStepImpl:
                 table_key = ws.fixed_key(close, start, keystr)
                 win = part.window(table, table_key)
                 if win is None:
-                    win = part.new_window(table_key, key, start, start + size, ws.empty(self.function))
-                ws.add(self.function, win, value, t)
+                    win = part.new_window(table_key, key, start, start + size, self.aggs.empty())
+                self._add(win, value, t)
                 changed.append(win)
             start -= advance
         return changed
 
     def _close_of(self, session: list[Any]) -> int:
-        return session[1] + self.gap_ms + self.grace_ms
+        """The watermark at which a session closes: the first past its last time + gap + grace."""
+        return session[1] + self.gap_ms + self.grace_ms + 1
 
     def _session(
         self, table: Table, part: ws.PartitionState, key: Any, keystr: str, t: int, value: Any
@@ -227,20 +293,20 @@ class WindowStepImpl:
         gap, watermark = self.gap_ms, part.watermark
         entry = part.sessions(table, key, keystr)
         hits = [
-            s for s in entry["w"] if s[0] - gap < t < s[1] + gap and self._close_of(s) > watermark
-        ]  # an open session within gap of t
-        if not hits and t + gap + self.grace_ms <= watermark:
+            s for s in entry["w"] if s[0] - gap <= t <= s[1] + gap and self._close_of(s) > watermark
+        ]  # an open session at most gap from t
+        if not hits and t + gap + self.grace_ms < watermark:
             return []
         if hits:
             merged = [*hits[0]]
             for s in hits[1:]:  # in start order: an earlier session's collected values come first
-                merged = ws.merge(self.function, merged, s)
+                merged = self.aggs.merge(merged, s)
             entry["w"] = [s for s in entry["w"] if not any(s is h for h in hits)]
             merged[0], merged[1] = min(merged[0], t), max(merged[1], t)
         else:
-            merged = [t, t, 0, ws.empty(self.function)]
+            merged = [t, t, 0, self.aggs.empty()]
         win = {"k": key, "s": merged[0], "e": merged[1], "n": merged[2], "a": merged[3]}
-        ws.add(self.function, win, value, t)
+        self.aggs.add(win, value, t)
         entry["w"].append([win["s"], win["e"], win["n"], win["a"]])
         entry["w"].sort(key=lambda s: s[0])
         return [win]
@@ -263,7 +329,7 @@ class WindowStepImpl:
             self.key: win["k"],
             "window_start": win["s"],
             "window_end": win["e"],
-            self.as_: ws.result(self.function, win),
+            **self.aggs.results(win),
         }
         k = win["k"]
         return Event(

@@ -14,10 +14,8 @@ never meet a window key's text in a range):
   range read per partition and batch, never a scan of the open windows. A fixed window's close
   time never changes, so its record needs no separate index; a session's does, so it has one.
 
-Accumulators (``acc``) by function: count none (``n`` counts); sum and avg the running sum; min
-and max the value so far; latest ``[time, value]``; collect the list of values, at most
-:data:`COLLECT_MAX` (values beyond that are counted in ``n`` but not kept), so no record grows
-without bound with a key's rate.
+Accumulators (``acc``): see :mod:`stream_orch.steps.window_aggs` (each is bounded, so no record
+grows without bound with a key's rate).
 """
 
 from __future__ import annotations
@@ -26,14 +24,14 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_orch.steps.base import Event, Table
+from stream_orch.steps.window_aggs import COLLECT_MAX, FUNCTIONS, Session
+from stream_orch.steps.window_aggs import copy as _copy
+
+__all__ = ["COLLECT_MAX", "FUNCTIONS", "INDEX", "META", "SESSIONS", "PartitionState", "fixed_key"]
 
 META = "\x1c"
 SESSIONS = "\x1d"
 INDEX = "\x1e"
-COLLECT_MAX = 1000
-FUNCTIONS = ("count", "sum", "min", "max", "avg", "latest", "collect")
-
-Session = list[Any]  # [start, end, n, acc]
 
 
 def fixed_key(close: int, start: int, keystr: str) -> str:
@@ -49,64 +47,6 @@ def up_to(watermark: int) -> str:
     return f"{INDEX}{watermark + 1:015d}"
 
 
-# ---------------------------------------------------------------------------- accumulators
-
-
-def empty(function: str) -> Any:
-    if function in ("sum", "avg"):
-        return 0
-    return [] if function == "collect" else None
-
-
-def add(function: str, win: dict[str, Any], value: Any, t: int) -> None:
-    win["n"] += 1
-    if function == "count":
-        return
-    a = win["a"]
-    if function in ("sum", "avg"):
-        win["a"] = a + value
-    elif function == "min":
-        win["a"] = value if a is None or value < a else a
-    elif function == "max":
-        win["a"] = value if a is None or value > a else a
-    elif function == "latest":
-        if a is None or t >= a[0]:
-            win["a"] = [t, value]
-    elif len(a) < COLLECT_MAX:
-        a.append(value)
-
-
-def merge(function: str, x: Session, y: Session) -> Session:
-    """Two sessions as one (``x`` the earlier); their accumulators combined."""
-    a, b = x[3], y[3]
-    if function in ("sum", "avg"):
-        acc = a + b
-    elif function in ("min", "max"):
-        acc = b if a is None else a if b is None else (min(a, b) if function == "min" else max(a, b))
-    elif function == "latest":
-        acc = b if a is None or (b is not None and b[0] >= a[0]) else a
-    elif function == "collect":
-        acc = (a + b)[:COLLECT_MAX]
-    else:
-        acc = None
-    return [min(x[0], y[0]), max(x[1], y[1]), x[2] + y[2], acc]
-
-
-def result(function: str, win: dict[str, Any]) -> Any:
-    n, a = win["n"], win["a"]
-    if function == "count":
-        return n
-    if function == "avg":
-        return a / n if n else None
-    if function == "latest":
-        return a[1] if a is not None else None
-    return list(a) if function == "collect" else a  # a copy: later records append to the window's
-
-
-def _copy(acc: Any) -> Any:
-    return list(acc) if acc.__class__ is list else acc
-
-
 # ---------------------------------------------------------------------------- one partition
 
 
@@ -116,6 +56,7 @@ class PartitionState:
 
     __slots__ = (
         "deleted",
+        "found",
         "keys",
         "offsets",
         "partition",
@@ -132,6 +73,7 @@ class PartitionState:
         self.windows: dict[str, dict[str, Any]] = {}  # fixed windows touched, by table key
         self.keys: dict[str, dict[str, Any]] = {}  # sessions touched, by key text
         self.deleted: set[str] = set()
+        self.found: set[str] = set()  # keys whose sessions were loaded through the index
 
     @classmethod
     def load(cls, table: Table, partition: int) -> PartitionState:
@@ -202,6 +144,7 @@ class PartitionState:
         self.deleted.update(found)
         for index in found:
             keystr = index.split(INDEX, 3)[3]
+            self.found.add(keystr)
             self.sessions(table, None, keystr)
         closed = []
         for entry in self.keys.values():
@@ -227,7 +170,9 @@ class PartitionState:
             after = {fixed_key(close_of(s), s[0], keystr) for s in entry["w"]}
             for index in before - after:
                 table.delete(index, partition)
-            for index in after - before:
+            # a key found through the index had its index entries in the closed range deleted; its
+            # open sessions get theirs again (also one written under another close rule)
+            for index in after if keystr in self.found else after - before:
                 table.set(index, 1, partition)
             if entry["w"]:
                 table.set(SESSIONS + keystr, entry, partition)

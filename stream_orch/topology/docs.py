@@ -41,6 +41,8 @@ _SECTIONS: dict[str, str] = {
     "EnrichStep": "step: enrich",
     "AggregateStep": "step: aggregate",
     "WindowStep": "step: window",
+    "WindowAggregation": "window aggregate result",
+    "JoinBound": "join bound from a field",
     "ScoreStep": "step: score",
     "ScoreRule": "score rule",
     "Logistic": "score logistic term",

@@ -16,6 +16,7 @@ from stream_orch.expressions import CompiledExpression, ExpressionError, compile
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_outputs import OutputChecks
+from stream_orch.topology.lint_windows import join_bound_fields, window_fields
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
     LoadedTopology,
@@ -330,6 +331,7 @@ class _Linter(OutputChecks):
         where = f"node `{node_name}`, step join"
         self._table_ref((*path, "table"), step.table)
         self._field((*path, "key"), step.key, avail, where)
+        join_bound_fields(self, path, step, avail, where)
         self._field((*path, "time_field"), step.time_field, avail, where)
         other = self.spec.topics.get(step.topic)
         if other is None:
@@ -375,8 +377,7 @@ class _Linter(OutputChecks):
         if self._table_ref((*path, "table"), step.table):
             self._copartitioned(node_name, node, path, step.table, step.key, "window")
         self._field((*path, "key"), step.key, avail, where)
-        if step.field:
-            self._field((*path, "field"), step.field, avail, where)
+        window_fields(self, path, step, avail, where)
         self._field((*path, "time_field"), step.time_field, avail, where)
         if path[-1] != len(node.steps) - 1 and node.errors is not None and node.errors.retry is not None:
             self.add(
@@ -386,7 +387,7 @@ class _Linter(OutputChecks):
                 "put the window step last, or send its results to a topic another node reads",
                 "warning",
             )
-        return {step.key, "window_start", "window_end", step.as_}
+        return {step.key, "window_start", "window_end", *step.results()}
 
     def _enrich(
         self, node_name: str, node: NodeSpec, path: PathTuple, step: EnrichStep, avail: set[str] | None

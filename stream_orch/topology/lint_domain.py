@@ -179,28 +179,33 @@ class DomainChecks:
         return {**out, step.status_as: _JOIN_STATUS} if out is not None else None
 
     def _window(self, node: str, path: PathTuple, step: WindowStep, fields: Fields) -> Fields:
-        """``as`` names a new field: not the key, the window's times or a field of the input record."""
+        """Each result (``as``, or every name of ``aggregate``) names a new field: not the key, the
+        window's times or a field of the input record."""
         where = f"node `{node}`, step window"
         taken = {
             step.key: "its key",
             "window_start": "a field of the result",
             "window_end": "a field of the result",
         }
-        if step.as_ in taken:
-            reason = taken[step.as_]
-        elif fields is not None and step.as_ in fields:
-            reason = "a field of the records it reads"
-        else:
-            reason = ""
-        if reason:
+        results = step.results()
+        for name, (function, _) in results.items():
+            if name in taken:
+                reason = taken[name]
+            elif fields is not None and name in fields:
+                reason = "a field of the records it reads"
+            else:
+                continue
+            multi = step.aggregate is not None
+            at = (*path, "aggregate", name) if multi else (*path, "as_")
+            shown = "aggregate" if multi else "as"
             self.add(
-                (*path, "as_"),
-                f"{where}: `as: {step.as_}` is {reason}, so the result would be mistaken for it",
-                f"name the result after what it holds, e.g. `as: {step.as_}_{step.function}`",
+                at,
+                f"{where}: `{shown}: {name}` is {reason}, so the result would be mistaken for it",
+                f"name the result after what it holds, e.g. `{name}_{function}`",
                 "error",
             )
         key_symbols = fields.get(step.key) if fields is not None else None
-        return {step.key: key_symbols, "window_start": None, "window_end": None, step.as_: None}
+        return {step.key: key_symbols, "window_start": None, "window_end": None} | dict.fromkeys(results)
 
     # ------------------------------------------------------------------ expressions
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.models_time import Aggregation, Bound, WindowFunction
 from stream_orch.topology.naming import Name, TopicName
 
 Expression = Annotated[
@@ -199,9 +200,10 @@ class WindowStep(_Model):
 
     The step replaces the stream: the records it reads are absorbed (counted as dropped,
     `windowed`) and the routes receive window results `{<key>: ..., window_start, window_end,
-    <as>: ...}` (epoch ms; for a session the times of its first and last record). A window closes
-    when the partition's watermark (its greatest event time read so far) reaches `window_end +
-    grace` (a session: its last record's time + gap + grace); event time moves only with records.
+    <as>: ...}` (or one field per `aggregate` name; epoch ms; for a session the times of its first
+    and last record). A window closes when the partition's watermark (its greatest event time
+    read so far) reaches `window_end + grace` (a session: once it passes its last record's time + gap
+    + grace); event time moves only with records.
     """
 
     step: Literal["window"]
@@ -211,7 +213,8 @@ class WindowStep(_Model):
     time_field: str = Field("ts", description="Event-time field, epoch ms (negative times are invalid).")
     kind: Literal["tumbling", "hopping", "session"] = Field(
         description="tumbling: [s, s + size) with s a multiple of size; hopping: every [s, s + size) with s "
-        "a multiple of advance that holds the record; session: records less than `gap` apart, per key."
+        "a multiple of advance that holds the record; session: records at most `gap` apart, per key "
+        "(Kafka Streams' rule)."
     )
     size: DurationMs | None = Field(None, description="tumbling, hopping: window length, > 0.")
     advance: DurationMs | None = Field(
@@ -221,13 +224,21 @@ class WindowStep(_Model):
     grace: DurationMs = Field(
         0, description="How long after its end a window still takes records arriving out of order (>= 0)."
     )
-    function: Literal["count", "sum", "min", "max", "avg", "latest", "collect"] = Field(
+    function: WindowFunction = Field(
         "count",
-        description="What `as` receives: count (int); sum (int while every value is an int, else float); "
-        "min, max (numbers); avg (float); latest (the value of the record with the greatest time); collect "
-        "(the values in arrival order, at most 1000 kept).",
+        description="With `as`, what it receives: count (int); sum (int while every value is an int, else "
+        "float); min, max (numbers); avg (float); first, last (the value of the record with the least, "
+        "greatest time); latest (as last); collect (the values in arrival order, at most 1000 kept); "
+        "count_distinct (the number of distinct values, at most 10000 counted).",
     )
-    field: str | None = Field(None, description="Field aggregated (every function but count).")
+    field: str | None = Field(None, description="With `as`: the field aggregated (every function but count).")
+    aggregate: dict[str, Aggregation] | None = Field(
+        None,
+        description="Several results per window instead of `as`/`function`/`field`: result field to "
+        "`count` or to `{<function>: <field>}`, e.g. `{n: count, first_hub: {first: hub}, total: {sum: "
+        "amount}}`; the functions are those of `function`. A record missing one of the fields (or with "
+        "a non-number for sum/min/max/avg) is rejected.",
+    )
     emit: Literal["on_close", "on_update"] = Field(
         "on_close",
         description="on_close: one final record per window once it closes; on_update: a record with the "
@@ -238,7 +249,15 @@ class WindowStep(_Model):
         description="A record whose windows have all closed (late beyond grace): drop it, counted as "
         "`late_event`, or send it to the DLQ with reason `late_event`.",
     )
-    as_: str = Field(alias="as", description="Field of the result record that receives the result.")
+    as_: str | None = Field(
+        None, alias="as", description="Field of the result record that receives `function`'s result."
+    )
+
+    def results(self) -> dict[str, tuple[str, str | None]]:
+        """Each result field with the function computing it and the field it reads."""
+        if self.aggregate is None:
+            return {self.as_ or "": (self.function, self.field)}
+        return {n: ("count", None) if a == "count" else a.function_field() for n, a in self.aggregate.items()}
 
     @model_validator(mode="after")
     def _kind_fields(self) -> WindowStep:
@@ -256,6 +275,17 @@ class WindowStep(_Model):
                 raise ValueError("a hopping window needs `advance` with 0 < advance <= size")
             if self.kind == "tumbling" and self.advance is not None:
                 raise ValueError("`advance` belongs to hopping windows")
+        if self.aggregate is not None:
+            if self.as_ is not None or {"function", "field"} & self.model_fields_set:
+                raise ValueError("`aggregate` replaces `as`, `function` and `field`: use one form")
+            if not self.aggregate:
+                raise ValueError("`aggregate` needs at least one result")
+            clash = {self.key, "window_start", "window_end"} & set(self.aggregate)
+            if clash:
+                raise ValueError(f"`aggregate` names a result `{min(clash)}`, a field the window sets itself")
+            return self
+        if self.as_ is None:
+            raise ValueError("a window needs `as` (one result) or `aggregate` (several)")
         if self.function != "count" and not self.field:
             raise ValueError(f"window function {self.function!r} needs `field`")
         return self
@@ -337,19 +367,38 @@ class JoinStep(_Model):
         description="interval: every other-side record with time in [t - before, t + after] matches, "
         "whichever arrives first; as_of: the latest other-side record at or before t, within tolerance.",
     )
-    before: DurationMs = Field(0, description="interval: how long before this record's time a match may be.")
-    after: DurationMs = Field(0, description="interval: how long after this record's time a match may be.")
+    before: Bound = Field(
+        0,
+        description="interval: how long before this record's time a match may be; or `{field, max}`: the "
+        "earliest time a match may have, from a field of each input record.",
+    )
+    after: Bound = Field(
+        0,
+        description="interval: how long after this record's time a match may be; or `{field, max}`: the "
+        "latest time a match may have, from a field of each input record (e.g. `{field: promised_by, max: "
+        "7d}`).",
+    )
     tolerance: DurationMs | None = Field(
         None, description="as_of: how old the other-side record may be (unbounded when unset)."
     )
     how: Literal["inner", "left"] = Field(
         "inner",
         description="left: an input record without a match is emitted once its bound has passed "
-        "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched'.",
+        "(interval: event time beyond t + after + grace; as_of: at once), with `status_as` = 'unmatched' "
+        "and the other side's declared fields (`fields`, else its schema's) null.",
     )
-    grace: DurationMs = Field(0, description="How late (out of order) a record of either side may arrive.")
+    grace: DurationMs = Field(
+        0,
+        description="interval: how late (out of order within its own topic) a record of either side may "
+        "arrive: one whose side's time is already past its window's end (t + after for the input, t + "
+        "before for the other topic) plus grace matches nothing and is dropped as `late_event` (Kafka "
+        "Streams' rule); a record waits for the other side's time to pass its bound plus grace. as_of: "
+        "how long past its tolerance the other side's record is kept for input records out of order.",
+    )
     fields: list[str] | None = Field(
-        None, description="Other-side fields copied into a match (all when unset)."
+        None,
+        description="Other-side fields copied into a match (all when unset); with `fields` or a schema "
+        "on the other topic, a declared field the other record lacks is null.",
     )
     prefix: str = Field("", description="Prefix for the copied fields.")
     overwrite: list[str] = Field(

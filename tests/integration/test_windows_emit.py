@@ -140,11 +140,11 @@ def reference_sessions(parts: dict[int, list[dict]], gap: int, grace: int) -> di
             pairs.sort()
             sessions = [[pairs[0]]]
             for pair in pairs[1:]:
-                if pair[0] - sessions[-1][-1][0] >= gap:
+                if pair[0] - sessions[-1][-1][0] > gap:  # at most gap apart: one session
                     sessions.append([])
                 sessions[-1].append(pair)
             for s in sessions:
-                if s[-1][0] + gap + grace <= watermark:
+                if s[-1][0] + gap + grace < watermark:  # closed once the watermark is past
                     out[(key, s[0][0])] = [s[-1][0], sorted(i for _, i in s)]
     return out
 

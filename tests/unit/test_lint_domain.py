@@ -89,6 +89,14 @@ def test_a_window_result_named_like_a_field_is_an_error(name: str) -> None:
     assert f"`as: {name}` is" in problem.message and problem.hint
 
 
+@pytest.mark.parametrize("name", ["ts", "kind"])  # the key and window times: the model refuses them
+def test_each_result_of_a_window_aggregate_is_checked_too(name: str) -> None:
+    text = PARCELS.replace("as: scan_count", f"aggregate: {{scans: count, {name}: {{last: hub}}}}")
+    [problem] = errors(text)
+    assert f"`aggregate: {name}` is" in problem.message and problem.hint
+    assert errors(PARCELS.replace("as: scan_count", "aggregate: {scans: count, last_hub: {last: hub}}")) == []
+
+
 # ---------------------------------------------------------------------------- tables
 
 

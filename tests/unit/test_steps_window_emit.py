@@ -266,10 +266,26 @@ SESSION = {"step": "window", "table": "w", "key": "m", "kind": "session", "gap":
 async def test_a_session_closes_on_the_gap():
     step, ctx, feed = build(SESSION), FakeContext(), Feed()
     records = [{"m": "a", "ts": T0}, {"m": "a", "ts": T0 + 20_000}, {"m": "a", "ts": T0 + 45_000}]
-    out = await step.run(feed([*records, {"m": "b", "ts": T0 + 74_999}]), ctx)
-    assert out == []  # a's session ends at T0 + 45 s: open until the watermark is 30 s past
-    results = [e.value for e in await step.run(feed([{"m": "b", "ts": T0 + 75_000}]), ctx)]
+    out = await step.run(feed([*records, {"m": "b", "ts": T0 + 75_000}]), ctx)
+    assert out == []  # a's session ends at T0 + 45 s: open until the watermark is past 30 s later
+    results = [e.value for e in await step.run(feed([{"m": "b", "ts": T0 + 75_001}]), ctx)]
     assert results == [{"m": "a", "window_start": T0, "window_end": T0 + 45_000, "n": 3}]
+
+
+async def test_a_record_exactly_gap_after_the_last_joins_its_session():
+    """Kafka Streams' rule: records at most `gap` apart are one session (also when the record
+    exactly `gap` later is the newest, with no grace)."""
+    records = [{"m": "a", "ts": T0}, {"m": "a", "ts": T0 + 30_000}, {"m": "a", "ts": T0 + 60_000},
+               {"m": "a", "ts": T0 + 90_001}, {"m": "b", "ts": T0 + 10 * M}]  # fmt: skip
+    for cuts in ([], [1, 2, 3, 4]):
+        results, _ = await run_batches(build(SESSION), records, cuts)
+        assert results == [
+            {"m": "a", "window_start": T0, "window_end": T0 + 60_000, "n": 3},
+            {"m": "a", "window_start": T0 + 90_001, "window_end": T0 + 90_001, "n": 1},
+        ]
+    before = [{"m": "a", "ts": T0 + 30_000}, {"m": "a", "ts": T0}, {"m": "b", "ts": T0 + 10 * M}]
+    results, _ = await run_batches(build({**SESSION, "grace": "1m"}), before, [1])
+    assert results == [{"m": "a", "window_start": T0, "window_end": T0 + 30_000, "n": 2}]
 
 
 async def test_a_late_record_bridging_two_sessions_merges_them():
@@ -303,12 +319,12 @@ async def test_sessions_equal_an_offline_sessionisation_when_nothing_is_late(see
         start = prev = times[0]
         n = 0
         for x in times:
-            if x - prev >= 30_000:
+            if x - prev > 30_000:  # at most gap apart: one session
                 expected[(key, start)] = (prev, n)
                 start, n = x, 0
             prev, n = x, n + 1
         expected[(key, start)] = (prev, n)
-    closed = {k: v for k, v in expected.items() if v[0] + 30_000 + grace <= watermark}
+    closed = {k: v for k, v in expected.items() if v[0] + 30_000 + grace < watermark}
     assert {(r["m"], r["window_start"]): (r["window_end"], r["n"]) for r in results} == closed
 
 
