@@ -27,6 +27,10 @@ from typing import Any
 import orjson
 
 COLLECT_MAX = 1000
+# A sum is stored in the changelog as JSON, which (orjson) holds integers within 64 bits only: an
+# integer sum beyond them would fail the batch's changelog write, and so the batch again and
+# again. Past the range the sum goes on as a float, as an Avro double would carry it anyway.
+INT64_MAX = 2**63 - 1
 DISTINCT_MAX = 10_000
 FUNCTIONS = ("count", "sum", "min", "max", "avg", "latest", "collect", "first", "last", "count_distinct")
 NUMERIC = ("sum", "min", "max", "avg")
@@ -45,7 +49,7 @@ def empty(function: str) -> Any:
 def step(function: str, a: Any, value: Any, t: int) -> Any:
     """The accumulator after one more value (lists and dicts are changed in place)."""
     if function in ("sum", "avg"):
-        return a + value
+        return _sum(a + value)
     if function == "min":
         return value if a is None or value < a else a
     if function == "max":
@@ -65,10 +69,14 @@ def step(function: str, a: Any, value: Any, t: int) -> Any:
     return a  # count
 
 
+def _sum(s: Any) -> Any:
+    return float(s) if s.__class__ is int and not -INT64_MAX - 1 <= s <= INT64_MAX else s
+
+
 def combine(function: str, a: Any, b: Any) -> Any:
     """The accumulator of two sessions, ``a`` the earlier one's."""
     if function in ("sum", "avg"):
-        return a + b
+        return _sum(a + b)
     if function in ("min", "max"):
         if a is None or b is None:
             return b if a is None else a

@@ -13,6 +13,7 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from step_harness import SCHEMAS, FakeContext, build
@@ -295,3 +296,17 @@ def test_a_bad_aggregate_or_bound_is_one_line_with_file_and_line():
     )
     assert any("aggregate.y: 'cnt': an aggregation is `count` or" in line for line in lines)
     assert any("after: a bound from a field: `max` is required" in line for line in lines)
+
+
+def test_an_integer_sum_beyond_64_bits_goes_on_as_a_float_that_the_changelog_can_hold() -> None:
+    """Record values near the int64 limit: their sum must stay writable to the changelog (JSON
+    holds 64-bit integers only), or every batch of the partition would fail on it again."""
+    from stream_orch.steps.window_aggs import INT64_MAX, combine, step
+
+    a = step("sum", 0, INT64_MAX, 1)
+    assert a == INT64_MAX and a.__class__ is int
+    a = step("sum", a, INT64_MAX, 2)
+    assert a == float(2 * INT64_MAX)
+    orjson.dumps({"a": a})  # would raise "Integer exceeds 64-bit range" for the int
+    assert combine("avg", -INT64_MAX, -INT64_MAX).__class__ is float
+    assert combine("sum", 1, 2) == 3 and combine("sum", 1, 2).__class__ is int
