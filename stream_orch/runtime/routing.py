@@ -184,13 +184,13 @@ class Router:
                     records = target.group[task] = []
                 records.append((out_key, payload, timestamp, tagged if target.watermarked else headers))
                 target.sent += 1
-        if self._watched:
-            self._watermark_records(events, ctx, outbox)
         # partitioning and grouping by partition, per topic and task in one go
         for topic, group in self._groups.items():
             for task, records in group.items():
                 outbox.add_many(task, topic, records)
             group.clear()
+        if self._watched:  # after the outputs: each partition's last record
+            self._watermark_records(events, ctx, outbox)
         outputs = stats.outputs
         for target in self._targets:
             if target.sent:

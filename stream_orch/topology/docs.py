@@ -109,7 +109,7 @@ def _key_rules(node: Any) -> None:
         return
     patterns = node.get("patternProperties")
     if isinstance(patterns, dict) and len(patterns) == 1:
-        (pattern, values), = patterns.items()
+        ((pattern, values),) = patterns.items()
         del node["patternProperties"]
         node["propertyNames"] = {"pattern": pattern, **node.get("propertyNames", {})}
         node["additionalProperties"] = values
