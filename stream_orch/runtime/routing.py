@@ -92,10 +92,10 @@ class Router:
         self._groups: dict[str, dict[int, list[Record]]] = {}
         for target in self._targets:
             target.group = self._groups.setdefault(target.topic, {})
-        # topic -> the event-time field its window reads, for the outputs that carry so.wm
-        self._watched = {t.topic: t for t in self._targets if t.watermarked}
+        # the topics this node writes that a window of the topology reads: their records carry so.wm
+        self._watched = list(dict.fromkeys(t.topic for t in self._targets if t.watermarked))
         # (a node writing two watched topics whose windows read different fields tags by the first)
-        self._time_field = sw.watched_topics(spec)[next(iter(self._watched))] if self._watched else ""
+        self._time_field = sw.watched_topics(spec)[self._watched[0]] if self._watched else ""
         self._node = node_name
         self._marks: dict[int, int] = {}  # input partition -> greatest event time routed so far
         self._static = [
@@ -124,6 +124,7 @@ class Router:
         choices, default = self._choices, self._default
         prefixes = self._prefixes
         user_headers = H.user_headers
+        watched = bool(self._watched)
         for event in events:
             value = event.value
             key = event.key
@@ -177,19 +178,21 @@ class Router:
             if event.headers:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition
-            tagged = self._tagged(headers, value, task) if self._watched else headers
+            tagged = self._tagged(headers, value, task) if watched else headers
             for target, out_key, payload in rendered:
                 records = target.group.get(task)
                 if records is None:
                     records = target.group[task] = []
-                records.append((out_key, payload, timestamp, tagged if target.watermarked else headers))
+                records.append(
+                    (out_key, payload, timestamp, tagged if watched and target.watermarked else headers)
+                )
                 target.sent += 1
         # partitioning and grouping by partition, per topic and task in one go
         for topic, group in self._groups.items():
             for task, records in group.items():
                 outbox.add_many(task, topic, records)
             group.clear()
-        if self._watched:  # after the outputs: each partition's last record
+        if watched:  # after the outputs: each partition's last record
             self._watermark_records(events, ctx, outbox)
         outputs = stats.outputs
         for target in self._targets:
