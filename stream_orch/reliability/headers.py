@@ -38,6 +38,12 @@ ERROR_FIRST_FAILURE = "so.error.first_failure"
 ERROR_LAST_FAILURE = "so.error.last_failure"
 ERROR_VALUE_DROPPED = "so.error.value_dropped"  # the value could not fit a record: its size
 
+# watermarks across re-keying (see stream_orch.steps.source_watermarks): on the records a node
+# writes to a topic a window step of the topology reads, "<node>/<source partition>/<event time>";
+# WATERMARK_ONLY marks a record without a value that carries only that header
+WATERMARK = "so.wm"
+WATERMARK_ONLY = "so.wm.only"
+
 # retries
 RETRY_ATTEMPT = "so.retry.attempt"
 RETRY_DUE = "so.retry.due"

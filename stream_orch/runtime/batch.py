@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from stream_orch.codecs import DecodeError
 from stream_orch.reliability import headers as H
 from stream_orch.steps.base import PASSED_OVER, Event, Table
+from stream_orch.steps.source_watermarks import is_watermark_record
 
 
 @dataclass
@@ -80,7 +81,9 @@ def decode_records(
     ``decoders`` has one decode function per topic read (a retry tier decodes like the input it
     serves). Nothing here raises for a record's bytes or headers: a record without a value, one
     that cannot be decoded, and a retry whose ``so.*`` headers are not the engine's are rejected
-    with their reason (to the DLQ with their bytes, never retried: they would fail the same way)."""
+    with their reason (to the DLQ with their bytes, never retried: they would fail the same way).
+    A watermark record (no value, ``so.wm.only``) is no input: it goes to the context's
+    ``passed_over`` for the window steps, uncounted."""
     events: list[Event] = []
     offsets: dict[TopicPartition, int] = {}
     append, reject = events.append, ctx.reject
@@ -107,6 +110,10 @@ def decode_records(
                 reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
                 continue
             if raw is None:
+                if is_watermark_record(record.headers):  # for the event-time steps only
+                    n_in -= 1
+                    ctx.passed_over.append(event)
+                    continue
                 reject(event, "null_value", DecodeError("null_value", "the record has no value"))
                 continue
             try:

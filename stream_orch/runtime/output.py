@@ -149,6 +149,9 @@ class Outbox:
                 lists[partition] = same
             same.append(record)
 
+    def partition_count(self, topic: str) -> int:
+        return self._partitions.count(topic)
+
     def __len__(self) -> int:
         return sum(len(r) for r in self._pending.values())
 

@@ -17,6 +17,7 @@ from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, Record
+from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event
 from stream_orch.topology.graph import route_label
 from stream_orch.topology.models import TopologySpec
@@ -43,6 +44,8 @@ class Target:
     encode: Callable[[dict[str, Any]], bytes]
     shape: tuple[str | None, str] | None = None  # (schema, format) when no `set`: same bytes
     conform: Callable[[dict[str, Any]], None] | None = None  # the `set` fields in the schema's types
+    # a topic a window of the topology reads with per-source watermarks: its records carry so.wm
+    watermarked: bool = False
     sent: int = 0  # outputs in the current batch, folded into the batch stats
     # task -> this batch's records for the topic, shared by all targets of the topic so that
     # they stay in event order; handed to the outbox at the end of the batch
@@ -89,6 +92,12 @@ class Router:
         self._groups: dict[str, dict[int, list[Record]]] = {}
         for target in self._targets:
             target.group = self._groups.setdefault(target.topic, {})
+        # the topics this node writes that a window of the topology reads: their records carry so.wm
+        self._watched = list(dict.fromkeys(t.topic for t in self._targets if t.watermarked))
+        # (a node writing two watched topics whose windows read different fields tags by the first)
+        self._time_field = sw.watched_topics(spec)[self._watched[0]] if self._watched else ""
+        self._node = node_name
+        self._marks: dict[int, int] = {}  # input partition -> greatest event time routed so far
         self._static = [
             (H.TOPOLOGY, spec.topology.encode()),
             (H.VERSION, spec.version.encode()),
@@ -115,6 +124,7 @@ class Router:
         choices, default = self._choices, self._default
         prefixes = self._prefixes
         user_headers = H.user_headers
+        watched = bool(self._watched)
         for event in events:
             value = event.value
             key = event.key
@@ -168,28 +178,65 @@ class Router:
             if event.headers:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition
+            tagged = self._tagged(headers, value, task) if watched else headers
             for target, out_key, payload in rendered:
                 records = target.group.get(task)
                 if records is None:
                     records = target.group[task] = []
-                records.append((out_key, payload, timestamp, headers))
+                records.append(
+                    (out_key, payload, timestamp, tagged if watched and target.watermarked else headers)
+                )
                 target.sent += 1
         # partitioning and grouping by partition, per topic and task in one go
         for topic, group in self._groups.items():
             for task, records in group.items():
                 outbox.add_many(task, topic, records)
             group.clear()
+        if watched:  # after the outputs: each partition's last record
+            self._watermark_records(events, ctx, outbox)
         outputs = stats.outputs
         for target in self._targets:
             if target.sent:
                 outputs[(target.route, target.topic)] += target.sent
                 target.sent = 0
 
+    def _tagged(
+        self, headers: list[tuple[str, bytes]], value: dict[str, Any], task: int
+    ) -> list[tuple[str, bytes]]:
+        """``headers`` with ``so.wm``: the greatest event time of the input partition so far."""
+        t = value.get(self._time_field)
+        mark = self._marks.get(task, -1)
+        if t.__class__ is int and t > mark:
+            mark = self._marks[task] = t
+        return [*headers, sw.header(self._node, task, mark)]
+
+    def _watermark_records(self, events: list[Event], ctx: NodeContext, outbox: Outbox) -> None:
+        """One watermark record per partition of each watched topic for every input partition of
+        the batch, after its outputs: the partition's time reaches readers its records missed.
+        Records an earlier step let go (filtered...) move it too."""
+        field = self._time_field
+        marks = self._marks
+        for event in ctx.passed_over:
+            t = event.value.get(field)
+            if t.__class__ is int and t > marks.get(event.partition, -1):
+                marks[event.partition] = t
+        tasks = {e.partition for e in events} | {e.partition for e in ctx.passed_over}
+        for task in sorted(tasks):
+            mark = marks.get(task, -1)
+            if mark < 0:
+                continue
+            headers = [sw.header(self._node, task, mark), (sw.WATERMARK_ONLY, b"")]
+            for topic in self._watched:
+                for partition in range(outbox.partition_count(topic)):
+                    outbox.add(task, topic, None, None, headers, partition=partition)
+
 
 def _compile(
     spec: TopologySpec, node_name: str, schemas: SchemaRegistry
 ) -> tuple[list[Target], list[tuple[Callable, list[Target]]], list[Target]]:
     constants = spec.constants
+    watched = sw.watched_topics(spec)
+    own_input = spec.nodes[node_name].input
     always: list[Target] = []
     when: list[tuple[Callable, list[Target]]] = []
     otherwise: list[Target] = []
@@ -218,6 +265,7 @@ def _compile(
                     encode=codec_for(topic_spec, schemas).encode,
                     shape=None if setting else (schema_name, topic_spec.format),
                     conform=field_conformer(schema, target.topic, setting) if schema is not None else None,
+                    watermarked=target.topic in watched and target.topic != own_input,
                 )
             )
         if route.when is not None:

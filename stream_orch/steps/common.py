@@ -60,13 +60,16 @@ Ticks = list[tuple[int, int, Event]]  # (offset, event time, the record), in off
 def passed_over_times(ctx: StepContext, time_field: str) -> dict[tuple[str, int], Ticks]:
     """The event times of the records an earlier step of the batch let go (filtered, duplicate...:
     the context's ``passed_over``), per (topic, partition), as ``(offset, time)`` in offset order.
-    A record without a valid time (an int >= 0 in ``time_field``) has none. Empty for a context
-    that does not keep them."""
+    A record without a valid time (an int >= 0 in ``time_field``) has none, except a watermark
+    record (no value: :mod:`stream_orch.steps.source_watermarks`), which comes with time -1 for
+    its header. Empty for a context that does not keep them."""
     out: dict[tuple[str, int], Ticks] = {}
     for event in getattr(ctx, "passed_over", ()):
         t = event.value.get(time_field)
         if t.__class__ is int and t >= 0:
             out.setdefault((event.topic, event.partition), []).append((event.offset, t, event))
+        elif event.raw_value is None:
+            out.setdefault((event.topic, event.partition), []).append((event.offset, -1, event))
     for times in out.values():
         times.sort(key=lambda x: x[0])
     return out

@@ -28,6 +28,12 @@ where batches begin); closed windows are emitted (on_close) and deleted at the e
 in the same batch as the records that closed them. Event time moves only with records: a partition
 that receives nothing more keeps its last windows open.
 
+Re-keyed input: when another node of the topology writes the input (and the node has
+``watermarks: per_source``, the default), the partition's watermark is instead the minimum over
+that writer's source partitions of the greatest time each has reached, read from the ``so.wm``
+headers and watermark records the writer adds; a source silent for ``idle_timeout`` is left out
+(:mod:`stream_orch.steps.source_watermarks`). The rules above then hold with that watermark.
+
 Late records: a record none of whose windows is open is late (a hopping record whose oldest
 windows closed still enters the open ones, and is not late). A record for a session is late when
 it joins no open session and ``t + gap + grace < watermark``; one that would have joined a
@@ -62,10 +68,13 @@ a later step) goes to the DLQ as itself without touching the state.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
@@ -94,6 +103,8 @@ class WindowStepImpl:
             emit=spec.emit,
             late=spec.late,
             name=build.name,
+            sources=sw.expected_sources(build.topology, build.node),
+            idle_timeout_ms=spec.idle_timeout,
         )
 
     def __init__(
@@ -114,6 +125,9 @@ class WindowStepImpl:
         emit: str = "on_close",
         late: str = "drop",
         name: str = "window",
+        sources: frozenset[str] | None = None,
+        idle_timeout_ms: int = 60_000,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         if kind not in ("tumbling", "hopping", "session"):
             raise ValueError(f"unknown window kind {kind!r}")
@@ -152,6 +166,11 @@ class WindowStepImpl:
         self.on_update = emit == "on_update"
         self.late_to_dlq = late == "dlq"
         self.as_ = as_
+        # per-source watermarks: the writer's sources (None: the greatest time read, per partition)
+        self.sources = sources or None
+        self.idle_ms = idle_timeout_ms
+        self.clock = clock or _now_ms
+        self._since: dict[int, int] = {}  # partition -> when this worker first ran it
 
     # ------------------------------------------------------------------ one batch
 
@@ -168,13 +187,15 @@ class WindowStepImpl:
         counted = self.function != "count"
         session = self.kind == "session"
         ticks = passed_over_times(ctx, time_field)
+        per_source = self.sources is not None
+        now = self.clock()
         for event in events:
             partition = event.partition
             part = parts.get(partition)
             if part is None:
-                part = parts[partition] = ws.PartitionState.load(table, partition)
+                part = parts[partition] = self._load(table, partition, now)
             if ticks:
-                self._tick(part, ticks.get((event.topic, partition)), event.offset)
+                self._tick(part, ticks.get((event.topic, partition)), event.offset, now)
             if part.replayed(event):
                 ctx.drop(event, "replayed")
                 continue
@@ -200,7 +221,9 @@ class WindowStepImpl:
                 if self.function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
                     ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
                     continue
-            if t > part.watermark:
+            if per_source:
+                self._heard(part, event, t, now)
+            elif t > part.watermark:
                 part.watermark = t
             part.trigger = event
             keystr = key if key.__class__ is str else str(key)
@@ -217,9 +240,11 @@ class WindowStepImpl:
         for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
             part = parts.get(partition)
             if part is None:
-                part = parts[partition] = ws.PartitionState.load(table, partition)
-            self._tick(part, times, None)
+                part = parts[partition] = self._load(table, partition, now)
+            self._tick(part, times, None, now)
         for partition, part in parts.items():
+            if per_source:
+                self._settle(part, now)  # a source that fell silent no longer holds it
             closed = part.close_sessions(table, self._close_of) if session else part.close_fixed(table)
             if not self.on_update and closed:
                 closed.sort(key=lambda w: (w["e"], w["s"], str(w["k"])))
@@ -227,8 +252,7 @@ class WindowStepImpl:
             part.save(table, partition, self._close_of)
         return out
 
-    @staticmethod
-    def _tick(part: ws.PartitionState, times: Ticks | None, before: int | None) -> None:
+    def _tick(self, part: ws.PartitionState, times: Ticks | None, before: int | None, now: int) -> None:
         """Let the times of records an earlier step dropped, from offsets below ``before`` (all:
         None), move the partition's watermark, in offset order: a record is judged with the
         watermark at it whatever step let the records before it go."""
@@ -239,10 +263,42 @@ class WindowStepImpl:
             if before is not None and offset >= before:
                 break
             n += 1
-            if t > part.watermark:
+            if self.sources is not None:
+                self._heard(part, event, t, now)
+            elif t > part.watermark:
                 part.watermark = t
             part.trigger = event  # results closed by it go out with the partition's batch
         del times[:n]
+
+    def _load(self, table: Table, partition: int, now: int) -> ws.PartitionState:
+        part = ws.PartitionState.load(table, partition)
+        if self.sources is not None:
+            self._since.setdefault(partition, now)
+            for src in self.sources:  # expected from the start: not heard from yet holds it
+                part.sources.setdefault(src, [-1, now])
+        return part
+
+    def _heard(self, part: ws.PartitionState, event: Event, t: int, now: int) -> None:
+        """A record (or a watermark record: ``t`` -1) from its source: that source's time moves,
+        and the partition's watermark with the minimum over the sources."""
+        found = sw.read(event.headers)
+        src, mark = found if found is not None else (sw.OUTSIDE, t)
+        if mark < 0:
+            return
+        have = part.sources.get(src)
+        if have is None:
+            part.sources[src] = [mark, now]
+        else:
+            have[1] = now
+            if mark <= have[0]:
+                return
+            have[0] = mark
+        self._settle(part, now)
+
+    def _settle(self, part: ws.PartitionState, now: int) -> None:
+        least = sw.minimum(part.sources, now, self._since.get(part.partition, now), self.idle_ms)
+        if least is not None and least > part.watermark:
+            part.watermark = least
 
     def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
         """The record's value for each function of ``aggregate``; None: rejected (its field is
@@ -346,3 +402,7 @@ class WindowStepImpl:
             trigger.source_partition,
             trigger.source_offset,
         )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

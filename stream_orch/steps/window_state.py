@@ -4,7 +4,8 @@ Keys (the separators are ASCII control characters, so they sort before any print
 never meet a window key's text in a range):
 
 - ``<FS>`` (0x1c): the partition's watermark and, per topic read (input and retry tiers), the
-  next offset not yet applied: ``{"w": watermark, "o": {topic: offset}}``.
+  next offset not yet applied: ``{"w": watermark, "o": {topic: offset}}``; with per-source
+  watermarks also ``"s": {source: [time, heard]}`` (:mod:`stream_orch.steps.source_watermarks`).
 - ``<GS><key>`` (0x1d): sessions only: the key's open sessions, ``{"k": key, "w": [[start, end,
   n, acc], ...]}`` in start order (a key rarely has more than one or two).
 - ``<RS><close:015d><RS><start:015d><RS><key>`` (0x1e): a tumbling or hopping window's record
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stream_orch.steps.base import Event, Table
+from stream_orch.steps.source_watermarks import Sources
 from stream_orch.steps.window_aggs import COLLECT_MAX, FUNCTIONS, Session
 from stream_orch.steps.window_aggs import copy as _copy
 
@@ -60,15 +62,19 @@ class PartitionState:
         "keys",
         "offsets",
         "partition",
+        "sources",
         "trigger",
         "watermark",
         "windows",
     )
 
-    def __init__(self, partition: int, watermark: int, offsets: dict[str, int]) -> None:
+    def __init__(
+        self, partition: int, watermark: int, offsets: dict[str, int], sources: Sources | None = None
+    ) -> None:
         self.partition = partition
         self.watermark = watermark
         self.offsets = offsets
+        self.sources: Sources = sources if sources is not None else {}  # per-source watermarks
         self.trigger: Event | None = None  # the last record of the batch on this partition
         self.windows: dict[str, dict[str, Any]] = {}  # fixed windows touched, by table key
         self.keys: dict[str, dict[str, Any]] = {}  # sessions touched, by key text
@@ -80,7 +86,7 @@ class PartitionState:
         meta = table.get(META, partition)
         if meta is None:
             return cls(partition, -1, {})
-        return cls(partition, meta["w"], dict(meta["o"]))
+        return cls(partition, meta["w"], dict(meta["o"]), {k: [*v] for k, v in meta.get("s", {}).items()})
 
     def replayed(self, event: Event) -> bool:
         """Whether this record was applied before (a replay after a crash); else it is noted."""
@@ -179,4 +185,7 @@ class PartitionState:
             elif stored is not None:
                 table.delete(SESSIONS + keystr, partition)
         if self.trigger is not None:
-            table.set(META, {"w": self.watermark, "o": self.offsets}, partition)
+            meta: dict[str, Any] = {"w": self.watermark, "o": self.offsets}
+            if self.sources:
+                meta["s"] = self.sources
+            table.set(META, meta, partition)

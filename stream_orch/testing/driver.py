@@ -48,6 +48,7 @@ from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
+from stream_orch.steps.source_watermarks import is_watermark_record
 from stream_orch.testing.records import OutputRecord, Stored, encode_value, output_record, value_decoder
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
@@ -448,8 +449,15 @@ class TopologyTestDriver:
         return logs
 
     def _stored(self, topic: str, after: int = -1) -> list[Stored]:
+        """The records of ``topic`` after ``after``, without watermark records (no value, read by
+        window steps only: stream_orch.steps.source_watermarks)."""
         self.process()
-        records = [r for log in self._topic_logs(topic) for r in log if r.seq > after]
+        records = [
+            r
+            for log in self._topic_logs(topic)
+            for r in log
+            if r.seq > after and not (r.value is None and is_watermark_record(r.headers))
+        ]
         records.sort(key=_seq)
         return records
 

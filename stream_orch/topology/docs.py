@@ -109,7 +109,7 @@ def _key_rules(node: Any) -> None:
         return
     patterns = node.get("patternProperties")
     if isinstance(patterns, dict) and len(patterns) == 1:
-        (pattern, values), = patterns.items()
+        ((pattern, values),) = patterns.items()
         del node["patternProperties"]
         node["propertyNames"] = {"pattern": pattern, **node.get("propertyNames", {})}
         node["additionalProperties"] = values
@@ -261,7 +261,9 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
 - **Co-partitioning**: a table that is not `global` is split like the node's input; a step that
   looks it up (enrich) or writes it by key (aggregate) must use the input topic's key field, and a
   table fed by a topic needs the input's partition count. Otherwise make the table global or
-  repartition the input first.
+  re-key the input first: a node that routes it to a topic keyed by the field. A window reading
+  that topic takes its watermark as the minimum over the writer's source partitions (`watermarks`,
+  `idle_timeout`), so re-keying makes no on-time record late.
 - **Python code**: a topology file and the modules of its `python` steps are trusted code (like
   the jar of a Kafka Streams application); record keys, values and headers are not. A `python`
   step's `module:function` must be a module in the topology file's folder or a folder listed in

@@ -252,6 +252,12 @@ class WindowStep(_Model):
     as_: str | None = Field(
         None, alias="as", description="Field of the result record that receives `function`'s result."
     )
+    idle_timeout: DurationMs = Field(
+        60_000,
+        description="When the input is written by another node of the topology (watermarks: per_source): "
+        "a source partition of that node not heard from (records or watermark records) for this long, by the "
+        "worker's clock, is left out of the minimum, so an idle source does not hold windows open for ever.",
+    )
 
     def results(self) -> dict[str, tuple[str, str | None]]:
         """Each result field with the function computing it and the field it reads."""
@@ -496,6 +502,13 @@ class NodeSpec(_Model):
     routes: list[RouteSpec] = Field(default_factory=list)
     errors: ErrorPolicy | None = Field(None, description="Retry tiers and DLQ; lint requires one.")
     batch_size: int = Field(2000, ge=1, description="Most records processed per batch.")
+    watermarks: Literal["per_source", "per_partition"] = Field(
+        "per_source",
+        description="For a window step reading a topic another node of the topology writes: per_source "
+        "(the writer tags its outputs with each source partition's event time, and a partition's watermark "
+        "is the minimum over the writer's source partitions, so re-keying makes no on-time record late); "
+        "per_partition (the greatest event time read on the partition).",
+    )
 
 
 class TopologySpec(_Model):

@@ -1,0 +1,110 @@
+"""Watermarks across re-keying: a window's watermark as the minimum over the writer's sources.
+
+A node that re-keys (routes to a topic keyed by another field) writes each batch per input
+partition, so in each partition of its output the event time of records from different source
+partitions interleaves and steps backwards by as much as a batch spans. A window reading that
+topic with the greatest time seen as its watermark would call on-time records late.
+
+So (Flink's rule, our own code): when a window step reads a topic that a node of the same
+topology writes (and the reading node has ``watermarks: per_source``, the default), the writer
+puts ``so.wm: <node>/<source partition>/<event time>`` on every record it writes there, the
+greatest event time (the window's ``time_field``) of that source partition it has seen, this
+record included; and at the end of each batch it writes one watermark record per partition of
+the topic for every source partition of the batch (no key, no value, ``so.wm`` and
+``so.wm.only``), so a source partition whose records all went elsewhere still moves every
+reader. Readers skip watermark records before any step (never a DLQ, not counted as input).
+
+The reader keeps per partition, in the window's state (same changelog, same batch), the
+greatest time heard from each source and when it was heard; its watermark is the minimum over
+the sources heard from within ``idle_timeout`` (a source the worker has not heard from for that
+long, by its clock, is left out; all of them silent: the watermark stays), and never moves back.
+Every source partition of each writer's input (the topology's partition counts) is expected from
+the start, so a source not heard from yet holds windows open until ``idle_timeout``. A record
+without ``so.wm`` (written by a producer outside the topology) counts as the source ``-`` with
+its own time. After a restart the idle clock starts again at the take-over, so a reader with a
+backlog does not leave out sources whose records are still in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from stream_orch.reliability.headers import WATERMARK, WATERMARK_ONLY
+
+if TYPE_CHECKING:
+    from stream_orch.topology.models import TopologySpec
+
+__all__ = ["WATERMARK", "WATERMARK_ONLY", "Sources", "expected_sources", "header", "read", "watched_topics"]
+
+OUTSIDE = "-"  # the source of records without so.wm
+
+Sources = dict[str, list[int]]  # source -> [greatest event time, last heard (worker clock, ms)]
+
+
+def watched_topics(spec: TopologySpec) -> dict[str, str]:
+    """Topic -> the event-time field of the window step that reads it, for every topic a node with
+    ``watermarks: per_source`` reads with a window step (its writers tag what they write there)."""
+    from stream_orch.topology.models import WindowStep
+
+    out: dict[str, str] = {}
+    for node in spec.nodes.values():
+        if node.watermarks != "per_source":
+            continue
+        window = next((s for s in node.steps if isinstance(s, WindowStep)), None)
+        if window is not None:
+            out.setdefault(node.input, window.time_field)
+    return out
+
+
+def expected_sources(spec: TopologySpec, node_name: str) -> frozenset[str]:
+    """The sources a per_source window of ``node_name`` waits for: one per partition of the input
+    of every other node that routes to its input (empty: no node of the topology writes it)."""
+    node = spec.nodes[node_name]
+    if node.watermarks != "per_source":
+        return frozenset()
+    out = set()
+    for name, writer in spec.nodes.items():
+        if name == node_name:
+            continue
+        if any(t.topic == node.input for route in writer.routes for t in route.targets()):
+            out.update(source(name, p) for p in range(spec.topics[writer.input].partitions))
+    return frozenset(out)
+
+
+def source(node: str, partition: int) -> str:
+    return f"{node}/{partition}"
+
+
+def header(node: str, partition: int, watermark: int) -> tuple[str, bytes]:
+    return WATERMARK, f"{node}/{partition}/{watermark}".encode()
+
+
+def read(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int] | None:
+    """(source, watermark) from a record's ``so.wm``; None without one or when it is malformed
+    (headers are record data: a bad one is treated as absent)."""
+    if not headers:
+        return None
+    for name, value in headers:
+        if name == WATERMARK and value:
+            src, _, mark = value.decode("utf-8", "replace").rpartition("/")
+            if src and mark.isascii() and mark.isdigit() and len(mark) <= 18:
+                return src, int(mark)
+    return None
+
+
+def is_watermark_record(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    return any(name == WATERMARK_ONLY for name, _ in headers or ())
+
+
+def minimum(sources: Sources, now: int, since: int, idle_ms: int) -> int | None:
+    """The least time over the sources heard from within ``idle_ms`` of ``now`` (``since``: when
+    this worker took the partition over, before which nothing counts as silence); None when all
+    are silent."""
+    least: int | None = None
+    for mark, heard in sources.values():
+        if now - max(heard, since) > idle_ms:
+            continue
+        if least is None or mark < least:
+            least = mark
+    return least
