@@ -85,6 +85,8 @@ def render(
         return run_env[topics[name]] if name in topics else f"{prefix}.{name}"
 
     data["topology"] = prefix
+    # the copy is written elsewhere: model files (and python modules) are found in the original's folder
+    data["python_paths"] = [str(topology.parent.resolve()), *data.get("python_paths", [])]
     if processing is not None:
         data["processing"] = processing
     data["topics"] = {new(name): t for name, t in data["topics"].items()}
