@@ -110,7 +110,8 @@ class ModelStepImpl:
             return events
         n = len(self._getters)
         try:
-            x = np.array(flat, dtype=np.float32).reshape(len(events), n)
+            with np.errstate(over="ignore"):  # a number beyond float32 becomes inf: rejected below
+                x = np.array(flat, dtype=np.float32).reshape(len(events), n)
         except OverflowError:  # an int beyond float range: found per row below
             x = np.array([float(v) if abs(v) < 1e39 else np.inf for v in flat], dtype=np.float32)
             x = x.reshape(len(events), n)
