@@ -241,3 +241,60 @@ async def test_lineage_names_the_model_its_version_and_its_file_hash(tmp_path: P
 def test_the_model_runs_on_one_thread(tmp_path: Path) -> None:
     options = step_of(with_fraud_model(tmp_path)).model.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+
+
+def test_a_worker_path_scores_dead_letters_and_tags_outputs_with_the_model(tmp_path: Path) -> None:
+    from stream_orch.testing import TopologyTestDriver
+
+    path = with_fraud_model(tmp_path)
+    with TopologyTestDriver(path, schemas=REPO / "schemas", start_ms=0) as driver:
+        rows = fraud_rows(3)
+        driver.pipe_many("in", [rows[0], {**rows[1], "foreign": "yes"}, rows[2]])
+        out = driver.read("out")
+        dead = driver.dead_letters()
+    assert [r.value["amount_ratio"] for r in out] == [rows[0]["amount_ratio"], rows[2]["amount_ratio"]]
+    assert all(0 <= r.value["p"] <= 1 for r in out)
+    digest = hashlib.sha256(FRAUD_MODEL.read_bytes()).hexdigest()[:12]
+    for record in out:
+        assert record.headers["so.model.name"] == "fraud" and record.headers["so.model.version"] == "1"
+        assert record.headers["so.model.sha256"] == digest and record.headers["so.node"] == "work"
+    [letter] = dead
+    assert letter.headers["so.error.reason"] == "model_input: foreign is not a number (got 'yes')"
+    assert "so.model.name" not in letter.headers
+
+
+def test_the_observer_puts_model_timings_in_a_histogram() -> None:
+    from types import SimpleNamespace
+
+    from stream_orch.observability.health import HealthState
+    from stream_orch.observability.metrics import Metrics
+    from stream_orch.runtime.batch import BatchStats
+    from stream_orch.runtime.observer import NodeObserver
+
+    metrics = Metrics()
+    runner = SimpleNamespace(
+        name="work",
+        spec=SimpleNamespace(topology="scored"),
+        node=SimpleNamespace(input="in"),
+        local_tables=[],
+    )
+    stats = BatchStats(n_in=2000, timings=[("fraud", 0.002), ("fraud", 0.004)])
+    NodeObserver(metrics, HealthState()).batch_done(runner, stats)  # type: ignore[arg-type]
+    labels = {"topology": "scored", "node": "work", "model": "fraud"}
+    count = metrics.registry.get_sample_value("stream_orch_model_seconds_count", labels)
+    total = metrics.registry.get_sample_value("stream_orch_model_seconds_sum", labels)
+    assert count == 2 and total == pytest.approx(0.006)
+
+
+def test_the_benchmark_variant_without_the_model_drops_the_step_and_its_rule() -> None:
+    from benchmarks.model_step import without_model
+
+    shipped = load_topology(REPO / "topologies" / "fraud_detection.yaml").spec
+    plain = without_model(shipped)
+    kinds = [s.step for s in plain.nodes["score_transactions"].steps]
+    assert "model" in [s.step for s in shipped.nodes["score_transactions"].steps] and "model" not in kinds
+    [score] = [s for s in plain.nodes["score_transactions"].steps if s.step == "score"]
+    [shipped_score] = [s for s in shipped.nodes["score_transactions"].steps if s.step == "score"]
+    assert [r.name for r in score.rules] == [
+        r.name for r in shipped_score.rules if r.name != "model_high_probability"
+    ]
