@@ -26,14 +26,23 @@ def model_fields(
 
 
 def model_problems(loaded: LoadedTopology) -> list[Problem]:
-    """``validate``'s checks of every model step's file (loaded, never run)."""
+    """``validate``'s checks of every model step's file (loaded, never run). Steps alike (a node
+    repeated per region) are checked once: what is wrong with one is wrong with all."""
     problems = []
+    checked: dict[str, str | None] = {}
     for name, node in loaded.spec.nodes.items():
         for i, step in enumerate(node.steps):
             if isinstance(step, ModelStep):
-                try:
-                    load_model(loaded.spec, step)
-                except ModelFileError as exc:
+                same = step.model_dump_json(exclude={"name", "version"})
+                if same not in checked:
+                    try:
+                        load_model(loaded.spec, step)
+                        checked[same] = None
+                    except ModelFileError as exc:
+                        checked[same] = str(exc)
+                reason = checked[same]
+                if reason is not None:
                     where = ("nodes", name, "steps", i, "file")
-                    problems.append(loaded.problem(where, f"node `{name}`, step model: {exc}", MODEL_HINT))
+                    message = f"node `{name}`, step model: {reason}"
+                    problems.append(loaded.problem(where, message, MODEL_HINT))
     return problems

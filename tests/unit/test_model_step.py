@@ -298,3 +298,14 @@ def test_the_benchmark_variant_without_the_model_drops_the_step_and_its_rule() -
     assert [r.name for r in score.rules] == [
         r.name for r in shipped_score.rules if r.name != "model_high_probability"
     ]
+
+
+def test_every_step_with_a_bad_model_is_reported_even_when_checked_once(tmp_path: Path) -> None:
+    columns_model(tmp_path / "m.onnx", ["a", "b"])
+    text = topology(tmp_path, "m.onnx", "[a, c]").read_text()
+    second = text.split("nodes:\n")[1].replace("  work:", "  again:")
+    path = tmp_path / "two.yaml"
+    path.write_text(text + second)
+    problems = [p for p in errors(lint(load_topology(path), REPO / "schemas")) if "step model" in p.message]
+    assert [p.line for p in problems] == [10, 21]
+    assert all("no model input named `c`" in p.message for p in problems)
