@@ -47,8 +47,10 @@ from stream_orch.runtime.output import Outbox, PartitionMap, merged
 from stream_orch.runtime.routing import Router
 from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.tables import LocalTable
+from stream_orch.steps.base import LineageStep
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.loader import load_topology
+from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, retry_topic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,9 +101,10 @@ def fetched(
 class Node:
     """A node's pieces as ``NodeRunner`` builds them, with fresh tables."""
 
-    def __init__(self, name: str, profiles: dict[str, Any]) -> None:
+    def __init__(self, name: str, profiles: dict[str, Any], spec: TopologySpec | None = None) -> None:
+        """``spec``: the topology to run instead of the file's (a variant of it, same node)."""
         path, node_name = TOPOLOGIES[name]
-        spec = load_topology(path).spec
+        spec = spec if spec is not None else load_topology(path).spec
         schemas = SchemaRegistry(DEFAULT_SCHEMA_DIR)
         node = spec.nodes[node_name]
         self.input = node.input
@@ -123,7 +126,8 @@ class Node:
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
-        self.router = Router(spec, node_name, schemas)
+        lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
+        self.router = Router(spec, node_name, schemas, lineage=lineage)
         self.failures = FailureRouter(spec, node_name)
         self.tier_of = {node.input: 0}
         for n in range(1, len(self.failures.delays) + 1):
@@ -139,10 +143,13 @@ class Node:
 
 
 async def one_pass(
-    name: str, profiles: dict[str, Any], batches: list[dict[TopicPartition, list[Any]]]
+    name: str,
+    profiles: dict[str, Any],
+    batches: list[dict[TopicPartition, list[Any]]],
+    spec: TopologySpec | None = None,
 ) -> tuple[dict[str, int], int]:
     """CPU ns per stage over the whole data set with fresh state, and the output records."""
-    node = Node(name, profiles)
+    node = Node(name, profiles, spec)
     spent: dict[str, int] = defaultdict(int)
     producer = _Producer()
     outputs = 0
@@ -196,10 +203,12 @@ async def one_pass(
     return spent, outputs
 
 
-def measure(name: str, n: int, repeat: int) -> tuple[dict[str, float], int]:
+def measure(
+    name: str, n: int, repeat: int, spec: TopologySpec | None = None
+) -> tuple[dict[str, float], int]:
     data = make_dataset(n)
     profiles = {c["customer_id"]: c for c in data.customers}
-    node = Node(name, profiles)
+    node = Node(name, profiles, spec)
     batches = fetched(data.transactions, node.input, node.batch_size)
     # The data set is not part of a worker's heap: keep it out of the collector's generations,
     # or every collection would walk it and charge whichever stage happened to allocate.
@@ -208,7 +217,7 @@ def measure(name: str, n: int, repeat: int) -> tuple[dict[str, float], int]:
     best: dict[str, int] = {}
     outputs = 0
     for _ in range(repeat):
-        spent, outputs = asyncio.run(one_pass(name, profiles, batches))
+        spent, outputs = asyncio.run(one_pass(name, profiles, batches, spec))
         for stage, ns in spent.items():
             best[stage] = min(best.get(stage, ns), ns)
     gc.unfreeze()

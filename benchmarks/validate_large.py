@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def _dump(data: dict[str, Any], path: Path) -> int:
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
     yaml.width = 200
+    yaml.sort_base_mapping_type_on_output = False  # a model step's `inputs` are in the model's order
     with path.open("w", encoding="utf-8") as out:
         yaml.dump(data, out)
     return path.stat().st_size
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = False
     with tempfile.TemporaryDirectory(prefix="validate-large-") as tmp:
+        shutil.copytree(REFERENCE.parent / "models", Path(tmp) / "models")  # the model steps' file
         for name in args.only or list(SHAPES):
             path = Path(tmp) / f"{name}.yaml"
             size = _grow(path, args.kb * 1000, SHAPES[name])

@@ -82,8 +82,8 @@ def isolated_topology(
             errors["dlq"] = names[dlq]
         if retry_delays and errors.get("retry"):
             errors["retry"]["delays"] = list(retry_delays)
-    if any(s.get("step") == "python" for n in doc["nodes"].values() for s in n.get("steps") or []):
-        # the copy lives elsewhere: its python steps load from the original's folders
+    if any(s.get("step") in ("python", "model") for n in doc["nodes"].values() for s in n.get("steps") or []):
+        # the copy lives elsewhere: its python steps and model files load from the original's folders
         folders = [".", *(doc.get("python_paths") or [])]
         doc["python_paths"] = [str((src.parent / folder).resolve()) for folder in folders]
     path = out_dir / src.name

@@ -130,6 +130,16 @@ CONTENDERS: tuple[Contender, ...] = (
         ours=True,
     ),
     Contender(
+        "engine_fraud_rules",
+        "fraud",
+        # the at-least-once pair again, without the model step and its score rule: what it costs
+        engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO, models=False),
+        "engine_fraud without its model step (fraud.onnx) and the score rule reading it",
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO),
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
         "engine_fraud_eos",
         "fraud",
         engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=EOS),

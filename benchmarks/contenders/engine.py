@@ -72,9 +72,11 @@ def render(
     run_env: Mapping[str, str],
     processing: str | None = None,
     store: str | None = None,
+    models: bool = True,
 ) -> dict[str, Any]:
     """The topology as plain data, renamed for one run and with ``processing`` (and the ``store``
-    of tables written by steps) overridden when given (see the module docstring)."""
+    of tables written by steps) overridden when given (see the module docstring); without its
+    model steps when ``models`` is false (:func:`drop_models`)."""
     from stream_orch.topology.loader import load_topology
 
     spec = load_topology(topology, env={**os.environ, **run_env}).spec
@@ -85,6 +87,10 @@ def render(
         return run_env[topics[name]] if name in topics else f"{prefix}.{name}"
 
     data["topology"] = prefix
+    if not models:
+        drop_models(data)
+    # the copy is written elsewhere: model files (and python modules) are found in the original's folder
+    data["python_paths"] = [str(topology.parent.resolve()), *data.get("python_paths", [])]
     if processing is not None:
         data["processing"] = processing
     data["topics"] = {new(name): t for name, t in data["topics"].items()}
@@ -109,15 +115,33 @@ def render(
     return data
 
 
+def drop_models(data: dict[str, Any]) -> None:
+    """Take the ``model`` steps out of a topology given as plain data, and the score rules that read
+    their output: the same topology without its model term."""
+    for node in data["nodes"].values():
+        steps = node.get("steps", [])
+        outputs = [s["output"] for s in steps if s["step"] == "model"]
+        if not outputs:
+            continue
+        node["steps"] = [s for s in steps if s["step"] != "model"]
+        for step in node["steps"]:
+            if step["step"] == "score":
+                step["rules"] = [r for r in step["rules"] if not any(o in r["when"] for o in outputs)]
+
+
 def command(
-    topology: Path, topics: Mapping[str, str], processing: str | None = None, store: str | None = None
+    topology: Path,
+    topics: Mapping[str, str],
+    processing: str | None = None,
+    store: str | None = None,
+    models: bool = True,
 ) -> Callable[[dict[str, str], Path], list[str]]:
     """argv for one worker: render the per-run copy into its state dir, run it."""
 
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
         # JSON is YAML: no YAML writer needed, and the loader reads it like the original
-        data = render(topology, topics, run_env, processing, store)
+        data = render(topology, topics, run_env, processing, store, models)
         rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS)]
 

@@ -278,6 +278,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.model_seconds = Histogram(
+            p + "model_seconds",
+            "Time a model step takes for one batch: gathering the features, the model call, the results.",
+            ["topology", "node", "model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.node_restarts = Counter(
             p + "node_restarts_total",
             "Times a node started over from its committed offsets after a failed batch.",
@@ -368,6 +375,10 @@ class Metrics:
         observe_many(
             self.e2e_latency.labels(node), [max(0.0, acked_at_s - ts / 1000.0) for ts in timestamps_ms]
         )
+
+    def model_scored(self, topology: str, node: str, model: str, seconds: float) -> None:
+        """One model call on a batch (the model's name is the topology's: a bounded set)."""
+        self.model_seconds.labels(topology, node, model).observe(seconds)
 
     def node_restarted(self, node: str, n: int = 1) -> None:
         """``n`` 0 makes the series exist (at 0) for a node that never restarted, for alerting."""

@@ -20,6 +20,10 @@ SRC_TOPIC = "so.src.topic"
 SRC_PARTITION = "so.src.partition"
 SRC_OFFSET = "so.src.offset"
 PROCESSED_AT = "so.processed_at"
+# lineage of a node with a model step: the model's name, version and file hash (12 hex digits)
+MODEL_NAME = "so.model.name"
+MODEL_VERSION = "so.model.version"
+MODEL_SHA256 = "so.model.sha256"
 
 # errors, on dead letters and retries
 ERROR_REASON = "so.error.reason"

@@ -35,6 +35,7 @@ class BatchStats:
     errors: Counter[str] = field(default_factory=Counter)  # error class -> n
     timestamps_ms: list[int] = field(default_factory=list)
     processing_s: float = 0.0  # decode, steps and routing: the node's own work
+    timings: list[tuple[str, float]] = field(default_factory=list)  # (model, seconds) per model call
 
 
 class NodeContext:

@@ -60,6 +60,8 @@ class NodeObserver(NullObserver):
             m.retried(node, tier, n)
         for reason, n in stats.dead_lettered.items():
             m.dead_letter(node, reason, n)
+        for model, seconds in stats.timings:
+            m.model_scored(runner.spec.topology, node, model, seconds)
         for table in runner.local_tables:  # sizes change with every batch, not only on rebalance
             m.table_size(node, table.name, len(table))
         self.health.progress(node)

@@ -18,7 +18,7 @@ from stream_orch.runtime.batch import BatchStats, Failure, NodeContext, decode_r
 from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
-from stream_orch.steps.base import Event, ExpiringStep, Step, Table, UndoingStep
+from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table, TimedStep, UndoingStep
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.naming import retry_topic
@@ -45,7 +45,9 @@ class NodePipeline:
         self.event_time_steps = {i for i, s in enumerate(node.steps) if isinstance(s, WindowStep | JoinStep)}
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
-        self.router = Router(spec, node_name, schemas)
+        self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
+        lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
+        self.router = Router(spec, node_name, schemas, lineage=lineage)
         self.failures = FailureRouter(spec, node_name, tracebacks=dlq_tracebacks)
         # the topics the node reads, with the retry tier each one is (0: the input)
         self.tier_of: dict[str, int] = {node.input: 0}
@@ -69,6 +71,8 @@ class NodePipeline:
         ctx.reset()
         events, offsets = decode_records(batches, self.tier_of, self.decoders, ctx, stats)
         events = await (self._run_joined(events) if self.enters_at else self.run_steps(events, 0))
+        for step in self.timed:
+            stats.timings.extend(step.drain_timings())
         self.router.route(events, outbox, ctx, stats, now)
         self.failures.route(ctx.failures, outbox, stats, now)
         self.undo(ctx.failures)  # before the changelog is drained

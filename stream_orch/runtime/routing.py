@@ -84,7 +84,15 @@ def _plan(targets: list[Target]) -> Plan:
 class Router:
     """Routes with `when` are exclusive (the first match wins); routes without it always fire."""
 
-    def __init__(self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> None:
+    def __init__(
+        self,
+        spec: TopologySpec,
+        node_name: str,
+        schemas: SchemaRegistry,
+        *,
+        lineage: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """``lineage``: more constant headers of every output (a model step's name, version, hash)."""
         always, when, otherwise = _compile(spec, node_name, schemas)
         self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
@@ -102,8 +110,9 @@ class Router:
             (H.TOPOLOGY, spec.topology.encode()),
             (H.VERSION, spec.version.encode()),
             (H.NODE, node_name.encode()),
+            *(lineage or ()),
         ]
-        # source topic -> source partition -> the first five lineage headers, which only the
+        # source topic -> source partition -> the lineage headers up to so.src.partition, which only the
         # offset and the batch's processed_at follow
         self._prefixes: dict[str, dict[int, list[tuple[str, bytes]]]] = {}
 

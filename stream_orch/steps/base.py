@@ -110,3 +110,19 @@ class UndoingStep(Protocol):
     is written, with no events when the batch is abandoned."""
 
     def release(self, failed: list[Event]) -> int: ...
+
+
+@runtime_checkable
+class LineageStep(Protocol):
+    """A step whose identity belongs in the lineage of every output of its node (a model step:
+    the model's name, version and file hash); the router adds ``lineage_headers`` to them."""
+
+    lineage_headers: list[tuple[str, bytes]]
+
+
+@runtime_checkable
+class TimedStep(Protocol):
+    """A step that times a costly part of its work (a model call); the pipeline collects
+    ``(what, seconds)`` once per batch into the batch's stats, for a histogram."""
+
+    def drain_timings(self) -> list[tuple[str, float]]: ...

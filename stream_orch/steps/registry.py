@@ -20,6 +20,7 @@ from stream_orch.steps.enrich import EnrichStepImpl
 from stream_orch.steps.filter import FilterStepImpl
 from stream_orch.steps.join import JoinStepImpl
 from stream_orch.steps.mask import MaskStepImpl
+from stream_orch.steps.model import ModelStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
 from stream_orch.steps.score import ScoreStepImpl
@@ -33,6 +34,7 @@ from stream_orch.topology.models import (
     FilterStep,
     JoinStep,
     MaskStep,
+    ModelStep,
     NormalizeStep,
     PythonStep,
     ScoreStep,
@@ -61,6 +63,7 @@ BUILDERS: dict[type, Callable[[Any, StepBuild], Step]] = {
     ScoreStep: ScoreStepImpl.from_spec,
     MaskStep: MaskStepImpl.from_spec,
     PythonStep: PythonStepImpl.from_spec,
+    ModelStep: ModelStepImpl.from_spec,
 }
 
 

@@ -79,8 +79,12 @@ def generate_fraud(
     customers_topic: str = "customers",
     transactions_topic: str = "transactions",
     shares: Shares = Shares(),
+    labels: dict[str, str] | None = None,
 ) -> tuple[list[Record], Plan]:
-    """Profiles first (except late ones), then transactions in event-time order."""
+    """Profiles first (except late ones), then transactions in event-time order.
+
+    ``labels``, when given, receives each valid transaction's pattern by txn_id (``normal``,
+    ``burst``, ``large_amount``, ``foreign_country``): the ground truth a model is trained on."""
     rng = random.Random(seed)
     if start_ms is None:  # event time starts now, so runs on one broker do not overlap
         start_ms = int(time.time() * 1000)
@@ -157,6 +161,8 @@ def generate_fraud(
             plan.patterns[pattern_used] += 1
             if not invalid:
                 emitted_ids.append((txn["txn_id"], key, value))  # type: ignore[arg-type]
+                if labels is not None:
+                    labels[str(txn["txn_id"])] = pattern
             if not invalid and i in late_pending and not late_pending[i]:
                 late_pending[i] = True
             if rng.random() < shares.duplicate and emitted_ids and plan.transactions < transactions:

@@ -48,6 +48,7 @@ _SECTIONS: dict[str, str] = {
     "Logistic": "score logistic term",
     "MaskStep": "step: mask",
     "PythonStep": "step: python",
+    "ModelStep": "step: model",
     "RouteSpec": "routes[]",
     "RouteTarget": "route target",
     "ErrorPolicy": "errors",

@@ -15,6 +15,7 @@ from typing import Any
 from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_domain import DomainChecks
+from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.lint_windows import join_bound_fields, window_fields
 from stream_orch.topology.loader import (
@@ -35,6 +36,7 @@ from stream_orch.topology.models import (
     FilterStep,
     JoinStep,
     MaskStep,
+    ModelStep,
     NodeSpec,
     NormalizeStep,
     PythonStep,
@@ -111,7 +113,7 @@ class _Linter(OutputChecks):
                         suggest(topic.schema_, self._schema_names(), "schemas"),
                     )
         self._tables()
-        self.problems += python_problems(self.loaded)
+        self.problems += python_problems(self.loaded) + model_problems(self.loaded)
         for name, node in self.spec.nodes.items():
             self._node(name, node)
         self._cycles()
@@ -320,6 +322,8 @@ class _Linter(OutputChecks):
                 if how == "drop" and avail is not None:
                     avail = avail - {field}
             return avail
+        if isinstance(step, ModelStep):
+            return model_fields(self, path, step, avail, where)
         if isinstance(step, PythonStep):
             return None  # user code (its module is checked by python_problems): fields unknown after it
         return avail  # pragma: no cover - every step kind is handled above

@@ -23,6 +23,7 @@ from stream_orch.topology.models import (
     FilterStep,
     JoinStep,
     MaskStep,
+    ModelStep,
     NodeSpec,
     NormalizeStep,
     PythonStep,
@@ -128,6 +129,8 @@ class DomainChecks:
             for k, rule in enumerate(step.rules):
                 self._compared((*path, "rules", k, "when"), rule.when, fields, f"{where}, rule {rule.name}")
             return {**fields, step.as_: None, step.reasons: None} if fields is not None else None
+        if isinstance(step, ModelStep):
+            return {**fields, step.output: None} if fields is not None else None
         if isinstance(step, MaskStep):
             if fields is None:
                 return None

@@ -6,6 +6,7 @@ Expected values are worked out by hand from the rules, not computed by the code 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 MASK_KEY = "test-mask-key"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MODEL = REPO / "topologies" / "models" / "fraud.onnx"
 
 
 def txn(
@@ -271,6 +273,11 @@ async def test_rules_a_to_i(fraud) -> None:
         assert h["so.src.topic"] == t["transactions"]
         assert int(h["so.src.partition"]) >= 0 and int(h["so.src.offset"]) >= 0
         assert int(h["so.processed_at"]) > T0
+        # the model step's lineage: its name, the file's version and the first 12 hex of its SHA-256
+        assert (h["so.model.name"], h["so.model.version"]) == ("fraud", "1")
+        assert h["so.model.sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()[:12]
+    # g1. the model's probability, a float in [0, 1], on every enriched record
+    assert all(0.0 <= r["fraud_probability"] <= 1.0 for rs in enriched.values() for r in rs)
 
     assert worker.terminate() == 0
 

@@ -206,6 +206,7 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "quix_fraud",
         "engine_fraud",
         "engine_fraud_memory",
+        "engine_fraud_rules",
         "engine_fraud_eos",
         "engine_forward",
         "quix_window",

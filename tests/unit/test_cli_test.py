@@ -4,6 +4,7 @@ file:line."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,10 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
 def test_fraud_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, FRAUD, CASES)
     assert code == 0, out + err
-    assert out.count("PASS") == 9 and "FAIL" not in out
-    for rule in "abcdefghi":
+    assert out.count("PASS") == 10 and "FAIL" not in out
+    for rule in "abcdefghij":
         assert f"PASS    {rule}. " in out
-    assert out.rstrip().endswith("9 cases: 9 passed, 0 failed")
+    assert out.rstrip().endswith("10 cases: 10 passed, 0 failed")
 
 
 def test_a_changed_score_weight_fails_with_a_readable_diff(
@@ -38,11 +39,13 @@ def test_a_changed_score_weight_fails_with_a_readable_diff(
     text = FRAUD.read_text(encoding="utf-8")
     assert rule in text
     changed = tmp_path / "fraud_detection.yaml"
+    shutil.copytree(FRAUD.parent / "models", tmp_path / "models")  # the copy's model file
     changed.write_text(text.replace(rule, rule.replace("0.2}", "0.3}")), encoding="utf-8")
     code, out, err = run(capsys, changed, CASES)
     assert code == 1, out + err
     assert "PASS    a. " in out and "FAIL    g. " in out and "FAIL    h. " in out
-    assert out.rstrip().endswith("9 cases: 7 passed, 2 failed")
+    assert "FAIL    j. " in out  # its k-below has the foreign rule only
+    assert out.rstrip().endswith("10 cases: 7 passed, 3 failed")
     # the case, where it is written, and per record the field with both values
     assert f"FAIL g. score is the sum of the rules that fire, capped at 1 ({CASES}:" in out
     lines = CASES.read_text(encoding="utf-8").splitlines()

@@ -31,6 +31,7 @@ def enriched(**fields):
         email="ab" * 32,
         amount_eur=120.0,
         velocity_60s=1,
+        fraud_probability=0.01,
         score=0.0,
         reasons=[],
     )

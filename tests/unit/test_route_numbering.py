@@ -3,6 +3,7 @@ as such, not as implied (issue 12, item 5)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from stream_orch.topology.graph import build_graph, route_label, to_dot, to_mermaid
@@ -28,6 +29,7 @@ def test_the_metric_label_graph_and_lint_give_a_route_the_same_number(tmp_path: 
     edges = {e.label for e in build_graph(FRAUD).edges if e.kind == "route"}
     assert edges == {"route 1", "route 2: score >= 0.8", "route 3: score >= 0.5", "route 4: otherwise"}
     broken = tmp_path / "t.yaml"
+    shutil.copytree(REPO / "topologies" / "models", tmp_path / "models")  # the copy's model file
     broken.write_text((REPO / "topologies" / "fraud_detection.yaml").read_text().replace(
         "when: score >= 0.5", "when: scor >= 0.5"))  # fmt: skip
     (problem,) = lint(load_topology(broken), REPO / "schemas")

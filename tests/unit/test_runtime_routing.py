@@ -44,6 +44,7 @@ def scored(score: float, **extra: Any) -> dict[str, Any]:
         "email": "ab" * 32,
         "amount_eur": 110.86,
         "velocity_60s": 1,
+        "fraud_probability": 0.01,
         "score": score,
         "reasons": ["foreign_country"] if score else [],
         **extra,
