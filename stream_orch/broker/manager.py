@@ -22,7 +22,9 @@ from stream_orch.broker.tools import require
 from stream_orch.errors import UserError
 
 HOST = "127.0.0.1"
-HEAP_MB = 512
+# 512 MB ran out (OutOfMemoryError, 2026-12-04) on a local broker holding ~13k partitions left by
+# interrupted test runs and six parallel test sessions; 1 GB is small beside a laptop's memory.
+HEAP_MB = 1024
 
 
 def new_cluster_id() -> str:
