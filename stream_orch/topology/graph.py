@@ -25,6 +25,7 @@ from stream_orch.topology.models import (
     TopologySpec,
     WindowStep,
 )
+from stream_orch.topology.repartition import expand
 
 __all__ = [
     "Edge",
@@ -89,7 +90,9 @@ def _edge_label(index: int, route: RouteSpec) -> str:
 
 
 def build_graph(spec: TopologySpec) -> FlowGraph:
-    """Every topic, node and table of ``spec`` with the edges between them."""
+    """Every topic, node and table of ``spec`` with the edges between them (a node with
+    `repartition` steps drawn as its parts, with the internal topics between them)."""
+    spec = expand(spec)
     graph = FlowGraph(name=spec.topology, topics=dict.fromkeys(spec.topics, True))
     graph.tables = list(spec.tables)
 

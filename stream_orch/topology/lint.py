@@ -16,6 +16,7 @@ from stream_orch.expressions import CompiledExpression, ExpressionError, compile
 from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_outputs import OutputChecks
+from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
 from stream_orch.topology.lint_windows import join_bound_fields, window_fields
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
@@ -43,6 +44,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.naming import TOPIC_MAX, derived_topics
 from stream_orch.topology.python_modules import python_problems
 from stream_orch.topology.schema_fields import SchemaFields, suggest
@@ -85,7 +87,7 @@ def lint(loaded: LoadedTopology, schemas_dir: str | Path | None = None) -> list[
 class _Linter(OutputChecks):
     def __init__(self, loaded: LoadedTopology, schemas: SchemaFields) -> None:
         self.loaded = loaded
-        self.spec: TopologySpec = loaded.spec
+        self.spec: TopologySpec = with_internal_topics(loaded.spec)
         self.schemas = schemas
         self.problems: list[Problem] = []
         # a large topology repeats its expressions and outputs (a node per region, per tenant):
@@ -115,6 +117,7 @@ class _Linter(OutputChecks):
         for name, node in self.spec.nodes.items():
             self._node(name, node)
         self._cycles()
+        name_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
 
     def _schema_names(self) -> list[str]:
@@ -204,6 +207,9 @@ class _Linter(OutputChecks):
                 "warning",
             )
         for i, step in enumerate(node.steps):
+            if isinstance(step, RepartitionStep):  # the steps after it read the internal topic
+                node = after_step(self, self.spec.topology, name, node, i, avail)
+                continue
             avail = self._step(name, node, (*base, "steps", i), step, avail)
         self._routes(name, node, avail)
         if not node.routes:

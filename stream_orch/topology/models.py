@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_time import Aggregation, Bound, WindowFunction
 from stream_orch.topology.naming import Name, TopicName
 
@@ -437,7 +438,8 @@ StepSpec = Annotated[
     | ScoreStep
     | MaskStep
     | PythonStep
-    | JoinStep,
+    | JoinStep
+    | RepartitionStep,
     Field(discriminator="step"),
 ]
 
