@@ -453,7 +453,7 @@ class _Linter(OutputChecks):
         topic = self.spec.topics.get(node.input)
         if topic is None:
             return
-        hint = f"make table `{table_name}` global, or repartition the input by `{key}` first"
+        hint = f"make table `{table_name}` global, or put `{{step: repartition, by: {key}}}` before it"
         if topic.key and key != topic.key:
             self.add(
                 (*path, "key"),
