@@ -281,19 +281,8 @@ class WindowStepImpl:
     def _heard(self, part: ws.PartitionState, event: Event, t: int, now: int) -> None:
         """A record (or a watermark record: ``t`` -1) from its source: that source's time moves,
         and the partition's watermark with the minimum over the sources."""
-        found = sw.read(event.headers)
-        src, mark = found if found is not None else (sw.OUTSIDE, t)
-        if mark < 0:
-            return
-        have = part.sources.get(src)
-        if have is None:
-            part.sources[src] = [mark, now]
-        else:
-            have[1] = now
-            if mark <= have[0]:
-                return
-            have[0] = mark
-        self._settle(part, now)
+        if sw.hear(part.sources, event.headers, t, now):
+            self._settle(part, now)
 
     def _settle(self, part: ws.PartitionState, now: int) -> None:
         least = sw.minimum(part.sources, now, self._since.get(part.partition, now), self.idle_ms)
