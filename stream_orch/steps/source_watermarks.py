@@ -5,10 +5,11 @@ partition, so in each partition of its output the event time of records from dif
 partitions interleaves and steps backwards by as much as a batch spans. A window reading that
 topic with the greatest time seen as its watermark would call on-time records late.
 
-So (Flink's rule, our own code): when a window step reads a topic that a node of the same
-topology writes (and the reading node has ``watermarks: per_source``, the default), the writer
-puts ``so.wm: <node>/<source partition>/<event time>`` on every record it writes there, the
-greatest event time (the window's ``time_field``) of that source partition it has seen, this
+So (Flink's rule, our own code): when an event-time step (window, join, sliding aggregate) reads
+a topic that a node of the same topology writes (and the reading node has ``watermarks:
+per_source``, the default), the writer puts ``so.wm: <node>/<source partition>/<event time>`` on
+every record it writes there, the greatest event time (the step's ``time_field``) of that source
+partition it has seen, this
 record included; and at the end of each batch it writes one watermark record per partition of
 the topic for every source partition of the batch (no key, no value, ``so.wm`` and
 ``so.wm.only``), so a source partition whose records all went elsewhere still moves every

@@ -506,10 +506,10 @@ class NodeSpec(_Model):
     batch_size: int = Field(2000, ge=1, description="Most records processed per batch.")
     watermarks: Literal["per_source", "per_partition"] = Field(
         "per_source",
-        description="For a window step reading a topic another node of the topology writes: per_source "
-        "(the writer tags its outputs with each source partition's event time, and a partition's watermark "
-        "is the minimum over the writer's source partitions, so re-keying makes no on-time record late); "
-        "per_partition (the greatest event time read on the partition).",
+        description="For a window, join or sliding aggregate step reading a topic another node of the "
+        "topology writes: per_source (the writer tags its outputs with each source partition's event time, "
+        "and a partition's watermark is the minimum over the writer's source partitions, so re-keying makes "
+        "no on-time record late); per_partition (the greatest event time read on the partition).",
     )
 
 
