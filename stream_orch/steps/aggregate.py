@@ -9,7 +9,9 @@ records that entered, so it can be an empty window: count and sum 0, min/max/avg
 State: ``ctx.table(table)`` keeps, per ``str(record[key])`` (escaped by
 :mod:`~stream_orch.steps.table_keys`, so a key holding the chunks' separator is not a chunk of
 another key), a list of ``[ts, value]`` pairs
-(``value`` is null for ``count``), sorted by ``ts``, in records of bounded size
+(``value`` is null for ``count``; with ``aggregate``, the record's value for each result, and
+the results are the window step's functions folded over the entries:
+:class:`~stream_orch.steps.window_aggs.Aggregations`), sorted by ``ts``, in records of bounded size
 (:mod:`stream_orch.steps.windows`: one record, or chunks of 256 entries for a busy key); an
 entry is ``[ts, value, offset]`` when
 the event knows its source offset (``event.source_offset``: the input offset, kept through the
@@ -55,6 +57,7 @@ from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
 from stream_orch.steps.table_keys import record_key
+from stream_orch.steps.window_aggs import Aggregations
 from stream_orch.steps.windows import Window
 from stream_orch.topology.models import AggregateStep
 
@@ -93,6 +96,7 @@ def _over(function: str, pairs: list[list[Any]], lo: int, hi: int) -> Any:
 class AggregateStepImpl:
     @classmethod
     def from_spec(cls, spec: AggregateStep, build: StepBuild) -> AggregateStepImpl:
+        several = spec.aggregate is not None
         return cls(
             table=spec.table,
             key=spec.key,
@@ -100,7 +104,8 @@ class AggregateStepImpl:
             function=spec.function,
             field=spec.field,
             time_field=spec.time_field,
-            as_=spec.as_,
+            as_=spec.as_ or "",
+            aggregate=[(n, f, field) for n, (f, field) in spec.results().items()] if several else None,
             when=build.expression(spec.when, "when").fn if spec.when else None,
             name=build.name,
             sources=sw.expected_sources(build.topology, build.node),
@@ -115,7 +120,8 @@ class AggregateStepImpl:
         function: str = "count",
         field: str | None = None,
         time_field: str = "ts",
-        as_: str,
+        as_: str = "",
+        aggregate: list[tuple[str, str, str | None]] | None = None,
         grace_ms: int | None = None,
         when: Callable[[dict[str, Any]], Any] | None = None,
         name: str = "aggregate",
@@ -123,6 +129,11 @@ class AggregateStepImpl:
         idle_timeout_ms: int = sw.IDLE_DEFAULT_MS,
         clock: Callable[[], int] | None = None,
     ) -> None:
+        # several results (the window step's functions, computed over the sliding window's entries,
+        # whose value is then the list of the record's values, one per result): None, one result
+        self.several = Aggregations(aggregate, single=False) if aggregate else None
+        if not aggregate and not as_:
+            raise ValueError("an aggregate needs `as` or `aggregate`")
         if function not in ("count", "sum", "min", "max", "avg"):
             raise ValueError(f"unknown aggregate function {function!r}")
         if function != "count" and not field:
@@ -151,7 +162,8 @@ class AggregateStepImpl:
         key_field, time_field, value_field = self.key, self.time_field, self.field
         window, keep = self.window_ms, self.window_ms + self.grace_ms
         function, as_ = self.function, self.as_
-        is_count = function == "count"
+        several = self.several
+        is_count = function == "count" and several is None
         when = self.when
         watermarks = self.watermarks
         touched: dict[tuple[int, str], Window] = {}
@@ -187,11 +199,16 @@ class AggregateStepImpl:
                         win = touched[slot] = windows.load(table, key, event.partition)
                     pairs = win.entries
                     hi = bisect_right(pairs, t, key=_ts)
-                    record[as_] = _over(function, pairs, bisect_right(pairs, t - window, key=_ts, hi=hi), hi)
+                    self._result(record, pairs, bisect_right(pairs, t - window, key=_ts, hi=hi), hi)
                     append(event)
                     continue
             value = None
-            if not is_count:
+            if several is not None:
+                value = several.values(record, "aggregate")
+                if value.__class__ is str:
+                    ctx.reject(event, value)
+                    continue
+            elif not is_count:
                 value = record.get(value_field)
                 if value.__class__ is not int and value.__class__ is not float:
                     ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
@@ -217,7 +234,10 @@ class AggregateStepImpl:
                     win.changed_at(hi)
                     hi += 1
             lo = bisect_right(pairs, t - window, key=_ts, hi=hi)
-            record[as_] = hi - lo if is_count else _over(function, pairs, lo, hi)
+            if is_count:
+                record[as_] = hi - lo
+            else:
+                self._result(record, pairs, lo, hi)
             newest = pairs[-1][0]
             if per_source:  # no further than the sources' minimum: a lagging one's records still come
                 newest = min(newest, watermarks.get(partition, -1))
@@ -260,6 +280,13 @@ class AggregateStepImpl:
         if least is not None and least > self.watermarks.get(partition, -1):
             self.watermarks[partition] = least
 
+    def _result(self, record: dict[str, Any], pairs: list[list[Any]], lo: int, hi: int) -> None:
+        """The results over ``pairs[lo:hi]`` into the record."""
+        if self.several is None:
+            record[self.as_] = _over(self.function, pairs, lo, hi)
+        else:
+            record.update(self.several.over(pairs[lo:hi]))
+
     def release(self, failed: list[Event]) -> int:
         """Take the entries of ``failed`` events out of their windows; returns how many were found.
 
@@ -289,7 +316,10 @@ class AggregateStepImpl:
 
     def _entry_of(self, pairs: list[list[Any]], event: Event) -> int | None:
         t, offset = event.value[self.time_field], event.source_offset
-        value = None if self.function == "count" else event.value.get(self.field or "")
+        if self.several is not None:
+            value = self.several.values(event.value, "aggregate")
+        else:
+            value = None if self.function == "count" else event.value.get(self.field or "")
         i = bisect_right(pairs, t, key=_ts) - 1
         while i >= 0 and pairs[i][0] == t:
             pair = pairs[i]

@@ -292,19 +292,10 @@ class WindowStepImpl:
     def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
         """The record's value for each function of ``aggregate``; None: rejected (its field is
         missing, or not a number for sum/min/max/avg)."""
-        values: list[Any] = []
-        for function, field in zip(self.aggs.functions, self.aggs.fields, strict=True):
-            if field is None:
-                values.append(None)
-                continue
-            value = record.get(field)
-            if value is None:
-                ctx.reject(event, f"missing_field: {field} is required to window")
-                return None
-            if function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
-                ctx.reject(event, f"invalid_field: {field} must be a number (got {show(value)})")
-                return None
-            values.append(value)
+        values = self.aggs.values(record, "window")
+        if values.__class__ is str:
+            ctx.reject(event, values)
+            return None
         return values
 
     def _fixed(

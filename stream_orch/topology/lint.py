@@ -303,12 +303,11 @@ class _Linter(OutputChecks):
             if self._table_ref((*path, "table"), step.table):
                 self._copartitioned(node_name, node, path, step.table, step.key, "aggregate")
             self._field((*path, "key"), step.key, avail, where)
-            if step.field:
-                self._field((*path, "field"), step.field, avail, where)
+            window_fields(self, path, step, avail, where)
             self._field((*path, "time_field"), step.time_field, avail, where)
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
-            return avail | {step.as_} if avail is not None else None
+            return avail | set(step.results()) if avail is not None else None
         if isinstance(step, JoinStep):
             return self._join(node_name, node, path, step, avail)
         if isinstance(step, WindowStep):
