@@ -11,9 +11,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from step_harness import SCHEMAS
+from step_harness import SCHEMAS, FakeContext, MemoryTable
 
 from stream_orch.reliability import headers as H
+from stream_orch.steps.base import Event
+from stream_orch.steps.join import JoinStepImpl
 from stream_orch.testing import TopologyTestDriver
 from stream_orch.topology.models import TopologySpec
 
@@ -21,6 +23,49 @@ T0 = 1_700_000_040_000
 M = 60_000
 PARTS = 3
 BEFORE, AFTER = 10_000, 20_000
+
+
+# ---------------------------------------------------------------------------- the join step alone
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 5_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def side(topic: str, src: str | None, t: int, offset: int, mark: int | None = None) -> Event:
+    """A record of ``topic`` at ``t`` for order O1, from writer source ``src`` (its so.wm)."""
+    headers = [] if src is None else [(H.WATERMARK, f"{src}/{t if mark is None else mark}".encode())]
+    value = {"order": "O1", "ts": t, "amount": offset}
+    return Event(value, b"O1", b"{}", headers, topic, 0, offset, t, 0, topic, 0, offset)
+
+
+def join_step(clock: Clock) -> JoinStepImpl:
+    return JoinStepImpl(
+        topic="orders", table="w", key="order", after_ms=10_000, how="left", fields=["amount"],
+        sources=(frozenset({"a/0", "a/1"}), frozenset()), clock=clock,
+    )  # fmt: skip
+
+
+async def test_a_lagging_source_keeps_its_records_on_time_across_a_restart_until_idle() -> None:
+    clock, tables = Clock(), {"w": MemoryTable("w")}
+    step, ctx = join_step(clock), FakeContext(tables)
+    assert await step.run([side("scans", "a/0", T0 + 100_000, 1)], ctx) == []  # a/1 not heard yet
+    # the order at 5 s still waits: the scans' time is the minimum, and a/1 has said nothing
+    assert await step.run([side("orders", None, T0 + 5_000, 2)], ctx) == []
+    # a new worker (the sources are in the table): a/1's scan at 4 s is on time and matches
+    step, ctx = join_step(clock), FakeContext(tables)
+    out = await step.run([side("scans", "a/1", T0 + 4_000, 3)], ctx)
+    assert [(e.value["amount"], e.value["join_status"]) for e in out] == [(2, "matched")]
+    assert ctx.dropped == []
+    # a/1 falls silent: after the idle timeout only a/0 counts, and a scan behind it is late
+    clock.ms += 60_001
+    await step.run([side("scans", "a/0", T0 + 101_000, 4)], ctx)
+    await step.run([side("scans", "a/0", T0 + 20_000, 5, mark=T0 + 101_000)], ctx)
+    assert [why for _, why in ctx.dropped] == ["join_buffered", "late_event"]
 
 
 def join_topology(watermarks: str, rekeyed_right: bool) -> TopologySpec:
