@@ -19,7 +19,7 @@ from stream_orch.topology.models import ErrorPolicy, NodeSpec, RouteSpec, TopicS
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.naming import after_repartition, dlq_topic, repartition_topic
 
-__all__ = ["expand", "node_parts"]
+__all__ = ["expand", "node_parts", "repartition_labels"]
 
 
 def expand(spec: TopologySpec) -> TopologySpec:
@@ -70,3 +70,13 @@ def node_parts(spec: TopologySpec, name: str) -> list[str]:
     node = spec.nodes.get(name)
     cuts = sum(isinstance(s, RepartitionStep) for s in node.steps) if node is not None else 0
     return [name, *(after_repartition(name, part) for part in range(1, cuts + 1))]
+
+
+def repartition_labels(spec: TopologySpec) -> dict[str, str]:
+    """Internal topic -> ``repartition by <field>``, for drawings of the expanded topology."""
+    out = {}
+    for name, node in spec.nodes.items():
+        steps = [s for s in node.steps if isinstance(s, RepartitionStep)]
+        for part, step in enumerate(steps, start=1):
+            out[repartition_topic(spec.topology, name, part)] = f"repartition by {step.by}"
+    return out

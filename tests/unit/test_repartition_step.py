@@ -105,8 +105,23 @@ def test_a_topology_without_repartition_is_left_as_it_is() -> None:
 
 
 def test_the_graph_draws_the_internal_topic_between_the_two_parts() -> None:
-    text = to_mermaid(build_graph(spec()))
-    assert INTERNAL in text and AFTER in text
+    graph = build_graph(spec())
+    edges = {(e.src, e.dst, e.kind, e.label) for e in graph.edges}
+    assert ("node:per_hub", f"topic:{INTERNAL}", "route", "repartition by hub") in edges
+    assert (f"topic:{INTERNAL}", f"node:{AFTER}", "input", "") in edges
+    assert INTERNAL in to_mermaid(graph)
+
+
+def test_two_repartitions_make_three_parts() -> None:
+    d = doc()
+    steps = d["nodes"]["per_hub"]["steps"]
+    steps.insert(0, {"step": "repartition", "by": "id", "partitions": 2})
+    expanded = expand(TopologySpec.model_validate(d))
+    assert list(expanded.nodes) == ["per_hub", AFTER, f"{AFTER}_2"]
+    assert [n.input for n in expanded.nodes.values()] == ["scans", INTERNAL, f"{INTERNAL}_2"]
+    assert expanded.topics[INTERNAL].partitions == 2 and expanded.topics[f"{INTERNAL}_2"].partitions == 2
+    assert [len(n.steps) for n in expanded.nodes.values()] == [0, 1, 1]
+    assert node_parts(TopologySpec.model_validate(d), "per_hub") == list(expanded.nodes)
 
 
 # ---------------------------------------------------------------------------- lint
