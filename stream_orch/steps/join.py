@@ -255,6 +255,7 @@ class JoinStepImpl:
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
         heard = _Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
             record = event.value
@@ -273,7 +274,10 @@ class JoinStepImpl:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
             if ticks:
                 mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
-            marks[slot] = heard.moved(slot, mark, event, t)
+            if per_source:
+                marks[slot] = heard.moved(slot, mark, event, t)
+            else:
+                marks[slot] = t if t > mark else mark
             bounds = (self.before, self.after)
             if self.per_record and not right:
                 found = self._bounds(record, t)
