@@ -102,6 +102,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.reliability.destinations import topology_origins
     from stream_orch.reliability.replay import replay
     from stream_orch.topology.loader import load_topology
+    from stream_orch.topology.repartition import expand
 
     if not args.to or args.to.strip() != args.to:
         raise UserError(f"--to: not a topic name: {args.to!r}")
@@ -111,7 +112,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--topology: only for --to original (--to TOPIC names the target itself)")
     origins = None
     if args.topology is not None:
-        origins = topology_origins(load_topology(args.topology).spec, args.topic)
+        origins = topology_origins(expand(load_topology(args.topology).spec), args.topic)
     out = sys.stderr if args.dry_run else sys.stdout  # with --dry-run, stdout has the records
 
     def announce(line: str) -> None:

@@ -37,6 +37,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.runtime.worker import Worker
     from stream_orch.topology.lint import has_errors, lint
     from stream_orch.topology.loader import find_schemas_dir, load_topology
+    from stream_orch.topology.repartition import expand
 
     setup_logging(settings.log_level, settings.log_json)
     loaded = load_topology(args.file)
@@ -47,8 +48,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(problem, file=sys.stderr)
         return 1
     schemas = SchemaRegistry(schema_dir)
+    runnable = expand(loaded.spec).nodes  # a node, or one part of a node split at a `repartition`
     for node in args.node or []:
-        if node not in loaded.spec.nodes:
-            raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(loaded.spec.nodes)})")
+        if node not in runnable:
+            raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
     worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
     return await worker.run()

@@ -20,7 +20,7 @@ from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
 from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table, TimedStep, UndoingStep
 from stream_orch.steps.registry import build_step
-from stream_orch.topology.models import JoinStep, TopologySpec, WindowStep
+from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.naming import retry_topic
 
 
@@ -41,8 +41,11 @@ class NodePipeline:
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
         self.expiring = [s for s in self.steps if isinstance(s, ExpiringStep)]
-        # the steps whose watermark the records an earlier step let go still move (window, join)
-        self.event_time_steps = {i for i, s in enumerate(node.steps) if isinstance(s, WindowStep | JoinStep)}
+        # the steps whose watermark the records an earlier step let go (and watermark records)
+        # still move: window, join, and a sliding aggregate (its per-source pruning limit)
+        self.event_time_steps = {
+            i for i, s in enumerate(node.steps) if isinstance(s, WindowStep | JoinStep | AggregateStep)
+        }
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]

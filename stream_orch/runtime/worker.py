@@ -38,6 +38,7 @@ from stream_orch.state.topic_rows import table_row_decoder
 from stream_orch.steps.base import Table
 from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
+from stream_orch.topology.repartition import expand, node_parts
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +201,11 @@ class Worker:
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
     ) -> None:
-        self.spec = spec
+        # the nodes as the engine runs them: one with `repartition` steps is several (one per part)
+        self.spec = expand(spec)
         self.settings = settings
         self.schemas = schemas
-        self.node_names = nodes or list(spec.nodes)
+        self.node_names = [p for n in nodes for p in node_parts(spec, n)] if nodes else list(self.spec.nodes)
         self.stop_timeout_s = stop_timeout_s
         self._tables_token = settings.tables_token()  # /tables on without a token: refused here
         self.metrics = Metrics()

@@ -9,7 +9,9 @@ records that entered, so it can be an empty window: count and sum 0, min/max/avg
 State: ``ctx.table(table)`` keeps, per ``str(record[key])`` (escaped by
 :mod:`~stream_orch.steps.table_keys`, so a key holding the chunks' separator is not a chunk of
 another key), a list of ``[ts, value]`` pairs
-(``value`` is null for ``count``), sorted by ``ts``, in records of bounded size
+(``value`` is null for ``count``; with ``aggregate``, the record's value for each result, and
+the results are the window step's functions folded over the entries:
+:class:`~stream_orch.steps.window_aggs.Aggregations`), sorted by ``ts``, in records of bounded size
 (:mod:`stream_orch.steps.windows`: one record, or chunks of 256 entries for a busy key); an
 entry is ``[ts, value, offset]`` when
 the event knows its source offset (``event.source_offset``: the input offset, kept through the
@@ -30,6 +32,13 @@ tier or the DLQ, and may come back with a new offset) takes its entry back: the 
 written, as it does for dedupe (the :class:`~stream_orch.steps.base.UndoingStep` protocol).
 Events of the same batch processed after it have already counted it; their results stand.
 
+When a re-keying node of the topology writes the input (``watermarks: per_source``, the default),
+its records arrive up to a batch's span out of order across its source partitions, and pruning by
+the key's newest time would drop entries a lagging source's records still need. The partition's
+watermark is then the minimum over the writer's source partitions (as for windows:
+:mod:`stream_orch.steps.source_watermarks`; a source silent for a minute is left out), and pairs
+are pruned no further than ``watermark - window - grace``.
+
 The table keeps keys that go quiet; :meth:`AggregateStepImpl.prune` (called by the runtime on
 a timer, like dedupe's) deletes keys whose newest time is at or before
 ``watermark - window - grace``.
@@ -42,10 +51,13 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
+from stream_orch.reliability.headers import now_ms
+from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import StepBuild, show
+from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
 from stream_orch.steps.table_keys import record_key
+from stream_orch.steps.window_aggs import Aggregations
 from stream_orch.steps.windows import Window
 from stream_orch.topology.models import AggregateStep
 
@@ -84,6 +96,7 @@ def _over(function: str, pairs: list[list[Any]], lo: int, hi: int) -> Any:
 class AggregateStepImpl:
     @classmethod
     def from_spec(cls, spec: AggregateStep, build: StepBuild) -> AggregateStepImpl:
+        several = spec.aggregate is not None
         return cls(
             table=spec.table,
             key=spec.key,
@@ -91,9 +104,11 @@ class AggregateStepImpl:
             function=spec.function,
             field=spec.field,
             time_field=spec.time_field,
-            as_=spec.as_,
+            as_=spec.as_ or "",
+            aggregate=[(n, f, field) for n, (f, field) in spec.results().items()] if several else None,
             when=build.expression(spec.when, "when").fn if spec.when else None,
             name=build.name,
+            sources=sw.expected_sources(build.topology, build.node),
         )
 
     def __init__(
@@ -105,11 +120,20 @@ class AggregateStepImpl:
         function: str = "count",
         field: str | None = None,
         time_field: str = "ts",
-        as_: str,
+        as_: str = "",
+        aggregate: list[tuple[str, str, str | None]] | None = None,
         grace_ms: int | None = None,
         when: Callable[[dict[str, Any]], Any] | None = None,
         name: str = "aggregate",
+        sources: frozenset[str] = frozenset(),
+        idle_timeout_ms: int = sw.IDLE_DEFAULT_MS,
+        clock: Callable[[], int] | None = None,
     ) -> None:
+        # several results (the window step's functions, computed over the sliding window's entries,
+        # whose value is then the list of the record's values, one per result): None, one result
+        self.several = Aggregations(aggregate, single=False) if aggregate else None
+        if not aggregate and not as_:
+            raise ValueError("an aggregate needs `as` or `aggregate`")
         if function not in ("count", "sum", "min", "max", "avg"):
             raise ValueError(f"unknown aggregate function {function!r}")
         if function != "count" and not field:
@@ -126,20 +150,33 @@ class AggregateStepImpl:
         self.when = when
         self.watermarks: dict[int, int] = {}
         self._table: Table | None = None
+        # a re-keying writer's sources (see the module doc); empty: the key's newest time prunes
+        self.sources = sources
+        self.idle_ms = int(idle_timeout_ms)
+        self.clock = clock or now_ms
+        self._heard: dict[int, sw.Sources] = {}  # partition -> source -> [time, heard]
+        self._since: dict[int, int] = {}  # partition -> when this worker first read it
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = self._table = ctx.table(self.table_name)
         key_field, time_field, value_field = self.key, self.time_field, self.field
         window, keep = self.window_ms, self.window_ms + self.grace_ms
         function, as_ = self.function, self.as_
-        is_count = function == "count"
+        several = self.several
+        is_count = function == "count" and several is None
         when = self.when
         watermarks = self.watermarks
         touched: dict[tuple[int, str], Window] = {}
         out: list[Event] = []
         append = out.append
+        per_source = bool(self.sources)
+        if per_source:
+            now = self.clock()
+            ticks = passed_over_times(ctx, time_field)
         for event in events:
             record = event.value
+            if per_source:
+                self._hear(event, ticks.get((event.topic, event.partition)), now)
             key = record.get(key_field)
             if key is None:
                 ctx.reject(event, f"missing_field: {key_field} is required to aggregate")
@@ -162,11 +199,16 @@ class AggregateStepImpl:
                         win = touched[slot] = windows.load(table, key, event.partition)
                     pairs = win.entries
                     hi = bisect_right(pairs, t, key=_ts)
-                    record[as_] = _over(function, pairs, bisect_right(pairs, t - window, key=_ts, hi=hi), hi)
+                    self._result(record, pairs, bisect_right(pairs, t - window, key=_ts, hi=hi), hi)
                     append(event)
                     continue
             value = None
-            if not is_count:
+            if several is not None:
+                value = several.values(record, "aggregate")
+                if value.__class__ is str:
+                    ctx.reject(event, value)
+                    continue
+            elif not is_count:
                 value = record.get(value_field)
                 if value.__class__ is not int and value.__class__ is not float:
                     ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
@@ -192,16 +234,58 @@ class AggregateStepImpl:
                     win.changed_at(hi)
                     hi += 1
             lo = bisect_right(pairs, t - window, key=_ts, hi=hi)
-            record[as_] = hi - lo if is_count else _over(function, pairs, lo, hi)
+            if is_count:
+                record[as_] = hi - lo
+            else:
+                self._result(record, pairs, lo, hi)
             newest = pairs[-1][0]
+            if per_source:  # no further than the sources' minimum: a lagging one's records still come
+                newest = min(newest, watermarks.get(partition, -1))
+            elif newest > watermarks.get(partition, -(2**63)):
+                watermarks[partition] = newest
             if pairs[0][0] <= newest - keep:
                 win.drop_head(bisect_right(pairs, newest - keep, key=_ts))
-            if newest > watermarks.get(partition, -(2**63)):
-                watermarks[partition] = newest
             append(event)
+        if per_source:
+            for (_topic, partition), times in ticks.items():  # after the batch's last record
+                self._hear(None, times, now, partition)
         for (partition, _key), win in touched.items():
             windows.save(table, win, partition)
         return out
+
+    def _hear(self, event: Event | None, times: Ticks | None, now: int, partition: int = -1) -> None:
+        """Per-source watermarks: the records an earlier step let go before ``event`` (all of
+        ``times`` for None), then ``event``, move their sources; the partition's watermark is the
+        minimum over them. Kept in memory only: after a restart it starts again from the
+        expected sources, which prunes less until they are heard from, never more."""
+        if event is not None:
+            partition = event.partition
+        sources = self._heard.get(partition)
+        if sources is None:
+            self._since.setdefault(partition, now)
+            sources = self._heard[partition] = {src: [-1, now] for src in self.sources}
+        moved = False
+        if times:
+            n = 0
+            for offset, t, passed in times:
+                if event is not None and offset >= event.offset:
+                    break
+                n += 1
+                moved = sw.hear(sources, passed.headers, t, now) or moved
+            del times[:n]
+        if event is not None:
+            t = event.value.get(self.time_field)
+            moved = sw.hear(sources, event.headers, t if t.__class__ is int else -1, now) or moved
+        least = sw.minimum(sources, now, self._since[partition], self.idle_ms)
+        if least is not None and least > self.watermarks.get(partition, -1):
+            self.watermarks[partition] = least
+
+    def _result(self, record: dict[str, Any], pairs: list[list[Any]], lo: int, hi: int) -> None:
+        """The results over ``pairs[lo:hi]`` into the record."""
+        if self.several is None:
+            record[self.as_] = _over(self.function, pairs, lo, hi)
+        else:
+            record.update(self.several.over(pairs[lo:hi]))
 
     def release(self, failed: list[Event]) -> int:
         """Take the entries of ``failed`` events out of their windows; returns how many were found.
@@ -232,7 +316,10 @@ class AggregateStepImpl:
 
     def _entry_of(self, pairs: list[list[Any]], event: Event) -> int | None:
         t, offset = event.value[self.time_field], event.source_offset
-        value = None if self.function == "count" else event.value.get(self.field or "")
+        if self.several is not None:
+            value = self.several.values(event.value, "aggregate")
+        else:
+            value = None if self.function == "count" else event.value.get(self.field or "")
         i = bisect_right(pairs, t, key=_ts) - 1
         while i >= 0 and pairs[i][0] == t:
             pair = pairs[i]

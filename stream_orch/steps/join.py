@@ -33,6 +33,14 @@ and a bound judged by the side that ran ahead would report matches still on thei
 its counterpart's records until it moves again. Both watermarks are kept in the table, so a
 restarted worker expires what its predecessor would have.
 
+A side whose topic a node of the topology writes (a re-keying node; the reader has ``watermarks:
+per_source``, the default) takes as its watermark the minimum over that writer's source
+partitions, read from the ``so.wm`` headers and watermark records the writer adds, as a window
+does (:mod:`stream_orch.steps.source_watermarks`; a source silent for a minute by the worker's
+clock is left out): re-keying steps event time back within each partition by up to a batch's
+span, and the greatest time read would call on-time records late and forget partners early. The
+sources are kept per side in the table with the watermarks.
+
 Late records (interval): ``grace`` is how late, out of order within its own stream, a record may
 arrive. A record is late when its *own side's* watermark at it (the records of that side before
 it, of the partition) is past the end of its window plus grace: ``t + after + grace`` for a left
@@ -59,10 +67,13 @@ output yet is counted as ``join_buffered``; an inner as_of left record without a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from stream_orch.reliability.headers import now_ms
+from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
 from stream_orch.steps.table_keys import record_key
@@ -72,6 +83,7 @@ from stream_orch.topology.models_time import JoinBound
 SEP = "\x1f"
 INDEX = "\x1e"
 WATERMARK = "\x1dwatermark."
+SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time, heard]}
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
@@ -85,19 +97,65 @@ def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
     return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
 
 
-def _ticked(mark: int, times: Ticks | None, before: int | None) -> int:
-    """``mark`` moved by the times of records an earlier step let go, from offsets below ``before``
-    (all: None), which are then taken off ``times``."""
+def _ticked(mark: int, times: Ticks | None, before: int | None, heard: _Heard, slot: Slot) -> int:
+    """``mark`` moved by the times of records an earlier step let go (and watermark records), from
+    offsets below ``before`` (all: None), which are then taken off ``times``."""
     if not times:
         return mark
     n = 0
-    for offset, t, _event in times:
+    for offset, t, event in times:
         if before is not None and offset >= before:
             break
         n += 1
-        mark = max(mark, t)
+        mark = heard.moved(slot, mark, event, t)
     del times[:n]
     return mark
+
+
+Slot = tuple[int, str]  # (partition, side)
+
+
+class _Heard:
+    """A batch's per-source state of the sides whose topic a node of the topology writes (see
+    :mod:`stream_orch.steps.source_watermarks`), kept in the join's table per partition and side
+    (same changelog, same batch): a side's watermark is then the minimum over those sources."""
+
+    def __init__(self, step: JoinStepImpl, table: Table, now: int) -> None:
+        self.step, self.table, self.now = step, table, now
+        self.loaded: dict[Slot, sw.Sources] = {}
+
+    def moved(self, slot: Slot, mark: int, event: Event, t: int) -> int:
+        """The side's watermark after ``event`` (time ``t``; -1 for a watermark record)."""
+        expected = self.step.sources[slot[1]]
+        if not expected:
+            return t if t > mark else mark
+        if sw.hear(self._sources(slot, expected), event.headers, t, self.now):
+            least = self.least(slot)
+            return least if least > mark else mark
+        return mark
+
+    def least(self, slot: Slot) -> int:
+        """The minimum over the side's sources heard from within the idle timeout (-1: none)."""
+        since = self.step._since.get(slot[0], self.now)
+        least = sw.minimum(self.loaded[slot], self.now, since, self.step.idle_ms)
+        return -1 if least is None else least
+
+    def save(self) -> list[Slot]:
+        """Write back the sources read in this batch; the slots they belong to."""
+        for (partition, side), sources in self.loaded.items():
+            self.table.set(SOURCES + side, sources, partition)
+        return list(self.loaded)
+
+    def _sources(self, slot: Slot, expected: frozenset[str]) -> sw.Sources:
+        sources = self.loaded.get(slot)
+        if sources is None:
+            partition, side = slot
+            self.step._since.setdefault(partition, self.now)
+            stored = self.table.get(SOURCES + side, partition)
+            sources = self.loaded[slot] = {k: list(v) for k, v in (stored or {}).items()}
+            for src in expected:  # expected from the start: one not heard from yet holds the side
+                sources.setdefault(src, [-1, self.now])
+        return sources
 
 
 def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
@@ -131,6 +189,10 @@ class JoinStepImpl:
             prefix=spec.prefix,
             status_as=spec.status_as,
             name=build.name,
+            sources=(
+                sw.expected_sources(build.topology, build.node),
+                sw.expected_sources(build.topology, build.node, spec.topic),
+            ),
         )
 
     def __init__(
@@ -152,8 +214,18 @@ class JoinStepImpl:
         prefix: str = "",
         status_as: str = "join_status",
         name: str = "join",
+        sources: tuple[frozenset[str], frozenset[str]] | None = None,
+        idle_timeout_ms: int = sw.IDLE_DEFAULT_MS,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
+        # per side, the sources of a writer of the topology (re-keying): its watermark is their
+        # minimum (empty: the greatest time the side has read on the partition)
+        left, right = sources or (frozenset(), frozenset())
+        self.sources = {LEFT: left, RIGHT: right}
+        self.idle_ms = int(idle_timeout_ms)
+        self.clock = clock or now_ms
+        self._since: dict[int, int] = {}  # partition -> when this worker took it over
         self.topic = topic
         self.table_name = table
         self.key = key
@@ -182,6 +254,8 @@ class JoinStepImpl:
         stored: dict[tuple[int, str], int] = {}  # ... as the table has it
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
+        heard = _Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
             record = event.value
@@ -198,9 +272,12 @@ class JoinStepImpl:
             mark = marks.get(slot)
             if mark is None:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
-            if ticks and not right:
-                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset)
-            marks[slot] = t if t > mark else mark
+            if ticks:
+                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
+            if per_source:
+                marks[slot] = heard.moved(slot, mark, event, t)
+            else:
+                marks[slot] = t if t > mark else mark
             bounds = (self.before, self.after)
             if self.per_record and not right:
                 found = self._bounds(record, t)
@@ -218,12 +295,14 @@ class JoinStepImpl:
                 emitted = self._left(table, event, key, t, out, bounds)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
-        for (_topic, partition), times in ticks.items():  # what is left: after the batch's last record
-            slot = (partition, LEFT)
+        for (topic, partition), times in ticks.items():  # what is left: after the batch's last record
+            slot = (partition, RIGHT if topic == self.topic else LEFT)
             mark = marks.get(slot)
             if mark is None:
-                mark = stored[slot] = table.get(WATERMARK + LEFT, partition, -1)
-            marks[slot] = _ticked(mark, times, None)
+                mark = stored[slot] = table.get(WATERMARK + slot[1], partition, -1)
+            marks[slot] = _ticked(mark, times, None, heard, slot)
+        for slot in heard.save():  # a source that fell silent no longer holds its side
+            marks[slot] = max(marks[slot], heard.least(slot))
         for (partition, side), mark in marks.items():
             if mark > stored[(partition, side)]:
                 table.set(WATERMARK + side, mark, partition)

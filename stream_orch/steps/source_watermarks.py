@@ -5,10 +5,11 @@ partition, so in each partition of its output the event time of records from dif
 partitions interleaves and steps backwards by as much as a batch spans. A window reading that
 topic with the greatest time seen as its watermark would call on-time records late.
 
-So (Flink's rule, our own code): when a window step reads a topic that a node of the same
-topology writes (and the reading node has ``watermarks: per_source``, the default), the writer
-puts ``so.wm: <node>/<source partition>/<event time>`` on every record it writes there, the
-greatest event time (the window's ``time_field``) of that source partition it has seen, this
+So (Flink's rule, our own code): when an event-time step (window, join, sliding aggregate) reads
+a topic that a node of the same topology writes (and the reading node has ``watermarks:
+per_source``, the default), the writer puts ``so.wm: <node>/<source partition>/<event time>`` on
+every record it writes there, the greatest event time (the step's ``time_field``) of that source
+partition it has seen, this
 record included; and at the end of each batch it writes one watermark record per partition of
 the topic for every source partition of the batch (no key, no value, ``so.wm`` and
 ``so.wm.only``), so a source partition whose records all went elsewhere still moves every
@@ -35,39 +36,59 @@ from stream_orch.reliability.headers import WATERMARK, WATERMARK_ONLY
 if TYPE_CHECKING:
     from stream_orch.topology.models import TopologySpec
 
-__all__ = ["WATERMARK", "WATERMARK_ONLY", "Sources", "expected_sources", "header", "read", "watched_topics"]
+__all__ = [
+    "IDLE_DEFAULT_MS",
+    "WATERMARK",
+    "WATERMARK_ONLY",
+    "Sources",
+    "expected_sources",
+    "header",
+    "hear",
+    "minimum",
+    "read",
+    "watched_topics",
+]
 
 OUTSIDE = "-"  # the source of records without so.wm
 
 Sources = dict[str, list[int]]  # source -> [greatest event time, last heard (worker clock, ms)]
 
 
+#: how long a join's or sliding aggregate's source may be silent (a window has `idle_timeout`)
+IDLE_DEFAULT_MS = 60_000
+
+
 def watched_topics(spec: TopologySpec) -> dict[str, str]:
-    """Topic -> the event-time field of the window step that reads it, for every topic a node with
-    ``watermarks: per_source`` reads with a window step (its writers tag what they write there)."""
-    from stream_orch.topology.models import WindowStep
+    """Topic -> the event-time field of the step that reads it, for every topic a node with
+    ``watermarks: per_source`` reads with an event-time step: a window or sliding aggregate (its
+    input), a join (its input and the other stream). Its writers tag what they write there."""
+    from stream_orch.topology.models import AggregateStep, JoinStep, WindowStep
 
     out: dict[str, str] = {}
     for node in spec.nodes.values():
         if node.watermarks != "per_source":
             continue
-        window = next((s for s in node.steps if isinstance(s, WindowStep)), None)
-        if window is not None:
-            out.setdefault(node.input, window.time_field)
+        for step in node.steps:
+            if isinstance(step, WindowStep | AggregateStep | JoinStep):
+                out.setdefault(node.input, step.time_field)
+            if isinstance(step, JoinStep):
+                out.setdefault(step.topic, step.time_field)
     return out
 
 
-def expected_sources(spec: TopologySpec, node_name: str) -> frozenset[str]:
-    """The sources a per_source window of ``node_name`` waits for: one per partition of the input
-    of every other node that routes to its input (empty: no node of the topology writes it)."""
+def expected_sources(spec: TopologySpec, node_name: str, topic: str | None = None) -> frozenset[str]:
+    """The sources a per_source event-time step of ``node_name`` waits for on ``topic`` (default:
+    the node's input): one per partition of the input of every other node that routes to it
+    (empty: no node of the topology writes it, or the node reads ``per_partition``)."""
     node = spec.nodes[node_name]
     if node.watermarks != "per_source":
         return frozenset()
+    read = topic or node.input
     out = set()
     for name, writer in spec.nodes.items():
         if name == node_name:
             continue
-        if any(t.topic == node.input for route in writer.routes for t in route.targets()):
+        if any(t.topic == read for route in writer.routes for t in route.targets()):
             out.update(source(name, p) for p in range(spec.topics[writer.input].partitions))
     return frozenset(out)
 
@@ -91,6 +112,25 @@ def read(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int] | None:
             if src and mark.isascii() and mark.isdigit() and len(mark) <= 18:
                 return src, int(mark)
     return None
+
+
+def hear(sources: Sources, headers: Iterable[tuple[str, bytes]] | None, t: int, now: int) -> bool:
+    """A record (``t``: its time; -1 for a watermark record) heard at ``now``: its source (from
+    ``so.wm``, else :data:`OUTSIDE` at ``t``) is heard from, and its time moves; returns whether
+    the time moved (the minimum may then move too)."""
+    found = read(headers)
+    src, mark = found if found is not None else (OUTSIDE, t)
+    if mark < 0:
+        return False
+    have = sources.get(src)
+    if have is None:
+        sources[src] = [mark, now]
+        return True
+    have[1] = now
+    if mark <= have[0]:
+        return False
+    have[0] = mark
+    return True
 
 
 def is_watermark_record(headers: Iterable[tuple[str, bytes]] | None) -> bool:

@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from stream_orch.steps.common import show
+
 COLLECT_MAX = 1000
 # A sum is stored in the changelog as JSON, which (orjson) holds integers within 64 bits only: an
 # integer sum beyond them would fail the batch's changelog write, and so the batch again and
@@ -178,6 +180,31 @@ class Aggregations:
         else:
             acc = [combine(f, a, b) for f, a, b in zip(self.functions, x[3], y[3], strict=True)]
         return [min(x[0], y[0]), max(x[1], y[1]), x[2] + y[2], acc]
+
+    def values(self, record: dict[str, Any], verb: str) -> list[Any] | str:
+        """The record's value for each function (None for count), or why it is rejected: a field
+        missing, or not a number for sum/min/max/avg (``verb``: what the step does, for the reason)."""
+        values: list[Any] = []
+        for function, field in zip(self.functions, self.fields, strict=True):
+            if field is None:
+                values.append(None)
+                continue
+            value = record.get(field)
+            if value is None:
+                return f"missing_field: {field} is required to {verb}"
+            if function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
+                return f"invalid_field: {field} must be a number (got {show(value)})"
+            values.append(value)
+        return values
+
+    def over(self, entries: list[list[Any]]) -> dict[str, Any]:
+        """The results over ``entries``, ``[time, values, ...]`` in time order (a sliding window's;
+        an entry whose value is no list, kept by the step's `as` form before, is left out)."""
+        win = {"n": 0, "a": self.empty()}
+        for entry in entries:
+            if entry[1].__class__ is list:
+                self.add(win, entry[1], entry[0])
+        return self.results(win)
 
     def results(self, win: dict[str, Any]) -> dict[str, Any]:
         n, a = win["n"], win["a"]

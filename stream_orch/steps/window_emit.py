@@ -281,19 +281,8 @@ class WindowStepImpl:
     def _heard(self, part: ws.PartitionState, event: Event, t: int, now: int) -> None:
         """A record (or a watermark record: ``t`` -1) from its source: that source's time moves,
         and the partition's watermark with the minimum over the sources."""
-        found = sw.read(event.headers)
-        src, mark = found if found is not None else (sw.OUTSIDE, t)
-        if mark < 0:
-            return
-        have = part.sources.get(src)
-        if have is None:
-            part.sources[src] = [mark, now]
-        else:
-            have[1] = now
-            if mark <= have[0]:
-                return
-            have[0] = mark
-        self._settle(part, now)
+        if sw.hear(part.sources, event.headers, t, now):
+            self._settle(part, now)
 
     def _settle(self, part: ws.PartitionState, now: int) -> None:
         least = sw.minimum(part.sources, now, self._since.get(part.partition, now), self.idle_ms)
@@ -303,19 +292,10 @@ class WindowStepImpl:
     def _values(self, event: Event, record: dict[str, Any], ctx: StepContext) -> list[Any] | None:
         """The record's value for each function of ``aggregate``; None: rejected (its field is
         missing, or not a number for sum/min/max/avg)."""
-        values: list[Any] = []
-        for function, field in zip(self.aggs.functions, self.aggs.fields, strict=True):
-            if field is None:
-                values.append(None)
-                continue
-            value = record.get(field)
-            if value is None:
-                ctx.reject(event, f"missing_field: {field} is required to window")
-                return None
-            if function in NUMERIC and value.__class__ is not int and value.__class__ is not float:
-                ctx.reject(event, f"invalid_field: {field} must be a number (got {show(value)})")
-                return None
-            values.append(value)
+        values = self.aggs.values(record, "window")
+        if values.__class__ is str:
+            ctx.reject(event, values)
+            return None
         return values
 
     def _fixed(

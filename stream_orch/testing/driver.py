@@ -53,6 +53,7 @@ from stream_orch.testing.records import OutputRecord, Stored, encode_value, outp
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
+from stream_orch.topology.repartition import expand
 
 HeadersIn = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None
 
@@ -114,6 +115,7 @@ class TopologyTestDriver:
             if schemas is None:  # the rule of every command (`--schemas` left out)
                 schemas = find_schemas_dir(path) if path is not None else Path("schemas")
             schemas = SchemaRegistry(schemas)
+        spec = expand(spec)  # a node with `repartition` steps runs as its parts, as in the worker
         self.spec = spec
         self.schemas = schemas
         self.now_ms = H.now_ms() if start_ms is None else int(start_ms)

@@ -261,10 +261,11 @@ editor completion from `stream-orch schema` (the JSON Schema of this language).
   dead letters go to `errors.dlq` or `<input>.dlq`.
 - **Co-partitioning**: a table that is not `global` is split like the node's input; a step that
   looks it up (enrich) or writes it by key (aggregate) must use the input topic's key field, and a
-  table fed by a topic needs the input's partition count. Otherwise make the table global or
-  re-key the input first: a node that routes it to a topic keyed by the field. A window reading
-  that topic takes its watermark as the minimum over the writer's source partitions (`watermarks`,
-  `idle_timeout`), so re-keying makes no on-time record late.
+  table fed by a topic needs the input's partition count; after a `repartition` step, the internal
+  topic's key and count are what counts. Otherwise make the table global or re-key the records
+  first: a `{step: repartition, by: <field>}` step (or a node that routes them to a topic keyed by the
+  field). A window after it takes its watermark as the minimum over the writer's source partitions
+  (`watermarks`, `idle_timeout`), so re-keying makes no on-time record late.
 - **Python code**: a topology file and the modules of its `python` steps are trusted code (like
   the jar of a Kafka Streams application); record keys, values and headers are not. A `python`
   step's `module:function` must be a module in the topology file's folder or a folder listed in

@@ -25,6 +25,7 @@ from stream_orch.topology.models import (
     TopologySpec,
     WindowStep,
 )
+from stream_orch.topology.repartition import expand, repartition_labels
 
 __all__ = [
     "Edge",
@@ -89,7 +90,10 @@ def _edge_label(index: int, route: RouteSpec) -> str:
 
 
 def build_graph(spec: TopologySpec) -> FlowGraph:
-    """Every topic, node and table of ``spec`` with the edges between them."""
+    """Every topic, node and table of ``spec`` with the edges between them (a node with
+    `repartition` steps drawn as its parts, with the internal topics between them)."""
+    rekeyed = repartition_labels(spec)
+    spec = expand(spec)
     graph = FlowGraph(name=spec.topology, topics=dict.fromkeys(spec.topics, True))
     graph.tables = list(spec.tables)
 
@@ -116,7 +120,8 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
         for index, route in enumerate(node.routes):
             label = _edge_label(index, route)
             for target in route.targets():
-                graph.edges.append(Edge(vertex, topic(target.topic), "route", label))
+                shown = rekeyed.get(target.topic, label)  # a part's route to its internal topic
+                graph.edges.append(Edge(vertex, topic(target.topic), "route", shown))
         if node.errors is not None and node.errors.retry is not None:
             for n, (retry, delay) in enumerate(
                 zip(retry_topics(node), node.errors.retry.delays, strict=True), start=1

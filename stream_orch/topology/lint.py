@@ -17,6 +17,7 @@ from stream_orch.topology.graph import find_cycles
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
+from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
 from stream_orch.topology.lint_windows import join_bound_fields, window_fields
 from stream_orch.topology.loader import (
     SCHEMAS_RULE,
@@ -45,6 +46,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.naming import TOPIC_MAX, derived_topics
 from stream_orch.topology.python_modules import python_problems
 from stream_orch.topology.schema_fields import SchemaFields, suggest
@@ -87,7 +89,7 @@ def lint(loaded: LoadedTopology, schemas_dir: str | Path | None = None) -> list[
 class _Linter(OutputChecks):
     def __init__(self, loaded: LoadedTopology, schemas: SchemaFields) -> None:
         self.loaded = loaded
-        self.spec: TopologySpec = loaded.spec
+        self.spec: TopologySpec = with_internal_topics(loaded.spec)
         self.schemas = schemas
         self.problems: list[Problem] = []
         # a large topology repeats its expressions and outputs (a node per region, per tenant):
@@ -117,6 +119,7 @@ class _Linter(OutputChecks):
         for name, node in self.spec.nodes.items():
             self._node(name, node)
         self._cycles()
+        name_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
 
     def _schema_names(self) -> list[str]:
@@ -206,6 +209,9 @@ class _Linter(OutputChecks):
                 "warning",
             )
         for i, step in enumerate(node.steps):
+            if isinstance(step, RepartitionStep):  # the steps after it read the internal topic
+                node = after_step(self, self.spec.topology, name, node, i, avail)
+                continue
             avail = self._step(name, node, (*base, "steps", i), step, avail)
         self._routes(name, node, avail)
         if not node.routes:
@@ -299,12 +305,11 @@ class _Linter(OutputChecks):
             if self._table_ref((*path, "table"), step.table):
                 self._copartitioned(node_name, node, path, step.table, step.key, "aggregate")
             self._field((*path, "key"), step.key, avail, where)
-            if step.field:
-                self._field((*path, "field"), step.field, avail, where)
+            window_fields(self, path, step, avail, where)
             self._field((*path, "time_field"), step.time_field, avail, where)
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
-            return avail | {step.as_} if avail is not None else None
+            return avail | set(step.results()) if avail is not None else None
         if isinstance(step, JoinStep):
             return self._join(node_name, node, path, step, avail)
         if isinstance(step, WindowStep):
@@ -451,7 +456,7 @@ class _Linter(OutputChecks):
         topic = self.spec.topics.get(node.input)
         if topic is None:
             return
-        hint = f"make table `{table_name}` global, or repartition the input by `{key}` first"
+        hint = f"make table `{table_name}` global, or put `{{step: repartition, by: {key}}}` before it"
         if topic.key and key != topic.key:
             self.add(
                 (*path, "key"),

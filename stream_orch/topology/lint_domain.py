@@ -124,7 +124,7 @@ class DomainChecks:
         if isinstance(step, AggregateStep):
             if step.when is not None:
                 self._compared((*path, "when"), step.when, fields, where)
-            return {**fields, step.as_: None} if fields is not None else None
+            return {**fields, **dict.fromkeys(step.results())} if fields is not None else None
         if isinstance(step, ScoreStep):
             for k, rule in enumerate(step.rules):
                 self._compared((*path, "rules", k, "when"), rule.when, fields, f"{where}, rule {rule.name}")

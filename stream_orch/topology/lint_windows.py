@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from stream_orch.topology.loader import PathTuple
-from stream_orch.topology.models import JoinStep, WindowStep
+from stream_orch.topology.models import AggregateStep, JoinStep, WindowStep
 from stream_orch.topology.models_time import JoinBound
 
 
@@ -16,9 +16,10 @@ class _FieldCheck(Protocol):
 
 
 def window_fields(
-    linter: _FieldCheck, path: PathTuple, step: WindowStep, avail: set[str] | None, where: str
+    linter: _FieldCheck, path: PathTuple, step: WindowStep | AggregateStep, avail: set[str] | None, where: str
 ) -> None:
-    """Every field a window result reads is known here (the path points at where it is written)."""
+    """Every field a window (or sliding aggregate) result reads is known here (the path points at
+    where it is written)."""
     if step.aggregate is None:
         if step.field:
             linter._field((*path, "field"), step.field, avail, where)

@@ -12,23 +12,12 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.models_expression import Expression
+from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_model import ModelStep
+from stream_orch.topology.models_sliding import AggregateStep
 from stream_orch.topology.models_time import Aggregation, Bound, WindowFunction
 from stream_orch.topology.naming import Name, TopicName
-
-Expression = Annotated[
-    str,
-    Field(
-        description=(
-            "A safe expression over the record's fields and the topology constants, in Python "
-            "syntax restricted to literals, field names, arithmetic, comparisons, and/or/not, "
-            "`x if c else y`, `in`, `is None`, subscripts and a few functions (min, max, abs, round, "
-            "len, lower, upper, coalesce, str, int, float, bool). Comparing with a missing field is "
-            "false; arithmetic on one fails the event with `missing field <name>`."
-        ),
-        min_length=1,
-    ),
-]
 
 
 class _Model(BaseModel):
@@ -166,34 +155,6 @@ class EnrichStep(_Model):
     )
     defaults: dict[str, Any] = Field(default_factory=dict, description="Row used when on_missing is default.")
     missing_reason: str | None = Field(None, description="Reason recorded for a missing row.")
-
-
-class AggregateStep(_Model):
-    step: Literal["aggregate"]
-    writes_table: ClassVar[bool] = True
-    table: Name = Field(description="Windowed table holding the state.")
-    key: str = Field(description="Field that groups events (e.g. account_id).")
-    window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
-    function: Literal["count", "sum", "min", "max", "avg"] = Field(
-        "count",
-        description="What `as` receives, over the window's records: count (int); sum (int while every "
-        "value is an int, else float; 0 for an empty window); min, max (the values' type); avg (float); "
-        "min, max and avg are null for an empty window (possible only with `when`).",
-    )
-    field: str | None = Field(None, description="Field aggregated (not needed for count).")
-    time_field: str = Field("ts", description="Event-time field, epoch ms.")
-    when: Expression | None = Field(
-        None,
-        description="Only records for which this is true enter the window (e.g. `channel == 'online'`); "
-        "every record still gets the result for its time, over the records that entered.",
-    )
-    as_: str = Field(alias="as", description="Field that receives the result.")
-
-    @model_validator(mode="after")
-    def _field_needed(self) -> AggregateStep:
-        if self.function != "count" and not self.field:
-            raise ValueError(f"aggregate function {self.function!r} needs `field`")
-        return self
 
 
 class WindowStep(_Model):
@@ -439,7 +400,8 @@ StepSpec = Annotated[
     | MaskStep
     | PythonStep
     | JoinStep
-    | ModelStep,
+    | ModelStep
+    | RepartitionStep,
     Field(discriminator="step"),
 ]
 
@@ -506,10 +468,10 @@ class NodeSpec(_Model):
     batch_size: int = Field(2000, ge=1, description="Most records processed per batch.")
     watermarks: Literal["per_source", "per_partition"] = Field(
         "per_source",
-        description="For a window step reading a topic another node of the topology writes: per_source "
-        "(the writer tags its outputs with each source partition's event time, and a partition's watermark "
-        "is the minimum over the writer's source partitions, so re-keying makes no on-time record late); "
-        "per_partition (the greatest event time read on the partition).",
+        description="For a window, join or sliding aggregate step reading a topic another node of the "
+        "topology writes: per_source (the writer tags its outputs with each source partition's event time, "
+        "and a partition's watermark is the minimum over the writer's source partitions, so re-keying makes "
+        "no on-time record late); per_partition (the greatest event time read on the partition).",
     )
 
 

@@ -74,3 +74,13 @@ def changelog_topic(topology: str, table: str) -> str:
 
 def group_id(topology: str, node: str) -> str:
     return f"{topology}.{node}"
+
+
+def repartition_topic(topology: str, node: str, part: int = 1) -> str:
+    """The internal topic a node's ``repartition`` step writes (``part``: its n-th one)."""
+    return f"{topology}.{node}.repartition" + (f"_{part}" if part > 1 else "")
+
+
+def after_repartition(node: str, part: int = 1) -> str:
+    """The name of the part of ``node`` after its ``part``-th ``repartition`` step."""
+    return f"{node}.after_repartition" + (f"_{part}" if part > 1 else "")
