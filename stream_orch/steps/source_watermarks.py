@@ -31,11 +31,21 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from stream_orch.reliability.headers import WATERMARK, WATERMARK_ONLY
+from stream_orch.reliability.headers import is_watermark as is_watermark_record
 
 if TYPE_CHECKING:
     from stream_orch.topology.models import TopologySpec
 
-__all__ = ["WATERMARK", "WATERMARK_ONLY", "Sources", "expected_sources", "header", "read", "watched_topics"]
+__all__ = [
+    "WATERMARK",
+    "WATERMARK_ONLY",
+    "Sources",
+    "expected_sources",
+    "header",
+    "is_watermark_record",
+    "read",
+    "watched_topics",
+]
 
 OUTSIDE = "-"  # the source of records without so.wm
 
@@ -91,10 +101,6 @@ def read(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int] | None:
             if src and mark.isascii() and mark.isdigit() and len(mark) <= 18:
                 return src, int(mark)
     return None
-
-
-def is_watermark_record(headers: Iterable[tuple[str, bytes]] | None) -> bool:
-    return any(name == WATERMARK_ONLY for name, _ in headers or ())
 
 
 def minimum(sources: Sources, now: int, since: int, idle_ms: int) -> int | None:
