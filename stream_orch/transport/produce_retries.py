@@ -8,7 +8,10 @@ markers, the coordinator loading) reaches clients older than transaction version
 among them (Produce v7 at most), as ``NOT_ENOUGH_REPLICAS``: the one retriable error they all
 retry without a metadata refresh (KAFKA-15459, KAFKA-16386). aiokafka retries it and logs a
 WARNING each time; a worker starting under exactly_once, with a transaction per input
-partition, logged dozens, on a single broker that has no replicas to lack.
+partition, logged dozens, on a single broker that has no replicas to lack. Measured on a
+second local broker (Kafka 4.1, this project's server.properties), the two-node topology of
+tests/integration/test_produce_retries_quiet.py: 14, 7 and 4 such retries per start with
+verification on, 0, 0 and 0 with it off.
 
 Verification stays on (it keeps a late produce from starting a hanging transaction), and the
 client cannot tell a verification retry from a real lack of in-sync replicas (Produce v7 has
