@@ -29,6 +29,12 @@ def register(subparsers: Any) -> None:
         default="read_committed",
         help="read_uncommitted also shows records of open or aborted transactions (default: %(default)s)",
     )
+    parser.add_argument(
+        "--watermarks",
+        action="store_true",
+        help="also show the watermark records a node writes to a topic a window reads (no value, "
+        'header so.wm.only), marked "watermark": true; they are left out by default',
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,6 +43,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await tail(
             settings, args.topic, from_beginning=args.from_beginning, max_records=args.max,
             group=args.group, idle_timeout_s=args.timeout, isolation=args.isolation,
+            watermarks=args.watermarks,
         )  # fmt: skip
     except BrokenPipeError:  # `stream-orch tail t | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

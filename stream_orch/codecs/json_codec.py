@@ -71,6 +71,14 @@ class JsonCodec(Codec):
             _check_finite(value)
         return _memoryview(data).tobytes()  # _dumps, inlined: the hot path
 
+    def encode_conformed(self, value: dict[str, Any]) -> bytes:
+        """No search for inf and nan: the conformer let none into ``value`` (a double's check is
+        that it is finite, in arrays, maps and unions too), and it has only the schema's fields."""
+        try:
+            return _memoryview(_orjson_dumps(value)).tobytes()
+        except orjson.JSONEncodeError as exc:
+            raise EncodeError("unserialisable", str(exc)) from None
+
     def encode_many(self, values):
         values = list(values)
         try:

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from stream_orch import __version__
 from stream_orch.observability.status import Status
+from stream_orch.transport.produce_retries import QUIET_RETRIES
 
 # `_created` series double the series count of every counter and histogram and nobody graphs them.
 disable_created_metrics()
@@ -204,6 +205,28 @@ class _GlobalTableCollector(Collector):
         yield from (lag, applied, restarts, skipped)
 
 
+class _ProduceRetriesCollector(Collector):
+    """aiokafka's produce retries its warnings no longer show (transport.produce_retries), read
+    at scrape time from the process's one log filter."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families({})
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(QUIET_RETRIES.retries)
+
+    def _families(self, retries: Mapping[str, int]) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "produce_retries",
+            "Produce requests aiokafka retried after a transient broker error, by error "
+            "(NotEnoughReplicasError: mostly KIP-890 transaction verification); this process.",
+            labels=["error"],
+        )
+        for error, n in sorted(retries.items()):
+            family.add_metric([error], n)
+        yield family
+
+
 class Metrics:
     """All metrics of one worker (or one lag exporter), in a registry of its own.
 
@@ -327,6 +350,7 @@ class Metrics:
         r.register(self.lag)
         self._global_tables = _GlobalTableCollector()
         r.register(self._global_tables)
+        r.register(_ProduceRetriesCollector())
         self._seen: dict[tuple[str, str], set[str]] = {}
 
     # -- label bounding -------------------------------------------------------------------------

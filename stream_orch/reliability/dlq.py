@@ -52,8 +52,13 @@ async def read_topic(
     *,
     missing_ok: bool = False,
 ) -> int:
-    """Call ``handle`` for every record of ``topic`` up to its end offsets at the start; stop
-    early when ``handle`` returns True. Returns how many records were read."""
+    """Call ``handle`` for every record of ``topic`` up to its end offsets at the start but the
+    watermark records (engine bookkeeping, no dead letters); stop early when ``handle`` returns
+    True. Returns how many records were read."""
+
+    def data(record: ConsumerRecord[bytes, bytes]) -> bool | None:
+        return None if H.is_watermark(record.headers) else handle(record)
+
     consumer = clients.reader(settings.kafka_client_args())
     await start_client(consumer, settings)
     try:
@@ -65,7 +70,7 @@ async def read_topic(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         try:
             return await read_until_end(
-                consumer, tps, handle, idle_timeout_s=settings.request_timeout_s * 3, max_records=READ_BATCH
+                consumer, tps, data, idle_timeout_s=settings.request_timeout_s * 3, max_records=READ_BATCH
             )
         except TimeoutError:
             raise unreachable(settings, f"no records from {topic} although the end offsets say so") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
 # lineage, on every output record
@@ -103,6 +104,12 @@ def user_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, byt
     if not headers:
         return []
     return [(k, v) for k, v in headers if not k.startswith(ENGINE_PREFIX)]
+
+
+def is_watermark(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """A watermark record (``so.wm.only``, no value): engine bookkeeping between the nodes of a
+    topology, not data; every reader of a topic but the event-time steps passes over it."""
+    return any(name == WATERMARK_ONLY for name, _ in headers or ())
 
 
 def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -244,7 +244,10 @@ async def replay(
             await read_ledger(settings, ledger, topic, done)
 
             def target_of(record: ConsumerRecord[bytes, bytes], counts: ReplayResult) -> str | None:
-                """Where ``record`` goes; None when it is skipped (counted in ``counts``, by why)."""
+                """Where ``record`` goes; None when it is skipped (counted in ``counts``, by why;
+                watermark records, engine bookkeeping, are no dead letters and not counted)."""
+                if H.is_watermark(record.headers):
+                    return None
                 counts.read += 1
                 if (record.partition, record.offset) in done:
                     counts.already += 1

@@ -257,6 +257,7 @@ def _compile(
             schema_name = topic_spec.schema_
             schema = schemas.raw(schema_name) if schema_name else None
             in_schema = {f["name"] for f in schema["fields"]} if schema is not None else None
+            codec = codec_for(topic_spec, schemas)
             # a `set` field the schema lacks would be projected away (lint reports it)
             setting = [n for n in target.set if in_schema is None or n in in_schema]
             targets.append(
@@ -271,7 +272,8 @@ def _compile(
                     project=output_projection(schema, target.topic, exclude=setting)
                     if schema is not None
                     else dict,
-                    encode=codec_for(topic_spec, schemas).encode,
+                    # with a schema, project and conform check every field the codec writes
+                    encode=codec.encode_conformed if schema is not None else codec.encode,
                     shape=None if setting else (schema_name, topic_spec.format),
                     conform=field_conformer(schema, target.topic, setting) if schema is not None else None,
                     watermarked=target.topic in watched and target.topic != own_input,

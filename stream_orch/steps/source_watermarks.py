@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from stream_orch.reliability.headers import WATERMARK, WATERMARK_ONLY
+from stream_orch.reliability.headers import is_watermark as is_watermark_record
 
 if TYPE_CHECKING:
     from stream_orch.topology.models import TopologySpec
@@ -44,6 +45,7 @@ __all__ = [
     "expected_sources",
     "header",
     "hear",
+    "is_watermark_record",
     "minimum",
     "read",
     "watched_topics",
@@ -131,10 +133,6 @@ def hear(sources: Sources, headers: Iterable[tuple[str, bytes]] | None, t: int, 
         return False
     have[0] = mark
     return True
-
-
-def is_watermark_record(headers: Iterable[tuple[str, bytes]] | None) -> bool:
-    return any(name == WATERMARK_ONLY for name, _ in headers or ())
 
 
 def minimum(sources: Sources, now: int, since: int, idle_ms: int) -> int | None:

@@ -41,6 +41,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from stream_orch.redact import redact_urls
+from stream_orch.reliability.headers import is_watermark
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 from stream_orch.transport.connect import start_client
@@ -253,6 +254,8 @@ async def forward(
                 alerts: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
                 for records in batch.values():
                     for record in records:
+                        if is_watermark(record.headers):  # engine bookkeeping, no alert
+                            continue
                         stats.records += 1
                         try:
                             alert = record_to_alert(record, cfg)

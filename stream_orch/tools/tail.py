@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from stream_orch.errors import UserError
+from stream_orch.reliability.headers import is_watermark
 from stream_orch.settings import Settings
 from stream_orch.transport.connect import start_consumer
 
@@ -66,8 +67,12 @@ async def tail(
     idle_timeout_s: float | None = None,
     isolation: str = "read_committed",
     emit: Callable[[dict[str, Any]], None] | None = None,
+    watermarks: bool = False,
 ) -> int:
     """Emit records until ``max_records`` or ``idle_timeout_s`` without records; returns the count.
+
+    Watermark records (engine bookkeeping a node writes to a topic a window reads, no value) are
+    passed over, or with ``watermarks`` shown with ``"watermark": true`` (not as tombstones).
 
     Without ``group`` nothing is committed, so tailing never moves anyone's offsets.
     ``read_uncommitted`` also shows records of open and aborted transactions (exactly_once).
@@ -98,14 +103,21 @@ async def tail(
             limit = None if max_records is None else max_records - seen
             batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=limit)
             records = [r for rs in batches.values() for r in rs]  # each partition in offset order
+            shown = 0
             for record in records:
-                emit(record_to_json(record))
-            if records:
-                seen += len(records)
+                if is_watermark(record.headers):
+                    if not watermarks:
+                        continue
+                    emit(record_to_json(record) | {"watermark": True})
+                else:
+                    emit(record_to_json(record))
+                shown += 1
+            if shown:
+                seen += shown
                 last_record = time.monotonic()
                 _flush()
-                if group is not None:
-                    await consumer.commit()
+            if records and group is not None:
+                await consumer.commit()
     finally:
         await consumer.stop()
     return seen

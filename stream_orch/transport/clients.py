@@ -13,6 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from stream_orch.transport import produce_retries
+
 READ_COMMITTED = "read_committed"
 # A fetch request names only the partitions with nothing buffered; if those are idle (retry tiers
 # usually are) the broker holds it up to fetch_max_wait_ms, and records arriving meanwhile on the
@@ -82,4 +84,5 @@ def producer(
         # markers (CONCURRENT_TRANSACTIONS, retried): aiokafka's 100 ms default backoff then sits
         # in every batch's latency. The Java client backs off 20 ms in this case for that reason.
         args.setdefault("retry_backoff_ms", TXN_RETRY_BACKOFF_MS)
+    produce_retries.install()
     return AIOKafkaProducer(**args)
