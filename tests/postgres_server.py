@@ -8,6 +8,7 @@ away mid-stream.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -68,7 +69,8 @@ class PostgresServer:
             cmd = ["runuser", "-u", self.run_as, "--", *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base)
         if done.returncode != 0:
-            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+            said = done.stderr.strip() or done.stdout.strip()
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {said}")
 
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
@@ -130,8 +132,6 @@ def _group_exists(name: str) -> bool:
 
 
 def remove_server(server: PostgresServer) -> None:
-    try:
+    with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
         server.stop(mode="immediate")
-    except (RuntimeError, subprocess.TimeoutExpired):
-        pass
     shutil.rmtree(server.base, ignore_errors=True)
