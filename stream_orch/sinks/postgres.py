@@ -8,14 +8,15 @@ records below the stored offset and applies nothing: those rows are *skipped*, n
 We skip rather than seek the consumer past them, because the node's Kafka outputs of those
 records must still be produced again in the batch whose Kafka transaction was lost.
 
-The offset rows of the batch's partitions are locked (``FOR UPDATE``) before the skip decision,
-so a previous owner of the partition still writing (a zombie after a rebalance) is serialised
-behind, or ahead of, this batch and both see each other's offsets.
+The offset rows of the batch's partitions are locked before the skip decision, so a previous
+owner of the partition still writing (a zombie after a rebalance) is serialised behind, or
+ahead of, this batch and both see each other's offsets.
 
 A row the database refuses (class 22 data exception, 23 integrity violation, or a value the
-column cannot hold) is found by halving the failed chunk under savepoints, so the rest of the
-batch still lands in the same transaction; each refused row is reported with the database's
-message (one line, bounded) and remembered in ``stream_orch_rejects``, so a batch applied again
+column cannot hold) aborts the batch's transaction (the fast path has no savepoints); the batch
+is then written again, halving the failed chunk under savepoints, so the rest of the batch
+still lands in one transaction. Each refused row is reported with the database's message (one
+line, bounded) and remembered in ``stream_orch_rejects``, so a batch applied again
 dead-letters it again instead of calling it delivered. Anything else (connection refused or
 lost, the server shutting down, a missing table) fails the whole transaction: the batch is
 retried with backoff until it commits, and ``on_state`` says the target is down meanwhile.
@@ -198,21 +199,34 @@ class PostgresWriter:
     async def _write_once(
         self, conn: asyncpg.Connection, rows: Sequence[PgRow], next_offsets: dict[TopicPartition, int]
     ) -> list[str | None]:
+        try:
+            return await self._transaction(conn, rows, next_offsets, bisect=False)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+        # a row refused on the fast path aborted its transaction: again, halving under savepoints
+        return await self._transaction(conn, rows, next_offsets, bisect=True)
+
+    async def _transaction(
+        self,
+        conn: asyncpg.Connection,
+        rows: Sequence[PgRow],
+        next_offsets: dict[TopicPartition, int],
+        bisect: bool,
+    ) -> list[str | None]:
         parts = sorted(next_offsets)  # one lock order for every writer: no deadlock between two
         topics, nums = [t for t, _ in parts], [p for _, p in parts]
         outcomes: list[str | None] = [None] * len(rows)
         async with conn.transaction():
-            await conn.execute(
-                f"INSERT INTO {OFFSETS_TABLE} (grp, topic, partition, next_offset) "
-                "SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS u(t, p) ON CONFLICT DO NOTHING",
-                self.group, topics, nums,
-            )
+            # one round trip: the offset rows exist, are locked (the no-op update takes the row
+            # lock), and say what is held
             stored = {
                 (r["topic"], r["partition"]): r["next_offset"]
                 for r in await conn.fetch(
-                    f"SELECT topic, partition, next_offset FROM {OFFSETS_TABLE} WHERE grp = $1 AND "
-                    "(topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[])) "
-                    "ORDER BY topic, partition FOR UPDATE",
+                    f"INSERT INTO {OFFSETS_TABLE} AS o (grp, topic, partition, next_offset) "
+                    "SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS u(t, p) "
+                    "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = o.next_offset "
+                    "RETURNING topic, partition, next_offset",
                     self.group, topics, nums,
                 )
             }
@@ -228,8 +242,10 @@ class PostgresWriter:
                     outcomes[i] = one_line(str(exc))
             if seen:
                 await self._rejected_before(conn, rows, seen, outcomes)
-            if fresh:
+            if fresh and bisect:
                 await self._apply(conn, fresh, outcomes)
+            elif fresh:
+                await self._write_chunk(conn, [values for _, values in fresh])
             before = set(seen)
             refused = [(rows[i], why) for i, why in enumerate(outcomes) if why and i not in before]
             if refused:
