@@ -278,6 +278,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # targets outside Kafka (http, postgres): labelled by the target's name, never its URL
+        self.sink_records_total = Counter(
+            p + "sink_records_total",
+            "Records a node handed an external target, by outcome (delivered, retried, rejected).",
+            ["node", "target", "outcome"],
+            registry=r,
+        )
+        self.sink_request_latency = Histogram(
+            p + "sink_request_seconds",
+            "One request to an external target, by status class (2xx, 4xx, 5xx, timeout, connection).",
+            ["node", "target", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.node_restarts = Counter(
             p + "node_restarts_total",
             "Times a node started over from its committed offsets after a failed batch.",
@@ -368,6 +382,12 @@ class Metrics:
         observe_many(
             self.e2e_latency.labels(node), [max(0.0, acked_at_s - ts / 1000.0) for ts in timestamps_ms]
         )
+
+    def sink_records(self, node: str, target: str, outcome: str, n: int) -> None:
+        self.sink_records_total.labels(node, target, outcome).inc(n)
+
+    def sink_request(self, node: str, target: str, status_class: str, seconds: float) -> None:
+        self.sink_request_latency.labels(node, target, status_class).observe(seconds)
 
     def node_restarted(self, node: str, n: int = 1) -> None:
         """``n`` 0 makes the series exist (at 0) for a node that never restarted, for alerting."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
+from stream_orch.topology.lint_delivery import delivery_problems
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.lint_windows import join_bound_fields, window_fields
@@ -116,6 +117,7 @@ class _Linter(OutputChecks):
             self._node(name, node)
         self._cycles()
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
+        delivery_problems(self.spec, self.schemas, self.add)  # targets outside Kafka
 
     def _schema_names(self) -> list[str]:
         return (
