@@ -73,7 +73,13 @@ class NodeRunner:
         self._observer = observer or NullObserver()
         self._started: list[Sink] = []  # the sinks started (stopped in close)
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
-        self._sinks = build_sinks(spec, node_name, partial(self._observer.sink_request, self))
+        self._sinks = build_sinks(
+            spec,
+            node_name,
+            partial(self._observer.sink_request, self),
+            partial(self._observer.sink_state, self),
+            schemas,
+        )
         self._pipeline = NodePipeline(
             spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks, sinks=self._sinks
         )

@@ -38,6 +38,8 @@ class NullObserver:
 
     def sink_request(self, runner: NodeRunner, target: str, status_class: str, seconds: float) -> None: ...
 
+    def sink_state(self, runner: NodeRunner, target: str, up: bool, reason: str) -> None: ...
+
 
 class NodeObserver(NullObserver):
     def __init__(self, metrics: Metrics, health: HealthState, lag: LagCollector | None = None) -> None:
@@ -91,6 +93,9 @@ class NodeObserver(NullObserver):
 
     def sink_request(self, runner: NodeRunner, target: str, status_class: str, seconds: float) -> None:
         self.metrics.sink_request(runner.name, target, status_class, seconds)
+
+    def sink_state(self, runner: NodeRunner, target: str, up: bool, reason: str) -> None:
+        self.health.set_target(f"{runner.name}/{target}", up, reason)
 
     def rebalanced(self, runner: NodeRunner) -> None:
         self.metrics.rebalanced(runner.name, len(runner.assigned))

@@ -7,6 +7,7 @@ runtime starts them with the node and calls them inside each batch (see :mod:`.b
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stream_orch.sinks.base import (
     DELIVERED,
@@ -45,14 +46,22 @@ def _http(spec: ExternalTarget, ctx: SinkContext) -> Sink:
     return HttpSink(spec, ctx)
 
 
+def _postgres(spec: ExternalTarget, ctx: SinkContext) -> Sink:
+    from stream_orch.sinks.postgres_sink import PostgresSink  # asyncpg only where a node has one
+
+    return PostgresSink(spec, ctx)
+
+
 #: kind of target -> how its sink is built; a new kind adds its builder here
-BUILDERS: dict[str, Callable[[ExternalTarget, SinkContext], Sink]] = {"http": _http}
+BUILDERS: dict[str, Callable[[ExternalTarget, SinkContext], Sink]] = {"http": _http, "postgres": _postgres}
 
 
 def build_sinks(
     spec: TopologySpec,
     node_name: str,
     observe: Callable[[str, str, float], None] | None = None,
+    state: Callable[[str, bool, str], None] | None = None,
+    schemas: Any = None,
 ) -> dict[str, Sink]:
     """One sink per external target of the node, by name (none: an empty dict)."""
     sinks: dict[str, Sink] = {}
@@ -60,5 +69,8 @@ def build_sinks(
         ctx = SinkContext(spec.topology, node_name, target.name, group_id(spec.topology, node_name))
         if observe is not None:
             ctx.observe = observe
+        if state is not None:
+            ctx.state = state
+        ctx.schemas = schemas
         sinks[target.name] = BUILDERS[target.kind](target.spec, ctx)
     return sinks

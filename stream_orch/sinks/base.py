@@ -106,6 +106,9 @@ class SinkContext:
     group: str
     # (target, status class such as 2xx / 5xx / timeout, seconds): one request's latency
     observe: Callable[[str, str, float], None] = field(default=lambda target, status, seconds: None)
+    # (target, reachable, why not): a sink that waits for its destination says so in /health
+    state: Callable[[str, bool, str], None] = field(default=lambda target, up, reason: None)
+    schemas: Any = None  # the topology's SchemaRegistry (a sink whose columns come from a schema)
 
 
 @runtime_checkable

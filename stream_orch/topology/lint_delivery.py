@@ -4,11 +4,12 @@ schema that exists, and retry tiers for a failed delivery to go through."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stream_orch.topology.loader import PathTuple, Severity
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.models_delivery import external_targets
-from stream_orch.topology.schema_fields import SchemaFields
+from stream_orch.topology.schema_fields import SchemaFields, suggest
 
 Add = Callable[[PathTuple, str, str, Severity], None]
 
@@ -31,11 +32,27 @@ def delivery_problems(spec: TopologySpec, schemas: SchemaFields, add: Add) -> No
             schema = target.spec.schema_
             if schema is not None and (reason := schemas.problem(schema)):
                 add((*path, "schema"), f"{where}: {reason}", "name a schema of the schemas folder", "error")
-        if targets and (node.errors is None or node.errors.retry is None):
+            elif target.kind == "postgres":
+                _postgres_key(target.spec, schemas, path, where, add)
+        # a postgres target waits for its database inside the batch: it needs no retry tiers
+        if any(t.kind != "postgres" for t in targets) and (node.errors is None or node.errors.retry is None):
             add(
                 ("nodes", node_name),
                 f"node `{node_name}` delivers outside Kafka but has no `errors.retry`: a destination "
                 "that is down would send every record to the DLQ at once",
                 "add retry tiers that outlast an outage, e.g. `errors: {retry: {delays: [5s, 30s, 2m]}}`",
+                "error",
+            )
+
+
+def _postgres_key(target: Any, schemas: SchemaFields, path: PathTuple, where: str, add: Add) -> None:
+    """The key columns of an upsert are fields of the target's schema (they become its columns)."""
+    fields = schemas.fields(target.schema_) or []
+    for i, column in enumerate(target.key or []):
+        if column not in fields:
+            add(
+                (*path, "key", i),
+                f"{where}: key column `{column}` is not a field of schema `{target.schema_}`",
+                suggest(column, fields, "field"),
                 "error",
             )

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from stream_orch.topology.durations import DurationMs
-from stream_orch.topology.models_delivery import HttpRoute, route_entry_tag
+from stream_orch.topology.models_delivery import HttpRoute, PostgresRoute, route_entry_tag
 from stream_orch.topology.models_time import Aggregation, Bound, WindowFunction
 from stream_orch.topology.naming import Name, TopicName
 
@@ -467,7 +467,8 @@ class RouteTarget(_Model):
 RouteEntry = Annotated[
     Annotated[RouteTarget, Tag("target")]
     | Annotated[TopicName, Tag("topic")]
-    | Annotated[HttpRoute, Tag("http")],
+    | Annotated[HttpRoute, Tag("http")]
+    | Annotated[PostgresRoute, Tag("postgres")],
     Discriminator(route_entry_tag),
 ]
 

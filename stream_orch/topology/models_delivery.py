@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stream_orch.topology.durations import DurationMs
 from stream_orch.topology.naming import Name
@@ -100,9 +100,54 @@ class HttpRoute(_Model):
         return self.http
 
 
+class PostgresTarget(ExternalTarget):
+    """Rows into a PostgreSQL table, exactly once: each batch's rows and the batch's input offsets
+    commit in one database transaction (`stream_orch_offsets`), and a record the table already
+    holds after a crash is not written again. A row the database refuses (constraint, type) goes
+    to the DLQ with the database's message; a database that cannot be reached is retried with
+    backoff inside the batch (the node waits; nothing is dropped) and `/health` names it.
+    `stream-orch sink init` prints the tables."""
+
+    schema_: str = Field(
+        alias="schema",
+        description="Schema (in the schemas folder) of the rows: the record is projected onto it and "
+        "its fields are the table's columns (`stream-orch sink init` derives the CREATE TABLE).",
+    )
+    dsn_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        description="Name of the environment variable holding the DSN (`postgresql://user:pass@host/db`); "
+        "the DSN itself, with its password, is never written in the topology, logged or shown.",
+    )
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")] = Field(
+        description="Table to write, `table` or `schema.table`."
+    )
+    mode: Literal["insert", "upsert"] = Field(
+        "insert",
+        description="insert: every record is a new row (COPY). upsert: a row per `key`, the latest record "
+        "wins (INSERT ... ON CONFLICT (key) DO UPDATE).",
+    )
+    key: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="Key columns (fields of `schema`) of an upsert; required by it."
+    )
+
+    @model_validator(mode="after")
+    def _upsert_has_key(self) -> PostgresTarget:
+        if self.mode == "upsert" and not self.key:
+            raise ValueError("mode upsert needs `key`: the columns that identify a row")
+        return self
+
+
+class PostgresRoute(_Model):
+    kind: ClassVar[str] = "postgres"
+    postgres: PostgresTarget = Field(description="Write the route's records to a PostgreSQL table.")
+
+    @property
+    def target(self) -> PostgresTarget:
+        return self.postgres
+
+
 #: Every kind of external route target (an entry of a route's `to:`); each is also a tagged
 #: member of `RouteSpec.to` in models.py, its tag the kind.
-ExternalRoute = HttpRoute
+ExternalRoute = HttpRoute | PostgresRoute
 _KINDS = tuple(m.kind for m in typing.get_args(ExternalRoute) or (ExternalRoute,))
 
 
