@@ -127,3 +127,45 @@ async def test_server_restart_mid_stream_retries_until_commit(pg_dsn: str, postg
 def test_upsert_needs_key() -> None:
     with pytest.raises(ValueError, match="key"):
         PostgresWriter("postgresql://x", "t", COLS, group="g", mode="upsert")
+
+
+def test_sink_init_apply_creates_the_tables_once(tmp_path, pg_dsn: str) -> None:
+    """`stream-orch sink init --apply` as a process: the tables exist after, and again is no error."""
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "row.avsc").write_bytes(orjson.dumps(SCHEMA))
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "topology: initdb\ntopics:\n  rows: {partitions: 1, key: account}\n  rows.dlq: {partitions: 1}\n"
+        "nodes:\n  deliver:\n    input: rows\n    routes:\n      - to:\n"
+        "          - {postgres: {dsn_env: INIT_DSN, table: accounts, mode: upsert, key: [account],\n"
+        "                        schema: row}}\n"
+        "    errors: {dlq: rows.dlq}\n"
+    )
+    cmd = [sys.executable, "-m", "stream_orch.cli.main", "sink", "init", str(path), "--apply",
+           "--schemas", str(schemas)]
+    env = {**os.environ, "INIT_DSN": pg_dsn}
+    for _ in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "$INIT_DSN: 1 table(s)" in done.stdout and pg_dsn not in done.stdout + done.stderr
+
+    async def columns_of() -> list[tuple[str, str, str]]:
+        rows = await fetch(pg_dsn, "SELECT column_name, data_type, is_nullable FROM "
+                                   "information_schema.columns WHERE table_name = 'accounts' "
+                                   "ORDER BY ordinal_position")
+        return [(r["column_name"], r["data_type"], r["is_nullable"]) for r in rows]
+
+    assert asyncio.run(columns_of()) == [
+        ("seq", "bigint", "NO"), ("account", "text", "NO"), ("amount", "double precision", "NO"),
+        ("ts", "timestamp with time zone", "NO"), ("note", "text", "YES")]
+    pk = asyncio.run(fetch(pg_dsn, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                                   "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                                   "WHERE i.indrelid = 'accounts'::regclass AND i.indisprimary"))
+    assert [r["attname"] for r in pk] == ["account"]
