@@ -42,6 +42,10 @@ class ExternalOut:
     records: list[SinkRecord] = field(default_factory=list)
 
 
+def _no_payload(value: dict[str, Any]) -> bytes:
+    return b""
+
+
 class ExternalRoutes:
     def __init__(self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> None:
         node = spec.nodes[node_name]
@@ -51,7 +55,8 @@ class ExternalRoutes:
         for named in external_targets(node):
             schema_name = named.spec.schema_
             project = output_projection(schemas.raw(schema_name), named.name) if schema_name else dict
-            out = ExternalOut(named.name, project, encode)
+            # a target that takes the value itself (postgres) does not pay for JSON it never sends
+            out = ExternalOut(named.name, project, encode if named.spec.sends_json else _no_payload)
             self.targets[named.name] = out
             by_route.setdefault(named.route, []).append(out)
         always: list[ExternalOut] = []

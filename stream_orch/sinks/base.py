@@ -46,7 +46,9 @@ class SinkRecord:
     """One output of an event for one external target."""
 
     value: dict[str, Any]  # the event's value, projected onto the target's schema if it names one
-    payload: bytes  # ``value`` as JSON (orjson): the bytes the route would write to a JSON topic
+    # ``value`` as JSON (orjson): the bytes the route would write to a JSON topic; empty for a
+    # target whose model says it sends no JSON (``sends_json``: postgres takes ``value``)
+    payload: bytes
     key: bytes | None  # the input record's key
     # where the node read the record: the input topic, or a retry tier (its own offsets)
     consumed: tuple[str, int, int]  # (topic, partition, offset)

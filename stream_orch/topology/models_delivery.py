@@ -34,6 +34,10 @@ class _Model(BaseModel):
 class ExternalTarget(_Model):
     """What every external target has."""
 
+    # the runtime renders each record as JSON bytes for it (an HTTP body); False: it takes the
+    # projected value and the bytes are not made
+    sends_json: ClassVar[bool] = True
+
     name: Name | None = Field(
         None,
         description="Names the target in metrics, in the `so.retry.target` header of its retries and in "
@@ -107,6 +111,8 @@ class PostgresTarget(ExternalTarget):
     to the DLQ with the database's message; a database that cannot be reached is retried with
     backoff inside the batch (the node waits; nothing is dropped) and `/health` names it.
     `stream-orch sink init` prints the tables."""
+
+    sends_json: ClassVar[bool] = False  # rows are made from the projected value
 
     schema_: str = Field(
         alias="schema",
