@@ -124,8 +124,9 @@ async def count_rows(dsn: str, table: str) -> int:
 async def copy_loop(dsn: str, topic: str, table: str, count: int, batch: int) -> tuple[float, float]:
     """The plain program: consume, decode, COPY + offset row per transaction. (Seconds from its
     start to its first commit, rows/s from the first commit to the last.)"""
-    from stream_orch.sinks.postgres_ddl import row_values
+    from stream_orch.sinks.postgres_ddl import row_converter
 
+    row = row_converter(COLS)  # the worker's own conversion, so neither pays more for it
     started = time.monotonic()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=f"bench-copy-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
@@ -140,7 +141,7 @@ async def copy_loop(dsn: str, topic: str, table: str, count: int, batch: int) ->
             if not got:
                 continue
             # one transaction per fetched batch, as the worker's: rows, then each partition's offset
-            rows = [row_values(COLS, orjson.loads(m.value)) for msgs in got.values() for m in msgs]
+            rows = [row(orjson.loads(m.value)) for msgs in got.values() for m in msgs]
             async with conn.transaction():
                 await conn.copy_records_to_table(table, records=rows, columns=NAMES)
                 await conn.execute(

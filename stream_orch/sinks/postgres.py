@@ -40,7 +40,7 @@ from stream_orch.sinks.postgres_ddl import (
     ColumnValueError,
     quote_ident,
     quote_table,
-    row_values,
+    row_converter,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class PostgresWriter:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._names = [c.name for c in cols]
+        self._row = row_converter(cols)
         self._key_idx = [self._names.index(k) for k in self.key]
         qt = quote_table(table)
         col_list = ", ".join(c.quoted for c in cols)
@@ -237,7 +238,7 @@ class PostgresWriter:
                     seen.append(i)
                     continue
                 try:
-                    fresh.append((i, row_values(self.cols, row.record)))
+                    fresh.append((i, self._row(row.record)))
                 except ColumnValueError as exc:
                     outcomes[i] = one_line(str(exc))
             if seen:

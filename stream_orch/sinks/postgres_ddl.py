@@ -189,18 +189,36 @@ def create_table(table: str, cols: list[Column], key: list[str] | None) -> str:
     return f"CREATE TABLE IF NOT EXISTS {quote_table(table)} (\n{body}\n);"
 
 
+def row_converter(cols: list[Column]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``row(record)``: the record as the driver's tuple in column order, one generated function
+    per table (a value read once, a converter called only for the columns that have one, a null
+    checked only where the column refuses it); ColumnValueError names the column."""
+    lines = ["def row(r):"]
+    env: dict[str, Any] = {"ColumnValueError": ColumnValueError, "_fail": _fail}
+    names = []
+    for i, col in enumerate(cols):
+        lines.append(f"    v{i} = r.get({col.name!r})")
+        if not col.nullable:
+            lines.append(f"    if v{i} is None: _fail({col.name!r}, 'null in a NOT NULL column')")
+        if col.convert is not _same:
+            env[f"c{i}"] = col.convert
+            test = "" if not col.nullable else f"if v{i} is not None: "
+            lines += [
+                "    try:",
+                f"        {test}v{i} = c{i}(v{i})",
+                "    except (ColumnValueError, OverflowError, ValueError, TypeError) as exc:",
+                f"        _fail({col.name!r}, exc)",
+            ]
+        names.append(f"v{i}")
+    lines.append(f"    return ({', '.join(names)},)")
+    exec("\n".join(lines), env)  # our own code from column names quoted by repr: no input reaches it
+    return env["row"]
+
+
+def _fail(column: str, what: object) -> None:
+    raise ColumnValueError(f"column {column}: {what}") from None
+
+
 def row_values(cols: list[Column], record: dict[str, Any]) -> tuple[Any, ...]:
-    """The record as the driver's tuple in column order; ColumnValueError names the column."""
-    values = []
-    for col in cols:
-        value = record.get(col.name)
-        if value is None:
-            if not col.nullable:
-                raise ColumnValueError(f"column {col.name}: null in a NOT NULL column")
-            values.append(None)
-            continue
-        try:
-            values.append(col.convert(value))
-        except (ColumnValueError, OverflowError, ValueError, TypeError) as exc:
-            raise ColumnValueError(f"column {col.name}: {exc}") from None
-    return tuple(values)
+    """The record as the driver's tuple in column order (:func:`row_converter`, built each call)."""
+    return row_converter(cols)(record)
