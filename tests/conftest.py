@@ -49,3 +49,39 @@ def make_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def unique_topic(make_topic: Callable[[str], str]) -> str:
     """One topic name unique to this test (the topic is auto-created on first use)."""
     return make_topic("")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this session (tests/postgres_server.py), torn down after.
+
+    Skipped only when PostgreSQL is not installed (`.ci/run` installs Debian's `postgresql`).
+    """
+    from postgres_server import find_bin_dir, remove_server, start_server
+
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin or PATH)")
+    server = start_server()
+    try:
+        yield server
+    finally:
+        remove_server(server)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_dsn(postgres_server):
+    """A fresh database on the session's server for one test; its DSN. Dropped after the test."""
+    import asyncpg
+
+    name = "so_" + unique_name("db").rsplit("-", 1)[1]  # identifiers: lower case, at most 63 bytes
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield postgres_server.dsn.rsplit("/", 1)[0] + f"/{name}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

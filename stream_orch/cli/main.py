@@ -35,6 +35,7 @@ COMMANDS = (
     "lag",
     "table",
     "alerts",
+    "sink",
 )
 
 _SETTING_FLAGS = {

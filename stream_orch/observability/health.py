@@ -35,6 +35,7 @@ class HealthState:
         self._dead: dict[str, str] = {}
         self._nodes: dict[str, _NodeProgress] = {}
         self._feeds: dict[str, tuple[Callable[[], float], float]] = {}
+        self._targets_down: dict[str, tuple[float, str]] = {}  # target -> (down since, why)
         self._ready = False
         self._ready_reason = "starting"
 
@@ -90,6 +91,20 @@ class HealthState:
         once that is more than ``stale_seconds`` ago."""
         self._feeds[name] = (fresh_at, stale_seconds)
 
+    # -- delivery targets outside Kafka ----------------------------------------------------------
+
+    def set_target(self, name: str, up: bool, reason: str = "") -> None:
+        """A route target outside Kafka (``<node>/<target>``) is reachable, or not and why.
+
+        A target that is down keeps the worker live (status ``degraded``, HTTP 200): restarting
+        the worker does not bring a database back, and its other nodes go on meanwhile. The
+        node waiting for it stalls, which the stall rule reports once it lasts."""
+        if up:
+            self._targets_down.pop(name, None)
+        else:
+            since = self._targets_down.get(name, (self._clock(), ""))[0]
+            self._targets_down[name] = (since, reason)
+
     # -- readiness -------------------------------------------------------------------------------
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
@@ -124,6 +139,13 @@ class HealthState:
             body["stalled"] = stalled
         if stale:
             body["stale"] = stale
+        if self._targets_down:
+            body["targets_down"] = {
+                name: {"reason": why, "seconds_down": round(now - since, 3)}
+                for name, (since, why) in sorted(self._targets_down.items())
+            }
+            if not problems:
+                body["status"] = "degraded"
         return not problems, body
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -308,6 +308,20 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        # targets outside Kafka (http, postgres): labelled by the target's name, never its URL
+        self.sink_records_total = Counter(
+            p + "sink_records_total",
+            "Records a node handed an external target, by outcome (delivered, retried, rejected).",
+            ["node", "target", "outcome"],
+            registry=r,
+        )
+        self.sink_request_latency = Histogram(
+            p + "sink_request_seconds",
+            "One request to an external target, by status class (2xx, 4xx, 5xx, timeout, connection).",
+            ["node", "target", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.node_restarts = Counter(
             p + "node_restarts_total",
             "Times a node started over from its committed offsets after a failed batch.",
@@ -403,6 +417,11 @@ class Metrics:
     def model_scored(self, topology: str, node: str, model: str, seconds: float) -> None:
         """One model call on a batch (the model's name is the topology's: a bounded set)."""
         self.model_seconds.labels(topology, node, model).observe(seconds)
+    def sink_records(self, node: str, target: str, outcome: str, n: int) -> None:
+        self.sink_records_total.labels(node, target, outcome).inc(n)
+
+    def sink_request(self, node: str, target: str, status_class: str, seconds: float) -> None:
+        self.sink_request_latency.labels(node, target, status_class).observe(seconds)
 
     def node_restarted(self, node: str, n: int = 1) -> None:
         """``n`` 0 makes the series exist (at 0) for a node that never restarted, for alerting."""

@@ -52,6 +52,9 @@ WATERMARK_ONLY = "so.wm.only"
 # retries
 RETRY_ATTEMPT = "so.retry.attempt"
 RETRY_DUE = "so.retry.due"
+# a retry of one external target's delivery: the target's name (the node delivers it there only)
+RETRY_TARGET = "so.retry.target"
+ERROR_TARGET = "so.error.target"  # on a dead letter of an external target's delivery
 
 # replay
 REPLAYED_FROM = "so.replay.from"

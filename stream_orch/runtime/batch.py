@@ -21,6 +21,12 @@ class Failure:
     reason: str
     error: BaseException | None
     retriable: bool
+    # an external target's delivery failed: its retry carries so.retry.target (only that target
+    # is delivered again), not before not_before_ms (a 429's Retry-After); headers: so.error.*
+    # the destination's answer adds to its dead letter (an HTTP status and body excerpt)
+    target: str | None = None
+    not_before_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -33,6 +39,7 @@ class BatchStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     retried: Counter[int] = field(default_factory=Counter)  # tier -> n
     errors: Counter[str] = field(default_factory=Counter)  # error class -> n
+    sinks: Counter[tuple[str, str]] = field(default_factory=Counter)  # (target, outcome) -> records
     timestamps_ms: list[int] = field(default_factory=list)
     processing_s: float = 0.0  # decode, steps and routing: the node's own work
     timings: list[tuple[str, float]] = field(default_factory=list)  # (model, seconds) per model call
@@ -50,6 +57,10 @@ class NodeContext:
         self.dropped: Counter[str] = Counter()
         # the batch's records dropped as filtered, duplicate... (see PASSED_OVER), in drop order
         self.passed_over: list[Event] = []
+        # the node's external targets (a retry's so.retry.target must name one of them), and the
+        # batch's retries of one target: id(event) -> target name (the events are alive all batch)
+        self.external_targets: frozenset[str] = frozenset()
+        self.retry_targets: dict[int, str] = {}
 
     def table(self, name: str) -> Table:
         return self._tables[name]
@@ -69,6 +80,8 @@ class NodeContext:
         self.failures = []
         self.dropped = Counter()
         self.passed_over = []
+        if self.retry_targets:
+            self.retry_targets = {}
 
 
 def decode_records(
@@ -107,7 +120,7 @@ def decode_records(
                 {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
                 tier, topic, partition, offset,
             )  # fmt: skip
-            if tier and (bad := restore_origin(event, origins)) is not None:
+            if tier and (bad := restore_origin(event, origins, ctx)) is not None:
                 reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
                 continue
             if raw is None:
@@ -138,16 +151,18 @@ _BAD_HEADER = {
     H.ERROR_TIMESTAMP: f"{H.ERROR_TIMESTAMP} is not a timestamp up to the record's own",
     H.ERROR_FIRST_FAILURE: f"{H.ERROR_FIRST_FAILURE} is not a timestamp",
     H.RETRY_DUE: f"{H.RETRY_DUE} is not a timestamp",
+    H.RETRY_TARGET: f"{H.RETRY_TARGET} is not a target of this node",
 }
 
 
-def restore_origin(event: Event, origins: set[str]) -> str | None:
+def restore_origin(event: Event, origins: set[str], ctx: NodeContext) -> str | None:
     """A retried record carries where it first came from; lineage and DLQ headers report that.
 
     The headers are data like the record's value: anyone who can write to a retry topic can set
     them. Each must be what the engine writes (a topic the node reads, the partition the retry
     is on: retries keep their partition; numbers as :func:`H.number` reads them; a timestamp
-    not later than the record's own, which the engine copies from it and the broker accepted).
+    not later than the record's own, which the engine copies from it and the broker accepted; a
+    ``so.retry.target`` naming one of the node's external targets, noted in ``ctx.retry_targets``).
     Returns the name of the first header that is not, with the event left at its own
     coordinates; None when all are (an absent or empty header: the record's own value)."""
     values = {k: v for k, v in (event.headers or []) if v}
@@ -171,6 +186,12 @@ def restore_origin(event: Event, origins: set[str]) -> str | None:
         return H.ERROR_FIRST_FAILURE
     if _number(values, H.RETRY_DUE, 0) is None:  # the pacer took it as due at once
         return H.RETRY_DUE
+    target = values.get(H.RETRY_TARGET)
+    if target is not None:
+        name = target.decode("utf-8", "replace")
+        if name not in ctx.external_targets:
+            return H.RETRY_TARGET
+        ctx.retry_targets[id(event)] = name
     event.source_topic, event.source_partition, event.source_offset = origin, partition, offset
     event.timestamp = timestamp
     event.first_failure_ms = first or None

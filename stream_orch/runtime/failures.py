@@ -40,15 +40,21 @@ class FailureRouter:
             error = failure.error
             error_class = type(error).__name__ if error is not None else label_code(failure.reason)
             stats.errors[error_class] += 1
+            # `retry.on` chooses among the steps' failures; an external target's are always retried
             retriable = failure.retriable and (
-                not self._retry_on or failure.reason in self._retry_on or error_class in self._retry_on
+                not self._retry_on
+                or failure.target is not None
+                or failure.reason in self._retry_on
+                or error_class in self._retry_on
             )
             base = H.user_headers(event.headers) + self._error_headers(failure, error_class, now)
             retry_value = None
             if retriable and event.attempt < len(self.delays):
                 tier = event.attempt + 1
-                due = now + self.delays[event.attempt]
+                due = max(now + self.delays[event.attempt], failure.not_before_ms or 0)
                 headers = [*base, (H.RETRY_ATTEMPT, str(tier).encode()), (H.RETRY_DUE, str(due).encode())]
+                if failure.target is not None:
+                    headers.append((H.RETRY_TARGET, failure.target.encode()))
                 retry_value, headers = H.fit(event.key, event.raw_value, headers)
             if retry_value is not None:  # a retry that cannot carry its value goes to the DLQ
                 outbox.add(
@@ -107,4 +113,6 @@ class FailureRouter:
             (H.ERROR_ATTEMPTS, str(event.attempt + 1).encode()),
             (H.ERROR_FIRST_FAILURE, str(event.first_failure_ms or now).encode()),
             (H.ERROR_LAST_FAILURE, str(now).encode()),
+            *(((H.ERROR_TARGET, failure.target.encode()),) if failure.target is not None else ()),
+            *failure.headers,
         ]

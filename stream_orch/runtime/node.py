@@ -34,6 +34,7 @@ from stream_orch.runtime.pacing import RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.transactions import ExactlyOnce
+from stream_orch.sinks import Sink, build_sinks
 from stream_orch.state.restore import restore
 from stream_orch.state.tables import LocalTable, Sealed
 from stream_orch.steps.base import Table
@@ -70,8 +71,18 @@ class NodeRunner:
         self._instance_id = instance_id
         self._tables = tables
         self._observer = observer or NullObserver()
+        self._started: list[Sink] = []  # the sinks started (stopped in close)
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
-        self._pipeline = NodePipeline(spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
+        self._sinks = build_sinks(
+            spec,
+            node_name,
+            partial(self._observer.sink_request, self),
+            partial(self._observer.sink_state, self),
+            schemas,
+        )
+        self._pipeline = NodePipeline(
+            spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks, sinks=self._sinks
+        )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring
         self._undoing = self._pipeline.undoing
@@ -84,7 +95,7 @@ class NodeRunner:
             if self.exactly_once
             else AtLeastOnce(partial(clients.producer, client_args), self._commit, self, node_name)
         )
-        self._pacer = RetryPacer(max(self._pipeline.failures.delays, default=0))
+        self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._consumer: AIOKafkaConsumer | None = None
         # Held by a batch from its fetch to its hand-over, and by the rebalance callbacks: a
         # revocation waits for the batch, and no batch runs while state is being restored.
@@ -103,6 +114,10 @@ class NodeRunner:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        for sink in self._sinks.values():
+            if sink not in self._started:
+                await sink.start()
+                self._started.append(sink)
         consumer = clients.node_consumer(
             self._client_args, self.group, batch_size=self.node.batch_size, instance_id=self._instance_id
         )
@@ -124,6 +139,12 @@ class NodeRunner:
 
     async def close(self) -> None:
         await self._delivery.stop()
+        for sink in self._started:
+            try:
+                await sink.stop()
+            except Exception as exc:  # closing a client must not keep the worker from stopping
+                log.warning("target %s did not stop cleanly: %r", sink.name, type(exc).__name__)
+        self._started = []
         for table in self.local_tables:
             table.close()  # RocksDB stores stay on disk for the next start
         self._pacer.attach(None)
@@ -370,6 +391,9 @@ class NodeRunner:
             partitions = {tp.partition for tp in assigned}
             await self._delivery.assign(partitions)
             await self._seek_committed(sorted(assigned))
+            owned = {(tp.topic, tp.partition) for tp in assigned}
+            for sink in self._sinks.values():
+                await sink.on_assign(owned)
             for table in self.local_tables:
                 table.forget(table.partitions() - partitions)
                 read, kept = await restore(

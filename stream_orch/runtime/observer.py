@@ -36,6 +36,10 @@ class NullObserver:
 
     def rebalanced(self, runner: NodeRunner) -> None: ...
 
+    def sink_request(self, runner: NodeRunner, target: str, status_class: str, seconds: float) -> None: ...
+
+    def sink_state(self, runner: NodeRunner, target: str, up: bool, reason: str) -> None: ...
+
 
 class NodeObserver(NullObserver):
     def __init__(self, metrics: Metrics, health: HealthState, lag: LagCollector | None = None) -> None:
@@ -58,6 +62,8 @@ class NodeObserver(NullObserver):
             m.error(node, error_class, n)
         for tier, n in stats.retried.items():
             m.retried(node, tier, n)
+        for (target, outcome), n in stats.sinks.items():
+            m.sink_records(node, target, outcome, n)
         for reason, n in stats.dead_lettered.items():
             m.dead_letter(node, reason, n)
         for model, seconds in stats.timings:
@@ -86,6 +92,12 @@ class NodeObserver(NullObserver):
 
     def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None:
         self.metrics.restore_progress(runner.name, table, restored, remaining)
+
+    def sink_request(self, runner: NodeRunner, target: str, status_class: str, seconds: float) -> None:
+        self.metrics.sink_request(runner.name, target, status_class, seconds)
+
+    def sink_state(self, runner: NodeRunner, target: str, up: bool, reason: str) -> None:
+        self.health.set_target(f"{runner.name}/{target}", up, reason)
 
     def rebalanced(self, runner: NodeRunner) -> None:
         self.metrics.rebalanced(runner.name, len(runner.assigned))

@@ -15,13 +15,16 @@ from aiokafka import TopicPartition
 from stream_orch.codecs import codec_for
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.runtime.batch import BatchStats, Failure, NodeContext, decode_records
+from stream_orch.runtime.external import ExternalRoutes
 from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
+from stream_orch.sinks import MemorySink, Sink, SinkBatch
 from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table, TimedStep, UndoingStep
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
-from stream_orch.topology.naming import retry_topic
+from stream_orch.topology.models_delivery import external_targets
+from stream_orch.topology.naming import group_id, retry_topic
 
 
 class NodePipeline:
@@ -35,7 +38,10 @@ class NodePipeline:
         tables: dict[str, Table],
         *,
         dlq_tracebacks: bool = False,
+        sinks: dict[str, Sink] | None = None,
     ) -> None:
+        """``sinks``: one per external target of the node, by name (``sinks.build_sinks``); when
+        not given, each target gets a :class:`~stream_orch.sinks.MemorySink` (the test driver)."""
         node = spec.nodes[node_name]
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
@@ -52,6 +58,16 @@ class NodePipeline:
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
         self.router = Router(spec, node_name, schemas, lineage=lineage)
         self.failures = FailureRouter(spec, node_name, tracebacks=dlq_tracebacks)
+        # targets outside Kafka, delivered inside the batch (None: the node pays nothing for them)
+        names = [t.name for t in external_targets(node)]
+        self.external = ExternalRoutes(spec, node_name, schemas) if names else None
+        self.sinks: dict[str, Sink] = sinks if sinks is not None else {n: MemorySink(n) for n in names}
+        self.ctx.external_targets = frozenset(names)
+        self._group = group_id(spec.topology, node_name)
+        # the longest a retry may wait: its tier's delay, or what a destination asked for (429)
+        self.longest_wait_ms = max(
+            [*self.failures.delays, self.external.longest_wait_ms if self.external else 0]
+        )
         # the topics the node reads, with the retry tier each one is (0: the input)
         self.tier_of: dict[str, int] = {node.input: 0}
         for n in range(1, len(self.failures.delays) + 1):
@@ -76,7 +92,13 @@ class NodePipeline:
         events = await (self._run_joined(events) if self.enters_at else self.run_steps(events, 0))
         for step in self.timed:
             stats.timings.extend(step.drain_timings())
+        external = self.external
+        if external is not None:  # before the Kafka routes: a record it rejects has no outputs
+            events = external.render(events, ctx)
         self.router.route(events, outbox, ctx, stats, now)
+        if external is not None:
+            batch = SinkBatch(ctx.topology, ctx.node, self._group, dict(offsets), now)
+            await external.deliver(self.sinks, batch, ctx, stats)
         self.failures.route(ctx.failures, outbox, stats, now)
         self.undo(ctx.failures)  # before the changelog is drained
         stats.dropped.update(ctx.dropped)

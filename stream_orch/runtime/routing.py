@@ -179,6 +179,8 @@ class Router:
             except Exception as exc:
                 ctx.reject(event, f"routing_error: {exc}", exc)
                 continue
+            if not rendered and not watched:  # no Kafka output (e.g. only targets outside Kafka)
+                continue
             by_partition = prefixes.get(event.source_topic)
             prefix = by_partition.get(event.source_partition) if by_partition is not None else None
             if prefix is None:

@@ -69,7 +69,7 @@ class _Node:
         self.partitions = partitions
         self.positions: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
         self.next_prune_ms = 0
-        self.longest_wait_ms = max(pipeline.failures.delays, default=0)
+        self.longest_wait_ms = pipeline.longest_wait_ms
         self.totals = {
             "records_in": 0,
             "outputs": Counter(),

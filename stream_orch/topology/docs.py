@@ -88,7 +88,8 @@ def topology_json_schema() -> dict[str, Any]:
     to = schema["$defs"]["RouteSpec"]["properties"]["to"]
     as_list = {k: v for k, v in to.items() if k not in ("description", "title")}
     schema["$defs"]["RouteSpec"]["properties"]["to"] = {
-        "anyOf": [*as_list["items"]["anyOf"], as_list],
+        # the entries are a union chosen by shape (pydantic writes it as oneOf)
+        "anyOf": [*as_list["items"].get("anyOf", as_list["items"].get("oneOf", [])), as_list],
         "description": to.get("description", ""),
         "title": to.get("title", "To"),
     }

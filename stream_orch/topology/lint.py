@@ -14,6 +14,7 @@ from typing import Any
 
 from stream_orch.expressions import CompiledExpression, ExpressionError, compile_expression
 from stream_orch.topology.graph import find_cycles
+from stream_orch.topology.lint_delivery import delivery_problems
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
@@ -121,6 +122,7 @@ class _Linter(OutputChecks):
         self._cycles()
         name_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
+        delivery_problems(self.spec, self.schemas, self.add)  # targets outside Kafka
 
     def _schema_names(self) -> list[str]:
         return (

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from stream_orch.topology.durations import DurationMs
+from stream_orch.topology.models_delivery import HttpRoute, PostgresRoute, route_entry_tag
 from stream_orch.topology.models_expression import Expression
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_model import ModelStep
@@ -417,6 +427,16 @@ class RouteTarget(_Model):
     )
 
 
+# an entry of `to:`, chosen by its shape (models_delivery.route_entry_tag)
+RouteEntry = Annotated[
+    Annotated[RouteTarget, Tag("target")]
+    | Annotated[TopicName, Tag("topic")]
+    | Annotated[HttpRoute, Tag("http")]
+    | Annotated[PostgresRoute, Tag("postgres")],
+    Discriminator(route_entry_tag),
+]
+
+
 class RouteSpec(_Model):
     """One routing rule.
 
@@ -427,7 +447,10 @@ class RouteSpec(_Model):
 
     when: Expression | None = None
     otherwise: bool = False
-    to: list[TopicName | RouteTarget] = Field(min_length=1, description="One or more topics (fan-out).")
+    to: list[RouteEntry] = Field(
+        min_length=1,
+        description="One or more topics, or targets outside Kafka such as `{http: {...}}` (fan-out).",
+    )
 
     @field_validator("to", mode="before")
     @classmethod
@@ -441,7 +464,12 @@ class RouteSpec(_Model):
         return self
 
     def targets(self) -> list[RouteTarget]:
-        return [t if isinstance(t, RouteTarget) else RouteTarget(topic=t) for t in self.to]
+        """The Kafka topics of ``to`` (external targets: ``models_delivery.external_targets``)."""
+        return [
+            t if isinstance(t, RouteTarget) else RouteTarget(topic=t)
+            for t in self.to
+            if isinstance(t, str | RouteTarget)
+        ]
 
 
 class RetrySpec(_Model):

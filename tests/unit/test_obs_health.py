@@ -140,3 +140,18 @@ async def test_event_loop_monitor_sees_a_blocked_loop() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert 0.2 <= blocked < 1.0
+
+
+def test_a_target_down_is_reported_and_the_worker_stays_live() -> None:
+    clock = FakeClock()
+    health = HealthState(clock=clock)
+    health.set_target("deliver/pg", False, "ConnectionRefusedError")
+    clock.now += 7
+    health.set_target("deliver/pg", False, "CannotConnectNowError 57P03")
+    live, body = health.liveness()
+    assert live and body["status"] == "degraded"
+    down = {"deliver/pg": {"reason": "CannotConnectNowError 57P03", "seconds_down": 7.0}}
+    assert body["targets_down"] == down
+    health.set_target("deliver/pg", True)
+    live, body = health.liveness()
+    assert live and body["status"] == "ok" and "targets_down" not in body

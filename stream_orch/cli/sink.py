@@ -1,0 +1,63 @@
+"""``stream-orch sink init TOPOLOGY [--apply]``: the tables of the topology's `postgres:` targets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from stream_orch.cli.schemas_dir import add_schemas_option, find_schemas_dir
+from stream_orch.codecs.schemas import SchemaRegistry
+from stream_orch.settings import Settings
+from stream_orch.topology.lint import lint
+from stream_orch.topology.loader import SpecError, load_topology
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sink",
+        help="prepare the destinations outside Kafka (PostgreSQL tables)",
+        description="Destinations of a topology's route targets outside Kafka.",
+    )
+    sub = parser.add_subparsers(dest="sink_command", required=True, metavar="COMMAND")
+    init = sub.add_parser(
+        "init",
+        help="print (or run) CREATE TABLE for every postgres: target",
+        description="Print the CREATE TABLE statements of every `postgres:` target (columns from its "
+        "schema; key columns the primary key of an upsert table) and of the tables the engine keeps "
+        "beside them (stream_orch_offsets, stream_orch_rejects). --apply runs them on each target's "
+        "database, its DSN from the environment variable the target names (dsn_env).",
+    )
+    init.add_argument("file", type=Path, help="topology YAML file")
+    init.add_argument("--apply", action="store_true", help="run the statements instead of printing them")
+    add_schemas_option(init)
+    init.set_defaults(func=run_init)
+
+
+def run_init(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.sinks.postgres_init import apply, script, target_tables
+
+    try:
+        loaded = load_topology(args.file)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    schemas_dir = find_schemas_dir(args.file, args.schemas)
+    errors = [p for p in lint(loaded, schemas_dir) if p.severity == "error"]
+    if errors:
+        for problem in errors:
+            print(problem, file=sys.stderr)
+        return 1
+    tables = target_tables(loaded.spec, SchemaRegistry(schemas_dir))
+    if not tables:
+        print(f"{args.file}: no postgres: targets", file=sys.stderr)
+        return 1
+    if not args.apply:
+        print(script(tables), end="")
+        return 0
+    for line in asyncio.run(apply(tables)):
+        print(line)
+    return 0
