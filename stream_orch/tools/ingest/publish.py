@@ -1,0 +1,236 @@
+"""One file into its topic, chunk by chunk, each chunk one Kafka transaction with its ledger
+record (:mod:`.ledger`).
+
+The transactional id is stable per (topic, file content): starting the producer fences an
+ingest of the same file still running and aborts the open chunk of one that was killed; only
+then is the ledger read (read_committed), so what it says is what the topic holds. The run
+resumes after the last committed row; rows before it are read and validated again (not
+published) so the rejects file is rebuilt for the whole file, the same as an uninterrupted run
+would have written. A file whose ledger says ``done`` is not read at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, ProducerFenced, UnknownTopicOrPartitionError
+
+from stream_orch.codecs import Codec, EncodeError
+from stream_orch.errors import UserError
+from stream_orch.reliability.dlq import read_topic
+from stream_orch.settings import Settings
+from stream_orch.tools.ingest import ledger as L
+from stream_orch.tools.ingest.coerce import RowConformer, RowRejected
+from stream_orch.tools.ingest.ledger import Progress
+from stream_orch.tools.ingest.progress import FileBar
+from stream_orch.tools.ingest.readers import BadRow, Reader
+from stream_orch.tools.ingest.rejects import Rejects
+from stream_orch.tools.produce import BATCH_BYTES, BatchSender, encode_key
+from stream_orch.transport.connect import start_producer
+from stream_orch.transport.topics import ensure_compacted_topic
+
+DEFAULT_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how every file of one command goes."""
+
+    topic: str
+    format: str
+    conformer: RowConformer
+    codec: Codec
+    key_field: str | None = None
+    chunk: int = DEFAULT_CHUNK
+    quiet: bool = False
+
+
+@dataclass
+class FileResult:
+    path: Path
+    digest: str = ""
+    rows: int = 0
+    published: int = 0  # by this run
+    rejected: int = 0
+    chunks: int = 0
+    resumed_after: int = 0
+    already_done: bool = False
+    seconds: float = 0.0
+
+    def summary(self, rejects: Path | None) -> str:
+        if self.already_done:
+            return f"{self.path}: already ingested (ledger {self.digest[:12]}), nothing published"
+        rate = self.published / self.seconds if self.seconds > 0 else 0.0
+        text = f"{self.path}: {self.published} rows published in {self.chunks} transactions"
+        if self.resumed_after:
+            text += f" (resumed after row {self.resumed_after})"
+        text += f", {self.rejected} rejected"
+        if self.rejected and rejects is not None:
+            text += f" (see {rejects})"
+        return text + f", {self.seconds:.1f}s, {rate:,.0f} rows/s"
+
+
+def make_row(target: Target, record: dict[str, Any] | BadRow) -> tuple[bytes | None, bytes]:
+    """(key, value) of one row, or RowRejected with the reason."""
+    if isinstance(record, BadRow):
+        raise RowRejected(record.reason)
+    conformer = target.conformer
+    value = conformer.from_text(record) if target.format == "csv" else conformer.conform(record)
+    field = None
+    if target.key_field is not None:
+        field = value.get(target.key_field)
+        if field is None:
+            raise RowRejected(f"field {target.key_field!r}: no value for the key (--key-field)")
+    try:
+        return (None if field is None else encode_key(field)), target.codec.encode(value)
+    except EncodeError as exc:
+        raise RowRejected(f"cannot be encoded: {exc}") from None
+    except UnicodeEncodeError:  # the reader keeps invalid bytes as surrogates: not writable
+        raise RowRejected("not valid UTF-8") from None
+
+
+async def read_progress(settings: Settings, ledger: str, digest: str) -> Progress | None:
+    found: list[Progress | None] = [None]
+    key = digest.encode()
+
+    def handle(record: Any) -> None:
+        if record.key == key:
+            found[0] = L.decode_progress(record.value)
+
+    await read_topic(settings, ledger, handle, missing_ok=True)
+    return found[0]
+
+
+class _Chunks:
+    """The open transaction: rows go to a :class:`BatchSender`; :meth:`commit` flushes them,
+    adds the ledger record and commits (or aborts and raises)."""
+
+    def __init__(self, producer: AIOKafkaProducer, sender: BatchSender, ledger: str, digest: str) -> None:
+        self.producer = producer
+        self.sender = sender
+        self.ledger = ledger
+        self.digest = digest
+        self.open = False
+        self.rows = 0
+
+    async def add(self, key: bytes | None, value: bytes) -> None:
+        if not self.open:
+            await self.producer.begin_transaction()
+            self.open = True
+        await self.sender.add(key, value)
+        self.rows += 1
+
+    async def commit(self, progress: Progress) -> None:
+        if not self.open:
+            await self.producer.begin_transaction()
+            self.open = True
+        try:
+            failed = self.sender.report.failed
+            report = await self.sender.finish()
+            if report.failed > failed:
+                raise KafkaError(report.errors[-1] if report.errors else "records were not acknowledged")
+            key, value = progress.encode(self.digest)
+            await (await self.producer.send(self.ledger, key=key, value=value))
+            await self.producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):  # fenced or broken: the next run's start aborts it
+                await asyncio.wait_for(self.producer.abort_transaction(), 5.0)
+            raise
+        finally:
+            self.open = False
+        self.rows = 0
+
+
+async def ingest_file(settings: Settings, target: Target, path: Path, rejects: Rejects) -> FileResult:
+    """Publish every good row of ``path`` not yet in the topic; see the module's docstring."""
+    result = FileResult(path)
+    started = time.monotonic()
+    result.digest = await asyncio.to_thread(L.file_digest, path)
+    ledger = L.ledger_topic(target.topic)
+    await ensure_compacted_topic(settings, ledger)
+    producer = await start_producer(
+        settings, transactional_id=L.transactional_id(target.topic, result.digest),
+        max_batch_size=BATCH_BYTES, linger_ms=5,
+    )  # fmt: skip
+    chunks: _Chunks | None = None
+    try:
+        try:
+            partitions = sorted(
+                await asyncio.wait_for(producer.partitions_for(target.topic), settings.request_timeout_s)
+            )
+        except (UnknownTopicOrPartitionError, TimeoutError):
+            raise UserError(f"topic {target.topic!r} does not exist and was not auto-created") from None
+        done = await read_progress(settings, ledger, result.digest) or Progress()
+        if done.done:
+            result.already_done = True
+            return result
+        result.resumed_after = done.rows
+        chunks = _Chunks(producer, BatchSender(producer, target.topic, partitions), ledger, result.digest)
+        await _stream(target, path, rejects, chunks, done, result)
+    except ProducerFenced:
+        raise UserError(
+            f"another ingest of {path} into {target.topic} started and fenced this one; "
+            "what this run committed stays published"
+        ) from None
+    finally:
+        if chunks is not None and chunks.open:  # interrupted mid-chunk: its rows never show
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), 5.0)
+        await producer.stop()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+async def _stream(
+    target: Target, path: Path, rejects: Rejects, chunks: _Chunks, done: Progress, result: FileResult
+) -> None:
+    reader = Reader(path, target.format)
+    bar = FileBar(path, disabled=target.quiet)
+    published = done.published
+    line = 0
+    rows = 0
+    check = _every(1024)
+    try:
+        for line, record in reader.rows():
+            rows += 1
+            try:
+                key, value = make_row(target, record)
+            except RowRejected as exc:
+                result.rejected += 1
+                rejects.add(path, line, str(exc))
+                continue
+            if rows <= done.rows:
+                continue
+            await chunks.add(key, value)
+            if chunks.rows >= target.chunk:
+                published += chunks.rows
+                result.published += chunks.rows
+                await chunks.commit(Progress(rows, line, published, result.rejected, False, path.name))
+                result.chunks += 1
+            if check():
+                bar.update(reader.position, result.published, result.rejected)
+        published += chunks.rows
+        result.published += chunks.rows
+        await chunks.commit(Progress(rows, line, published, result.rejected, True, path.name))
+        result.chunks += 1
+        result.rows = rows
+    finally:
+        bar.close(reader.position, result.published, result.rejected)
+
+
+def _every(n: int) -> Callable[[], bool]:
+    count = 0
+
+    def tick() -> bool:
+        nonlocal count
+        count += 1
+        return count % n == 0
+
+    return tick
