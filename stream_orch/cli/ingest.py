@@ -103,10 +103,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
 
+    busy = False  # a file is being ingested
+
     def on_signal() -> None:
-        if args.watch is not None and not stop.is_set():
-            stop.set()  # between files the watcher ends at once; mid-file the file is cut short
-        if main is not None:
+        # Between files the watcher just ends (exit 0); a file being ingested is cut short: its
+        # open chunk is aborted, the committed ones stay, a re-run resumes (exit 130).
+        stop.set()
+        if (busy or args.watch is None) and main is not None:
             main.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,12 +117,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     rejected = 0
 
     async def one(path: Path) -> None:
-        nonlocal rejected
-        rejects.start(path)
+        nonlocal rejected, busy
+        busy = True
         try:
             result = await ingest_file(settings, target, path, rejects)
         finally:
-            rejects.close_for(path)
+            busy = False
         rejected += result.rejected
         print(result.summary(rejects.target(path)), flush=True)
 
@@ -136,7 +139,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for path in paths:
             await one(path)
-        if args.watch is not None:
+        if args.watch is not None and not stop.is_set():
             print(f"watching {args.watch} (Ctrl-C to stop)", file=sys.stderr, flush=True)
             await watch(args.watch, one_watched, stop, settle_s=args.settle)
     except asyncio.CancelledError:
