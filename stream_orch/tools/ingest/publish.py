@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced, UnknownTopicOrPartitionError
 
-from stream_orch.codecs import Codec, EncodeError
+from stream_orch.codecs import Codec, EncodeError, JsonCodec
 from stream_orch.errors import UserError
 from stream_orch.reliability.dlq import read_topic
 from stream_orch.settings import Settings
@@ -51,6 +52,15 @@ class Target:
     key_field: str | None = None
     chunk: int = DEFAULT_CHUNK
     quiet: bool = False
+    encode: Callable[[dict[str, Any]], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        encode = self.codec.encode
+        if isinstance(self.codec, JsonCodec):
+            # The conformer let through finite numbers only, which is all the codec's walk over
+            # a value holding null checks: orjson alone (a fifth of the CPU of a row with a null).
+            encode = orjson.dumps
+        object.__setattr__(self, "encode", encode)
 
 
 @dataclass
@@ -84,14 +94,16 @@ def make_row(target: Target, record: dict[str, Any] | BadRow) -> tuple[bytes | N
         raise RowRejected(record.reason)
     conformer = target.conformer
     value = conformer.from_text(record) if target.format == "csv" else conformer.conform(record)
-    field = None
+    key_value = None
     if target.key_field is not None:
-        field = value.get(target.key_field)
-        if field is None:
+        key_value = value.get(target.key_field)
+        if key_value is None:
             raise RowRejected(f"field {target.key_field!r}: no value for the key (--key-field)")
     try:
-        return (None if field is None else encode_key(field)), target.codec.encode(value)
+        return (None if key_value is None else encode_key(key_value)), target.encode(value)
     except EncodeError as exc:
+        raise RowRejected(f"cannot be encoded: {exc}") from None
+    except orjson.JSONEncodeError as exc:
         raise RowRejected(f"cannot be encoded: {exc}") from None
     except UnicodeEncodeError:  # the reader keeps invalid bytes as surrogates: not writable
         raise RowRejected("not valid UTF-8") from None
