@@ -36,7 +36,7 @@ from stream_orch.codecs import JsonCodec
 from stream_orch.settings import Settings
 from stream_orch.tools.ingest.coerce import RowConformer
 from stream_orch.tools.ingest.ledger import ledger_topic
-from stream_orch.tools.ingest.publish import Target, ingest_file
+from stream_orch.tools.ingest.publish import DEFAULT_CHUNK, Target, ingest_file
 from stream_orch.tools.ingest.rejects import Rejects
 from stream_orch.transport import clients
 
@@ -73,8 +73,11 @@ async def plain_producer(settings: Settings, path: Path, topic: str) -> int:
     return sent
 
 
-async def ingest(settings: Settings, path: Path, topic: str, ref: Reference) -> int:
-    target = Target(topic, "csv", RowConformer(SCHEMA, topic), JsonCodec("ingest_payment"), quiet=True)
+async def ingest(
+    settings: Settings, path: Path, topic: str, ref: Reference, chunk: int = DEFAULT_CHUNK
+) -> int:
+    conformer = RowConformer(SCHEMA, topic)
+    target = Target(topic, "csv", conformer, JsonCodec("ingest_payment"), chunk=chunk, quiet=True)
     rejects = Rejects()
     result = await ingest_file(settings, target, path, rejects)
     rejects.close()
@@ -94,7 +97,7 @@ async def _topics(settings: Settings, create: list[str], delete: list[str]) -> N
         await admin.close()
 
 
-async def main(rows: int, rounds: int, out: Path | None) -> dict[str, Any]:
+async def main(rows: int, rounds: int, out: Path | None, chunk: int = DEFAULT_CHUNK) -> dict[str, Any]:
     settings = Settings()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "payments.csv"
@@ -112,12 +115,11 @@ async def main(rows: int, rounds: int, out: Path | None) -> dict[str, Any]:
                     if name.startswith("plain"):
                         n = await plain_producer(settings, path, topic)
                     else:
-                        n = await ingest(settings, path, topic, ref)
+                        n = await ingest(settings, path, topic, ref, chunk)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append({"rows": n, "seconds": wall, "rows_per_s": n / wall, "cpu_s": cpu})
-                    print(
-                        f"round {i + 1} {name}: {n:,} rows in {wall:.1f}s = {n / wall:,.0f} rows/s, cpu {cpu:.1f}s"
-                    )
+                    rate = f"{n:,} rows in {wall:.1f}s = {n / wall:,.0f} rows/s, cpu {cpu:.1f}s"
+                    print(f"round {i + 1} {name}: {rate}", flush=True)
         finally:
             await _topics(settings, [], made)
     summary = {
@@ -131,7 +133,7 @@ async def main(rows: int, rounds: int, out: Path | None) -> dict[str, Any]:
     }
     plain, ing = summary["plain aiokafka producer"], summary["stream-orch ingest"]
     report = {
-        "rows": rows, "bad_rows": len(ref.rejects), "file_bytes": size, "rounds": rounds,
+        "rows": rows, "chunk": chunk, "bad_rows": len(ref.rejects), "file_bytes": size, "rounds": rounds,
         "machine": f"{cpu_model()}, {__import__('os').cpu_count()} cores", "runs": runs, "summary": summary,
         "ratio": ing["rows_per_s"] / plain["rows_per_s"],
     }  # fmt: skip
@@ -152,5 +154,6 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="ingest's rows per transaction")
     args = parser.parse_args()
-    asyncio.run(main(args.rows, args.rounds, args.out))
+    asyncio.run(main(args.rows, args.rounds, args.out, args.chunk))

@@ -95,7 +95,10 @@ def test_json_array_reader_across_buffer_boundaries(tmp_path: Path) -> None:
     [
         (b'{"a": 1}', "not a JSON array: the file must hold one top-level [ ... ]"),
         (b'[{"a": 1} {"b": 2}]', "after element 0: expected , or ] but found '{'"),
-        (b'[{"a": 1}, {"b": ', "element 1: not valid JSON (Expecting value); the rest of the file is not read"),  # noqa: E501
+        (
+            b'[{"a": 1}, {"b": ',
+            "element 1: not valid JSON (Expecting value); the rest of the file is not read",
+        ),
     ],
 )
 def test_json_array_reader_malformed(tmp_path: Path, data: bytes, reason: str) -> None:

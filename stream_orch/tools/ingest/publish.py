@@ -133,12 +133,12 @@ class _Chunks:
         self.open = False
         self.rows = 0
 
-    async def add(self, key: bytes | None, value: bytes) -> None:
+    async def add(self, records: list[tuple[bytes | None, bytes]]) -> None:
         if not self.open:
             await self.producer.begin_transaction()
             self.open = True
-        await self.sender.add(key, value)
-        self.rows += 1
+        await self.sender.add_many(records)
+        self.rows += len(records)
 
     async def commit(self, progress: Progress) -> None:
         if not self.open:
@@ -263,8 +263,7 @@ async def _stream(
             if committing is not None:
                 await committing
                 committing = None
-            for key, value in prepared.records:
-                await chunks.add(key, value)
+            await chunks.add(prepared.records)
             result.published += len(prepared.records)
             result.chunks += 1
             committing = asyncio.create_task(chunks.commit(prepared.progress))
