@@ -79,7 +79,8 @@ class FileResult:
         if self.already_done:
             return f"{self.path}: already ingested (ledger {self.digest[:12]}), nothing published"
         rate = self.published / self.seconds if self.seconds > 0 else 0.0
-        text = f"{self.path}: {self.published} rows published in {self.chunks} transactions"
+        plural = "" if self.chunks == 1 else "s"
+        text = f"{self.path}: {self.published} rows published in {self.chunks} transaction{plural}"
         if self.resumed_after:
             text += f" (resumed after row {self.resumed_after})"
         text += f", {self.rejected} rejected"
