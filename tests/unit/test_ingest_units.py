@@ -226,3 +226,33 @@ def test_a_file_is_ready_once_quiet_for_the_settle_time(tmp_path: Path) -> None:
     assert settling.ready(102.0) == []
     assert settling.ready(102.3) == [path]
     assert settling.ready(110.0) == []  # taken once
+
+
+# ---------------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope.csv"], "ingest: nope.csv: no such file"),
+        ([], "ingest: give at least one PATH or --watch DIR"),
+        (["{csv}", "--schema", "no_such_schema"], "no schema for topic t: unknown schema 'no_such_schema'"),
+        (["{csv}", "--schema", "missing.avsc"], "--schema missing.avsc: no such file"),
+        (
+            ["{csv}", "--schema", "customer", "--key-field", "nope"],
+            "--key-field nope: schema customer has no",
+        ),
+        (["{csv}", "--watch", "no/such/dir"], "ingest: --watch no/such/dir: no such folder"),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from stream_orch.cli.main import main
+
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("id\n1\n")
+    argv = ["ingest", *(a.replace("{csv}", str(csv_path)) for a in args), "--topic", "t", "--format", "csv"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
