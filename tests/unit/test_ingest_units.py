@@ -45,15 +45,19 @@ def rows(tmp_path: Path, data: bytes, fmt: str) -> list[tuple[int, object]]:
 def test_csv_reader_bom_crlf_quotes_empty_lines_and_physical_lines(tmp_path: Path) -> None:
     data = b'\xef\xbb\xbfid,name\r\n1,"a, ""b"""\r\n\r\n2,"two\r\nlines"\r\n3,c\r\n4\r\n'
     assert rows(tmp_path, data, "csv") == [
-        (2, {"id": "1", "name": 'a, "b"'}),
-        (4, {"id": "2", "name": "two\r\nlines"}),
-        (6, {"id": "3", "name": "c"}),
+        (2, ["1", 'a, "b"']),
+        (4, ["2", "two\r\nlines"]),
+        (6, ["3", "c"]),
         (7, BadRow("expected 2 fields as in the header, got 1")),
     ]
 
 
 def test_csv_reader_lf_and_no_final_newline(tmp_path: Path) -> None:
-    assert rows(tmp_path, b"\n\nid\n1\n\n2", "csv") == [(4, {"id": "1"}), (6, {"id": "2"})]
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\n\nid , name\n1,a\n\n2,b")
+    reader = Reader(path, "csv")
+    assert list(reader.rows()) == [(4, ["1", "a"]), (6, ["2", "b"])]
+    assert reader.header == ["id", "name"]
 
 
 def test_jsonl_reader(tmp_path: Path) -> None:
@@ -149,6 +153,15 @@ def test_csv_rejects_name_the_field(conformer: RowConformer, change: dict[str, s
     assert str(caught.value) == reason
 
 
+def test_columns_in_any_order_and_a_repeated_header(conformer: RowConformer) -> None:
+    header = ["name", "tier", "score", "id", "id"]
+    assert conformer.from_cells(header, ["x", "GOLD", "1", "7", "8"]) == {
+        "id": 8, "score": 1.0, "tier": "GOLD", "name": "x",
+    }  # fmt: skip
+    with pytest.raises(RowRejected, match="field 'id': expected long, got str 'z'"):
+        conformer.from_cells(header, ["x", "GOLD", "1", "7", "z"])
+
+
 def test_a_missing_required_column_is_a_reject(conformer: RowConformer) -> None:
     row = dict(GOOD)
     del row["name"]
@@ -165,10 +178,11 @@ def test_json_rows_go_through_the_worker_conformer(conformer: RowConformer) -> N
 
 def test_make_row_keys_encodes_and_rejects(conformer: RowConformer) -> None:
     target = Target("people", "csv", conformer, JsonCodec("people"), key_field="name")
-    key, value = make_row(target, dict(GOOD))
+    header = list(GOOD)
+    key, value = make_row(target, list(GOOD.values()), header)
     assert key == b"ann" and value == b'{"id":1,"score":2.5,"tier":"GOLD","name":"ann"}'
-    with pytest.raises(RowRejected, match="not valid UTF-8"):
-        make_row(target, {**GOOD, "name": "a\udcff"})  # an invalid byte, as the reader decodes it
+    with pytest.raises(RowRejected, match="not valid UTF-8"):  # an invalid byte, as the reader decodes it
+        make_row(target, list({**GOOD, "name": "a\udcff"}.values()), header)
     with pytest.raises(RowRejected, match="expected 2 fields"):
         make_row(target, BadRow("expected 2 fields as in the header, got 1"))
     keyed = Target("people", "json", conformer, JsonCodec("people"), key_field="note")

@@ -166,48 +166,61 @@ class RowConformer:
         self._text = {
             f["name"]: (text_converter(self._types, f["type"]), f["type"]) for f in schema["fields"]
         }
-        self._fast = self._generate(schema)
+        self._by_header: dict[tuple[str, ...], Callable[[list[str]], dict[str, Any]]] = {}
 
-    def _generate(self, schema: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, Any]]:
-        """One generated function converting a CSV row's cells (the explaining path is
-        :meth:`_explain`, taken only when it raises)."""
+    def _generate(self, header: tuple[str, ...]) -> Callable[[list[str]], dict[str, Any]]:
+        """One generated function converting the cells of a CSV row with these columns (the
+        explaining path is :meth:`_explain`, taken only when it raises). A field without a
+        column stays absent (the conformer says whether it may be)."""
+        schema = self.schema
+        column = {name: i for i, name in enumerate(header)}  # a repeated name: the last one
         namespace: dict[str, Any] = {"_F": _FLOAT.fullmatch, "_NoFit": _NoFit}
-        lines = ["def convert(row):", "    g = row.get", "    o = {}"]
+        lines = ["def convert(row):", "    o = {}"]
         for i, f in enumerate(schema["fields"]):
             name = f["name"]
+            if name not in column:
+                continue
             fast = _fast_converter(self._types, f["type"])
-            lines += [f"    v = g({name!r})", "    if v is not None:"]
+            lines.append(f"    v = row[{column[name]}]")
             namespace[f"c{i}"] = fast
             kind = self._types.resolve(f["type"])
             kind = kind if isinstance(kind, str) else kind["type"] if isinstance(kind, dict) else "union"
             # the commonest cases inline (a call per cell is a third of a row's time); anything
             # else through the field's converter
             if fast is None:
-                lines.append(f"        o[{name!r}] = v")
+                lines.append(f"    o[{name!r}] = v")
             elif kind in ("int", "long"):
-                lines.append(f"        o[{name!r}] = int(v) if v.isdigit() and v.isascii() else c{i}(v)")
+                lines.append(f"    o[{name!r}] = int(v) if v.isdigit() and v.isascii() else c{i}(v)")
             elif kind in ("double", "float"):
                 lines += [
-                    f"        x = float(v) if _F(v) is not None else c{i}(v)",
-                    "        if x - x:",  # inf - inf is nan: 1e999 is no double
-                    "            raise _NoFit",
-                    f"        o[{name!r}] = x",
+                    f"    x = float(v) if _F(v) is not None else c{i}(v)",
+                    "    if x - x:",  # inf - inf is nan: 1e999 is no double
+                    "        raise _NoFit",
+                    f"    o[{name!r}] = x",
                 ]
             elif kind == "enum":
                 namespace[f"e{i}"] = frozenset(self._types.resolve(f["type"])["symbols"])
-                lines.append(f"        o[{name!r}] = v if v in e{i} else c{i}(v)")
+                lines.append(f"    o[{name!r}] = v if v in e{i} else c{i}(v)")
             else:
-                lines.append(f"        o[{name!r}] = c{i}(v)")
+                lines.append(f"    o[{name!r}] = c{i}(v)")
         lines.append("    return o")
         exec(compile("\n".join(lines) + "\n", "<csv row converter>", "exec"), namespace)
         return namespace["convert"]
 
-    def from_text(self, row: dict[str, str]) -> dict[str, Any]:
+    def from_cells(self, header: list[str], cells: list[str]) -> dict[str, Any]:
+        """A CSV row (its cells under ``header``) in the schema's types, or RowRejected."""
+        convert = self._by_header.get(tuple(header))
+        if convert is None:
+            convert = self._by_header[tuple(header)] = self._generate(tuple(header))
         try:
-            out = self._fast(row)
+            out = convert(cells)
         except _NoFit:
-            out = self._explain(row)
+            out = self._explain(dict(zip(header, cells, strict=False)))
         return self.conform(out)
+
+    def from_text(self, row: dict[str, str]) -> dict[str, Any]:
+        """A CSV row as a dict of column name to cell (see :meth:`from_cells`)."""
+        return self.from_cells(list(row), list(row.values()))
 
     def _explain(self, row: dict[str, str]) -> dict[str, Any]:
         """The row converted field by field: raises RowRejected naming the field that fails."""

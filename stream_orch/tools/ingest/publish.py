@@ -89,12 +89,15 @@ class FileResult:
         return text + f", {self.seconds:.1f}s, {rate:,.0f} rows/s"
 
 
-def make_row(target: Target, record: dict[str, Any] | BadRow) -> tuple[bytes | None, bytes]:
-    """(key, value) of one row, or RowRejected with the reason."""
-    if isinstance(record, BadRow):
-        raise RowRejected(record.reason)
-    conformer = target.conformer
-    value = conformer.from_text(record) if target.format == "csv" else conformer.conform(record)
+def make_row(target: Target, record: dict[str, Any] | list[str] | BadRow, header: list[str] | None = None
+             ) -> tuple[bytes | None, bytes]:  # fmt: skip
+    """(key, value) of one row (a CSV row: its cells under ``header``), or RowRejected."""
+    if record.__class__ is list:
+        value = target.conformer.from_cells(header or [], record)  # type: ignore[arg-type]
+    elif record.__class__ is dict:
+        value = target.conformer.conform(record)  # type: ignore[arg-type]
+    else:
+        raise RowRejected(record.reason)  # type: ignore[union-attr]
     key_value = None
     if target.key_field is not None:
         key_value = value.get(target.key_field)
@@ -224,12 +227,13 @@ def _prepare(
     records: list[tuple[bytes | None, bytes]] = []
     published = done.published
     rows = line = 0
+    header = reader.header  # filled in by the reader when it meets the header row
     for line, record in reader.rows():
         rows += 1
         if not rows % YIELD_ROWS:
             yield None
         try:
-            key_value = make_row(target, record)
+            key_value = make_row(target, record, header)
         except RowRejected as exc:
             result.rejected += 1
             rejects.add(path, line, str(exc))

@@ -3,8 +3,9 @@ physical line (1-based) the row starts on and ``record`` a dict, or a :class:`Ba
 why the row is not one.
 
 * CSV: the :mod:`csv` module over a text stream (``utf-8-sig``: a BOM is dropped; CRLF, LF and
-  quoted newlines as the module reads them). The first non-empty row is the header; every
-  value is a string (:mod:`.coerce` turns it into the schema's type). Empty lines are skipped.
+  quoted newlines as the module reads them). The first non-empty row is the header
+  (:attr:`Reader.header`); a row is the list of its cells, as many as the header has (strings:
+  :mod:`.coerce` turns them into the schema's types, by column). Empty lines are skipped.
 * JSON lines: one object per line, read as bytes a line at a time (at most MAX_ROW_BYTES).
 * JSON: one top-level array of objects, parsed element by element with the standard decoder's
   ``raw_decode`` over a sliding text buffer (no library: ~40 lines, and the C scanner does the
@@ -39,7 +40,7 @@ class BadRow:
     reason: str
 
 
-Row = tuple[int, "dict[str, Any] | BadRow"]
+Row = tuple[int, "dict[str, Any] | list[str] | BadRow"]
 
 
 class Reader:
@@ -51,6 +52,7 @@ class Reader:
         self.path = path
         self.format = fmt
         self._raw: BinaryIO | None = None
+        self.header: list[str] = []  # CSV: the column names, once the header row is read
 
     @property
     def position(self) -> int:
@@ -66,12 +68,12 @@ class Reader:
                 yield from _jsonl_rows(raw)
                 return
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-            yield from (_csv_rows(text) if self.format == "csv" else _json_rows(text))
+            yield from (_csv_rows(text, self.header) if self.format == "csv" else _json_rows(text))
 
 
-def _csv_rows(text: io.TextIOWrapper) -> Iterator[Row]:
+def _csv_rows(text: io.TextIOWrapper, header: list[str]) -> Iterator[Row]:
+    """The rows as lists of cells; the header row's names go into ``header``."""
     reader = csv.reader(text)
-    header: list[str] | None = None
     consumed = 0  # physical lines read before the current row
     while True:
         try:
@@ -85,13 +87,13 @@ def _csv_rows(text: io.TextIOWrapper) -> Iterator[Row]:
         line, consumed = consumed + 1, reader.line_num
         if not cells or cells == [""]:
             continue
-        if header is None:
-            header = [c.strip() for c in cells]
+        if not header:
+            header += [c.strip() for c in cells]
             continue
         if len(cells) != len(header):
             yield line, BadRow(f"expected {len(header)} fields as in the header, got {len(cells)}")
             continue
-        yield line, dict(zip(header, cells, strict=True))
+        yield line, cells
 
 
 def _jsonl_rows(raw: BinaryIO) -> Iterator[Row]:
