@@ -167,6 +167,8 @@ class RowConformer:
             f["name"]: (text_converter(self._types, f["type"]), f["type"]) for f in schema["fields"]
         }
         self._by_header: dict[tuple[str, ...], Callable[[list[str]], dict[str, Any]]] = {}
+        self._header: list[str] | None = None
+        self._convert: Callable[[list[str]], dict[str, Any]] = lambda cells: {}
 
     def _generate(self, header: tuple[str, ...]) -> Callable[[list[str]], dict[str, Any]]:
         """One generated function converting the cells of a CSV row with these columns (the
@@ -209,9 +211,13 @@ class RowConformer:
 
     def from_cells(self, header: list[str], cells: list[str]) -> dict[str, Any]:
         """A CSV row (its cells under ``header``) in the schema's types, or RowRejected."""
-        convert = self._by_header.get(tuple(header))
-        if convert is None:
-            convert = self._by_header[tuple(header)] = self._generate(tuple(header))
+        if header is self._header:  # the reader's one list: no tuple and hash per row
+            convert = self._convert
+        else:
+            convert = self._by_header.get(tuple(header))
+            if convert is None:
+                convert = self._by_header[tuple(header)] = self._generate(tuple(header))
+            self._header, self._convert = header, convert
         try:
             out = convert(cells)
         except _NoFit:
