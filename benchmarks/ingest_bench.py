@@ -7,7 +7,8 @@ Both read the same file (1 % bad rows, CRLF, multi-line quoted fields: benchmark
 into a fresh 6-partition topic, keyless, acks=all, idempotent, 1 MiB batches. The plain producer
 parses each row with the csv module and sends it as a JSON object of strings (no schema, no
 rejects, no transactions). The ingest is the command's own code (``ingest_file``): schema
-coercion and checks, the rejects file, a transaction and a ledger record per chunk (``--chunk``, the command's default).
+coercion and checks, the rejects file, a transaction and a ledger record per chunk
+(``--chunk``, by default the command's).
 Rounds alternate the two (ABAB...), each figure is the median with min-max; CPU is the
 process's own CPU time (the broker runs on the same machine). The ingest's count of published
 rows and rejects is checked against the reference each round.
