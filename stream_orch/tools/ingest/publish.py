@@ -92,28 +92,41 @@ class FileResult:
         return text + f", {self.seconds:.1f}s, {rate:,.0f} rows/s"
 
 
-def make_row(target: Target, record: dict[str, Any] | list[str] | BadRow, header: list[str] | None = None
-             ) -> tuple[bytes | None, bytes]:  # fmt: skip
-    """(key, value) of one row (a CSV row: its cells under ``header``), or RowRejected."""
-    if record.__class__ is list:
-        value = target.conformer.from_cells(header or [], record)  # type: ignore[arg-type]
-    elif record.__class__ is dict:
-        value = target.conformer.conform(record)  # type: ignore[arg-type]
-    else:
-        raise RowRejected(record.reason)  # type: ignore[union-attr]
-    key_value = None
-    if target.key_field is not None:
-        key_value = value.get(target.key_field)
-        if key_value is None:
-            raise RowRejected(f"field {target.key_field!r}: no value for the key (--key-field)")
-    try:
-        return (None if key_value is None else encode_key(key_value)), target.encode(value)
-    except EncodeError as exc:
-        raise RowRejected(f"cannot be encoded: {exc}") from None
-    except orjson.JSONEncodeError as exc:
-        raise RowRejected(f"cannot be encoded: {exc}") from None
-    except UnicodeEncodeError:  # the reader keeps invalid bytes as surrogates: not writable
-        raise RowRejected("not valid UTF-8") from None
+Row = dict[str, Any] | list[str] | BadRow
+
+
+def row_maker(target: Target, header: list[str] | None = None) -> Callable[[Row], tuple[bytes | None, bytes]]:
+    """``make(row) -> (key, value)`` for one file (a CSV row: its cells under ``header``, the
+    reader's list, filled in when it meets the header row), or RowRejected with the reason.
+    A closure: what it needs is looked up once per file, not once per row."""
+    from_cells, conform = target.conformer.from_cells, target.conformer.conform
+    key_field, encode, columns = target.key_field, target.encode, header if header is not None else []
+
+    def make(record: Row) -> tuple[bytes | None, bytes]:
+        if record.__class__ is list:
+            value = from_cells(columns, record)  # type: ignore[arg-type]
+        elif record.__class__ is dict:
+            value = conform(record)  # type: ignore[arg-type]
+        else:
+            raise RowRejected(record.reason)  # type: ignore[union-attr]
+        try:
+            if key_field is None:
+                return None, encode(value)
+            key = value.get(key_field)
+            if key is None:
+                raise RowRejected(f"field {key_field!r}: no value for the key (--key-field)")
+            return encode_key(key), encode(value)
+        except (EncodeError, orjson.JSONEncodeError) as exc:
+            raise RowRejected(f"cannot be encoded: {exc}") from None
+        except UnicodeEncodeError:  # the reader keeps invalid bytes as surrogates: not writable
+            raise RowRejected("not valid UTF-8") from None
+
+    return make
+
+
+def make_row(target: Target, record: Row, header: list[str] | None = None) -> tuple[bytes | None, bytes]:
+    """(key, value) of one row; see :func:`row_maker`."""
+    return row_maker(target, header)(record)
 
 
 async def read_progress(settings: Settings, ledger: str, digest: str) -> Progress | None:
@@ -230,20 +243,21 @@ def _prepare(
     records: list[tuple[bytes | None, bytes]] = []
     published = done.published
     rows = line = 0
-    header = reader.header  # filled in by the reader when it meets the header row
+    make = row_maker(target, reader.header)
+    skip, chunk = done.rows, target.chunk
     for line, record in reader.rows():
         rows += 1
         if not rows % YIELD_ROWS:
             yield None
         try:
-            key_value = make_row(target, record, header)
+            key_value = make(record)
         except RowRejected as exc:
             result.rejected += 1
             rejects.add(path, line, str(exc))
             continue
-        if rows > done.rows:
+        if rows > skip:
             records.append(key_value)
-            if len(records) >= target.chunk:
+            if len(records) >= chunk:
                 published += len(records)
                 yield _Prepared(records, Progress(rows, line, published, result.rejected, False, path.name))
                 records = []
