@@ -121,6 +121,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         busy = True
         try:
             result = await ingest_file(settings, target, path, rejects)
+        except OSError as exc:  # gone or unreadable since the check, or the rejects file unwritable
+            raise UserError(f"ingest: {exc.filename or path}: {exc.strerror or exc}") from None
         finally:
             busy = False
         rejected += result.rejected
@@ -132,9 +134,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         except UserError as exc:
             if exc.exit_code == 3:  # Kafka is gone: so is the watcher
                 raise
-            print(f"stream-orch: ingest: {exc}", file=sys.stderr, flush=True)
-        except OSError as exc:  # the file went away or cannot be read: the next one
-            print(f"stream-orch: ingest: {path}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            print(f"stream-orch: {exc}", file=sys.stderr, flush=True)
 
     try:
         for path in paths:
