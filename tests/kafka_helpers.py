@@ -132,3 +132,32 @@ async def run_cli(
 ) -> tuple[int, str, str]:
     """Run ``stream-orch ARGS`` in a subprocess; returns (exit code, stdout, stderr)."""
     return await run_process([*stream_orch_cmd(), *args], input=input, timeout=timeout, env=env)
+
+
+async def consume_committed(
+    bootstrap: str, topic: str, timeout: float = 60.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every committed record of ``topic`` (read_committed: what consumers of an
+    exactly-once producer see), up to the end offsets at the start; fails on timeout."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        isolation_level="read_committed", max_poll_records=10_000, fetch_max_bytes=32 * 1024 * 1024,
+    )  # fmt: skip
+    await asyncio.wait_for(consumer.start(), timeout)
+    out: list[tuple[bytes | None, bytes | None]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, f"no partitions of {topic} assigned"
+            await consumer.getmany(timeout_ms=100)
+        tps = list(consumer.assignment())
+        end = await consumer.end_offsets(tps)  # the last stable offsets under read_committed
+        for tp in tps:
+            consumer.seek(tp, 0)
+        while not all([await consumer.position(tp) >= end[tp] for tp in tps]):
+            assert time.monotonic() < deadline, f"{topic}: read {len(out)} records within {timeout}s"
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend((r.key, r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out

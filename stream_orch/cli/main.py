@@ -24,6 +24,7 @@ from stream_orch.topology.loader import SCHEMAS_RULE
 COMMANDS = (
     "kafka",
     "produce",
+    "ingest",
     "tail",
     "validate",
     "graph",

@@ -49,8 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import ProducerFenced, TopicAlreadyExistsError
+from aiokafka.errors import ProducerFenced
 
 from stream_orch.errors import UserError
 from stream_orch.reliability import headers as H
@@ -60,6 +59,7 @@ from stream_orch.reliability.ledger import Replayed, apply_ledger_record, ledger
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 from stream_orch.transport.connect import start_client, start_producer, unreachable
+from stream_orch.transport.topics import ensure_compacted_topic
 
 # Dead letters per chunk (one transaction with its ledger records): the most a crash leaves to
 # redo, and what a run holds at once (futures and offsets; the producer holds the bytes).
@@ -113,17 +113,6 @@ async def read_ledger(settings: Settings, ledger: str, dlq: str, done: Replayed)
     await read_topic(
         settings, ledger, lambda r: apply_ledger_record(dlq, done, r.key, r.value), missing_ok=True
     )
-
-
-async def _ensure_ledger(settings: Settings, ledger: str) -> None:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
-    await start_client(admin, settings)  # type: ignore[type-var]
-    try:
-        await admin.create_topics([NewTopic(ledger, 1, 1, topic_configs={"cleanup.policy": "compact"})])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        await admin.close()
 
 
 class _Chunk:
@@ -240,7 +229,7 @@ async def replay(
             end = await consumer.end_offsets(tps)
             done = Replayed({tp.partition: (start[tp], end[tp]) for tp in tps})
             if producer is not None:
-                await _ensure_ledger(settings, ledger)
+                await ensure_compacted_topic(settings, ledger)
             await read_ledger(settings, ledger, topic, done)
 
             def target_of(record: ConsumerRecord[bytes, bytes], counts: ReplayResult) -> str | None:

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -107,6 +107,16 @@ class BatchSender:
             if builder.append(key=key, value=value, timestamp=None) is None:
                 self.report.failed += 1
                 self.report.errors.append(f"a record of {len(value)} bytes exceeds the maximum batch size")
+
+    async def add_many(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """:meth:`add` for many records: a plain loop that awaits only when a batch is full
+        (a coroutine call per record was a sixth of ``ingest``'s time per row)."""
+        builders = self._builders
+        for key, value in records:
+            part = self._sticky if key is None else self.partitions[self._keyed.of(self.topic, key)]
+            builder = builders.get(part)
+            if builder is None or builder.append(key=key, value=value, timestamp=None) is None:
+                await self.add(key, value)  # a new batch, or the full one sent first
 
     async def _send(self, part: int) -> None:
         builder = self._builders.pop(part, None)

@@ -1,0 +1,251 @@
+"""A row in its topic's schema, or the reason it is rejected (naming the field).
+
+JSON rows already have types: they go through the worker's output conformer
+(:func:`stream_orch.codecs.conform.output_projection`: the schema's fields, ``int`` to
+``double``, an integral float to ``long``, enums, nullable fields, required fields present).
+CSV rows are strings: each cell is first turned into its field's type as the schema allows
+(:func:`text_converter`), then through the same conformer, then encoded with the topic's
+codec (JSON here, as ``produce`` writes).
+
+CSV text rules: ``int``/``long`` are decimal integers (sign allowed), ``float``/``double`` any
+finite decimal or exponent number, ``boolean`` is true/false/1/0 (any case), an ``enum`` a
+symbol, an empty cell is null where the type admits null (else an empty string for a string,
+else an error), and arrays, maps and records are JSON text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from stream_orch.codecs.avro_types import AvroTypes, show
+from stream_orch.codecs.conform import OutputSchemaViolation, output_projection
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+class RowRejected(ValueError):
+    """``str(error)`` is the reason written to the rejects file."""
+
+
+class _NoFit(Exception):
+    pass
+
+
+def _text_to(kind: Any, text: str) -> Any:
+    """``text`` as a value of the (resolved, non-union) type ``kind``, or raise _NoFit."""
+    name = kind if isinstance(kind, str) else kind["type"]
+    s = text.strip()
+    if name == "string":
+        return text
+    if name in ("int", "long"):
+        if _INT.fullmatch(s):
+            return int(s)  # the range is the conformer's check
+    elif name in ("double", "float"):
+        if _FLOAT.fullmatch(s):
+            value = float(s)
+            if math.isfinite(value):
+                return value
+    elif name == "boolean":
+        low = s.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    elif name == "null":
+        if text == "":
+            return None
+    elif name == "enum":
+        if s in kind["symbols"]:
+            return s
+    elif name == "bytes":
+        return text.encode("utf-8", "surrogateescape")
+    elif name in ("array", "map", "record", "error"):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    raise _NoFit
+
+
+def text_converter(types: AvroTypes, schema: Any) -> Callable[[str], Any]:
+    """A function turning a CSV cell into a value of ``schema`` (raises ``_NoFit``)."""
+    resolved = types.resolve(schema)
+    if not isinstance(resolved, list):
+        if resolved == "string":
+            return lambda text: text
+        return lambda text: _text_to(resolved, text)
+    branches = [types.resolve(b) for b in resolved]
+    nullable = "null" in branches
+    # strings last: "12" in ["null", "long", "string"] is the long 12
+    ordered = [b for b in branches if b not in ("null", "string")] + [b for b in branches if b == "string"]
+
+    def convert(text: str) -> Any:
+        if text == "" and nullable:
+            return None
+        for branch in ordered:
+            try:
+                return _text_to(branch, text)
+            except _NoFit:
+                continue
+        raise _NoFit
+
+    return convert
+
+
+def _fast_converter(types: AvroTypes, schema: Any) -> Callable[[str], Any] | None:
+    """A quicker converter for the common types (None: the field's text is taken as is). It
+    raises _NoFit on anything unusual; the caller then asks :func:`text_converter` why."""
+    resolved = types.resolve(schema)
+    nullable = False
+    if isinstance(resolved, list):
+        branches = [types.resolve(b) for b in resolved]
+        others = [b for b in branches if b != "null"]
+        if len(others) != 1 or len(branches) != 2:
+            return text_converter(types, schema)
+        nullable, resolved = True, others[0]
+    name = resolved if isinstance(resolved, str) else resolved["type"]
+    inner: Callable[[str], Any] | None
+    if name == "string":
+        inner = None
+    elif name in ("int", "long"):
+
+        def inner(t: str) -> Any:
+            if t.isdigit() and t.isascii():
+                return int(t)
+            return _text_to(name, t)
+
+    elif name in ("double", "float"):
+        match = _FLOAT.fullmatch
+
+        def inner(t: str) -> Any:
+            if match(t) is not None and (x := float(t)) - x == 0.0:  # inf - inf is nan
+                return x
+            raise _NoFit
+
+    elif name == "boolean":
+        truth = {"true": True, "false": False, "1": True, "0": False, "True": True, "False": False}
+
+        def inner(t: str) -> Any:
+            found = truth.get(t)
+            return found if found is not None else _text_to("boolean", t)
+
+    elif name == "enum":
+        symbols = frozenset(resolved["symbols"])
+
+        def inner(t: str) -> Any:
+            if t in symbols:
+                return t
+            raise _NoFit
+
+    else:
+        return text_converter(types, schema)
+    if not nullable:
+        return inner
+    if inner is None:
+        return lambda t: None if t == "" else t
+    some = inner
+    return lambda t: None if t == "" else some(t)
+
+
+class RowConformer:
+    """``conform(record, from_text)`` -> the record in the schema's fields and types, or
+    :class:`RowRejected` with ``field 'x': why``."""
+
+    def __init__(self, schema: dict[str, Any], topic: str) -> None:
+        self.schema = schema
+        self._types = AvroTypes(schema)
+        self._project = output_projection(schema, topic)
+        self._text = {
+            f["name"]: (text_converter(self._types, f["type"]), f["type"]) for f in schema["fields"]
+        }
+        self._by_header: dict[tuple[str, ...], Callable[[list[str]], dict[str, Any]]] = {}
+        self._header: list[str] | None = None
+        self._convert: Callable[[list[str]], dict[str, Any]] = lambda cells: {}
+
+    def _generate(self, header: tuple[str, ...]) -> Callable[[list[str]], dict[str, Any]]:
+        """One generated function converting the cells of a CSV row with these columns (the
+        explaining path is :meth:`_explain`, taken only when it raises). A field without a
+        column stays absent (the conformer says whether it may be)."""
+        schema = self.schema
+        column = {name: i for i, name in enumerate(header)}  # a repeated name: the last one
+        namespace: dict[str, Any] = {"_F": _FLOAT.fullmatch, "_NoFit": _NoFit}
+        lines = ["def convert(row):", "    o = {}"]
+        for i, f in enumerate(schema["fields"]):
+            name = f["name"]
+            if name not in column:
+                continue
+            fast = _fast_converter(self._types, f["type"])
+            lines.append(f"    v = row[{column[name]}]")
+            namespace[f"c{i}"] = fast
+            kind = self._types.resolve(f["type"])
+            kind = kind if isinstance(kind, str) else kind["type"] if isinstance(kind, dict) else "union"
+            # the commonest cases inline (a call per cell is a third of a row's time); anything
+            # else through the field's converter
+            if fast is None:
+                lines.append(f"    o[{name!r}] = v")
+            elif kind in ("int", "long"):
+                lines.append(f"    o[{name!r}] = int(v) if v.isdigit() and v.isascii() else c{i}(v)")
+            elif kind in ("double", "float"):
+                lines += [
+                    f"    x = float(v) if _F(v) is not None else c{i}(v)",
+                    "    if x - x:",  # inf - inf is nan: 1e999 is no double
+                    "        raise _NoFit",
+                    f"    o[{name!r}] = x",
+                ]
+            elif kind == "enum":
+                namespace[f"e{i}"] = frozenset(self._types.resolve(f["type"])["symbols"])
+                lines.append(f"    o[{name!r}] = v if v in e{i} else c{i}(v)")
+            else:
+                lines.append(f"    o[{name!r}] = c{i}(v)")
+        lines.append("    return o")
+        exec(compile("\n".join(lines) + "\n", "<csv row converter>", "exec"), namespace)
+        return namespace["convert"]
+
+    def from_cells(self, header: list[str], cells: list[str]) -> dict[str, Any]:
+        """A CSV row (its cells under ``header``) in the schema's types, or RowRejected."""
+        if header is self._header:  # the reader's one list: no tuple and hash per row
+            convert = self._convert
+        else:
+            convert = self._by_header.get(tuple(header))
+            if convert is None:
+                convert = self._by_header[tuple(header)] = self._generate(tuple(header))
+            self._header, self._convert = header, convert
+        try:
+            out = convert(cells)
+        except _NoFit:
+            out = self._explain(dict(zip(header, cells, strict=False)))
+        return self.conform(out)
+
+    def from_text(self, row: dict[str, str]) -> dict[str, Any]:
+        """A CSV row as a dict of column name to cell (see :meth:`from_cells`)."""
+        return self.from_cells(list(row), list(row.values()))
+
+    def _explain(self, row: dict[str, str]) -> dict[str, Any]:
+        """The row converted field by field: raises RowRejected naming the field that fails."""
+        out: dict[str, Any] = {}
+        for name, (convert, schema) in self._text.items():
+            text = row.get(name)
+            if text is None:
+                continue  # no such column: the conformer says whether it may be absent
+            try:
+                out[name] = convert(text)
+            except _NoFit:
+                what = "empty" if text.strip() == "" else show(text)
+                raise RowRejected(
+                    f"field {name!r}: expected {self._types.describe(schema)}, got {what}"
+                ) from None
+        return self.conform(out)
+
+    def conform(self, record: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._project(record)
+        except OutputSchemaViolation as exc:
+            raise RowRejected(f"field {exc.field!r}: {exc.detail}") from None
