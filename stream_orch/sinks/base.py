@@ -16,6 +16,12 @@ its data in one transaction (the offsets-in-the-sink pattern) gets exactly once:
 :meth:`Sink.on_assign` it reads what it holds for the partitions the node now owns, and in
 :meth:`Sink.deliver` it answers :data:`DELIVERED` without writing for every record whose
 ``consumed`` offset is below what it holds, and stores ``batch.offsets`` with the rows it writes.
+Careful: the node writes a batch's retries and dead letters again from the outcomes of its
+re-processing, so a record below the stored offsets must get the outcome it got the first time:
+a row the destination refused is the same :class:`Reject` again (store refusals, with their
+reasons, in the same transaction as the rows and offsets), and a record answered :class:`Retry`
+is a :class:`Retry` again (store those too, or roll the whole batch back and answer Retry for all
+of it, so the offsets do not move past it). Answering :data:`DELIVERED` for either would lose it.
 
 Rules for an implementation:
 
