@@ -255,3 +255,20 @@ def test_a_mistake_in_a_target_is_reported_against_that_target_only(tmp_path: Pa
     assert "unknown key `urll`" in lines[0] or "unknown key `urll`" in lines[1]
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "urll" in t)
     assert all(f"t.yaml:{line}: nodes.ship.routes[1].to.http:" in t for t in lines)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("url", "http:///no-host", "not a URL with a host"),
+        ("url", "http://host:99999/", "not a URL"),
+        ("url", "http://host/a b", "no spaces"),
+        ("headers", {"Bad Name": "x"}, "not an HTTP header name"),
+        ("headers", {"X-Token": "a\r\nX-Evil: 1"}, "line break"),
+        ("headers", {"Idempotency-Key": "mine"}, "set by the engine"),
+    ],
+)
+def test_a_target_the_client_could_not_send_is_refused_at_load(field: str, value, message: str) -> None:
+    http = {"url": "http://127.0.0.1/hook", field: value}
+    with pytest.raises(Exception, match=message):
+        RouteSpec.model_validate({"to": {"http": http}})
