@@ -272,3 +272,15 @@ def test_a_target_the_client_could_not_send_is_refused_at_load(field: str, value
     http = {"url": "http://127.0.0.1/hook", field: value}
     with pytest.raises(Exception, match=message):
         RouteSpec.model_validate({"to": {"http": http}})
+
+
+def test_graph_draws_each_target_with_its_route(tmp_path: Path) -> None:
+    from stream_orch.topology.graph import build_graph, to_dot, to_mermaid
+
+    graph = build_graph(load(tmp_path).spec)
+    assert graph.targets == {"ship/http": "http: http", "ship/big": "http: big"}
+    routes = {(e.dst, e.label) for e in graph.edges if e.dst.startswith("target:")}
+    assert routes == {("target:ship/http", "route 1"), ("target:ship/big", "route 2: amount > 100")}
+    mermaid = to_mermaid(graph)
+    assert 'x1>"http: big"]' in mermaid and '-->|"route 2: amount #gt; 100"| x1' in mermaid
+    assert 'x1 [label="http: big", shape="cds"' in to_dot(graph)
