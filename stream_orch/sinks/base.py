@@ -9,6 +9,10 @@ sink only: the other routes' outputs are not repeated), a rejected record (or on
 to the DLQ with its reason -> the batch's Kafka writes (outputs, retries, dead letters, changelog,
 input offsets) land together as the node's guarantee says.
 
+A retry of one target carries the record as it was rendered (its JSON), not the input: the
+node's steps do not run again for it (its state and its other outputs stand), so it is the same
+record, with the same ``source`` and ``index``, that the sink sees again.
+
 So a sink sees each record at least once. What it sees again after a crash is a batch the node
 re-processes from its last committed Kafka offsets: the same records, with the same
 :attr:`SinkRecord.consumed` coordinates. A sink that can store the offsets it has applied beside
@@ -61,6 +65,9 @@ class SinkRecord:
     timestamp: int  # the input record's timestamp, epoch ms
     attempt: int  # 0 for the input, n for retry tier n
     event: Any = None  # the node's Event (the runtime routes the record's failure with it)
+    # n for the n-th record (from 0) for this target that one input record led to in its batch:
+    # always 0 but for results of windows and joins, several of which one record can trigger
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,17 +49,25 @@ BODY_HEADER = "so.error.http_body"
 def idempotency_key(topology: str, node: str, target: str, records: list[SinkRecord]) -> str:
     """``<topology>/<node>/<input topic>/<partition>/<offset>/<target>`` for one record: the
     coordinates it first had in the node's input (a retry keeps them), so every try of a record,
-    in a retry tier or after a crash, has the same key, and two records never share one.
+    in a retry tier or after a crash, has the same key, and two records never share one (the
+    n-th of several records from one input record, window results, has ``<offset>.<n>``).
 
     A request of several records (``batch: N``, all from one input partition) has
     ``.../<partition>/<first offset>-<last offset>/<count>/<target>``: the same records in the same
     request repeat the key; a retry regroups the records that failed, so its key is a new one
     (receivers that need to drop repeats per record use ``batch: 1``). Names have no ``/``."""
-    topic, partition, offset = records[0].source
+    first, last = records[0], records[-1]
+    topic, partition, _ = first.source
     if len(records) == 1:
-        return f"{topology}/{node}/{topic}/{partition}/{offset}/{target}"
-    last = records[-1].source[2]
-    return f"{topology}/{node}/{topic}/{partition}/{offset}-{last}/{len(records)}/{target}"
+        return f"{topology}/{node}/{topic}/{partition}/{_place(first)}/{target}"
+    return f"{topology}/{node}/{topic}/{partition}/{_place(first)}-{_place(last)}/{len(records)}/{target}"
+
+
+def _place(record: SinkRecord) -> str:
+    """The record's input offset, and ``.n`` for the n-th (n >= 1) of several records one input
+    record led to (window results it closed)."""
+    offset = record.source[2]
+    return f"{offset}.{record.index}" if record.index else str(offset)
 
 
 def retry_after_ms(value: str | None, now_ms: int, most_ms: int) -> int:

@@ -124,7 +124,7 @@ def test_a_failed_target_is_retried_alone_and_the_other_routes_are_not_repeated(
     driver.pipe("orders", order(1, 500), key="o1")
     [retry] = driver.pending_retries()
     assert retry.headers[H.RETRY_TARGET] == "http"
-    assert retry.raw_value == orjson.dumps(order(1, 500))  # the input's bytes
+    assert orjson.loads(retry.raw_value) == {**order(1, 500), "doubled": 1000}  # as rendered
     driver.advance(2)
     assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o1"]
     [again] = sinks(driver)["http"].received
@@ -141,7 +141,7 @@ def test_a_target_that_keeps_failing_ends_in_the_dlq_with_its_name(driver: Topol
     [dead] = driver.dead_letters()
     assert dead.reason == "http_timeout"
     assert dead.headers[H.ERROR_TARGET] == "big" and dead.error["attempts"] == "3"
-    assert dead.raw_value == orjson.dumps(order(7, 900))
+    assert orjson.loads(dead.raw_value) == {**order(7, 900), "doubled": 1800}  # what it was sent
     assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o7"]  # the other: once
     assert len(driver.records("orders.copy")) == 1
 
@@ -284,3 +284,66 @@ def test_graph_draws_each_target_with_its_route(tmp_path: Path) -> None:
     mermaid = to_mermaid(graph)
     assert 'x1>"http: big"]' in mermaid and '-->|"route 2: amount #gt; 100"| x1' in mermaid
     assert 'x1 [label="http: big", shape="cds"' in to_dot(graph)
+
+
+WINDOWED = """
+topology: win
+topics:
+  scans: {partitions: 1, key: hub}
+  scans.dlq: {partitions: 1}
+tables:
+  minutes: {}
+nodes:
+  count:
+    input: scans
+    steps:
+      - {step: window, table: minutes, key: hub, kind: tumbling, size: 1m, aggregate: {n: count}}
+    routes:
+      - to: {http: {url: "http://127.0.0.1:1/counts"}}
+    errors: {retry: {delays: [1s]}, dlq: scans.dlq}
+"""
+
+
+def test_window_results_closed_by_one_record_get_their_own_keys_and_retry_as_rendered(
+    tmp_path: Path,
+) -> None:
+    """One record closes the windows of two hubs: two results from one input record, indexed
+    0 and 1 (distinct Idempotency-Keys). A failed result is retried as it was rendered: the
+    window step does not see it again (it would take the result for a scan), and it keeps its
+    index, so its key."""
+    from stream_orch.sinks.http import idempotency_key
+
+    with TopologyTestDriver(load(tmp_path, WINDOWED), schemas=tmp_path / "schemas", start_ms=T0) as d:
+        sink = d.nodes["count"].pipeline.sinks["http"]
+        assert isinstance(sink, MemorySink)
+        sink._answer = lambda r: Retry("http_503") if r.value["hub"] == "b" and r.attempt == 0 else DELIVERED
+        d.pipe("scans", {"hub": "a", "ts": T0}, key="a")
+        d.pipe("scans", {"hub": "b", "ts": T0 + 1}, key="b")
+        d.pipe("scans", {"hub": "c", "ts": T0 + 120_000}, key="c")  # closes both windows
+        d.process()
+        [retry] = d.pending_retries()
+        assert retry.headers[H.RETRY_TARGET] == "http" and retry.headers[H.RETRY_INDEX] == "1"
+        first = [(r.value["hub"], r.value["n"], r.index, r.source) for r in sink.received]
+        d.advance(2)
+        got = [(r.value["hub"], r.value["n"], r.index, r.source) for r in sink.received]
+        assert got[:1] == first and len(got) == 2
+        (_, _, _, source_a), (hub, n, index, source_b) = got
+        assert (hub, n, index) == ("b", 1, 1) and source_b == source_a  # as first rendered
+        keys = {idempotency_key("win", "count", "http", [r]) for r in sink.received}
+        assert len(keys) == 2 and any(k.endswith("/2.1/http") for k in keys)
+        assert d.dead_letters() == []
+
+
+@pytest.mark.parametrize("value", [b"x", b"-1", b"9" * 400])
+def test_a_retry_index_that_is_not_a_number_is_dead_lettered(
+    driver: TopologyTestDriver, value: bytes
+) -> None:
+    sinks(driver)["http"]._answer = failing("http_503", {"o1"})
+    driver.pipe("orders", order(1), key="o1")
+    [retry] = driver.pending_retries()
+    forged = [(k, v.encode()) for k, v in retry.headers.items()] + [(H.RETRY_INDEX, value)]
+    driver.pipe(retry.topic, retry.raw_value, key=retry.raw_key, headers=forged)
+    driver.advance(2)
+    [dead] = driver.dead_letters()
+    assert dead.reason == f"bad_header: {H.RETRY_INDEX}"
+    assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o1"]  # the honest retry only
