@@ -124,9 +124,14 @@ def decode_records(
                 {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
                 tier, topic, partition, offset,
             )  # fmt: skip
-            if tier and (bad := restore_origin(event, origins, ctx)) is not None:
-                reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
-                continue
+            if tier:
+                if (bad := restore_origin(event, origins, ctx)) is not None:
+                    reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
+                    continue
+                if id(event) in ctx.retry_targets:  # the JSON rendered for one target, any input format
+                    if _rendered(event, reject):
+                        append(event)
+                    continue
             if raw is None:
                 if is_watermark_record(record.headers):  # for the event-time steps only
                     n_in -= 1
@@ -135,8 +140,7 @@ def decode_records(
                 reject(event, "null_value", DecodeError("null_value", "the record has no value"))
                 continue
             try:
-                # a retry of one target holds the JSON rendered for it, whatever the input's format
-                event.value = decode(raw) if not (tier and id(event) in ctx.retry_targets) else _json(raw)
+                event.value = decode(raw)
             except DecodeError as exc:
                 reject(event, exc.reason, exc)
                 continue
@@ -160,6 +164,19 @@ _BAD_HEADER = {
     H.RETRY_INDEX: f"{H.RETRY_INDEX} is not an index",
 }
 _json = JsonCodec().decode
+
+
+def _rendered(event: Event, reject: Callable[..., None]) -> bool:
+    """Decode a retry of one target (its value: the JSON rendered for the target)."""
+    if event.raw_value is None:
+        reject(event, "null_value", DecodeError("null_value", "the record has no value"))
+        return False
+    try:
+        event.value = _json(event.raw_value)
+    except DecodeError as exc:
+        reject(event, exc.reason, exc)
+        return False
+    return True
 
 
 def restore_origin(event: Event, origins: set[str], ctx: NodeContext) -> str | None:
