@@ -9,9 +9,9 @@ started again on the same port) and a real worker process on the real broker.
 - A worker killed (kill -9) mid-stream and replaced, under both guarantees: every record arrives,
   distinct keys = records sent, the repeats (the batch in flight, sent again under the same keys)
   counted and printed.
-- A record the receiver answers 400 goes to the DLQ at once with its status and the start of the
-  answer's body, its bytes kept; a 429's Retry-After is honoured (the retry comes no sooner,
-  though the tier's own delay is shorter).
+- A record the receiver answers 400 goes to the DLQ at once, the bytes it was sent kept, with
+  its status and the start of the answer's body; a 429's Retry-After is honoured (the retry
+  comes no sooner, though the tier's own delay is shorter).
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ async def test_a_400_is_dead_lettered_at_once_and_a_429_waits_for_retry_after(tm
             await watch.poll(1)
         [dead] = watch.records[dlq]
         h = th.headers_of(dead)
-        assert dead.value == orjson.dumps(values[17]) and dead.key == b"17"  # its bytes
+        assert orjson.loads(dead.value) == {**values[17], "seen": True} and dead.key == b"17"  # as sent
         assert h["so.error.reason"].startswith("http_400")
         assert h["so.error.http_status"] == "400" and h["so.error.http_body"] == "rejected: bad record"
         assert h["so.error.target"] == "hook" and h["so.error.attempts"] == "1"  # at once, no retry
