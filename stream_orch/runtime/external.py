@@ -56,16 +56,16 @@ class ExternalRoutes:
             by_route.setdefault(named.route, []).append(out)
         always: list[ExternalOut] = []
         otherwise: list[ExternalOut] = []
-        self._when: list[tuple[Callable[[dict[str, Any]], Any], list[ExternalOut]]] = []
+        when: list[tuple[Callable[[dict[str, Any]], Any], list[ExternalOut]]] = []
         for i, route in enumerate(node.routes):
             outs = by_route.get(i, [])
             if route.when is not None:
-                self._when.append((compile_expression(route.when, constants=spec.constants).fn, outs))
+                when.append((compile_expression(route.when, constants=spec.constants).fn, outs))
             elif route.otherwise:
                 otherwise.extend(outs)
             else:
                 always.extend(outs)
-        self._choices = [(condition, always + outs) for condition, outs in self._when]
+        self._choices = [(condition, always + outs) for condition, outs in when]
         self._default = always + otherwise
         self.longest_wait_ms = max((t.spec.longest_wait_ms() for t in external_targets(node)), default=0)
 
@@ -82,16 +82,13 @@ class ExternalRoutes:
         go_on: list[Event] = []
         for event in events:
             value = event.value
-            chosen = self._default
-            for condition, outs in self._choices:
-                if condition(value):
-                    chosen = outs
-                    break
-            if not chosen:
-                go_on.append(event)
-                continue
             rendered: list[tuple[ExternalOut, dict[str, Any], bytes]] = []
             try:
+                chosen = self._default
+                for condition, outs in self._choices:  # a condition may fail on the record's values
+                    if condition(value):
+                        chosen = outs
+                        break
                 for target in chosen:
                     out = target.project(value)
                     rendered.append((target, out, target.encode(out)))

@@ -347,3 +347,16 @@ def test_a_retry_index_that_is_not_a_number_is_dead_lettered(
     [dead] = driver.dead_letters()
     assert dead.reason == f"bad_header: {H.RETRY_INDEX}"
     assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o1"]  # the honest retry only
+
+
+def test_a_condition_that_fails_on_a_record_dead_letters_that_record_only(driver: TopologyTestDriver) -> None:
+    """`amount > 100` on a record whose amount is a string raises inside the condition: that
+    record goes to the DLQ (routing_error), the others are delivered; the batch goes on."""
+    driver.pipe("orders", {"id": "o1", "amount": 5}, key="o1")
+    driver.pipe("orders", {"id": "o2", "amount": "12"}, key="o2")  # derive doubles it: "1212"
+    driver.pipe("orders", {"id": "o3", "amount": 500}, key="o3")
+    got = {name: sorted(r.value["id"] for r in s.received) for name, s in sinks(driver).items()}
+    assert got == {"http": ["o1", "o3"], "big": ["o3"]}
+    [dead] = driver.dead_letters()
+    assert orjson.loads(dead.raw_value)["id"] == "o2" and dead.reason.startswith("routing_error")
+    assert sorted(r.value["id"] for r in driver.records("orders.copy")) == ["o1", "o3"]  # none for o2
