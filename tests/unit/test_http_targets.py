@@ -360,3 +360,74 @@ def test_a_condition_that_fails_on_a_record_dead_letters_that_record_only(driver
     [dead] = driver.dead_letters()
     assert orjson.loads(dead.raw_value)["id"] == "o2" and dead.reason.startswith("routing_error")
     assert sorted(r.value["id"] for r in driver.records("orders.copy")) == ["o1", "o3"]  # none for o2
+
+
+def test_the_node_path_with_a_real_http_sink(tmp_path: Path) -> None:
+    """The worker's record path (the driver's NodePipeline) with the real HttpSink, against an
+    aiohttp server in a thread: a 400 dead-letters the record as it was sent with the status and
+    body excerpt, a 503 retries it for that target only, and the retry is delivered under the
+    same Idempotency-Key without the Kafka route repeating."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from stream_orch.sinks import SinkContext
+    from stream_orch.sinks.http import HttpSink
+    from stream_orch.topology.models_delivery import HttpTarget
+
+    seen: list[tuple[str, dict, int]] = []
+    failed_once: set[str] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        key = request.headers["Idempotency-Key"]
+        status = 400 if body["id"] == "o2" else 200
+        if body["id"] == "o3" and key not in failed_once:
+            failed_once.add(key)
+            status = 503
+        seen.append((key, body, status))
+        return web.Response(status=status, text="no\nthanks" if status == 400 else "ok")
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    runner = web.AppRunner(web.Application())
+    runner.app.router.add_post("/hook", hook)
+
+    async def serve() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True
+    )
+    thread.start()
+    ready.wait(10)
+    port = runner.addresses[0][1]
+    try:
+        with TopologyTestDriver(load(tmp_path), schemas=tmp_path / "schemas", start_ms=T0) as d:
+            pipeline = d.nodes["ship"].pipeline
+            target = HttpTarget(url=f"http://127.0.0.1:{port}/hook")
+            sink = HttpSink(target, SinkContext("deliver", "ship", "http", "deliver.ship"))
+            d._run(sink.start())
+            pipeline.sinks["http"] = sink
+            try:
+                for i in (1, 2, 3):
+                    d.pipe("orders", order(i), key=f"o{i}")
+                d.advance(2)
+                [dead] = d.dead_letters()
+                assert orjson.loads(dead.raw_value) == {**order(2), "doubled": 20}  # as sent
+                assert dead.headers["so.error.http_status"] == "400"
+                assert dead.headers["so.error.http_body"] == "no thanks"
+                assert dead.headers[H.ERROR_TARGET] == "http"
+                tries = [(k, s) for k, b, s in seen if b["id"] == "o3"]
+                assert [s for _, s in tries] == [503, 200] and tries[0][0] == tries[1][0]
+                assert sorted(r.value["id"] for r in d.records("orders.copy")) == ["o1", "o2", "o3"]
+                assert d.pending_retries() == []
+            finally:
+                d._run(sink.stop())
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
