@@ -71,8 +71,10 @@ def isolated_topology(
             for t in targets:
                 if isinstance(t, str):
                     renamed.append(names[t])
-                else:
+                elif "topic" in t:
                     t["topic"] = names[t["topic"]]
+                    renamed.append(t)
+                else:  # a target outside Kafka ({http: ...}): no topic to rename
                     renamed.append(t)
             route["to"] = renamed
         errors = node.get("errors") or {}

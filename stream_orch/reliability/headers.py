@@ -54,6 +54,8 @@ RETRY_ATTEMPT = "so.retry.attempt"
 RETRY_DUE = "so.retry.due"
 # a retry of one external target's delivery: the target's name (the node delivers it there only)
 RETRY_TARGET = "so.retry.target"
+# the n-th (n >= 1) of several records for one target from one input record (window results)
+RETRY_INDEX = "so.retry.index"
 ERROR_TARGET = "so.error.target"  # on a dead letter of an external target's delivery
 
 # replay

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from stream_orch.codecs import DecodeError
+from stream_orch.codecs import DecodeError, JsonCodec
 from stream_orch.reliability import headers as H
 from stream_orch.steps.base import PASSED_OVER, Event, Table
 from stream_orch.steps.source_watermarks import is_watermark_record
@@ -21,12 +21,16 @@ class Failure:
     reason: str
     error: BaseException | None
     retriable: bool
-    # an external target's delivery failed: its retry carries so.retry.target (only that target
-    # is delivered again), not before not_before_ms (a 429's Retry-After); headers: so.error.*
-    # the destination's answer adds to its dead letter (an HTTP status and body excerpt)
+    # an external target's delivery failed: its retry and dead letter carry ``payload`` (the
+    # rendered record, not the input: the steps are not run again) and so.retry.target (only that
+    # target is delivered again), not before not_before_ms (a 429's Retry-After); ``index``: the
+    # record's place among the target's records of one input record; headers: so.error.* the
+    # destination's answer adds to its dead letter (an HTTP status and body excerpt)
     target: str | None = None
     not_before_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+    payload: bytes | None = None
+    index: int = 0
 
 
 @dataclass
@@ -58,9 +62,10 @@ class NodeContext:
         # the batch's records dropped as filtered, duplicate... (see PASSED_OVER), in drop order
         self.passed_over: list[Event] = []
         # the node's external targets (a retry's so.retry.target must name one of them), and the
-        # batch's retries of one target: id(event) -> target name (the events are alive all batch)
+        # batch's retries of one target: id(event) -> (target name, index) (the events are alive
+        # all batch; they skip the steps: their value is the record as rendered for the target)
         self.external_targets: frozenset[str] = frozenset()
-        self.retry_targets: dict[int, str] = {}
+        self.retry_targets: dict[int, tuple[str, int]] = {}
 
     def table(self, name: str) -> Table:
         return self._tables[name]
@@ -120,9 +125,14 @@ def decode_records(
                 {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
                 tier, topic, partition, offset,
             )  # fmt: skip
-            if tier and (bad := restore_origin(event, origins, ctx)) is not None:
-                reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
-                continue
+            if tier:
+                if (bad := restore_origin(event, origins, ctx)) is not None:
+                    reject(event, f"bad_header: {bad}", DecodeError("bad_header", _BAD_HEADER[bad]))
+                    continue
+                if id(event) in ctx.retry_targets:  # the JSON rendered for one target, any input format
+                    if _rendered(event, reject):
+                        append(event)
+                    continue
             if raw is None:
                 if is_watermark_record(record.headers):  # for the event-time steps only
                     n_in -= 1
@@ -152,7 +162,22 @@ _BAD_HEADER = {
     H.ERROR_FIRST_FAILURE: f"{H.ERROR_FIRST_FAILURE} is not a timestamp",
     H.RETRY_DUE: f"{H.RETRY_DUE} is not a timestamp",
     H.RETRY_TARGET: f"{H.RETRY_TARGET} is not a target of this node",
+    H.RETRY_INDEX: f"{H.RETRY_INDEX} is not an index",
 }
+_json = JsonCodec().decode
+
+
+def _rendered(event: Event, reject: Callable[..., None]) -> bool:
+    """Decode a retry of one target (its value: the JSON rendered for the target)."""
+    if event.raw_value is None:
+        reject(event, "null_value", DecodeError("null_value", "the record has no value"))
+        return False
+    try:
+        event.value = _json(event.raw_value)
+    except DecodeError as exc:
+        reject(event, exc.reason, exc)
+        return False
+    return True
 
 
 def restore_origin(event: Event, origins: set[str], ctx: NodeContext) -> str | None:
@@ -191,7 +216,10 @@ def restore_origin(event: Event, origins: set[str], ctx: NodeContext) -> str | N
         name = target.decode("utf-8", "replace")
         if name not in ctx.external_targets:
             return H.RETRY_TARGET
-        ctx.retry_targets[id(event)] = name
+        index = _number(values, H.RETRY_INDEX, 0)
+        if index is None:
+            return H.RETRY_INDEX
+        ctx.retry_targets[id(event)] = (name, index)
     event.source_topic, event.source_partition, event.source_offset = origin, partition, offset
     event.timestamp = timestamp
     event.first_failure_ms = first or None

@@ -61,39 +61,39 @@ class ExternalRoutes:
             by_route.setdefault(named.route, []).append(out)
         always: list[ExternalOut] = []
         otherwise: list[ExternalOut] = []
-        self._when: list[tuple[Callable[[dict[str, Any]], Any], list[ExternalOut]]] = []
+        when: list[tuple[Callable[[dict[str, Any]], Any], list[ExternalOut]]] = []
         for i, route in enumerate(node.routes):
             outs = by_route.get(i, [])
             if route.when is not None:
-                self._when.append((compile_expression(route.when, constants=spec.constants).fn, outs))
+                when.append((compile_expression(route.when, constants=spec.constants).fn, outs))
             elif route.otherwise:
                 otherwise.extend(outs)
             else:
                 always.extend(outs)
-        self._choices = [(condition, always + outs) for condition, outs in self._when]
+        self._choices = [(condition, always + outs) for condition, outs in when]
         self._default = always + otherwise
         self.longest_wait_ms = max((t.spec.longest_wait_ms() for t in external_targets(node)), default=0)
 
-    def render(self, events: list[Event], ctx: NodeContext) -> list[Event]:
-        """Render every event's external records; returns the events that go on to the Kafka
-        routes (neither rejected here nor a retry of one target)."""
+    def render(self, events: list[Event], ctx: NodeContext, retries: list[Event]) -> list[Event]:
+        """Render every event's external records, and add ``retries`` (retries of one target,
+        their value the record as it was rendered) to their targets' records; returns the events
+        that go on to the Kafka routes (those not rejected here)."""
+        places: dict[tuple[str, str, int, int], int] = {}  # (target, source) -> records so far
         for target in self.targets.values():
             target.records = []
-        targeted = ctx.retry_targets
+        for event in retries:
+            name, index = ctx.retry_targets[id(event)]
+            self.targets[name].records.append(_record(event, event.value, event.raw_value or b"", index))
         go_on: list[Event] = []
         for event in events:
             value = event.value
-            name = targeted.get(id(event)) if targeted else None
-            if name is not None:
-                chosen = [self.targets[name]]
-            else:
+            rendered: list[tuple[ExternalOut, dict[str, Any], bytes]] = []
+            try:
                 chosen = self._default
-                for condition, outs in self._choices:
+                for condition, outs in self._choices:  # a condition may fail on the record's values
                     if condition(value):
                         chosen = outs
                         break
-            rendered: list[tuple[ExternalOut, dict[str, Any], bytes]] = []
-            try:
                 for target in chosen:
                     out = target.project(value)
                     rendered.append((target, out, target.encode(out)))
@@ -106,16 +106,13 @@ class ExternalRoutes:
             except Exception as exc:
                 ctx.reject(event, f"routing_error: {exc}", exc)
                 continue
-            consumed = (event.topic, event.partition, event.offset)
             source = (event.source_topic, event.source_partition, event.source_offset)
             for target, out, payload in rendered:
-                target.records.append(
-                    SinkRecord(
-                        out, payload, event.key, consumed, source, event.timestamp, event.attempt, event
-                    )
-                )
-            if name is None:
-                go_on.append(event)
+                place = (target.name, *source)
+                index = places.get(place, 0)  # one record per input record, but for window results
+                places[place] = index + 1
+                target.records.append(_record(event, out, payload, index))
+            go_on.append(event)
         return go_on
 
     async def deliver(
@@ -136,17 +133,30 @@ class ExternalRoutes:
                 if kind is Delivered:
                     continue
                 if kind is Retry:
-                    ctx.failures.append(
-                        Failure(record.event, outcome.reason, None, True, name, outcome.not_before_ms)  # type: ignore[union-attr]
-                    )
+                    retry: Retry = outcome  # type: ignore[assignment]
+                    failure = Failure(
+                        record.event, retry.reason, None, True, name, retry.not_before_ms,
+                        payload=record.payload, index=record.index,
+                    )  # fmt: skip
                 else:
                     reject: Reject = outcome  # type: ignore[assignment]
                     reason = f"{reject.reason}: {reject.detail}" if reject.detail else reject.reason
-                    failure = Failure(record.event, reason, None, False, name, None, reject.headers)
-                    ctx.failures.append(failure)
+                    failure = Failure(
+                        record.event, reason, None, False, name, None, reject.headers,
+                        payload=record.payload, index=record.index,
+                    )  # fmt: skip
+                ctx.failures.append(failure)
 
 
 _KINDS = {Delivered: "delivered", Retry: "retried", Reject: "rejected"}
+
+
+def _record(event: Event, value: dict[str, Any], payload: bytes, index: int) -> SinkRecord:
+    return SinkRecord(
+        value, payload, event.key, (event.topic, event.partition, event.offset),
+        (event.source_topic, event.source_partition, event.source_offset),
+        event.timestamp, event.attempt, event, index,
+    )  # fmt: skip
 
 
 async def _deliver(sink: Sink, records: list[SinkRecord], batch: SinkBatch) -> list[Outcome]:

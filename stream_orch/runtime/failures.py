@@ -48,6 +48,8 @@ class FailureRouter:
                 or error_class in self._retry_on
             )
             base = H.user_headers(event.headers) + self._error_headers(failure, error_class, now)
+            # a target's failure keeps what was rendered for the target (its retry skips the steps)
+            original = failure.payload if failure.target is not None else event.raw_value
             retry_value = None
             if retriable and event.attempt < len(self.delays):
                 tier = event.attempt + 1
@@ -55,7 +57,9 @@ class FailureRouter:
                 headers = [*base, (H.RETRY_ATTEMPT, str(tier).encode()), (H.RETRY_DUE, str(due).encode())]
                 if failure.target is not None:
                     headers.append((H.RETRY_TARGET, failure.target.encode()))
-                retry_value, headers = H.fit(event.key, event.raw_value, headers)
+                    if failure.index:
+                        headers.append((H.RETRY_INDEX, str(failure.index).encode()))
+                retry_value, headers = H.fit(event.key, original, headers)
             if retry_value is not None:  # a retry that cannot carry its value goes to the DLQ
                 outbox.add(
                     event.partition,
@@ -68,7 +72,7 @@ class FailureRouter:
                 )
                 stats.retried[tier] += 1
                 continue
-            value, base = H.fit(event.key, event.raw_value, base)
+            value, base = H.fit(event.key, original, base)
             outbox.add(event.partition, self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
             stats.dead_lettered[label_code(failure.reason)] += 1
             logged += 1

@@ -89,18 +89,25 @@ class NodePipeline:
         ctx = self.ctx
         ctx.reset()
         events, offsets = decode_records(batches, self.tier_of, self.decoders, ctx, stats)
+        retries: list[Event] = []
+        if ctx.retry_targets:  # retries of one target: their record as rendered, no steps again
+            targeted = ctx.retry_targets
+            retries = [e for e in events if id(e) in targeted]
+            events = [e for e in events if id(e) not in targeted]
         events = await (self._run_joined(events) if self.enters_at else self.run_steps(events, 0))
         for step in self.timed:
             stats.timings.extend(step.drain_timings())
         external = self.external
         if external is not None:  # before the Kafka routes: a record it rejects has no outputs
-            events = external.render(events, ctx)
+            events = external.render(events, ctx, retries)
         self.router.route(events, outbox, ctx, stats, now)
         if external is not None:
             batch = SinkBatch(ctx.topology, ctx.node, self._group, dict(offsets), now)
             await external.deliver(self.sinks, batch, ctx, stats)
         self.failures.route(ctx.failures, outbox, stats, now)
-        self.undo(ctx.failures)  # before the changelog is drained
+        # before the changelog is drained; a failed delivery undoes nothing: the event's state
+        # and its other outputs stand (its retry does not run the steps again)
+        self.undo([f for f in ctx.failures if f.target is None] if external is not None else ctx.failures)
         stats.dropped.update(ctx.dropped)
         return offsets
 

@@ -9,6 +9,10 @@ sink only: the other routes' outputs are not repeated), a rejected record (or on
 to the DLQ with its reason -> the batch's Kafka writes (outputs, retries, dead letters, changelog,
 input offsets) land together as the node's guarantee says.
 
+A retry of one target carries the record as it was rendered (its JSON), not the input: the
+node's steps do not run again for it (its state and its other outputs stand), so it is the same
+record, with the same ``source`` and ``index``, that the sink sees again.
+
 So a sink sees each record at least once. What it sees again after a crash is a batch the node
 re-processes from its last committed Kafka offsets: the same records, with the same
 :attr:`SinkRecord.consumed` coordinates. A sink that can store the offsets it has applied beside
@@ -16,6 +20,12 @@ its data in one transaction (the offsets-in-the-sink pattern) gets exactly once:
 :meth:`Sink.on_assign` it reads what it holds for the partitions the node now owns, and in
 :meth:`Sink.deliver` it answers :data:`DELIVERED` without writing for every record whose
 ``consumed`` offset is below what it holds, and stores ``batch.offsets`` with the rows it writes.
+Careful: the node writes a batch's retries and dead letters again from the outcomes of its
+re-processing, so a record below the stored offsets must get the outcome it got the first time:
+a row the destination refused is the same :class:`Reject` again (store refusals, with their
+reasons, in the same transaction as the rows and offsets), and a record answered :class:`Retry`
+is a :class:`Retry` again (store those too, or roll the whole batch back and answer Retry for all
+of it, so the offsets do not move past it). Answering :data:`DELIVERED` for either would lose it.
 
 Rules for an implementation:
 
@@ -57,6 +67,9 @@ class SinkRecord:
     timestamp: int  # the input record's timestamp, epoch ms
     attempt: int  # 0 for the input, n for retry tier n
     event: Any = None  # the node's Event (the runtime routes the record's failure with it)
+    # n for the n-th record (from 0) for this target that one input record led to in its batch:
+    # always 0 but for results of windows and joins, several of which one record can trigger
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

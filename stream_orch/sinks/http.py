@@ -7,6 +7,10 @@ not followed, a POST must not turn into a GET) a reject: the DLQ at once with th
 ``so.error.http_status`` and the start of the response body, one line of at most
 :data:`BODY_EXCERPT` bytes, in ``so.error.http_body``.
 
+A batch's requests end within :data:`DEADLINE_TIMEOUTS` time-outs, and once one of them timed out
+or could not connect, the batch's requests not sent yet are not sent: all of them are retries
+(the endpoint is down or stuck; the node must not hold its batch, and its partitions, meanwhile).
+
 Every request carries an ``Idempotency-Key`` (:func:`idempotency_key`) made of where its records
 first entered the node, so the same record gets the same key in its retries and after a crash.
 """
@@ -18,6 +22,7 @@ import email.utils
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -44,17 +49,25 @@ BODY_HEADER = "so.error.http_body"
 def idempotency_key(topology: str, node: str, target: str, records: list[SinkRecord]) -> str:
     """``<topology>/<node>/<input topic>/<partition>/<offset>/<target>`` for one record: the
     coordinates it first had in the node's input (a retry keeps them), so every try of a record,
-    in a retry tier or after a crash, has the same key, and two records never share one.
+    in a retry tier or after a crash, has the same key, and two records never share one (the
+    n-th of several records from one input record, window results, has ``<offset>.<n>``).
 
     A request of several records (``batch: N``, all from one input partition) has
     ``.../<partition>/<first offset>-<last offset>/<count>/<target>``: the same records in the same
     request repeat the key; a retry regroups the records that failed, so its key is a new one
     (receivers that need to drop repeats per record use ``batch: 1``). Names have no ``/``."""
-    topic, partition, offset = records[0].source
+    first, last = records[0], records[-1]
+    topic, partition, _ = first.source
     if len(records) == 1:
-        return f"{topology}/{node}/{topic}/{partition}/{offset}/{target}"
-    last = records[-1].source[2]
-    return f"{topology}/{node}/{topic}/{partition}/{offset}-{last}/{len(records)}/{target}"
+        return f"{topology}/{node}/{topic}/{partition}/{_place(first)}/{target}"
+    return f"{topology}/{node}/{topic}/{partition}/{_place(first)}-{_place(last)}/{len(records)}/{target}"
+
+
+def _place(record: SinkRecord) -> str:
+    """The record's input offset, and ``.n`` for the n-th (n >= 1) of several records one input
+    record led to (window results it closed)."""
+    offset = record.source[2]
+    return f"{offset}.{record.index}" if record.index else str(offset)
 
 
 def retry_after_ms(value: str | None, now_ms: int, most_ms: int) -> int:
@@ -109,6 +122,20 @@ def outcome_of(status: int, retry_after: str | None, body: bytes, now_ms: int, m
     )
 
 
+# A batch's requests end within this many time-outs: those not started by then are retried
+# through the tiers (a node must not hold its batch, and its partitions, for long).
+DEADLINE_TIMEOUTS = 3
+
+
+@dataclass
+class _Call:
+    """One ``deliver`` call's requests: their deadline, and whether the endpoint was found
+    unreachable (a time-out or a failed connection), after which none more is sent."""
+
+    deadline: float  # monotonic
+    down: str | None = None
+
+
 class HttpSink:
     def __init__(self, spec: HttpTarget, ctx: SinkContext) -> None:
         self.name = ctx.name
@@ -140,7 +167,8 @@ class HttpSink:
         if not records:
             return []
         requests = self._requests(records)
-        outcomes = await asyncio.gather(*(self._send(chunk, batch) for chunk in requests))
+        call = _Call(time.monotonic() + DEADLINE_TIMEOUTS * self._spec.timeout / 1000)
+        outcomes = await asyncio.gather(*(self._send(chunk, call) for chunk in requests))
         out: list[Outcome] = []
         for chunk, outcome in zip(requests, outcomes, strict=True):
             out.extend([outcome] * len(chunk))
@@ -170,7 +198,7 @@ class HttpSink:
                 last.append(record)
         return chunks
 
-    async def _send(self, records: list[SinkRecord], batch: SinkBatch) -> Outcome:
+    async def _send(self, records: list[SinkRecord], call: _Call) -> Outcome:
         session = self._session
         if session is None:
             return Retry("http_not_started")
@@ -185,6 +213,10 @@ class HttpSink:
             "Idempotency-Key": idempotency_key(ctx.topology, ctx.node, self.name, records),
         }
         async with self._slots:
+            if call.down is not None:  # the endpoint is unreachable: the rest waits in the tiers
+                return Retry(call.down)
+            if time.monotonic() > call.deadline:
+                return Retry("http_deadline")
             await self._pace()
             started = time.perf_counter()
             try:
@@ -200,9 +232,11 @@ class HttpSink:
                     retry_after = response.headers.get("Retry-After")
             except TimeoutError:
                 ctx.observe(self.name, "timeout", time.perf_counter() - started)
+                call.down = "http_timeout"
                 return Retry("http_timeout")
             except aiohttp.ClientConnectionError:
                 ctx.observe(self.name, "connection", time.perf_counter() - started)
+                call.down = "http_connection"
                 return Retry("http_connection")
             except aiohttp.ClientError as exc:  # a malformed response, a payload error
                 ctx.observe(self.name, "error", time.perf_counter() - started)

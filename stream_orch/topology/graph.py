@@ -1,6 +1,7 @@
 """The data-flow graph of a topology, and its drawing as Mermaid or Graphviz DOT.
 
-Topics feed nodes; nodes route to topics, write and read tables; tables are fed by topics.
+Topics feed nodes; nodes route to topics and to targets outside Kafka (HTTP...), write and read
+tables; tables are fed by topics.
 Retry topics (``<input>.retry.<n>``) and the DLQ (``<input>.dlq``) are implied by each
 node's error policy; a DLQ named by ``errors.dlq`` is shown as that (not as implied). Their
 edges are drawn dashed red, so the picture shows every topic a running topology touches.
@@ -26,6 +27,7 @@ from stream_orch.topology.models import (
     WindowStep,
 )
 from stream_orch.topology.repartition import expand, repartition_labels
+from stream_orch.topology.models_delivery import external_targets
 
 __all__ = [
     "Edge",
@@ -45,7 +47,8 @@ EdgeKind = Literal["input", "join", "route", "retry", "dlq", "feed", "lookup", "
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """``src`` and ``dst`` are vertex ids: ``topic:<name>``, ``node:<name>`` or ``table:<name>``."""
+    """``src`` and ``dst`` are vertex ids: ``topic:<name>``, ``node:<name>``, ``table:<name>`` or
+    ``target:<node>/<name>`` (a target outside Kafka)."""
 
     src: str
     dst: str
@@ -60,6 +63,8 @@ class FlowGraph:
     named_dlqs: set[str] = field(default_factory=set)  # undeclared topics set by `errors.dlq`
     nodes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
+    # targets outside Kafka: "<node>/<name>" -> "<kind>: <name>" (vertex id target:<node>/<name>)
+    targets: dict[str, str] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
 
 
@@ -122,6 +127,11 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
             for target in route.targets():
                 shown = rekeyed.get(target.topic, label)  # a part's route to its internal topic
                 graph.edges.append(Edge(vertex, topic(target.topic), "route", shown))
+        for external in external_targets(node):
+            key = f"{name}/{external.name}"
+            graph.targets[key] = f"{external.kind}: {external.name}"
+            label = _edge_label(external.route, node.routes[external.route])
+            graph.edges.append(Edge(vertex, f"target:{key}", "route", label))
         if node.errors is not None and node.errors.retry is not None:
             for n, (retry, delay) in enumerate(
                 zip(retry_topics(node), node.errors.retry.delays, strict=True), start=1
@@ -218,6 +228,8 @@ def to_mermaid(graph: FlowGraph) -> str:
         lines.append(f'    {ids[f"node:{name}"]}("{_mermaid_text(name)}")')
     for name in graph.tables:
         lines.append(f'    {ids[f"table:{name}"]}[["table: {_mermaid_text(name)}"]]')
+    for key, label in graph.targets.items():
+        lines.append(f'    {ids[f"target:{key}"]}>"{_mermaid_text(label)}"]')
     red: list[int] = []
     for i, edge in enumerate(graph.edges):
         arrow = "-.->" if edge.kind in ("retry", "dlq", "lookup", "feed", "write") else "-->"
@@ -228,7 +240,8 @@ def to_mermaid(graph: FlowGraph) -> str:
     lines.append("    classDef topic fill:#fff7e6,stroke:#b7791f")
     lines.append("    classDef node fill:#e8f0fe,stroke:#1a56db")
     lines.append("    classDef table fill:#eef7ee,stroke:#2f855a")
-    for kind in ("topic", "node", "table"):
+    lines.append("    classDef target fill:#f3e8ff,stroke:#6b46c1")
+    for kind in ("topic", "node", "table", "target"):
         members = [v for k, v in ids.items() if k.startswith(f"{kind}:")]
         if members:
             lines.append(f"    class {','.join(members)} {kind}")
@@ -246,6 +259,8 @@ def _ids(graph: FlowGraph) -> dict[str, str]:
         ids[f"node:{name}"] = f"n{i}"
     for i, name in enumerate(graph.tables):
         ids[f"table:{name}"] = f"s{i}"
+    for i, key in enumerate(graph.targets):
+        ids[f"target:{key}"] = f"x{i}"
     return ids
 
 
@@ -284,6 +299,9 @@ def to_dot(graph: FlowGraph) -> str:
     for name in graph.tables:
         attrs = _attrs(label=f"table: {name}", shape="component", style="filled", fillcolor="#eef7ee")
         lines.append(f"    {ids[f'table:{name}']} {attrs};")
+    for key, label in graph.targets.items():
+        attrs = _attrs(label=label, shape="cds", style="filled", fillcolor="#f3e8ff")
+        lines.append(f"    {ids[f'target:{key}']} {attrs};")
     for edge in graph.edges:
         attrs = {"label": edge.label} if edge.label else {}
         if edge.kind in ("retry", "dlq"):

@@ -14,17 +14,22 @@ and that wrapper added to :data:`ExternalRoute`.
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stream_orch.topology.durations import DurationMs
 from stream_orch.topology.naming import Name
 
 if TYPE_CHECKING:
     from stream_orch.topology.models import NodeSpec
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 
 
 class _Model(BaseModel):
@@ -93,6 +98,30 @@ class HttpTarget(ExternalTarget):
 
     def longest_wait_ms(self) -> int:
         return self.max_retry_after
+
+    @field_validator("url")
+    @classmethod
+    def _has_host(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            host, _ = parts.hostname, parts.port  # .port raises for one out of range
+        except ValueError as exc:  # a bad port, brackets
+            raise ValueError(f"not a URL: {exc}") from None
+        if not host or any(c.isspace() for c in url):
+            raise ValueError("not a URL with a host (and no spaces)")
+        return url
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"`{name}` is not an HTTP header name")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"the value of header `{name}` has a line break")
+            if name.lower() in ("content-type", "idempotency-key", "content-length"):
+                raise ValueError(f"header `{name}` is set by the engine")
+        return headers
 
 
 class HttpRoute(_Model):

@@ -130,8 +130,10 @@ async def test_a_refused_connection_is_a_retry() -> None:
 
 
 async def test_a_slow_endpoint_is_a_retry_after_the_timeout(serve) -> None:
+    release = asyncio.Event()
+
     async def slow(_body, _headers):
-        await asyncio.sleep(5)
+        await release.wait()
         return web.Response()
 
     _, url = await serve(slow)
@@ -139,6 +141,7 @@ async def test_a_slow_endpoint_is_a_retry_after_the_timeout(serve) -> None:
     try:
         assert await sink.deliver([record(1)], BATCH) == [Retry("http_timeout")]
     finally:
+        release.set()
         await sink.stop()
 
 
@@ -241,3 +244,70 @@ async def test_no_more_requests_in_flight_than_the_concurrency(serve) -> None:
         await sink.stop()
     assert outcomes == [DELIVERED] * 12
     assert receiver.most_in_flight == 3
+
+
+async def test_an_unreachable_endpoint_is_not_asked_again_within_the_batch(serve) -> None:
+    """A batch of 40 records to an endpoint that never answers: the requests in flight time out,
+    the rest are retried without being sent (the node must not hold its batch for 40 time-outs)."""
+
+    release = asyncio.Event()
+
+    async def never(_body, _headers):
+        await release.wait()
+        return web.Response()
+
+    receiver, url = await serve(never)
+    sink = await sink_for(url, timeout=300, concurrency=2)
+    try:
+        outcomes = await sink.deliver([record(i) for i in range(40)], BATCH)
+    finally:
+        release.set()
+        await sink.stop()
+    assert all(isinstance(o, Retry) and o.reason == "http_timeout" for o in outcomes)
+    assert len(receiver.requests) <= 2  # at most the two in flight when it was found down
+
+
+async def test_requests_not_started_by_the_deadline_are_retried_unsent(serve) -> None:
+    """An endpoint that answers, slowly: the batch's requests end within DEADLINE_TIMEOUTS
+    time-outs; the ones not started by then wait in the tiers, none is lost or answered twice."""
+    from stream_orch.sinks import http as sink_module
+
+    async def slow(_body, _headers):
+        await asyncio.sleep(0.2)
+        return web.Response()
+
+    receiver, url = await serve(slow)
+    sink = await sink_for(url, timeout=1000, concurrency=1)  # deadline 3 s: about 15 requests
+    try:
+        outcomes = await sink.deliver([record(i) for i in range(30)], BATCH)
+    finally:
+        await sink.stop()
+    assert sink_module.DEADLINE_TIMEOUTS == 3
+    sent = len(receiver.requests)
+    assert 1 <= sent < 30
+    assert outcomes[:sent] == [DELIVERED] * sent
+    assert outcomes[sent:] == [Retry("http_deadline")] * (30 - sent)
+
+
+async def test_rate_spaces_the_request_starts(serve, monkeypatch) -> None:
+    """`rate: 50`: request k may start no sooner than k / 50 s after the first (the sink's own
+    schedule, read through the waits it asks for; no clock is measured)."""
+    receiver, url = await serve(status(200))
+    sink = await sink_for(url, rate=50, concurrency=4)
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+    clock = 1000.0
+    monkeypatch.setattr("stream_orch.sinks.http.time.monotonic", lambda: clock)
+
+    async def sleep(seconds: float, *args):
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr("stream_orch.sinks.http.asyncio.sleep", sleep)
+    try:
+        outcomes = await sink.deliver([record(i) for i in range(10)], BATCH)
+    finally:
+        monkeypatch.undo()
+        await sink.stop()
+    assert outcomes == [DELIVERED] * 10 and len(receiver.requests) == 10
+    assert sorted(round(w, 6) for w in waits) == [round(k / 50, 6) for k in range(1, 10)]

@@ -124,7 +124,7 @@ def test_a_failed_target_is_retried_alone_and_the_other_routes_are_not_repeated(
     driver.pipe("orders", order(1, 500), key="o1")
     [retry] = driver.pending_retries()
     assert retry.headers[H.RETRY_TARGET] == "http"
-    assert retry.raw_value == orjson.dumps(order(1, 500))  # the input's bytes
+    assert orjson.loads(retry.raw_value) == {**order(1, 500), "doubled": 1000}  # as rendered
     driver.advance(2)
     assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o1"]
     [again] = sinks(driver)["http"].received
@@ -141,7 +141,7 @@ def test_a_target_that_keeps_failing_ends_in_the_dlq_with_its_name(driver: Topol
     [dead] = driver.dead_letters()
     assert dead.reason == "http_timeout"
     assert dead.headers[H.ERROR_TARGET] == "big" and dead.error["attempts"] == "3"
-    assert dead.raw_value == orjson.dumps(order(7, 900))
+    assert orjson.loads(dead.raw_value) == {**order(7, 900), "doubled": 1800}  # what it was sent
     assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o7"]  # the other: once
     assert len(driver.records("orders.copy")) == 1
 
@@ -255,3 +255,179 @@ def test_a_mistake_in_a_target_is_reported_against_that_target_only(tmp_path: Pa
     assert "unknown key `urll`" in lines[0] or "unknown key `urll`" in lines[1]
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "urll" in t)
     assert all(f"t.yaml:{line}: nodes.ship.routes[1].to.http:" in t for t in lines)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("url", "http:///no-host", "not a URL with a host"),
+        ("url", "http://host:99999/", "not a URL"),
+        ("url", "http://host/a b", "no spaces"),
+        ("headers", {"Bad Name": "x"}, "not an HTTP header name"),
+        ("headers", {"X-Token": "a\r\nX-Evil: 1"}, "line break"),
+        ("headers", {"Idempotency-Key": "mine"}, "set by the engine"),
+    ],
+)
+def test_a_target_the_client_could_not_send_is_refused_at_load(field: str, value, message: str) -> None:
+    http = {"url": "http://127.0.0.1/hook", field: value}
+    with pytest.raises(Exception, match=message):
+        RouteSpec.model_validate({"to": {"http": http}})
+
+
+def test_graph_draws_each_target_with_its_route(tmp_path: Path) -> None:
+    from stream_orch.topology.graph import build_graph, to_dot, to_mermaid
+
+    graph = build_graph(load(tmp_path).spec)
+    assert graph.targets == {"ship/http": "http: http", "ship/big": "http: big"}
+    routes = {(e.dst, e.label) for e in graph.edges if e.dst.startswith("target:")}
+    assert routes == {("target:ship/http", "route 1"), ("target:ship/big", "route 2: amount > 100")}
+    mermaid = to_mermaid(graph)
+    assert 'x1>"http: big"]' in mermaid and '-->|"route 2: amount #gt; 100"| x1' in mermaid
+    assert 'x1 [label="http: big", shape="cds"' in to_dot(graph)
+
+
+WINDOWED = """
+topology: win
+topics:
+  scans: {partitions: 1, key: hub}
+  scans.dlq: {partitions: 1}
+tables:
+  minutes: {}
+nodes:
+  count:
+    input: scans
+    steps:
+      - {step: window, table: minutes, key: hub, kind: tumbling, size: 1m, aggregate: {n: count}}
+    routes:
+      - to: {http: {url: "http://127.0.0.1:1/counts"}}
+    errors: {retry: {delays: [1s]}, dlq: scans.dlq}
+"""
+
+
+def test_window_results_closed_by_one_record_get_their_own_keys_and_retry_as_rendered(
+    tmp_path: Path,
+) -> None:
+    """One record closes the windows of two hubs: two results from one input record, indexed
+    0 and 1 (distinct Idempotency-Keys). A failed result is retried as it was rendered: the
+    window step does not see it again (it would take the result for a scan), and it keeps its
+    index, so its key."""
+    from stream_orch.sinks.http import idempotency_key
+
+    with TopologyTestDriver(load(tmp_path, WINDOWED), schemas=tmp_path / "schemas", start_ms=T0) as d:
+        sink = d.nodes["count"].pipeline.sinks["http"]
+        assert isinstance(sink, MemorySink)
+        sink._answer = lambda r: Retry("http_503") if r.value["hub"] == "b" and r.attempt == 0 else DELIVERED
+        d.pipe("scans", {"hub": "a", "ts": T0}, key="a")
+        d.pipe("scans", {"hub": "b", "ts": T0 + 1}, key="b")
+        d.pipe("scans", {"hub": "c", "ts": T0 + 120_000}, key="c")  # closes both windows
+        d.process()
+        [retry] = d.pending_retries()
+        assert retry.headers[H.RETRY_TARGET] == "http" and retry.headers[H.RETRY_INDEX] == "1"
+        first = [(r.value["hub"], r.value["n"], r.index, r.source) for r in sink.received]
+        d.advance(2)
+        got = [(r.value["hub"], r.value["n"], r.index, r.source) for r in sink.received]
+        assert got[:1] == first and len(got) == 2
+        (_, _, _, source_a), (hub, n, index, source_b) = got
+        assert (hub, n, index) == ("b", 1, 1) and source_b == source_a  # as first rendered
+        keys = {idempotency_key("win", "count", "http", [r]) for r in sink.received}
+        assert len(keys) == 2 and any(k.endswith("/2.1/http") for k in keys)
+        assert d.dead_letters() == []
+
+
+@pytest.mark.parametrize("value", [b"x", b"-1", b"9" * 400])
+def test_a_retry_index_that_is_not_a_number_is_dead_lettered(
+    driver: TopologyTestDriver, value: bytes
+) -> None:
+    sinks(driver)["http"]._answer = failing("http_503", {"o1"})
+    driver.pipe("orders", order(1), key="o1")
+    [retry] = driver.pending_retries()
+    forged = [(k, v.encode()) for k, v in retry.headers.items()] + [(H.RETRY_INDEX, value)]
+    driver.pipe(retry.topic, retry.raw_value, key=retry.raw_key, headers=forged)
+    driver.advance(2)
+    [dead] = driver.dead_letters()
+    assert dead.reason == f"bad_header: {H.RETRY_INDEX}"
+    assert [r.value["id"] for r in sinks(driver)["http"].received] == ["o1"]  # the honest retry only
+
+
+def test_a_condition_that_fails_on_a_record_dead_letters_that_record_only(driver: TopologyTestDriver) -> None:
+    """`amount > 100` on a record whose amount is a string raises inside the condition: that
+    record goes to the DLQ (routing_error), the others are delivered; the batch goes on."""
+    driver.pipe("orders", {"id": "o1", "amount": 5}, key="o1")
+    driver.pipe("orders", {"id": "o2", "amount": "12"}, key="o2")  # derive doubles it: "1212"
+    driver.pipe("orders", {"id": "o3", "amount": 500}, key="o3")
+    got = {name: sorted(r.value["id"] for r in s.received) for name, s in sinks(driver).items()}
+    assert got == {"http": ["o1", "o3"], "big": ["o3"]}
+    [dead] = driver.dead_letters()
+    assert orjson.loads(dead.raw_value)["id"] == "o2" and dead.reason.startswith("routing_error")
+    assert sorted(r.value["id"] for r in driver.records("orders.copy")) == ["o1", "o3"]  # none for o2
+
+
+def test_the_node_path_with_a_real_http_sink(tmp_path: Path) -> None:
+    """The worker's record path (the driver's NodePipeline) with the real HttpSink, against an
+    aiohttp server in a thread: a 400 dead-letters the record as it was sent with the status and
+    body excerpt, a 503 retries it for that target only, and the retry is delivered under the
+    same Idempotency-Key without the Kafka route repeating."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from stream_orch.sinks import SinkContext
+    from stream_orch.sinks.http import HttpSink
+    from stream_orch.topology.models_delivery import HttpTarget
+
+    seen: list[tuple[str, dict, int]] = []
+    failed_once: set[str] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        key = request.headers["Idempotency-Key"]
+        status = 400 if body["id"] == "o2" else 200
+        if body["id"] == "o3" and key not in failed_once:
+            failed_once.add(key)
+            status = 503
+        seen.append((key, body, status))
+        return web.Response(status=status, text="no\nthanks" if status == 400 else "ok")
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    runner = web.AppRunner(web.Application())
+    runner.app.router.add_post("/hook", hook)
+
+    async def serve() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True
+    )
+    thread.start()
+    ready.wait(10)
+    port = runner.addresses[0][1]
+    try:
+        with TopologyTestDriver(load(tmp_path), schemas=tmp_path / "schemas", start_ms=T0) as d:
+            pipeline = d.nodes["ship"].pipeline
+            target = HttpTarget(url=f"http://127.0.0.1:{port}/hook")
+            sink = HttpSink(target, SinkContext("deliver", "ship", "http", "deliver.ship"))
+            d._run(sink.start())
+            pipeline.sinks["http"] = sink
+            try:
+                for i in (1, 2, 3):
+                    d.pipe("orders", order(i), key=f"o{i}")
+                d.advance(2)
+                [dead] = d.dead_letters()
+                assert orjson.loads(dead.raw_value) == {**order(2), "doubled": 20}  # as sent
+                assert dead.headers["so.error.http_status"] == "400"
+                assert dead.headers["so.error.http_body"] == "no thanks"
+                assert dead.headers[H.ERROR_TARGET] == "http"
+                tries = [(k, s) for k, b, s in seen if b["id"] == "o3"]
+                assert [s for _, s in tries] == [503, 200] and tries[0][0] == tries[1][0]
+                assert sorted(r.value["id"] for r in d.records("orders.copy")) == ["o1", "o2", "o3"]
+                assert d.pending_retries() == []
+            finally:
+                d._run(sink.stop())
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
