@@ -26,8 +26,8 @@ from stream_orch.topology.models import (
     TopologySpec,
     WindowStep,
 )
-from stream_orch.topology.repartition import expand, repartition_labels
 from stream_orch.topology.models_delivery import external_targets
+from stream_orch.topology.repartition import expand, repartition_labels
 
 __all__ = [
     "Edge",
