@@ -188,22 +188,23 @@ class RowConformer:
         self._text = {
             f["name"]: (text_converter(self._types, f["type"]), f["type"]) for f in schema["fields"]
         }
-        self._by_header: dict[tuple[str, ...], tuple[Callable[[list[str]], dict[str, Any]], bool]] = {}
-        self._header: list[str] | None = None
-        self._convert: Callable[[list[str]], dict[str, Any]] = lambda cells: {}
-        self._final = False
+        self._by_header: dict[tuple[str, ...], Callable[[list[str]], dict[str, Any]]] = {}
 
-    def _generate(self, header: tuple[str, ...]) -> tuple[Callable[[list[str]], dict[str, Any]], bool]:
-        """One generated function converting the cells of a CSV row with these columns (the
-        explaining path is :meth:`_explain`, taken only when it raises _NoFit), and whether
-        its result is final. A field without a column stays absent (the conformer says whether
-        it may be). It is final when every field has a column and a type checked here in full
-        (the conformer's own checks: a string, an int/long/float/double within its range, a
-        boolean, an enum symbol, each maybe nullable): the conformer would return the same
+    def _generate(self, header: tuple[str, ...]) -> Callable[[list[str]], dict[str, Any]]:
+        """One generated function converting the cells of a CSV row with these columns, or
+        raising RowRejected (the explaining path, :meth:`_explain`, is taken only when a cell
+        does not fit). A field without a column stays absent (the conformer says whether it
+        may be). When every field has a column and a type checked here in full (the
+        conformer's own checks: a string, an int/long/float/double within its range, a
+        boolean, an enum symbol, each maybe nullable) the conformer would return the same
         dict, so it is not asked again (a second pass over every value was ~0.3 us a row)."""
         column = {name: i for i, name in enumerate(header)}  # a repeated name: the last one
-        namespace: dict[str, Any] = {"_F": _FLOAT.fullmatch, "_NoFit": _NoFit}
-        lines, checks, out = ["def convert(row):"], [], []
+        namespace: dict[str, Any] = {
+            "_NoFit": _NoFit,
+            "_conform": self.conform,
+            "_explain": lambda row: self._explain(dict(zip(header, row, strict=False))),
+        }
+        lines, checks, out = ["def convert(row):", "  try:"], [], []
         final = True
         for i, f in enumerate(self.schema["fields"]):
             name = f["name"]
@@ -227,7 +228,9 @@ class RowConformer:
                     low, high = (INT_MIN, INT_MAX) if kind == "int" else (LONG_MIN, LONG_MAX)
                     check = f"{low} <= x{i} <= {high}"
                 elif kind in ("double", "float"):
-                    expr = f"float(v) if _F(v) is not None else c{i}(v)"
+                    # float() takes what the text rules take (and the range check below
+                    # turns away its nan and inf), but for underscores and non-ASCII digits
+                    expr = f"float(v) if v.isascii() and '_' not in v else c{i}(v)"
                     top = FLOAT_MAX if kind == "float" else DOUBLE_MAX  # nan and inf fail it
                     check = f"{-top!r} <= x{i} <= {top!r}"
                 elif kind == "boolean":
@@ -249,22 +252,22 @@ class RowConformer:
             lines.append(f"    x{i} = {expr}")
         if checks:  # out of range: the explaining path names the field and why
             lines += [f"    if not ({' and '.join(checks)}):", "        raise _NoFit"]
-        lines.append("    return {" + ", ".join(out) + "}")
+        lines += ["  except (_NoFit, ValueError):", "    return _explain(row)"]  # float("x")
+        value = "{" + ", ".join(out) + "}"
+        lines.append(f"  return {value}" if final else f"  return _conform({value})")
         exec(compile("\n".join(lines) + "\n", "<csv row converter>", "exec"), namespace)
-        return namespace["convert"], final
+        return namespace["convert"]
+
+    def converter(self, header: list[str]) -> Callable[[list[str]], dict[str, Any]]:
+        """``fn(cells)``: a CSV row with these columns in the schema's types, or RowRejected."""
+        made = self._by_header.get(tuple(header))
+        if made is None:
+            made = self._by_header[tuple(header)] = self._generate(tuple(header))
+        return made
 
     def from_cells(self, header: list[str], cells: list[str]) -> dict[str, Any]:
         """A CSV row (its cells under ``header``) in the schema's types, or RowRejected."""
-        if header is not self._header:  # the reader's one list: no tuple and hash per row
-            made = self._by_header.get(tuple(header))
-            if made is None:
-                made = self._by_header[tuple(header)] = self._generate(tuple(header))
-            self._header, (self._convert, self._final) = header, made
-        try:
-            out = self._convert(cells)
-        except _NoFit:
-            return self._explain(dict(zip(header, cells, strict=False)))
-        return out if self._final else self.conform(out)
+        return self.converter(header)(cells)
 
     def from_text(self, row: dict[str, str]) -> dict[str, Any]:
         """A CSV row as a dict of column name to cell (see :meth:`from_cells`)."""
