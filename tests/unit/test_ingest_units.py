@@ -205,6 +205,15 @@ def test_a_row_of_every_column_rejects_name_the_field(change: dict[str, str], re
     assert str(caught.value) == reason
 
 
+@pytest.mark.parametrize("schema", [SCHEMA, SIMPLE])
+def test_an_integer_too_long_for_python_to_parse_is_a_reject(schema: dict[str, object]) -> None:
+    """int() refuses more than 4,300 digits with a ValueError: a reject, never a crash."""
+    with pytest.raises(RowRejected, match=r"^field 'id': expected long, got str '9999"):
+        RowConformer(schema, "people").from_text({**FULL_ROW, "id": "9" * 5000})
+    with pytest.raises(RowRejected, match=r"^field 'id': expected long, got str '-999"):
+        RowConformer(schema, "people").from_text({**FULL_ROW, "id": "-" + "9" * 5000})
+
+
 def test_columns_in_any_order_and_a_repeated_header(conformer: RowConformer) -> None:
     header = ["name", "tier", "score", "id", "id"]
     assert conformer.from_cells(header, ["x", "GOLD", "1", "7", "8"]) == {

@@ -56,7 +56,10 @@ def _text_to(kind: Any, text: str) -> Any:
         return text
     if name in ("int", "long"):
         if _INT.fullmatch(s):
-            return int(s)  # the range is the conformer's check
+            try:
+                return int(s)  # the range is the conformer's check
+            except ValueError:  # over 4,300 digits (Python's limit): no long anyway
+                pass
     elif name in ("double", "float"):
         if _FLOAT.fullmatch(s):
             value = float(s)
