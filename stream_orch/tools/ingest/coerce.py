@@ -5,7 +5,9 @@ JSON rows already have types: they go through the worker's output conformer
 ``double``, an integral float to ``long``, enums, nullable fields, required fields present).
 CSV rows are strings: each cell is first turned into its field's type as the schema allows
 (:func:`text_converter`), then through the same conformer, then encoded with the topic's
-codec (JSON here, as ``produce`` writes).
+codec (JSON here, as ``produce`` writes). A row whose fields all have a column and simple types
+is checked in full by its generated converter (the conformer's checks, ranges included) and
+skips the conformer, which would return the same dict.
 
 CSV text rules: ``int``/``long`` are decimal integers (sign allowed), ``float``/``double`` any
 finite decimal or exponent number, ``boolean`` is true/false/1/0 (any case), an ``enum`` a
