@@ -153,6 +153,67 @@ def test_csv_rejects_name_the_field(conformer: RowConformer, change: dict[str, s
     assert str(caught.value) == reason
 
 
+SIMPLE = {**SCHEMA, "fields": [f for f in SCHEMA["fields"] if f["name"] != "tags"]}
+FULL_ROW = {**GOOD, "small": "", "ratio": "", "ok": "", "note": ""}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"small": "-7", "ratio": "1e3", "ok": "TRUE", "note": "n"},
+        {"id": "-9223372036854775808", "small": "+2147483647", "ratio": "-3.4e38", "ok": "0"},
+        {"id": " 12 ", "score": "1", "ok": "False", "tier": "SILVER"},
+    ],
+)
+def test_a_row_of_every_column_and_simple_types_skips_no_check(change: dict[str, str]) -> None:
+    """Every field has a column and a type the generated converter checks in full: its dict
+    is returned without the conformer; it must be what the conformer would return."""
+    conformer = RowConformer(SIMPLE, "people")
+    row = {**FULL_ROW, **change}
+    value = conformer.from_text(row)
+    assert value == conformer.conform(dict(value))
+    assert list(value) == [f["name"] for f in SIMPLE["fields"]]
+    assert {k: v.__class__ for k, v in value.items()} == {
+        k: v.__class__ for k, v in conformer.conform(dict(value)).items()
+    }
+    assert value["id"] == int(row["id"]) and value["score"] == float(row["score"])
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"id": "9223372036854775808"}, "field 'id': 9223372036854775808 is out of the long range"),
+        ({"id": "-9223372036854775809"}, "field 'id': -9223372036854775809 is out of the long range"),
+        ({"small": "2147483648"}, "field 'small': expected null or int, got int 2147483648"),
+        ({"small": "-2147483649"}, "field 'small': expected null or int, got int -2147483649"),
+        ({"score": "1e999"}, "field 'score': expected double, got str '1e999'"),
+        ({"score": "nan"}, "field 'score': expected double, got str 'nan'"),
+        ({"score": "-inf"}, "field 'score': expected double, got str '-inf'"),
+        ({"score": "1_0"}, "field 'score': expected double, got str '1_0'"),
+        ({"id": "1_0"}, "field 'id': expected long, got str '1_0'"),
+        ({"ratio": "1e39"}, "field 'ratio': expected null or float, got float 1e+39"),
+        ({"ok": "yes"}, "field 'ok': expected null or boolean, got str 'yes'"),
+        ({"tier": "BRONZE"}, "field 'tier': expected one of GOLD, SILVER, got str 'BRONZE'"),
+        ({"tier": ""}, "field 'tier': expected one of GOLD, SILVER, got empty"),
+    ],
+)
+def test_a_row_of_every_column_rejects_name_the_field(change: dict[str, str], reason: str) -> None:
+    """The same reasons as through the conformer, from the path that skips it."""
+    with pytest.raises(RowRejected) as caught:
+        RowConformer(SIMPLE, "people").from_text({**FULL_ROW, **change})
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize("schema", [SCHEMA, SIMPLE])
+def test_an_integer_too_long_for_python_to_parse_is_a_reject(schema: dict[str, object]) -> None:
+    """int() refuses more than 4,300 digits with a ValueError: a reject, never a crash."""
+    with pytest.raises(RowRejected, match=r"^field 'id': expected long, got str '9999"):
+        RowConformer(schema, "people").from_text({**FULL_ROW, "id": "9" * 5000})
+    with pytest.raises(RowRejected, match=r"^field 'id': expected long, got str '-999"):
+        RowConformer(schema, "people").from_text({**FULL_ROW, "id": "-" + "9" * 5000})
+
+
 def test_columns_in_any_order_and_a_repeated_header(conformer: RowConformer) -> None:
     header = ["name", "tier", "score", "id", "id"]
     assert conformer.from_cells(header, ["x", "GOLD", "1", "7", "8"]) == {

@@ -99,12 +99,16 @@ def row_maker(target: Target, header: list[str] | None = None) -> Callable[[Row]
     """``make(row) -> (key, value)`` for one file (a CSV row: its cells under ``header``, the
     reader's list, filled in when it meets the header row), or RowRejected with the reason.
     A closure: what it needs is looked up once per file, not once per row."""
-    from_cells, conform = target.conformer.from_cells, target.conformer.conform
+    conformer = target.conformer
+    conform, convert = conformer.conform, None
     key_field, encode, columns = target.key_field, target.encode, header if header is not None else []
 
     def make(record: Row) -> tuple[bytes | None, bytes]:
+        nonlocal convert
         if record.__class__ is list:
-            value = from_cells(columns, record)  # type: ignore[arg-type]
+            if convert is None:  # the header is read by now
+                convert = conformer.converter(columns)
+            value = convert(record)  # type: ignore[arg-type]
         elif record.__class__ is dict:
             value = conform(record)  # type: ignore[arg-type]
         else:
