@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from kafka_helpers import DEFAULT_BOOTSTRAP, unique_name
 
 from stream_orch.broker import BrokerManager
 from stream_orch.broker.probe import broker_answers
+from tests.topology_harness import ISOLATED, delete_topics_with
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -85,3 +87,20 @@ async def pg_dsn(postgres_server):
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(autouse=True)
+def _delete_isolated_topics():
+    """Tests delete the topics they create: after each test, every topic of a topology copy it
+    made with ``isolated_topology`` (inputs, outputs, retry tiers, DLQs, changelogs: they all
+    carry the copy's suffix). Torn down after the test's own fixtures, so its workers have
+    stopped. Before this, each run of the suite left about twenty copies of the fraud topology on
+    the broker (the local broker ran out of heap with ~13k partitions)."""
+    yield
+    suffixes = list(ISOLATED)
+    ISOLATED.clear()
+    for suffix in suffixes:
+        try:
+            asyncio.run(delete_topics_with(suffix))
+        except Exception as exc:  # the broker is gone: the test's own result stands
+            print(f"could not delete the topics of {suffix}: {exc}")

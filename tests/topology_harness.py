@@ -40,6 +40,11 @@ FRAUD_OUTPUTS = [
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
 
 
+#: the suffixes of the topology copies made during the current test: tests/conftest.py deletes
+#: every topic holding one of them after the test (also when it failed)
+ISOLATED: list[str] = []
+
+
 def isolated_topology(
     src: Path,
     out_dir: Path,
@@ -50,6 +55,7 @@ def isolated_topology(
 ) -> tuple[Path, dict[str, str]]:
     """Write a renamed copy of ``src`` (with ``processing`` as its guarantee, if given); return
     its path and the old→new topic names."""
+    ISOLATED.append(suffix)
     yaml = YAML()
     doc = yaml.load(src.read_text())
     names = {name: f"{name}.{suffix}" for name in doc["topics"]}
