@@ -50,6 +50,7 @@ class ExternalRoutes:
     def __init__(self, spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> None:
         node = spec.nodes[node_name]
         encode = JsonCodec().encode
+        self._json = encode
         self.targets: dict[str, ExternalOut] = {}
         by_route: dict[int, list[ExternalOut]] = {}
         for named in external_targets(node):
@@ -136,16 +137,27 @@ class ExternalRoutes:
                     retry: Retry = outcome  # type: ignore[assignment]
                     failure = Failure(
                         record.event, retry.reason, None, True, name, retry.not_before_ms,
-                        payload=record.payload, index=record.index,
+                        payload=self._kept(record), index=record.index,
                     )  # fmt: skip
                 else:
                     reject: Reject = outcome  # type: ignore[assignment]
                     reason = f"{reject.reason}: {reject.detail}" if reject.detail else reject.reason
                     failure = Failure(
                         record.event, reason, None, False, name, None, reject.headers,
-                        payload=record.payload, index=record.index,
+                        payload=self._kept(record), index=record.index,
                     )  # fmt: skip
                 ctx.failures.append(failure)
+
+    def _kept(self, record: SinkRecord) -> bytes:
+        """What a failed record's retry or dead letter carries: the record as rendered for its
+        target. A target that takes the value itself (postgres) rendered no JSON, so it is encoded
+        here, on the failure path only (a dead letter keeps the record's bytes)."""
+        if record.payload:
+            return record.payload
+        try:
+            return self._json(record.value)
+        except NonFiniteNumber:  # a value the database took as it was: the input's own bytes
+            return record.event.raw_value or b""
 
 
 _KINDS = {Delivered: "delivered", Retry: "retried", Reject: "rejected"}
