@@ -23,9 +23,11 @@ kafka-up: install
 kafka-down:
 	@test -x $(SO) && $(SO) kafka down || true
 
-# The main job. Its body lives in scripts/demo.sh.
+# The main job. Its body lives in scripts/demo.sh; `make demo TOPOLOGY=reconciliation` runs
+# another shipped topology (scripts/demo.py lists them).
+TOPOLOGY ?= fraud
 demo: kafka-up
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ./scripts/demo.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TOPOLOGY="$(TOPOLOGY)" ./scripts/demo.sh
 
 # The fraud topology's cases (in-process, README "Testing a topology"), then the whole suite
 # (unit + integration) against the real local broker.

@@ -1,9 +1,10 @@
-"""The README's `make demo`: the fraud topology on the local broker, end to end.
+"""The README's `make demo`: a shipped topology on the local broker, end to end.
 
-Validates the topology, starts a worker, publishes generated profiles and transactions, waits
-until the worker has caught up, prints what came out (records per output topic, DLQ reasons,
-throughput, end lag) and stops the worker with SIGTERM. The broker is already up (`make demo`
-runs `stream-orch kafka up` first).
+`make demo` runs the fraud topology; `make demo TOPOLOGY=reconciliation` (any name of
+:data:`DEMOS`) another one. Validates the topology, starts a worker, publishes the topology's
+generated data (`stream-orch generate`), waits until the worker has caught up, prints what came out
+(records per output topic, DLQ reasons, throughput per node, end lag) and stops the worker with
+SIGTERM. The broker is already up (`make demo` runs `stream-orch kafka up` first).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import TopicPartition
@@ -26,13 +28,41 @@ from stream_orch.runtime.admin import partition_counts
 from stream_orch.settings import Settings
 from stream_orch.topology.loader import load_topology
 from stream_orch.topology.naming import dlq_topic, group_id
+from stream_orch.topology.repartition import expand
 from stream_orch.transport.reading import read_to_end
 
 REPO = Path(__file__).resolve().parents[1]
-TOPOLOGY = REPO / "topologies" / "fraud_detection.yaml"
-CUSTOMERS = int(os.environ.get("DEMO_CUSTOMERS", "500"))
-TRANSACTIONS = int(os.environ.get("DEMO_TRANSACTIONS", "20000"))
 METRICS_PORT = int(os.environ.get("DEMO_METRICS_PORT", "9308"))
+
+
+@dataclass(frozen=True)
+class Demo:
+    topology: str  # file name in topologies/
+    generate: list[str]  # `stream-orch generate` arguments (the demo adds a fresh --seed)
+    inputs: list[str]  # topics the generator writes whose records are "published"
+    what: str  # one line: what the data is
+
+
+DEMOS = {
+    "fraud": Demo(
+        "fraud_detection.yaml",
+        [
+            "fraud",
+            "--customers",
+            os.environ.get("DEMO_CUSTOMERS", "500"),
+            "--transactions",
+            os.environ.get("DEMO_TRANSACTIONS", "20000"),
+        ],
+        ["transactions"],
+        "customer profiles and transactions with fraud patterns",
+    ),
+    "reconciliation": Demo(
+        "reconciliation.yaml",
+        ["reconciliation", "--payments", os.environ.get("DEMO_PAYMENTS", "5000")],
+        ["payments", "settlements"],
+        "ledger payments and card-network settlements, some late, missing or different",
+    ),
+}
 
 
 def step(text: str) -> None:
@@ -127,16 +157,26 @@ def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     raise SystemExit("the worker did not become ready; see .state/demo-worker.log")
 
 
+def choose() -> Demo:
+    name = os.environ.get("TOPOLOGY") or "fraud"
+    if name not in DEMOS:
+        raise SystemExit(f"make demo: TOPOLOGY={name} is not a demo; choose one of {', '.join(DEMOS)}")
+    return DEMOS[name]
+
+
 async def main() -> int:
+    demo = choose()
+    topology = REPO / "topologies" / demo.topology
     settings = Settings()
-    spec = load_topology(TOPOLOGY).spec
-    node = spec.nodes["score_transactions"]
-    outputs = sorted({t.topic for r in node.routes for t in r.targets()})
-    dlq = dlq_topic(node)
+    spec = expand(load_topology(topology).spec)
+    nodes = list(spec.nodes.values())
+    internal = {n.input for n in nodes}
+    outputs = sorted({t.topic for n in nodes for r in n.routes for t in r.targets()} - internal)
+    dlqs = sorted({dlq_topic(n) for n in nodes})
     groups = [group_id(spec.topology, name) for name in spec.nodes]
 
-    step(f"validate {TOPOLOGY.relative_to(REPO)}")
-    cli("validate", str(TOPOLOGY))
+    step(f"validate {topology.relative_to(REPO)}")
+    cli("validate", str(topology))
 
     step(f"start the worker (stream-orch run), metrics on http://127.0.0.1:{METRICS_PORT}/metrics")
     log_path = REPO / ".state" / "demo-worker.log"
@@ -149,33 +189,25 @@ async def main() -> int:
             "--metrics-port",
             str(METRICS_PORT),
             "run",
-            str(TOPOLOGY),
+            str(topology),
         ],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
     try:
         wait_ready(worker)
-        before = await record_counts(settings, [*outputs, dlq, "transactions"])
+        before = await record_counts(settings, [*outputs, *dlqs, *demo.inputs])
 
-        step(f"publish {CUSTOMERS} profiles and {TRANSACTIONS} transactions (stream-orch generate fraud)")
-        cli(
-            "generate",
-            "fraud",
-            "--customers",
-            str(CUSTOMERS),
-            "--transactions",
-            str(TRANSACTIONS),
-            "--seed",
-            str(int(time.time())),
-        )
-        published = (await record_counts(settings, ["transactions"]))["transactions"] - before["transactions"]
+        step(f"publish {demo.what} (stream-orch generate {' '.join(demo.generate)})")
+        cli("generate", *demo.generate, "--seed", str(int(time.time())))
+        now = await record_counts(settings, demo.inputs)
+        published = {topic: now[topic] - before[topic] for topic in demo.inputs}
 
         step("wait until the worker has caught up (retry tiers included)")
         elapsed = await wait_caught_up(settings, groups, timeout=180)
         await asyncio.sleep(1)
-        after = await record_counts(settings, [*outputs, dlq])
-        reasons = await dlq_reasons(settings, dlq, before[dlq])
+        after = await record_counts(settings, [*outputs, *dlqs])
+        reasons = {dlq: await dlq_reasons(settings, dlq, before[dlq]) for dlq in dlqs}
         rows = await lag_rows(settings, groups)
         with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:
             metrics_text = resp.read().decode()
@@ -185,19 +217,22 @@ async def main() -> int:
         code = worker.wait(60)
 
     print()
-    print(f"Transactions published: {published}; all processed {elapsed:.1f}s after the generator finished")
-    events, busy = busy_throughput(metrics_text, "score_transactions")
-    if busy:
-        print(
-            f"score_transactions: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
-            f" = {events / busy:,.0f} events/s"
-        )
+    print(f"Published: {', '.join(f'{n} {t}' for t, n in published.items())}")
+    print(f"All processed {elapsed:.1f}s after the generator finished")
+    for name in spec.nodes:
+        events, busy = busy_throughput(metrics_text, name)
+        if busy:
+            print(
+                f"{name}: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
+                f" = {events / busy:,.0f} events/s"
+            )
     print("Records per output topic (this run):")
-    for topic in [*outputs, dlq]:
-        print(f"  {topic:24s} {after[topic] - before[topic]:>8d}")
+    for topic in [*outputs, *dlqs]:
+        print(f"  {topic:32s} {after[topic] - before[topic]:>8d}")
     print("Dead-letter reasons:")
-    for reason, n in reasons.most_common():
-        print(f"  {reason:40s} {n:>6d}")
+    for dlq, counted in reasons.items():
+        for reason, n in counted.most_common():
+            print(f"  {dlq}: {reason:40s} {n:>6d}")
     print("End lag (records) per group:")
     for group in groups:
         lag = sum(r.lag_records for r in rows if r.group == group)

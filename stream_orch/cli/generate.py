@@ -1,5 +1,8 @@
-"""``stream-orch generate fraud|reconciliation``: publish test data whose outcome is known: profiles
-and transactions with fraud patterns, or payments and settlements with reconciliation fates."""
+"""``stream-orch generate KIND``: publish test data whose outcome is known.
+
+Each kind is a module (``gen_<kind>.py``) listed once in :data:`KINDS`; this command owns the
+arguments they share and the publishing.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +10,35 @@ import argparse
 import asyncio
 import sys
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from stream_orch.cli import gen_fraud, gen_reconciliation
+from stream_orch.cli.generate_kind import Kind
 from stream_orch.settings import Settings
+
+KINDS: dict[str, Kind] = {
+    "fraud": gen_fraud.KIND,
+    "reconciliation": gen_reconciliation.KIND,
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("generate", help="publish generated test data")
-    p.add_argument("kind", choices=["fraud", "reconciliation"], help="data set")
-    p.add_argument("--customers", type=int, default=200, help="customer profiles (default 200)")
-    p.add_argument("--transactions", type=int, default=5000, help="transactions (default 5000)")
+    p.add_argument(
+        "kind",
+        choices=sorted(KINDS),
+        help="data set: " + "; ".join(f"{name}: {kind.help}" for name, kind in sorted(KINDS.items())),
+    )
     p.add_argument("--rate", type=float, default=0.0, help="records per second (0: as fast as possible)")
     p.add_argument("--seed", type=int, default=7, help="same seed, same records")
     p.add_argument("--start-ms", type=int, default=None, help="event time of the first record (default: now)")
-    p.add_argument("--customers-topic", default="customers")
-    p.add_argument("--transactions-topic", default="transactions")
-    p.add_argument("--payments", type=int, default=5000, help="reconciliation: payments (default 5000)")
-    p.add_argument("--minutes", type=float, default=120.0, help="reconciliation: event time spanned")
-    p.add_argument("--payments-topic", default="payments")
-    p.add_argument("--settlements-topic", default="settlements")
-    p.add_argument("--truth", type=Path, help="reconciliation: write the expected outcome per payment here")
     p.add_argument("--partitions", type=int, default=6, help="partitions of topics this creates")
+    p.add_argument("--truth", type=Path, help="write the expected outcome here (JSON; kinds that have one)")
     p.add_argument("--dry-run", action="store_true", help="print the records as JSON lines instead")
+    for name, kind in sorted(KINDS.items()):
+        kind.add_arguments(p.add_argument_group(f"{name}"))
     p.set_defaults(func=_generate)
 
 
@@ -42,9 +48,18 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.runtime.output import BatchSender, PartitionMap
     from stream_orch.transport.connect import start_producer, unreachable
 
-    if args.customers < 1 or args.transactions < 0 or args.rate < 0 or args.payments < 0:
-        raise UserError("--customers must be >= 1, --transactions, --payments and --rate >= 0")
-    records, plans, summary = _fraud(args) if args.kind == "fraud" else _reconciliation(args)
+    kind = KINDS[args.kind]
+    for name in ("rate", *kind.non_negative):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.partitions < 1:
+        raise UserError("--partitions must be >= 1")
+    generated = kind.build(args)
+    if args.truth:
+        if generated.truth is None:
+            raise UserError(f"generate {args.kind} has no ground truth to write (--truth)")
+        args.truth.write_bytes(orjson.dumps(generated.truth, option=orjson.OPT_INDENT_2))
+    records, plans, summary = generated.records, generated.topics, generated.summary
     if args.dry_run:
         out = sys.stdout.buffer
         for r in records:
@@ -86,57 +101,3 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> int:
     summary["records_per_second"] = round(len(records) / elapsed) if elapsed else None
     print(orjson.dumps(summary).decode())
     return 0
-
-
-def _fraud(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    from stream_orch.runtime.admin import TopicPlan
-    from stream_orch.tools.generate import generate_fraud
-
-    records, plan = generate_fraud(
-        args.customers,
-        args.transactions,
-        seed=args.seed,
-        start_ms=args.start_ms,
-        customers_topic=args.customers_topic,
-        transactions_topic=args.transactions_topic,
-    )
-    plans = [
-        TopicPlan(args.customers_topic, args.partitions, compact=True),
-        TopicPlan(args.transactions_topic, args.partitions),
-    ]
-    summary = {
-        "customers": plan.customers,
-        "transactions": plan.transactions,
-        "patterns": dict(plan.patterns),
-    }
-    return records, plans, summary
-
-
-def _reconciliation(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    from stream_orch.runtime.admin import TopicPlan
-    from stream_orch.tools.generate_recon import generate_reconciliation
-
-    records, plan = generate_reconciliation(
-        args.payments,
-        seed=args.seed,
-        start_ms=args.start_ms,
-        minutes=args.minutes,
-        partitions=args.partitions,
-        payments_topic=args.payments_topic,
-        settlements_topic=args.settlements_topic,
-    )
-    if args.truth:
-        truth = {"outcome": plan.outcome, "severity": plan.severity}
-        args.truth.write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
-    plans = [
-        TopicPlan(args.payments_topic, args.partitions),
-        TopicPlan(args.settlements_topic, args.partitions),
-    ]
-    summary = {
-        "payments": plan.payments,
-        "settlements": plan.settlements,
-        "expected": plan.counts(),
-        "unreconciled_by_severity": dict(sorted(Counter(plan.severity.values()).items())),
-        "fates": dict(plan.fates),
-    }
-    return records, plans, summary
