@@ -7,6 +7,7 @@ and deletes it afterwards."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -244,3 +245,85 @@ async def test_a_replay_stops_before_writing_when_the_audit_topic_cannot_be_writ
         assert sum((await replay_ids(th.BOOTSTRAP, source)).values()) == 0
     finally:
         await _delete(source, dlq, f"stream-orch-replay.{group}")
+
+
+async def test_a_killed_worker_is_audited_as_an_unclean_stop_by_its_successor(
+    tmp_path: Path, audit_topic: str
+) -> None:
+    """kill -9, then a restart in the same place (state folder, so the same member slot): the
+    new worker records the previous one's unclean stop (its pid) before its own start."""
+    path, _t, group = rh.fraud_copy(tmp_path)
+    settings = Settings(bootstrap_servers=th.BOOTSTRAP, audit_topic=audit_topic)
+    worker = th.WorkerProcess(path, tmp_path / "worker.log", env={"STREAM_ORCH_AUDIT_TOPIC": audit_topic})
+
+    async def actions(count: int) -> list[AuditEvent]:
+        for _ in range(120):
+            events = (await read_events(settings)).events if await _exists(audit_topic) else []
+            if len(events) >= count:
+                return events
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"fewer than {count} audit events: {worker.log()}")
+
+    try:
+        worker.start()
+        await th.wait_for_group(group)
+        first = worker.proc.pid  # type: ignore[union-attr]
+        await actions(1)  # its start is recorded
+        worker.kill()
+        worker.start()
+        await actions(3)  # the unclean stop and the second start
+        assert worker.terminate() == 0, worker.log()
+    finally:
+        worker.stop()
+    events = await actions(4)
+    assert [e.action for e in events] == [
+        "worker_start",
+        "worker_unclean_stop",
+        "worker_start",
+        "worker_stop",
+    ]
+    assert events[1].details["pid"] == first and events[1].pid == events[2].pid != first
+    assert events[1].details["instance"] == events[0].details["instance"] is not None
+
+
+async def _exists(topic: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=th.BOOTSTRAP)
+    await admin.start()
+    try:
+        return topic in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def test_an_ingest_run_is_audited_once_per_file(tmp_path: Path, audit_topic: str) -> None:
+    from benchmarks.ingest_data import SCHEMA, write_csv
+    from stream_orch.tools.ingest.ledger import ledger_topic as ingest_ledger
+
+    topic = unique_name("audit-ingest")
+    schema = tmp_path / "ingest_payment.avsc"
+    schema.write_bytes(orjson.dumps(SCHEMA))
+    path = tmp_path / "payments.csv"
+    ref = write_csv(path, 300)
+    env = {
+        **os.environ,
+        "STREAM_ORCH_BOOTSTRAP_SERVERS": th.BOOTSTRAP,
+        "STREAM_ORCH_AUDIT_TOPIC": audit_topic,
+    }
+    args = ["ingest", str(path), "--topic", topic, "--format", "csv", "--schema", str(schema), "-q"]
+    try:
+        await make_topics(th.BOOTSTRAP, (topic, 1))
+        code, _out, err = await run_cli(*args, env=env)
+        assert code == 4, err  # some rows rejected
+        code, out, err = await run_cli(*args, env=env)  # the same file again: nothing published
+        assert code == 0 and "already ingested" in out, err
+    finally:
+        await _delete(topic, ingest_ledger(topic))
+    events = (await read_events(Settings(bootstrap_servers=th.BOOTSTRAP, audit_topic=audit_topic))).events
+    assert [e.action for e in events] == ["ingest", "ingest"]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    good = ref.rows - len(ref.rejects)
+    assert events[0].details == {
+        "file": str(path), "topic": topic, "rows": ref.rows, "published": good,
+        "rejected": len(ref.rejects), "ledger": digest, "already_done": False,
+    }  # fmt: skip
+    assert (events[1].details["published"], events[1].details["already_done"]) == (0, True)
