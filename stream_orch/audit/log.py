@@ -89,15 +89,17 @@ class KafkaAuditLog(NullAuditLog):
         self._on_failure = on_failure
         self._producer: AIOKafkaProducer | None = None
         self._pending: set[asyncio.Task[bool]] = set()
+        self._starting = asyncio.Lock()  # posts made while the broker is away must not each connect
 
     async def start(self) -> None:
-        if self._producer is not None:
-            return
-        try:
-            await ensure_log_topic(self.settings, self.topic, AUDIT_RETENTION_MS)
-            self._producer = await start_producer(self.settings)
-        except Exception as exc:
-            self._failed(f"cannot open the audit topic {self.topic}: {_reason(exc)}")
+        async with self._starting:
+            if self._producer is not None:
+                return
+            try:
+                await ensure_log_topic(self.settings, self.topic, AUDIT_RETENTION_MS)
+                self._producer = await start_producer(self.settings)
+            except Exception as exc:
+                self._failed(f"cannot open the audit topic {self.topic}: {_reason(exc)}")
 
     async def record(self, event: AuditEvent) -> bool:
         try:

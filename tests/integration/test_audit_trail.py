@@ -327,3 +327,36 @@ async def test_an_ingest_run_is_audited_once_per_file(tmp_path: Path, audit_topi
         "rejected": len(ref.rejects), "ledger": digest, "already_done": False,
     }  # fmt: skip
     assert (events[1].details["published"], events[1].details["already_done"]) == (0, True)
+
+
+async def test_a_worker_whose_audit_writes_fail_warns_counts_and_processes_every_record(
+    tmp_path: Path,
+) -> None:
+    """The audit topic's name is one Kafka refuses: the worker logs a warning, counts the failed
+    start record in stream_orch_audit_write_failures_total, and processes every transaction."""
+    path, t, group = rh.fraud_copy(tmp_path)
+    port = th.free_port()
+    worker = th.WorkerProcess(
+        path, tmp_path / "worker.log", env={"STREAM_ORCH_AUDIT_TOPIC": "bad/name"}, metrics_port=port
+    ).start()
+    profiles, txns = rh.crafted(10, 5)[:2]
+    enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
+    try:
+        await th.wait_for_group(group)
+        await rh.produce_bulk(t["customers"], profiles)
+        await asyncio.sleep(2)
+        coords = await rh.produce_bulk(t["transactions"], txns)
+        inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True)]
+        async with rh.Watcher([enriched, dlq]) as watch:
+            acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
+        assert (len(acc.lost), acc.duplicated) == (0, 0), acc.figures()
+        failures = (await th.scrape(worker.url))[("stream_orch_audit_write_failures_total", ())]
+        assert failures == 1  # its start record; nothing else was audited yet
+        assert worker.proc.poll() is None  # type: ignore[union-attr]
+        assert worker.terminate() == 0
+    finally:
+        worker.stop()
+    assert (
+        "audit record worker_start not written" in worker.log()
+        or "cannot open the audit topic" in worker.log()
+    )
