@@ -92,6 +92,23 @@ class Settings(BaseSettings):
         "and message only (so.error.class, so.error.message).",
     )
 
+    audit: bool = Field(
+        True,
+        description="Write an audit record (stream_orch.audit) for worker starts and stops, node restarts, "
+        "DLQ replays, ingest runs and `sink init --apply`. Off: nothing is audited (a null log).",
+    )
+    audit_topic: str = Field(
+        "stream_orch.audit",
+        min_length=1,
+        description="Topic of the audit trail (JSON, keyed by topology, kept 365 days, never compacted); "
+        "created on first use.",
+    )
+    audit_user: str | None = Field(
+        None,
+        description="Who the audit records name as the user (default: the OS user running the process); "
+        "for CI jobs and services that run as a shared account.",
+    )
+
     def kafka_client_args(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client we create."""
         args: dict[str, Any] = {

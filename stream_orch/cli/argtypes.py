@@ -23,3 +23,26 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value
+
+
+def past_time_ms(text: str) -> int:
+    """A moment in the past, as epoch milliseconds: a duration back from now (``90s``, ``15m``,
+    ``1h``, ``2d``) or an ISO 8601 time (``2026-12-04T08:00``, UTC unless it names its zone)."""
+    import time
+    from datetime import UTC, datetime
+
+    from stream_orch.topology.durations import parse_duration_ms
+
+    try:
+        return int(time.time() * 1000) - parse_duration_ms(text.strip())
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration or an ISO time: {text!r} (e.g. 1h, 30m, 2d or 2026-12-04T08:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

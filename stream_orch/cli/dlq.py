@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,10 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.audit import NOBODY, Auditor, AuditSubject, audit_log
+    from stream_orch.audit.events import DLQ_REPLAY
     from stream_orch.reliability.destinations import topology_origins
+    from stream_orch.reliability.ledger import ledger_topic
     from stream_orch.reliability.replay import replay
     from stream_orch.topology.loader import load_topology
     from stream_orch.topology.repartition import expand
@@ -110,25 +114,58 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--to: replaying a dead-letter topic into itself would loop")
     if args.topology is not None and args.to != "original":
         raise UserError("--topology: only for --to original (--to TOPIC names the target itself)")
-    origins = None
+    origins, subject = None, NOBODY
     if args.topology is not None:
-        origins = topology_origins(expand(load_topology(args.topology).spec), args.topic)
+        loaded = load_topology(args.topology)
+        origins = topology_origins(expand(loaded.spec), args.topic)
+        subject = AuditSubject.of_topology(loaded.spec, args.topology, None)
     out = sys.stderr if args.dry_run else sys.stdout  # with --dry-run, stdout has the records
 
     def announce(line: str) -> None:
         print(line, file=out, flush=True)
 
-    result = await replay(
-        settings,
-        args.topic,
-        to=args.to,
-        origins=origins,
-        filter_expr=args.filter_expr,
-        dry_run=args.dry_run,
-        group=args.group,
-        emit=_emit if args.dry_run else None,
-        announce=announce,
-        chunk_size=args.chunk_size,
-    )
-    print(result.render(args.dry_run), file=out)
+    # A replay is audited (a dry run writes nothing and is not): the audit topic is opened before
+    # anything is replayed, so one that cannot be written stops the replay first.
+    auditor = Auditor(audit_log(settings, strict=not args.dry_run), subject)
+    if not args.dry_run:
+        await auditor.start()
+    try:
+        try:
+            result = await replay(
+                settings,
+                args.topic,
+                to=args.to,
+                origins=origins,
+                filter_expr=args.filter_expr,
+                dry_run=args.dry_run,
+                group=args.group,
+                emit=_emit if args.dry_run else None,
+                announce=announce,
+                chunk_size=args.chunk_size,
+            )
+        except Exception as exc:
+            if not args.dry_run:  # what a failed run committed stays replayed: audited as well
+                with contextlib.suppress(UserError):  # the run's own error is the one to report
+                    await auditor.record(
+                        DLQ_REPLAY, dlq=args.topic, to=args.to, filter=args.filter_expr,
+                        ledger=ledger_topic(args.topic, args.group), outcome="failed",
+                        error=str(exc) if isinstance(exc, UserError) else type(exc).__name__,
+                    )  # fmt: skip
+            raise
+        print(result.render(args.dry_run), file=out)
+        if not args.dry_run:
+            await auditor.record(
+                DLQ_REPLAY,
+                dlq=args.topic,
+                to=args.to,
+                filter=args.filter_expr,
+                count=result.published,
+                targets=dict(result.by_target),
+                already=result.already,
+                filtered=result.filtered,
+                ledger=result.ledger,
+                outcome="done",
+            )
+    finally:
+        await auditor.close()
     return 0

@@ -92,12 +92,16 @@ def _check_paths(args: argparse.Namespace) -> list[Path]:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.audit import NOBODY, Auditor, audit_log
+    from stream_orch.audit.events import INGEST
     from stream_orch.tools.ingest.publish import ingest_file
     from stream_orch.tools.ingest.rejects import Rejects
     from stream_orch.tools.ingest.watch import watch
 
     paths = _check_paths(args)
     target = _target(args)
+    auditor = Auditor(audit_log(settings, strict=True), NOBODY)
+    await auditor.start()  # an audit topic that cannot be written stops the run before a row is sent
     rejects = Rejects(args.rejects)
     stop = asyncio.Event()
     main = asyncio.current_task()
@@ -127,6 +131,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             busy = False
         rejected += result.rejected
         print(result.summary(rejects.target(path)), flush=True)
+        await auditor.record(
+            INGEST, file=str(path), topic=target.topic, rows=result.rows, published=result.published,
+            rejected=result.rejected, ledger=result.digest[:12], already_done=result.already_done,
+        )  # fmt: skip
 
     async def one_watched(path: Path) -> None:
         try:
@@ -148,6 +156,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return 130
     finally:
         rejects.close()
+        await auditor.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return EXIT_REJECTED if rejected else 0

@@ -37,6 +37,7 @@ COMMANDS = (
     "table",
     "alerts",
     "sink",
+    "audit",
 )
 
 _SETTING_FLAGS = {

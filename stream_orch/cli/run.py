@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.audit import AuditSubject
     from stream_orch.codecs import SchemaRegistry
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
@@ -52,5 +53,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for node in args.node or []:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
-    worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
+    subject = AuditSubject.of_topology(loaded.spec, args.file, schema_dir)
+    worker = Worker(
+        loaded.spec,
+        settings,
+        schemas,
+        nodes=args.node,
+        stop_timeout_s=args.stop_timeout,
+        audit_subject=subject,
+    )
     return await worker.run()

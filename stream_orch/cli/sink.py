@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stream_orch.audit.events import AuditSubject
 from stream_orch.cli.schemas_dir import add_schemas_option, find_schemas_dir
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.settings import Settings
 from stream_orch.topology.lint import lint
 from stream_orch.topology.loader import SpecError, load_topology
+
+if TYPE_CHECKING:
+    from stream_orch.sinks.postgres_init import TargetTable
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_orch.sinks.postgres_init import apply, script, target_tables
+    from stream_orch.sinks.postgres_init import script, target_tables
 
     try:
         loaded = load_topology(args.file)
@@ -58,6 +62,28 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
     if not args.apply:
         print(script(tables), end="")
         return 0
-    for line in asyncio.run(apply(tables)):
+    subject = AuditSubject.of_topology(loaded.spec, args.file, schemas_dir)
+    for line in asyncio.run(_apply_audited(settings, subject, tables)):
         print(line)
     return 0
+
+
+async def _apply_audited(settings: Settings, subject: AuditSubject, tables: list[TargetTable]) -> list[str]:
+    """``apply``, audited: the audit topic is opened first (one that cannot be written stops the
+    run before a statement), and the run's record names the targets and their DSN variables."""
+    from stream_orch.audit import Auditor, audit_log
+    from stream_orch.audit.events import SINK_INIT
+    from stream_orch.sinks.postgres_init import apply
+
+    auditor = Auditor(audit_log(settings, strict=True), subject)
+    await auditor.start()
+    try:
+        lines = await apply(tables)
+        await auditor.record(
+            SINK_INIT,
+            targets=[f"{t.node}/{t.target}" for t in tables],
+            dsn_env=sorted({t.dsn_env for t in tables}),
+        )
+        return lines
+    finally:
+        await auditor.close()

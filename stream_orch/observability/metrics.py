@@ -331,6 +331,11 @@ class Metrics:
         self.rebalances = Counter(
             p + "rebalances_total", "Partition assignments received.", ["node"], registry=r
         )
+        self.audit_write_failures = Counter(
+            p + "audit_write_failures_total",
+            "Audit records (start, stop, node restart) this worker could not write; it kept running.",
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             p + "assigned_partitions", "Partitions currently assigned to the node.", ["node"], registry=r
         )
@@ -426,6 +431,9 @@ class Metrics:
     def node_restarted(self, node: str, n: int = 1) -> None:
         """``n`` 0 makes the series exist (at 0) for a node that never restarted, for alerting."""
         self.node_restarts.labels(node).inc(n)
+
+    def audit_write_failed(self) -> None:
+        self.audit_write_failures.inc()
 
     def error(self, node: str, error_class: str, n: int = 1) -> None:
         self.errors.labels(node, self._bounded(node, "error_class", error_class)).inc(n)

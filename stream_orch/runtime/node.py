@@ -189,7 +189,7 @@ class NodeRunner:
                     extra={"node": self.name, "topic": self.node.input},
                 )
                 self.restarts += 1
-                self._observer.restarted(self)
+                self._observer.restarted(self, exc)
                 await self._abandon(rejoin)
                 recover = True
                 with contextlib.suppress(TimeoutError):

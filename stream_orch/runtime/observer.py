@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
+from stream_orch.audit.events import NOBODY, NODE_RESTART
+from stream_orch.audit.log import Auditor, NullAuditLog
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector
 from stream_orch.observability.metrics import Metrics
@@ -26,7 +28,7 @@ class NullObserver:
 
     def flushed(self, runner: NodeRunner, seconds: float) -> None: ...
 
-    def restarted(self, runner: NodeRunner) -> None: ...
+    def restarted(self, runner: NodeRunner, error: BaseException) -> None: ...
 
     def committed(self, runner: NodeRunner, offsets: dict[TopicPartition, int], seconds: float) -> None: ...
 
@@ -42,10 +44,17 @@ class NullObserver:
 
 
 class NodeObserver(NullObserver):
-    def __init__(self, metrics: Metrics, health: HealthState, lag: LagCollector | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: HealthState,
+        lag: LagCollector | None = None,
+        audit: Auditor | None = None,
+    ) -> None:
         self.metrics = metrics
         self.health = health
         self.lag = lag
+        self.audit = audit or Auditor(NullAuditLog(), NOBODY)
         self._runners: list[NodeRunner] = []
 
     def watch(self, runner: NodeRunner) -> None:
@@ -75,8 +84,10 @@ class NodeObserver(NullObserver):
     def flushed(self, runner: NodeRunner, seconds: float) -> None:
         self.metrics.produced(runner.name, seconds)
 
-    def restarted(self, runner: NodeRunner) -> None:
+    def restarted(self, runner: NodeRunner, error: BaseException) -> None:
         self.metrics.node_restarted(runner.name)
+        # the class only: an exception's message may quote a record
+        self.audit.post(NODE_RESTART, node=runner.name, restarts=runner.restarts, error=type(error).__name__)
 
     def committed(self, runner: NodeRunner, offsets: dict[TopicPartition, int], seconds: float) -> None:
         self.metrics.committed(runner.name, seconds)

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stream_orch.audit.events import WORKER_START, WORKER_STOP, WORKER_UNCLEAN_STOP, AuditSubject
+from stream_orch.audit.log import Auditor, audit_log
+from stream_orch.audit.marker import RunMarker
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
@@ -200,6 +203,7 @@ class Worker:
         *,
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
+        audit_subject: AuditSubject | None = None,
     ) -> None:
         # the nodes as the engine runs them: one with `repartition` steps is several (one per part)
         self.spec = expand(spec)
@@ -219,6 +223,14 @@ class Worker:
         self._lag_reader: LagReader | None = None
         self._background: list[asyncio.Task[None]] = []
         self._slot: MemberSlot | None = None
+        # audit writes never stop the worker: a failed one is a warning and a metric
+        self.audit = Auditor(
+            audit_log(settings, strict=False, on_failure=self.metrics.audit_write_failed),
+            audit_subject or AuditSubject.of_topology(spec, None, None),
+        )
+        self._marker: RunMarker | None = None
+        self._instance: str | None = None
+        self._stop_reason: str | None = None  # set once the start is audited
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -293,8 +305,13 @@ class Worker:
             health=self.health,
             node_of_group=groups,
         )
-        observer = NodeObserver(self.metrics, self.health, self.lag)
+        observer = NodeObserver(self.metrics, self.health, self.lag, self.audit)
         instance_id = self._instance_id()
+        self._instance = instance_id
+        if instance_id is not None:
+            self._marker = RunMarker(
+                self.settings.state_dir / "audit" / spec.topology / f"{instance_id}.running"
+            )
         for name in self.node_names:
             tables: dict[str, Table] = dict(self._global_tables)
             for table in tables_written_by(spec, name):
@@ -343,6 +360,7 @@ class Worker:
             loop.add_signal_handler(signal.SIGUSR1, self._dump)
         try:
             await self.start()
+            await self._audit_start()
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
@@ -354,9 +372,32 @@ class Worker:
                     self._tasks[name].exception(),
                     extra={"node": name, "topic": self.spec.nodes[name].input},
                 )
-            return 1 if failed and not self._stop.is_set() else 0
+            if failed and not self._stop.is_set():
+                self._stop_reason = f"node died: {', '.join(failed)}"
+                return 1
+            return 0
         finally:
             await self.shutdown()
+
+    async def _audit_start(self) -> None:
+        previous = self._marker.claim() if self._marker is not None else None
+        if previous is not None:
+            left = {k: previous[k] for k in ("pid", "started") if k in previous}
+            await self.audit.record(WORKER_UNCLEAN_STOP, instance=self._instance, **left)
+        self._stop_reason = "stop requested"
+        await self.audit.record(
+            WORKER_START,
+            nodes=self.node_names,
+            instance=self._instance,
+            processing=self.spec.processing,
+        )
+
+    async def _audit_stop(self) -> None:
+        if self._stop_reason is not None:
+            await self.audit.record(WORKER_STOP, reason=self._stop_reason, instance=self._instance)
+            if self._marker is not None:
+                self._marker.clear()
+        await self.audit.close()
 
     def _dump(self) -> None:
         """SIGUSR1: what every task waits on, then each node's view of its group and partitions."""
@@ -393,5 +434,6 @@ class Worker:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.stop()
+        await self._audit_stop()
         if self._slot is not None:
             self._slot.release()

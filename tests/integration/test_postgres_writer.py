@@ -5,10 +5,14 @@ rest, and a server restart mid-batch retried until the batch commits."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
+from reliability_harness import delete_topics
 
+from stream_orch.audit.read import read_events
+from stream_orch.settings import Settings
 from stream_orch.sinks.postgres import PgRow, PostgresWriter
 from stream_orch.sinks.postgres_ddl import OFFSETS_DDL, REJECTS_DDL, columns, create_table
 
@@ -150,11 +154,20 @@ def test_sink_init_apply_creates_the_tables_once(tmp_path, pg_dsn: str) -> None:
     )
     cmd = [sys.executable, "-m", "stream_orch.cli.main", "sink", "init", str(path), "--apply",
            "--schemas", str(schemas)]
-    env = {**os.environ, "INIT_DSN": pg_dsn}
+    audit_topic = f"audit.initdb.{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "INIT_DSN": pg_dsn, "STREAM_ORCH_AUDIT_TOPIC": audit_topic}
     for _ in range(2):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "$INIT_DSN: 1 table(s)" in done.stdout and pg_dsn not in done.stdout + done.stderr
+    # each --apply run is one audit event, naming the target and its DSN variable, never the DSN
+    audit = Settings(audit_topic=audit_topic)
+    events = asyncio.run(read_events(audit)).events
+    asyncio.run(delete_topics([audit_topic]))
+    assert [(e.action, e.topology, e.details) for e in events] == [
+        ("sink_init", "initdb", {"targets": ["deliver/postgres"], "dsn_env": ["INIT_DSN"]})
+    ] * 2
+    assert all(pg_dsn not in e.to_json().decode() for e in events)
 
     async def columns_of() -> list[tuple[str, str, str]]:
         rows = await fetch(pg_dsn, "SELECT column_name, data_type, is_nullable FROM "
