@@ -104,3 +104,23 @@ def _delete_isolated_topics():
             asyncio.run(delete_topics_with(suffix))
         except Exception as exc:  # the broker is gone: the test's own result stands
             print(f"could not delete the topics of {suffix}: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_audit_topic():
+    """Workers and tools started by tests write audit records: into a topic of this test session
+    (inherited by worker processes through the environment), deleted at the end, so the suite
+    leaves no audit topic behind. Tests that check the audit trail set their own topic."""
+    if "STREAM_ORCH_AUDIT_TOPIC" in os.environ:
+        yield os.environ["STREAM_ORCH_AUDIT_TOPIC"]
+        return
+    topic = unique_name("stream_orch.audit.tests")
+    os.environ["STREAM_ORCH_AUDIT_TOPIC"] = topic
+    try:
+        yield topic
+    finally:
+        del os.environ["STREAM_ORCH_AUDIT_TOPIC"]
+        try:
+            asyncio.run(delete_topics_with(topic))
+        except Exception as exc:  # the broker is gone: the tests' own results stand
+            print(f"could not delete the audit topic {topic}: {exc}")
