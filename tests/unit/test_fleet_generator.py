@@ -158,3 +158,23 @@ def test_the_topology_in_the_test_driver_produces_the_truth(generated) -> None:
 def test_too_many_stops_for_the_shift_is_refused() -> None:
     with pytest.raises(ValueError, match="stops need a shift of at least"):
         generate_fleet(2, seed=1, start_ms=START, minutes=60, stops=5)
+
+
+def test_generate_fleet_writes_its_truth_and_refuses_a_crowded_route_in_one_line(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    from stream_orch.cli.main import main
+
+    truth_file = tmp_path / "truth.json"
+    args = ["generate", "fleet", "--vehicles", "3", "--seed", "9", "--start-ms", str(START), "--dry-run"]
+    assert main([*args, "--truth", str(truth_file)]) == 0
+    lines = capsysbinary.readouterr().out.splitlines()
+    records, plan = generate_fleet(3, seed=9, start_ms=START)
+    assert len(lines) == len(records)
+    assert orjson.loads(truth_file.read_bytes()) == plan.truth()
+    assert main([*args, "--stops", "50"]) == 2
+    err = capsysbinary.readouterr().err.decode()
+    assert (
+        err.count("\n") == 1
+        and "50 stops need a shift of at least 1020 minutes (--stops, --shift-minutes)" in err
+    )
