@@ -26,7 +26,7 @@ import pytest
 
 from stream_orch.runtime.output import PartitionMap
 from stream_orch.testing.http_receiver import read_log
-from stream_orch.tools.generate_fleet import generate_fleet
+from stream_orch.tools.generate_fleet import FleetPlan, generate_fleet
 from tests import reliability_harness as rh
 from tests import topology_harness as th
 
@@ -63,17 +63,28 @@ def _reason(record: Any) -> str:
     return f"{kind}: {detail.split()[0]}" if detail else kind
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["steady", "kill-9"])
-async def test_fleet_outputs_equal_the_generator_s_ground_truth(tmp_path: Path, kill: bool) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    path, t = th.isolated_topology(th.REPO / "topologies" / "fleet.yaml", tmp_path, suffix)
+def _fleet(tmp_path: Path, suffix: str, **copy: Any) -> tuple[Path, dict[str, str], list[Any], FleetPlan]:
+    """An isolated copy of fleet.yaml and 15 vehicles' readings (3,000) and plans (60) for it."""
+    path, t = th.isolated_topology(th.REPO / "topologies" / "fleet.yaml", tmp_path, suffix, **copy)
     records, plan = generate_fleet(
         15, seed=5, minutes=100, stops=4, readings_topic=t["fleet.readings"], plan_topic=t["fleet.plan"]
     )
-    truth = plan.truth()
     # every partition of the readings has vehicles, so no source partition holds event time back
     parts = PartitionMap({"r": 6})
     assert {parts.of("r", f"V-{v:04d}".encode()) for v in range(1, 16)} == set(range(6))
+    return path, t, records, plan
+
+
+def _worker(path: Path, tmp_path: Path, port: int) -> th.WorkerProcess:
+    env = {"PYTHONPATH": str(th.REPO), "FLEET_DISPATCH_URL": f"http://127.0.0.1:{port}/dispatch"}
+    return th.WorkerProcess(path, tmp_path / "worker.log", env=env)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["steady", "kill-9"])
+async def test_fleet_outputs_equal_the_generator_s_ground_truth(tmp_path: Path, kill: bool) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    path, t, records, plan = _fleet(tmp_path, suffix)
+    truth = plan.truth()
     expected = {
         "fleet.warnings": len(truth["warnings"]),
         "fleet.critical": len(truth["critical"]),
@@ -84,8 +95,7 @@ async def test_fleet_outputs_equal_the_generator_s_ground_truth(tmp_path: Path, 
     port = th.free_port()
     dispatch_log = tmp_path / "dispatch.jsonl"
     receiver = _receiver(port, dispatch_log)
-    env = {"PYTHONPATH": str(th.REPO), "FLEET_DISPATCH_URL": f"http://127.0.0.1:{port}/dispatch"}
-    w = th.WorkerProcess(path, tmp_path / "worker.log", env=env)
+    w = _worker(path, tmp_path, port)
     watched = [t[n] for n in (*ALERTS, *STOPS, *DLQS)]
     try:
         w.start()
@@ -148,3 +158,53 @@ async def test_fleet_outputs_equal_the_generator_s_ground_truth(tmp_path: Path, 
         w.stop()
         receiver.kill()
         receiver.wait(10)
+
+
+async def test_criticals_wait_in_the_retry_tiers_while_the_dispatcher_is_down(tmp_path: Path) -> None:
+    """The dispatcher is not listening when the criticals are found: they are on fleet.critical at
+    once, wait in the retry tiers (2 s, 5 s, 20 s here), and reach the dispatcher once it is up,
+    each once (refused connections never reached it); nothing is dead-lettered."""
+    suffix = uuid.uuid4().hex[:8]
+    path, t, records, plan = _fleet(tmp_path, suffix, retry_delays=["2s", "5s", "20s"])
+    truth = plan.truth()
+    port = th.free_port()
+    dispatch_log = tmp_path / "dispatch.jsonl"
+    w = _worker(path, tmp_path, port)
+    receiver = None
+    try:
+        w.start()
+        await th.wait_for_group(f"fleet_{suffix}.readings")
+        tier1 = f"{t['fleet.episodes']}.retry.1"
+        async with rh.Watcher([t["fleet.critical"], t["fleet.episodes.dlq"], tier1]) as watch:
+            await _produce_in_order(records)
+            on_topic = await watch.wait(
+                lambda x: x.count(t["fleet.critical"]) >= len(truth["critical"]), timeout=90
+            )
+            assert on_topic, w.log()
+            receiver = _receiver(port, dispatch_log)
+            started = time.monotonic()
+            while len(read_log(dispatch_log)) < len(truth["critical"]) and time.monotonic() - started < 60:
+                await asyncio.sleep(0.5)
+            waited = time.monotonic() - started
+            await watch.poll(2.0)
+            dead = watch.count(t["fleet.episodes.dlq"])
+            retried = sorted(orjson.loads(r.value)["alert_id"] for r in watch.records[tier1])
+        requests = read_log(dispatch_log)
+        rh.record_result(
+            "fleet: criticals retried while the dispatcher is down",
+            criticals=len(truth["critical"]),
+            dispatcher_requests=len(requests),
+            dead_lettered=dead,
+            retried_in_tier_1=len(retried),
+            seconds_after_the_dispatcher_came_up=round(waited, 1),
+        )
+        assert sorted(r["body"]["alert_id"] for r in requests) == truth["critical"], w.log()
+        assert len({r["key"] for r in requests}) == len(truth["critical"])
+        assert retried == truth["critical"], "each critical failed once first (connection refused)"
+        assert dead == 0
+        assert w.terminate() == 0
+    finally:
+        w.stop()
+        if receiver is not None:
+            receiver.kill()
+            receiver.wait(10)
