@@ -198,7 +198,8 @@ async def main() -> int:
     settings = Settings()
     spec = expand(load_topology(topology).spec)
     nodes = list(spec.nodes.values())
-    internal = {n.input for n in nodes}
+    # what the nodes read (their inputs and the other sides of their joins) is not an output
+    internal = {n.input for n in nodes} | {s.topic for n in nodes for s in n.steps if s.step == "join"}
     outputs = sorted({t.topic for n in nodes for r in n.routes for t in r.targets()} - internal)
     dlqs = sorted({dlq_topic(n) for n in nodes})
     groups = [group_id(spec.topology, name) for name in spec.nodes]
