@@ -1,8 +1,12 @@
 """The README's `make demo`: a shipped topology on the local broker, end to end.
 
 `make demo` runs the fraud topology; `make demo TOPOLOGY=reconciliation` (any name of
-:data:`DEMOS`) another one. Validates the topology, starts a worker, publishes the topology's
-generated data (`stream-orch generate`), waits until the worker has caught up, prints what came out
+:data:`DEMOS`) another one. A demo whose topology delivers to an HTTP endpoint (fleet: the
+dispatcher) gets a local receiver (stream_orch.testing.http_receiver), its URL in the variable the
+topology reads, and the summary counts what it received.
+
+Validates the topology, starts a worker, publishes the topology's generated data (`stream-orch
+generate`), waits until the worker has caught up, prints what came out
 (records per output topic, DLQ reasons, throughput per node, end lag) and stops the worker with
 SIGTERM. The broker is already up (`make demo` runs `stream-orch kafka up` first).
 """
@@ -26,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_orch.observability.lag import LagReader
 from stream_orch.runtime.admin import partition_counts
 from stream_orch.settings import Settings
+from stream_orch.testing.http_receiver import read_log
 from stream_orch.topology.loader import load_topology
 from stream_orch.topology.naming import dlq_topic, group_id
 from stream_orch.topology.repartition import expand
@@ -41,6 +46,8 @@ class Demo:
     generate: list[str]  # `stream-orch generate` arguments (the demo adds a fresh --seed)
     inputs: list[str]  # topics the generator writes whose records are "published"
     what: str  # one line: what the data is
+    # the variable holding the URL of the topology's http target: the demo starts a receiver there
+    receiver_env: str | None = None
 
 
 DEMOS = {
@@ -62,7 +69,15 @@ DEMOS = {
         ["payments", "settlements"],
         "ledger payments and card-network settlements, some late, missing or different",
     ),
+    "fleet": Demo(
+        "fleet.yaml",
+        ["fleet", "--vehicles", os.environ.get("DEMO_VEHICLES", "50")],
+        ["fleet.readings", "fleet.plan"],
+        "vehicle readings with faults, and route plans with late and missed stops",
+        receiver_env="FLEET_DISPATCH_URL",
+    ),
 }
+RECEIVER_PORT = int(os.environ.get("DEMO_RECEIVER_PORT", "8787"))
 
 
 def step(text: str) -> None:
@@ -157,6 +172,19 @@ def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     raise SystemExit("the worker did not become ready; see .state/demo-worker.log")
 
 
+def start_receiver(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The test suite's HTTP receiver in a process of its own, answering 200 and logging each request."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_orch.testing.http_receiver", "--port", str(port), "--log", str(log),
+         "--lifetime", "900"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    if proc.stdout is None or proc.stdout.readline().strip() != b"listening":
+        raise SystemExit(f"the HTTP receiver could not listen on 127.0.0.1:{port} (DEMO_RECEIVER_PORT)")
+    return proc
+
+
 def choose() -> Demo:
     name = os.environ.get("TOPOLOGY") or "fraud"
     if name not in DEMOS:
@@ -170,7 +198,8 @@ async def main() -> int:
     settings = Settings()
     spec = expand(load_topology(topology).spec)
     nodes = list(spec.nodes.values())
-    internal = {n.input for n in nodes}
+    # what the nodes read (their inputs and the other sides of their joins) is not an output
+    internal = {n.input for n in nodes} | {s.topic for n in nodes for s in n.steps if s.step == "join"}
     outputs = sorted({t.topic for n in nodes for r in n.routes for t in r.targets()} - internal)
     dlqs = sorted({dlq_topic(n) for n in nodes})
     groups = [group_id(spec.topology, name) for name in spec.nodes]
@@ -178,9 +207,20 @@ async def main() -> int:
     step(f"validate {topology.relative_to(REPO)}")
     cli("validate", str(topology))
 
-    step(f"start the worker (stream-orch run), metrics on http://127.0.0.1:{METRICS_PORT}/metrics")
     log_path = REPO / ".state" / "demo-worker.log"
     log_path.parent.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    receiver = None
+    received_log = REPO / ".state" / "demo-received.jsonl"
+    if demo.receiver_env:
+        url = f"http://127.0.0.1:{RECEIVER_PORT}/dispatch"
+        shown = received_log.relative_to(REPO)
+        step(f"start a local HTTP receiver at {url} ({demo.receiver_env}), logging to {shown}")
+        received_log.unlink(missing_ok=True)
+        receiver = start_receiver(RECEIVER_PORT, received_log)
+        env[demo.receiver_env] = url
+
+    step(f"start the worker (stream-orch run), metrics on http://127.0.0.1:{METRICS_PORT}/metrics")
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -193,6 +233,7 @@ async def main() -> int:
         ],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         wait_ready(worker)
@@ -215,6 +256,9 @@ async def main() -> int:
         step("stop the worker (SIGTERM: finish the batch, flush, commit)")
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(60)
+        if receiver is not None:
+            receiver.kill()
+            receiver.wait(10)
 
     print()
     print(f"Published: {', '.join(f'{n} {t}' for t, n in published.items())}")
@@ -233,6 +277,14 @@ async def main() -> int:
     for dlq, counted in reasons.items():
         for reason, n in counted.most_common():
             print(f"  {dlq}: {reason:40s} {n:>6d}")
+    if receiver is not None:
+        requests = read_log(received_log)
+        keys = {r["key"] for r in requests}
+        statuses = Counter(r["status"] for r in requests)
+        print(f"Delivered to the HTTP receiver ({demo.receiver_env}):")
+        print(f"  {'requests':32s} {len(requests):>8d}")
+        print(f"  {'distinct Idempotency-Keys':32s} {len(keys):>8d}")
+        print(f"  {'answered':32s} {', '.join(f'{n} x {s}' for s, n in sorted(statuses.items())) or '-'}")
     print("End lag (records) per group:")
     for group in groups:
         lag = sum(r.lag_records for r in rows if r.group == group)

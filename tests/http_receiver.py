@@ -1,67 +1,7 @@
-"""A real HTTP receiver for the delivery tests, run in its own process (so a test can kill it and
-start it again on the same port): ``python -m tests.http_receiver --port P --log FILE``.
+"""``python -m tests.http_receiver``: the receiver of :mod:`stream_orch.testing.http_receiver`
+(kept here for the tests and the README's examples that start it by this name)."""
 
-Every request is appended to ``FILE`` as one JSON line, written and flushed before the answer
-(a line is a request the receiver took, whatever happened to its answer):
-``{"t": epoch s, "key": Idempotency-Key, "status": answered, "body": the parsed JSON}``.
-
-Answers: 400 (body ``rejected: bad record`` on two lines) for a record with ``"bad": true``; 429
-with ``Retry-After: <--retry-after>`` the first time a record with ``"throttle": true`` comes
-(by key); 200 otherwise. It stops after ``--lifetime`` seconds at most, whatever happens to the
-test that started it.
-"""
-
-from __future__ import annotations
-
-import argparse
-import asyncio
-import time
-
-import orjson
-from aiohttp import web
-
-
-def app(log_path: str, retry_after: str) -> web.Application:
-    log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - open for the process's life
-    throttled: set[str] = set()
-
-    async def hook(request: web.Request) -> web.Response:
-        raw = await request.read()
-        key = request.headers.get("Idempotency-Key", "")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        records = body if isinstance(body, list) else [body]
-        status, headers, text = 200, {}, "ok"
-        if any(isinstance(r, dict) and r.get("bad") for r in records):
-            status, text = 400, "rejected:\nbad record"
-        elif any(isinstance(r, dict) and r.get("throttle") for r in records) and key not in throttled:
-            throttled.add(key)
-            status, headers, text = 429, {"Retry-After": retry_after}, "slow down"
-        log.write(orjson.dumps({"t": time.time(), "key": key, "status": status, "body": body}) + b"\n")
-        return web.Response(status=status, text=text, headers=headers)
-
-    application = web.Application()
-    application.router.add_post("/hook", hook)
-    return application
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--retry-after", default="3")
-    parser.add_argument("--lifetime", type=float, default=300.0)
-    args = parser.parse_args()
-    runner = web.AppRunner(app(args.log, args.retry_after), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port, reuse_address=True)
-    await site.start()
-    print("listening", flush=True)
-    await asyncio.sleep(args.lifetime)
-    await runner.cleanup()
-
+from stream_orch.testing.http_receiver import main
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import orjson
 
-from stream_orch.cli import gen_fraud, gen_reconciliation
+from stream_orch.cli import gen_fleet, gen_fraud, gen_reconciliation
 from stream_orch.cli.generate_kind import Kind
 from stream_orch.settings import Settings
 
 KINDS: dict[str, Kind] = {
+    "fleet": gen_fleet.KIND,
     "fraud": gen_fraud.KIND,
     "reconciliation": gen_reconciliation.KIND,
 }
