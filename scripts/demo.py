@@ -48,6 +48,12 @@ class Demo:
     what: str  # one line: what the data is
     # the variable holding the URL of the topology's http target: the demo starts a receiver there
     receiver_env: str | None = None
+    # Event time of one run's data, for topologies that keep watermarks (windows, joins): the
+    # generator's data ends now and spans `event_minutes`, its closing records reach
+    # `tail_minutes` further. A second run within that time would fall behind the first run's
+    # watermarks (its records dropped as late), so each run starts where the last one ended.
+    event_minutes: float | None = None
+    tail_minutes: float = 0.0
 
 
 DEMOS = {
@@ -65,16 +71,20 @@ DEMOS = {
     ),
     "reconciliation": Demo(
         "reconciliation.yaml",
-        ["reconciliation", "--payments", os.environ.get("DEMO_PAYMENTS", "5000")],
+        ["reconciliation", "--payments", os.environ.get("DEMO_PAYMENTS", "5000"), "--minutes", "120"],
         ["payments", "settlements"],
         "ledger payments and card-network settlements, some late, missing or different",
+        event_minutes=120,
+        tail_minutes=125,  # late settlements up to an hour after, then the sentinels an hour later
     ),
     "fleet": Demo(
         "fleet.yaml",
-        ["fleet", "--vehicles", os.environ.get("DEMO_VEHICLES", "50")],
+        ["fleet", "--vehicles", os.environ.get("DEMO_VEHICLES", "50"), "--shift-minutes", "120"],
         ["fleet.readings", "fleet.plan"],
         "vehicle readings with faults, and route plans with late and missed stops",
         receiver_env="FLEET_DISPATCH_URL",
+        event_minutes=120,
+        tail_minutes=1,
     ),
 }
 RECEIVER_PORT = int(os.environ.get("DEMO_RECEIVER_PORT", "8787"))
@@ -185,15 +195,28 @@ def start_receiver(port: int, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def choose() -> Demo:
+def event_start(name: str, demo: Demo) -> list[str]:
+    """``--start-ms`` for this run: the generator's default (its data ends now), or where the last
+    run's event time ended if that is later; the end is kept in .state/ for the next run."""
+    if demo.event_minutes is None:
+        return []
+    mark = REPO / ".state" / f"demo-{name}.next-start-ms"
+    start = int(time.time() * 1000) - int(demo.event_minutes * 60_000)
+    if mark.exists():
+        start = max(start, int(mark.read_text()))
+    mark.write_text(str(start + int((demo.event_minutes + demo.tail_minutes + 1) * 60_000)))
+    return ["--start-ms", str(start)]
+
+
+def choose() -> tuple[str, Demo]:
     name = os.environ.get("TOPOLOGY") or "fraud"
     if name not in DEMOS:
         raise SystemExit(f"make demo: TOPOLOGY={name} is not a demo; choose one of {', '.join(DEMOS)}")
-    return DEMOS[name]
+    return name, DEMOS[name]
 
 
 async def main() -> int:
-    demo = choose()
+    name, demo = choose()
     topology = REPO / "topologies" / demo.topology
     settings = Settings()
     spec = expand(load_topology(topology).spec)
@@ -240,7 +263,7 @@ async def main() -> int:
         before = await record_counts(settings, [*outputs, *dlqs, *demo.inputs])
 
         step(f"publish {demo.what} (stream-orch generate {' '.join(demo.generate)})")
-        cli("generate", *demo.generate, "--seed", str(int(time.time())))
+        cli("generate", *demo.generate, *event_start(name, demo), "--seed", str(int(time.time())))
         now = await record_counts(settings, demo.inputs)
         published = {topic: now[topic] - before[topic] for topic in demo.inputs}
 
@@ -263,11 +286,11 @@ async def main() -> int:
     print()
     print(f"Published: {', '.join(f'{n} {t}' for t, n in published.items())}")
     print(f"All processed {elapsed:.1f}s after the generator finished")
-    for name in spec.nodes:
-        events, busy = busy_throughput(metrics_text, name)
+    for node in spec.nodes:
+        events, busy = busy_throughput(metrics_text, node)
         if busy:
             print(
-                f"{name}: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
+                f"{node}: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
                 f" = {events / busy:,.0f} events/s"
             )
     print("Records per output topic (this run):")
