@@ -137,16 +137,17 @@ class _Differ:
 
     def fields(
         self, area: Area, subject: str, a: Any, b: Any, a_path: PathTuple, b_path: PathTuple,
-        prefix: tuple[str, ...] = (), secret: Callable[[tuple[str, ...]], bool] | None = None,
+        label: str = "", secret: Callable[[tuple[str, ...]], bool] | None = None,
     ) -> Iterator[Change]:  # fmt: skip
         """The leaves that differ between ``a`` and ``b`` (mappings are compared key by key,
-        lists and scalars as wholes)."""
-        for rel, old, new in _leaves(a, b, prefix):
+        lists and scalars as wholes); ``label`` is shown before each leaf's path."""
+        for rel, old, new in _leaves(a, b, ()):
             hidden = "headers" in rel[:-1] or (secret is not None and secret(rel))
             if hidden:
                 old = old if old is _ABSENT else REDACTED
                 new = new if new is _ABSENT else REDACTED
-            yield self.change("changed", area, subject, ".".join(rel), old, new, a_path + rel, b_path + rel)
+            field = label + ".".join(rel)
+            yield self.change("changed", area, subject, field, old, new, a_path + rel, b_path + rel)
 
     # ------------------------------------------------------------------ nodes
 
@@ -268,8 +269,9 @@ class _Differ:
                                       (*path(j), "to", k))  # fmt: skip
                     continue
                 (ka, va), (kb, vb) = a_t, b_t
-                yield from self.fields(area, subject, va, vb, (*path(i), "to", ka), (*path(j), "to", kb),
-                                       prefix=("to", key))  # fmt: skip
+                inner = () if area == "route" else (key.split(" ")[0],)  # {http: {...}}: the target's keys
+                yield from self.fields(area, subject, va, vb, (*path(i), "to", ka, *inner),
+                                       (*path(j), "to", kb, *inner), label=f"to {key}: ")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers
@@ -301,7 +303,7 @@ def _scrub(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_scrub(v) for v in value]
-    return value
+    return redact_urls(value) if isinstance(value, str) else value
 
 
 def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -371,17 +373,23 @@ def _align(
 
 def _moved(pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
     """The pairs outside a longest run kept in order (``pairs`` sorted by new position): the
-    fewest items whose move explains the new order."""
-    olds = [i for i, _ in pairs]
-    n = len(olds)
-    best = [1] * n
+    fewest items whose move explains the new order. Among runs of that length, the one whose
+    items moved least is kept; on a tie, the later items: an item moved up (the usual edit, to
+    give a route or step priority) is reported, not the ones it passed."""
+    n = len(pairs)
+    score: list[tuple[int, int]] = []  # (length, -displacement) of the best run ending at x
     prev = [-1] * n
-    for x in range(n):
+    for x, (i, j) in enumerate(pairs):
+        best, before = (1, -abs(i - j)), -1
         for y in range(x):
-            if olds[y] < olds[x] and best[y] + 1 > best[x]:
-                best[x], prev[x] = best[y] + 1, y
+            if pairs[y][0] < i:
+                candidate = (score[y][0] + 1, score[y][1] - abs(i - j))
+                if candidate >= best:
+                    best, before = candidate, y
+        score.append(best)
+        prev[x] = before
     kept: set[int] = set()
-    x = max(range(n), key=lambda k: best[k]) if n else -1
+    x = max(reversed(range(n)), key=lambda k: score[k]) if n else -1
     while x >= 0:
         kept.add(x)
         x = prev[x]
