@@ -238,7 +238,7 @@ class _Differ:
         a_names = _target_names(self.old, node)
         b_names = _target_names(self.new, node)
         pairs, removed, added = _align(
-            a, b, [_frozen, _condition, lambda r: tuple(sorted(_targets(r, -1, {})))]
+            a, b, [_frozen, _condition, lambda r: tuple(sorted(_targets(r, -1, {})))], same_place=True
         )
         for i in removed:
             yield self.change(
@@ -355,10 +355,11 @@ def _targets(
 
 
 def _align(
-    a: Sequence[Any], b: Sequence[Any], keys: Sequence[Callable[[Any], Hashable]]
+    a: Sequence[Any], b: Sequence[Any], keys: Sequence[Callable[[Any], Hashable]], same_place: bool = False
 ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Pairs ``(i, j)`` of items that are the same thing in both lists, tried with each key in
-    turn (the closest first), in list order; then the indexes only in ``a`` and only in ``b``."""
+    turn (the closest first), in list order, and with ``same_place`` items left at the same index
+    (one item edited in several ways); then the indexes only in ``a`` and only in ``b``."""
     pairs: list[tuple[int, int]] = []
     free_a, free_b = list(range(len(a))), list(range(len(b)))
     for key in keys:
@@ -368,6 +369,11 @@ def _align(
                 pairs.append((match, j))
                 free_a.remove(match)
                 free_b.remove(j)
+    if same_place:
+        for i in [i for i in free_a if i in free_b]:
+            pairs.append((i, i))
+            free_a.remove(i)
+            free_b.remove(i)
     return sorted(pairs, key=lambda p: p[1]), free_a, free_b
 
 
