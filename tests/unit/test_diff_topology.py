@@ -300,3 +300,29 @@ def test_json_items_have_stable_keys():
         "message": "topic orders: retention: 7d -> 3d",
     }
     orjson.dumps([c.as_json() for c in _diff(BASE, _edit("  orders.clean:\n    partitions: 6\n", ""))])
+
+
+def test_derived_fields_reordered_is_a_change_since_they_are_computed_in_order():
+    text = _edit("          eur: amount * rates[currency]\n          big: eur > limit\n",
+                 "          big: eur > limit\n          eur: amount * rates[currency]\n")  # fmt: skip
+    change = _only(_diff(BASE, text))
+    assert change.message == 'step clean.derive: fields order: ["eur","big"] -> ["big","eur"]'
+
+
+def test_steps_of_one_kind_are_told_apart_by_what_names_them():
+    second = "      - step: dedupe\n        field: email\n        table: emails\n        horizon: 1h\n"
+    old = _edit("      - step: score\n", second + "      - step: score\n")
+    new = _edit("horizon: 1h", "horizon: 2h", old)
+    assert [c.message for c in _diff(old, new)] == ["step clean.dedupe emails: horizon: 1h -> 2h"]
+
+
+def test_an_external_target_added_or_removed_is_a_target_item_without_its_secrets():
+    text = _edit("        to: orders.small\n",
+                 "        to:\n          - orders.small\n          - http: {url: 'https://erp.example/x', "
+                 "headers: {X-Key: '${ERP_KEY:hush}'}}\n")  # fmt: skip
+    change = _only(_diff(BASE, text))
+    assert (change.kind, change.area, change.line) == ("added", "target", _line(text, "erp.example"))
+    assert change.new == {"http": {**change.new["http"], "headers": {"X-Key": "***"}}}
+    assert "hush" not in str(change) and "hush" not in orjson.dumps(change.as_json()).decode()
+    removed = _only(_diff(text, BASE))
+    assert (removed.kind, removed.file, removed.line) == ("removed", "old.yaml", _line(text, "erp.example"))
