@@ -146,8 +146,9 @@ class _Differ:
             if hidden:
                 old = old if old is _ABSENT else REDACTED
                 new = new if new is _ABSENT else REDACTED
+            kind: Kind = "added" if old is _ABSENT else "removed" if new is _ABSENT else "changed"
             field = label + ".".join(rel)
-            yield self.change("changed", area, subject, field, old, new, a_path + rel, b_path + rel)
+            yield self.change(kind, area, subject, field, old, new, a_path + rel, b_path + rel)
 
     # ------------------------------------------------------------------ nodes
 
@@ -210,24 +211,17 @@ class _Differ:
         self, subject: str, a: list[dict[str, Any]], b: list[dict[str, Any]], a_path: PathTuple,
         b_path: PathTuple,
     ) -> Iterator[Change]:  # fmt: skip
-        a_by = {r["name"]: (i, r) for i, r in enumerate(a)}
-        b_by = {r["name"]: (j, r) for j, r in enumerate(b)}
-        for name, a_rule, b_rule in self.pairs(a_by, b_by):
-            field = f"rule {name}"
-            if a_rule is _ABSENT or b_rule is _ABSENT:
-                i, j = (a_rule if a_rule is not _ABSENT else b_rule)[0], (b_rule if b_rule is not _ABSENT
-                                                                          else a_rule)[0]  # fmt: skip
-                kind: Kind = "added" if a_rule is _ABSENT else "removed"
-                old = None if a_rule is _ABSENT else _without(a_rule[1], "name")
-                new = None if b_rule is _ABSENT else _without(b_rule[1], "name")
-                yield self.change(kind, "step", subject, field, _ABSENT if old is None else old,
-                                  _ABSENT if new is None else new, (*a_path, "rules", i),
-                                  (*b_path, "rules", j))  # fmt: skip
-                continue
-            (i, ar), (j, br) = a_rule, b_rule
-            for rel, old, new in _leaves(_without(ar, "name"), _without(br, "name"), ()):
-                yield self.change("changed", "step", subject, f"{field} {'.'.join(rel)}", old, new,
-                                  (*a_path, "rules", i, *rel), (*b_path, "rules", j, *rel))  # fmt: skip
+        """Score rules by name: their sum does not depend on their order."""
+        a_at = {r["name"]: i for i, r in enumerate(a)}
+        b_at = {r["name"]: j for j, r in enumerate(b)}
+        a_by = {r["name"]: _without(r, "name") for r in a}
+        b_by = {r["name"]: _without(r, "name") for r in b}
+        for (name, *inner), old, new in _leaves(a_by, b_by, ()):
+            kind: Kind = "added" if old is _ABSENT else "removed" if new is _ABSENT else "changed"
+            field = " ".join([f"rule {name}", *([".".join(inner)] if inner else [])])
+            a_rule = (*a_path, "rules", a_at.get(name, 0), *inner)
+            b_rule = (*b_path, "rules", b_at.get(name, 0), *inner)
+            yield self.change(kind, "step", subject, field, old, new, a_rule, b_rule)
 
     # ------------------------------------------------------------------ routes
 

@@ -178,13 +178,6 @@ def test_comments_key_order_and_spellings_are_no_change():
         ),
         ("  limit: 100\n", "  limit: 200\n", "constant", "constant limit: 100 -> 200", "limit: 200"),
         (
-            "{EUR: 1.0, USD: 0.9}",
-            "{EUR: 1.0, USD: 0.9, GBP: 1.2}",
-            "constant",
-            "constant rates: GBP added: 1.2",
-            "rates:",
-        ),
-        (
             "url: https://crm.example/hook",
             "url: https://crm2.example/hook",
             "target",
@@ -202,6 +195,15 @@ def test_each_kind_of_change_is_one_item_at_its_line(old, new, area, message, fr
     assert (change.file, change.kind) == ("new.yaml", "changed")
     assert change.message == message
     assert change.line == _line(text, fragment)
+
+
+def test_a_key_added_to_or_removed_from_a_mapping():
+    text = _edit("{EUR: 1.0, USD: 0.9}", "{EUR: 1.0, GBP: 1.2}")
+    got = [(c.kind, c.area, c.message, c.file, c.line) for c in _diff(BASE, text)]
+    assert got == [
+        ("removed", "constant", "constant rates: USD removed (was 0.9)", "old.yaml", _line(BASE, "rates:")),
+        ("added", "constant", "constant rates: GBP added: 1.2", "new.yaml", _line(text, "rates:")),
+    ]
 
 
 def test_a_route_target_changed_is_a_removal_and_an_addition():
