@@ -85,7 +85,8 @@ def schemas_used(loaded: LoadedTopology) -> dict[str, list[str]]:
             for i, value in enumerate(data):
                 walk(value, (*where, str(i)))
 
-    walk(loaded.spec.model_dump(mode="json", by_alias=True), ())
+    data = loaded.spec.model_dump(mode="json", by_alias=True)
+    walk({k: v for k, v in data.items() if k != "constants"}, ())  # a constant may be called `schema`
     return found
 
 

@@ -199,5 +199,10 @@ def test_a_topology_that_does_not_load_exits_2_with_its_line(versions: tuple[Pat
     result = _cli(old, new)
     assert result.returncode == 2
     assert f"{new}:{_line(new, 'partitions: x')}:" in result.stderr and "Traceback" not in result.stderr
+    broken = _copy(new.parent.parent / "broken")
+    (broken.parent / "schemas" / "customer.avsc").write_text("{not json", encoding="utf-8")
+    result = _cli(old, broken)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "customer.avsc: not valid JSON" in result.stderr
     missing = _cli(old, new.parent / "none.yaml")
     assert missing.returncode == 2 and "topology file not found" in missing.stderr
