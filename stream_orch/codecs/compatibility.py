@@ -161,18 +161,19 @@ class _Resolver:
     def check(self, reader: Any, writer: Any, path: str) -> Iterator[Incompatibility]:
         reader, writer = self._reader(reader), self._writer(writer)
         if isinstance(writer, list):
+            # every branch may have been written: each must be readable
             for branch in writer:
-                if isinstance(reader, list):
-                    if not any(self.readable(r, branch) for r in reader):
-                        old_or_new, other = self._which()[1], self._which()[0]
-                        shown = _describe(self._writer(branch))
-                        yield self._problem(
-                            path,
-                            f"{_where(path)}: the {old_or_new} union's branch {shown} "
-                            f"matches no branch of the {other} type {_describe(reader)}",
-                        )
-                else:
-                    yield from self.check(reader, branch, path)
+                kind = _kind(self._writer(branch))
+                if not isinstance(reader, list) and kind == _kind(reader) and kind not in _PRIMITIVES:
+                    yield from self.check(reader, branch, path)  # same shape: say what inside differs
+                elif not self.readable(reader, branch):
+                    writer_side, reader_side = self._which()[1], self._which()[0]
+                    shown = "union " if isinstance(reader, list) else "type "
+                    yield self._problem(
+                        path,
+                        f"{_where(path)}: the {writer_side} union's branch {_describe(self._writer(branch))} "
+                        f"cannot be read as the {reader_side} {shown}{_describe(reader)}",
+                    )
             return
         if isinstance(reader, list):
             if not any(self.readable(r, writer) for r in reader):

@@ -187,6 +187,15 @@ CASES = [
         False,
     ),
     (
+        "made non-nullable",
+        record(field("a", ["null", "string"], default=None)),
+        record(field("a", "string")),
+        {"a": None},
+        {"a": "x"},
+        False,
+        True,
+    ),
+    (
         "union branch added",
         record(field("a", ["null", "int"])),
         record(field("a", ["null", "int", "string"])),
@@ -314,6 +323,15 @@ def test_nested_paths_and_enum_symbols_are_named():
     (issue,) = incompatibilities(old, new, "backward")
     assert issue.path == "items[].tier"
     assert "enum symbol high removed" in issue.message
+
+
+def test_a_union_branch_that_cannot_be_read_is_named():
+    old = record(field("a", ["null", "string"], default=None))
+    (issue,) = check_compatibility(old, record(field("a", "string")), "full")
+    assert (
+        str(issue)
+        == "backward incompatible: field a: the old union's branch null cannot be read as the new type string"
+    )
 
 
 def test_a_recursive_record_terminates():
