@@ -3,12 +3,19 @@ loader reads the same (comments, key order, another spelling of a duration) give
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from stream_orch.topology.diff import Change, diff_topologies
 from stream_orch.topology.loader import parse_topology
 
+FRAUD = Path(__file__).resolve().parents[2] / "topologies" / "fraud_detection.yaml"
 BASE = """\
 topology: shop
 version: "1"
@@ -328,3 +335,28 @@ def test_an_external_target_added_or_removed_is_a_target_item_without_its_secret
     assert "hush" not in str(change) and "hush" not in orjson.dumps(change.as_json()).decode()
     removed = _only(_diff(text, BASE))
     assert (removed.kind, removed.file, removed.line) == ("removed", "old.yaml", _line(text, "erp.example"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_the_fraud_topology_with_its_keys_shuffled_has_no_change(rng):
+    """Any order of every mapping's keys, re-written as YAML without the comments, is no change
+    (a derive step's fields are the one mapping whose order means something: the fraud topology's
+    has one field)."""
+    text = FRAUD.read_text(encoding="utf-8")
+    data = YAML(typ="safe").load(text)
+
+    def shuffled(value):
+        if isinstance(value, dict):
+            keys = list(value)
+            rng.shuffle(keys)
+            return {k: shuffled(value[k]) for k in keys}
+        if isinstance(value, list):
+            return [shuffled(v) for v in value]
+        return value
+
+    out = io.StringIO()
+    YAML(typ="safe").dump(shuffled(data), out)
+    env = {"STREAM_ORCH_MASK_KEY": "k"}
+    old = parse_topology(text, "old.yaml", env)
+    assert diff_topologies(old, parse_topology(out.getvalue(), "new.yaml", env)) == []
