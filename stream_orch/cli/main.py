@@ -27,6 +27,7 @@ COMMANDS = (
     "ingest",
     "tail",
     "validate",
+    "diff",
     "graph",
     "schema",
     "run",
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="stream-orch",
         description="Declarative Kafka stream processing: topologies, state, retries, DLQs and lag.",
-        epilog=f"Commands that read schemas (validate, run, graph, test) use {SCHEMAS_RULE}.",
+        epilog=f"Commands that read schemas (validate, diff, run, graph, test) use {SCHEMAS_RULE}.",
     )
     parser.add_argument("--version", action="version", version=f"stream-orch {__version__}")
     _add_setting_flags(parser, None)
