@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from stream_orch.codecs.schemas import SchemaRegistry
@@ -150,6 +151,7 @@ class TopologyTestDriver:
         self._outbox = Outbox(self._partitions)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changelogs = changelogs
+        self._announced: dict[str, int] = {}  # scheduled node -> the last tick its ticker wrote
 
     # ------------------------------------------------------------------ input and the clock
 
@@ -195,6 +197,28 @@ class TopologyTestDriver:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._run(self._advance_to(self.now_ms + round(seconds * 1000)))
+
+    def tick(self, at: int | None = None) -> list[int]:
+        """Move the clock to ``at`` (epoch ms; default: where it is) and let every scheduled node's
+        ticker write a tick record for its latest tick due by then, as the owning worker's ticker
+        does (none when it already wrote that one); then process. Returns the ticks announced.
+        What fires follows each node's ``catch_up`` from the last tick it fired."""
+        if at is not None:
+            if at < self.now_ms:
+                raise ValueError("the clock only moves forward")
+            self._run(self._advance_to(int(at)))
+        announced = []
+        for name, node in self.spec.nodes.items():
+            if node.schedule is None:
+                continue
+            due = node.schedule.clock().latest_at_or_before(self.now_ms)
+            if due is None or due <= self._announced.get(name, -1):
+                continue
+            self._announced[name] = due
+            self._append(node.input, 0, None, orjson.dumps({"tick": due}), self.now_ms, [])
+            announced.append(due)
+        self.process()
+        return announced
 
     def process(self) -> None:
         """Process everything that can be now (reads and ``advance`` do this first)."""
