@@ -203,3 +203,27 @@ def test_the_example_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["test", str(EXAMPLE / "reorder.yaml"), str(EXAMPLE / "reorder.cases.yaml")])
     out = capsys.readouterr().out
     assert code == 0 and "4 cases: 4 passed, 0 failed" in out, out
+
+
+def test_a_row_that_is_not_an_object_is_skipped_and_counted_by_the_tick() -> None:
+    import asyncio
+
+    from stream_orch.runtime.batch import NodeContext
+    from stream_orch.state.tables import LocalTable
+    from stream_orch.state.topic_rows import TopicRows
+    from stream_orch.steps.base import Event
+    from stream_orch.steps.tick import TickStepImpl
+    from stream_orch.topology.models_schedule import ScheduleSpec, TickStep
+
+    rows = TopicRows("stock", "stock", orjson.loads)  # no schema: any JSON is a row
+    for key, value in ((b"a", b"[1, 2]"), (b"b", b'{"on_hand": 1}'), (b"c", b'"text"')):
+        rows.apply(key, value)
+    state = LocalTable("work.ticks", "changelog")
+    state.open(0)
+    step = TickStepImpl(
+        TickStep(step="tick", table="work.ticks", schedule=ScheduleSpec(every=MIN, scan=["stock"]))
+    )
+    ctx = NodeContext("shop", "work", {}, {"stock": rows, "work.ticks": state})
+    out = asyncio.run(step.run([Event({"tick": T0}, topic="shop.work.ticks")], ctx))
+    assert [(e.key, e.value) for e in out] == [(b"b", {"on_hand": 1, "tick_time": T0})]
+    assert ctx.dropped == {"malformed_row": 2}
