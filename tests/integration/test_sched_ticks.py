@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 PERIOD_MS = 2000
 ROWS = [{"sku": f"p{i:02d}", "qty": i, "reorder_point": 10} for i in range(20)]
+BAD_ROW = (b"p99", b"{not json")  # untrusted table bytes: skipped and counted, every tick goes on
 EXPECTED = sorted(r["sku"] for r in ROWS if r["qty"] < r["reorder_point"])  # the reference
 
 
@@ -64,7 +65,8 @@ async def _setup(tmp_path: Path, catch_up: str) -> tuple[Path, dict[str, str], s
     path, names, group = rh.topology_copy(tmp_path, _doc(catch_up))
     for topic in ("stock", "reorder"):  # as declared (a produce would create them with one)
         await create_topic(th.BOOTSTRAP, names[topic], partitions=2)
-    await th.produce_raw(names["stock"], [(r["sku"].encode(), orjson.dumps(r)) for r in ROWS])
+    rows = [(r["sku"].encode(), orjson.dumps(r)) for r in ROWS]
+    await th.produce_raw(names["stock"], [*rows, BAD_ROW])
     return path, names, group
 
 
@@ -131,7 +133,7 @@ async def test_two_workers_fire_one_tick_per_period(tmp_path: Path) -> None:
 async def test_catch_up_latest_fires_one_tick_for_three_missed_periods(tmp_path: Path) -> None:
     path, names, group = await _setup(tmp_path, "latest")
     first = rh.worker(path, tmp_path / "w1.log").start()
-    second = rh.worker(path, tmp_path / "w2.log")
+    second = rh.worker(path, tmp_path / "w2.log", metrics_port=th.free_port())
     out, ticks_topic = names["reorder"], _ticks_topic(group)
     try:
         async with rh.Watcher([out]) as watch:
@@ -145,6 +147,7 @@ async def test_catch_up_latest_fires_one_tick_for_three_missed_periods(tmp_path:
                 lambda w: max(_per_tick(w.records[out])) > last_before + 5 * PERIOD_MS, timeout=90
             ), second.log()
             ticks = _per_tick(watch.records[out])
+        samples = await th.scrape(second.url)
         async with rh.Watcher([ticks_topic]) as tick_log:
             await tick_log.poll(2)
             announced = sorted({orjson.loads(r.value)["tick"] for r in tick_log.records[ticks_topic]})
@@ -152,6 +155,8 @@ async def test_catch_up_latest_fires_one_tick_for_three_missed_periods(tmp_path:
         first.stop()
         second.stop()
     _check_each_tick_once(ticks)
+    skipped = ("stream_orch_global_table_skipped_rows_total", (("reason", "undecodable"), ("table", "stock")))
+    assert samples.get(skipped) == 1, {k: v for k, v in samples.items() if "skipped" in k[0]}
     after = [t for t in ticks if t > last_before]
     gap = after[0] - last_before
     assert gap >= 4 * PERIOD_MS, f"the worker was down {gap} ms only"
