@@ -125,3 +125,117 @@ def ticker_for(runner: Any, make_producer: Callable[[], AIOKafkaProducer]) -> Ti
         lambda: tp in runner.assigned and not runner.recovering,
         node=runner.name,
     )
+
+
+class Punctuator:
+    """A node's ``punctuate``: to each input partition this worker owns that has had no record for
+    ``every`` (by this worker's clock), write a punctuation record: an empty key, no value, headers
+    ``so.wm.only`` and ``so.punct: <now - lateness>``. The node reads it like any record of the
+    partition (so its window results land in that batch's transaction, and after a crash the
+    punctuation is read again with the rest); its window steps move the partition's watermark to
+    that time (:mod:`stream_orch.steps.window_emit`). A partition keeps getting one per ``every``
+    while it stays idle. A failed write is logged and tried again at the next look."""
+
+    def __init__(
+        self,
+        every_ms: int,
+        lateness_ms: int,
+        make_producer: Callable[[], AIOKafkaProducer],
+        idle_partitions: Callable[[float], list[Any]],
+        *,
+        node: str,
+    ) -> None:
+        self._every_s = every_ms / 1000
+        self._lateness_ms = lateness_ms
+        self._make_producer = make_producer
+        self._idle_partitions = idle_partitions
+        self._node = node
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"punctuator:{self._node}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _run(self) -> None:
+        from stream_orch.reliability.headers import PUNCTUATION, WATERMARK_ONLY
+
+        while True:
+            await asyncio.sleep(min(self._every_s / 2, IDLE_S))
+            idle = self._idle_partitions(self._every_s)
+            if not idle:
+                continue
+            mark = str(int(time.time() * 1000) - self._lateness_ms).encode()
+            headers = [(WATERMARK_ONLY, b""), (PUNCTUATION, mark)]
+            try:
+                if self._producer is None:
+                    producer = self._make_producer()
+                    await producer.start()
+                    self._producer = producer
+                for tp in idle:
+                    # an empty key: aiokafka sends no record without a key or a value
+                    await self._producer.send_and_wait(
+                        tp.topic, None, key=b"", partition=tp.partition, headers=headers
+                    )
+                    self.written += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("punctuator: could not write (%r); trying again", exc, extra={"node": self._node})
+                producer, self._producer = self._producer, None
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+
+
+class Quiet:
+    """When each input partition of a node last had a record (monotonic s), for the punctuator."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self._heard: dict[Any, float] = {}
+
+    def heard(self, partitions: Any) -> None:
+        now = time.monotonic()
+        for tp in partitions:
+            self._heard[tp] = now
+
+    def idle(self, every_s: float) -> list[Any]:
+        """The owned input partitions silent for ``every_s``; each counts as heard now (its
+        punctuation is on its way: the next one is due ``every_s`` later)."""
+        runner = self._runner
+        if runner.recovering:
+            return []
+        now = time.monotonic()
+        out = []
+        for tp in runner.assigned:
+            if tp.topic != runner.node.input:
+                continue
+            last = self._heard.setdefault(tp, now)  # taken over now: silent from here
+            if now - last >= every_s:
+                out.append(tp)
+                self._heard[tp] = now
+        return out
+
+
+def punctuator_for(
+    runner: Any, make_producer: Callable[[], AIOKafkaProducer]
+) -> tuple[Punctuator, Quiet] | None:
+    """The punctuator of ``runner``'s node if it has ``punctuate``, with what feeds it."""
+    spec = runner.node.punctuate
+    if spec is None:
+        return None
+    quiet = Quiet(runner)
+    return Punctuator(spec.every, spec.lateness, make_producer, quiet.idle, node=runner.name), quiet

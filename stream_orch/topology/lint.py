@@ -19,7 +19,7 @@ from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
-from stream_orch.topology.lint_schedule import schedule_fields
+from stream_orch.topology.lint_schedule import punctuate_problems, schedule_fields
 from stream_orch.topology.lint_steps import StepChecks
 from stream_orch.topology.lint_windows import window_fields
 from stream_orch.topology.loader import (
@@ -185,6 +185,7 @@ class _Linter(OutputChecks, StepChecks):
         base: PathTuple = ("nodes", name)
         input_topic = self.spec.topics.get(node.input)
         scheduled = node.schedule is not None  # its input is its internal ticks topic
+        punctuate_problems(name, node, self.add)
         if input_topic is None:
             self.add(
                 (*base, "input"),

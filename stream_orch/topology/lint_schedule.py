@@ -33,6 +33,28 @@ _STREAM_ONLY = {
 }
 
 
+def punctuate_problems(name: str, node: NodeSpec, add: Add) -> None:
+    """``punctuate`` closes windows: a node with nothing to punctuate is refused."""
+    if node.punctuate is None:
+        return
+    path: PathTuple = ("nodes", name, "punctuate")
+    if node.schedule is not None:
+        add(
+            path,
+            f"node `{name}`: a scheduled node has no input partitions to punctuate",
+            "remove it",
+            "error",
+        )
+    elif not any(isinstance(s, WindowStep) for s in node.steps):
+        add(
+            path,
+            f"node `{name}`: `punctuate` closes the windows of idle partitions, and the node has no "
+            "window step",
+            "remove it, or add a `window` step",
+            "error",
+        )
+
+
 def schedule_fields(
     spec: TopologySpec,
     name: str,
@@ -84,8 +106,7 @@ def schedule_fields(
     if node.errors is not None and node.errors.retry is not None:
         add(
             (*base, "errors", "retry"),
-            f"node `{name}`: a scheduled node has no retry tiers (its rows are read again at the next "
-            "tick)",
+            f"node `{name}`: a scheduled node has no retry tiers (its rows are read again at the next tick)",
             "remove `retry:`; failed rows go to the DLQ with their reason",
             "error",
         )

@@ -26,7 +26,7 @@ from stream_orch.topology.models_event_time import JoinStep, WindowStep
 from stream_orch.topology.models_expression import Expression
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_model import ModelStep
-from stream_orch.topology.models_schedule import ScheduleSpec
+from stream_orch.topology.models_schedule import PunctuateSpec, ScheduleSpec
 from stream_orch.topology.models_sliding import AggregateStep
 from stream_orch.topology.naming import Name, TopicName, ticks_topic
 
@@ -326,6 +326,11 @@ class NodeSpec(_Model):
         description="Run on a clock instead of reading a topic: at each tick, read the tables of "
         "`schedule.scan` and send their rows through the steps and routes (README \"Schedules and "
         "punctuation\"). A node has `input` or `schedule`.",
+    )
+    punctuate: PunctuateSpec | None = Field(
+        None,
+        description="Wall-clock punctuation of a node with `input` and a `window` step: the windows of "
+        "an input partition that receives nothing close when the wall clock says so.",
     )
     description: str | None = None
     steps: list[StepSpec] = Field(default_factory=list)

@@ -129,6 +129,32 @@ class ScheduleSpec(_Model):
         return f"cron {self.cron}" + (f" {self.timezone}" if self.timezone != "UTC" else "")
 
 
+class PunctuateSpec(_Model):
+    """Wall-clock punctuation of a node that reads a topic (Kafka Streams' punctuators): closes
+    the windows of an input partition that stopped receiving records."""
+
+    every: DurationMs = Field(
+        description="When an input partition of the node has had no record for this long (by the "
+        "owning worker's clock), the worker writes a punctuation record to it: a watermark record "
+        "(no value) with the header `so.punct: <now - lateness>` (epoch ms). The node's window steps "
+        "move that partition's watermark to that time, so the windows it passed close and are emitted, "
+        "in the batch (and transaction) that reads the punctuation. Every other step passes over it, "
+        "as over any watermark record; consumers outside the topology see a record without a value."
+    )
+    lateness: DurationMs = Field(
+        0,
+        description="How far behind the wall clock event time may be: the punctuation moves the "
+        "watermark to now - lateness (never back). A record arriving later than that is late, as any "
+        "record behind the watermark.",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> PunctuateSpec:
+        if self.every <= 0:
+            raise ValueError("`punctuate.every` must be more than 0")
+        return self
+
+
 class TickStep(_Model):
     """The first step of a scheduled node as the engine runs it (never written in a topology
     file): fires the due ticks of the tick records it reads, each tick's rows going on."""
