@@ -110,7 +110,9 @@ async def test_a_kill_9_fires_no_tick_twice_and_catch_up_all_loses_none(tmp_path
 
 
 async def test_two_workers_fire_one_tick_per_period(tmp_path: Path) -> None:
-    path, names, _group = await _setup(tmp_path, "latest")
+    # catch_up all: a tick due while the group rebalances (the second worker joining) is fired
+    # late, not lost, so every period must show exactly one tick however slow the machine
+    path, names, _group = await _setup(tmp_path, "all")
     workers = [rh.worker(path, tmp_path / f"w{i}.log").start() for i in (1, 2)]
     out = names["reorder"]
     try:
@@ -121,13 +123,13 @@ async def test_two_workers_fire_one_tick_per_period(tmp_path: Path) -> None:
                 timeout=120,
             ), workers[0].log() + workers[1].log()
             ticks = _per_tick(watch.records[out])
+            assert all(w.proc is not None and w.proc.poll() is None for w in workers)  # both ran
     finally:
         for w in workers:
             w.stop()
-    _check_each_tick_once(ticks)
-    # once both have joined (the group has rebalanced), every period has its one tick
-    steady = [t for t in ticks if t > started + 10_000]
-    assert steady == list(range(steady[0], steady[-1] + 1, PERIOD_MS))
+    _check_each_tick_once(ticks)  # each period's tick fired by one worker only, once
+    fired = list(ticks)
+    assert fired == list(range(fired[0], fired[-1] + 1, PERIOD_MS))  # and none missing
 
 
 async def test_catch_up_latest_fires_one_tick_for_three_missed_periods(tmp_path: Path) -> None:
