@@ -98,6 +98,7 @@ class NodeRunner:
         )
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._consumer: AIOKafkaConsumer | None = None
+        self.pipeline_steps = self._pipeline.steps
         # a scheduled node's: writes tick records while this worker owns the ticks partition
         self.ticker = ticker_for(self, partial(clients.producer, client_args))
         self._punctuate = punctuator_for(self, partial(clients.producer, client_args))

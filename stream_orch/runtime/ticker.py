@@ -51,8 +51,9 @@ class Ticker:
         self._clock_ms = clock_ms
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
-        self.written = 0  # tick records written (for /status)
+        self.written = 0  # tick records written
         self.last_written: int | None = None
+        self.step: Any = None  # the node's tick step: what it fired (metrics)
 
     def start(self) -> None:
         if self._task is None:
@@ -118,13 +119,15 @@ def ticker_for(runner: Any, make_producer: Callable[[], AIOKafkaProducer]) -> Ti
     from aiokafka import TopicPartition
 
     tp = TopicPartition(node.input, 0)
-    return Ticker(
+    ticker = Ticker(
         node.schedule.clock(),
         node.input,
         make_producer,
         lambda: tp in runner.assigned and not runner.recovering,
         node=runner.name,
     )
+    ticker.step = runner.pipeline_steps[0]  # the node's `tick` step (schedule_expand puts it first)
+    return ticker
 
 
 class Punctuator:

@@ -326,6 +326,8 @@ class Worker:
             observer.watch(runner)
             await runner.start()
             self.runners[name] = runner
+            if runner.ticker is not None:
+                self.metrics.schedules.nodes[name] = runner.ticker.step
         for name, runner in self.runners.items():
             task = asyncio.create_task(runner.run(), name=f"node:{name}")
             self._tasks[name] = task

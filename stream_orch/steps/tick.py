@@ -39,7 +39,9 @@ class TickStepImpl:
         self.catch_up = spec.schedule.catch_up
         self.scans: list[ScanSpec] = spec.schedule.scan
         self.clock: Schedule = spec.schedule.clock()
-        self.fired: list[int] = []  # the ticks fired by the last batch (for /status and tests)
+        self.fired: list[int] = []  # the ticks fired by the last batch
+        self.fired_total = 0  # ticks fired since the worker started (metrics)
+        self.last_fired: int | None = None  # the latest tick fired (metrics)
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         state = ctx.table(self.table_name)
@@ -59,6 +61,9 @@ class TickStepImpl:
             for at in fire:
                 out.extend(self._rows(at, event, ctx))
             self.fired.extend(fire)
+        if self.fired:
+            self.fired_total += len(self.fired)
+            self.last_fired = max(self.fired[-1], self.last_fired or 0)
         return out
 
     def _rows(self, at: int, tick: Event, ctx: StepContext) -> list[Event]:

@@ -167,4 +167,8 @@ async def test_catch_up_latest_fires_one_tick_for_three_missed_periods(tmp_path:
     taken_over = min(t for t in announced if t > last_before)
     assert after[0] == taken_over
     assert after == list(range(after[0], after[-1] + 1, PERIOD_MS))  # then one tick per period
+    # the second worker's metrics count what it fired (the scrape came after the records read)
+    node = (("node", "work"),)
+    assert samples[("stream_orch_schedule_ticks_fired_total", node)] >= len(after)
+    assert samples[("stream_orch_schedule_last_tick_timestamp_seconds", node)] >= after[-1] / 1000
     rh.record_result("scheduled node, catch_up latest after 3+ missed periods", missed=gap // PERIOD_MS - 1)
