@@ -19,7 +19,7 @@ from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
-from stream_orch.topology.lint_schedule import punctuate_problems, schedule_fields
+from stream_orch.topology.lint_schedule import punctuate_problems, schedule_clashes, schedule_fields
 from stream_orch.topology.lint_steps import StepChecks
 from stream_orch.topology.lint_windows import window_fields
 from stream_orch.topology.loader import (
@@ -123,6 +123,7 @@ class _Linter(OutputChecks, StepChecks):
             self._node(name, node)
         self._cycles()
         name_clashes(self.loaded.spec, self.add)
+        schedule_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
         delivery_problems(self.spec, self.schemas, self.add)  # targets outside Kafka
 

@@ -16,6 +16,7 @@ from stream_orch.topology.models import (
 )
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_schedule import TICK_FIELD
+from stream_orch.topology.naming import ticks_table, ticks_topic
 from stream_orch.topology.problems import Severity
 from stream_orch.topology.schema_fields import suggest
 
@@ -31,6 +32,28 @@ _STREAM_ONLY = {
     AggregateStep: "a sliding aggregate needs an input stream in event-time order",
     RepartitionStep: "a tick's rows can be routed to a topic that another node reads",
 }
+
+
+def schedule_clashes(written: TopologySpec, add: Add) -> None:
+    """A topic or table named like the internal ones a scheduled node gets (schedule_expand)."""
+    for name, node in written.nodes.items():
+        if node.schedule is None:
+            continue
+        topic, table = ticks_topic(written.topology, name), ticks_table(name)
+        if topic in written.topics:
+            add(
+                ("topics", topic),
+                f"topic `{topic}` is the internal ticks topic of scheduled node `{name}`",
+                "remove the declaration (the engine creates it), or rename the node",
+                "error",
+            )
+        if table in written.tables:
+            add(
+                ("tables", table),
+                f"table `{table}` is the internal table of scheduled node `{name}` (its last tick)",
+                "rename the table or the node",
+                "error",
+            )
 
 
 def punctuate_problems(name: str, node: NodeSpec, add: Add) -> None:

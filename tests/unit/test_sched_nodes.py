@@ -114,6 +114,17 @@ def test_lint_of_a_scheduled_node(tmp_path: Path, change: tuple[str, str], line:
     assert any(p.startswith(f"{tmp_path / 'shop.yaml'}:{line}: ") and message in p for p in found), found
 
 
+def test_a_topic_or_table_named_like_the_internal_ones_is_refused(tmp_path: Path) -> None:
+    text = TOPOLOGY.replace("CATCH_UP", "latest").replace("SCAN", "[stock, raw]")
+    text = text.replace(
+        "  reorder.dlq: {partitions: 1}\n", "  reorder.dlq: {partitions: 1}\n  shop.work.ticks: {}\n"
+    )
+    text = text.replace("  raw: {topic: raw}\n", "  raw: {topic: raw}\n  work.ticks: {}\n")
+    found = problems(write(tmp_path, text))
+    assert any(":7: topic `shop.work.ticks` is the internal ticks topic" in p for p in found), found
+    assert any(":11: table `work.ticks` is the internal table" in p for p in found), found
+
+
 def test_tick_time_is_a_field_expressions_may_read(tmp_path: Path) -> None:
     text = TOPOLOGY.replace("CATCH_UP", "latest").replace("SCAN", "[stock]")
     text = text.replace("short: reorder_point - on_hand", "short: reorder_point - on_hand, at: tick_time")
