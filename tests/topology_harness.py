@@ -67,7 +67,8 @@ def isolated_topology(
         if table.get("topic"):
             table["topic"] = names[table["topic"]]
     for node in doc["nodes"].values():
-        node["input"] = names[node["input"]]
+        if "input" in node:  # a scheduled node has none (it reads its internal ticks topic)
+            node["input"] = names[node["input"]]
         for step in node.get("steps") or []:
             if step.get("step") == "join":
                 step["topic"] = names[step["topic"]]

@@ -25,6 +25,7 @@ from prometheus_client.metrics import disable_created_metrics
 from prometheus_client.registry import Collector
 
 from stream_orch import __version__
+from stream_orch.observability.schedule_metrics import ScheduleCollector
 from stream_orch.observability.status import Status
 from stream_orch.transport.produce_retries import QUIET_RETRIES
 
@@ -370,6 +371,8 @@ class Metrics:
         self._global_tables = _GlobalTableCollector()
         r.register(self._global_tables)
         r.register(_ProduceRetriesCollector())
+        self.schedules = ScheduleCollector()  # scheduled nodes' tick steps, by node (the worker)
+        r.register(self.schedules)
         self._seen: dict[tuple[str, str], set[str]] = {}
 
     # -- label bounding -------------------------------------------------------------------------

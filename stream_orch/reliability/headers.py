@@ -48,6 +48,9 @@ ERROR_VALUE_DROPPED = "so.error.value_dropped"  # the value could not fit a reco
 # WATERMARK_ONLY marks a record without a value that carries only that header
 WATERMARK = "so.wm"
 WATERMARK_ONLY = "so.wm.only"
+# wall-clock punctuation (a node's `punctuate`): a watermark record that also carries this header,
+# epoch ms, moves the watermark of the window steps of the partition it is on to that time
+PUNCTUATION = "so.punct"
 
 # retries
 RETRY_ATTEMPT = "so.retry.attempt"
@@ -115,6 +118,16 @@ def is_watermark(headers: Iterable[tuple[str, bytes]] | None) -> bool:
     """A watermark record (``so.wm.only``, no value): engine bookkeeping between the nodes of a
     topology, not data; every reader of a topic but the event-time steps passes over it."""
     return any(name == WATERMARK_ONLY for name, _ in headers or ())
+
+
+def punctuation_time(headers: Iterable[tuple[str, bytes]] | None) -> int | None:
+    """The time of a punctuation record's ``so.punct`` header (None: none, or not epoch ms: a
+    header is untrusted, and one that does not parse moves nothing)."""
+    for name, value in headers or ():
+        if name == PUNCTUATION:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            return int(text) if text.isdigit() and len(text) <= 15 else None
+    return None
 
 
 def as_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

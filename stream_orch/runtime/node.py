@@ -33,6 +33,7 @@ from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
+from stream_orch.runtime.ticker import punctuator_for, ticker_for
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.sinks import Sink, build_sinks
 from stream_orch.state.restore import restore
@@ -97,6 +98,10 @@ class NodeRunner:
         )
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._consumer: AIOKafkaConsumer | None = None
+        self.pipeline_steps = self._pipeline.steps
+        # a scheduled node's: writes tick records while this worker owns the ticks partition
+        self.ticker = ticker_for(self, partial(clients.producer, client_args))
+        self._punctuate = punctuator_for(self, partial(clients.producer, client_args))
         # Held by a batch from its fetch to its hand-over, and by the rebalance callbacks: a
         # revocation waits for the batch, and no batch runs while state is being restored.
         self._lock = asyncio.Lock()
@@ -132,12 +137,18 @@ class NodeRunner:
         consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         self._consumer = consumer
         self._pacer.attach(consumer)
+        for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
+            if timer is not None:
+                timer.start()
 
     def stop(self) -> None:
         """Ask the loop to finish its in-flight batch and leave."""
         self._stopping.set()
 
     async def close(self) -> None:
+        for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
+            if timer is not None:
+                await timer.stop()
         await self._delivery.stop()
         for sink in self._started:
             try:
@@ -281,6 +292,8 @@ class NodeRunner:
         now = H.now_ms()
         self._maybe_prune()
         self._pacer.due(batches, self._tier_of, now)  # retries not due yet wait, paused
+        if self._punctuate is not None:
+            self._punctuate[1].heard(batches)
         stats = BatchStats()
         offsets = await self._pipeline.process(batches, self._outbox, stats, now)
         stats.processing_s = time.perf_counter() - started

@@ -58,6 +58,15 @@ def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
     return names
 
 
+def tables_read_by(spec: TopologySpec, node_name: str) -> set[str]:
+    """Tables a node's steps name, and those its schedule scans."""
+    node = spec.nodes[node_name]
+    names = {t for s in node.steps if (t := getattr(s, "table", None))}
+    if node.schedule is not None:
+        names.update(scan.table for scan in node.schedule.scan)
+    return names
+
+
 def table_label(spec: TopologySpec, table: str) -> str:
     """``global table X`` for a table with ``global: true``, else ``table X``."""
     return f"{'global ' if spec.tables[table].global_ else ''}table {table}"
@@ -279,10 +288,9 @@ class Worker:
                 token=token,
             )
         partitions = PartitionMap(counts)
+        read = {t for n in self.node_names for t in tables_read_by(spec, n)}
         for name, table in spec.tables.items():
-            if table.topic is not None and any(
-                getattr(s, "table", None) == name for n in self.node_names for s in spec.nodes[n].steps
-            ):
+            if table.topic is not None and name in read:
                 decode = table_row_decoder(spec.topics[table.topic], self.schemas)  # schema-checked
                 self._global_tables[name] = GlobalTable(
                     name, table.topic, counts[table.topic], client_args, decode
@@ -335,6 +343,8 @@ class Worker:
             observer.watch(runner)
             await runner.start()
             self.runners[name] = runner
+            if runner.ticker is not None:
+                self.metrics.schedules.nodes[name] = runner.ticker.step
         for name, runner in self.runners.items():
             task = asyncio.create_task(runner.run(), name=f"node:{name}")
             self._tasks[name] = task

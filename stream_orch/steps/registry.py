@@ -24,6 +24,7 @@ from stream_orch.steps.model import ModelStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
 from stream_orch.steps.score import ScoreStepImpl
+from stream_orch.steps.tick import TickStepImpl
 from stream_orch.steps.validate import ValidateStepImpl
 from stream_orch.steps.window_emit import WindowStepImpl
 from stream_orch.topology.models import (
@@ -41,6 +42,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_schedule import TickStep
 
 if TYPE_CHECKING:
     from stream_orch.codecs.schemas import SchemaRegistry
@@ -64,6 +66,7 @@ BUILDERS: dict[type, Callable[[Any, StepBuild], Step]] = {
     MaskStep: MaskStepImpl.from_spec,
     PythonStep: PythonStepImpl.from_spec,
     ModelStep: ModelStepImpl.from_spec,
+    TickStep: TickStepImpl.from_spec,
 }
 
 

@@ -26,7 +26,9 @@ it, arriving as the newest, still finds it open; Kafka Streams' rules for both).
 finds its window open is decided with the watermark *at that record* (so results do not depend on
 where batches begin); closed windows are emitted (on_close) and deleted at the end of the batch,
 in the same batch as the records that closed them. Event time moves only with records: a partition
-that receives nothing more keeps its last windows open.
+that receives nothing more keeps its last windows open, unless the node has ``punctuate``: a
+punctuation record (a watermark record with ``so.punct: <wall clock - lateness>``, written by the
+worker to a partition idle for ``punctuate.every``) moves the partition's watermark to its time.
 
 Re-keyed input: when another node of the topology writes the input (and the node has
 ``watermarks: per_source``, the default), the partition's watermark is instead the minimum over
@@ -74,6 +76,7 @@ from typing import Any
 
 import orjson
 
+from stream_orch.reliability.headers import punctuation_time
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps import window_state as ws
 from stream_orch.steps.base import Event, StepContext, Table
@@ -263,6 +266,13 @@ class WindowStepImpl:
             if before is not None and offset >= before:
                 break
             n += 1
+            if t < 0 and (punct := punctuation_time(event.headers)) is not None:
+                # the wall clock says no record older than this comes (the node's `punctuate`):
+                # every source of the partition is past it, whatever each was heard at
+                if punct > part.watermark:
+                    part.watermark = punct
+                    part.trigger = event
+                continue
             if self.sources is not None:
                 self._heard(part, event, t, now)
             elif t > part.watermark:

@@ -3,7 +3,8 @@ topology (topics, tables, did-you-mean), and run, each case on a fresh driver.
 
 A file is a mapping with ``cases`` (a list) and optionally ``env`` (``${VAR}`` values for the
 topology) and ``start`` (the driver clock at the start of each case). A case has a ``name``,
-``inputs`` (records to pipe, and ``advance: <duration>`` to move the clock), and ``expect``
+``inputs`` (records to pipe, ``advance: <duration>`` to move the clock, and ``tick: <time>`` to move
+it to a time and fire the scheduled nodes' ticks due by then), and ``expect``
 (records per topic) and/or ``tables`` (values per table key). See README "Testing a topology".
 """
 
@@ -38,12 +39,13 @@ class CasesError(UserError):
 @dataclass
 class Input:
     line: int
-    topic: str | None = None  # None: an `advance`
+    topic: str | None = None  # None: an `advance` or a `tick`
     value: Any = None
     key: str | None = None
     at: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     advance_ms: int = 0
+    tick_at: int | None = None  # `- tick: <time>`: the scheduled nodes' ticks due by then
 
 
 @dataclass
@@ -187,7 +189,12 @@ class _Reader:
         inputs_line = _key_line(node, "inputs", line)
         if not isinstance(inputs_node, CommentedSeq) or not inputs_node:
             self.fail(inputs_line, f"case `{name}`: `inputs` must be a non-empty list")
-        inputs = [self.input(x, _item_line(inputs_node, i, inputs_line)) for i, x in enumerate(inputs_node)]
+        inputs = []
+        for i, x in enumerate(inputs_node):
+            at = _item_line(inputs_node, i, inputs_line)
+            # a list among the inputs (an anchor reused, `- *stock`) is its inputs in order
+            group = list(enumerate(x)) if isinstance(x, CommentedSeq) else [(None, x)]
+            inputs += [self.input(y, at if j is None else _item_line(x, j, at)) for j, y in group]
         if "expect" not in node and "tables" not in node:
             self.fail(line, f"case `{name}` checks nothing: give `expect:` and/or `tables:`")
         expect: dict[str, tuple[int, list[Expected]]] = {}
@@ -215,7 +222,12 @@ class _Reader:
         return Case(name.strip(), line, inputs, expect, tables)
 
     def input(self, node: Any, line: int) -> Input:
-        node = self.mapping(node, line, "an input", {"topic", "key", "value", "at", "headers", "advance"})
+        allowed = {"topic", "key", "value", "at", "headers", "advance", "tick"}
+        node = self.mapping(node, line, "an input", allowed)
+        if "tick" in node:
+            if len(node) > 1:
+                self.fail(line, '`tick` stands alone: `- tick: "2026-01-01T10:00:00Z"`')
+            return Input(line, tick_at=self.time(node["tick"], _key_line(node, "tick", line), "tick"))
         if "advance" in node:
             if len(node) > 1:
                 self.fail(line, "`advance` stands alone: `- advance: 1s`")
@@ -224,7 +236,7 @@ class _Reader:
             except ValueError as exc:
                 self.fail(_key_line(node, "advance", line), str(exc))
         if not isinstance(node.get("topic"), str):
-            self.fail(line, "an input needs `topic:` (or is `- advance: <duration>`)")
+            self.fail(line, "an input needs `topic:` (or is `- advance: <duration>` or `- tick: <time>`)")
         if "value" not in node:
             self.fail(line, "an input needs `value:` (a record, a text, or null for a tombstone)")
         item = Input(line, topic=node["topic"], value=plain(node["value"]))
@@ -317,7 +329,9 @@ def run_case(case: Case, new_driver: Callable[[], TopologyTestDriver]) -> CaseRe
     with new_driver() as driver:
         try:
             for item in case.inputs:
-                if item.topic is None:
+                if item.tick_at is not None:
+                    driver.tick(item.tick_at)
+                elif item.topic is None:
                     driver.advance(item.advance_ms / 1000)
                 else:
                     driver.pipe(item.topic, item.value, key=item.key, timestamp=item.at, headers=item.headers)

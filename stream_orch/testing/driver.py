@@ -19,6 +19,10 @@ partitioning, as the worker produces). The broker is replaced by in-memory topic
 * a batch's table writes land in the stores once the batch is done (its overlays are sealed and
   landed, as after a delivery).
 
+``tick`` moves the clock and writes what the worker's timers would have written by then: the
+tick records of scheduled nodes and the punctuation records of idle partitions
+(:mod:`stream_orch.testing.timers`).
+
 Processing is lazy: ``pipe`` only appends; reading anything (outputs, tables, stats) or
 advancing the clock first processes everything that can be.
 """
@@ -35,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from stream_orch.codecs.schemas import SchemaRegistry
@@ -50,6 +55,7 @@ from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
 from stream_orch.steps.source_watermarks import is_watermark_record
 from stream_orch.testing.records import OutputRecord, Stored, encode_value, output_record, value_decoder
+from stream_orch.testing.timers import punctuation_records, tick_records
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -150,6 +156,8 @@ class TopologyTestDriver:
         self._outbox = Outbox(self._partitions)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changelogs = changelogs
+        self._announced: dict[str, int] = {}  # scheduled node -> the last tick its ticker wrote
+        self._last_at: dict[tuple[str, int], int] = {}  # (topic, partition) -> clock at its last record
 
     # ------------------------------------------------------------------ input and the clock
 
@@ -195,6 +203,27 @@ class TopologyTestDriver:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._run(self._advance_to(self.now_ms + round(seconds * 1000)))
+
+    def tick(self, at: int | None = None) -> list[int]:
+        """Move the clock to ``at`` (epoch ms; default: where it is) and let every scheduled node's
+        ticker write a tick record for its latest tick due by then, as the owning worker's ticker
+        does (none when it already wrote that one); then process. Returns the ticks announced.
+        What fires follows each node's ``catch_up`` from the last tick it fired. A node with
+        ``punctuate`` gets a punctuation record on each input partition that had no record for
+        ``punctuate.every`` by then, as the worker's punctuator writes it."""
+        if at is not None:
+            if at < self.now_ms:
+                raise ValueError("the clock only moves forward")
+            self._run(self._advance_to(int(at)))
+        ticks = tick_records(self.spec, self.now_ms, self._announced)
+        for topic, partition, value, headers in ticks:
+            self._append(topic, partition, None, value, self.now_ms, headers)
+        self.process()
+        counts = {t: len(logs) for t, logs in self._logs.items()}
+        for topic, p, value, headers in punctuation_records(self.spec, self.now_ms, counts, self._last_at):
+            self._append(topic, p, None, value, self.now_ms, headers)
+        self.process()
+        return [orjson.loads(value or b"{}")["tick"] for _t, _p, value, _h in ticks]
 
     def process(self) -> None:
         """Process everything that can be now (reads and ``advance`` do this first)."""
@@ -418,6 +447,7 @@ class TopologyTestDriver:
         headers: list[tuple[str, bytes]],
     ) -> None:
         log = self._topic_logs(topic)[partition]
+        self._last_at[(topic, partition)] = self.now_ms
         log.append(Stored(topic, partition, len(log), key, value, timestamp, headers, next(self._seq)))
         feeds = self._feeds.get(topic)
         if feeds:
@@ -428,6 +458,7 @@ class TopologyTestDriver:
         """Records (key, value, timestamp or None, headers) at the end of a topic partition,
         each with the next offset; a topic that feeds tables updates them."""
         log = self._topic_logs(topic)[partition]
+        self._last_at[(topic, partition)] = self.now_ms
         seq, offset = self._seq, len(log)
         log.extend(
             [

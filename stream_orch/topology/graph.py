@@ -27,6 +27,7 @@ from stream_orch.topology.models import (
     WindowStep,
 )
 from stream_orch.topology.models_delivery import external_targets
+from stream_orch.topology.models_schedule import TickStep
 from stream_orch.topology.repartition import expand, repartition_labels
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "to_mermaid",
     "topics_of",
 ]
+
+_WRITERS = (DedupeStep, AggregateStep, WindowStep, TickStep)  # steps drawn writing their table
 
 EdgeKind = Literal["input", "join", "route", "retry", "dlq", "feed", "lookup", "write"]
 
@@ -112,11 +115,17 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
     for name, node in spec.nodes.items():
         graph.nodes.append(name)
         vertex = f"node:{name}"
-        graph.edges.append(Edge(topic(node.input), vertex, "input"))
+        if node.schedule is not None:  # its input is its internal ticks topic
+            graph.edges.append(Edge(topic(node.input), vertex, "input", node.schedule.describe()))
+            for scan in node.schedule.scan:
+                if scan.table in spec.tables:
+                    graph.edges.append(Edge(f"table:{scan.table}", vertex, "lookup", "scan"))
+        else:
+            graph.edges.append(Edge(topic(node.input), vertex, "input"))
         for step in node.steps:
             if isinstance(step, EnrichStep) and step.table in spec.tables:
                 graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
-            elif isinstance(step, DedupeStep | AggregateStep | WindowStep) and step.table in spec.tables:
+            elif isinstance(step, _WRITERS) and step.table in spec.tables:
                 graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
             if isinstance(step, JoinStep):
                 graph.edges.append(Edge(topic(step.topic), vertex, "join", f"join {step.kind} on {step.key}"))

@@ -19,6 +19,7 @@ from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
 from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
+from stream_orch.topology.lint_schedule import punctuate_problems, schedule_clashes, schedule_fields
 from stream_orch.topology.lint_steps import StepChecks
 from stream_orch.topology.lint_windows import window_fields
 from stream_orch.topology.loader import (
@@ -122,6 +123,7 @@ class _Linter(OutputChecks, StepChecks):
             self._node(name, node)
         self._cycles()
         name_clashes(self.loaded.spec, self.add)
+        schedule_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
         delivery_problems(self.spec, self.schemas, self.add)  # targets outside Kafka
 
@@ -137,6 +139,7 @@ class _Linter(OutputChecks, StepChecks):
             for step in node.steps
             if isinstance(step, EnrichStep | DedupeStep | AggregateStep | JoinStep | WindowStep)
         }
+        used.update(s.table for node in self.spec.nodes.values() if node.schedule for s in node.schedule.scan)
         for name, table in self.spec.tables.items():
             if table.topic and table.topic not in self.spec.topics:
                 self.add(
@@ -182,6 +185,8 @@ class _Linter(OutputChecks, StepChecks):
     def _node(self, name: str, node: NodeSpec) -> None:
         base: PathTuple = ("nodes", name)
         input_topic = self.spec.topics.get(node.input)
+        scheduled = node.schedule is not None  # its input is its internal ticks topic
+        punctuate_problems(name, node, self.add)
         if input_topic is None:
             self.add(
                 (*base, "input"),
@@ -204,7 +209,9 @@ class _Linter(OutputChecks, StepChecks):
                 )
         fields = self._topic_fields(node.input)
         avail: set[str] | None = set(fields) if fields is not None else None
-        if input_topic is not None and not input_topic.schema_:
+        if scheduled:
+            avail = schedule_fields(self.spec, name, node, self.add, self._topic_fields)
+        elif input_topic is not None and not input_topic.schema_:
             self.add(
                 (*base, "input"),
                 f"topic `{node.input}` has no schema: field names in node `{name}` are not checked",

@@ -26,8 +26,9 @@ from stream_orch.topology.models_event_time import JoinStep, WindowStep
 from stream_orch.topology.models_expression import Expression
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.models_model import ModelStep
+from stream_orch.topology.models_schedule import PunctuateSpec, ScheduleSpec
 from stream_orch.topology.models_sliding import AggregateStep
-from stream_orch.topology.naming import Name, TopicName
+from stream_orch.topology.naming import Name, TopicName, ticks_topic
 
 
 class _Model(BaseModel):
@@ -318,7 +319,19 @@ class ErrorPolicy(_Model):
 
 
 class NodeSpec(_Model):
-    input: TopicName = Field(description="Topic the node consumes.")
+    # "" only while a scheduled node is validated: TopologySpec sets it to the node's ticks topic
+    input: TopicName = Field("", description="Topic the node consumes (or `schedule`).")
+    schedule: ScheduleSpec | None = Field(
+        None,
+        description="Run on a clock instead of reading a topic: at each tick, read the tables of "
+        "`schedule.scan` and send their rows through the steps and routes (README \"Schedules and "
+        "punctuation\"). A node has `input` or `schedule`.",
+    )
+    punctuate: PunctuateSpec | None = Field(
+        None,
+        description="Wall-clock punctuation of a node with `input` and a `window` step: the windows of "
+        "an input partition that receives nothing close when the wall clock says so.",
+    )
     description: str | None = None
     steps: list[StepSpec] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
@@ -331,6 +344,22 @@ class NodeSpec(_Model):
         "and a partition's watermark is the minimum over the writer's source partitions, so re-keying makes "
         "no on-time record late); per_partition (the greatest event time read on the partition).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_both(cls, data: Any) -> Any:
+        # on the data as written: the topology sets a scheduled node's input (its ticks topic)
+        if isinstance(data, dict) and data.get("input") is not None and data.get("schedule") is not None:
+            raise ValueError(
+                "a node has `input` (the topic it reads) or `schedule` (when it runs), not both"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _input_or_schedule(self) -> NodeSpec:
+        if self.schedule is None and not self.input:
+            raise ValueError("a node needs `input` (the topic it reads) or `schedule` (when it runs)")
+        return self
 
 
 class TopologySpec(_Model):
@@ -366,6 +395,14 @@ class TopologySpec(_Model):
     # The folder of the file the topology was read from (the loader sets it; unset: the current
     # folder): python_paths are relative to it, for `validate` and for the worker alike.
     _folder: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _scheduled_inputs(self) -> TopologySpec:
+        # a scheduled node reads its ticks topic (the engine creates it: schedule_expand)
+        for name, node in self.nodes.items():
+            if node.schedule is not None and not node.input:
+                node.input = ticks_topic(self.topology, name)
+        return self
 
 
 FieldRule.model_rebuild()

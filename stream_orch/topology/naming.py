@@ -84,3 +84,13 @@ def repartition_topic(topology: str, node: str, part: int = 1) -> str:
 def after_repartition(node: str, part: int = 1) -> str:
     """The name of the part of ``node`` after its ``part``-th ``repartition`` step."""
     return f"{node}.after_repartition" + (f"_{part}" if part > 1 else "")
+
+
+def ticks_topic(topology: str, node: str) -> str:
+    """The internal one-partition topic a scheduled node reads its tick records from."""
+    return f"{topology}.{node}.ticks"
+
+
+def ticks_table(node: str) -> str:
+    """The internal table where a scheduled node keeps the last tick it fired."""
+    return f"{node}.ticks"

@@ -18,13 +18,16 @@ from __future__ import annotations
 from stream_orch.topology.models import ErrorPolicy, NodeSpec, RouteSpec, TopicSpec, TopologySpec
 from stream_orch.topology.models_flow import RepartitionStep
 from stream_orch.topology.naming import after_repartition, dlq_topic, repartition_topic
+from stream_orch.topology.schedule_expand import expand_schedules
 
 __all__ = ["expand", "node_parts", "repartition_labels"]
 
 
 def expand(spec: TopologySpec) -> TopologySpec:
-    """``spec`` with every node that has ``repartition`` steps split at them (``spec`` itself when
-    none has)."""
+    """``spec`` with every node that has ``repartition`` steps split at them, and every scheduled
+    node reading its ticks (:mod:`~stream_orch.topology.schedule_expand`); ``spec`` itself when
+    there is neither."""
+    spec = expand_schedules(spec)
     if not any(isinstance(s, RepartitionStep) for node in spec.nodes.values() for s in node.steps):
         return spec
     topics = dict(spec.topics)

@@ -86,7 +86,8 @@ def test_missing_env_var_names_its_line() -> None:
 
 def test_missing_field_points_at_the_enclosing_key() -> None:
     problem = one(MINIMAL.replace("    input: in\n", ""))
-    assert (problem.line, problem.message) == (6, "nodes.n: `input` is required")
+    needs = "nodes.n: a node needs `input` (the topic it reads) or `schedule` (when it runs)"
+    assert (problem.line, problem.message) == (6, needs)
 
 
 def test_unknown_key_suggests_the_alias_spelling() -> None:
