@@ -29,12 +29,13 @@ TOPOLOGY ?= fraud
 demo: kafka-up
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TOPOLOGY="$(TOPOLOGY)" ./scripts/demo.sh
 
-# The fraud topology's cases (in-process, README "Testing a topology"), then the whole suite
+# The fraud and inventory topologies' cases (in-process, README "Testing a topology"), then the whole suite
 # (unit + integration) against the real local broker.
 # pytest exits 5 when it collects no tests; that is not a failure here.
 # Extra pytest arguments: make test PYTEST_ARGS='-m "not integration"'
 test: kafka-up
 	$(SO) test topologies/fraud_detection.yaml topologies/fraud_detection.cases.yaml
+	$(SO) test topologies/inventory.yaml topologies/inventory.cases.yaml
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install
