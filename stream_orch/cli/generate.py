@@ -14,12 +14,13 @@ from pathlib import Path
 
 import orjson
 
-from stream_orch.cli import gen_fraud, gen_reconciliation
+from stream_orch.cli import gen_fraud, gen_inventory, gen_reconciliation
 from stream_orch.cli.generate_kind import Kind
 from stream_orch.settings import Settings
 
 KINDS: dict[str, Kind] = {
     "fraud": gen_fraud.KIND,
+    "inventory": gen_inventory.KIND,
     "reconciliation": gen_reconciliation.KIND,
 }
 
