@@ -62,6 +62,12 @@ DEMOS = {
         ["payments", "settlements"],
         "ledger payments and card-network settlements, some late, missing or different",
     ),
+    "inventory": Demo(
+        "inventory.yaml",
+        ["inventory", "--movements", os.environ.get("DEMO_MOVEMENTS", "10000")],
+        ["inventory.movements"],
+        "stores, products, substitutes and the stores' stock ledgers (sales, receipts, transfers...)",
+    ),
 }
 
 
