@@ -164,3 +164,35 @@ def test_a_changed_crossing_rule_fails_the_cases(capsys: pytest.CaptureFixture[s
     code, out = _test_cli(capsys, changed)
     assert code == 1, out
     assert "FAIL    b. " in out and "PASS    a. " in out
+
+
+def test_generate_inventory_writes_its_truth_and_refuses_a_bad_size(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    truth = tmp_path / "truth.json"
+    args = [
+        "generate",
+        "inventory",
+        "--dry-run",
+        "--movements",
+        "300",
+        "--seed",
+        "9",
+        "--start-ms",
+        str(START),
+    ]
+    assert main([*args, "--truth", str(truth)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    _, plan = generate_inventory(300, seed=9, start_ms=START)
+    assert orjson.loads(truth.read_bytes()) == plan.truth()
+    assert sum(orjson.loads(line)["topic"] == "inventory.movements" for line in lines) == 300
+    assert main([*args, "--stores", "1"]) != 0
+    out, err = capsys.readouterr()
+    assert "--stores must be >= 2" in err and "Traceback" not in err + out and len(err.splitlines()) == 1
+
+
+def test_the_readme_figure_is_the_topology_s_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(TOPOLOGY), "--format", "mermaid", "--schemas", str(SCHEMAS)]) == 0
+    graph = capsys.readouterr().out.strip()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"```mermaid\n{graph}\n```" in readme
