@@ -37,6 +37,7 @@ test: kafka-up
 	$(SO) test topologies/fraud_detection.yaml topologies/fraud_detection.cases.yaml
 	$(SO) test topologies/fleet.yaml topologies/fleet.cases.yaml
 	$(SO) test examples/reorder/reorder.yaml examples/reorder/reorder.cases.yaml
+	$(SO) test topologies/inventory.yaml topologies/inventory.cases.yaml
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install

@@ -86,6 +86,12 @@ DEMOS = {
         event_minutes=120,
         tail_minutes=1,
     ),
+    "inventory": Demo(
+        "inventory.yaml",
+        ["inventory", "--movements", os.environ.get("DEMO_MOVEMENTS", "10000")],
+        ["inventory.movements"],
+        "stores, products, substitutes and the stores' stock ledgers (sales, receipts, transfers...)",
+    ),
 }
 RECEIVER_PORT = int(os.environ.get("DEMO_RECEIVER_PORT", "8787"))
 

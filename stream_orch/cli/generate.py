@@ -14,13 +14,14 @@ from pathlib import Path
 
 import orjson
 
-from stream_orch.cli import gen_fleet, gen_fraud, gen_reconciliation
+from stream_orch.cli import gen_fleet, gen_fraud, gen_inventory, gen_reconciliation
 from stream_orch.cli.generate_kind import Kind
 from stream_orch.settings import Settings
 
 KINDS: dict[str, Kind] = {
     "fleet": gen_fleet.KIND,
     "fraud": gen_fraud.KIND,
+    "inventory": gen_inventory.KIND,
     "reconciliation": gen_reconciliation.KIND,
 }
 
