@@ -370,7 +370,9 @@ class WindowStepImpl:
     def _result(self, win: dict[str, Any], trigger: Event) -> Event:
         """A window result as an event of the partition whose records made it: it goes out in
         that partition's batch (and transaction), with the lineage of the record that closed or
-        changed it."""
+        changed it. Its timestamp is the window's end, but never later than that record's: event
+        time is a record's field (untrusted), and the broker refuses timestamps too far ahead of
+        its clock (Kafka 4: one hour), which would fail the batch again at every try."""
         value = {
             self.key: win["k"],
             "window_start": win["s"],
@@ -386,7 +388,7 @@ class WindowStepImpl:
             trigger.topic,
             trigger.partition,
             trigger.offset,
-            win["e"],
+            min(win["e"], trigger.timestamp) if trigger.timestamp else win["e"],
             0,
             trigger.source_topic,
             trigger.source_partition,
