@@ -37,6 +37,7 @@ COMMANDS = (
     "table",
     "alerts",
     "sink",
+    "shadow",
 )
 
 _SETTING_FLAGS = {

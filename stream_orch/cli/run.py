@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stream_orch.cli.argtypes import point_in_time
 from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
@@ -26,6 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="serve /tables on the HTTP server, to requests with the bearer token STREAM_ORCH_HTTP_TOKEN "
         "(environment only)",
+    )
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="run this version beside the live one on the same input: own consumer groups "
+        "(<topology>.shadow.<node>), own state, writing only <topic>.shadow topics (outputs, DLQ, retry "
+        "tiers, changelogs); never the live outputs or targets outside Kafka. Compare with "
+        "`stream-orch shadow report FILE`",
+    )
+    p.add_argument(
+        "--from-time",
+        type=point_in_time,
+        metavar="2h|ISO",
+        help="with --shadow: start from the input's records of that time on (a backtest; e.g. 24h "
+        "or 2026-12-03T08:00:00Z) instead of the live group's committed offsets",
     )
     p.set_defaults(func=_run)
 
@@ -52,5 +68,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for node in args.node or []:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
-    worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
+    spec = loaded.spec
+    if args.from_time is not None and not args.shadow:
+        raise UserError("--from-time: only with --shadow (a live worker starts at its committed offsets)")
+    if args.shadow:
+        from stream_orch.tools.shadow.lifecycle import set_start
+        from stream_orch.topology.shadow import shadow
+
+        for line in await set_start(spec, settings, args.from_time):
+            print(f"shadow: {line}", file=sys.stderr)
+        spec = shadow(spec)
+    worker = Worker(spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
     return await worker.run()

@@ -1,0 +1,121 @@
+"""The shadow transform (`run --shadow`): over every shipped topology, every topic a shadow run
+writes (outputs, DLQs, retry tiers, changelogs, repartition topics, targets outside Kafka) ends in
+`.shadow`, none is a topic of the live version, and the shadow reads the live inputs and table
+feeds; and in the test driver a shadow of the fraud topology puts records in shadow topics only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_orch.runtime.worker import declared_topic_plans, derived_topic_plans, tables_written_by
+from stream_orch.testing import TopologyTestDriver
+from stream_orch.tools.generate import generate_fraud
+from stream_orch.tools.shadow.plan import live_inputs, shadow_topics, version_plan
+from stream_orch.topology.loader import load_topology
+from stream_orch.topology.models import JoinStep, TopologySpec
+from stream_orch.topology.models_delivery import external_targets
+from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
+from stream_orch.topology.repartition import expand
+from stream_orch.topology.shadow import shadow, written_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_767_225_600_000
+SHIPPED = sorted(p for p in (ROOT / "topologies").glob("*.yaml") if not p.name.endswith(".cases.yaml"))
+
+
+def writes(spec: TopologySpec) -> set[str]:
+    """Every topic the engine writes when it runs ``spec`` (as expanded)."""
+    found = set(written_topics(spec))
+    for name, node in spec.nodes.items():
+        found.update([dlq_topic(node), *retry_topics(node)])
+        found.update(changelog_topic(spec.topology, t) for t in tables_written_by(spec, name))
+    return found
+
+
+def reads(spec: TopologySpec) -> set[str]:
+    found = {t.topic for t in spec.tables.values() if t.topic}
+    for node in spec.nodes.values():
+        found.update([node.input, *retry_topics(node)])
+        found.update(s.topic for s in node.steps if isinstance(s, JoinStep))
+    return found
+
+
+def test_the_shipped_topologies_cover_what_a_shadow_renames():
+    specs = [load_topology(p).spec for p in SHIPPED]
+    assert any(spec.tables and any(t.topic for t in spec.tables.values()) for spec in specs)
+    assert any(external_targets(n) for spec in specs for n in spec.nodes.values())
+    assert any(n.errors and n.errors.retry for spec in specs for n in spec.nodes.values())
+    assert any(tables_written_by(spec, n) for spec in specs for n in spec.nodes)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_a_shadow_writes_only_shadow_topics_and_reads_the_live_inputs(path: Path):
+    written = load_topology(path).spec
+    live = expand(written)
+    shade = expand(shadow(written))
+    live_topics = writes(live) | reads(live)
+    shadow_writes = writes(shade)
+    assert shadow_writes, path
+    assert all(t.endswith(".shadow") for t in shadow_writes), sorted(shadow_writes)
+    assert not shadow_writes & live_topics
+    # the live inputs (not written by the topology) and every table feed are read as they are
+    assert set(live_inputs(live)) == set(live_inputs(shade))
+    assert {t.topic for t in live.tables.values() if t.topic} == {
+        t.topic for t in shade.tables.values() if t.topic
+    }
+    # what a shadow reads is live input or its own
+    for topic in reads(shade):
+        assert topic.endswith(".shadow") or topic in set(live_inputs(live)) | {
+            t.topic for t in live.tables.values() if t.topic
+        }, topic
+    # its groups and its state are its own
+    assert not {group_id(shade.topology, n) for n in shade.nodes} & {
+        group_id(live.topology, n) for n in live.nodes
+    }
+    # the topics it makes sure of at start are shadow topics and those it reads
+    created = {p.name for p in declared_topic_plans(shade) + derived_topic_plans(shade)}
+    assert all(t.endswith(".shadow") or t in reads(shade) for t in created), sorted(created)
+    # `shadow delete` finds every one of them
+    assert shadow_writes <= set(shadow_topics(version_plan(written, as_shadow=True)))
+
+
+def test_a_shadow_of_a_shadow_is_the_same():
+    spec = load_topology(ROOT / "topologies" / "fraud_detection.yaml").spec
+    assert shadow(shadow(spec)) == shadow(spec)
+
+
+def test_external_targets_become_shadow_topics_of_the_node():
+    spec = load_topology(ROOT / "topologies" / "orders_to_crm.yaml").spec
+    shade = shadow(spec)
+    for name, node in shade.nodes.items():
+        assert not external_targets(node)
+        for route in node.routes:
+            for target in route.targets():
+                assert target.topic.endswith(".shadow") and target.topic in shade.topics, name
+
+
+def test_in_the_driver_a_fraud_shadow_fills_only_shadow_topics():
+    spec = load_topology(ROOT / "topologies" / "fraud_detection.yaml").spec
+    records, _plan = generate_fraud(40, 400, seed=3, start_ms=T0)
+    with TopologyTestDriver(spec, schemas=ROOT / "schemas", start_ms=T0) as live:
+        for r in records:
+            if r.topic == "customers":
+                live.pipe(r.topic, r.value, key=r.key)
+        profiles = live.records("customers.clean")  # what the live version's table reads
+    assert profiles
+    with TopologyTestDriver(shadow(spec), schemas=ROOT / "schemas", start_ms=T0) as driver:
+        for p in profiles:
+            driver.pipe("customers.clean", p.raw_value, key=p.raw_key)
+        for r in records:
+            driver.pipe(r.topic, r.value, key=r.key)
+        driver.advance(60)
+        filled = {t for t, parts in driver._logs.items() if any(parts)}
+        enriched = driver.records("transactions.enriched.shadow")
+    piped = {"customers", "transactions", "customers.clean"}
+    assert filled - piped, "the shadow wrote nothing"
+    assert all(t.endswith(".shadow") for t in filled - piped), sorted(filled - piped)
+    assert {"fraud.review.shadow", "transactions.approved.shadow", "transactions.dlq.shadow"} <= filled
+    assert len(enriched) > 300  # the live table's profiles were found
+    assert {r.headers["so.topology"] for r in enriched} == {"fraud_detection.shadow"}
