@@ -7,38 +7,36 @@ callers do it before the shadow's worker joins, or after it has stopped.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
+from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
 from stream_orch.transport.connect import start_client
 
-# GROUP_ID_NOT_FOUND: nothing to delete
-_GROUP_ID_NOT_FOUND = 69
+_NON_EMPTY_GROUP = 68
+_GROUP_ID_NOT_FOUND = 69  # nothing to delete
 
 
 async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
-    """Every partition of ``topics`` (those the broker knows)."""
-    consumer = clients.reader(settings.kafka_client_args())
-    await start_client(consumer, settings)
+    """Every partition of those of ``topics`` that exist (asked of the admin API, so that no
+    topic is auto-created with the broker's defaults by asking)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
+    await admin.start()
     try:
-        found = []
-        for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
-            found += [TopicPartition(topic, p) for p in sorted(parts)]
-        return found
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
     finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # a topic not cached yet
-    return consumer.partitions_for_topic(topic) or set()
+        await admin.close()
+    return sorted(
+        TopicPartition(d["topic"], p["partition"]) for d in described for p in d.get("partitions") or []
+    )
 
 
 async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
@@ -89,20 +87,29 @@ async def commit(settings: Settings, group: str, offsets: dict[TopicPartition, i
         await consumer.stop()
 
 
-async def delete_groups(settings: Settings, groups: list[str]) -> list[str]:
-    """Delete ``groups`` (each must have no members); returns those that existed."""
+async def delete_groups(settings: Settings, groups: list[str], *, wait_s: float = 30.0) -> list[str]:
+    """Delete ``groups``; returns those that existed. A group still with members is waited for up
+    to ``wait_s`` (a stopped worker with a static member id stays a member until its session
+    times out, 10 s), then refused with one line."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_args())
     await admin.start()
     deleted = []
     try:
         for group in groups:
-            coordinator = await admin.find_coordinator(group)
-            response = await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group]))
-            for _name, code in response.results:
-                if code == 0:
-                    deleted.append(group)
-                elif code != _GROUP_ID_NOT_FOUND:
-                    raise for_code(code)(f"deleting consumer group {group}")
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while True:
+                coordinator = await admin.find_coordinator(group)
+                response = await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group]))
+                code = response.results[0][1]
+                if code != _NON_EMPTY_GROUP or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(1.0)
+            if code == 0:
+                deleted.append(group)
+            elif code == _NON_EMPTY_GROUP:
+                raise UserError(f"consumer group {group} still has members: stop the shadow's workers first")
+            elif code != _GROUP_ID_NOT_FOUND:
+                raise UserError(f"consumer group {group} not deleted: {for_code(code).__name__}")
     finally:
         await admin.close()
     return deleted

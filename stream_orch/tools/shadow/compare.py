@@ -4,9 +4,10 @@ Every output record of a version names its input in its lineage headers (``so.sr
 ``so.src.partition``, ``so.src.offset``), every dead letter in ``so.error.topic/partition/offset``.
 Grouped by that input, each version gives the input a *route*: the topics of the version's
 conditional routes (those with ``when`` or ``otherwise``) it reached, joined by ``+``; all its
-topics when the topology has no conditional route; ``dlq`` when it was dead-lettered; ``(none)``
-when it left nothing (filtered, a duplicate, still waiting for a retry). The report counts the
-routes of each version and the inputs whose route differs (the moves).
+topics when it reached none of those (a node without conditional routes); ``dlq`` when it was
+dead-lettered; ``(none)`` when it left nothing (filtered, a duplicate, still waiting for a
+retry). The report counts the routes of each version and the inputs whose route differs (the
+moves).
 
 Which inputs are compared: per source partition, from the later of the two versions' first
 input seen (the shadow starts at the live group's offsets or at ``--from-time``; the live
@@ -56,7 +57,7 @@ class Version:
 
     def route(self, outs: list[Output]) -> str:
         topics = {o.topic for o in outs if o.dlq_reason is None}
-        chosen = topics & self.conditional if self.conditional else topics
+        chosen = topics & self.conditional or topics
         parts = sorted(chosen) + ([DLQ] if any(o.dlq_reason is not None for o in outs) else [])
         return "+".join(parts) if parts else NONE
 
