@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 from stream_orch.reliability import headers as H
 from stream_orch.testing import TopologyTestDriver
 from stream_orch.tools.generate import Shares, generate_fraud
+from stream_orch.transport.metadata import wait_for_metadata
 from tests import reliability_harness as rh
 from tests.kafka_helpers import run_cli
 from tests.topology_harness import BOOTSTRAP, FRAUD_OUTPUTS, wait_for_group
@@ -68,7 +69,9 @@ async def wait_done(group: str, topic: str, timeout: float = 120.0) -> None:
     reader = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
     await reader.start()
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])]
+        found = await wait_for_metadata(reader, [topic], timeout_s=20)
+        parts = [TopicPartition(topic, p) for p in sorted(found[topic])]
+        assert parts, topic
         end = await reader.end_offsets(parts)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

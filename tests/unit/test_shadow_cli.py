@@ -1,0 +1,50 @@
+"""`--from-time` takes a duration back from now or an ISO time (UTC unless it names its offset);
+anything else, or `--from-time` without `--shadow`, is one line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stream_orch.cli.argtypes import point_in_time
+from stream_orch.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_duration_is_that_long_ago():
+    before = int(time.time() * 1000)
+    at = point_in_time("2h")
+    after = int(time.time() * 1000)
+    assert before - 7_200_000 <= at <= after - 7_200_000
+
+
+def test_an_iso_time_is_utc_unless_it_says_otherwise():
+    expected = int(datetime(2026, 12, 3, 8, 0, tzinfo=UTC).timestamp() * 1000)
+    assert point_in_time("2026-12-03T08:00:00Z") == expected
+    assert point_in_time("2026-12-03T08:00:00") == expected
+    assert point_in_time("2026-12-03T09:00:00+01:00") == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2", "-2h", "2026-13-01"])
+def test_anything_else_is_refused(text: str):
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration or an ISO time"):
+        point_in_time(text)
+
+
+def test_from_time_without_shadow_is_one_line(capsys: pytest.CaptureFixture[str]):
+    code = main(["run", str(ROOT / "topologies" / "fraud_detection.yaml"), "--from-time", "2h"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.strip().count("\n") == 0 and "--from-time: only with --shadow" in err
+
+
+def test_a_bad_from_time_is_one_line(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "x.yaml", "--shadow", "--from-time", "soon"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.strip().count("\n") == 0 and "--from-time" in err
