@@ -1,0 +1,231 @@
+"""A shadow run's cost to the live worker (issue 23: "a shadow run of the fraud topology must not
+slow the live worker by more than 10 %"): the live fraud worker's throughput alone and with a
+shadow worker (`run --shadow --from-time`, a copy with one score weight changed) on the same input
+at the same time, side by side in one run.
+
+    python -m benchmarks.shadow_run                     # 60k transactions, 2 rounds of each mode
+    python -m benchmarks.shadow_run --records 100000 --rounds 3 --modes alone,shadow
+
+Modes (each round runs every mode once, the order rotated per round):
+
+* ``alone``: the live worker on a backlog of ``--records`` transactions;
+* ``shadow``: the same, with the shadow worker started on the same backlog just before it: both
+  compete for the machine's cores (and the broker's), as they would on one host;
+* ``alone_cpu0`` / ``shadow_cpu1``: the live worker pinned to core 0 (``taskset``), alone and
+  with the shadow pinned to core 1: the shadow on a core of its own (the broker still shares both).
+
+Throughput is the live worker's sustained rate: input records between 5 % and 95 % of its group's
+committed offsets over the time between them (start-up and the tail left out), sampled every
+250 ms. ``processing: at_least_once`` as `engine_fraud`. Every run has fresh topics and groups,
+deleted after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient
+
+from benchmarks import env
+from benchmarks.contenders.engine import ENV, FRAUD_TOPICS, FRAUD_TOPOLOGY, SCHEMAS, _stream_orch, render
+from benchmarks.data import make_dataset, produce_records
+from benchmarks.kafka import create_topics, delete_topics
+from benchmarks.machine import cpu_model
+from benchmarks.procs import Worker, install_cleanup
+from benchmarks.rounds import quantile
+
+MODES = {
+    "alone": (None, None),  # (live worker's cores, shadow's cores; None: no shadow / not pinned)
+    "shadow": (None, "any"),
+    "alone_cpu0": ("0", None),
+    "shadow_cpu1": ("0", "1"),
+}
+
+
+def _argv(path: Path, cores: str | None, *extra: str) -> list[str]:
+    pin = ["taskset", "-c", cores] if cores and cores != "any" else []
+    return [*pin, _stream_orch(), "run", str(path), "--schemas", str(SCHEMAS), *extra]
+
+
+def _render(work: Path, prefix: str) -> tuple[Path, Path, dict[str, str]]:
+    """The live copy and the new version (foreign_country 0.2 -> 0.45) of one run's topology."""
+    run_env = {env.TOPOLOGY: prefix, **{v: f"{prefix}.{v.lower()}" for v in env.FRAUD_TOPICS}}
+    data = render(FRAUD_TOPOLOGY, FRAUD_TOPICS, run_env, processing="at_least_once")
+    live = work / "live.yaml"
+    live.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))  # JSON is YAML
+    score = next(s for s in data["nodes"]["score_transactions"]["steps"] if s["step"] == "score")
+    next(r for r in score["rules"] if r["name"] == "foreign_country")["weight"] = 0.45
+    data["version"] = "shadow-bench"
+    new = work / "new.yaml"
+    new.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    return live, new, run_env
+
+
+async def _progress(
+    bootstrap: str, group: str, topic: str, total: int, timeout_s: float
+) -> list[tuple[float, int]]:
+    """(seconds, committed offsets) of ``group`` on ``topic`` every 250 ms until it has all."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    samples: list[tuple[float, int]] = []
+    try:
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            offsets = await admin.list_consumer_group_offsets(group)
+            done = sum(om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset > 0)
+            samples.append((time.perf_counter(), done))
+            if done >= total:
+                return samples
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"{group}: {samples[-1][1] if samples else 0}/{total} within {timeout_s:.0f} s")
+    finally:
+        await admin.close()
+
+
+def sustained(samples: list[tuple[float, int]], total: int) -> float:
+    """Records per second between 5 % and 95 % of ``total`` (interpolated crossing times)."""
+
+    def crossing(level: float) -> float:
+        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+            if n0 < level <= n1:
+                return t0 + (t1 - t0) * (level - n0) / (n1 - n0)
+        return samples[-1][0]
+
+    low, high = 0.05 * total, 0.95 * total
+    return (high - low) / max(crossing(high) - crossing(low), 1e-6)
+
+
+async def one_run(bootstrap: str, mode: str, data: Any, work: Path) -> dict[str, Any]:
+    live_cores, shadow_cores = MODES[mode]
+    prefix = f"bench_shadow_{uuid.uuid4().hex[:8]}"
+    work = work / prefix
+    work.mkdir(parents=True)
+    live_path, new_path, run_env = _render(work, prefix)
+    transactions, customers = run_env[env.INPUT], run_env[env.CUSTOMERS]
+    await create_topics(bootstrap, [transactions, customers], compact=[customers])
+    await produce_records(bootstrap, customers, data.customers, "customer_id")
+    before = int(time.time() * 1000) - 1000
+    await produce_records(bootstrap, transactions, data.transactions, "account_id")
+    worker_env = {**ENV, "STREAM_ORCH_BOOTSTRAP_SERVERS": bootstrap}
+    procs = []
+    try:
+        if shadow_cores is not None:
+            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before / 1000)) + "Z"
+            procs.append(
+                Worker(
+                    _argv(new_path, shadow_cores, "--shadow", "--from-time", at),
+                    {**worker_env, "STREAM_ORCH_STATE_DIR": str(work / "shadow.state")},
+                    work / "shadow.log",
+                )
+            )
+        live = Worker(
+            _argv(live_path, live_cores), {**worker_env, "STREAM_ORCH_STATE_DIR": str(work / "live.state")},
+            work / "live.log",
+        )  # fmt: skip
+        procs.append(live)
+        load0 = os.getloadavg()[0]
+        samples = await _progress(
+            bootstrap, f"{prefix}.score_transactions", transactions, len(data.transactions), 300
+        )
+        shadow_done = None
+        if shadow_cores is not None:
+            shadow = await _progress(
+                bootstrap, f"{prefix}.shadow.score_transactions", transactions, len(data.transactions), 300
+            )
+            shadow_done = shadow[-1][0] - samples[0][0]
+        return {
+            "mode": mode,
+            "throughput_eps": sustained(samples, len(data.transactions)),
+            "live_done_s": samples[-1][0] - samples[0][0],
+            "shadow_done_s": shadow_done,
+            "load_1m": [load0, os.getloadavg()[0]],
+        }
+    except RuntimeError as exc:
+        tails = "\n".join(f"--- {p.log}\n{p.log_tail()}" for p in procs)
+        raise RuntimeError(f"{mode}: {exc}\n{tails}") from None
+    finally:
+        for p in procs:
+            p.stop()
+        prefixed = [t for t in await _topics(bootstrap) if t.startswith(prefix)]
+        await delete_topics(bootstrap, prefixed)
+
+
+async def _topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    data = make_dataset(args.records)
+    work = Path(f"/tmp/bench-shadow-{int(time.time())}")
+    runs = []
+    for r in range(args.rounds):
+        order = args.modes[r % len(args.modes) :] + args.modes[: r % len(args.modes)]
+        for mode in order:
+            run = await one_run(args.bootstrap, mode, data, work)
+            run["round"] = r
+            runs.append(run)
+            print(
+                f"round {r} {mode:<12} live {run['throughput_eps']:>8,.0f} records/s "
+                f"(done in {run['live_done_s']:.1f} s; shadow {run['shadow_done_s'] or 0:.1f} s) "
+                f"load {run['load_1m'][0]:.2f}->{run['load_1m'][1]:.2f}",
+                flush=True,
+            )
+    return runs
+
+
+def summary(runs: list[dict[str, Any]], modes: list[str]) -> list[str]:
+    by_mode = {m: sorted(r["throughput_eps"] for r in runs if r["mode"] == m) for m in modes}
+    lines = ["| mode | live records/s (median) | min-max |", "| --- | ---: | ---: |"]
+    for mode, values in by_mode.items():
+        if values:
+            lines.append(f"| {mode} | {quantile(values, 0.5):,.0f} | {values[0]:,.0f}-{values[-1]:,.0f} |")
+    for base, other in (("alone", "shadow"), ("alone_cpu0", "shadow_cpu1")):
+        if by_mode.get(base) and by_mode.get(other):
+            ratio = quantile(by_mode[other], 0.5) / quantile(by_mode[base], 0.5)
+            lines.append(f"{other} / {base}: {ratio:.2f} (target >= 0.90)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.shadow_run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--bootstrap", default=env.DEFAULT_BOOTSTRAP)
+    parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--modes",
+        type=lambda s: [m.strip() for m in s.split(",")],
+        default=list(MODES),
+        help=", ".join(MODES),
+    )
+    args = parser.parse_args(argv)
+    if not args.bootstrap.startswith(("127.0.0.1", "localhost")):
+        raise SystemExit("benchmarks talk to a local broker only")
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"unknown modes {unknown}: {', '.join(MODES)}")
+    install_cleanup()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical cores; {args.records:,} transactions per run")
+    runs = asyncio.run(main_async(args))
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "shadow-latest.json").write_bytes(orjson.dumps(runs, option=orjson.OPT_INDENT_2))
+    print("\n".join(summary(runs, args.modes)))
+
+
+if __name__ == "__main__":
+    main()
