@@ -14,7 +14,12 @@ Modes (each round runs every mode once, the order rotated per round):
 * ``alone_cpu0`` / ``shadow_cpu1``: the live worker pinned to core 0 (``taskset``), alone and
   with the shadow pinned to core 1: the shadow on a core of its own (the broker still shares both).
 
-Throughput is the live worker's sustained rate: input records between 5 % and 95 % of its group's
+With ``--rate R`` the input is offered at R transactions/s for ``--seconds`` instead of waiting as a
+backlog: what a live worker that keeps up with its traffic sees. The figures are then the rate the
+live worker finished at (records over the time from the first offered record to its last
+commit) and its largest lag (records behind the end of the input, sampled every 250 ms).
+
+Throughput on a backlog is the live worker's sustained rate: input records between 5 % and 95 % of its group's
 committed offsets over the time between them (start-up and the tail left out), sampled every
 250 ms. ``processing: at_least_once`` as `engine_fraud`. Every run has fresh topics and groups,
 deleted after it.
@@ -32,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks import env
 from benchmarks.contenders.engine import ENV, FRAUD_TOPICS, FRAUD_TOPOLOGY, SCHEMAS, _stream_orch, render
 from benchmarks.data import make_dataset, produce_records
-from benchmarks.kafka import create_topics, delete_topics
+from benchmarks.kafka import PARTITIONS, create_topics, delete_topics
 from benchmarks.machine import cpu_model
+from benchmarks.measure import PacedProducer
 from benchmarks.procs import Worker, install_cleanup
 from benchmarks.rounds import quantile
 
@@ -103,7 +110,63 @@ def sustained(samples: list[tuple[float, int]], total: int) -> float:
     return (high - low) / max(crossing(high) - crossing(low), 1e-6)
 
 
-async def one_run(bootstrap: str, mode: str, data: Any, work: Path) -> dict[str, Any]:
+async def _wait_stable(bootstrap: str, group: str, timeout_s: float = 90.0) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            for g in await admin.describe_consumer_groups([group]):
+                if any(item[2] == "Stable" for item in getattr(g, "groups", None) or []):
+                    return
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"{group} did not join within {timeout_s:.0f} s")
+    finally:
+        await admin.close()
+
+
+async def _paced(
+    bootstrap: str, topic: str, group: str, data: Any, rate: int, seconds: float
+) -> dict[str, Any]:
+    """Offer ``rate`` transactions/s for ``seconds`` while sampling the live group's lag."""
+    producer = PacedProducer(bootstrap, topic, data.customers)
+    await producer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await reader.start()
+    parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    try:
+        start = time.perf_counter()
+        offering = asyncio.create_task(producer.run(rate, seconds))
+        max_lag = 0
+        while True:
+            end = sum((await reader.end_offsets(parts)).values())
+            offsets = await admin.list_consumer_group_offsets(group)
+            done = sum(om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset > 0)
+            max_lag = max(max_lag, end - done)
+            if offering.done() and done >= producer.seq:
+                break
+            if time.perf_counter() - start > seconds + 300:
+                raise RuntimeError(f"{group}: {done}/{producer.seq} after {seconds + 300:.0f} s")
+            await asyncio.sleep(0.25)
+        sent, offered = offering.result()
+        elapsed = time.perf_counter() - start
+        return {
+            "throughput_eps": sent / elapsed,
+            "offered_eps": offered,
+            "max_lag": max_lag,
+            "live_done_s": elapsed,
+        }
+    finally:
+        await producer.stop()
+        await reader.stop()
+        await admin.close()
+
+
+async def one_run(
+    bootstrap: str, mode: str, data: Any, work: Path, rate: int | None = None, seconds: float = 30.0
+) -> dict[str, Any]:
     live_cores, shadow_cores = MODES[mode]
     prefix = f"bench_shadow_{uuid.uuid4().hex[:8]}"
     work = work / prefix
@@ -113,7 +176,8 @@ async def one_run(bootstrap: str, mode: str, data: Any, work: Path) -> dict[str,
     await create_topics(bootstrap, [transactions, customers], compact=[customers])
     await produce_records(bootstrap, customers, data.customers, "customer_id")
     before = int(time.time() * 1000) - 1000
-    await produce_records(bootstrap, transactions, data.transactions, "account_id")
+    if rate is None:
+        await produce_records(bootstrap, transactions, data.transactions, "account_id")
     worker_env = {**ENV, "STREAM_ORCH_BOOTSTRAP_SERVERS": bootstrap}
     procs = []
     try:
@@ -132,6 +196,12 @@ async def one_run(bootstrap: str, mode: str, data: Any, work: Path) -> dict[str,
         )  # fmt: skip
         procs.append(live)
         load0 = os.getloadavg()[0]
+        if rate is not None:
+            await _wait_stable(bootstrap, f"{prefix}.score_transactions")
+            if shadow_cores is not None:
+                await _wait_stable(bootstrap, f"{prefix}.shadow.score_transactions")
+            paced = await _paced(bootstrap, transactions, f"{prefix}.score_transactions", data, rate, seconds)
+            return {"mode": mode, **paced, "shadow_done_s": None, "load_1m": [load0, os.getloadavg()[0]]}
         samples = await _progress(
             bootstrap, f"{prefix}.score_transactions", transactions, len(data.transactions), 300
         )
@@ -174,12 +244,17 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     for r in range(args.rounds):
         order = args.modes[r % len(args.modes) :] + args.modes[: r % len(args.modes)]
         for mode in order:
-            run = await one_run(args.bootstrap, mode, data, work)
+            run = await one_run(args.bootstrap, mode, data, work, args.rate, args.seconds)
             run["round"] = r
             runs.append(run)
+            extra = (
+                f"offered {run['offered_eps']:,.0f}/s, largest lag {run['max_lag']:,} records"
+                if args.rate
+                else f"shadow done after {run['shadow_done_s'] or 0:.1f} s"
+            )
             print(
                 f"round {r} {mode:<12} live {run['throughput_eps']:>8,.0f} records/s "
-                f"(done in {run['live_done_s']:.1f} s; shadow {run['shadow_done_s'] or 0:.1f} s) "
+                f"(done in {run['live_done_s']:.1f} s; {extra}) "
                 f"load {run['load_1m'][0]:.2f}->{run['load_1m'][1]:.2f}",
                 flush=True,
             )
@@ -206,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", default=env.DEFAULT_BOOTSTRAP)
     parser.add_argument("--records", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate", type=int, help="offer this many transactions/s instead of a backlog")
+    parser.add_argument("--seconds", type=float, default=30.0, help="with --rate: for this long")
     parser.add_argument(
         "--modes",
         type=lambda s: [m.strip() for m in s.split(",")],
@@ -223,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = asyncio.run(main_async(args))
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "shadow-latest.json").write_bytes(orjson.dumps(runs, option=orjson.OPT_INDENT_2))
+    name = f"shadow-rate{args.rate}-latest.json" if args.rate else "shadow-latest.json"
+    (out / name).write_bytes(orjson.dumps(runs, option=orjson.OPT_INDENT_2))
     print("\n".join(summary(runs, args.modes)))
 
 
