@@ -12,7 +12,9 @@ Modes (each round runs every mode once, the order rotated per round):
 * ``shadow``: the same, with the shadow worker started on the same backlog just before it: both
   compete for the machine's cores (and the broker's), as they would on one host;
 * ``alone_cpu0`` / ``shadow_cpu1``: the live worker pinned to core 0 (``taskset``), alone and
-  with the shadow pinned to core 1: the shadow on a core of its own (the broker still shares both).
+  with the shadow pinned to core 1: the shadow on a core of its own (the broker still shares both);
+* ``shadow_paced``: as ``shadow``, the shadow run with ``--shadow-rate`` (``--shadow-rate``, default
+  2,000 records/s per node).
 
 With ``--rate R`` the input is offered at R transactions/s for ``--seconds`` instead of waiting as a
 backlog: what a live worker that keeps up with its traffic sees. The figures are then the rate the
@@ -54,11 +56,12 @@ MODES = {
     "shadow": (None, "any"),
     "alone_cpu0": ("0", None),
     "shadow_cpu1": ("0", "1"),
+    "shadow_paced": (None, "paced"),
 }
 
 
 def _argv(path: Path, cores: str | None, *extra: str) -> list[str]:
-    pin = ["taskset", "-c", cores] if cores and cores != "any" else []
+    pin = ["taskset", "-c", cores] if cores and cores not in ("any", "paced") else []
     return [*pin, _stream_orch(), "run", str(path), "--schemas", str(SCHEMAS), *extra]
 
 
@@ -165,7 +168,13 @@ async def _paced(
 
 
 async def one_run(
-    bootstrap: str, mode: str, data: Any, work: Path, rate: int | None = None, seconds: float = 30.0
+    bootstrap: str,
+    mode: str,
+    data: Any,
+    work: Path,
+    rate: int | None = None,
+    seconds: float = 30.0,
+    shadow_rate: float = 2000.0,
 ) -> dict[str, Any]:
     live_cores, shadow_cores = MODES[mode]
     prefix = f"bench_shadow_{uuid.uuid4().hex[:8]}"
@@ -185,7 +194,14 @@ async def one_run(
             at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before / 1000)) + "Z"
             procs.append(
                 Worker(
-                    _argv(new_path, shadow_cores, "--shadow", "--from-time", at),
+                    _argv(
+                        new_path,
+                        shadow_cores,
+                        "--shadow",
+                        "--from-time",
+                        at,
+                        *(["--shadow-rate", str(shadow_rate)] if shadow_cores == "paced" else []),
+                    ),
                     {**worker_env, "STREAM_ORCH_STATE_DIR": str(work / "shadow.state")},
                     work / "shadow.log",
                 )
@@ -206,7 +222,7 @@ async def one_run(
             bootstrap, f"{prefix}.score_transactions", transactions, len(data.transactions), 300
         )
         shadow_done = None
-        if shadow_cores is not None:
+        if shadow_cores not in (None, "paced"):  # a paced shadow finishes long after
             shadow = await _progress(
                 bootstrap, f"{prefix}.shadow.score_transactions", transactions, len(data.transactions), 300
             )
@@ -244,7 +260,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     for r in range(args.rounds):
         order = args.modes[r % len(args.modes) :] + args.modes[: r % len(args.modes)]
         for mode in order:
-            run = await one_run(args.bootstrap, mode, data, work, args.rate, args.seconds)
+            run = await one_run(args.bootstrap, mode, data, work, args.rate, args.seconds, args.shadow_rate)
             run["round"] = r
             runs.append(run)
             extra = (
@@ -267,7 +283,7 @@ def summary(runs: list[dict[str, Any]], modes: list[str]) -> list[str]:
     for mode, values in by_mode.items():
         if values:
             lines.append(f"| {mode} | {quantile(values, 0.5):,.0f} | {values[0]:,.0f}-{values[-1]:,.0f} |")
-    for base, other in (("alone", "shadow"), ("alone_cpu0", "shadow_cpu1")):
+    for base, other in (("alone", "shadow"), ("alone_cpu0", "shadow_cpu1"), ("alone", "shadow_paced")):
         if by_mode.get(base) and by_mode.get(other):
             ratio = quantile(by_mode[other], 0.5) / quantile(by_mode[base], 0.5)
             lines.append(f"{other} / {base}: {ratio:.2f} (target >= 0.90)")
@@ -283,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=int, help="offer this many transactions/s instead of a backlog")
     parser.add_argument("--seconds", type=float, default=30.0, help="with --rate: for this long")
+    parser.add_argument("--shadow-rate", type=float, default=2000.0, help="shadow_paced: its --shadow-rate")
     parser.add_argument(
         "--modes",
         type=lambda s: [m.strip() for m in s.split(",")],

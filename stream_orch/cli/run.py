@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stream_orch.cli.argtypes import point_in_time
+from stream_orch.cli.argtypes import point_in_time, positive_float
 from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --shadow: start from the input's records of that time on (a backtest; e.g. 24h "
         "or 2026-12-03T08:00:00Z) instead of the live group's committed offsets",
     )
+    p.add_argument(
+        "--shadow-rate",
+        type=positive_float,
+        metavar="R",
+        help="with --shadow: process at most R input records a second per node, leaving the live "
+        "worker the machine (a shadow that falls behind is compared on what it has processed)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -71,6 +78,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     spec = loaded.spec
     if args.from_time is not None and not args.shadow:
         raise UserError("--from-time: only with --shadow (a live worker starts at its committed offsets)")
+    if args.shadow_rate is not None and not args.shadow:
+        raise UserError("--shadow-rate: only with --shadow (a live worker is not held back)")
     if args.shadow:
         from stream_orch.tools.shadow.lifecycle import set_start
         from stream_orch.topology.shadow import shadow
@@ -78,5 +87,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         for line in await set_start(spec, settings, args.from_time):
             print(f"shadow: {line}", file=sys.stderr)
         spec = shadow(spec)
+        if args.shadow_rate is not None:
+            settings = settings.model_copy(update={"max_records_per_s": args.shadow_rate})
     worker = Worker(spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
     return await worker.run()

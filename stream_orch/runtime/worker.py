@@ -314,6 +314,7 @@ class Worker:
                 observer=observer,
                 instance_id=instance_id,
                 dlq_tracebacks=self.settings.dlq_tracebacks,
+                max_rate=self.settings.max_records_per_s,
             )
             observer.watch(runner)
             await runner.start()

@@ -48,3 +48,20 @@ def test_a_bad_from_time_is_one_line(capsys: pytest.CaptureFixture[str]):
         main(["run", "x.yaml", "--shadow", "--from-time", "soon"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.strip().count("\n") == 0 and "--from-time" in err
+
+
+def test_a_rate_limit_spaces_batches_and_saves_nothing_up():
+    from stream_orch.runtime.pacing import RateLimit
+
+    limit = RateLimit(1000.0)
+    assert limit.delay(500, now=10.0) == pytest.approx(0.5)  # 500 records at 1000/s: 0.5 s
+    assert limit.delay(500, now=10.5) == pytest.approx(0.5)  # the next slot follows on
+    assert limit.delay(100, now=20.0) == pytest.approx(0.1)  # ten idle seconds are not a burst
+    assert limit.delay(2000, now=20.05) == pytest.approx(2.05)  # a batch ahead of its slot waits longer
+    assert RateLimit(None).delay(10**6, now=0.0) == 0.0
+
+
+def test_shadow_rate_without_shadow_is_one_line(capsys: pytest.CaptureFixture[str]):
+    code = main(["run", str(ROOT / "topologies" / "fraud_detection.yaml"), "--shadow-rate", "500"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.strip().count("\n") == 0 and "--shadow-rate: only with --shadow" in err
