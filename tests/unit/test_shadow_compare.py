@@ -6,6 +6,7 @@ and masked fields never show their values."""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 
 from hypothesis import given, settings
@@ -133,3 +134,19 @@ def test_examples_show_lineage_changed_fields_and_never_masked_values():
     assert example["changed"]["email"] == ["(masked)", "(masked)"]
     assert "changed@example.com" not in repr(report)
     assert compare(live_v, new_v, examples=0)["examples"] == []
+
+
+def test_the_text_report_lists_routes_moves_and_examples():
+    from stream_orch.tools.shadow.report import as_text
+
+    live = {("t", 0, o): ("approved", 0.1) for o in range(10)}
+    new = {**live, ("t", 0, 3): ("review", 0.6), ("t", 0, 4): ("dlq", 0)}
+    report = compare(version(live, {("t", 0): 10}), version(new, {("t", 0): 10}), examples=1)
+    report.update(versions={"live": "fraud 1", "shadow": "fraud 2"}, inputs=["t"])
+    text = as_text(report)
+    assert "compared: 10 inputs of t" in text
+    assert re.search(r"\n  transactions\.approved +10 +8\n", text)
+    assert "moves (2 inputs):" in text
+    assert "1  transactions.approved -> dlq" in text and "1  transactions.approved -> fraud.review" in text
+    assert "newly dead-lettered: 1 (invalid_field)" in text
+    assert "t[0]@3: transactions.approved -> fraud.review" in text and "score: 0.1 -> 0.6" in text

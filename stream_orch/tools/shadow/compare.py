@@ -195,10 +195,10 @@ def _example(
     masked: frozenset[str],
 ) -> dict[str, Any]:
     """One moved input: its lineage, both routes, the score, and the fields whose values differ
-    between the two versions' first output (values of the topology's masked fields are never
-    shown; others are cut to a few characters)."""
-    before = next((o.value for o in old_outs if o.value is not None), None) or {}
-    after = next((o.value for o in new_outs if o.value is not None), None) or {}
+    between the two versions (all outputs of the input merged per version, the first value of a
+    field kept, topics in name order; values of the topology's masked fields are never shown,
+    others are cut to a few characters)."""
+    before, after = _merged(old_outs), _merged(new_outs)
     changed = {}
     for name in sorted(set(before) | set(after)):
         if before.get(name) != after.get(name):
@@ -215,6 +215,14 @@ def _example(
         "dlq_reason": [_reason(old_outs), _reason(new_outs)],
         "changed": changed,
     }
+
+
+def _merged(outs: list[Output]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for out in sorted(outs, key=lambda o: o.topic):
+        for name, value in (out.value or {}).items():
+            fields.setdefault(name, value)
+    return fields
 
 
 def _shown(value: Any) -> Any:

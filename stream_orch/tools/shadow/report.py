@@ -94,12 +94,11 @@ def as_text(report: dict[str, Any]) -> str:
         f"shadow report: live {report['versions']['live']} vs shadow {report['versions']['shadow']}",
         f"compared: {report['window']['inputs']} inputs of {', '.join(report['inputs'])} that both "
         f"versions processed ({len(report['window']['partitions'])} partitions)",
-        "",
-        "records per route            live   shadow",
     ]
-    lines += [f"  {name:<26} {c['live']:>6} {c['shadow']:>8}" for name, c in report["routes"].items()]
-    lines += ["", "records per topic            live   shadow"]
-    lines += [f"  {name:<26} {c['live']:>6} {c['shadow']:>8}" for name, c in report["topics"].items()]
+    for title, counts in (("records per route", report["routes"]), ("records per topic", report["topics"])):
+        width = max([len(title), *(len(name) for name in counts)]) + 2
+        lines += ["", f"{title:<{width}} {'live':>8} {'shadow':>8}"]
+        lines += [f"  {name:<{width - 2}} {c['live']:>8} {c['shadow']:>8}" for name, c in counts.items()]
     lines += ["", f"moves ({report['moved']} inputs):"]
     lines += [f"  {m['count']:>6}  {m['from']} -> {m['to']}" for m in report["moves"]] or ["  none"]
     score = report["score"]
