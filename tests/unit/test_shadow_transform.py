@@ -119,3 +119,34 @@ def test_in_the_driver_a_fraud_shadow_fills_only_shadow_topics():
     assert {"fraud.review.shadow", "transactions.approved.shadow", "transactions.dlq.shadow"} <= filled
     assert len(enriched) > 300  # the live table's profiles were found
     assert {r.headers["so.topology"] for r in enriched} == {"fraud_detection.shadow"}
+
+
+def test_in_the_driver_an_http_target_of_a_shadow_is_a_topic_and_no_request():
+    spec = load_topology(ROOT / "topologies" / "orders_to_crm.yaml").spec
+    with TopologyTestDriver(shadow(spec), schemas=ROOT / "schemas", start_ms=T0) as driver:
+        for i, amount in enumerate([20, 150, 99.5, 100, 3000]):
+            driver.pipe("orders", {"id": f"o{i}", "amount": amount})
+        crm = driver.records("orders_to_crm.notify_crm.crm.shadow")
+        seen = driver.records("orders.seen.shadow")
+        sinks = [n.pipeline.sinks for n in driver.nodes.values()]
+    assert sorted(r.value["id"] for r in crm) == ["o1", "o3", "o4"]  # what the CRM would have got
+    assert len(seen) == 5
+    assert sinks == [{}]  # no HTTP sink was built: nothing can be sent
+
+
+def test_in_the_driver_a_shadow_retries_on_its_own_tiers():
+    spec = load_topology(ROOT / "topologies" / "fraud_detection.yaml").spec
+    txn = {"txn_id": "t1", "account_id": "A-1", "customer_id": 7, "amount": 10.0, "currency": "EUR",
+           "merchant_id": "M-1", "channel": "online", "country": "DE", "ts": T0}  # fmt: skip
+    profile = {"customer_id": "C-000007", "name": "N", "email": "n@example.com", "home_country": "DE",
+               "risk_tier": "low", "avg_amount": 50.0}  # fmt: skip
+    with TopologyTestDriver(shadow(spec), schemas=ROOT / "schemas", start_ms=T0) as driver:
+        driver.pipe("transactions", txn)  # the profile is not in the (live) table yet: retried
+        waiting = [r.topic for r in driver.pending_retries()]
+        driver.pipe("customers.clean", profile)
+        driver.advance(2)
+        enriched = driver.records("transactions.enriched.shadow")
+        filled = {t for t, parts in driver._logs.items() if any(parts)}
+    assert waiting == ["transactions.retry.1.shadow"]
+    assert [r.value["txn_id"] for r in enriched] == ["t1"]
+    assert not {t for t in filled if ".retry." in t and not t.endswith(".shadow")}
