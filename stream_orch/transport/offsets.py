@@ -8,32 +8,47 @@ callers do it before the shadow's worker joins, or after it has stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.transport import clients
-from stream_orch.transport.connect import start_client
+from stream_orch.transport.connect import start_client, unreachable
 
 _NON_EMPTY_GROUP = 68
 _GROUP_ID_NOT_FOUND = 69  # nothing to delete
 
 
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, within ``request_timeout_s`` or one line saying Kafka is not there."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
+    try:
+        await asyncio.wait_for(admin.start(), settings.request_timeout_s)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        reason = "no answer" if isinstance(exc, TimeoutError) else "connection refused or host unknown"
+        raise unreachable(settings, reason) from None
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
 async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPartition]:
     """Every partition of those of ``topics`` that exist (asked of the admin API, so that no
     topic is auto-created with the broker's defaults by asking)."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
         wanted = [t for t in topics if t in existing]
         described = await admin.describe_topics(wanted) if wanted else []
-    finally:
-        await admin.close()
     return sorted(
         TopicPartition(d["topic"], p["partition"]) for d in described for p in d.get("partitions") or []
     )
@@ -41,12 +56,8 @@ async def partitions_of(settings: Settings, topics: list[str]) -> list[TopicPart
 
 async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
     """The offsets ``group`` has committed (partitions without one are absent)."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     return {tp: om.offset for tp, om in offsets.items() if om.offset >= 0}
 
 
@@ -91,10 +102,8 @@ async def delete_groups(settings: Settings, groups: list[str], *, wait_s: float 
     """Delete ``groups``; returns those that existed. A group still with members is waited for up
     to ``wait_s`` (a stopped worker with a static member id stays a member until its session
     times out, 10 s), then refused with one line."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
-    await admin.start()
     deleted = []
-    try:
+    async with _admin(settings) as admin:
         for group in groups:
             deadline = asyncio.get_running_loop().time() + wait_s
             while True:
@@ -110,6 +119,14 @@ async def delete_groups(settings: Settings, groups: list[str], *, wait_s: float 
                 raise UserError(f"consumer group {group} still has members: stop the shadow's workers first")
             elif code != _GROUP_ID_NOT_FOUND:
                 raise UserError(f"consumer group {group} not deleted: {for_code(code).__name__}")
-    finally:
-        await admin.close()
     return deleted
+
+
+async def delete_topics(settings: Settings, topics: list[str]) -> list[str]:
+    """Delete those of ``topics`` that exist; returns them."""
+    async with _admin(settings) as admin:
+        existing = set(await admin.list_topics())
+        gone = [t for t in topics if t in existing]
+        if gone:
+            await admin.delete_topics(gone)
+    return gone

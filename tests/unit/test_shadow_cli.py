@@ -4,6 +4,8 @@ anything else, or `--from-time` without `--shadow`, is one line, not a traceback
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,3 +67,26 @@ def test_shadow_rate_without_shadow_is_one_line(capsys: pytest.CaptureFixture[st
     code = main(["run", str(ROOT / "topologies" / "fraud_detection.yaml"), "--shadow-rate", "500"])
     err = capsys.readouterr().err
     assert code != 0 and err.strip().count("\n") == 0 and "--shadow-rate: only with --shadow" in err
+
+
+@pytest.mark.parametrize("action", ["report", "delete"])
+def test_no_kafka_is_one_line(action: str):
+    # in a process of its own: an earlier test's `run` set up logging to a stream pytest has closed
+    fraud = str(ROOT / "topologies" / "fraud_detection.yaml")
+    cmd = [
+        sys.executable,
+        "-m",
+        "stream_orch.cli.main",
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "shadow",
+        action,
+    ]
+    done = subprocess.run([*cmd, fraud], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "cannot reach Kafka at 127.0.0.1:1" in done.stderr
+
+
+def test_shadow_without_an_action_says_what_to_do(capsys: pytest.CaptureFixture[str]):
+    assert main(["shadow"]) == 2
+    assert "shadow report FILE" in capsys.readouterr().err

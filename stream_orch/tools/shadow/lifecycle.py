@@ -52,18 +52,6 @@ async def set_start(written: TopologySpec, settings: Settings, from_time_ms: int
 async def delete(written: TopologySpec, settings: Settings) -> tuple[list[str], list[str]]:
     """Delete the consumer groups and topics of ``written``'s shadow runs; returns (groups,
     topics) deleted. The shadow's worker must be stopped (a group with members is not deleted)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     plan = version_plan(written, as_shadow=True)
     groups = await O.delete_groups(settings, list(plan.groups))
-    wanted = shadow_topics(plan)
-    admin = AIOKafkaAdminClient(**settings.kafka_client_args())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        topics = [t for t in wanted if t in existing]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
-    return groups, topics
+    return groups, await O.delete_topics(settings, shadow_topics(plan))
