@@ -89,13 +89,27 @@ async def commit(settings: Settings, group: str, offsets: dict[TopicPartition, i
     """Commit ``offsets`` for ``group`` (which must have no members: it is not joined)."""
     if not offsets:
         return
+    async with _admin(settings) as admin:
+        described = await admin.describe_consumer_groups([group])
+    states = {item[2] for response in described for item in getattr(response, "groups", None) or []}
+    if states - {"Empty", "Dead", ""}:
+        raise _running(group, "it has members")
     consumer = clients.consumer(settings.kafka_client_args(), group_id=group)
     await start_client(consumer, settings)
     try:
         consumer.assign(list(offsets))
         await consumer.commit(dict(offsets))
+    except KafkaError as exc:  # it got members meanwhile: only they may commit
+        raise _running(group, type(exc).__name__) from None
     finally:
         await consumer.stop()
+
+
+def _running(group: str, why: str) -> UserError:
+    return UserError(
+        f"cannot set the start offsets of consumer group {group} ({why}): "
+        "is it running? Stop its workers first"
+    )
 
 
 async def delete_groups(settings: Settings, groups: list[str], *, wait_s: float = 30.0) -> list[str]:

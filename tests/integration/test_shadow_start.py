@@ -1,7 +1,8 @@
 """Where a shadow run starts, on the real broker: without `--from-time` at the live group's
 committed offsets (it sees what is produced from then on, nothing the live version had already
-done); with `--from-time` at the first record of that time (a backtest: records older than it are
-not seen, every later one is, once)."""
+done), and a new start for a running shadow is refused in one line; with `--from-time` at the
+first record of that time (a backtest: records older than it are not seen, every later one is,
+once)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ async def test_a_shadow_starts_at_the_live_offsets_or_at_the_time_given(tmp_path
         # no --from-time: from the live group's committed offsets on
         first.start("--shadow")
         await wait_for_group(shadow_group)
+        # a new start for a shadow that runs is refused in one line (its members own the offsets)
+        code, _out, err = await run_cli(
+            "run", str(path), "--schemas", str(rh.REPO / "schemas"), "--shadow", "--from-time", "1h", env=env
+        )
+        assert code == 2 and "(it has members): is it running? Stop its workers first" in err, err
+        assert err.strip().count("\n") == 0, err
         await produce(t["events"], range(40, 60), now)  # B
         await wait_done(shadow_group, t["events"])
         await wait_done(group, t["events"])

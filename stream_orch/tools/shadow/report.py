@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from stream_orch.codecs import SchemaRegistry, codec_for
+from stream_orch.errors import UserError
 from stream_orch.observability.metrics import label_code
 from stream_orch.reliability import headers as H
 from stream_orch.settings import Settings
@@ -17,6 +18,8 @@ from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import offsets as O
 from stream_orch.transport.reading import read_to_end
+
+READ_TIMEOUT_S = 600.0  # per topic read to its end
 
 
 def output_of(record: ConsumerRecord[bytes, bytes], topic: str, dlq: bool, decode: Any) -> Output | None:
@@ -64,7 +67,12 @@ async def read_version(
             if out is not None and out.source[0] in inputs:
                 outputs.append(out)
 
-        await read_to_end(client_args, await O.partitions_of(settings, [topic]), keep)
+        try:
+            await read_to_end(
+                client_args, await O.partitions_of(settings, [topic]), keep, timeout_s=READ_TIMEOUT_S
+            )
+        except TimeoutError as exc:
+            raise UserError(f"shadow report: {exc}") from None
     committed: dict[tuple[str, int], int] = {}
     for node in plan.reading(inputs):
         for tp, offset in (await O.committed(settings, group_id(plan.spec.topology, node))).items():
