@@ -150,3 +150,24 @@ def test_in_the_driver_a_shadow_retries_on_its_own_tiers():
     assert waiting == ["transactions.retry.1.shadow"]
     assert [r.value["txn_id"] for r in enriched] == ["t1"]
     assert not {t for t in filled if ".retry." in t and not t.endswith(".shadow")}
+
+
+def test_a_repartitioned_node_and_a_chain_of_nodes_stay_inside_the_shadow():
+    from test_repartition_step import doc
+
+    data = doc()
+    data["topics"]["hub.alerts"] = {"partitions": 3, "key": "hub"}
+    data["nodes"]["alert"] = {  # reads what per_hub writes: in a shadow, per_hub's shadow
+        "input": "hub.counts",
+        "steps": [{"step": "filter", "when": "n > 3"}],
+        "routes": [{"to": "hub.alerts"}],
+        "errors": {"dlq": "hub.counts.dlq"},
+    }
+    spec = TopologySpec.model_validate(data)
+    shade = expand(shadow(spec))
+    assert shade.nodes["alert"].input == "hub.counts.shadow"
+    assert shade.nodes["per_hub"].routes[0].targets()[0].topic == "rekey.per_hub.repartition.shadow"
+    assert shade.nodes["per_hub.after_repartition"].input == "rekey.per_hub.repartition.shadow"
+    assert changelog_topic(shade.topology, "per_hub") == "rekey.per_hub.changelog.shadow"
+    assert all(t.endswith(".shadow") for t in writes(shade)), sorted(writes(shade))
+    assert live_inputs(shade) == ["scans"]
