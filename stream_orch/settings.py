@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         "into dead letters and retries (so.error.stacktrace). Off: they carry the exception's class "
         "and message only (so.error.class, so.error.message).",
     )
+    max_records_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="Most input records a second each node of the worker processes (`run --shadow "
+        "--shadow-rate`); unset: as fast as it can.",
+    )
 
     audit: bool = Field(
         True,

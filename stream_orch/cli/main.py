@@ -39,6 +39,7 @@ COMMANDS = (
     "alerts",
     "sink",
     "audit",
+    "shadow",
 )
 
 _SETTING_FLAGS = {

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stream_orch.cli.argtypes import past_time_ms, positive_float
 from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
@@ -26,6 +27,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="serve /tables on the HTTP server, to requests with the bearer token STREAM_ORCH_HTTP_TOKEN "
         "(environment only)",
+    )
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="run this version beside the live one on the same input: own consumer groups "
+        "(<topology>.shadow.<node>), own state, writing only <topic>.shadow topics (outputs, DLQ, retry "
+        "tiers, changelogs); never the live outputs or targets outside Kafka. Compare with "
+        "`stream-orch shadow report FILE`",
+    )
+    p.add_argument(
+        "--from-time",
+        type=past_time_ms,
+        metavar="2h|ISO",
+        help="with --shadow: start from the input's records of that time on (a backtest; e.g. 24h "
+        "or 2026-12-03T08:00:00Z) instead of the live group's committed offsets",
+    )
+    p.add_argument(
+        "--shadow-rate",
+        type=positive_float,
+        metavar="R",
+        help="with --shadow: process at most R input records a second per node, leaving the live "
+        "worker the machine (a shadow that falls behind is compared on what it has processed)",
     )
     p.set_defaults(func=_run)
 
@@ -53,13 +76,28 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for node in args.node or []:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
-    subject = AuditSubject.of_topology(loaded.spec, args.file, schema_dir)
+    spec = loaded.spec
+    if args.from_time is not None and not args.shadow:
+        raise UserError("--from-time: only with --shadow (a live worker starts at its committed offsets)")
+    if args.shadow_rate is not None and not args.shadow:
+        raise UserError("--shadow-rate: only with --shadow (a live worker is not held back)")
+    if args.shadow:
+        from stream_orch.tools.shadow.lifecycle import set_start
+        from stream_orch.topology.shadow import shadow
+
+        for line in await set_start(spec, settings, args.from_time):
+            print(f"shadow: {line}", file=sys.stderr)
+        spec = shadow(spec)
+        if args.shadow_rate is not None:
+            settings = settings.model_copy(update={"max_records_per_s": args.shadow_rate})
+    subject = AuditSubject.of_topology(spec, args.file, schema_dir)
     worker = Worker(
-        loaded.spec,
+        spec,
         settings,
         schemas,
         nodes=args.node,
         stop_timeout_s=args.stop_timeout,
         audit_subject=subject,
+        shadow={"from_time_ms": args.from_time, "rate": args.shadow_rate} if args.shadow else None,
     )
     return await worker.run()

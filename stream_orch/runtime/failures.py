@@ -10,7 +10,7 @@ from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, Failure
 from stream_orch.runtime.output import Outbox
 from stream_orch.topology.models import TopologySpec
-from stream_orch.topology.naming import dlq_topic, retry_topic
+from stream_orch.topology.naming import dlq_topic, node_retry_topic
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class FailureRouter:
         policy = node.errors
         self.delays = list(policy.retry.delays) if policy and policy.retry else []
         self._retry_on = set(policy.retry.on) if policy and policy.retry else set()
-        self._input = node.input
+        self._node_spec = node
         self._dlq = dlq_topic(node)
         self._node = node_name
         self._topology = spec.topology
@@ -63,7 +63,7 @@ class FailureRouter:
             if retry_value is not None:  # a retry that cannot carry its value goes to the DLQ
                 outbox.add(
                     event.partition,
-                    retry_topic(self._input, tier),
+                    node_retry_topic(self._node_spec, tier),
                     event.key,
                     retry_value,
                     headers,
@@ -92,7 +92,7 @@ class FailureRouter:
                 "dead-lettered %d more records of this batch: %s",
                 logged - DLQ_LOG_LINES_PER_BATCH,
                 dict(stats.dead_lettered),
-                extra={"node": self._node, "topic": self._input},
+                extra={"node": self._node, "topic": self._node_spec.input},
             )
 
     def _error_headers(self, failure: Failure, error_class: str, now: int) -> list[tuple[str, bytes]]:

@@ -30,7 +30,7 @@ from stream_orch.runtime.batch import BatchStats
 from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, AtLeastOnce, BatchOut, Delivery
 from stream_orch.runtime.observer import NullObserver
 from stream_orch.runtime.output import Outbox, PartitionMap, Pending
-from stream_orch.runtime.pacing import RetryPacer
+from stream_orch.runtime.pacing import RateLimit, RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.ticker import punctuator_for, ticker_for
@@ -62,6 +62,7 @@ class NodeRunner:
         observer: NullObserver | None = None,
         instance_id: str | None = None,
         dlq_tracebacks: bool = False,
+        max_rate: float | None = None,
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -97,6 +98,7 @@ class NodeRunner:
             else AtLeastOnce(partial(clients.producer, client_args), self._commit, self, node_name)
         )
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
+        self._rate = RateLimit(max_rate)
         self._consumer: AIOKafkaConsumer | None = None
         self.pipeline_steps = self._pipeline.steps
         # a scheduled node's: writes tick records while this worker owns the ticks partition
@@ -279,6 +281,9 @@ class NodeRunner:
                     if not batches:
                         continue
                 await self._process(batches)
+            if (wait := self._rate.delay(sum(map(len, batches.values())), time.monotonic())) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -72,3 +72,21 @@ class RetryPacer:
         consumer = self._consumer
         if consumer is not None and (paused := consumer.paused() & consumer.assignment()):
             consumer.resume(*paused)
+
+
+class RateLimit:
+    """At most ``per_second`` input records a second through a node (``run --shadow --shadow-rate``:
+    a shadow that must leave the live worker its cores). After a batch of n records the next one
+    starts n / per_second seconds after the previous one's slot; time spent idle or behind is not
+    saved up for a burst. ``None``: no limit, no wait."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.per_second = per_second
+        self._next = 0.0
+
+    def delay(self, records: int, now: float) -> float:
+        """Seconds to wait, at monotonic time ``now``, after a batch of ``records``."""
+        if not self.per_second:
+            return 0.0
+        self._next = max(self._next, now) + records / self.per_second
+        return self._next - now

@@ -24,7 +24,7 @@ from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
-from stream_orch.topology.naming import group_id, retry_topic
+from stream_orch.topology.naming import group_id, node_retry_topic
 
 
 class NodePipeline:
@@ -71,7 +71,7 @@ class NodePipeline:
         # the topics the node reads, with the retry tier each one is (0: the input)
         self.tier_of: dict[str, int] = {node.input: 0}
         for n in range(1, len(self.failures.delays) + 1):
-            self.tier_of[retry_topic(node.input, n)] = n
+            self.tier_of[node_retry_topic(node, n)] = n
         decode = codec_for(spec.topics[node.input], schemas).decode
         self.decoders = dict.fromkeys(self.tier_of, decode)
         # the other streams of joins: their records enter at their join step, not at the first

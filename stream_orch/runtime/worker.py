@@ -19,7 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream_orch.audit.events import WORKER_START, WORKER_STOP, WORKER_UNCLEAN_STOP, AuditSubject
+from stream_orch.audit.events import (
+    SHADOW_START,
+    WORKER_START,
+    WORKER_STOP,
+    WORKER_UNCLEAN_STOP,
+    AuditSubject,
+)
 from stream_orch.audit.log import Auditor, audit_log
 from stream_orch.audit.marker import RunMarker
 from stream_orch.codecs.schemas import SchemaRegistry
@@ -213,6 +219,7 @@ class Worker:
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
         audit_subject: AuditSubject | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> None:
         # the nodes as the engine runs them: one with `repartition` steps is several (one per part)
         self.spec = expand(spec)
@@ -240,6 +247,8 @@ class Worker:
         self._marker: RunMarker | None = None
         self._instance: str | None = None
         self._stop_reason: str | None = None  # set once the start is audited
+        # a shadow run (`run --shadow`) is audited as such, with where it started
+        self._shadow = shadow
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -339,6 +348,7 @@ class Worker:
                 observer=observer,
                 instance_id=instance_id,
                 dlq_tracebacks=self.settings.dlq_tracebacks,
+                max_rate=self.settings.max_records_per_s,
             )
             observer.watch(runner)
             await runner.start()
@@ -395,6 +405,8 @@ class Worker:
             left = {k: previous[k] for k in ("pid", "started") if k in previous}
             await self.audit.record(WORKER_UNCLEAN_STOP, instance=self._instance, **left)
         self._stop_reason = "stop requested"
+        if self._shadow is not None:
+            await self.audit.record(SHADOW_START, instance=self._instance, **self._shadow)
         await self.audit.record(
             WORKER_START,
             nodes=self.node_names,

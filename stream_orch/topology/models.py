@@ -344,6 +344,9 @@ class NodeSpec(_Model):
         "and a partition's watermark is the minimum over the writer's source partitions, so re-keying makes "
         "no on-time record late); per_partition (the greatest event time read on the partition).",
     )
+    # Set only by topology.shadow.shadow (never read from a file): the node runs in a shadow run,
+    # so its retry tiers are shadow topics too (naming.node_retry_topic).
+    _shadow: bool = PrivateAttr(False)
 
     @model_validator(mode="before")
     @classmethod

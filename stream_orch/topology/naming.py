@@ -47,14 +47,38 @@ def name_rule(constraint: str | int) -> tuple[str, str] | None:
     return None
 
 
-def retry_topic(input_topic: str, tier: int) -> str:
-    return f"{input_topic}.retry.{tier}"
+#: What a shadow run (`stream-orch run --shadow`, :mod:`stream_orch.topology.shadow`) adds to the
+#: end of every topic it writes and to its topology's name (so to its consumer groups, transactional
+#: ids and state folders).
+SHADOW = ".shadow"
+
+
+def shadow_name(name: str) -> str:
+    """``name`` with :data:`SHADOW` at its end (unchanged when it has it already)."""
+    return name if name.endswith(SHADOW) else name + SHADOW
+
+
+def _base_and_suffix(topology: str) -> tuple[str, str]:
+    """A shadow topology's names put the suffix last, so that every topic it writes ends in it."""
+    if topology.endswith(SHADOW):
+        return topology[: -len(SHADOW)], SHADOW
+    return topology, ""
+
+
+def retry_topic(input_topic: str, tier: int, suffix: str = "") -> str:
+    return f"{input_topic}.retry.{tier}{suffix}"
+
+
+def node_retry_topic(node: NodeSpec, tier: int) -> str:
+    """The topic of a node's retry tier ``tier`` (1..): ``<input>.retry.<n>``, ``.shadow`` after it
+    in a shadow run (whose input is the live one: the shadow never reads or writes live retries)."""
+    return retry_topic(node.input, tier, SHADOW if node._shadow else "")
 
 
 def retry_topics(node: NodeSpec) -> list[str]:
     if node.errors is None or node.errors.retry is None:
         return []
-    return [retry_topic(node.input, n) for n in range(1, len(node.errors.retry.delays) + 1)]
+    return [node_retry_topic(node, n) for n in range(1, len(node.errors.retry.delays) + 1)]
 
 
 def dlq_topic(node: NodeSpec) -> str:
@@ -69,7 +93,8 @@ def derived_topics(node: NodeSpec) -> list[str]:
 
 
 def changelog_topic(topology: str, table: str) -> str:
-    return f"{topology}.{table}.changelog"
+    base, suffix = _base_and_suffix(topology)
+    return f"{base}.{table}.changelog{suffix}"
 
 
 def group_id(topology: str, node: str) -> str:
@@ -78,7 +103,8 @@ def group_id(topology: str, node: str) -> str:
 
 def repartition_topic(topology: str, node: str, part: int = 1) -> str:
     """The internal topic a node's ``repartition`` step writes (``part``: its n-th one)."""
-    return f"{topology}.{node}.repartition" + (f"_{part}" if part > 1 else "")
+    base, suffix = _base_and_suffix(topology)
+    return f"{base}.{node}.repartition" + (f"_{part}" if part > 1 else "") + suffix
 
 
 def after_repartition(node: str, part: int = 1) -> str:
