@@ -30,6 +30,7 @@ COMMANDS = (
     "graph",
     "schema",
     "run",
+    "reload",
     "test",
     "generate",
     "dlq",

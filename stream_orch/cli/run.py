@@ -34,13 +34,16 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.codecs import SchemaRegistry
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
+    from stream_orch.runtime.reloading import ReloadSource
+    from stream_orch.runtime.versions import TopologyVersion
     from stream_orch.runtime.worker import Worker
     from stream_orch.topology.lint import has_errors, lint
-    from stream_orch.topology.loader import find_schemas_dir, load_topology
+    from stream_orch.topology.loader import find_schemas_dir, parse_topology, read_topology_text
     from stream_orch.topology.repartition import expand
 
     setup_logging(settings.log_level, settings.log_json)
-    loaded = load_topology(args.file)
+    text = read_topology_text(args.file)  # kept: the version a reload starts from
+    loaded = parse_topology(text, args.file)
     schema_dir = find_schemas_dir(args.file, args.schemas)  # the error names the folders tried
     problems = lint(loaded, schema_dir)
     if has_errors(problems):  # the same checks as `stream-orch validate`: never run a broken graph
@@ -52,5 +55,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     for node in args.node or []:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
-    worker = Worker(loaded.spec, settings, schemas, nodes=args.node, stop_timeout_s=args.stop_timeout)
+    source = ReloadSource(TopologyVersion.of(loaded, text, schema_dir), args.file, schema_dir)
+    worker = Worker(
+        loaded.spec,
+        settings,
+        schemas,
+        nodes=args.node,
+        stop_timeout_s=args.stop_timeout,
+        reload_source=source,
+    )
     return await worker.run()

@@ -110,6 +110,8 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         self.processed = 0
         self.restarts = 0
+        # a reloaded version waiting for the next batch boundary, and who waits for its swap
+        self._reload: tuple[TopologySpec, asyncio.Future[None]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -249,6 +251,7 @@ class NodeRunner:
                     assigned, self._to_take_over = self._to_take_over, None
                     await self._take_over(assigned)
                     self._pacer.clear()  # resumes them (a retry not due yet is paused again)
+            self._swap_version()
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
             if not batches:
                 self.last_progress = time.monotonic()
@@ -268,6 +271,30 @@ class NodeRunner:
                     if not batches:
                         continue
                 await self._process(batches)
+
+    def reload(self, spec: TopologySpec) -> asyncio.Future[None]:
+        """Run ``spec`` (checked by ``reload_problems``) from the next batch on; the batch in
+        flight finishes on the running version. The future is done once the node has swapped."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._reload is not None:
+            self._reload[1].cancel()  # a newer version supersedes one not swapped in yet
+        self._reload = (spec, done)
+        return done
+
+    def _swap_version(self) -> None:
+        """At a batch boundary: no batch is being processed, the last one's outputs are rendered."""
+        if self._reload is None:
+            return
+        (spec, done), self._reload = self._reload, None
+        try:
+            self._pipeline.reload(spec)
+        except Exception as exc:  # a step that cannot be built: the node keeps its version
+            if not done.done():
+                done.set_exception(exc)
+            return
+        self.spec = spec
+        if not done.done():
+            done.set_result(None)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

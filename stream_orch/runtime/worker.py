@@ -30,6 +30,7 @@ from stream_orch.runtime.membership import MemberSlot, claim_slot
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
+from stream_orch.runtime.reloading import ReloadSource, WorkerReloads
 from stream_orch.settings import Settings
 from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
@@ -200,7 +201,10 @@ class Worker:
         *,
         nodes: list[str] | None = None,
         stop_timeout_s: float = 30.0,
+        reload_source: ReloadSource | None = None,
     ) -> None:
+        """``reload_source``: the file the topology was read from, which reloads read again
+        (:mod:`stream_orch.runtime.reloading`); without it the worker does not reload."""
         # the nodes as the engine runs them: one with `repartition` steps is several (one per part)
         self.spec = expand(spec)
         self.settings = settings
@@ -219,6 +223,8 @@ class Worker:
         self._lag_reader: LagReader | None = None
         self._background: list[asyncio.Task[None]] = []
         self._slot: MemberSlot | None = None
+        self._reload_source = reload_source
+        self.reloads: WorkerReloads | None = None
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -253,6 +259,15 @@ class Worker:
         client_args = self.settings.kafka_client_args()
         counts = await ensure_topics(client_args, plans)
         await wait_for_leaders(client_args, counts)
+        if self._reload_source is not None:
+            self.reloads = WorkerReloads(
+                self._reload_source,
+                self.settings.state_dir,
+                client_args,
+                self.metrics,
+                lambda: list(self.runners.values()),
+                self._swapped,
+            )
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 
@@ -265,6 +280,11 @@ class Worker:
                 self.settings.metrics_port,
                 tables=tables,
                 token=token,
+                reloads=self.reloads,
+                admin_reload=self.settings.admin_reload,
+                reload_token=self.settings.http_token.get_secret_value()
+                if self.settings.http_token
+                else None,
             )
         partitions = PartitionMap(counts)
         for name, table in spec.tables.items():
@@ -343,6 +363,8 @@ class Worker:
             loop.add_signal_handler(signal.SIGUSR1, self._dump)
         try:
             await self.start()
+            if self.reloads is not None:
+                self.reloads.install(loop)
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
@@ -358,6 +380,10 @@ class Worker:
         finally:
             await self.shutdown()
 
+    def _swapped(self, spec: TopologySpec) -> None:
+        """Every node runs ``spec`` (expanded) now: a reload was applied."""
+        self.spec = spec
+
     def _dump(self) -> None:
         """SIGUSR1: what every task waits on, then each node's view of its group and partitions."""
         dump_tasks()
@@ -366,6 +392,8 @@ class Worker:
 
     async def shutdown(self) -> None:
         self.health.set_ready(False, "stopping")
+        if self.reloads is not None:
+            await self.reloads.close()
         for name, runner in self.runners.items():
             self.health.unregister_task(name)
             runner.stop()

@@ -21,11 +21,18 @@ the text: comments and formatting never matter.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from stream_orch.topology.models import TopologySpec
 
 Path = tuple[str | int, ...]
+
+#: the kinds of step that keep state in memory between batches (event-time marks, windows being
+#: built): a reload keeps their objects as they are, so no change may reach them, a constant
+#: their expressions read included
+KEEPS_STATE = frozenset({"dedupe", "aggregate", "window", "join"})
 
 _ITEM = {"steps": "a step", "routes": "a route", "to": "a target", "rules": "a rule"}
 
@@ -34,7 +41,28 @@ def reload_problems(old: TopologySpec, new: TopologySpec) -> list[str]:
     """One line per change of ``new`` against ``old`` that a running worker cannot take, each
     with the path of the change; empty when ``new`` may be applied by a reload."""
     problems: list[str] = []
-    _walk(_dump(old), _dump(new), (), problems)
+    before, after = _dump(old), _dump(new)
+    _walk(before, after, (), problems)
+    problems += _constants_of_stateful_steps(before, after)
+    return problems
+
+
+def _constants_of_stateful_steps(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A changed or removed constant that a step keeping state reads (a whole-word mention in
+    the step: cautious, an expression's string literal of that name counts too)."""
+    changed = [k for k in old["constants"] if old["constants"][k] != new["constants"].get(k, ...)]
+    problems = []
+    for name, node in old["nodes"].items():
+        for i, step in enumerate(node["steps"]):
+            if step["step"] not in KEEPS_STATE:
+                continue
+            text = json.dumps(step)
+            for constant in changed:
+                if re.search(rf"\b{re.escape(constant)}\b", text):
+                    problems.append(
+                        f"constants.{constant}: read by nodes.{name}.steps[{i}] ({step['step']}), which "
+                        "keeps state (needs a restart)"
+                    )
     return problems
 
 

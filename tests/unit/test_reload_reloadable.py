@@ -174,3 +174,19 @@ def test_every_refused_change_is_listed_and_allowed_ones_are_not() -> None:
         "topics.transactions.partitions",
         "nodes.score_transactions.batch_size",
     ]
+
+
+def test_a_constant_read_by_a_step_that_keeps_state_is_refused() -> None:
+    def read_by_aggregate(d: dict[str, Any]) -> None:
+        d["constants"]["fast"] = 5
+        node(d)["steps"][5]["when"] = "amount > fast"
+
+    def faster(d: dict[str, Any]) -> None:
+        read_by_aggregate(d)
+        d["constants"]["fast"] = 6
+
+    problems = reload_problems(changed(read_by_aggregate), changed(faster))
+    assert problems == [
+        "constants.fast: read by nodes.score_transactions.steps[5] (aggregate), which keeps state "
+        "(needs a restart)"
+    ]
