@@ -126,18 +126,21 @@ async def wait_status(worker: WorkerProcess, check, timeout: float = 60.0) -> di
 
 def check_outputs(records: list[Any], sent: int, ran: list[str]) -> Counter[str]:
     """0 lost, 0 duplicated, and each record scored by the version it names; returns the
-    versions' record counts. Within a partition the versions follow each other as ``ran``: a
-    batch boundary splits them, never a record of an older version after a newer one."""
+    versions' record counts. In each input partition, by offset, the versions follow each other
+    as ``ran``: a batch boundary splits them, never a record of an older version after a newer one."""
     ids = Counter(orjson.loads(r.value)["id"] for r in records)
     assert sorted(ids) == sorted(f"r{i}" for i in range(sent)), "lost records"
     assert [i for i, n in ids.items() if n > 1] == [], "duplicated records"
     versions: Counter[str] = Counter()
-    order: dict[int, list[str]] = {}
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+    order: dict[str, list[str]] = {}  # input partition -> the versions its records ran on, in order
+    by_input = sorted(
+        records, key=lambda r: (headers_of(r)["so.src.partition"], int(headers_of(r)["so.src.offset"]))
+    )
+    for r in by_input:
         version = headers_of(r)["so.version"]
         assert orjson.loads(r.value)["score"] == SCORE[version[0]], (version, r.value)
         versions[version] += 1
-        seq = order.setdefault(r.partition, [])
+        seq = order.setdefault(headers_of(r)["so.src.partition"], [])
         if not seq or seq[-1] != version:
             seq.append(version)
     for partition, seq in order.items():
@@ -239,3 +242,53 @@ async def test_a_weight_change_applies_at_a_batch_boundary_a_new_step_is_refused
         assert kept == ["1.yaml", "2.yaml"]
     finally:
         worker.stop()
+
+
+async def post_reload(worker: WorkerProcess, query: str = "") -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.post(worker.url + "/admin/reload" + query) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_a_reload_on_one_worker_is_taken_by_the_other_reading_the_same_file(
+    tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / "reload.yaml"
+    write(path, suffix, "1", 0.4)
+    first = worker_of(path, tmp_path, "first").start()
+    second = worker_of(path, tmp_path, "second").start()
+    off = WorkerProcess(path, tmp_path / "off.log", metrics_port=free_port()).start()  # endpoint off
+    try:
+        await wait_for_group(f"reload_{suffix}.score")
+        for worker in (first, second, off):
+            await wait_status(worker, lambda b: b["version"] == "1")
+        feed = Feed(f"in.{suffix}")
+        feeding = asyncio.create_task(feed.run())
+        while feed.sent < 300:
+            await asyncio.sleep(0.05)
+
+        write(path, suffix, "2", 0.7)
+        code, body = await post_reload(first)  # the HTTP trigger, on one worker only
+        assert (code, body["result"], body["version"]) == (200, "applied", "2"), body
+        for worker in (second, off):  # the others hear the announcement and read their own file
+            body = await wait_status(worker, lambda b: b["version"] == "2")
+            assert (body["last_reload"]["result"], body["last_reload"]["trigger"]) == ("applied", "announced")
+        at_reload = feed.sent
+        while feed.sent < at_reload + 600:
+            await asyncio.sleep(0.05)
+        feed.stop()
+        await feeding
+
+        records = await read_committed(f"scored.{suffix}", feed.sent)
+        check_outputs(records, feed.sent, ["1", "2"])
+        after = [r for r in records if int(orjson.loads(r.value)["id"][1:]) >= at_reload]
+        assert len(after) == feed.sent - at_reload
+        assert {headers_of(r)["so.version"] for r in after} == {"2"}  # every worker runs version 2
+        assert {headers_of(r)["so.node"] for r in after} == {"score"}
+
+        code, body = await post_reload(off)
+        assert code == 404 and "STREAM_ORCH_ADMIN_RELOAD" in body["error"]
+        code, body = await post_reload(first, "?version=7")
+        assert code == 409 and body["result"] == "refused" and "no kept version '7'" in body["reason"]
+    finally:
+        for worker in (first, second, off):
+            worker.stop()
