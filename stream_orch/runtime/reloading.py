@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,13 +64,13 @@ class WorkerReloads:
             os.getpid(), {"topology": source.running.spec.topology, "file": str(source.file.resolve())}
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready = False  # every node started: a reload has all of them to swap
 
     # ------------------------------------------------------------------ triggers
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """SIGHUP reloads; the announcements of the other workers are listened to."""
-        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+    def start(self) -> None:
+        """Every node runs: reloads are taken from now on, the other workers' announcements too."""
+        self.ready = True
         listener = AnnouncementListener(
             self._client_args, self.reloader.running.spec.topology, self.reloader.heard
         )
@@ -82,10 +81,17 @@ class WorkerReloads:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_sighup(self) -> None:
+    def on_sighup(self) -> None:
         request = self._control.take_request()
         to_version = request.get("to_version")
         request_id = request.get("id")
+        if not self.ready:
+            log.warning("reload refused (SIGHUP): the worker is still starting")
+            if isinstance(request_id, str):
+                self._control.answer(
+                    request_id, {"result": "refused", "reason": "the worker is still starting"}
+                )
+            return
 
         async def reload() -> None:
             trigger = "stream-orch reload" if request_id else "SIGHUP"
@@ -96,6 +102,8 @@ class WorkerReloads:
         self._spawn(reload(), "reload")
 
     async def reload_request(self, trigger: str, to_version: str | None) -> tuple[bool, dict[str, Any]]:
+        if not self.ready:
+            return False, {"result": "refused", "reason": "the worker is still starting"}
         result = await self.reloader.reload(trigger, to_version)
         return result.result != "refused", asdict(result)
 

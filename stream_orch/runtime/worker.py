@@ -361,10 +361,11 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
             loop.add_signal_handler(signal.SIGUSR1, self._dump)
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)  # not the default: end the process
         try:
             await self.start()
             if self.reloads is not None:
-                self.reloads.install(loop)
+                self.reloads.start()
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
@@ -379,6 +380,12 @@ class Worker:
             return 1 if failed and not self._stop.is_set() else 0
         finally:
             await self.shutdown()
+
+    def _sighup(self) -> None:
+        if self.reloads is None:
+            log.warning("reload refused (SIGHUP): the worker is still starting, or has no topology file")
+        else:
+            self.reloads.on_sighup()
 
     def _swapped(self, spec: TopologySpec) -> None:
         """Every node runs ``spec`` (expanded) now: a reload was applied."""
