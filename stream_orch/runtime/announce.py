@@ -31,7 +31,8 @@ from stream_orch.transport import clients
 log = logging.getLogger(__name__)
 
 AUDIT_TOPIC = "stream_orch.audit"
-RELOADED = "reload"  # the action of an applied reload; the others are not announcements
+RELOADED = "reload"  # the action of an applied reload: the others converge on it
+REFUSED = "reload_refused"  # for the audit trail only
 MAX_RECORD_BYTES = 64 * 1024  # an audit record is a few hundred bytes: anything larger is not one
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stream_orch.errors import UserError
-from stream_orch.runtime.announce import RELOADED, Announcer
+from stream_orch.runtime.announce import REFUSED, RELOADED, Announcer
 from stream_orch.runtime.versions import TopologyVersion, VersionStore
 from stream_orch.topology.lint import has_errors, lint
 from stream_orch.topology.loader import SpecError, parse_topology, read_topology_text
@@ -47,6 +47,7 @@ class ReloadResult:
     reason: str = ""
     requested: str = ""  # the version asked for (rollback), or the file's
     at: float = 0.0
+    previous: str = ""  # the version running before an applied reload
 
     def line(self) -> str:
         if self.result == "refused":
@@ -102,7 +103,7 @@ class Reloader:
                 result = await self._try(candidate, trigger)
             except Refused as exc:
                 result = self._result("refused", trigger, str(exc), to_version or "")
-            self._finish(result)
+            await self._finish(result)
             return result
 
     async def heard(self, version: str, content_hash: str) -> None:
@@ -132,7 +133,7 @@ class Reloader:
                 result = await self._try(same[0], "announced")
             except Refused as exc:
                 result = self._result("refused", "announced", str(exc), version)
-            self._finish(result)
+            await self._finish(result)
 
     # ------------------------------------------------------------------ candidates
 
@@ -194,17 +195,7 @@ class Reloader:
         self.running = candidate
         self.store.keep(candidate)
         result = self._result("applied", trigger, requested=candidate.version)
-        if self._announcer is not None and trigger != "announced":
-            try:
-                await self._announcer.announce(
-                    RELOADED,
-                    candidate.spec.topology,
-                    candidate.version,
-                    candidate.content_hash,
-                    {"trigger": trigger, "from_version": previous},
-                )
-            except Exception as exc:  # the reload stands; the other workers get the next one
-                log.warning("reload: announcing version %s failed: %r", candidate.version, exc)
+        result.previous = previous
         return result
 
     def _result(self, result: Result, trigger: str, reason: str = "", requested: str = "") -> ReloadResult:
@@ -213,10 +204,30 @@ class Reloader:
             result, running.version, running.content_hash, trigger, reason, requested, time.time()
         )
 
-    def _finish(self, result: ReloadResult) -> None:
+    async def _finish(self, result: ReloadResult) -> None:
         self.last = result
         self._counted(result.result)
         log.log(logging.WARNING if result.result == "refused" else logging.INFO, result.line())
+        await self._announce(result)
+
+    async def _announce(self, result: ReloadResult) -> None:
+        """An applied reload (the others converge on it) and a refused one (for the audit trail);
+        not one taken from an announcement, nor one that changed nothing."""
+        if self._announcer is None or result.trigger == "announced" or result.result == "unchanged":
+            return
+        applied = result.result == "applied"
+        details = {"trigger": result.trigger, "requested": result.requested}
+        details.update({"from_version": result.previous} if applied else {"reason": result.reason})
+        try:
+            await self._announcer.announce(
+                RELOADED if applied else REFUSED,
+                self.running.spec.topology,
+                result.version,
+                result.content_hash,
+                details,
+            )
+        except Exception as exc:  # the reload stands; the other workers get the next one
+            log.warning("reload: writing to the audit topic failed: %r", exc)
 
 
 def _first(problems: list[Any]) -> str:
