@@ -33,6 +33,7 @@ from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
+from stream_orch.runtime.swap import VersionSwap
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.sinks import Sink, build_sinks
 from stream_orch.state.restore import restore
@@ -110,8 +111,7 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         self.processed = 0
         self.restarts = 0
-        # a reloaded version waiting for the next batch boundary, and who waits for its swap
-        self._reload: tuple[TopologySpec, asyncio.Future[None]] | None = None
+        self._swap = VersionSwap()  # a reloaded version waiting for the next batch boundary
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,7 +251,7 @@ class NodeRunner:
                     assigned, self._to_take_over = self._to_take_over, None
                     await self._take_over(assigned)
                     self._pacer.clear()  # resumes them (a retry not due yet is paused again)
-            self._swap_version()
+            self.spec = self._swap.apply(self._pipeline) or self.spec
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
             if not batches:
                 self.last_progress = time.monotonic()
@@ -273,28 +273,8 @@ class NodeRunner:
                 await self._process(batches)
 
     def reload(self, spec: TopologySpec) -> asyncio.Future[None]:
-        """Run ``spec`` (checked by ``reload_problems``) from the next batch on; the batch in
-        flight finishes on the running version. The future is done once the node has swapped."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._reload is not None:
-            self._reload[1].cancel()  # a newer version supersedes one not swapped in yet
-        self._reload = (spec, done)
-        return done
-
-    def _swap_version(self) -> None:
-        """At a batch boundary: no batch is being processed, the last one's outputs are rendered."""
-        if self._reload is None:
-            return
-        (spec, done), self._reload = self._reload, None
-        try:
-            self._pipeline.reload(spec)
-        except Exception as exc:  # a step that cannot be built: the node keeps its version
-            if not done.done():
-                done.set_exception(exc)
-            return
-        self.spec = spec
-        if not done.done():
-            done.set_result(None)
+        """Run ``spec`` from the next batch on; the batch in flight ends on the running version."""
+        return self._swap.request(spec)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -3,6 +3,9 @@ rules change, the state does not (a step keeping state is the same object, with 
 
 from __future__ import annotations
 
+import pytest
+
+from stream_orch.runtime.swap import VersionSwap
 from stream_orch.testing import TopologyTestDriver
 from stream_orch.topology.loader import parse_topology
 from stream_orch.topology.models import TopologySpec
@@ -52,3 +55,34 @@ def test_the_next_batch_runs_the_new_rules_and_the_state_stays() -> None:
         driver.process()
         out = [(r.value["id"], r.value["score"], r.headers["so.version"]) for r in driver.read("out")]
     assert out == [("a", 0.4, "1"), ("b", 0.4, "1"), ("c", 0.7, "2"), ("d", 0.0, "2")]
+
+
+class _Pipeline:
+    def __init__(self, fail: bool = False) -> None:
+        self.specs: list[TopologySpec] = []
+        self.fail = fail
+
+    def reload(self, spec: TopologySpec) -> None:
+        if self.fail:
+            raise ValueError("cannot build")
+        self.specs.append(spec)
+
+
+async def test_a_node_swaps_to_the_newest_version_asked_for_at_its_boundary() -> None:
+    swap = VersionSwap()
+    pipeline = _Pipeline()
+    assert swap.apply(pipeline) is None  # type: ignore[arg-type]
+    first = swap.request(spec("2", 100, 0.5))
+    second = swap.request(spec("3", 100, 0.6))
+    assert first.cancelled() and not second.done()  # not before the boundary
+    running = swap.apply(pipeline)  # type: ignore[arg-type]
+    assert running is not None and running.version == "3" and second.done()
+    assert [s.version for s in pipeline.specs] == ["3"]
+
+
+async def test_a_version_a_node_cannot_build_leaves_it_on_its_own() -> None:
+    swap = VersionSwap()
+    done = swap.request(spec("2", 100, 0.5))
+    assert swap.apply(_Pipeline(fail=True)) is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot build"):
+        done.result()
