@@ -83,7 +83,7 @@ class Reloader:
         self._counted = counted or (lambda result: None)
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
-        store.keep(running)
+        self._keep(running)
 
     def status(self) -> dict[str, Any]:
         """What /status shows: the running version and the last reload's result."""
@@ -193,10 +193,21 @@ class Reloader:
         previous = running.version
         await self._apply(candidate.spec)
         self.running = candidate
-        self.store.keep(candidate)
+        self._keep(candidate)
         result = self._result("applied", trigger, requested=candidate.version)
         result.previous = previous
         return result
+
+    def _keep(self, version: TopologyVersion) -> None:
+        try:
+            self.store.keep(version)
+        except OSError as exc:  # the worker runs on; only a rollback to this version is lost
+            log.warning(
+                "cannot keep version %s in %s (%s): no rollback to it",
+                version.version,
+                self.store.folder,
+                exc,
+            )
 
     def _result(self, result: Result, trigger: str, reason: str = "", requested: str = "") -> ReloadResult:
         running = self.running

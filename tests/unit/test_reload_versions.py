@@ -153,3 +153,15 @@ def test_a_version_is_always_a_plain_file_name(version: str) -> None:
     stem = version_file_stem(version)
     assert "/" not in stem and not stem.startswith(".") and len(stem) <= 202
     assert (stem == version) == (version in ("1.0.0", "v2_final"))
+
+
+def test_a_state_folder_that_cannot_be_written_loses_the_rollback_not_the_reload(tmp_path: Path) -> None:
+    path = fraud_copy(tmp_path)
+    running = TopologyVersion.of(load_topology(path), path.read_text(), SCHEMAS)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the state folder should be")
+    applied = Applied()
+    r = Reloader(running, path, SCHEMAS, VersionStore(blocked, running.spec.topology), applied)
+    edit(path, 'version: "1.0.0"', 'version: "1.0.1"')
+    assert run(r.reload("SIGHUP")).result == "applied" and len(applied.specs) == 1
+    assert r.store.versions() == []
