@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="Bearer token that /tables requires; from the environment only "
         "(STREAM_ORCH_HTTP_TOKEN), never a flag, never logged. Needed when tables_endpoint is on.",
     )
+    admin_reload: bool = Field(
+        False,
+        description="Serve POST /admin/reload (and /admin/reload?version=V, a rollback) on the worker's "
+        "HTTP server; with http_token set it requires `Authorization: Bearer <http_token>`. Off: 404. "
+        "SIGHUP and `stream-orch reload PID` work either way.",
+    )
     lag_interval_s: float = Field(
         15.0,
         gt=0,

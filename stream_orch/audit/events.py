@@ -15,10 +15,8 @@ record is the engine's own, like the replay and ingest ledgers' records.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import orjson
 from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from stream_orch.topology.content import topology_hash
 
 if TYPE_CHECKING:
     from stream_orch.topology.models import TopologySpec
@@ -43,7 +43,6 @@ REFUSED_RELOAD = "refused_reload"
 SHADOW_START = "shadow_start"
 
 MAX_TEXT = 300  # a detail string longer than this is cut (a filter expression, an error message)
-HASH_CHARS = 12  # of the SHA-256's hex digest: enough to tell versions of one file apart
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Scalar = Text | bool | int | float | None
@@ -100,30 +99,15 @@ class AuditSubject:
 
     @classmethod
     def of_topology(cls, spec: TopologySpec, path: Path | None, schema_dir: Path | None) -> AuditSubject:
-        """``spec`` as loaded from ``path``: its hash covers the file and the schemas its topics
-        name (a changed schema is a changed topology); without ``path``, no hash."""
+        """``spec`` as loaded from ``path``: its hash covers the file and every file it reads
+        (schemas, python modules, models: ``topology.content``, the hash `reload` uses too);
+        without ``path``, no hash."""
         if path is None:
             return cls(spec.topology, spec.version)
-        names = sorted({t.schema_ for t in spec.topics.values() if t.schema_})
-        schemas = [schema_dir / f"{name}.avsc" for name in names] if schema_dir is not None else []
-        return cls(spec.topology, spec.version, content_hash([path, *schemas]))
+        return cls(spec.topology, spec.version, topology_hash(path, spec, schema_dir))
 
 
 NOBODY = AuditSubject()
-
-
-def content_hash(files: Iterable[Path]) -> str | None:
-    """The first HASH_CHARS hex digits of a SHA-256 over each file's name and bytes, in the order
-    given (the topology file first, then its schemas by name); None when one cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        for path in files:
-            data = path.read_bytes()
-            digest.update(f"{path.name}\0{len(data)}\0".encode())
-            digest.update(data)
-    except OSError:
-        return None
-    return digest.hexdigest()[:HASH_CHARS]
 
 
 def os_user() -> str:

@@ -31,6 +31,7 @@ COMMANDS = (
     "graph",
     "schema",
     "run",
+    "reload",
     "test",
     "generate",
     "dlq",

@@ -58,13 +58,16 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.codecs import SchemaRegistry
     from stream_orch.errors import UserError
     from stream_orch.observability.logging import setup_logging
+    from stream_orch.runtime.reloading import ReloadSource
+    from stream_orch.runtime.versions import TopologyVersion
     from stream_orch.runtime.worker import Worker
     from stream_orch.topology.lint import has_errors, lint
-    from stream_orch.topology.loader import find_schemas_dir, load_topology
+    from stream_orch.topology.loader import find_schemas_dir, parse_topology, read_topology_text
     from stream_orch.topology.repartition import expand
 
     setup_logging(settings.log_level, settings.log_json)
-    loaded = load_topology(args.file)
+    text = read_topology_text(args.file)  # kept: the version a reload starts from
+    loaded = parse_topology(text, args.file)
     schema_dir = find_schemas_dir(args.file, args.schemas)  # the error names the folders tried
     problems = lint(loaded, schema_dir)
     if has_errors(problems):  # the same checks as `stream-orch validate`: never run a broken graph
@@ -90,6 +93,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         spec = shadow(spec)
         if args.shadow_rate is not None:
             settings = settings.model_copy(update={"max_records_per_s": args.shadow_rate})
+    # a shadow runs its transform of the file: a reload of the file would be another topology
+    source = None
+    if not args.shadow:
+        source = ReloadSource(TopologyVersion.of(loaded, text, schema_dir), args.file, schema_dir)
     subject = AuditSubject.of_topology(spec, args.file, schema_dir)
     worker = Worker(
         spec,
@@ -99,5 +106,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         stop_timeout_s=args.stop_timeout,
         audit_subject=subject,
         shadow={"from_time_ms": args.from_time, "rate": args.shadow_rate} if args.shadow else None,
+        reload_source=source,
     )
     return await worker.run()

@@ -60,6 +60,44 @@ _UNAUTHORIZED = {"error": "table endpoints need Authorization: Bearer <STREAM_OR
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
+class Reloads(Protocol):
+    """The worker's running topology version (``/status``) and its reloads (``/admin/reload``)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def reload_request(self, trigger: str, to_version: str | None) -> tuple[bool, dict[str, Any]]: ...
+
+
+def _admin_handlers(reloads: Reloads | None, enabled: bool, token: str | None) -> tuple[Handler, Handler]:
+    """/status (open: a version and a reload result, no record data) and POST /admin/reload
+    (404 unless ``enabled``; with a ``token``, only with it as a bearer token)."""
+
+    async def status(request: web.Request) -> web.Response:
+        if reloads is None:
+            return _json(404, {"error": "no topology status on this server"})
+        return _json(200, reloads.status())
+
+    async def reload(request: web.Request) -> web.Response:
+        if reloads is None or not enabled:
+            return _json(404, {"error": "the reload endpoint is off (STREAM_ORCH_ADMIN_RELOAD=true)"})
+        if token and token.strip():
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if not (
+                scheme.lower() == "bearer"
+                and hmac.compare_digest(given.strip().encode(), token.strip().encode())
+            ):
+                return _json(
+                    401, {"error": "the reload endpoint needs Authorization: Bearer <STREAM_ORCH_HTTP_TOKEN>"}
+                )
+        version = request.query.get("version")
+        if version is not None and not (0 < len(version) <= 100):
+            return _json(400, {"error": "version: 1 to 100 characters"})
+        applied, body = await reloads.reload_request("http", version)
+        return _json(200 if applied else 409, body)
+
+    return status, reload
+
+
 def _table_handlers(tables: Tables | None, token: str | None) -> tuple[Handler, Handler]:
     """The handlers of /tables and /tables/{name}/{key}: 404 without ``tables``; with them, 401
     to every request without ``Authorization: Bearer <token>``."""
@@ -104,6 +142,9 @@ def make_app(
     health: HealthState | None = None,
     tables: Tables | None = None,
     token: str | None = None,
+    reloads: Reloads | None = None,
+    admin_reload: bool = False,
+    reload_token: str | None = None,
 ) -> web.Application:
     """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200.
     ``tables`` are served only with ``token``: table data never goes out unauthenticated."""
@@ -128,7 +169,11 @@ def make_app(
         ready, body = health.readiness()
         return _json(200 if ready else 503, body)
 
-    paths = "/metrics /health /ready" + (" /tables" if tables is not None else "")
+    status_handler, reload_handler = _admin_handlers(reloads, admin_reload, reload_token)
+    paths = "/metrics /health /ready" + (" /status" if reloads is not None else "")
+    paths += (" /tables" if tables is not None else "") + (
+        " /admin/reload" if reloads and admin_reload else ""
+    )
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=f"stream-orch: {paths}\n")
@@ -140,6 +185,8 @@ def make_app(
     app.router.add_get("/ready", ready_handler)
     app.router.add_get("/tables", tables_handler)
     app.router.add_get("/tables/{name}/{key}", table_key_handler)
+    app.router.add_get("/status", status_handler)
+    app.router.add_post("/admin/reload", reload_handler)
     return app
 
 
@@ -150,10 +197,15 @@ async def serve(
     port: int = 9308,
     tables: Tables | None = None,
     token: str | None = None,
+    reloads: Reloads | None = None,
+    admin_reload: bool = False,
+    reload_token: str | None = None,
 ) -> ObservabilityServer:
     """Starts serving and returns once the socket is bound (port 0 picks a free port); ``tables``
     (served only with ``token``) as in :func:`make_app`."""
-    runner = web.AppRunner(make_app(metrics, health, tables, token), access_log=None)
+    runner = web.AppRunner(
+        make_app(metrics, health, tables, token, reloads, admin_reload, reload_token), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -243,6 +243,12 @@ class Metrics:
         self.build = Info(p + "build", "stream-orch version.", registry=r)
         self.build.info({"version": __version__})
 
+        self.reloads = Counter(
+            p + "reloads_total",
+            "Topology reloads by result: applied, refused, unchanged (the running version already).",
+            ["result"],
+            registry=r,
+        )
         self.events_in = Counter(
             p + "events_in_total", "Records consumed by a node.", ["node", "topic"], registry=r
         )
@@ -425,6 +431,7 @@ class Metrics:
     def model_scored(self, topology: str, node: str, model: str, seconds: float) -> None:
         """One model call on a batch (the model's name is the topology's: a bounded set)."""
         self.model_seconds.labels(topology, node, model).observe(seconds)
+
     def sink_records(self, node: str, target: str, outcome: str, n: int) -> None:
         self.sink_records_total.labels(node, target, outcome).inc(n)
 

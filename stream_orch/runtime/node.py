@@ -33,6 +33,7 @@ from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RateLimit, RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
+from stream_orch.runtime.swap import VersionSwap
 from stream_orch.runtime.ticker import punctuator_for, ticker_for
 from stream_orch.runtime.transactions import ExactlyOnce
 from stream_orch.sinks import Sink, build_sinks
@@ -117,6 +118,7 @@ class NodeRunner:
         self.last_progress = time.monotonic()
         self.processed = 0
         self.restarts = 0
+        self._swap = VersionSwap()  # a reloaded version waiting for the next batch boundary
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -262,6 +264,7 @@ class NodeRunner:
                     assigned, self._to_take_over = self._to_take_over, None
                     await self._take_over(assigned)
                     self._pacer.clear()  # resumes them (a retry not due yet is paused again)
+            self.spec = self._swap.apply(self._pipeline) or self.spec
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
             if not batches:
                 self.last_progress = time.monotonic()
@@ -284,6 +287,10 @@ class NodeRunner:
             if (wait := self._rate.delay(sum(map(len, batches.values())), time.monotonic())) > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
+
+    def reload(self, spec: TopologySpec) -> asyncio.Future[None]:
+        """Run ``spec`` from the next batch on; the batch in flight ends on the running version."""
+        return self._swap.request(spec)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -25,6 +25,7 @@ from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
 from stream_orch.topology.naming import group_id, node_retry_topic
+from stream_orch.topology.reloadable import KEEPS_STATE
 
 
 class NodePipeline:
@@ -43,6 +44,7 @@ class NodePipeline:
         """``sinks``: one per external target of the node, by name (``sinks.build_sinks``); when
         not given, each target gets a :class:`~stream_orch.sinks.MemorySink` (the test driver)."""
         node = spec.nodes[node_name]
+        self.spec, self._schemas, self._tracebacks = spec, schemas, dlq_tracebacks
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
@@ -79,6 +81,29 @@ class NodePipeline:
         for topic in self.enters_at:
             self.tier_of[topic] = 0
             self.decoders[topic] = codec_for(spec.topics[topic], schemas).decode
+
+    def reload(self, spec: TopologySpec) -> None:
+        """Take ``spec``, a version of the running one that ``reload_problems`` accepts, between
+        two batches: its steps whose spec changed (and, when a constant changed, every step not
+        keeping state: constants are compiled into expressions) are built again, and so are the
+        routes and the failure router (they stamp the version); the steps keeping state, the
+        tables, the sinks and the decoders stay."""
+        node_name = self.ctx.node
+        old, new = self.spec.nodes[node_name].steps, spec.nodes[node_name].steps
+        constants = spec.constants != self.spec.constants
+        for i, (before, after) in enumerate(zip(old, new, strict=True)):
+            if before != after or (constants and after.step not in KEEPS_STATE):
+                self.steps[i] = build_step(
+                    after, topology_spec=spec, schemas=self._schemas, node_name=node_name
+                )
+        self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
+        lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
+        self.router = Router(spec, node_name, self._schemas, lineage=lineage)
+        self.failures = FailureRouter(spec, node_name, tracebacks=self._tracebacks)
+        if self.external is not None:
+            self.external = ExternalRoutes(spec, node_name, self._schemas)
+        self.ctx.constants = dict(spec.constants)
+        self.spec = spec
 
     async def process(
         self, batches: dict[TopicPartition, list[Any]], outbox: Outbox, stats: BatchStats, now: int

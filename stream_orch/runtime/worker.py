@@ -39,6 +39,7 @@ from stream_orch.runtime.membership import MemberSlot, claim_slot
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
+from stream_orch.runtime.reloading import ReloadSource, WorkerReloads
 from stream_orch.settings import Settings
 from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
@@ -220,7 +221,10 @@ class Worker:
         stop_timeout_s: float = 30.0,
         audit_subject: AuditSubject | None = None,
         shadow: dict[str, Any] | None = None,
+        reload_source: ReloadSource | None = None,
     ) -> None:
+        """``reload_source``: the file the topology was read from, which reloads read again
+        (:mod:`stream_orch.runtime.reloading`); without it the worker does not reload."""
         # the nodes as the engine runs them: one with `repartition` steps is several (one per part)
         self.spec = expand(spec)
         self.settings = settings
@@ -249,6 +253,8 @@ class Worker:
         self._stop_reason: str | None = None  # set once the start is audited
         # a shadow run (`run --shadow`) is audited as such, with where it started
         self._shadow = shadow
+        self._reload_source = reload_source
+        self.reloads: WorkerReloads | None = None
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -283,6 +289,17 @@ class Worker:
         client_args = self.settings.kafka_client_args()
         counts = await ensure_topics(client_args, plans)
         await wait_for_leaders(client_args, counts)
+        if self._reload_source is not None:
+            self.reloads = WorkerReloads(
+                self._reload_source,
+                self.settings.state_dir,
+                client_args,
+                self.metrics,
+                lambda: list(self.runners.values()),
+                self._swapped,
+                self.audit,
+                self.settings.audit_topic if self.settings.audit else None,
+            )
         if self.settings.metrics_port:
             from stream_orch.observability.http import serve
 
@@ -295,6 +312,11 @@ class Worker:
                 self.settings.metrics_port,
                 tables=tables,
                 token=token,
+                reloads=self.reloads,
+                admin_reload=self.settings.admin_reload,
+                reload_token=self.settings.http_token.get_secret_value()
+                if self.settings.http_token
+                else None,
             )
         partitions = PartitionMap(counts)
         read = {t for n in self.node_names for t in tables_read_by(spec, n)}
@@ -378,9 +400,12 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
             loop.add_signal_handler(signal.SIGUSR1, self._dump)
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)  # not the default: end the process
         try:
             await self.start()
             await self._audit_start()
+            if self.reloads is not None:
+                self.reloads.start()
             stop_wait = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop_wait, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
@@ -421,6 +446,16 @@ class Worker:
                 self._marker.clear()
         await self.audit.close()
 
+    def _sighup(self) -> None:
+        if self.reloads is None:
+            log.warning("reload refused (SIGHUP): the worker is still starting, or has no topology file")
+        else:
+            self.reloads.on_sighup()
+
+    def _swapped(self, spec: TopologySpec) -> None:
+        """Every node runs ``spec`` (expanded) now: a reload was applied."""
+        self.spec = spec
+
     def _dump(self) -> None:
         """SIGUSR1: what every task waits on, then each node's view of its group and partitions."""
         dump_tasks()
@@ -429,6 +464,8 @@ class Worker:
 
     async def shutdown(self) -> None:
         self.health.set_ready(False, "stopping")
+        if self.reloads is not None:
+            await self.reloads.close()
         for name, runner in self.runners.items():
             self.health.unregister_task(name)
             runner.stop()

@@ -125,6 +125,12 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     cannot be read or is refused (:class:`YAMLRefused`: larger than the limit, and the rest of
     :mod:`~stream_orch.topology.yaml_reader`'s limits).
     """
+    return parse_topology(read_topology_text(path), path, env)
+
+
+def read_topology_text(path: str | Path) -> str:
+    """The text of the topology file at ``path``, within the size limit; :class:`UserError` (one
+    line) when it cannot be read or is refused."""
     path = Path(path)
     try:
         with path.open("rb") as stream:
@@ -139,7 +145,7 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
         raise UserError(f"{path} is a directory, not a topology file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read topology {path}: {exc}") from None
-    return parse_topology(text, path, env)
+    return text
 
 
 def parse_topology(

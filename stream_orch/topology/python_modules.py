@@ -79,6 +79,10 @@ class PythonPlaces:
             if c.is_file() and c.resolve().is_relative_to(folder)
         ]
 
+    def files(self, module: str) -> list[Path]:
+        """The files ``module`` is loaded from in the allowed folders (none for a listed package)."""
+        return [] if self.listed(module) else self._files(module)
+
     def problem(self, module: str) -> str | None:
         """Why ``module`` may not be loaded, or None when it may (nothing is imported)."""
         if self.listed(module):

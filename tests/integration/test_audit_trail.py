@@ -115,7 +115,7 @@ async def test_a_worker_start_and_sigterm_stop_are_audited_once(tmp_path: Path, 
             expected.version,
             expected.content_hash,
         )
-        assert event.content_hash is not None and len(event.content_hash) == 12
+        assert event.content_hash is not None and len(event.content_hash) == 16
         assert event.user == "ci-bot" and event.pid == worker.proc.pid  # type: ignore[union-attr]
     assert events[0].details["nodes"] == list(spec.nodes)
     assert events[1].details["reason"] == "stop requested"

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream_orch.audit import NOBODY, Auditor, AuditSubject, NullAuditLog, audit_log
-from stream_orch.audit.events import MAX_TEXT, AuditEvent, content_hash, make_event
+from stream_orch.audit.events import MAX_TEXT, AuditEvent, make_event
 from stream_orch.audit.log import KafkaAuditLog
 from stream_orch.audit.marker import RunMarker
 from stream_orch.audit.read import render_json_lines, render_table
@@ -74,7 +74,7 @@ def test_the_content_hash_changes_with_the_topology_and_with_its_schemas(tmp_pat
     topology = tmp_path / "t.yaml"
     topology.write_bytes(FRAUD.read_bytes())
     first = AuditSubject.of_topology(spec, topology, schemas)
-    assert first.content_hash is not None and len(first.content_hash) == 12
+    assert first.content_hash is not None and len(first.content_hash) == 16
     assert AuditSubject.of_topology(spec, topology, schemas) == first
     (schemas / "transaction.avsc").write_text((schemas / "transaction.avsc").read_text() + "\n")
     second = AuditSubject.of_topology(spec, topology, schemas)
@@ -83,7 +83,7 @@ def test_the_content_hash_changes_with_the_topology_and_with_its_schemas(tmp_pat
     assert AuditSubject.of_topology(spec, topology, schemas) == second
     topology.write_text(FRAUD.read_text() + "\n# a comment\n")
     assert AuditSubject.of_topology(spec, topology, schemas).content_hash != second.content_hash
-    assert content_hash([tmp_path / "missing.yaml"]) is None
+    assert AuditSubject.of_topology(spec, tmp_path / "missing.yaml", schemas).content_hash is None
     assert AuditSubject.of_topology(spec, None, None) == AuditSubject(spec.topology, spec.version)
 
 
