@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream_orch.errors import UserError
+from stream_orch.observability.collectors import PartitionLag
 from stream_orch.observability.http import serve
 from stream_orch.observability.lag import LagCollector, LagReader
-from stream_orch.observability.metrics import Metrics, PartitionLag
+from stream_orch.observability.metrics import Metrics
 from stream_orch.observability.status import StatusEvaluator
 from stream_orch.settings import Settings
 

@@ -25,8 +25,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from stream_orch.errors import UserError
+from stream_orch.observability.collectors import PartitionLag
 from stream_orch.observability.health import HealthState
-from stream_orch.observability.metrics import Metrics, PartitionLag
+from stream_orch.observability.metrics import Metrics
 from stream_orch.observability.status import Status, StatusEvaluator, worst
 from stream_orch.redact import redact_urls
 from stream_orch.settings import Settings

@@ -7,7 +7,8 @@ import math
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_orch.observability.metrics import MAX_LABEL_VALUES, OTHER, Metrics, PartitionLag
+from stream_orch.observability.collectors import PartitionLag
+from stream_orch.observability.metrics import MAX_LABEL_VALUES, OTHER, Metrics
 from stream_orch.observability.status import Status
 
 
