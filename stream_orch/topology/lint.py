@@ -316,7 +316,8 @@ class _Linter(OutputChecks, StepChecks):
                 self._copartitioned(node_name, node, path, step.table, step.key, "aggregate")
             self._field((*path, "key"), step.key, avail, where)
             window_fields(self, path, step, avail, where)
-            self._field((*path, "time_field"), step.time_field, avail, where)
+            if step.window is not None:  # a running aggregate reads no time
+                self._field((*path, "time_field"), step.time_field, avail, where)
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
             return avail | set(step.results()) if avail is not None else None
