@@ -15,6 +15,14 @@ the outputs and the offsets are one transaction, so a batch replayed after a cra
 the value before it and counts once. Under ``at_least_once`` a batch whose changelog was written
 but whose offsets were not is read and counted again, as in Kafka Streams.
 
+A table a sliding ``aggregate`` of the same key wrote (the topology changed from a window to a
+running aggregate, as the inventory's level did) is taken over: a key whose stored value is a
+window's (:mod:`~stream_orch.steps.windows`: its entries, perhaps in chunks) is folded into one
+value, its entries in time order, and its records are replaced by that value in the batch's
+changelog; what the window had pruned is not in it. A stored value neither form reads (another
+step's, or entries of another shape) rejects the record with ``state_mismatch``: give the running
+aggregate a table of its own.
+
 An event that passed this step and failed in a later one of the same batch (a retry tier or the
 DLQ) takes its part back: the step remembers, per key touched in the batch, the value before the
 batch and the values it folded in; :meth:`RunningAggregateImpl.release` folds them again without
@@ -27,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stream_orch.steps import windows
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild
 from stream_orch.steps.table_keys import record_key
@@ -82,6 +91,31 @@ class RunningAggregateImpl:
             return {"n": 0, "a": self.aggs.empty()}
         return {"n": stored["n"], "a": copy(stored["a"])}
 
+    def _load(self, table: Table, key: str, partition: int) -> dict[str, Any] | str | None:
+        """The key's stored value; a sliding window's folded into one (its records deleted in this
+        batch); or why it cannot be read."""
+        stored = table.get(key, partition)
+        if stored is None or (stored.__class__ is dict and "a" in stored and "n" in stored):
+            return stored
+        head = stored.__class__ is dict and ("e" in stored or "ids" in stored)  # a window's record
+        if not (head or stored.__class__ is list):
+            return f"state_mismatch: table {self.table_name} holds another step's value for this key"
+        win = windows.load(table, key, partition)
+        acc = self._start(None)
+        several, functions = not self.aggs.single, self.aggs.functions
+        for entry in win.entries:
+            value = entry[1]
+            if several:
+                fits = value.__class__ is list and len(value) == len(functions)
+            else:
+                fits = value.__class__ is not list and (value is not None or functions[0] == "count")
+            if not fits:
+                return f"state_mismatch: table {self.table_name} holds a window of other results"
+            self.aggs.add(acc, value, 0)  # time order; 0 as for every record (first/last: by arrival)
+        win.entries.clear()
+        windows.save(table, win, partition)  # the key's window records, deleted
+        return acc
+
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = self._table = ctx.table(self.table_name)
         aggs, when, key_field, batch = self.aggs, self.when, self.key, self._batch
@@ -109,7 +143,10 @@ class RunningAggregateImpl:
             slot = (event.partition, record_key(raw))
             acc = touched.get(slot)
             if acc is None:
-                stored = table.get(slot[1], slot[0])
+                stored = self._load(table, slot[1], slot[0])
+                if stored.__class__ is str:
+                    ctx.reject(event, stored)
+                    continue
                 if slot not in batch:
                     batch[slot] = (stored, [])
                 acc = touched[slot] = self._start(stored)

@@ -318,6 +318,14 @@ class _Linter(OutputChecks, StepChecks):
             window_fields(self, path, step, avail, where)
             if step.window is not None:  # a running aggregate reads no time
                 self._field((*path, "time_field"), step.time_field, avail, where)
+            elif self.spec.processing == "at_least_once":
+                self.add(
+                    (*path, "table"),
+                    f"{where}: a running aggregate (no `window`) under at_least_once counts a batch "
+                    "replayed after a crash again",
+                    "use `processing: exactly_once` (state, outputs and offsets in one transaction)",
+                    "warning",
+                )
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
             return avail | set(step.results()) if avail is not None else None

@@ -159,11 +159,7 @@ def test_a_restart_from_the_changelog_goes_on_from_the_stored_values(tmp_path: P
         changelog = first.records("running.totals.changelog")
     assert changelog, "the running values are written to the changelog"
     with _driver(tmp_path) as second:
-        table = second.nodes["count"].tables["totals"]
-        assert isinstance(table, LocalTable)
-        for record in changelog:  # latest per key wins, as compaction and the restore keep it
-            value = None if record.raw_value is None else orjson.loads(record.raw_value)
-            table.open(record.partition).write({record.key: value}, record.offset + 1)
+        _restore(second, changelog)
         second.pipe_many("moves", moves[120:])
         got = _results(second.records("levels"))
     assert got == {m["who"]: e for m, e in zip(moves, _expected(moves), strict=True) if m in moves[120:]}
@@ -221,3 +217,56 @@ def test_lint_the_key_must_be_the_partition_key_and_fields_known(tmp_path: Path)
     problems = [str(p) for p in lint(parse_topology(text, "t.yaml", env={}), tmp_path)]
     assert any("t.yaml:" in p and "not co-partitioned" in p for p in problems), problems
     assert any("t.yaml:" in p and "dleta" in p for p in problems), problems
+
+
+def test_lint_warns_a_running_aggregate_under_at_least_once(tmp_path: Path) -> None:
+    text = TOPOLOGY.replace("processing: exactly_once", "processing: at_least_once")
+    problems = [p for p in lint(parse_topology(text, "t.yaml", env={}), tmp_path) if "replayed" in p.message]
+    line = text[: text.index("        table: totals")].count("\n") + 1
+    assert [(p.severity, p.line) for p in problems] == [("warning", line)]
+
+
+def _restore(driver: TopologyTestDriver, changelog: list[Any]) -> None:
+    """The driver's stores rebuilt from changelog records, latest per key, as a worker restores them."""
+    table = driver.nodes["count"].tables["totals"]
+    assert isinstance(table, LocalTable)
+    for record in changelog:
+        value = None if record.raw_value is None else orjson.loads(record.raw_value)
+        table.open(record.partition).write({record.key: value}, record.offset + 1)
+
+
+def test_a_sliding_aggregate_s_table_is_taken_over_and_its_window_records_deleted(tmp_path: Path) -> None:
+    """The inventory's change: the same table written by a 100-year sliding sum (a busy key in
+    chunks of 256 entries) is read by the running sum, which goes on from the window's total."""
+    sliding = SINGLE.replace("key: item, function", "key: item, window: 36500d, function")
+    moves = [{"item": "a" if i % 10 else "b", "delta": i % 7 - 3, "ts": T0 + i} for i in range(700)]
+    with _driver(tmp_path, sliding, changelogs=True) as first:
+        first.pipe_many("moves", moves[:600])
+        changelog = first.records("single.totals.changelog")
+        assert any("\x1f" in r.key for r in changelog), "the busy key's window is in chunks"
+    with _driver(tmp_path, SINGLE) as second:
+        _restore(second, changelog)
+        second.pipe_many("moves", moves[600:])
+        got = [r.value["level"] for r in second.records("levels")]
+        table = second.table("totals")
+    want, totals = [], {"a": 0, "b": 0}
+    for m in moves:
+        totals[m["item"]] += m["delta"]
+        want.append(totals[m["item"]])
+    assert got == want[600:]
+    assert set(table) == {"a", "b"}  # the chunks are deleted
+    assert {k: v["a"] for k, v in table.items()} == totals
+    assert {k: v["n"] for k, v in table.items()} == {"a": 630, "b": 70}
+
+
+def test_a_table_of_another_kind_rejects_the_record_with_state_mismatch(tmp_path: Path) -> None:
+    with _driver(tmp_path, SINGLE, changelogs=True) as d:
+        table = d.nodes["count"].tables["totals"]
+        assert isinstance(table, LocalTable)
+        for p in range(2):
+            table.open(p).write({"a": {"seen": 1}}, 1)
+        d.pipe_many("moves", [{"item": "a", "delta": 1}, {"item": "z", "delta": 2}])
+        assert [r.value["level"] for r in d.records("levels")] == [2]
+        assert [r.reason for r in d.dead_letters()] == [
+            "state_mismatch: table totals holds another step's value for this key"
+        ]
