@@ -168,7 +168,7 @@ def _test_cli(capsys: pytest.CaptureFixture[str], topology: Path) -> tuple[int, 
 def test_the_inventory_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _test_cli(capsys, TOPOLOGY)
     assert code == 0, out
-    assert out.rstrip().endswith("8 cases: 8 passed, 0 failed")
+    assert out.rstrip().endswith("9 cases: 9 passed, 0 failed")
 
 
 def test_a_changed_crossing_rule_fails_the_cases(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
