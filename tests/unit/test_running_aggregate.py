@@ -270,3 +270,16 @@ def test_a_table_of_another_kind_rejects_the_record_with_state_mismatch(tmp_path
         assert [r.reason for r in d.dead_letters()] == [
             "state_mismatch: table totals holds another step's value for this key"
         ]
+
+
+def test_when_counts_only_the_matching_records_and_every_record_gets_the_result(tmp_path: Path) -> None:
+    text = SINGLE.replace("as: level}", "as: level, when: 'delta > 0'}")
+    moves = [{"item": "a", "delta": d} for d in (3, -2, 5, -7, 1)]
+    with _driver(tmp_path, text) as d:
+        d.pipe_many("moves", moves)
+        got = [r.value["level"] for r in d.records("levels")]
+    want, total = [], 0
+    for m in moves:
+        total += m["delta"] if m["delta"] > 0 else 0
+        want.append(total)
+    assert got == want
