@@ -19,6 +19,7 @@ from stream_orch.steps.derive import DeriveStepImpl
 from stream_orch.steps.enrich import EnrichStepImpl
 from stream_orch.steps.filter import FilterStepImpl
 from stream_orch.steps.join import JoinStepImpl
+from stream_orch.steps.lookup_many import LookupManyStepImpl
 from stream_orch.steps.mask import MaskStepImpl
 from stream_orch.steps.model import ModelStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
@@ -43,6 +44,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_lookup import LookupManyStep
 from stream_orch.topology.models_schedule import TickStep
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ BUILDERS: dict[type, Callable[[Any, StepBuild], Step]] = {
     FilterStep: FilterStepImpl.from_spec,
     DedupeStep: DedupeStepImpl.from_spec,
     EnrichStep: EnrichStepImpl.from_spec,
+    LookupManyStep: LookupManyStepImpl.from_spec,
     AggregateStep: lambda spec, build: (
         RunningAggregateImpl if spec.window is None else AggregateStepImpl
     ).from_spec(spec, build),

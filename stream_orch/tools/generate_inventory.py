@@ -16,8 +16,9 @@ The plan is the exact ground truth of the topology: the final level per store + 
 low-stock alerts per store + product in order (a level going from at or above its region's
 reorder point to below it), the dead letters by reason, and the reorder list a tick of the
 ``reorder`` node finds after the last line (each store + product whose final level is below its
-region's point, with ``qty`` = max(the product's ``reorder_qty``, point - level); the tick's time is
-the tick's, not the data set's). The same seed gives the same records.
+region's point, with ``qty`` = max(the product's ``reorder_qty``, point - level) and the product's
+substitutes whose level in the same store is above 0; the tick's time is the tick's, not the data
+set's). The same seed gives the same records.
 """
 
 from __future__ import annotations
@@ -178,9 +179,11 @@ class _Ledger:
             point = self.cat.reorder_point(product_id, region)
             if level < point:
                 qty = max(int(self.cat.products[product_id]["reorder_qty"]), point - level)
+                subs = self.cat.substitutes.get(product_id, [])
+                in_stock = [s for s in subs if self.plan.stock.get(f"{store_id}:{s}", 0) > 0]
                 self.plan.reorder.append({
                     "region": region, "store_id": store_id, "product_id": product_id, "stock_key": key,
-                    "level": level, "reorder_point": point, "qty": qty,
+                    "level": level, "reorder_point": point, "qty": qty, "substitutes_in_stock": in_stock,
                 })  # fmt: skip
 
     def level(self, store_id: str, product_id: str) -> int:

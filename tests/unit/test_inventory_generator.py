@@ -93,8 +93,11 @@ def _recompute(records: list) -> dict[str, Any]:
         short = point - level
         if short > 0:
             qty = row["reorder_qty"] if row["reorder_qty"] > short else short
+            alike = subs.get(product, {}).get("substitutes", [])
+            in_stock = [s for s in alike if f"{store}:{s}" in stock and stock[f"{store}:{s}"] >= 1]
             reorder.append({"region": region, "store_id": store, "product_id": product, "stock_key": key,
-                            "level": level, "reorder_point": point, "qty": qty})  # fmt: skip
+                            "level": level, "reorder_point": point, "qty": qty,
+                            "substitutes_in_stock": in_stock})  # fmt: skip
     return {"stock": dict(sorted(stock.items())), "alerts": dict(sorted(alerts.items())),
             "dlq": dict(sorted(dlq.items())), "counted": counted, "reorder": reorder}  # fmt: skip
 
@@ -123,6 +126,7 @@ def test_the_truth_agrees_with_a_recomputation_from_the_records(seed: int) -> No
     }
     assert set(plan.kinds) == set(TYPES)
     assert len(plan.reorder) > 5  # a tick after the last line has a list to make
+    assert any(r["substitutes_in_stock"] for r in plan.reorder)
     assert any(level < 0 for level in plan.stock.values())
     assert not any(key.endswith(":P-00020") for key in plan.stock)  # the product never stocked
     sloppy = [
@@ -168,7 +172,7 @@ def _test_cli(capsys: pytest.CaptureFixture[str], topology: Path) -> tuple[int, 
 def test_the_inventory_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _test_cli(capsys, TOPOLOGY)
     assert code == 0, out
-    assert out.rstrip().endswith("9 cases: 9 passed, 0 failed")
+    assert out.rstrip().endswith("10 cases: 10 passed, 0 failed")
 
 
 def test_a_changed_crossing_rule_fails_the_cases(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
