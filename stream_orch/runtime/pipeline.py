@@ -52,7 +52,9 @@ class NodePipeline:
         # the steps whose watermark the records an earlier step let go (and watermark records)
         # still move: window, join, and a sliding aggregate (its per-source pruning limit)
         self.event_time_steps = {
-            i for i, s in enumerate(node.steps) if isinstance(s, WindowStep | JoinStep | AggregateStep)
+            i
+            for i, s in enumerate(node.steps)
+            if isinstance(s, WindowStep | JoinStep) or (isinstance(s, AggregateStep) and s.window is not None)
         }
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)

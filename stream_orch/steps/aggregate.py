@@ -97,6 +97,8 @@ class AggregateStepImpl:
     @classmethod
     def from_spec(cls, spec: AggregateStep, build: StepBuild) -> AggregateStepImpl:
         several = spec.aggregate is not None
+        if spec.window is None:
+            raise ValueError("a sliding aggregate needs `window` (the running one is RunningAggregateImpl)")
         return cls(
             table=spec.table,
             key=spec.key,

@@ -19,10 +19,12 @@ from stream_orch.steps.derive import DeriveStepImpl
 from stream_orch.steps.enrich import EnrichStepImpl
 from stream_orch.steps.filter import FilterStepImpl
 from stream_orch.steps.join import JoinStepImpl
+from stream_orch.steps.lookup_many import LookupManyStepImpl
 from stream_orch.steps.mask import MaskStepImpl
 from stream_orch.steps.model import ModelStepImpl
 from stream_orch.steps.normalize import NormalizeStepImpl
 from stream_orch.steps.python_step import PythonStepImpl
+from stream_orch.steps.running_aggregate import RunningAggregateImpl
 from stream_orch.steps.score import ScoreStepImpl
 from stream_orch.steps.tick import TickStepImpl
 from stream_orch.steps.validate import ValidateStepImpl
@@ -42,6 +44,7 @@ from stream_orch.topology.models import (
     ValidateStep,
     WindowStep,
 )
+from stream_orch.topology.models_lookup import LookupManyStep
 from stream_orch.topology.models_schedule import TickStep
 
 if TYPE_CHECKING:
@@ -59,7 +62,10 @@ BUILDERS: dict[type, Callable[[Any, StepBuild], Step]] = {
     FilterStep: FilterStepImpl.from_spec,
     DedupeStep: DedupeStepImpl.from_spec,
     EnrichStep: EnrichStepImpl.from_spec,
-    AggregateStep: AggregateStepImpl.from_spec,
+    LookupManyStep: LookupManyStepImpl.from_spec,
+    AggregateStep: lambda spec, build: (
+        RunningAggregateImpl if spec.window is None else AggregateStepImpl
+    ).from_spec(spec, build),
     JoinStep: JoinStepImpl.from_spec,
     WindowStep: WindowStepImpl.from_spec,
     ScoreStep: ScoreStepImpl.from_spec,

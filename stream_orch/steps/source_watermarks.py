@@ -71,7 +71,7 @@ def watched_topics(spec: TopologySpec) -> dict[str, str]:
         if node.watermarks != "per_source":
             continue
         for step in node.steps:
-            if isinstance(step, WindowStep | AggregateStep | JoinStep):
+            if isinstance(step, WindowStep | JoinStep) or (isinstance(step, AggregateStep) and step.window):
                 out.setdefault(node.input, step.time_field)
             if isinstance(step, JoinStep):
                 out.setdefault(step.topic, step.time_field)

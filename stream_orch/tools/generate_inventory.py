@@ -14,7 +14,11 @@ type, a missing product, an unknown store or product) that belong in the DLQ.
 
 The plan is the exact ground truth of the topology: the final level per store + product, the
 low-stock alerts per store + product in order (a level going from at or above its region's
-reorder point to below it), and the dead letters by reason. The same seed gives the same records.
+reorder point to below it), the dead letters by reason, and the reorder list a tick of the
+``reorder`` node finds after the last line (each store + product whose final level is below its
+region's point, with ``qty`` = max(the product's ``reorder_qty``, point - level) and the product's
+substitutes whose level in the same store is above 0; the tick's time is the tick's, not the data
+set's). The same seed gives the same records.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class InventoryPlan:
     alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # stock_key -> alerts, in order
     dlq: Counter[str] = field(default_factory=Counter)  # reason (before its ':') -> lines
     kinds: Counter[str] = field(default_factory=Counter)  # counted lines per type
+    reorder: list[dict[str, Any]] = field(default_factory=list)  # a tick after the last line, by stock_key
 
     def truth(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,7 @@ class InventoryPlan:
             "alerts": dict(sorted(self.alerts.items())),
             "dlq": dict(sorted(self.dlq.items())),
             "counted": self.counted,
+            "reorder": self.reorder,
         }
 
     def alert_count(self) -> int:
@@ -154,6 +160,7 @@ def generate_inventory(
         out.append(Record(topics.movements, key, value))
         sent.append((key, value))
         sim.count(line)
+    sim.finish()
     return out, sim.plan
 
 
@@ -163,6 +170,21 @@ class _Ledger:
     def __init__(self, cat: Catalogue) -> None:
         self.cat = cat
         self.plan = InventoryPlan()
+
+    def finish(self) -> None:
+        """The reorder list of a tick after every line: the final levels below their point."""
+        for key, level in sorted(self.plan.stock.items()):
+            store_id, product_id = key.split(":")
+            region = self.cat.stores[store_id]
+            point = self.cat.reorder_point(product_id, region)
+            if level < point:
+                qty = max(int(self.cat.products[product_id]["reorder_qty"]), point - level)
+                subs = self.cat.substitutes.get(product_id, [])
+                in_stock = [s for s in subs if self.plan.stock.get(f"{store_id}:{s}", 0) > 0]
+                self.plan.reorder.append({
+                    "region": region, "store_id": store_id, "product_id": product_id, "stock_key": key,
+                    "level": level, "reorder_point": point, "qty": qty, "substitutes_in_stock": in_stock,
+                })  # fmt: skip
 
     def level(self, store_id: str, product_id: str) -> int:
         return self.plan.stock.get(f"{store_id}:{product_id}", 0)

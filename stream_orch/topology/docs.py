@@ -39,6 +39,7 @@ _SECTIONS: dict[str, str] = {
     "FilterStep": "step: filter",
     "DedupeStep": "step: dedupe",
     "EnrichStep": "step: enrich",
+    "LookupManyStep": "step: lookup_many",
     "AggregateStep": "step: aggregate",
     "WindowStep": "step: window",
     "WindowAggregation": "window aggregate result",

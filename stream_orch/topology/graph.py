@@ -21,6 +21,7 @@ from stream_orch.topology.models import (
     DedupeStep,
     EnrichStep,
     JoinStep,
+    LookupManyStep,
     NodeSpec,
     RouteSpec,
     TopologySpec,
@@ -123,8 +124,8 @@ def build_graph(spec: TopologySpec) -> FlowGraph:
         else:
             graph.edges.append(Edge(topic(node.input), vertex, "input"))
         for step in node.steps:
-            if isinstance(step, EnrichStep) and step.table in spec.tables:
-                graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", "enrich"))
+            if isinstance(step, EnrichStep | LookupManyStep) and step.table in spec.tables:
+                graph.edges.append(Edge(f"table:{step.table}", vertex, "lookup", step.step))
             elif isinstance(step, _WRITERS) and step.table in spec.tables:
                 graph.edges.append(Edge(vertex, f"table:{step.table}", "write", step.step))
             if isinstance(step, JoinStep):

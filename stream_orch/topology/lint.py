@@ -39,6 +39,7 @@ from stream_orch.topology.models import (
     EnrichStep,
     FilterStep,
     JoinStep,
+    LookupManyStep,
     MaskStep,
     ModelStep,
     NodeSpec,
@@ -50,6 +51,7 @@ from stream_orch.topology.models import (
     WindowStep,
 )
 from stream_orch.topology.models_flow import RepartitionStep
+from stream_orch.topology.models_lookup import ITEM
 from stream_orch.topology.naming import TOPIC_MAX, derived_topics
 from stream_orch.topology.python_modules import python_problems
 from stream_orch.topology.schema_fields import SchemaFields, suggest
@@ -137,7 +139,9 @@ class _Linter(OutputChecks, StepChecks):
             step.table
             for node in self.spec.nodes.values()
             for step in node.steps
-            if isinstance(step, EnrichStep | DedupeStep | AggregateStep | JoinStep | WindowStep)
+            if isinstance(
+                step, EnrichStep | LookupManyStep | DedupeStep | AggregateStep | JoinStep | WindowStep
+            )
         }
         used.update(s.table for node in self.spec.nodes.values() if node.schedule for s in node.schedule.scan)
         for name, table in self.spec.tables.items():
@@ -316,7 +320,16 @@ class _Linter(OutputChecks, StepChecks):
                 self._copartitioned(node_name, node, path, step.table, step.key, "aggregate")
             self._field((*path, "key"), step.key, avail, where)
             window_fields(self, path, step, avail, where)
-            self._field((*path, "time_field"), step.time_field, avail, where)
+            if step.window is not None:  # a running aggregate reads no time
+                self._field((*path, "time_field"), step.time_field, avail, where)
+            elif self.spec.processing == "at_least_once":
+                self.add(
+                    (*path, "table"),
+                    f"{where}: a running aggregate (no `window`) under at_least_once counts a batch "
+                    "replayed after a crash again",
+                    "use `processing: exactly_once` (state, outputs and offsets in one transaction)",
+                    "warning",
+                )
             if step.when is not None:
                 self._expression((*path, "when"), step.when, avail, where)
             return avail | set(step.results()) if avail is not None else None
@@ -339,6 +352,20 @@ class _Linter(OutputChecks, StepChecks):
             return avail
         if isinstance(step, ModelStep):
             return model_fields(self, path, step, avail, where)
+        if isinstance(step, LookupManyStep):
+            if self._table_ref((*path, "table"), step.table) and not self.spec.tables[step.table].topic:
+                self.add(
+                    (*path, "table"),
+                    f"{where}: table `{step.table}` has no `topic`, so nothing fills it for lookups",
+                    "set `topic:` on the table to feed it from a topic",
+                )
+            self._field((*path, "each"), step.each, avail, where)
+            self._expression((*path, "key"), step.key, avail | {ITEM} if avail is not None else None, where)
+            if step.keep is not None:  # over the row: its fields are the table topic's
+                table = self.spec.tables.get(step.table)
+                row = self._topic_fields(table.topic) if table is not None and table.topic else None
+                self._expression((*path, "keep"), step.keep, set(row) if row is not None else None, where)
+            return avail | {step.as_} if avail is not None else None
         if isinstance(step, PythonStep):
             return None  # user code (its module is checked by python_problems): fields unknown after it
         return avail  # pragma: no cover - every step kind is handled above

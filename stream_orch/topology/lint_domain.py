@@ -22,6 +22,7 @@ from stream_orch.topology.models import (
     EnrichStep,
     FilterStep,
     JoinStep,
+    LookupManyStep,
     MaskStep,
     ModelStep,
     NodeSpec,
@@ -129,8 +130,9 @@ class DomainChecks:
             for k, rule in enumerate(step.rules):
                 self._compared((*path, "rules", k, "when"), rule.when, fields, f"{where}, rule {rule.name}")
             return {**fields, step.as_: None, step.reasons: None} if fields is not None else None
-        if isinstance(step, ModelStep):
-            return {**fields, step.output: None} if fields is not None else None
+        if isinstance(step, ModelStep | LookupManyStep):
+            out = step.output if isinstance(step, ModelStep) else step.as_
+            return {**fields, out: None} if fields is not None else None
         if isinstance(step, MaskStep):
             if fields is None:
                 return None

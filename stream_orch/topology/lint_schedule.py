@@ -29,7 +29,8 @@ _STREAM_ONLY = {
     DedupeStep: "every tick emits the same rows again: a dedupe would drop them from the second tick on",
     WindowStep: "a tick's rows have no event time of their own (their time is the tick)",
     JoinStep: "a join needs an input stream to join with",
-    AggregateStep: "a sliding aggregate needs an input stream in event-time order",
+    AggregateStep: "an aggregate needs an input stream (a tick emits the same rows again: a running "
+    "aggregate would count them at every tick)",
     RepartitionStep: "a tick's rows can be routed to a topic that another node reads",
 }
 

@@ -25,6 +25,7 @@ from stream_orch.topology.models_delivery import HttpRoute, PostgresRoute, route
 from stream_orch.topology.models_event_time import JoinStep, WindowStep
 from stream_orch.topology.models_expression import Expression
 from stream_orch.topology.models_flow import RepartitionStep
+from stream_orch.topology.models_lookup import LookupManyStep
 from stream_orch.topology.models_model import ModelStep
 from stream_orch.topology.models_schedule import PunctuateSpec, ScheduleSpec
 from stream_orch.topology.models_sliding import AggregateStep
@@ -235,6 +236,7 @@ StepSpec = Annotated[
     | FilterStep
     | DedupeStep
     | EnrichStep
+    | LookupManyStep
     | AggregateStep
     | WindowStep
     | ScoreStep

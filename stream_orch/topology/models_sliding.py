@@ -1,6 +1,8 @@
-"""The sliding ``aggregate`` step's model (imported by :mod:`stream_orch.topology.models`, whose
-rules it follows: pydantic models are the single source of truth of validation, JSON Schema and
-the reference docs). Several results take the window step's form (:data:`Aggregation`)."""
+"""The ``aggregate`` step's model (imported by :mod:`stream_orch.topology.models`, whose rules it
+follows: pydantic models are the single source of truth of validation, JSON Schema and the
+reference docs). With ``window`` it is a sliding event-time window per key; without, a running
+aggregate (Kafka Streams' KTable aggregate): one accumulator per key, over every record of the key.
+Several results take the window step's form (:data:`Aggregation`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from stream_orch.topology.naming import Name
 
 #: the window functions a sliding window computes (collect's order would be time, not arrival)
 SLIDING_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last", "latest", "count_distinct")
+#: the functions a running aggregate keeps in constant size per key (collect and count_distinct
+#: would grow with the key's records)
+RUNNING_FUNCTIONS = ("count", "sum", "min", "max", "avg", "first", "last", "latest")
 
 
 class AggregateStep(BaseModel):
@@ -22,9 +27,17 @@ class AggregateStep(BaseModel):
 
     step: Literal["aggregate"]
     writes_table: ClassVar[bool] = True
-    table: Name = Field(description="Windowed table holding the state.")
+    table: Name = Field(description="Table holding the state (the window's entries, or the running result).")
     key: str = Field(description="Field that groups events (e.g. account_id).")
-    window: DurationMs = Field(description="Sliding event-time window: events with time in (t - window, t].")
+    window: DurationMs | None = Field(
+        None,
+        description="Sliding event-time window: events with time in (t - window, t]. Without it the "
+        "aggregate is a running one (a Kafka Streams KTable aggregate): over every record of the key "
+        "since the start, one accumulator per key in the table, updated per record in arrival order "
+        "(first and last are the first and last record read; no time is read, so no `time_field`). "
+        "Its functions: count, sum, min, max, avg, first, last, latest. Counted once with "
+        "exactly_once; with at_least_once a batch replayed after a crash is counted again.",
+    )
     function: Literal["count", "sum", "min", "max", "avg"] = Field(
         "count",
         description="What `as` receives, over the window's records: count (int); sum (int while every "
@@ -32,7 +45,7 @@ class AggregateStep(BaseModel):
         "min, max and avg are null for an empty window (possible only with `when`).",
     )
     field: str | None = Field(None, description="Field aggregated (not needed for count).")
-    time_field: str = Field("ts", description="Event-time field, epoch ms.")
+    time_field: str = Field("ts", description="Event-time field, epoch ms (sliding window only).")
     when: Expression | None = Field(
         None,
         description="Only records for which this is true enter the window (e.g. `channel == 'online'`); "
@@ -56,16 +69,21 @@ class AggregateStep(BaseModel):
 
     @model_validator(mode="after")
     def _field_needed(self) -> AggregateStep:
+        running = self.window is None
+        if running and "time_field" in self.model_fields_set:
+            raise ValueError("a running aggregate (no `window`) reads no time: drop `time_field`")
+        allowed = RUNNING_FUNCTIONS if running else SLIDING_FUNCTIONS
+        kind = "by a running aggregate (one value per key)" if running else "over a sliding window"
         if self.aggregate is not None:
             if self.as_ is not None or {"function", "field"} & self.model_fields_set:
                 raise ValueError("`aggregate` replaces `as`, `function` and `field`: use one form")
             if not self.aggregate:
                 raise ValueError("`aggregate` needs at least one result")
             for name, (function, _field) in self.results().items():
-                if function not in SLIDING_FUNCTIONS:
+                if function not in allowed:
                     raise ValueError(
-                        f"result `{name}`: {function} is not computed over a sliding window (its functions: "
-                        f"{', '.join(SLIDING_FUNCTIONS)})"
+                        f"result `{name}`: {function} is not computed {kind} (its functions: "
+                        f"{', '.join(allowed)})"
                     )
             return self
         if self.as_ is None:

@@ -1,7 +1,8 @@
 """The inventory topology (issue 22) against the real broker: a real worker keeps generated store
 ledgers, and its outputs equal the generator's ground truth (the final level of every store +
-product, every low-stock alert in order per store + product, the dead letters by reason), each
-counted movement's level once, steady and across a kill -9 (exactly_once)."""
+product, every low-stock alert in order per store + product, the dead letters by reason, and the
+reorder list of a tick after the last line), each counted movement's level once, steady and across
+a kill -9 (exactly_once). The reorder node ticks every 2 s here (1 min in the file)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ pytestmark = pytest.mark.integration
 
 KILL_AT = (400, 1000, 1600)  # levels written when a kill -9 comes
 TABLE_TOPICS = ("inventory.stores", "inventory.products", "inventory.substitutes")
+PERIOD_MS = 2000  # the reorder node's `every` in the test's copy
+
+
+def _reorder_after(watch: rh.Watcher, topic: str, after_ms: int) -> tuple[int, list[dict[str, Any]]] | None:
+    """The first tick at or after ``after_ms`` whose list is in (ticks write a tick's list in one
+    transaction: a later tick seen means the earlier one is complete), by stock_key."""
+    ticks: dict[int, list[dict[str, Any]]] = {}
+    for r in watch.records[topic]:
+        v = orjson.loads(r.value)
+        ticks.setdefault(v.pop("tick_time"), []).append(v)
+    later = sorted(t for t in ticks if t >= after_ms)
+    if len(later) < 2:
+        return None
+    return later[0], sorted(ticks[later[0]], key=lambda v: v["stock_key"])
 
 
 async def _produce_in_order(records: list) -> None:
@@ -60,6 +75,9 @@ def _outcome(watch: rh.Watcher, t: dict[str, str]) -> dict[str, Any]:
 async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Path, kill: bool) -> None:
     suffix = uuid.uuid4().hex[:8]
     path, t = th.isolated_topology(th.REPO / "topologies" / "inventory.yaml", tmp_path, suffix)
+    text = path.read_text()
+    assert "every: 1m" in text
+    path.write_text(text.replace("every: 1m", f"every: {PERIOD_MS // 1000}s"))
     group = f"inventory_{suffix}.stock"
     records, plan = generate_inventory(
         3000,
@@ -78,6 +96,7 @@ async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Pa
     await _produce_in_order(tables)
     w = rh.worker(path, tmp_path / "worker.log")
     watched = [t["inventory.stock"], t["inventory.alerts"], t["inventory.movements.dlq"]]
+    reorder = t["inventory.reorder"]
     expected = truth["counted"] + plan.alert_count() + sum(truth["dlq"].values())
     scenario = "kill -9 mid-stream, 3 times" if kill else "steady"
     killed_at: list[int] = []
@@ -85,7 +104,7 @@ async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Pa
         w.start()
         await th.wait_for_group(group)
         started = time.monotonic()
-        async with rh.Watcher(watched) as watch:
+        async with rh.Watcher([*watched, reorder]) as watch:
             if kill:  # lines flow in at 400/s as from live stores; kill -9 three times mid-stream
                 pairs = [(r.key, r.value) for r in lines]
                 feed = asyncio.create_task(rh.produce_paced(t["inventory.movements"], pairs, rate=400))
@@ -105,6 +124,10 @@ async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Pa
             )
             elapsed = time.monotonic() - started
             got = _outcome(watch, t)
+            # every level is written; a tick two periods on scans the levels table once it has them
+            after = int(time.time() * 1000) + 2 * PERIOD_MS
+            await watch.wait(lambda x: _reorder_after(x, reorder, after) is not None, timeout=30)
+            listed = _reorder_after(watch, reorder, after)
         counted_ids = set(got["copies"])
         rh.record_result(
             f"inventory: outputs equal the generator's ground truth ({scenario})",
@@ -115,6 +138,8 @@ async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Pa
             duplicated_outputs=sum(n - 1 for n in got["copies"].values()),
             alerts_expected=plan.alert_count(),
             alerts=sum(len(a) for a in got["alerts"].values()),
+            reorder_expected=len(truth["reorder"]),
+            reorder=len(listed[1]) if listed else None,
             dlq_expected=truth["dlq"],
             dlq=got["dlq"],
             seconds=round(elapsed, 1),
@@ -126,6 +151,8 @@ async def test_inventory_outputs_equal_the_generator_s_ground_truth(tmp_path: Pa
         assert got["levels"] == truth["stock"]
         assert got["alerts"] == truth["alerts"]
         assert got["dlq"] == truth["dlq"]
+        assert listed is not None, f"no reorder tick after the run\n{w.log()}"
+        assert listed[1] == truth["reorder"]
         assert w.terminate() == 0
     finally:
         w.stop()

@@ -85,8 +85,21 @@ def _recompute(records: list) -> dict[str, Any]:
                 "substitutes": subs.get(product, {}).get("substitutes", []),
                 "ts": ts * 1000 if ts < 10**11 else ts,
             })  # fmt: skip
+    reorder = []  # a tick after the last line: the final levels below their point
+    for key, level in sorted(stock.items()):
+        store, product = key.split(":")
+        region, row = stores[store]["region"], products[product]
+        point = row["region_points"].get(region, row["reorder_point"])
+        short = point - level
+        if short > 0:
+            qty = row["reorder_qty"] if row["reorder_qty"] > short else short
+            alike = subs.get(product, {}).get("substitutes", [])
+            in_stock = [s for s in alike if f"{store}:{s}" in stock and stock[f"{store}:{s}"] >= 1]
+            reorder.append({"region": region, "store_id": store, "product_id": product, "stock_key": key,
+                            "level": level, "reorder_point": point, "qty": qty,
+                            "substitutes_in_stock": in_stock})  # fmt: skip
     return {"stock": dict(sorted(stock.items())), "alerts": dict(sorted(alerts.items())),
-            "dlq": dict(sorted(dlq.items())), "counted": counted}  # fmt: skip
+            "dlq": dict(sorted(dlq.items())), "counted": counted, "reorder": reorder}  # fmt: skip
 
 
 def test_the_same_seed_gives_the_same_records_and_another_seed_others() -> None:
@@ -112,6 +125,8 @@ def test_the_truth_agrees_with_a_recomputation_from_the_records(seed: int) -> No
         "unknown_product",
     }
     assert set(plan.kinds) == set(TYPES)
+    assert len(plan.reorder) > 5  # a tick after the last line has a list to make
+    assert any(r["substitutes_in_stock"] for r in plan.reorder)
     assert any(level < 0 for level in plan.stock.values())
     assert not any(key.endswith(":P-00020") for key in plan.stock)  # the product never stocked
     sloppy = [
@@ -127,6 +142,9 @@ def test_the_topology_run_in_process_yields_the_ground_truth() -> None:
         for r in records:
             driver.pipe(r.topic, r.value, key=r.key)
         driver.advance(10)  # the retry tiers (1 s, 5 s) of unknown stores and products
+        listed = len(driver.records("inventory.reorder"))  # the ticks while the lines came
+        tick = driver.tick(driver.now_ms + 60_000)
+        reorder = [o.value for o in driver.records("inventory.reorder")[listed:]]
         stock = [o.value for o in driver.records("inventory.stock")]
         alerts = [o.value for o in driver.records("inventory.alerts")]
         dead = driver.dead_letters()
@@ -141,6 +159,8 @@ def test_the_topology_run_in_process_yields_the_ground_truth() -> None:
         by_key.setdefault(f"{v['store_id']}:{v['product_id']}", []).append(v)
     assert by_key == truth["alerts"]
     assert dict(Counter(d.error["reason"].split(":")[0] for d in dead)) == truth["dlq"]
+    assert len(tick) == 1 and {v.pop("tick_time") for v in reorder} == set(tick)
+    assert sorted(reorder, key=lambda v: v["stock_key"]) == truth["reorder"]
 
 
 def _test_cli(capsys: pytest.CaptureFixture[str], topology: Path) -> tuple[int, str]:
@@ -152,7 +172,7 @@ def _test_cli(capsys: pytest.CaptureFixture[str], topology: Path) -> tuple[int, 
 def test_the_inventory_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _test_cli(capsys, TOPOLOGY)
     assert code == 0, out
-    assert out.rstrip().endswith("6 cases: 6 passed, 0 failed")
+    assert out.rstrip().endswith("10 cases: 10 passed, 0 failed")
 
 
 def test_a_changed_crossing_rule_fails_the_cases(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
