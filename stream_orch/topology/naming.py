@@ -113,8 +113,10 @@ def after_repartition(node: str, part: int = 1) -> str:
 
 
 def ticks_topic(topology: str, node: str) -> str:
-    """The internal one-partition topic a scheduled node reads its tick records from."""
-    return f"{topology}.{node}.ticks"
+    """The internal one-partition topic a scheduled node reads its tick records from (a shadow
+    run's own: its ticker writes it)."""
+    base, suffix = _base_and_suffix(topology)
+    return f"{base}.{node}.ticks{suffix}"
 
 
 def ticks_table(node: str) -> str:

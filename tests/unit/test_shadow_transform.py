@@ -28,6 +28,7 @@ SHIPPED = sorted(p for p in (ROOT / "topologies").glob("*.yaml") if not p.name.e
 def writes(spec: TopologySpec) -> set[str]:
     """Every topic the engine writes when it runs ``spec`` (as expanded)."""
     found = set(written_topics(spec))
+    found.update(n.input for n in spec.nodes.values() if n.schedule is not None)  # by the ticker
     for name, node in spec.nodes.items():
         found.update([dlq_topic(node), *retry_topics(node)])
         found.update(changelog_topic(spec.topology, t) for t in tables_written_by(spec, name))

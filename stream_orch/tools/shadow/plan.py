@@ -13,11 +13,13 @@ from stream_orch.topology.shadow import shadow, written_topics
 
 
 def live_inputs(spec: TopologySpec) -> list[str]:
-    """Topics the nodes read that no node of ``spec`` writes: the input both versions share."""
+    """Topics the nodes read that no node of ``spec`` writes: the input both versions share (not a
+    scheduled node's ticks topic: each version's ticker writes its own)."""
     written = written_topics(spec)
     found: list[str] = []
     for node in spec.nodes.values():
-        for topic in [node.input, *(s.topic for s in node.steps if isinstance(s, JoinStep))]:
+        inputs = [] if node.schedule is not None else [node.input]
+        for topic in [*inputs, *(s.topic for s in node.steps if isinstance(s, JoinStep))]:
             if topic not in written and topic not in found:
                 found.append(topic)
     return found
