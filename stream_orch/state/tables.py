@@ -186,7 +186,9 @@ class LocalTable:
 
     def reset(self, partition: int) -> Store:
         """Throw the partition's store away and start an empty one (it is restored in full)."""
-        store = self._stores.pop(partition, None) or self._open_store(partition)
+        store = self._stores.pop(partition, None)
+        if store is None:  # not `or`: an empty store has length 0, and is false
+            store = self._open_store(partition)
         store.destroy()
         store = self._stores[partition] = self._open_store(partition)
         return store
