@@ -165,10 +165,36 @@ async def lag_rows(settings: Settings, groups: list[str]) -> list:
         await reader.stop()
 
 
-def busy_throughput(metrics_text: str, node: str) -> tuple[float, float]:
+def metrics_text() -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def ticks_fired(text: str) -> float:
+    """Ticks the worker's scheduled nodes have fired (stream_orch_schedule_ticks_fired_total)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "stream_orch_schedule_ticks_fired_total"
+    )
+
+
+async def wait_next_tick(timeout: float) -> bool:
+    """Wait until a scheduled node fires once more (its rows then reflect this run's records)."""
+    start = ticks_fired(metrics_text())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        if ticks_fired(metrics_text()) > start:
+            return True
+    return False
+
+
+def busy_throughput(text: str, node: str) -> tuple[float, float]:
     """Events a node consumed and the seconds it spent processing batches, from its /metrics."""
     events = busy = 0.0
-    for family in text_string_to_metric_families(metrics_text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.labels.get("node") != node:
                 continue
@@ -281,12 +307,16 @@ async def main() -> int:
 
         step("wait until the worker has caught up (retry tiers included)")
         elapsed = await wait_caught_up(settings, groups, timeout=180)
+        scheduled = [n for n, node in spec.nodes.items() if node.schedule is not None]
+        if scheduled:
+            step(f"wait for the next tick of {', '.join(scheduled)} (its schedule; up to 70 s)")
+            if await wait_next_tick(70):
+                await wait_caught_up(settings, groups, timeout=60)
         await asyncio.sleep(1)
         after = await record_counts(settings, [*outputs, *dlqs])
         reasons = {dlq: await dlq_reasons(settings, dlq, before[dlq]) for dlq in dlqs}
         rows = await lag_rows(settings, groups)
-        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:
-            metrics_text = resp.read().decode()
+        metrics = metrics_text()
     finally:
         step("stop the worker (SIGTERM: finish the batch, flush, commit)")
         worker.send_signal(signal.SIGTERM)
@@ -299,7 +329,7 @@ async def main() -> int:
     print(f"Published: {', '.join(f'{n} {t}' for t, n in published.items())}")
     print(f"All processed {elapsed:.1f}s after the generator finished")
     for node in spec.nodes:
-        events, busy = busy_throughput(metrics_text, node)
+        events, busy = busy_throughput(metrics, node)
         if busy:
             print(
                 f"{node}: {events:.0f} records (inputs and retries) in {busy:.2f}s of processing"
