@@ -209,10 +209,3 @@ def test_generate_inventory_writes_its_truth_and_refuses_a_bad_size(
     assert main([*args, "--stores", "1"]) != 0
     out, err = capsys.readouterr()
     assert "--stores must be >= 2" in err and "Traceback" not in err + out and len(err.splitlines()) == 1
-
-
-def test_the_readme_figure_is_the_topology_s_graph(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["graph", str(TOPOLOGY), "--format", "mermaid", "--schemas", str(SCHEMAS)]) == 0
-    graph = capsys.readouterr().out.strip()
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert f"```mermaid\n{graph}\n```" in readme
