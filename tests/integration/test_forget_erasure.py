@@ -194,6 +194,13 @@ async def test_a_forgotten_key_is_gone_after_a_restart_and_a_cold_restore(tmp_pa
         )
         await produce_json(BOOTSTRAP, events_topic, events, "user_id")
         await _caught_up(group, events_topic, worker)
+        # a running worker holds the entries in its stores: refused, in one line, nothing written
+        changelogs = [f"{name}.{t}.changelog" for t in ("seen", "activity", "totals")]
+        ends = await _end_offsets([*changelogs, profiles_topic])
+        code, out, err = await run_cli("forget", str(topology), "--key", f"user_id={SUBJECT}", env=cli_env)
+        assert code != 0 and "stop the workers" in err and f"{group}" in err, (code, out, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert await _end_offsets([*changelogs, profiles_topic]) == ends
         assert worker.terminate() == 0, worker.log()
         before = _tables(worker.state_dir, name)
         assert {k: v for k, v in before.items() if k != "raw"} == _reference(events, set())
