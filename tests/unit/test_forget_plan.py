@@ -155,3 +155,31 @@ def test_the_audit_digest_is_keyed() -> None:
     assert one != subject_digest("customer_id", "C-000123", "secret-2")
     assert one != hashlib.sha256(b"customer_id=C-000123").hexdigest()
     assert "C-000123" not in one
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("customer", "--key: 'customer' is not FIELD=VALUE"),
+        ("email=x@example.com", "--key: no table of fraud_detection is keyed by 'email'"),
+    ],
+)
+def test_the_command_refuses_a_bad_key_in_one_line_before_reaching_kafka(
+    key: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_orch.cli.main import main
+
+    # an address where nothing answers: the refusal comes first, or the test would hang on it
+    code = main(
+        [
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "forget",
+            str(REPO / "topologies" / "fraud_detection.yaml"),
+            "--key",
+            key,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith(f"stream-orch: error: {expected}") and len(err.strip().splitlines()) == 1, err
