@@ -32,6 +32,12 @@ def register(subparsers: Any) -> None:
         "customer_id=C-000123: after the topology's normalize)",
     )
     p.add_argument("--dry-run", action="store_true", help="find and count only: nothing written or audited")
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="also read every topic listed as possibly holding the subject's records and count them "
+        "(reads those topics whole)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     add_schemas_option(p)
     p.set_defaults(func=_forget)
@@ -60,6 +66,7 @@ async def _forget(args: argparse.Namespace, settings: Settings) -> int:
         await erase.ensure_stopped(settings, chosen)
     found = await erase.find(settings, chosen)
     removed = {table: len(entries) for table, entries in found.items()}
+    scanned = await erase.scan(settings, list(chosen.topics), field, value) if args.scan else None
     if not args.dry_run:
         secret = settings.erasure_key.get_secret_value() if settings.erasure_key else ""
         if not secret:
@@ -94,8 +101,9 @@ async def _forget(args: argparse.Namespace, settings: Settings) -> int:
             )
     if args.format == "json":
         sys.stdout.write(
-            orjson.dumps(as_json(chosen, removed, args.dry_run), option=orjson.OPT_INDENT_2).decode() + "\n"
+            orjson.dumps(as_json(chosen, removed, args.dry_run, scanned), option=orjson.OPT_INDENT_2).decode()
+            + "\n"
         )
     else:
-        print(render(chosen, removed, args.dry_run))
+        print(render(chosen, removed, args.dry_run, scanned))
     return 0

@@ -213,6 +213,7 @@ async def test_a_forgotten_key_is_gone_after_a_restart_and_a_cold_restore(tmp_pa
             "--key",
             f"user_id={SUBJECT}",
             "--dry-run",
+            "--scan",
             "--format",
             "json",
             env=cli_env,
@@ -228,6 +229,14 @@ async def test_a_forgotten_key_is_gone_after_a_restart_and_a_cold_restore(tmp_pa
         }
         assert any("seen" in line and "not keyed by user_id" in line for line in dry["left"])
         assert await _end_offsets([*changelogs, profiles_topic]) == ends  # the dry run wrote nothing
+        # --scan counts the subject's records in the topics that may hold them (by key or field)
+        subject_events = sum(1 for e in events if e["user_id"] == SUBJECT)
+        assert {t["topic"]: t["records"] for t in dry["topics"]} == {
+            events_topic: subject_events,
+            profiles_topic: 1,
+            f"out.{s}": 0,  # the window step holds them: no result yet
+            f"events.dlq.{s}": 0,
+        }
         assert SUBJECT not in out
 
         code, out, err = await run_cli(

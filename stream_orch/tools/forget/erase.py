@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from aiokafka import ConsumerRecord
 
 from stream_orch.errors import UserError
@@ -70,6 +71,42 @@ async def _live_keys(settings: Settings, target: Target) -> list[tuple[int, byte
     finally:
         await consumer.stop()
     return sorted(slot for slot, alive in live.items() if alive)
+
+
+async def scan(settings: Settings, topics: list[str], field_name: str, value: str) -> dict[str, int]:
+    """Per topic, how many of its records are the subject's: the record key is the value, or the
+    value is a JSON object whose ``field_name`` is it (Avro values are matched by key only). Reads
+    every topic whole: as costly as its retention is long, so only with ``--scan``."""
+    raw_value = value.encode()
+    counts: dict[str, int] = {}
+    for topic in topics:
+        partitions = await partitions_of(settings, [topic])
+        n = 0
+
+        def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+            nonlocal n
+            if record.key == raw_value:
+                n += 1
+                return
+            if record.value is None or record.value[:1] != b"{":
+                return
+            try:
+                data = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                return  # not JSON: untrusted bytes, matched by key only
+            found = data.get(field_name) if isinstance(data, dict) else None
+            if found is not None and (found == value or str(found) == value):
+                n += 1
+
+        if partitions:
+            consumer = clients.reader(settings.kafka_client_args())
+            await start_client(consumer, settings)
+            try:
+                await read_until_end(consumer, partitions, handle, timeout_s=READ_TIMEOUT_S)
+            finally:
+                await consumer.stop()
+        counts[topic] = n
+    return counts
 
 
 async def ensure_stopped(settings: Settings, plan: Plan, *, wait_s: float = MEMBERS_WAIT_S) -> None:

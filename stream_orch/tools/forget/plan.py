@@ -53,7 +53,7 @@ class Plan:
     field: str
     targets: list[Target]
     left: list[str]  # tables not chosen, each with why
-    topics: list[str]  # where records of the subject may still be, with their retention
+    topics: dict[str, str]  # topic -> why records of the subject may still be there, and how long
 
     @property
     def groups(self) -> list[str]:
@@ -92,8 +92,8 @@ def _retention(spec: TopologySpec, topic: str) -> str:
 
 def _topic_notes(
     spec: TopologySpec, field_name: str, schema_fields: Callable[[str], list[str] | None], fed: set[str]
-) -> list[str]:
-    notes = []
+) -> dict[str, str]:
+    notes: dict[str, str] = {}
     holding = set()
     for name, topic in spec.topics.items():
         fields = schema_fields(topic.schema_) if topic.schema_ else None
@@ -101,14 +101,14 @@ def _topic_notes(
             holding.add(name)
             if name in fed:
                 what = "tombstoned; its older records stay in the log until compaction cleans them"
-                notes.append(f"{name}: {what}")
+                notes[name] = what
             else:
-                notes.append(f"{name}: may hold records of this subject until {_retention(spec, name)}")
+                notes[name] = f"may hold records of this subject until {_retention(spec, name)}"
     for node in spec.nodes.values():
         if node.input in holding:
             for topic in [*retry_topics(node), dlq_topic(node)]:
-                notes.append(
-                    f"{topic}: may hold records of this subject (copies of records of {node.input}) "
+                notes[topic] = (
+                    f"may hold records of this subject (copies of records of {node.input}) "
                     "until its retention expires"
                 )
     return notes
@@ -186,8 +186,9 @@ def plan(
     )  # fmt: skip
 
 
-def render(plan_: Plan, removed: dict[str, int], dry_run: bool) -> str:
-    """The report: per table what was (or would be) removed, counts only; then the topics."""
+def render(plan_: Plan, removed: dict[str, int], dry_run: bool, scanned: dict[str, int] | None = None) -> str:
+    """The report: per table what was (or would be) removed, counts only; then the topics (with
+    the records of the subject found in each, when they were scanned)."""
     verb = "would remove" if dry_run else "removed"
     dry = " (dry run: nothing written)" if dry_run else ""
     lines = [f"forget {plan_.field}=<subject> in {plan_.topology}{dry}"]
@@ -200,7 +201,9 @@ def render(plan_: Plan, removed: dict[str, int], dry_run: bool) -> str:
         lines.append(f"  table {why}")
     if plan_.topics:
         lines.append("records of this subject may still be in:")
-        lines += [f"  {note}" for note in plan_.topics]
+        for topic, note in plan_.topics.items():
+            found = "" if scanned is None else f" [scanned: {scanned.get(topic, 0)} records of this subject]"
+            lines.append(f"  {topic}: {note}{found}")
     changelogs = [t.topic for t in plan_.targets if t.how == CHANGELOG]
     if changelogs and not dry_run:
         lines.append(
@@ -210,7 +213,9 @@ def render(plan_: Plan, removed: dict[str, int], dry_run: bool) -> str:
     return "\n".join(lines)
 
 
-def as_json(plan_: Plan, removed: dict[str, int], dry_run: bool) -> dict[str, Any]:
+def as_json(
+    plan_: Plan, removed: dict[str, int], dry_run: bool, scanned: dict[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "topology": plan_.topology,
         "field": plan_.field,
@@ -220,5 +225,8 @@ def as_json(plan_: Plan, removed: dict[str, int], dry_run: bool) -> dict[str, An
             for t in plan_.targets
         },
         "left": plan_.left,
-        "topics": plan_.topics,
+        "topics": [
+            {"topic": topic, "note": note, "records": None if scanned is None else scanned.get(topic, 0)}
+            for topic, note in plan_.topics.items()
+        ],
     }
