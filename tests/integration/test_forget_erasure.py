@@ -284,3 +284,64 @@ async def test_a_forgotten_key_is_gone_after_a_restart_and_a_cold_restore(tmp_pa
             pass
         finally:
             await admin.close()
+
+
+FED_ONLY = """\
+topology: forget_fed_{s}
+topics:
+  events.{s}: {{partitions: 2, key: user_id}}
+  profiles.{s}: {{partitions: 2, key: user_id, compact: true}}
+  out.{s}: {{partitions: 2, key: user_id}}
+tables:
+  profiles: {{topic: profiles.{s}, global: true}}
+nodes:
+  tier:
+    input: events.{s}
+    steps:
+      - {{step: enrich, table: profiles, key: user_id, on_missing: default, defaults: {{tier: none}}}}
+    routes:
+      - to: out.{s}
+    errors:
+      dlq: events.dlq.{s}
+"""
+
+
+async def test_a_table_fed_by_a_topic_forgets_on_a_running_worker(tmp_path: Path) -> None:
+    """Only a fed table is keyed by the field: no worker needs to stop, and the running worker's
+    global table drops the subject's row as it follows the tombstone (its next lookup misses)."""
+    s = uuid.uuid4().hex[:8]
+    ISOLATED.append(s)
+    topology = tmp_path / "fed.yaml"
+    topology.write_text(FED_ONLY.format(s=s))
+    group, events_topic, out_topic = f"forget_fed_{s}.tier", f"events.{s}", f"out.{s}"
+    audit = f"audit.forget.fed.{s}"
+    env = {"STREAM_ORCH_AUDIT_TOPIC": audit, "STREAM_ORCH_ERASURE_KEY": ERASURE_KEY}
+    worker = WorkerProcess(topology, tmp_path / "worker.log", env)
+    try:
+        worker.start()
+        await wait_for_group(group)
+        await produce_json(
+            BOOTSTRAP, f"profiles.{s}", [{"user_id": u, "tier": f"t-{u}"} for u in USERS], "user_id"
+        )
+        await asyncio.sleep(2.0)  # the follower applies the profiles
+        code, out, err = await run_cli(
+            "forget", str(topology), "--key", f"user_id={SUBJECT}",
+            env={**env, "STREAM_ORCH_BOOTSTRAP_SERVERS": BOOTSTRAP},
+        )  # fmt: skip
+        assert code == 0, err
+        assert "table profiles (fed by" in out and "removed 1 entries" in out
+        await asyncio.sleep(2.0)  # the follower applies the tombstone
+        await produce_json(BOOTSTRAP, events_topic, [{"user_id": u, "ts": BASE} for u in USERS], "user_id")
+        await _caught_up(group, events_topic, worker)
+        tiers = {r["user_id"]: r["tier"] for r in map(orjson.loads, (await _latest(out_topic)).values())}
+        assert tiers == {u: ("none" if u == SUBJECT else f"t-{u}") for u in USERS}, worker.log()
+    finally:
+        worker.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            await admin.delete_topics([audit])
+        except Exception:
+            pass
+        finally:
+            await admin.close()
