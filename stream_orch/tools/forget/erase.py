@@ -19,10 +19,11 @@ fed by a topic need no such care: every worker follows its topic and applies the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
@@ -38,6 +39,22 @@ MEMBERS_WAIT_S = 15.0  # a stopped worker with a static member id stays a member
 Found = dict[str, list[tuple[int, bytes]]]  # table -> (partition, key) of live entries
 
 
+async def _read_whole(
+    settings: Settings,
+    partitions: list[TopicPartition],
+    handle: Callable[[ConsumerRecord[bytes, bytes]], None],
+) -> None:
+    """Every committed record of ``partitions`` up to their end now, through ``handle``."""
+    if not partitions:
+        return
+    consumer = clients.reader(settings.kafka_client_args())
+    await start_client(consumer, settings)
+    try:
+        await read_until_end(consumer, partitions, handle, timeout_s=READ_TIMEOUT_S)
+    finally:
+        await consumer.stop()
+
+
 async def find(settings: Settings, plan: Plan) -> Found:
     """The subject's live entries of every chosen table."""
     found: Found = {}
@@ -47,9 +64,7 @@ async def find(settings: Settings, plan: Plan) -> Found:
 
 
 async def _live_keys(settings: Settings, target: Target) -> list[tuple[int, bytes]]:
-    partitions = await partitions_of(settings, [target.topic])
-    if not partitions:
-        return []  # never created: the table was never written
+    partitions = await partitions_of(settings, [target.topic])  # none: never created, never written
     live: dict[tuple[int, bytes], bool] = {}
     match = target.match
 
@@ -64,12 +79,7 @@ async def _live_keys(settings: Settings, target: Target) -> list[tuple[int, byte
         if match(key):
             live[(record.partition, raw)] = record.value is not None
 
-    consumer = clients.reader(settings.kafka_client_args())
-    await start_client(consumer, settings)
-    try:
-        await read_until_end(consumer, partitions, handle, timeout_s=READ_TIMEOUT_S)
-    finally:
-        await consumer.stop()
+    await _read_whole(settings, partitions, handle)
     return sorted(slot for slot, alive in live.items() if alive)
 
 
@@ -98,13 +108,7 @@ async def scan(settings: Settings, topics: list[str], field_name: str, value: st
             if found is not None and (found == value or str(found) == value):
                 n += 1
 
-        if partitions:
-            consumer = clients.reader(settings.kafka_client_args())
-            await start_client(consumer, settings)
-            try:
-                await read_until_end(consumer, partitions, handle, timeout_s=READ_TIMEOUT_S)
-            finally:
-                await consumer.stop()
+        await _read_whole(settings, partitions, handle)
         counts[topic] = n
     return counts
 
