@@ -183,3 +183,43 @@ def test_the_command_refuses_a_bad_key_in_one_line_before_reaching_kafka(
     err = capsys.readouterr().err
     assert code != 0
     assert err.startswith(f"stream-orch: error: {expected}") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_table_written_by_steps_keyed_by_different_fields_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        LAYOUTS.replace("table: ids,", "table: d,").replace("  ids: {description: dedupe by event id}\n", "")
+    )
+    spec = load_topology(path).spec
+    with pytest.raises(UserError, match="table d is written by steps keyed by different fields"):
+        plan(spec, "user_id", SUBJECT)
+
+
+SCHEDULED = """\
+topology: shop
+topics:
+  stock: {partitions: 2, key: item}
+  reorder: {partitions: 2, key: item}
+  reorder.dlq: {partitions: 1}
+tables:
+  stock: {topic: stock}
+nodes:
+  work:
+    schedule: {every: 1m, catch_up: latest, scan: [stock]}
+    steps:
+      - {step: filter, when: on_hand < 5}
+    routes: [{to: reorder}]
+    errors: {dlq: reorder.dlq}
+"""
+
+
+def test_a_scheduled_nodes_tick_table_is_not_listed(tmp_path: Path) -> None:
+    from stream_orch.topology.repartition import expand
+
+    path = tmp_path / "shop.yaml"
+    path.write_text(SCHEDULED)
+    spec = load_topology(path).spec
+    assert "work.ticks" in expand(spec).tables  # the table the test is about
+    chosen = plan(spec, "item", "x")
+    assert [t.table for t in chosen.targets] == ["stock"]
+    assert chosen.left == [] and chosen.groups == []

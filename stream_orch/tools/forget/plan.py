@@ -135,12 +135,16 @@ def plan(
     run = expand(spec)  # the nodes as the workers run them (a repartition splits a node)
     targets: dict[str, Target] = {}
     left: dict[str, str] = {}
+    writers: dict[str, set[tuple[str, ...]]] = {}  # table -> the key fields of each step writing it
     for node_name, node in run.nodes.items():
         for step in node.steps:
             table = getattr(step, "table", None)
             if not table or not step.writes_table or run.tables[table].topic is not None:
                 continue
+            if step.step == "tick":  # a scheduled node's own table: the last tick fired, no subject
+                continue
             fields = key_fields(step)
+            writers.setdefault(table, set()).add(fields)
             match = subject_matcher(step, field_name, value)
             if match is None:
                 by = f"by {', '.join(fields)}" if fields else "by a layout forget cannot read"
@@ -170,8 +174,12 @@ def plan(
                 f"{name} (fed by {table.topic}, keyed by {keyed or 'its record key'}): "
                 f"not keyed by {field_name}, left as is"
             )
-    for name in left.keys() & targets.keys():
-        del left[name]
+    for name in left.keys() & targets.keys():  # written by steps keyed by different fields
+        raise UserError(
+            f"--key: table {name} is written by steps keyed by different fields "
+            f"({'; '.join(', '.join(f) or '?' for f in sorted(writers[name]))}): which of its keys are "
+            f"{field_name}'s cannot be told, so nothing is erased"
+        )
     if not targets:
         keys = {f for n in run.nodes.values() for s in n.steps for f in key_fields(s)}
         keys.update(k for name in run.tables if (k := _feed_key(run, name)))
