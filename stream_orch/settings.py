@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         "for CI jobs and services that run as a shared account.",
     )
 
+    erasure_key: SecretStr | None = Field(
+        None,
+        description="Secret key of the HMAC-SHA256 digest by which `forget` names the data subject in its "
+        "audit record (never the key itself); from the environment only (STREAM_ORCH_ERASURE_KEY), never "
+        "a flag, never logged. Unset: a public demo key, and `forget` says so.",
+    )
+
     def kafka_client_args(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client we create."""
         args: dict[str, Any] = {

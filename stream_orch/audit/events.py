@@ -41,6 +41,7 @@ SINK_INIT = "sink_init"
 RELOAD = "reload"
 REFUSED_RELOAD = "refused_reload"
 SHADOW_START = "shadow_start"
+FORGET = "forget"  # an erasure request: the subject by a keyed digest, never its key
 
 MAX_TEXT = 300  # a detail string longer than this is cut (a filter expression, an error message)
 

@@ -41,6 +41,7 @@ COMMANDS = (
     "sink",
     "audit",
     "shadow",
+    "forget",
 )
 
 _SETTING_FLAGS = {

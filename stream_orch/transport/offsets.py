@@ -105,6 +105,29 @@ async def commit(settings: Settings, group: str, offsets: dict[TopicPartition, i
         await consumer.stop()
 
 
+async def groups_with_members(settings: Settings, groups: list[str], *, wait_s: float = 0.0) -> list[str]:
+    """Those of ``groups`` that have members (a running worker), after waiting up to ``wait_s`` for
+    them to leave (a stopped worker with a static member id stays one until its session expires)."""
+    if not groups:
+        return []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with _admin(settings) as admin:
+        while True:
+            described = await admin.describe_consumer_groups(list(groups))
+            busy = sorted(
+                {
+                    item[1]
+                    for response in described
+                    for item in getattr(response, "groups", None) or []
+                    if item[2] not in ("Empty", "Dead", "")
+                }
+            )
+            if not busy or loop.time() >= deadline:
+                return busy
+            await asyncio.sleep(1.0)
+
+
 def _running(group: str, why: str) -> UserError:
     return UserError(
         f"cannot set the start offsets of consumer group {group} ({why}): "
