@@ -136,7 +136,7 @@ class NodeRunner:
             if not self.exactly_once:
                 await self._delivery.assign(set())  # its producer, before any partition arrives
         except BaseException:
-            await _stop_consumer(consumer)
+            await clients.stop_consumer(consumer)
             raise
         consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         self._consumer = consumer
@@ -164,7 +164,7 @@ class NodeRunner:
             table.close()  # RocksDB stores stay on disk for the next start
         self._pacer.attach(None)
         if self._consumer is not None:
-            await _stop_consumer(self._consumer)
+            await clients.stop_consumer(self._consumer)
 
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
@@ -232,7 +232,7 @@ class NodeRunner:
             table.forget(table.partitions())
         if consumer is not None:
             try:
-                await _stop_consumer(consumer)
+                await clients.stop_consumer(consumer)
             except Exception as exc:  # the broker may be gone; the group times us out
                 log.warning("consumer stop failed: %r", exc, extra={"node": self.name})
 
@@ -496,16 +496,3 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._runner.on_assigned(set(assigned))
-
-
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """``consumer.stop()``, except that a CancelledError raised from inside aiokafka (its fetcher
-    cancels and awaits its own fetch task, which leaks out when the broker is gone) does not end
-    the node's task: only a cancellation of the task itself is passed on."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        log.warning("consumer stop was interrupted inside aiokafka; continuing")

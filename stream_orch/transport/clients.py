@@ -8,12 +8,16 @@ topics, and they must never become state or be replayed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream_orch.transport import produce_retries
+
+log = logging.getLogger(__name__)
 
 READ_COMMITTED = "read_committed"
 # A fetch request names only the partitions with nothing buffered; if those are idle (retry tiers
@@ -86,3 +90,16 @@ def producer(
         args.setdefault("retry_backoff_ms", TXN_RETRY_BACKOFF_MS)
     produce_retries.install()
     return AIOKafkaProducer(**args)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, except that a CancelledError raised from inside aiokafka (its fetcher
+    cancels and awaits its own fetch task, which leaks out when the broker is gone) does not end
+    the caller's task: only a cancellation of the task itself is passed on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("consumer stop was interrupted inside aiokafka; continuing")
