@@ -32,7 +32,52 @@ RETRY_S = 1.0
 IDLE_S = 0.5  # how often a worker that does not own the partition looks again
 
 
-class Ticker:
+class _BackgroundWriter:
+    """A task of the node that writes records with a producer of its own (made on first use,
+    dropped after a failed write so the next one starts afresh); subclasses say what ``_run``
+    writes."""
+
+    name = "writer"
+
+    def __init__(self, make_producer: Callable[[], AIOKafkaProducer], node: str) -> None:
+        self._make_producer = make_producer
+        self._node = node
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self.name}:{self._node}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._drop_producer()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._make_producer()
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+class Ticker(_BackgroundWriter):
+    name = "ticker"
+
     def __init__(
         self,
         schedule: Schedule,
@@ -43,32 +88,13 @@ class Ticker:
         node: str,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        super().__init__(make_producer, node)
         self._schedule = schedule
         self._topic = topic
-        self._make_producer = make_producer
         self._owns = owns
-        self._node = node
         self._clock_ms = clock_ms
-        self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.written = 0  # tick records written
-        self.last_written: int | None = None
+        self.last_written: int | None = None  # `written`: tick records written
         self.step: Any = None  # the node's tick step: what it fired (metrics)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"ticker:{self._node}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
 
     async def _run(self) -> None:
         owned = False
@@ -90,21 +116,15 @@ class Ticker:
 
     async def _write(self, tick: int) -> bool:
         try:
-            if self._producer is None:
-                producer = self._make_producer()
-                await producer.start()
-                self._producer = producer
-            await self._producer.send_and_wait(self._topic, orjson.dumps({"tick": tick}), partition=0)
+            producer = await self._started_producer()
+            await producer.send_and_wait(self._topic, orjson.dumps({"tick": tick}), partition=0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning(
                 "ticker: could not write the tick record (%r); trying again", exc, extra={"node": self._node}
             )
-            producer, self._producer = self._producer, None
-            if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            await self._drop_producer()
             return False
         self.written += 1
         self.last_written = tick
@@ -130,7 +150,7 @@ def ticker_for(runner: Any, make_producer: Callable[[], AIOKafkaProducer]) -> Ti
     return ticker
 
 
-class Punctuator:
+class Punctuator(_BackgroundWriter):
     """A node's ``punctuate``: to each input partition this worker owns that has had no record for
     ``every`` (by this worker's clock), write a punctuation record: an empty key, no value, headers
     ``so.wm.only`` and ``so.punct: <now - lateness>``. The node reads it like any record of the
@@ -138,6 +158,8 @@ class Punctuator:
     punctuation is read again with the rest); its window steps move the partition's watermark to
     that time (:mod:`stream_orch.steps.window_emit`). A partition keeps getting one per ``every``
     while it stays idle. A failed write is logged and tried again at the next look."""
+
+    name = "punctuator"
 
     def __init__(
         self,
@@ -148,29 +170,10 @@ class Punctuator:
         *,
         node: str,
     ) -> None:
+        super().__init__(make_producer, node)
         self._every_s = every_ms / 1000
         self._lateness_ms = lateness_ms
-        self._make_producer = make_producer
         self._idle_partitions = idle_partitions
-        self._node = node
-        self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.written = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"punctuator:{self._node}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
 
     async def _run(self) -> None:
         from stream_orch.reliability.headers import PUNCTUATION, WATERMARK_ONLY
@@ -183,13 +186,10 @@ class Punctuator:
             mark = str(int(time.time() * 1000) - self._lateness_ms).encode()
             headers = [(WATERMARK_ONLY, b""), (PUNCTUATION, mark)]
             try:
-                if self._producer is None:
-                    producer = self._make_producer()
-                    await producer.start()
-                    self._producer = producer
+                producer = await self._started_producer()
                 for tp in idle:
                     # an empty key: aiokafka sends no record without a key or a value
-                    await self._producer.send_and_wait(
+                    await producer.send_and_wait(
                         tp.topic, None, key=b"", partition=tp.partition, headers=headers
                     )
                     self.written += 1
@@ -197,10 +197,7 @@ class Punctuator:
                 raise
             except Exception as exc:
                 log.warning("punctuator: could not write (%r); trying again", exc, extra={"node": self._node})
-                producer, self._producer = self._producer, None
-                if producer is not None:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
+                await self._drop_producer()
 
 
 class Quiet:
