@@ -1,0 +1,263 @@
+"""The field flow of one node, step by step and through its routes (the rules are in
+:mod:`stream_orch.topology.field_flow`'s docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+from stream_orch.expressions import ExpressionError, compile_expression
+from stream_orch.topology.field_flow import (
+    FieldInfo,
+    Level,
+    NodeFlow,
+    Origin,
+    Output,
+    PathTuple,
+    Record,
+    Rest,
+    SchemaLookup,
+    combine,
+    input_record,
+    read_field,
+    scheduled_record,
+    schema_fields,
+    table_rows,
+)
+from stream_orch.topology.models import (
+    AggregateStep,
+    DeriveStep,
+    EnrichStep,
+    FilterStep,
+    JoinStep,
+    MaskStep,
+    ModelStep,
+    NormalizeStep,
+    PythonStep,
+    ScoreStep,
+    TopologySpec,
+    WindowStep,
+)
+
+# window and aggregate functions whose result is one of the values read (so it keeps their PII);
+# count, sum, avg and count_distinct give a number that names no one
+_VALUE_FUNCTIONS = frozenset({"min", "max", "first", "last", "latest", "collect"})
+
+
+@lru_cache(maxsize=4096)
+def _reads(source: str, constants: str) -> frozenset[str] | None:
+    try:
+        import json
+
+        return compile_expression(source, json.loads(constants)).fields
+    except (ExpressionError, ValueError):
+        return None  # lint reports the expression
+
+
+def expression_fields(spec: TopologySpec, source: str) -> frozenset[str]:
+    """The fields an expression reads (none when it does not compile: lint reports that)."""
+    import json
+
+    reads = _reads(source, json.dumps(spec.constants, sort_keys=True, default=str))
+    return (reads or frozenset()) - set(spec.constants)
+
+
+def _computed(spec: TopologySpec, record: Record, source: str, how: str, at: PathTuple) -> FieldInfo:
+    reads = expression_fields(spec, source)
+    infos = [info for name in sorted(reads) if (info := record.get(name)) is not None]
+    identity = source.strip() in reads and len(reads) == 1  # `x` alone copies x
+    return combine(infos, how, at, "IDENTITY" if identity else "TRANSFORMATION")
+
+
+def _conditions(spec: TopologySpec, record: Record, source: str) -> set[Origin]:
+    info = _computed(spec, record, source, "", ())
+    return set(info.origins)
+
+
+def node_flow(
+    spec: TopologySpec, schema: SchemaLookup, name: str, carried: Mapping[str, Mapping[str, Level]]
+) -> NodeFlow:
+    """Every route target of node ``name`` with where each field it writes comes from."""
+    node = spec.nodes[name]
+    if node.schedule is not None:
+        record = scheduled_record(spec, schema, name, carried)
+        reads = [t for s in node.schedule.scan if (t := _table_topic(spec, s.table))]
+    else:
+        record = input_record(spec, schema, node.input, carried)
+        reads = [node.input]
+    conditions: set[Origin] = set()
+    for i, step in enumerate(node.steps):
+        at: PathTuple = ("nodes", name, "steps", i)
+        if isinstance(step, EnrichStep | JoinStep):
+            topic = step.topic if isinstance(step, JoinStep) else _table_topic(spec, step.table)
+            if topic and topic not in reads:
+                reads.append(topic)
+        if isinstance(step, FilterStep):
+            conditions |= _conditions(spec, record, step.when)
+        record = _step(spec, schema, record, step, at)
+    outputs = []
+    for i, route in enumerate(node.routes):
+        if route.when is not None:
+            conditions |= _conditions(spec, record, route.when)
+        for j, target in enumerate(route.targets()):
+            path: PathTuple = ("nodes", name, "routes", i, "to", j)
+            out = record.copy()
+            for field, source in target.set.items():
+                out.fields[field] = _computed(
+                    spec, record, source, f"set `{source.strip()}`", (*path, "set", field)
+                )
+            outputs.append(_project(spec, schema, spec.topology, name, target.topic, path, out))
+    return NodeFlow(
+        spec.topology,
+        name,
+        tuple(reads),
+        tuple(outputs),
+        frozenset(replace_subtype(o, "CONDITION") for o in conditions),
+    )
+
+
+def replace_subtype(origin: Origin, subtype: str) -> Origin:
+    return Origin(origin.topic, origin.field, origin.table, subtype, origin.masking)
+
+
+def _table_topic(spec: TopologySpec, table: str) -> str | None:
+    t = spec.tables.get(table)
+    return t.topic if t is not None else None
+
+
+def _project(
+    spec: TopologySpec,
+    schema: SchemaLookup,
+    topology: str,
+    node: str,
+    topic: str,
+    path: PathTuple,
+    record: Record,
+) -> Output:
+    """What reaches ``topic``: the record projected onto the topic's schema (the runtime's rule)."""
+    t = spec.topics.get(topic)
+    fields = schema_fields(schema(t.schema_)) if t is not None and t.schema_ else None
+    if fields is None:
+        # every field goes: those of the rest that carry PII are named, so the policy can see them
+        out = dict(record.fields)
+        for rest in record.rest:
+            for name in record.topic_pii.get(rest.topic or "", {}):
+                if name not in out and (info := record.get(name)) is not None:
+                    out[name] = info
+        return Output(topology, node, topic, path, out, False, record.rest)
+    kept = {f["name"]: info for f in fields if (info := record.get(f["name"])) is not None}
+    return Output(topology, node, topic, path, kept, True)
+
+
+def _step(spec: TopologySpec, schema: SchemaLookup, record: Record, step: object, at: PathTuple) -> Record:
+    record = record.copy()
+    fields = record.fields
+    if isinstance(step, NormalizeStep):
+        for name, rule in step.fields.items():
+            info = record.get(name)
+            if info is not None:
+                fields[name] = combine([info], "normalize", (*at, "fields", name), "TRANSFORMATION")
+            elif rule.default is not None or not rule.required:
+                fields[name] = FieldInfo(frozenset(), "normalize (default)", (*at, "fields", name))
+    elif isinstance(step, DeriveStep):
+        for name, source in step.fields.items():  # in order: a later one may read an earlier one
+            fields[name] = _computed(
+                spec, record, source, f"derive `{source.strip()}`", (*at, "fields", name)
+            )
+    elif isinstance(step, EnrichStep):
+        how = f"enrich (table `{step.table}`)"
+        rows, rest = table_rows(spec, schema, step.table, how, at, record.topic_pii)
+        if step.fields is not None:
+            for name in step.fields:
+                info = rows.get(name) if rows is not None else None
+                if info is None:
+                    info = read_field(rest.topic, name, step.table, how, at, record.topic_pii)
+                fields[step.prefix + name] = info
+        elif rows is not None:
+            fields.update({step.prefix + k: v for k, v in rows.items()})
+        elif not step.prefix:
+            record.rest = (*record.rest, rest)
+    elif isinstance(step, JoinStep):
+        _join(spec, schema, record, step, at)
+    elif isinstance(step, AggregateStep):
+        fields.update(_results(record, step, at, f"aggregate (table `{step.table}`)"))
+    elif isinstance(step, WindowStep):
+        key = record.get(step.key) or FieldInfo(frozenset(), "window", at)
+        made = FieldInfo(frozenset(), "window", at)
+        record = Record(
+            {
+                step.key: replace_how(key, f"window key (table `{step.table}`)", at),
+                "window_start": made,
+                "window_end": made,
+                **_results(record, step, at, f"window (table `{step.table}`)"),
+            },
+            (),
+            record.topic_pii,
+        )
+    elif isinstance(step, ScoreStep):
+        sources = [r.when for r in step.rules] + list(step.logistic.coefficients if step.logistic else [])
+        infos = [_computed(spec, record, s, "", at) for s in sources]
+        score = combine(infos, "score", at, "TRANSFORMATION")
+        # a number and the names of the rules that fired: no PII whatever the rules read
+        fields[step.as_] = FieldInfo(score.origins, "score", (*at, "as"))
+        fields[step.reasons] = FieldInfo(score.origins, "score (rules that fired)", (*at, "reasons"))
+    elif isinstance(step, ModelStep):
+        infos = [_computed(spec, record, s, "", at) for s in step.features().values()]
+        result = combine(infos, "model", at, "TRANSFORMATION")
+        fields[step.output] = FieldInfo(result.origins, f"model `{step.file}`", (*at, "output"))
+    elif isinstance(step, MaskStep):
+        for name, how in step.fields.items():
+            info = record.get(name)
+            if how == "drop":
+                fields.pop(name, None)
+                record.gone = record.gone | {name}
+            elif info is not None:
+                fields[name] = _hashed(info, (*at, "fields", name))
+    elif isinstance(step, PythonStep) and not record.rest:
+        # opaque: what it received is assumed to pass through; what it adds comes from it
+        record.rest = (Rest(None, None, f"python `{step.function}`", at),)
+    return record
+
+
+def replace_how(info: FieldInfo, how: str, at: PathTuple) -> FieldInfo:
+    return FieldInfo(info.origins, how, at, info.pii, info.pii_from)
+
+
+def _hashed(info: FieldInfo, at: PathTuple) -> FieldInfo:
+    origins = frozenset(Origin(o.topic, o.field, o.table, "TRANSFORMATION", True) for o in info.origins)
+    pii: Level | None = "indirect" if info.pii is not None else None  # a keyed digest is a pseudonym
+    return FieldInfo(origins, "mask hash", at, pii, info.pii_from)
+
+
+def _results(
+    record: Record, step: AggregateStep | WindowStep, at: PathTuple, how: str
+) -> dict[str, FieldInfo]:
+    out = {}
+    for name, (function, read) in step.results().items():
+        info = record.get(read) if read else None
+        if info is None:
+            out[name] = FieldInfo(frozenset(), f"{how}: {function}", at)
+            continue
+        origins = frozenset(Origin(o.topic, o.field, o.table, "AGGREGATION", o.masking) for o in info.origins)
+        keeps = function in _VALUE_FUNCTIONS
+        out[name] = FieldInfo(
+            origins,
+            f"{how}: {function}({read})",
+            at,
+            info.pii if keeps else None,
+            info.pii_from if keeps else "",
+        )
+    return out
+
+
+def _join(spec: TopologySpec, schema: SchemaLookup, record: Record, step: JoinStep, at: PathTuple) -> None:
+    other = input_record(spec, schema, step.topic, record.topic_pii)
+    how = f"join (topic `{step.topic}`)"
+    names = step.fields if step.fields is not None else list(other.fields)
+    for name in names:
+        info = other.get(name)
+        if info is not None:
+            record.fields[step.prefix + name] = replace_how(info, how, at)
+    if step.fields is None and other.rest and not step.prefix:
+        record.rest = (*record.rest, Rest(step.topic, None, how, at))
+    record.fields[step.status_as] = FieldInfo(frozenset(), "join status", (*at, "status_as"))

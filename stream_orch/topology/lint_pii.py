@@ -1,0 +1,68 @@
+"""Lint of the PII policy: no personal data reaches a topic whose `pii` policy (or `audience`)
+refuses it. The fields are followed by :mod:`stream_orch.topology.field_flow` (through steps,
+`set`, enrich lookups, joins and other nodes' topics); the problem is at the route target (or its
+`set` field) that sends the field, and names where the field was last set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stream_orch.topology.field_flow import FieldInfo, Output, PathTuple, SchemaLookup, field_flows
+from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.models_governance import PiiPolicy, pii_policy
+from stream_orch.topology.problems import Severity
+
+Add = Callable[[PathTuple, str, str, Severity], None]
+
+
+def refused(policy: PiiPolicy, info: FieldInfo) -> bool:
+    """Whether a field carrying ``info.pii`` may not reach a topic of ``policy``."""
+    if info.pii is None or policy == "allowed":
+        return False
+    return policy == "forbidden" or info.pii == "direct"
+
+
+def pii_problems(
+    spec: TopologySpec, schema: SchemaLookup, add: Add, line_of: Callable[[PathTuple], int]
+) -> None:
+    """An error per field that reaches a topic whose policy refuses its PII."""
+    if not any(pii_policy(t.audience, t.pii) != "allowed" for t in spec.topics.values()):
+        return
+    for flow in field_flows([(spec, schema)]).nodes:
+        for out in flow.outputs:
+            topic = spec.topics.get(out.topic)
+            if topic is None:
+                continue  # reported as an undeclared topic
+            policy = pii_policy(topic.audience, topic.pii)
+            for name, info in sorted(out.fields.items()):
+                if refused(policy, info):
+                    _leak(out, name, info, policy, topic.audience, add, line_of)
+
+
+def _leak(
+    out: Output,
+    name: str,
+    info: FieldInfo,
+    policy: PiiPolicy,
+    audience: str | None,
+    add: Add,
+    line_of: Callable[[PathTuple], int],
+) -> None:
+    route = out.path[3] if len(out.path) > 3 else 0
+    where = f"node `{out.node}`, route {int(route) + 1}"
+    in_route = info.at[: len(out.path)] == out.path
+    path = info.at if in_route else out.path
+    masked = "hashed" if any(o.masking for o in info.origins) else "unmasked"
+    rule = f"pii: {policy}" + (f", audience: {audience}" if audience else "")
+    via = "" if in_route or not info.at else f"; it is set by {info.how} at line {line_of(info.at)}"
+    message = (
+        f"{where}: field `{name}` carries {info.pii} PII (from {info.pii_from or 'an input field'}) and "
+        f"reaches topic `{out.topic}` ({rule}) {masked}{via}"
+    )
+    if policy == "forbidden":
+        hint = f"drop it before the routes (`{{step: mask, fields: {{{name}: drop}}}}`)"
+    else:
+        hint = f"hash or drop it before the routes (`{{step: mask, fields: {{{name}: hash}}}}`)"
+    if out.projected:
+        hint += f", or leave `{name}` out of the topic's schema"
+    add(path, message, hint, "error")
