@@ -304,7 +304,9 @@ class Worker:
             from stream_orch.observability.http import serve
 
             token = self._tables_token
-            tables = TableInspector(self._local_tables, mask=PiiMask.of(spec)) if token else None
+            schemas = self.schemas
+            mask = PiiMask.of(spec, lambda name: schemas.raw(name) if name in schemas else None)
+            tables = TableInspector(self._local_tables, mask=mask) if token else None
             self._server = await serve(
                 self.metrics,
                 self.health,
