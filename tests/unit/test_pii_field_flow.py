@@ -199,3 +199,27 @@ def test_table_inspection_masks_the_fields_schemas_declare_pii() -> None:
     assert PiiMask.of(spec).apply("profile_t", value) == value
     masked = PiiMask.of(spec, SCHEMAS.get).apply("profile_t", value)
     assert masked == {"id": "p-1", "email": MASKED, "zip": MASKED, "amount": 5.0}
+
+
+@pytest.mark.parametrize("fmt", ["avro", "json"])
+def test_codecs_ignore_the_pii_attribute(fmt: str) -> None:
+    """`"pii"` is an extra attribute of an Avro field (legal in Avro): the shipped customer schema
+    carries it, and both codecs write and read its records as before."""
+    from pathlib import Path
+
+    from stream_orch.codecs import codec_for
+    from stream_orch.codecs.schemas import SchemaRegistry
+    from stream_orch.topology.models import TopicSpec
+
+    registry = SchemaRegistry(Path(__file__).resolve().parents[2] / "schemas")
+    assert {f["name"]: f.get("pii") for f in registry.fields("customer")}["email"] == "direct"
+    codec = codec_for(TopicSpec(schema="customer", format=fmt), registry)
+    record = {
+        "customer_id": "C-000001",
+        "name": "Ann",
+        "email": "ann@example.com",
+        "home_country": "DE",
+        "risk_tier": "low",
+        "avg_amount": 10.0,
+    }
+    assert codec.decode(codec.encode(record)) == record
