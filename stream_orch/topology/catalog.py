@@ -114,7 +114,7 @@ def build_catalog(topologies: Sequence[tuple[LoadedTopology, SchemaLookup]]) -> 
                 continue  # an undeclared topic: lint reports it
             route = int(out.path[3]) + 1
             entry.writers.append(Writer(job, route, f"{loaded.file}:{loaded.line_of(out.path)}"))
-            entry.conditions |= flow.conditions
+            entry.conditions |= out.conditions
             for name, info in out.fields.items():
                 where = f"{loaded.file}:{loaded.line_of(info.at)}" if info.at else ""
                 key = (name, info.how, where, tuple(sorted(info.origins, key=_origin_order)))

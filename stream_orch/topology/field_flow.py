@@ -150,6 +150,8 @@ class Output:
     fields: dict[str, FieldInfo]
     projected: bool  # onto the topic's schema (else every field of the record; more may be `rest`)
     rest: tuple[Rest, ...] = ()
+    # input fields that decide whether a record comes here (filters, this and earlier routes' `when`)
+    conditions: frozenset[Origin] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +160,6 @@ class NodeFlow:
     node: str
     reads: tuple[str, ...]  # topics: the input, join topics, topics of looked-up or scanned tables
     outputs: tuple[Output, ...]
-    # input fields that decide which records go where rather than what they hold (filter, when)
-    conditions: frozenset[Origin] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -47,8 +48,6 @@ _VALUE_FUNCTIONS = frozenset({"min", "max", "first", "last", "latest", "collect"
 @lru_cache(maxsize=4096)
 def _reads(source: str, constants: str) -> frozenset[str] | None:
     try:
-        import json
-
         return compile_expression(source, json.loads(constants)).fields
     except (ExpressionError, ValueError):
         return None  # lint reports the expression
@@ -56,8 +55,6 @@ def _reads(source: str, constants: str) -> frozenset[str] | None:
 
 def expression_fields(spec: TopologySpec, source: str) -> frozenset[str]:
     """The fields an expression reads (none when it does not compile: lint reports that)."""
-    import json
-
     reads = _reads(source, json.dumps(spec.constants, sort_keys=True, default=str))
     return (reads or frozenset()) - set(spec.constants)
 
@@ -69,9 +66,10 @@ def _computed(spec: TopologySpec, record: Record, source: str, how: str, at: Pat
     return combine(infos, how, at, "IDENTITY" if identity else "TRANSFORMATION")
 
 
-def _conditions(spec: TopologySpec, record: Record, source: str) -> set[Origin]:
+def _conditions(spec: TopologySpec, record: Record, source: str) -> frozenset[Origin]:
+    """The input fields an expression that decides (filter, route `when`) reads."""
     info = _computed(spec, record, source, "", ())
-    return set(info.origins)
+    return frozenset(Origin(o.topic, o.field, o.table, "CONDITIONAL") for o in info.origins)
 
 
 def node_flow(
@@ -85,7 +83,7 @@ def node_flow(
     else:
         record = input_record(spec, schema, node.input, carried)
         reads = [node.input]
-    conditions: set[Origin] = set()
+    filters: frozenset[Origin] = frozenset()
     for i, step in enumerate(node.steps):
         at: PathTuple = ("nodes", name, "steps", i)
         if isinstance(step, EnrichStep | JoinStep):
@@ -93,12 +91,17 @@ def node_flow(
             if topic and topic not in reads:
                 reads.append(topic)
         if isinstance(step, FilterStep):
-            conditions |= _conditions(spec, record, step.when)
+            filters |= _conditions(spec, record, step.when)
         record = _step(spec, schema, record, step, at)
     outputs = []
+    # a `when` route fires when no earlier `when` matched: those decide too; `otherwise`, all of them
+    whens = [_conditions(spec, record, r.when) if r.when is not None else frozenset() for r in node.routes]
     for i, route in enumerate(node.routes):
+        deciding = filters
         if route.when is not None:
-            conditions |= _conditions(spec, record, route.when)
+            deciding = deciding.union(*whens[: i + 1])
+        elif route.otherwise:
+            deciding = deciding.union(*whens)
         for j, target in enumerate(route.targets()):
             path: PathTuple = ("nodes", name, "routes", i, "to", j)
             out = record.copy()
@@ -106,18 +109,8 @@ def node_flow(
                 out.fields[field] = _computed(
                     spec, record, source, f"set `{source.strip()}`", (*path, "set", field)
                 )
-            outputs.append(_project(spec, schema, spec.topology, name, target.topic, path, out))
-    return NodeFlow(
-        spec.topology,
-        name,
-        tuple(reads),
-        tuple(outputs),
-        frozenset(replace_subtype(o, "CONDITION") for o in conditions),
-    )
-
-
-def replace_subtype(origin: Origin, subtype: str) -> Origin:
-    return Origin(origin.topic, origin.field, origin.table, subtype, origin.masking)
+            outputs.append(_project(spec, schema, name, target.topic, path, out, deciding))
+    return NodeFlow(spec.topology, name, tuple(reads), tuple(outputs))
 
 
 def _table_topic(spec: TopologySpec, table: str) -> str | None:
@@ -128,11 +121,11 @@ def _table_topic(spec: TopologySpec, table: str) -> str | None:
 def _project(
     spec: TopologySpec,
     schema: SchemaLookup,
-    topology: str,
     node: str,
     topic: str,
     path: PathTuple,
     record: Record,
+    conditions: frozenset[Origin],
 ) -> Output:
     """What reaches ``topic``: the record projected onto the topic's schema (the runtime's rule)."""
     t = spec.topics.get(topic)
@@ -144,9 +137,9 @@ def _project(
             for name in record.topic_pii.get(rest.topic or "", {}):
                 if name not in out and (info := record.get(name)) is not None:
                     out[name] = info
-        return Output(topology, node, topic, path, out, False, record.rest)
+        return Output(spec.topology, node, topic, path, out, False, record.rest, conditions)
     kept = {f["name"]: info for f in fields if (info := record.get(f["name"])) is not None}
-    return Output(topology, node, topic, path, kept, True)
+    return Output(spec.topology, node, topic, path, kept, True, (), conditions)
 
 
 def _step(spec: TopologySpec, schema: SchemaLookup, record: Record, step: object, at: PathTuple) -> Record:

@@ -223,3 +223,87 @@ def test_codecs_ignore_the_pii_attribute(fmt: str) -> None:
         "avg_amount": 10.0,
     }
     assert codec.decode(codec.encode(record)) == record
+
+
+def test_filter_and_route_conditions_per_target() -> None:
+    spec = TopologySpec.model_validate(
+        {
+            "topology": "t",
+            "topics": {"people": {"schema": "person"}, "a": {}, "b": {}, "c": {}, "all": {}},
+            "nodes": {
+                "n": {
+                    "input": "people",
+                    "steps": [{"step": "filter", "when": "ts > 0"}],
+                    "routes": [
+                        {"to": "all"},
+                        {"when": "amount > 10", "to": "a"},
+                        {"when": "zip == '1'", "to": "b"},
+                        {"otherwise": True, "to": "c"},
+                    ],
+                }
+            },
+        }
+    )
+    (node,) = field_flows([(spec, SCHEMAS.get)]).nodes
+    deciding = {out.topic: sorted(o.field for o in out.conditions) for out in node.outputs}
+    assert deciding == {
+        "all": ["ts"],
+        "a": ["amount", "ts"],
+        "b": ["amount", "ts", "zip"],  # b's rule fires only when a's did not
+        "c": ["amount", "ts", "zip"],
+    }
+
+
+def test_validate_dedupe_filter_and_repartition_leave_fields_as_they_are() -> None:
+    steps = [
+        {"step": "validate"},
+        {"step": "dedupe", "field": "id", "table": "state", "horizon": "1h"},
+        {"step": "filter", "when": "amount > 0"},
+        {"step": "repartition", "by": "zip"},
+    ]
+    assert output(steps).fields == output([]).fields
+
+
+def test_a_scheduled_node_reads_the_rows_it_scans_and_the_tick() -> None:
+    spec = TopologySpec.model_validate(
+        {
+            "topology": "t",
+            "topics": {"profiles": {"key": "id", "schema": "profile", "compact": True}, "out": {}},
+            "tables": {"profile_t": {"topic": "profiles", "global": True}},
+            "nodes": {
+                "tick": {
+                    "schedule": {"every": "1m", "scan": [{"table": "profile_t"}]},
+                    "routes": [{"to": "out"}],
+                }
+            },
+        }
+    )
+    (node,) = field_flows([(spec, SCHEMAS.get)]).nodes
+    assert node.reads == ("profiles",)
+    out = node.outputs[0]
+    assert origins(out.fields["phone"]) == {("profiles", "phone", "profile_t", "IDENTITY", False)}
+    assert out.fields["phone"].pii == "direct"
+    assert out.fields["tick_time"].origins == frozenset()
+
+
+def test_a_field_not_in_a_schema_resolves_through_the_rest() -> None:
+    # `out` has no schema; its reader sees any field, with the PII its writer sends
+    spec = TopologySpec.model_validate(
+        {
+            "topology": "t",
+            "topics": {"people": {"schema": "person"}, "out": {}, "end": {}},
+            "nodes": {
+                "w": {"input": "people", "routes": [{"to": "out"}]},
+                "r": {
+                    "input": "out",
+                    "steps": [{"step": "derive", "fields": {"x": "email + other"}}],
+                    "routes": [{"to": "end"}],
+                },
+            },
+        }
+    )
+    flows = field_flows([(spec, SCHEMAS.get)])
+    (r,) = [n for n in flows.nodes if n.node == "r"]
+    x = r.outputs[0].fields["x"]
+    assert {(o.topic, o.field) for o in x.origins} == {("out", "email"), ("out", "other")}
+    assert x.pii == "direct" and x.pii_from == "`out`.`email`"
