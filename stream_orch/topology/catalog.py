@@ -34,6 +34,7 @@ class Writer:
     job: str  # <topology>.<node>
     route: int  # numbered from 1, as validate and the metrics number routes
     where: str  # file:line of the route target
+    key_from: tuple[Origin, ...] = ()  # the input fields the record key comes from
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,8 @@ def build_catalog(topologies: Sequence[tuple[LoadedTopology, SchemaLookup]]) -> 
             if entry is None:
                 continue  # an undeclared topic: lint reports it
             route = int(out.path[3]) + 1
-            entry.writers.append(Writer(job, route, f"{loaded.file}:{loaded.line_of(out.path)}"))
+            key_from = tuple(sorted(out.key.origins, key=_origin_order)) if out.key is not None else ()
+            entry.writers.append(Writer(job, route, f"{loaded.file}:{loaded.line_of(out.path)}", key_from))
             entry.conditions |= out.conditions
             for name, info in out.fields.items():
                 where = f"{loaded.file}:{loaded.line_of(info.at)}" if info.at else ""

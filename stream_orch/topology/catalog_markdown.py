@@ -44,7 +44,12 @@ def _topic(t: TopicEntry) -> list[str]:
     )
     audience = f"audience {spec.audience}, " if spec.audience else ""
     out.append(f"- {audience}PII policy: {t.policy}; PII fields: {_pii_list(t) or 'none'}")
-    writers = ", ".join(f"`{w.job}` (route {w.route}, {w.where})" for w in t.writers)
+    writers = ", ".join(
+        f"`{w.job}` (route {w.route}, {w.where}"
+        + (f"; key from {', '.join(_field(o) for o in w.key_from)}" if w.key_from else "")
+        + ")"
+        for w in t.writers
+    )
     out.append(f"- written by: {writers or 'producers outside these topologies'}")
     out.append(f"- read by: {_names(t.readers) if t.readers else 'consumers outside these topologies'}")
     if t.fields is not None:

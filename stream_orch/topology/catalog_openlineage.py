@@ -68,7 +68,15 @@ def _dataset(t: TopicEntry, namespace: str) -> dict[str, Any]:
             audience=spec.audience,
             piiPolicy=t.policy,
             piiFields=dict(sorted(t.pii.items())),
-            writers=[{"job": w.job, "route": w.route, "where": w.where} for w in t.writers],
+            writers=[
+                {
+                    "job": w.job,
+                    "route": w.route,
+                    "where": w.where,
+                    "keyFrom": [{"name": o.topic, "field": o.field} for o in w.key_from],
+                }
+                for w in t.writers
+            ],
             readers=list(t.readers),
             declaredIn=list(t.declared_in),
         )

@@ -152,6 +152,7 @@ class Output:
     rest: tuple[Rest, ...] = ()
     # input fields that decide whether a record comes here (filters, this and earlier routes' `when`)
     conditions: frozenset[Origin] = frozenset()
+    key: FieldInfo | None = None  # where the record key's bytes come from (None: not known)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from stream_orch.topology.models import (
     TopologySpec,
     WindowStep,
 )
+from stream_orch.topology.models_flow import RepartitionStep
 
 # window and aggregate functions whose result is one of the values read (so it keeps their PII);
 # count, sum, avg and count_distinct give a number that names no one
@@ -80,12 +81,17 @@ def node_flow(
     if node.schedule is not None:
         record = scheduled_record(spec, schema, name, carried)
         reads = [t for s in node.schedule.scan if (t := _table_topic(spec, s.table))]
+        key = _row_key(spec, record, node.schedule.scan[0].table) if node.schedule.scan else None
     else:
         record = input_record(spec, schema, node.input, carried)
         reads = [node.input]
+        input_key = spec.topics[node.input].key if node.input in spec.topics else None
+        key = record.get(input_key) if input_key else None  # the input's key bytes, as read
     filters: frozenset[Origin] = frozenset()
     for i, step in enumerate(node.steps):
         at: PathTuple = ("nodes", name, "steps", i)
+        if isinstance(step, RepartitionStep):  # re-keyed by the field
+            key = record.get(step.by)
         if isinstance(step, EnrichStep | JoinStep):
             topic = step.topic if isinstance(step, JoinStep) else _table_topic(spec, step.table)
             if topic and topic not in reads:
@@ -93,6 +99,8 @@ def node_flow(
         if isinstance(step, FilterStep):
             filters |= _conditions(spec, record, step.when)
         record = _step(spec, schema, record, step, at)
+        if isinstance(step, WindowStep):  # a result is keyed by its window's key
+            key = record.get(step.key)
     outputs = []
     # a `when` route fires when no earlier `when` matched: those decide too; `otherwise`, all of them
     whens = [_conditions(spec, record, r.when) if r.when is not None else frozenset() for r in node.routes]
@@ -109,8 +117,20 @@ def node_flow(
                 out.fields[field] = _computed(
                     spec, record, source, f"set `{source.strip()}`", (*path, "set", field)
                 )
-            outputs.append(_project(spec, schema, name, target.topic, path, out, deciding))
+            topic = spec.topics.get(target.topic)
+            key_field = target.key or (topic.key if topic is not None else None)
+            # the key field as `set` left it, else the record's; no key field: the input's key
+            out_key = out.get(key_field) if key_field else key
+            outputs.append(_project(spec, schema, name, target.topic, path, out, deciding, out_key))
     return NodeFlow(spec.topology, name, tuple(reads), tuple(outputs))
+
+
+def _row_key(spec: TopologySpec, record: Record, table: str) -> FieldInfo | None:
+    """A scanned row's key: the field keying its table."""
+    t = spec.tables.get(table)
+    source = spec.topics.get(t.topic or "") if t is not None else None
+    field = (t.key if t is not None else None) or (source.key if source is not None else None)
+    return record.get(field) if field else None
 
 
 def _table_topic(spec: TopologySpec, table: str) -> str | None:
@@ -126,6 +146,7 @@ def _project(
     path: PathTuple,
     record: Record,
     conditions: frozenset[Origin],
+    key: FieldInfo | None,
 ) -> Output:
     """What reaches ``topic``: the record projected onto the topic's schema (the runtime's rule)."""
     t = spec.topics.get(topic)
@@ -137,9 +158,9 @@ def _project(
             for name in record.topic_pii.get(rest.topic or "", {}):
                 if name not in out and (info := record.get(name)) is not None:
                     out[name] = info
-        return Output(spec.topology, node, topic, path, out, False, record.rest, conditions)
+        return Output(spec.topology, node, topic, path, out, False, record.rest, conditions, key)
     kept = {f["name"]: info for f in fields if (info := record.get(f["name"])) is not None}
-    return Output(spec.topology, node, topic, path, kept, True, (), conditions)
+    return Output(spec.topology, node, topic, path, kept, True, (), conditions, key)
 
 
 def _step(spec: TopologySpec, schema: SchemaLookup, record: Record, step: object, at: PathTuple) -> Record:

@@ -37,6 +37,26 @@ def pii_problems(
             for name, info in sorted(out.fields.items()):
                 if refused(policy, info):
                     _leak(out, name, info, policy, topic.audience, add, line_of)
+            if out.key is not None and refused(policy, out.key):
+                _key_leak(out, out.key, policy, topic.audience, add)
+
+
+def _rule(policy: PiiPolicy, audience: str | None) -> str:
+    return f"pii: {policy}" + (f", audience: {audience}" if audience else "")
+
+
+def _key_leak(out: Output, info: FieldInfo, policy: PiiPolicy, audience: str | None, add: Add) -> None:
+    route = int(out.path[3]) + 1
+    masked = "hashed" if any(o.masking for o in info.origins) else "unmasked"
+    add(
+        out.path,
+        f"node `{out.node}`, route {route}: the record key carries {info.pii} PII (from "
+        f"{info.pii_from or 'an input field'}) and reaches topic `{out.topic}` ({_rule(policy, audience)}) "
+        f"{masked}",
+        "key the records by another field (`key:` on the route target or the topic), or hash the key "
+        "field with a `mask` step before the routes and name it in `key:`",
+        "error",
+    )
 
 
 def _leak(
@@ -53,7 +73,7 @@ def _leak(
     in_route = info.at[: len(out.path)] == out.path
     path = info.at if in_route else out.path
     masked = "hashed" if any(o.masking for o in info.origins) else "unmasked"
-    rule = f"pii: {policy}" + (f", audience: {audience}" if audience else "")
+    rule = _rule(policy, audience)
     via = "" if in_route or not info.at else f"; it is set by {info.how} at line {line_of(info.at)}"
     message = (
         f"{where}: field `{name}` carries {info.pii} PII (from {info.pii_from or 'an input field'}) and "

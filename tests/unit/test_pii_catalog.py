@@ -77,7 +77,9 @@ def test_markdown_field_lineage_of_the_fraud_topology(capsys: pytest.CaptureFixt
     enriched = _section(page, "transactions.enriched")
     assert "audience analysts, PII policy: pseudonymised; PII fields: email (indirect)" in enriched
     route = line_of(FRAUD, "- to: transactions.enriched")
-    assert f"`fraud_detection.score_transactions` (route 1, {FRAUD}:{route})" in enriched
+    key = "key from `transactions`.`account_id`"
+    writer = f"`fraud_detection.score_transactions` (route 1, {FRAUD}:{route}; {key})"
+    assert writer in enriched
     email = _row(enriched, "email")
     assert email[1] == "`customers.clean`.`email` via table `customer_profiles` (hashed)"
     assert email[2] == f"mask hash ({FRAUD}:{line_of(FRAUD, 'fields: {email: hash')})"
@@ -181,6 +183,7 @@ def test_json_lineage_and_pii_of_the_fraud_topology(capsys: pytest.CaptureFixtur
         {"email": "indirect"},
     )
     assert topic["writers"][0]["job"] == "fraud_detection.score_transactions"
+    assert topic["writers"][0]["keyFrom"] == [{"name": "transactions", "field": "account_id"}]
     customers = datasets["customers"]["facets"]["streamOrch_topic"]
     assert customers["compacted"] is True and customers["readers"] == ["fraud_detection.harmonise_customers"]
     assert datasets["transactions"]["facets"]["streamOrch_topic"]["retentionMs"] == 7 * 86_400_000

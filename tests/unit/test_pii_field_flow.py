@@ -307,3 +307,23 @@ def test_a_field_not_in_a_schema_resolves_through_the_rest() -> None:
     x = r.outputs[0].fields["x"]
     assert {(o.topic, o.field) for o in x.origins} == {("out", "email"), ("out", "other")}
     assert x.pii == "direct" and x.pii_from == "`out`.`email`"
+
+
+def test_where_the_record_key_comes_from() -> None:
+    def key_of(out: Output) -> tuple[set[tuple[str, str]], str | None]:
+        assert out.key is not None
+        return {(o.topic, o.field) for o in out.key.origins}, out.key.pii
+
+    def unkeyed(steps: list[dict[str, Any]]) -> Output:
+        return output(steps, {"to": "raw"}, topics={"raw": {}})  # no key field: the record's key
+
+    assert key_of(unkeyed([])) == ({("people", "id")}, None)  # the input's key
+    assert key_of(unkeyed([{"step": "repartition", "by": "zip"}])) == ({("people", "zip")}, "indirect")
+    window = {"step": "window", "table": "state", "key": "email", "kind": "tumbling", "size": "1m", "as": "n"}
+    assert key_of(unkeyed([{"step": "repartition", "by": "email"}, window])) == (
+        {("people", "email")},
+        "direct",
+    )
+    keyed = output([], {"to": [{"topic": "raw", "key": "k", "set": {"k": "zip"}}]}, topics={"raw": {}})
+    assert key_of(keyed) == ({("people", "zip")}, "indirect")  # the key field as `set` left it
+    assert key_of(output([])) == ({("people", "id")}, None)  # `out` is keyed by `id`

@@ -235,3 +235,29 @@ def test_a_fraud_copy_that_forgets_the_mask_fails(tmp_path: Path, capsys: pytest
         for i, line in enumerate(text, 1)
         if line.strip() in ("- to: transactions.enriched", "to: transactions.approved")
     }
+
+
+def test_a_pii_record_key_leaks_even_when_the_field_is_masked(tmp_path: Path) -> None:
+    """The input is keyed by the e-mail: a record routed without a key field keeps the input's key
+    bytes, which no mask of the field changes."""
+    text = topology("{step: mask, fields: {email: hash}}", report_policy="audience: analysts")
+    text = text.replace("people: {key: id, schema: person}", "people: {key: email, schema: person}")
+    text = text.replace("report: {key: id, schema: report,", "report: {schema: report,")
+    found = problems(tmp_path, text)
+    assert len(found) == 1, found
+    assert found[0].line == line_of(text, "# target")
+    assert "the record key carries direct PII (from `people`.`email`)" in found[0].message
+    assert "unmasked" in found[0].message
+    # keyed by the hashed field on the target: the key is the digest
+    rekeyed = text.replace("{topic: report}", "{topic: report, key: email}")
+    assert problems(tmp_path, rekeyed) == []
+
+
+def test_a_route_key_naming_a_pii_field_leaks(tmp_path: Path) -> None:
+    text = topology("{step: mask, fields: {zip: drop}}", target="{topic: report, key: email}")
+    text = text.replace("{step: mask, fields: {zip: drop}}", "{step: derive, fields: {k: email}}")
+    text = text.replace("key: email}", "key: k}")
+    found = problems(tmp_path, text)
+    messages = [p.message for p in found]
+    assert any("the record key carries direct PII (from `people`.`email`)" in m for m in messages), messages
+    assert any("field `email` carries direct PII" in m for m in messages)
