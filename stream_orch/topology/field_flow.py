@@ -204,19 +204,36 @@ def field_flows(topologies: Iterable[tuple[TopologySpec, SchemaLookup]]) -> Flow
             for name, level in levels.items():
                 merged[name] = higher(merged.get(name), level)  # type: ignore[assignment]
     carried = {t: dict(v) for t, v in declared.items()}
-    # PII only rises and the fields are finite: at most one more pass per field that gains some
-    while True:
-        flows = [node_flow(spec, schema, name, carried) for spec, schema in pairs for name in spec.nodes]
-        changed = False
-        for flow in flows:
-            for out in flow.outputs:
-                for name, info in out.fields.items():
-                    have = carried.get(out.topic, {}).get(name)
-                    if info.pii is not None and higher(have, info.pii) != have:
-                        carried.setdefault(out.topic, {})[name] = info.pii
-                        changed = True
-        if not changed:
-            return Flows(tuple(flows), declared, carried)
+    nodes = [(i, name) for i, (spec, _) in enumerate(pairs) for name in spec.nodes]
+    flows: dict[tuple[int, str], NodeFlow] = {}
+    readers: dict[str, list[tuple[int, str]]] = {}
+    raised: set[str] = set()
+    for node in nodes:
+        flows[node] = node_flow(*pairs[node[0]], node[1], carried)
+        raised |= _raised(flows[node], carried)
+        for topic in flows[node].reads:
+            readers.setdefault(topic, []).append(node)
+    # a node is computed again when a topic it reads gains PII; PII only rises and the fields
+    # are finite, so this ends, after a pass per chain of nodes rather than per node
+    queue = list(dict.fromkeys(r for topic in sorted(raised) for r in readers.get(topic, [])))
+    while queue:
+        node = queue.pop(0)
+        flows[node] = node_flow(*pairs[node[0]], node[1], carried)
+        for topic in _raised(flows[node], carried):
+            queue += [r for r in readers.get(topic, []) if r not in queue]
+    return Flows(tuple(flows[n] for n in nodes), declared, carried)
+
+
+def _raised(flow: NodeFlow, carried: dict[str, dict[str, Level]]) -> set[str]:
+    """Record in ``carried`` the PII ``flow``'s outputs carry; the topics that gained some."""
+    raised = set()
+    for out in flow.outputs:
+        for name, info in out.fields.items():
+            have = carried.get(out.topic, {}).get(name)
+            if info.pii is not None and higher(have, info.pii) != have:
+                carried.setdefault(out.topic, {})[name] = info.pii
+                raised.add(out.topic)
+    return raised
 
 
 def input_record(

@@ -327,3 +327,19 @@ def test_where_the_record_key_comes_from() -> None:
     keyed = output([], {"to": [{"topic": "raw", "key": "k", "set": {"k": "zip"}}]}, topics={"raw": {}})
     assert key_of(keyed) == ({("people", "zip")}, "indirect")  # the key field as `set` left it
     assert key_of(output([])) == ({("people", "id")}, None)  # `out` is keyed by `id`
+
+
+def test_pii_follows_a_chain_of_nodes_declared_in_any_order() -> None:
+    hops = 6
+    topics = {"people": {"schema": "person"}, **{f"t{i}": {} for i in range(1, hops + 1)}}
+    nodes = {
+        f"n{i}": {"input": f"t{i - 1}" if i > 1 else "people", "routes": [{"to": f"t{i}"}]}
+        for i in range(1, hops + 1)
+    }
+    reversed_nodes = dict(reversed(list(nodes.items())))
+    for declared in (nodes, reversed_nodes):
+        spec = TopologySpec.model_validate({"topology": "t", "topics": topics, "nodes": declared})
+        flows = field_flows([(spec, SCHEMAS.get)])
+        assert flows.carried[f"t{hops}"] == {"email": "direct", "zip": "indirect"}
+        (last,) = [n for n in flows.nodes if n.node == f"n{hops}"]
+        assert last.outputs[0].fields["email"].pii_from == f"`t{hops - 1}`.`email`"
