@@ -5,9 +5,18 @@ refuses it. The fields are followed by :mod:`stream_orch.topology.field_flow` (t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
-from stream_orch.topology.field_flow import FieldInfo, Output, PathTuple, SchemaLookup, field_flows
+from stream_orch.topology.field_flow import (
+    LEVELS,
+    FieldInfo,
+    Output,
+    PathTuple,
+    SchemaLookup,
+    field_flows,
+    schema_fields,
+)
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.models_governance import PiiPolicy, pii_policy
 from stream_orch.topology.problems import Severity
@@ -26,6 +35,7 @@ def pii_problems(
     spec: TopologySpec, schema: SchemaLookup, add: Add, line_of: Callable[[PathTuple], int]
 ) -> None:
     """An error per field that reaches a topic whose policy refuses its PII."""
+    _declarations(spec, schema, add)
     if not any(pii_policy(t.audience, t.pii) != "allowed" for t in spec.topics.values()):
         return
     for flow in field_flows([(spec, schema)]).nodes:
@@ -39,6 +49,24 @@ def pii_problems(
                     _leak(out, name, info, policy, topic.audience, add, line_of)
             if out.key is not None and refused(policy, out.key):
                 _key_leak(out, out.key, policy, topic.audience, add)
+
+
+def _declarations(spec: TopologySpec, schema: SchemaLookup, add: Add) -> None:
+    """A `"pii"` attribute other than direct or indirect (a typo would declare nothing)."""
+    seen = set()
+    for name, topic in spec.topics.items():
+        if not topic.schema_ or topic.schema_ in seen:
+            continue
+        seen.add(topic.schema_)
+        for f in schema_fields(schema(topic.schema_)) or []:
+            if "pii" in f and f["pii"] not in LEVELS:
+                add(
+                    ("topics", name, "schema"),
+                    f'schema `{topic.schema_}`, field `{f["name"]}`: `"pii": {json.dumps(f["pii"])}` '
+                    "is not a PII level",
+                    'write `"pii": "direct"` (identifies a person on its own) or `"pii": "indirect"`',
+                    "error",
+                )
 
 
 def _rule(policy: PiiPolicy, audience: str | None) -> str:

@@ -261,3 +261,15 @@ def test_a_route_key_naming_a_pii_field_leaks(tmp_path: Path) -> None:
     messages = [p.message for p in found]
     assert any("the record key carries direct PII (from `people`.`email`)" in m for m in messages), messages
     assert any("field `email` carries direct PII" in m for m in messages)
+
+
+def test_a_pii_attribute_that_is_no_level_is_an_error(tmp_path: Path) -> None:
+    SCHEMAS["typo"] = [{"name": "id", "type": "string"}, {"name": "email", "type": "string", "pii": "yes"}]
+    try:
+        text = topology(report_policy="pii: allowed").replace("schema: person}", "schema: typo}")
+        found = problems(tmp_path, text)
+    finally:
+        del SCHEMAS["typo"]
+    assert len(found) == 1, found
+    assert found[0].line == line_of(text, "people: {key: id")
+    assert 'schema `typo`, field `email`: `"pii": "yes"` is not a PII level' in found[0].message
