@@ -3,9 +3,9 @@
 One analysis, pure functions on loaded topologies and their schemas, used by the PII lint
 (:mod:`stream_orch.topology.lint_pii`) and the catalog (:mod:`stream_orch.topology.catalog`).
 A node's records are followed step by step (:mod:`stream_orch.topology.field_steps`), then
-through each route target (``set``, the projection onto the topic's schema); a topic another
-node writes carries the PII that its writers' outputs carry (computed to a fixed point, so a
-chain or a cycle of nodes is followed across files too).
+through each route target (``set``, the projection onto the topic's schema, the record key); a
+topic another node writes carries the PII that its writers' outputs carry (computed to a fixed
+point, so a chain or a cycle of nodes is followed across files too).
 
 PII levels (schema attribute ``"pii"``): ``direct`` identifies a person on its own (a name, an
 e-mail); ``indirect`` identifies one only with other data (a pseudonym, a birth date). A value
@@ -194,7 +194,7 @@ def declared_pii(spec: TopologySpec, schema: SchemaLookup) -> dict[str, dict[str
 
 def field_flows(topologies: Iterable[tuple[TopologySpec, SchemaLookup]]) -> Flows:
     """The outputs of every node of ``topologies`` (several files: topics alike by name are one)."""
-    from stream_orch.topology.field_steps import node_flow
+    from stream_orch.topology.field_steps import node_flow  # it builds on this module
 
     pairs = list(topologies)
     declared: dict[str, dict[str, Level]] = {}
