@@ -12,7 +12,7 @@ import pytest
 
 from stream_orch.cli.main import main
 from stream_orch.topology.lint import lint
-from stream_orch.topology.loader import Problem, parse_topology
+from stream_orch.topology.loader import Problem, load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,3 +273,16 @@ def test_a_pii_attribute_that_is_no_level_is_an_error(tmp_path: Path) -> None:
     assert len(found) == 1, found
     assert found[0].line == line_of(text, "people: {key: id")
     assert 'schema `typo`, field `email`: `"pii": "yes"` is not a PII level' in found[0].message
+
+
+def test_a_topics_pii_policy_changes_without_a_restart() -> None:
+    from stream_orch.topology.models import TopologySpec
+    from stream_orch.topology.reloadable import reload_problems
+
+    old = load_topology(ROOT / "topologies" / "fraud_detection.yaml").spec
+    doc = old.model_dump(mode="json", by_alias=True)
+    doc["topics"]["fraud.review"].update(audience="reviewers", pii="pseudonymised")
+    doc["topics"]["transactions.enriched"]["audience"] = None
+    assert reload_problems(old, TopologySpec.model_validate(doc)) == []
+    doc["topics"]["fraud.review"]["partitions"] = 12
+    assert reload_problems(old, TopologySpec.model_validate(doc)) != []
