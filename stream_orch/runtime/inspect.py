@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from stream_orch.state.tables import LocalTable
-from stream_orch.topology.field_flow import SchemaLookup, declared_pii
+from stream_orch.topology.field_flow import SchemaLookup, pii_field_names
 from stream_orch.topology.models import AggregateStep, DedupeStep, MaskStep, TopologySpec, WindowStep
 
 MASKED = "<masked>"  # what a served value shows instead of a PII field's value
@@ -35,7 +35,7 @@ class PiiMask:
         (the schemas are the one source of truth of what is PII; a table's rows follow its
         topic's schema, and a step's table holds fields of the node's records)."""
         steps = [step for node in spec.nodes.values() for step in node.steps]
-        declared = {f for levels in declared_pii(spec, schema).values() for f in levels} if schema else set()
+        declared = pii_field_names(spec, schema) if schema else frozenset()
         fields = frozenset(f for step in steps if isinstance(step, MaskStep) for f in step.fields) | declared
         whole = set()
         for step in steps:

@@ -304,8 +304,7 @@ class Worker:
             from stream_orch.observability.http import serve
 
             token = self._tables_token
-            schemas = self.schemas
-            mask = PiiMask.of(spec, lambda name: schemas.raw(name) if name in schemas else None)
+            mask = PiiMask.of(spec, self.schemas.raw_or_none)
             tables = TableInspector(self._local_tables, mask=mask) if token else None
             self._server = await serve(
                 self.metrics,

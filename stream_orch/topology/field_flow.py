@@ -38,6 +38,7 @@ __all__ = [
     "declared_pii",
     "field_flows",
     "higher",
+    "pii_field_names",
 ]
 
 PathTuple = tuple[str | int, ...]
@@ -190,6 +191,12 @@ def declared_pii(spec: TopologySpec, schema: SchemaLookup) -> dict[str, dict[str
         if levels:
             out[name] = levels
     return out
+
+
+def pii_field_names(spec: TopologySpec, schema: SchemaLookup) -> frozenset[str]:
+    """Every field name that a schema of ``spec``'s topics declares PII (the names whose values
+    the tools that show stored or written records mask)."""
+    return frozenset(name for levels in declared_pii(spec, schema).values() for name in levels)
 
 
 def field_flows(topologies: Iterable[tuple[TopologySpec, SchemaLookup]]) -> Flows:

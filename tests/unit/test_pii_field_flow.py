@@ -343,3 +343,17 @@ def test_pii_follows_a_chain_of_nodes_declared_in_any_order() -> None:
         assert flows.carried[f"t{hops}"] == {"email": "direct", "zip": "indirect"}
         (last,) = [n for n in flows.nodes if n.node == f"n{hops}"]
         assert last.outputs[0].fields["email"].pii_from == f"`t{hops - 1}`.`email`"
+
+
+def test_the_pii_field_names_of_the_fraud_topology_from_its_schemas() -> None:
+    from pathlib import Path
+
+    from stream_orch.codecs.schemas import SchemaRegistry
+    from stream_orch.topology.field_flow import pii_field_names
+    from stream_orch.topology.loader import load_topology
+
+    root = Path(__file__).resolve().parents[2]
+    registry = SchemaRegistry(root / "schemas")
+    assert registry.raw_or_none("no_such_schema") is None
+    spec = load_topology(root / "topologies" / "fraud_detection.yaml").spec
+    assert pii_field_names(spec, registry.raw_or_none) == {"name", "email"}
