@@ -239,3 +239,32 @@ def test_a_topology_with_lint_errors_is_not_catalogued(
     assert out == ""
     assert err and all(re.match(rf"^{re.escape(str(bad))}:\d+: ", line) for line in err.splitlines())
     assert "field `email` carries direct PII" in err
+
+
+def test_a_topic_shared_by_two_files_is_one_entry_with_both_sides(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "schemas").mkdir()
+    fields = [{"name": "id", "type": "string"}, {"name": "email", "type": "string", "pii": "direct"}]
+    (tmp_path / "schemas" / "person.avsc").write_text(
+        json.dumps({"type": "record", "name": "P", "fields": fields})
+    )
+    (tmp_path / "a.yaml").write_text(
+        "topology: a\ntopics:\n  people: {schema: person}\n  mid: {}\n"
+        "nodes:\n  copy: {input: people, routes: [{to: mid}], errors: {dlq: people.dlq}}\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "topology: b\ntopics:\n  mid: {}\n  out: {}\n"
+        "nodes:\n  pass: {input: mid, routes: [{to: out}], errors: {dlq: mid.dlq}}\n"
+    )
+    files = [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    doc = json.loads(catalog(capsys, *files, "--format", "json"))
+    topics = {d["name"]: d["facets"]["streamOrch_topic"] for d in doc["datasets"]}
+    assert sorted(topics) == ["mid", "out", "people"]
+    assert [w["job"] for w in topics["mid"]["writers"]] == ["a.copy"]
+    assert topics["mid"]["readers"] == ["b.pass"] and topics["mid"]["declaredIn"] == files
+    # the PII crosses the files: `out` carries the e-mail that a.copy wrote to `mid`
+    assert topics["out"]["piiFields"] == {"email": "direct"}
+    lineage = {d["name"]: d["facets"].get("columnLineage") for d in doc["datasets"]}
+    (source,) = lineage["out"]["fields"]["email"]["inputFields"]
+    assert (source["name"], source["field"]) == ("mid", "email")
