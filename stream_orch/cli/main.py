@@ -29,6 +29,7 @@ COMMANDS = (
     "validate",
     "diff",
     "graph",
+    "catalog",
     "schema",
     "run",
     "reload",
@@ -93,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="stream-orch",
         description="Declarative Kafka stream processing: topologies, state, retries, DLQs and lag.",
-        epilog=f"Commands that read schemas (validate, diff, run, graph, test) use {SCHEMAS_RULE}.",
+        epilog=f"Commands that read schemas (validate, diff, run, graph, catalog, test) use {SCHEMAS_RULE}.",
     )
     parser.add_argument("--version", action="version", version=f"stream-orch {__version__}")
     _add_setting_flags(parser, None)

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
         help="check a topology: schemas, topics, tables, fields, outputs, cycles, co-partitioning",
         description="Print every problem as file:line: message (hint: ...). Exit 1 on any error "
         "(warnings alone exit 0). Outputs are checked against their topic's schema: every `set` "
-        "field must be in it, and every required field must be provided. A file that cannot be read "
+        "field must be in it, and every required field must be provided. Personal data (schema fields "
+        'with `"pii"`) is followed through steps, routes and nodes to topics whose `pii` policy or '
+        "`audience` refuses it. A file that cannot be read "
         f"or is refused (over {MAX_BYTES // 2**20} MiB, nested deeper than {MAX_DEPTH} levels, aliases "
         f"expanding beyond {MAX_VALUES:,} values, a YAML tag outside the core schema) is one line on "
         "stderr and exit 2.",

@@ -93,6 +93,10 @@ class SchemaRegistry:
         except KeyError:
             raise SchemaError(self._unknown(name)) from None
 
+    def raw_or_none(self, name: str) -> dict[str, Any] | None:
+        """:meth:`raw`, or None for a name the folder lacks (a lookup that does not raise)."""
+        return self._raw.get(name)
+
     def path(self, name: str) -> Path:
         self.get(name)
         return self.directory / f"{name}.avsc"

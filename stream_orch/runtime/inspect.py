@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from stream_orch.state.tables import LocalTable
+from stream_orch.topology.field_flow import SchemaLookup, pii_field_names
 from stream_orch.topology.models import AggregateStep, DedupeStep, MaskStep, TopologySpec, WindowStep
 
 MASKED = "<masked>"  # what a served value shows instead of a PII field's value
@@ -15,7 +16,8 @@ MASKED = "<masked>"  # what a served value shows instead of a PII field's value
 
 class PiiMask:
     """The topology's PII rules applied to served table values. A field that any ``mask`` step
-    names (``hash`` or ``drop``) is PII everywhere: in a served value it keeps its name and its value
+    names (``hash`` or ``drop``) or any schema of the topology's topics declares ``"pii"`` is PII
+    everywhere: in a served value it keeps its name and its value
     becomes :data:`MASKED`, at any depth (a join buffers whole records). A fixed marker rather than
     the mask step's digest: it says the field is there and nothing about its value, not even
     whether two keys share it. A table that a dedupe, aggregate or window step keys or feeds by a
@@ -27,9 +29,14 @@ class PiiMask:
         self.whole_tables = whole_tables
 
     @classmethod
-    def of(cls, spec: TopologySpec) -> PiiMask:
+    def of(cls, spec: TopologySpec, schema: SchemaLookup | None = None) -> PiiMask:
+        """The rules of ``spec``: the fields its mask steps name, and (with ``schema``, the raw
+        record schema of a name) every field that a schema of its topics declares ``"pii"``
+        (the schemas are the one source of truth of what is PII; a table's rows follow its
+        topic's schema, and a step's table holds fields of the node's records)."""
         steps = [step for node in spec.nodes.values() for step in node.steps]
-        fields = frozenset(f for step in steps if isinstance(step, MaskStep) for f in step.fields)
+        declared = pii_field_names(spec, schema) if schema else frozenset()
+        fields = frozenset(f for step in steps if isinstance(step, MaskStep) for f in step.fields) | declared
         whole = set()
         for step in steps:
             if isinstance(step, DedupeStep):

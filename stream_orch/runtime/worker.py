@@ -304,7 +304,8 @@ class Worker:
             from stream_orch.observability.http import serve
 
             token = self._tables_token
-            tables = TableInspector(self._local_tables, mask=PiiMask.of(spec)) if token else None
+            mask = PiiMask.of(spec, self.schemas.raw_or_none)
+            tables = TableInspector(self._local_tables, mask=mask) if token else None
             self._server = await serve(
                 self.metrics,
                 self.health,

@@ -18,6 +18,7 @@ from stream_orch.topology.lint_delivery import delivery_problems
 from stream_orch.topology.lint_domain import DomainChecks
 from stream_orch.topology.lint_models import model_fields, model_problems
 from stream_orch.topology.lint_outputs import OutputChecks
+from stream_orch.topology.lint_pii import pii_problems
 from stream_orch.topology.lint_repartition import after_step, name_clashes, with_internal_topics
 from stream_orch.topology.lint_schedule import punctuate_problems, schedule_clashes, schedule_fields
 from stream_orch.topology.lint_steps import StepChecks
@@ -128,6 +129,8 @@ class _Linter(OutputChecks, StepChecks):
         schedule_clashes(self.loaded.spec, self.add)
         DomainChecks(self.spec, self.schemas, self.add).run()  # enums, joins, windows, shared tables
         delivery_problems(self.spec, self.schemas, self.add)  # targets outside Kafka
+        if not self.schemas.error:  # personal data reaching topics whose policy refuses it
+            pii_problems(self.loaded.spec, self.schemas.definitions, self.add, self.loaded.line_of)
 
     def _schema_names(self) -> list[str]:
         return (

@@ -25,6 +25,7 @@ from stream_orch.topology.models_delivery import HttpRoute, PostgresRoute, route
 from stream_orch.topology.models_event_time import JoinStep, WindowStep
 from stream_orch.topology.models_expression import Expression
 from stream_orch.topology.models_flow import RepartitionStep
+from stream_orch.topology.models_governance import AUDIENCE_DESCRIPTION, PII_DESCRIPTION, Audience, PiiPolicy
 from stream_orch.topology.models_lookup import LookupManyStep
 from stream_orch.topology.models_model import ModelStep
 from stream_orch.topology.models_schedule import PunctuateSpec, ScheduleSpec
@@ -56,6 +57,8 @@ class TopicSpec(_Model):
     compact: bool = Field(False, description="Log compaction (cleanup.policy=compact) instead of deletion.")
     retention: DurationMs | None = Field(None, description="retention.ms; the broker default when unset.")
     description: str | None = Field(None, description="What the topic carries, for the docs.")
+    audience: Audience | None = Field(None, description=AUDIENCE_DESCRIPTION)
+    pii: PiiPolicy | None = Field(None, description=PII_DESCRIPTION)
 
 
 # --------------------------------------------------------------------------- tables

@@ -12,7 +12,8 @@ only touch what is computed per record and held nowhere:
   changes the record's layout for every later step and output: refused);
 - a route's ``when`` (a route with a condition keeps one; one without stays without) and the
   ``set`` values of its Kafka targets;
-- ``version`` and every ``description``.
+- ``version`` and every ``description``;
+- a topic's ``audience`` and ``pii`` policy (what lint checks; nothing runs on them).
 
 Everything else changes state layout, topics, tables, keys, step order or kind, schemas, the
 processing guarantee or the error policy, and needs a restart. The models are compared, not
@@ -75,6 +76,8 @@ def _allowed(path: Path, old: Any, new: Any, root_old: dict[str, Any]) -> bool:
     if not path:
         return False
     if path[-1] == "description" or path[0] in ("version", "constants"):
+        return True
+    if path[0] == "topics" and len(path) == 3 and path[2] in ("audience", "pii"):
         return True
     if path[0] != "nodes" or len(path) < 5:
         return False

@@ -14,6 +14,7 @@ from stream_orch.reliability import headers as H
 from stream_orch.settings import Settings
 from stream_orch.tools.shadow.compare import Output, Source, Version, compare
 from stream_orch.tools.shadow.plan import VersionPlan, live_inputs, live_name, version_plan
+from stream_orch.topology.field_flow import pii_field_names
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import offsets as O
@@ -89,7 +90,9 @@ async def shadow_report(
     inputs = [t for t in live_inputs(live_plan.spec) if t in live_inputs(shadow_plan.spec)]
     live = await read_version(live_plan, settings, schemas, inputs)
     shade = await read_version(shadow_plan, settings, schemas, inputs)
-    report = compare(live, shade, examples=examples, masked=live_plan.masked | shadow_plan.masked)
+    # what a mask step of either version names, and what their schemas declare PII
+    pii = pii_field_names(old, schemas.raw_or_none) | pii_field_names(new, schemas.raw_or_none)
+    report = compare(live, shade, examples=examples, masked=live_plan.masked | shadow_plan.masked | pii)
     report["versions"] = {"live": f"{old.topology} {old.version}", "shadow": f"{new.topology} {new.version}"}
     report["inputs"] = inputs
     return report
