@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from stream_orch.audit.read import read_events
 from stream_orch.reliability import headers as H
+from stream_orch.settings import Settings
 from tests import reliability_harness as rh
 from tests.integration.test_shadow_runs import read_all, wait_done
 from tests.kafka_helpers import run_cli
@@ -95,3 +97,10 @@ async def test_a_shadow_starts_at_the_live_offsets_or_at_the_time_given(tmp_path
     # the shadow's records name the inputs they came from: B's and A2's offsets, no other
     sources = {(r.partition, rh._h(r)[H.SRC_OFFSET]) for r in backtest}
     assert len(sources) == 40
+    # each shadow start is audited once, with where it started (the refused start is not)
+    topology = group.removesuffix(".work") + ".shadow"
+    settings = Settings(bootstrap_servers=BOOTSTRAP)
+    audited = await read_events(settings, topology=topology, action="shadow_start")
+    starts = [(e.details["from_time_ms"], e.pid) for e in audited.events]
+    at_ms = int(datetime.fromisoformat(at).timestamp() * 1000)
+    assert starts == [(None, first.proc.pid), (at_ms, second.proc.pid)], audited.events
