@@ -41,6 +41,7 @@ COMMANDS = (
     "sink",
     "audit",
     "shadow",
+    "acl",
 )
 
 _SETTING_FLAGS = {
