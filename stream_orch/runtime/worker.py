@@ -33,6 +33,7 @@ from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
+from stream_orch.runtime.access import check_access
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.inspect import PiiMask, TableInspector
 from stream_orch.runtime.membership import MemberSlot, claim_slot
@@ -49,6 +50,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
 from stream_orch.topology.repartition import expand, node_parts
+from stream_orch.transport.connect import check_connection
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +286,22 @@ class Worker:
         with quiet_new_topics([p.name for p in plans]):
             await self._start(plans)
 
+    def _needs(self) -> dict[str, set[str]]:
+        """Topic -> the operations this worker needs on it (what `acl plan` grants)."""
+        from stream_orch.security.acls import plan_acls  # the plan imports this module
+
+        needs: dict[str, set[str]] = {}
+        audit = self.settings.audit_topic if self.settings.audit else None
+        for acl in plan_acls(self.spec, audit_topic=audit):
+            if acl.resource == "TOPIC" and acl.name != audit:  # audit failures only warn
+                needs.setdefault(acl.name, set()).add(acl.operation)
+        return needs
+
     async def _start(self, plans: list[TopicPlan]) -> None:
         spec = self.spec
         client_args = self.settings.kafka_client_args()
+        await check_connection(self.settings)  # a wrong password or CA: one line, at once
+        await check_access(client_args, self._needs(), [group_id(spec.topology, n) for n in self.node_names])
         counts = await ensure_topics(client_args, plans)
         await wait_for_leaders(client_args, counts)
         if self._reload_source is not None:

@@ -1,0 +1,58 @@
+"""A worker's start-up check of its Kafka authorisation: every topic it reconciles must be
+visible to its user and every consumer group of its nodes usable, or the worker refuses to start
+with one line naming the topic or group and the operation its user lacks.
+
+Without it a missing ACL shows late and vaguely: a topic that is not visible looks missing (the
+worker then tries to create it, and waits for its metadata for half a minute), a group shows as
+retries in the consumer. Kafka has no "what may I do" request for an ordinary user, but it
+answers a metadata request with TOPIC_AUTHORIZATION_FAILED for a topic the user may neither read
+nor write (READ and WRITE imply DESCRIBE), and FindCoordinator with GROUP_AUTHORIZATION_FAILED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from aiokafka.protocol.metadata import MetadataRequest
+
+from stream_orch.errors import UserError
+
+_TOPIC_DENIED = TopicAuthorizationFailedError.errno
+
+
+def _who(client_args: dict[str, Any]) -> str:
+    user = client_args.get("sasl_plain_username")
+    return f"user {user!r}" if user else "this client"
+
+
+async def check_access(client_args: dict[str, Any], needs: dict[str, set[str]], groups: list[str]) -> None:
+    """``needs``: topic -> the operations the worker needs on it (:mod:`stream_orch.security.acls`);
+    raise a UserError for the first topics and groups its user may not use."""
+    admin = AIOKafkaAdminClient(**client_args)
+    await admin.start()
+    try:
+        problems: list[str] = []
+        # never auto-created by asking: a missing topic is created by ensure_topics, as planned
+        metadata = await admin._send_request(MetadataRequest(sorted(needs), allow_auto_topic_creation=False))
+        for topic in metadata.to_object()["topics"]:
+            if topic.get("error_code") == _TOPIC_DENIED:
+                ops = sorted(needs.get(topic["topic"], set()) - {"DESCRIBE_CONFIGS", "CREATE"}) or [
+                    "DESCRIBE"
+                ]
+                problems.append(f"{'+'.join(ops)} on topic {topic['topic']!r}")
+        for group in groups:
+            try:
+                await admin.find_coordinator(group)
+            except GroupAuthorizationFailedError:
+                problems.append(f"READ on group {group!r}")
+    finally:
+        await admin.close()
+    if problems:
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise UserError(
+            f"not authorized: {_who(client_args)} at {client_args.get('bootstrap_servers')} lacks {shown}; "
+            "`stream-orch acl plan TOPOLOGY --user USER` lists the ACLs a worker needs",
+            exit_code=1,
+        )
