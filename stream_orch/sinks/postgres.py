@@ -184,9 +184,7 @@ class PostgresWriter:
             rows = await conn.fetch(
                 f"SELECT topic, partition, next_offset FROM {OFFSETS_TABLE} WHERE grp = $1 AND "
                 "(topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))",
-                self.group,
-                [t for t, _ in partitions],
-                [p for _, p in partitions],
+                self.group, [t for t, _ in partitions], [p for _, p in partitions],
             )
             return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
@@ -230,9 +228,7 @@ class PostgresWriter:
                     "SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS u(t, p) "
                     "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = o.next_offset "
                     "RETURNING topic, partition, next_offset",
-                    self.group,
-                    topics,
-                    nums,
+                    self.group, topics, nums,
                 )
             }
             fresh: list[tuple[int, tuple[Any, ...]]] = []
@@ -263,10 +259,7 @@ class PostgresWriter:
                 f"UPDATE {OFFSETS_TABLE} o SET next_offset = GREATEST(o.next_offset, u.n) "
                 "FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, n) "
                 "WHERE o.grp = $1 AND o.topic = u.t AND o.partition = u.p",
-                self.group,
-                topics,
-                nums,
-                [next_offsets[tp] for tp in parts],
+                self.group, topics, nums, [next_offsets[tp] for tp in parts],
             )
         return outcomes
 
@@ -276,9 +269,7 @@ class PostgresWriter:
         found = await conn.fetch(
             f'SELECT topic, partition, "offset", reason FROM {REJECTS_TABLE} WHERE grp = $1 AND '
             '(topic, partition, "offset") IN (SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[]))',
-            self.group,
-            [rows[i].topic for i in seen],
-            [rows[i].partition for i in seen],
+            self.group, [rows[i].topic for i in seen], [rows[i].partition for i in seen],
             [rows[i].offset for i in seen],
         )
         reasons = {(r["topic"], r["partition"], r["offset"]): r["reason"] for r in found}

@@ -132,13 +132,8 @@ def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _PRIMITIVE_SQL = {
-    "long": "bigint",
-    "int": "integer",
-    "float": "real",
-    "double": "double precision",
-    "string": "text",
-    "boolean": "boolean",
-    "bytes": "bytea",
+    "long": "bigint", "int": "integer", "float": "real", "double": "double precision",
+    "string": "text", "boolean": "boolean", "bytes": "bytea",
 }
 
 

@@ -324,8 +324,8 @@ class NodeSpec(_Model):
     schedule: ScheduleSpec | None = Field(
         None,
         description="Run on a clock instead of reading a topic: at each tick, read the tables of "
-        '`schedule.scan` and send their rows through the steps and routes (README "Schedules and '
-        'punctuation"). A node has `input` or `schedule`.',
+        "`schedule.scan` and send their rows through the steps and routes (README \"Schedules and "
+        "punctuation\"). A node has `input` or `schedule`.",
     )
     punctuate: PunctuateSpec | None = Field(
         None,
@@ -353,7 +353,9 @@ class NodeSpec(_Model):
     def _not_both(cls, data: Any) -> Any:
         # on the data as written: the topology sets a scheduled node's input (its ticks topic)
         if isinstance(data, dict) and data.get("input") is not None and data.get("schedule") is not None:
-            raise ValueError("a node has `input` (the topic it reads) or `schedule` (when it runs), not both")
+            raise ValueError(
+                "a node has `input` (the topic it reads) or `schedule` (when it runs), not both"
+            )
         return data
 
     @model_validator(mode="after")
