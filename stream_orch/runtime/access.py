@@ -11,6 +11,7 @@ nor write (READ and WRITE imply DESCRIBE), and FindCoordinator with GROUP_AUTHOR
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,6 +20,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from stream_orch.errors import UserError
 
+log = logging.getLogger(__name__)
 _TOPIC_DENIED = TopicAuthorizationFailedError.errno
 
 
@@ -27,21 +29,29 @@ def _who(client_args: dict[str, Any]) -> str:
     return f"user {user!r}" if user else "this client"
 
 
-async def check_access(client_args: dict[str, Any], needs: dict[str, set[str]], groups: list[str]) -> None:
+async def check_access(
+    client_args: dict[str, Any], needs: dict[str, set[str]], groups: list[str], outputs: set[str]
+) -> frozenset[str]:
     """``needs``: topic -> the operations the worker needs on it (:mod:`stream_orch.security.acls`);
-    raise a UserError for the first topics and groups its user may not use."""
+    raise a UserError for the first topics and groups its user may not use. A route output
+    (``outputs``) it may not write is no reason to stop: it is returned, and the worker sends the
+    records routed there where its error policy says (one warning here)."""
     admin = AIOKafkaAdminClient(**client_args)
     await admin.start()
+    denied: set[str] = set()
+    problems: list[str] = []
     try:
-        problems: list[str] = []
         # never auto-created by asking: a missing topic is created by ensure_topics, as planned
-        metadata = await admin._send_request(MetadataRequest(sorted(needs), allow_auto_topic_creation=False))
-        for topic in metadata.to_object()["topics"]:
-            if topic.get("error_code") == _TOPIC_DENIED:
-                ops = sorted(needs.get(topic["topic"], set()) - {"DESCRIBE_CONFIGS", "CREATE"}) or [
-                    "DESCRIBE"
-                ]
-                problems.append(f"{'+'.join(ops)} on topic {topic['topic']!r}")
+        request = MetadataRequest(sorted(needs), allow_auto_topic_creation=False)
+        for topic in (await admin._send_request(request)).to_object()["topics"]:
+            if topic.get("error_code") != _TOPIC_DENIED:
+                continue
+            name = topic["topic"]
+            ops = sorted(needs.get(name, set()) - {"DESCRIBE_CONFIGS", "CREATE"}) or ["DESCRIBE"]
+            if name in outputs and ops == ["WRITE"]:
+                denied.add(name)
+            else:
+                problems.append(f"{'+'.join(ops)} on topic {name!r}")
         for group in groups:
             try:
                 await admin.find_coordinator(group)
@@ -56,3 +66,11 @@ async def check_access(client_args: dict[str, Any], needs: dict[str, set[str]], 
             "`stream-orch acl plan TOPOLOGY --user USER` lists the ACLs a worker needs",
             exit_code=1,
         )
+    for topic in sorted(denied):
+        log.warning(
+            "not authorized: %s lacks WRITE on topic %r: events routed there go where the error "
+            "policy sends `not_authorized` (the DLQ unless a retry tier lists it), nothing is written there",
+            _who(client_args),
+            topic,
+        )
+    return frozenset(denied)

@@ -64,6 +64,7 @@ class NodeRunner:
         instance_id: str | None = None,
         dlq_tracebacks: bool = False,
         max_rate: float | None = None,
+        denied_outputs: frozenset[str] = frozenset(),
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -84,7 +85,13 @@ class NodeRunner:
             schemas,
         )
         self._pipeline = NodePipeline(
-            spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks, sinks=self._sinks
+            spec,
+            node_name,
+            schemas,
+            tables,
+            dlq_tracebacks=dlq_tracebacks,
+            sinks=self._sinks,
+            denied=denied_outputs,
         )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring

@@ -257,6 +257,7 @@ class Worker:
         self._shadow = shadow
         self._reload_source = reload_source
         self.reloads: WorkerReloads | None = None
+        self._denied: frozenset[str] = frozenset()  # outputs its user may not write (runtime/access.py)
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -301,8 +302,11 @@ class Worker:
         spec = self.spec
         client_args = self.settings.kafka_client_args()
         await check_connection(self.settings)  # a wrong password or CA: one line, at once
-        await check_access(client_args, self._needs(), [group_id(spec.topology, n) for n in self.node_names])
-        counts = await ensure_topics(client_args, plans)
+        outputs = {t.topic for n in self.node_names for r in spec.nodes[n].routes for t in r.targets()}
+        groups = [group_id(spec.topology, n) for n in self.node_names]
+        self._denied = await check_access(client_args, self._needs(), groups, outputs)
+        # a topic it may not write is not created or waited for: nothing is ever sent there
+        counts = await ensure_topics(client_args, [p for p in plans if p.name not in self._denied])
         await wait_for_leaders(client_args, counts)
         if self._reload_source is not None:
             self.reloads = WorkerReloads(
@@ -386,6 +390,7 @@ class Worker:
                 instance_id=instance_id,
                 dlq_tracebacks=self.settings.dlq_tracebacks,
                 max_rate=self.settings.max_records_per_s,
+                denied_outputs=self._denied,
             )
             observer.watch(runner)
             await runner.start()
