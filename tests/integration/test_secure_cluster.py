@@ -434,3 +434,19 @@ async def _wait_for_topics(args: dict[str, Any], topics: list[str], timeout: flo
     while not set(topics) <= set(await _topics(args)):
         assert time.monotonic() < deadline, f"{topics} not created within {timeout}s"
         await asyncio.sleep(0.5)
+
+
+def test_the_brokers_secrets_stay_private(secure_broker: SecureBroker) -> None:
+    """Secrets in files only their owner reads, and never in the broker's own logs."""
+    root = secure_broker.state / "kafka"
+    for path, mode in [
+        (root / "secure", 0o700),
+        (root / "secure" / "admin.password", 0o600),
+        (root / "secure" / "store.password", 0o600),
+        (root / "server.properties", 0o600),
+    ]:
+        assert path.stat().st_mode & 0o777 == mode, path
+    store = (root / "secure" / "store.password").read_text().strip()
+    logs = "".join(p.read_text(errors="replace") for p in (root / "logs").glob("*.log"))
+    assert "SASL_SSL" in logs  # the broker did log its listeners
+    _secrets_absent(logs, secure_broker.admin_password, store)
