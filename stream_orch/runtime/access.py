@@ -15,7 +15,12 @@ import logging
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from aiokafka.protocol.metadata import MetadataRequest
 
 from stream_orch.errors import UserError
@@ -74,3 +79,18 @@ async def check_access(
             topic,
         )
     return frozenset(denied)
+
+
+def denial(exc: BaseException, *, group: str, txn_prefix: str | None) -> str | None:
+    """One line for an authorisation error a node meets while it runs (an ACL removed, or one
+    the start-up check cannot see: transactional ids), naming what is missing; None for any
+    other error. The node starts over as after any failure, so a granted ACL heals it."""
+    if isinstance(exc, TransactionalIdAuthorizationFailed):
+        return f"not authorized: WRITE on transactional ids {txn_prefix}* (exactly_once)"
+    if isinstance(exc, GroupAuthorizationFailedError):
+        return f"not authorized: READ on group {group!r}"
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return f"not authorized on a topic: {str(exc).strip() or 'READ or WRITE'}"
+    if isinstance(exc, ClusterAuthorizationFailedError):
+        return "not authorized: a cluster operation (an idempotent producer needs WRITE on some topic)"
+    return None

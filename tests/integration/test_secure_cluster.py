@@ -450,3 +450,65 @@ def test_the_brokers_secrets_stay_private(secure_broker: SecureBroker) -> None:
     logs = "".join(p.read_text(errors="replace") for p in (root / "logs").glob("*.log"))
     assert "SASL_SSL" in logs  # the broker did log its listeners
     _secrets_absent(logs, secure_broker.admin_password, store)
+
+
+async def test_missing_transactional_id_acl_is_named_and_heals_once_granted(
+    secure_broker: SecureBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exactly_once without WRITE on the transactional ids: the start-up check cannot see it (asking
+    would fence a running producer), so each node names it when it fails and starts over; nothing
+    is committed meanwhile, and once the ACL is granted the outputs are the driver's: nothing lost."""
+    suffix = uuid.uuid4().hex[:8]
+    path, names = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
+    user, password = f"notxn-{suffix}", uuid.uuid4().hex
+    await secure_broker.add_user(user, password)
+    plan = plan_acls(load_topology(path).spec, audit_topic=Settings().audit_topic, create_topics=True)
+    txn = [a for a in plan if a.resource == "TRANSACTIONAL_ID"]
+    args = secure_broker.admin_args()
+    admin = AIOKafkaAdminClient(**args)
+    await admin.start()
+    try:
+        await create_acls(admin, [a.codes(principal_of(user)) for a in plan if a not in txn])
+        monkeypatch.setenv("STREAM_ORCH_MASK_KEY", MASK_KEY)
+        profiles, txns = _inputs(unique_accounts=True)
+        expected = await asyncio.to_thread(_driver_outputs, path, names, profiles, txns)
+        env = {**secure_broker.env(user, password), "STREAM_ORCH_MASK_KEY": MASK_KEY}
+        w = WorkerProcess(path, tmp_path / "worker.log", env=env)
+        try:
+            w.start()
+            await _wait_for_topics(args, [names["customers"], names["transactions"]])
+            await _produce(args, names["customers"], profiles, "customer_id")
+            prefix = f"stream-orch.{load_topology(path).spec.topology}.harmonise_customers."
+            deadline = time.monotonic() + 30
+            while f"not authorized: WRITE on transactional ids {prefix}*" not in w.log():
+                assert time.monotonic() < deadline, w.log()
+                await asyncio.sleep(0.5)
+            assert not await _topic_has_records(args, names["customers.clean"])  # nothing committed
+            await create_acls(admin, [a.codes(principal_of(user)) for a in txn])  # granted: it heals
+            clean = await _read_all(args, [names["customers.clean"]], {names["customers.clean"]: 3}, 90)
+            assert sum(clean[names["customers.clean"]].values()) == 3, w.log()
+            await asyncio.sleep(2)
+            await _produce(args, names["transactions"], txns, "account_id")
+            want = {names[t]: sum(c.values()) for t, c in expected.items()}
+            got = await _read_all(args, [names[t] for t in FRAUD_OUTPUTS], want, 120)
+            assert w.terminate() == 0
+        finally:
+            w.stop()
+    finally:
+        await admin.close()
+    for t in FRAUD_OUTPUTS:
+        assert got[names[t]] == expected[t], (t, w.log())
+
+
+async def _topic_has_records(args: dict[str, Any], topic: str) -> bool:
+    consumer = AIOKafkaConsumer(**args, group_id=None, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        found = await wait_for_metadata(consumer, [topic], timeout_s=30)
+        parts = [TopicPartition(topic, p) for p in sorted(found[topic])]
+        assert parts
+        ends = await consumer.end_offsets(parts)  # the last stable offsets: committed records only
+        starts = await consumer.beginning_offsets(parts)
+        return any(ends[p] > starts[p] for p in parts)
+    finally:
+        await consumer.stop()

@@ -40,3 +40,20 @@ def test_an_event_routed_to_a_denied_topic_is_rejected_whole() -> None:
     assert [(f.event.offset, f.reason) for f in ctx.failures] == [
         (1, "not_authorized: WRITE on topic fraud.review")
     ]
+
+
+def test_a_node_names_what_an_authorization_error_lacks() -> None:
+    from aiokafka.errors import (
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        TransactionalIdAuthorizationFailed,
+    )
+
+    from stream_orch.runtime.access import denial
+
+    txn = denial(TransactionalIdAuthorizationFailed(), group="t.n", txn_prefix="stream-orch.t.n.")
+    assert txn == "not authorized: WRITE on transactional ids stream-orch.t.n.* (exactly_once)"
+    assert denial(GroupAuthorizationFailedError(), group="t.n", txn_prefix=None) == (
+        "not authorized: READ on group 't.n'"
+    )
+    assert denial(KafkaConnectionError(), group="t.n", txn_prefix=None) is None  # not ours to name
