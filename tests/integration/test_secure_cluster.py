@@ -276,6 +276,16 @@ async def test_fraud_runs_over_sasl_ssl_with_only_the_planned_acls(
         # no secret in the log, /metrics, the SIGUSR1 dump
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
             metrics = await resp.text()
+        group = f"{load_topology(path).spec.topology}.score_transactions"
+        assert f'stream_orch_consumer_lag_records{{group="{group}"' in metrics  # the lag reader too
+        # the tools over SASL_SSL: tail as the admin; lag as the worker's user (its groups only)
+        code, out, err = await run_cli(
+            "tail", names["transactions.enriched"], "--from-beginning", "-n", "1", env=admin_env
+        )
+        assert code == 0 and len(out.splitlines()) == 1, err
+        code, out, err = await run_cli("lag", "--group", group, env=secure_broker.env(user, password))
+        assert code == 0 and names["transactions"] in out, err
+        _secrets_absent(out + err, password)
         assert w.proc is not None
         w.proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(2)
