@@ -124,17 +124,17 @@ class BrokerManager:
                 raise UserError(
                     f"port {HOST}:{port} is used by another program; pick another with --kafka-port"
                 )
+        if self.secure and self.layout.formatted_marker.exists() and not self.secure_layout.exists():
+            raise UserError(
+                f"the broker in {self.layout.root} was formatted without --secure: "
+                "use another --state-dir, or `stream-orch kafka reset` first"
+            )
         java = require("java")
         if not jars_ready(self.layout.jars_dir):
             self.say(f"Fetching the Kafka jars with Maven into {self.layout.jars_dir} (once) ...")
         ensure_jars(self.layout.jars_dir)
         secure = None
         if self.secure:
-            if self.layout.formatted_marker.exists() and not self.secure_layout.exists():
-                raise UserError(
-                    f"the broker in {self.layout.root} was formatted without --secure: "
-                    "use another --state-dir, or `stream-orch kafka reset` first"
-                )
             ensure_certificates(self.secure_layout, require("keytool"))
             secure = secure_properties(self.secure_layout, self.port, self.controller_port)
         write_configs(self.layout, self.port, self.controller_port, secure)
