@@ -113,3 +113,12 @@ def test_scram_salted_password_is_rfc5802_hi() -> None:
         u = hmac.new(password, u, hashlib.sha512).digest()
         result = bytearray(x ^ y for x, y in zip(result, u, strict=True))
     assert salted_password("pw", salt, rounds, "SCRAM-SHA-512") == bytes(result)
+
+
+def test_a_scheduled_node_writes_and_reads_its_ticks() -> None:
+    spec = load_topology(REPO / "examples" / "reorder" / "reorder.yaml").spec
+    ops = {(a.resource, a.name, a.operation) for a in plan_acls(spec)}
+    ticks = "reorder.reorder_below_threshold.ticks"
+    assert {("TOPIC", ticks, "READ"), ("TOPIC", ticks, "WRITE")} <= ops
+    assert ("TOPIC", "stock.levels", "READ") in ops  # the table it scans, read from its topic
+    assert ("TOPIC", "stock.levels", "WRITE") not in ops
