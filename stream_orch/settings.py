@@ -142,7 +142,19 @@ class Settings(BaseSettings):
             password = self.sasl_password
             args["sasl_plain_password"] = password.get_secret_value() if password else None
         if self.security_protocol.endswith("SSL"):
-            ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            for name, path in (
+                ("CAFILE", self.ssl_cafile),
+                ("CERTFILE", self.ssl_certfile),
+                ("KEYFILE", self.ssl_keyfile),
+            ):
+                if path is not None and not path.is_file():
+                    raise UserError(f"STREAM_ORCH_SSL_{name} / --ssl-{name.lower()}: no file {path}")
+            try:
+                ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            except ssl.SSLError as exc:
+                raise UserError(
+                    f"STREAM_ORCH_SSL_CAFILE {self.ssl_cafile}: not a PEM certificate ({exc.reason})"
+                ) from None
             if self.ssl_certfile:
                 keyfile = str(self.ssl_keyfile) if self.ssl_keyfile else None
                 ctx.load_cert_chain(str(self.ssl_certfile), keyfile)

@@ -50,6 +50,11 @@ class BrokerLayout:
         return self.root / "log4j2.properties"
 
     @property
+    def secure_dir(self) -> Path:
+        """CA, certificates and secrets of the secure mode (``kafka up --secure``)."""
+        return self.root / "secure"
+
+    @property
     def formatted_marker(self) -> Path:
         """Written by ``StorageTool format``; its presence means the data folder is formatted."""
         return self.data_dir / "meta.properties"

@@ -18,6 +18,14 @@ from stream_orch.broker.config import configured_address, write_configs
 from stream_orch.broker.jars import ensure_jars, jars_ready
 from stream_orch.broker.layout import BrokerLayout
 from stream_orch.broker.probe import broker_answers, coordinators_ready, port_in_use
+from stream_orch.broker.secure import (
+    ADMIN_USER,
+    MECHANISM,
+    SecureLayout,
+    client_settings,
+    ensure_certificates,
+    secure_properties,
+)
 from stream_orch.broker.tools import require
 from stream_orch.errors import UserError
 
@@ -66,11 +74,29 @@ class BrokerManager:
         port: int = 9092,
         controller_port: int | None = None,
         say: Callable[[str], None] = _say,
+        secure: bool = False,
     ) -> None:
         self.layout = BrokerLayout.under(state_dir)
         self.port = port
         self.controller_port = controller_port or port + 1
         self.say = say
+        self.secure_layout = SecureLayout(self.layout.secure_dir)
+        # a state folder once started secure stays secure (its storage holds the admin's SCRAM)
+        self.secure = secure or self.secure_layout.exists()
+
+    def admin_client_args(self) -> dict[str, object]:
+        """Security arguments of an aiokafka client acting as this broker's admin ({} when plain)."""
+        if not self.secure:
+            return {}
+        import ssl
+
+        return {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": ADMIN_USER,
+            "sasl_plain_password": self.secure_layout.admin_password(),
+            "ssl_context": ssl.create_default_context(cafile=str(self.secure_layout.ca_pem)),
+        }
 
     @property
     def address(self) -> str:
@@ -80,7 +106,7 @@ class BrokerManager:
         pid = process.running_pid(self.layout)
         if pid is not None:  # where it really listens, whatever --kafka-port says now
             return BrokerStatus(True, pid, configured_address(self.layout) or self.address)
-        if port_in_use(self.port) and await broker_answers(self.address):
+        if port_in_use(self.port) and await broker_answers(self.address, security=self._probe_args()):
             return BrokerStatus(True, None, self.address, external=True)
         return BrokerStatus(False, None, self.address)
 
@@ -98,18 +124,35 @@ class BrokerManager:
                 raise UserError(
                     f"port {HOST}:{port} is used by another program; pick another with --kafka-port"
                 )
+        if self.secure and self.layout.formatted_marker.exists() and not self.secure_layout.exists():
+            raise UserError(
+                f"the broker in {self.layout.root} was formatted without --secure: "
+                "use another --state-dir, or `stream-orch kafka reset` first"
+            )
         java = require("java")
         if not jars_ready(self.layout.jars_dir):
             self.say(f"Fetching the Kafka jars with Maven into {self.layout.jars_dir} (once) ...")
         ensure_jars(self.layout.jars_dir)
-        write_configs(self.layout, self.port, self.controller_port)
+        secure = None
+        if self.secure:
+            ensure_certificates(self.secure_layout, require("keytool"))
+            secure = secure_properties(self.secure_layout, self.port, self.controller_port)
+        write_configs(self.layout, self.port, self.controller_port, secure)
         if not self.layout.formatted_marker.exists():
             self._format(java)
         proc = self._spawn(java)
         self.layout.pid_file.write_text(f"{proc.pid}\n")
         await self._wait_ready(proc, timeout_s)
         self.say(f"Kafka is up (PID {proc.pid}) at {self.address}; data in {self.layout.data_dir}")
+        if self.secure:
+            self.say(
+                f"SASL_SSL ({MECHANISM}), ACLs enforced; to connect as the admin:\n"
+                + "\n".join(client_settings(self.secure_layout, self.address))
+            )
         return BrokerStatus(True, proc.pid, self.address)
+
+    def _probe_args(self) -> dict[str, object]:
+        return self.admin_client_args() if self.secure and self.secure_layout.exists() else {}
 
     def _java_cmd(self, java: str, heap_mb: int, main: str, *args: str) -> list[str]:
         return [
@@ -126,6 +169,11 @@ class BrokerManager:
             java, 256, "kafka.tools.StorageTool",
             "format", "-t", cluster_id, "-c", str(self.layout.server_properties),
         )  # fmt: skip
+        if self.secure:
+            # the admin's SCRAM credentials must exist before the broker starts: it uses them itself
+            # (inter-broker listener). Other users come later through the admin API (`kafka user add`).
+            password = self.secure_layout.admin_password()
+            cmd += ["--add-scram", f"{MECHANISM}=[name={ADMIN_USER},password={password}]"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             detail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
@@ -149,7 +197,10 @@ class BrokerManager:
                     f"the Kafka broker exited during start-up (code {proc.returncode}); "
                     f"last log lines:\n{self._failure_context()}"
                 )
-            if await broker_answers(self.address, timeout_s=2.0) and await coordinators_ready(self.address):
+            security = self._probe_args()
+            if await broker_answers(self.address, 2.0, security) and await coordinators_ready(
+                self.address, security=security
+            ):
                 return
             await asyncio.sleep(0.5)
         process.stop(proc.pid, self.layout, grace_s=10)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Any
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient
@@ -15,9 +16,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 
-async def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker returns metadata listing at least one broker."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+async def broker_answers(
+    bootstrap: str, timeout_s: float = 3.0, security: dict[str, Any] | None = None
+) -> bool:
+    """True when the broker returns metadata listing at least one broker; ``security``: the
+    clients' security arguments (a secure broker's)."""
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **(security or {})
+    )
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         return bool(client.cluster.brokers())
@@ -34,14 +40,18 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-async def coordinators_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
+async def coordinators_ready(
+    bootstrap: str, timeout_s: float = 3.0, security: dict[str, Any] | None = None
+) -> bool:
     """True when the group and the transaction coordinator can be found.
 
     On a fresh broker ``__consumer_offsets`` and ``__transaction_state`` are only created by the
     first FindCoordinator request, and until they exist consumer groups fail with
     COORDINATOR_NOT_AVAILABLE. Asking here creates them, so ``up`` returns a broker ready for both.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **(security or {})
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.find_coordinator("stream-orch-readiness", 0), timeout_s)

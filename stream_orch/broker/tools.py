@@ -8,6 +8,7 @@ from stream_orch.errors import UserError
 
 _INSTALL_HINTS = {
     "java": "install Java 17+ (e.g. `apt-get install openjdk-17-jre-headless`)",
+    "keytool": "install a Java 17+ JDK or JRE (keytool comes with it)",
     "mvn": "install Maven (e.g. `apt-get install maven`)",
 }
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from stream_orch.broker import BrokerManager
+from stream_orch.broker.users import PASSWORD_ENV, add_user
 from stream_orch.settings import Settings
 
 
@@ -19,6 +20,22 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start the broker (formats storage on first start)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker (default 60)")
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="a SASL_SSL listener (SCRAM-SHA-512) instead of the plaintext one, a local CA and broker "
+        "certificate (made on first start under --state-dir/kafka/secure), ACLs enforced (none: denied) "
+        "and an admin user; a state folder started --secure stays secure",
+    )
+    user = actions.add_parser("user", help="SCRAM users of the secure local broker")
+    user_actions = user.add_subparsers(dest="user_action", metavar="ACTION", required=True)
+    add = user_actions.add_parser(
+        "add",
+        help="create a user or change its password",
+        description="Create SCRAM-SHA-512 credentials for NAME on the secure local broker (as its admin). "
+        f"The password comes from {PASSWORD_ENV} or, when that is unset, a prompt; never from a flag.",
+    )
+    add.add_argument("name", help="the user's name (its principal is User:NAME)")
     down = actions.add_parser("down", help="stop the broker; data is kept")
     down.add_argument("--wipe", action="store_true", help="also delete all topics and offsets")
     actions.add_parser("status", help="running or stopped, PID and address")
@@ -29,9 +46,13 @@ def register(subparsers: Any) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    manager = BrokerManager(settings.state_dir, port=settings.kafka_port)
+    manager = BrokerManager(
+        settings.state_dir, port=settings.kafka_port, secure=getattr(args, "secure", False)
+    )
     action = args.kafka_action
-    if action == "up":
+    if action == "user":
+        await add_user(manager, args.name)
+    elif action == "up":
         await manager.up(timeout_s=args.timeout)
     elif action == "down":
         manager.down(wipe=args.wipe)

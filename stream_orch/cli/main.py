@@ -43,6 +43,7 @@ COMMANDS = (
     "audit",
     "shadow",
     "forget",
+    "acl",
 )
 
 _SETTING_FLAGS = {

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
+from stream_orch.runtime.access import denial
 from stream_orch.runtime.batch import BatchStats
 from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, AtLeastOnce, BatchOut, Delivery
 from stream_orch.runtime.observer import NullObserver
@@ -35,7 +36,7 @@ from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.swap import VersionSwap
 from stream_orch.runtime.ticker import punctuator_for, ticker_for
-from stream_orch.runtime.transactions import ExactlyOnce
+from stream_orch.runtime.transactions import ExactlyOnce, transactional_id
 from stream_orch.sinks import Sink, build_sinks
 from stream_orch.state.restore import restore
 from stream_orch.state.tables import LocalTable, Sealed
@@ -64,6 +65,7 @@ class NodeRunner:
         instance_id: str | None = None,
         dlq_tracebacks: bool = False,
         max_rate: float | None = None,
+        denied_outputs: frozenset[str] = frozenset(),
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -84,7 +86,13 @@ class NodeRunner:
             schemas,
         )
         self._pipeline = NodePipeline(
-            spec, node_name, schemas, tables, dlq_tracebacks=dlq_tracebacks, sinks=self._sinks
+            spec,
+            node_name,
+            schemas,
+            tables,
+            dlq_tracebacks=dlq_tracebacks,
+            sinks=self._sinks,
+            denied=denied_outputs,
         )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring
@@ -196,11 +204,14 @@ class NodeRunner:
                 delay, rejoin = policy.failed(
                     progressed=self.processed > processed, ran_s=time.monotonic() - started
                 )
+                txn_prefix = (
+                    transactional_id(self.spec.topology, self.name, 0)[:-1] if self.exactly_once else None
+                )
                 log.error(
-                    "node failed, %s in %.0fs: %r",
+                    "node failed, %s in %.0fs: %s",
                     "re-joining its group" if rejoin else "starting over",
                     delay,
-                    exc,
+                    denial(exc, group=self.group, txn_prefix=txn_prefix) or repr(exc),
                     extra={"node": self.name, "topic": self.node.input},
                 )
                 self.restarts += 1

@@ -40,11 +40,14 @@ class NodePipeline:
         *,
         dlq_tracebacks: bool = False,
         sinks: dict[str, Sink] | None = None,
+        denied: frozenset[str] = frozenset(),
     ) -> None:
         """``sinks``: one per external target of the node, by name (``sinks.build_sinks``); when
-        not given, each target gets a :class:`~stream_orch.sinks.MemorySink` (the test driver)."""
+        not given, each target gets a :class:`~stream_orch.sinks.MemorySink` (the test driver).
+        ``denied``: output topics the worker's user may not write (``runtime/access.py``)."""
         node = spec.nodes[node_name]
         self.spec, self._schemas, self._tracebacks = spec, schemas, dlq_tracebacks
+        self._denied = denied
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
@@ -60,7 +63,7 @@ class NodePipeline:
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
-        self.router = Router(spec, node_name, schemas, lineage=lineage)
+        self.router = Router(spec, node_name, schemas, lineage=lineage, denied=denied)
         self.failures = FailureRouter(spec, node_name, tracebacks=dlq_tracebacks)
         # targets outside Kafka, delivered inside the batch (None: the node pays nothing for them)
         names = [t.name for t in external_targets(node)]
@@ -100,7 +103,7 @@ class NodePipeline:
                 )
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
-        self.router = Router(spec, node_name, self._schemas, lineage=lineage)
+        self.router = Router(spec, node_name, self._schemas, lineage=lineage, denied=self._denied)
         self.failures = FailureRouter(spec, node_name, tracebacks=self._tracebacks)
         if self.external is not None:
             self.external = ExternalRoutes(spec, node_name, self._schemas)

@@ -25,6 +25,15 @@ from stream_orch.topology.models import TopologySpec
 _LARGE = 64 * 1024  # only outputs above this size are measured exactly
 
 
+class WriteDenied(Exception):
+    """An output topic the worker's user may not write (found at start, ``runtime/access.py``):
+    the event goes where the error policy sends ``not_authorized`` (its DLQ, unless a retry tier
+    lists it), all its outputs with it, so that nothing of it is lost or half-written."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"not_authorized: WRITE on topic {topic}")
+
+
 class OutputTooLarge(ValueError):
     """An output record that no broker with default limits accepts: the event goes to the DLQ
     (a record that can never be produced would otherwise fail its batch on every restart)."""
@@ -46,6 +55,7 @@ class Target:
     conform: Callable[[dict[str, Any]], None] | None = None  # the `set` fields in the schema's types
     # a topic a window of the topology reads with per-source watermarks: its records carry so.wm
     watermarked: bool = False
+    denied: bool = False  # the worker's user may not write the topic
     sent: int = 0  # outputs in the current batch, folded into the batch stats
     # task -> this batch's records for the topic, shared by all targets of the topic so that
     # they stay in event order; handed to the outbox at the end of the batch
@@ -91,9 +101,13 @@ class Router:
         schemas: SchemaRegistry,
         *,
         lineage: list[tuple[str, bytes]] | None = None,
+        denied: frozenset[str] = frozenset(),
     ) -> None:
-        """``lineage``: more constant headers of every output (a model step's name, version, hash)."""
+        """``lineage``: more constant headers of every output (a model step's name, version, hash);
+        ``denied``: topics the worker may not write (their events are rejected: :class:`WriteDenied`)."""
         always, when, otherwise = _compile(spec, node_name, schemas)
+        for target in always + otherwise + [t for _, targets in when for t in targets]:
+            target.denied = target.topic in denied
         self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
@@ -148,6 +162,8 @@ class Router:
                         chosen = plan
                         break
                 for target, same_as in chosen:
+                    if target.denied:
+                        raise WriteDenied(target.topic)
                     if target.setters:
                         out_key, payload = target.render(value, key)
                     else:
@@ -167,7 +183,7 @@ class Router:
                     rendered.append((target, out_key, payload))
                 if large:
                     _check_size(((t, (k, p)) for t, k, p in rendered), event)
-            except OutputTooLarge as exc:
+            except (OutputTooLarge, WriteDenied) as exc:
                 ctx.reject(event, str(exc), exc)
                 continue
             except OutputSchemaViolation as exc:  # never out malformed: the event goes to the DLQ

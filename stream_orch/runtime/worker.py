@@ -33,6 +33,7 @@ from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.observability.loop import dump_tasks, monitor_event_loop
 from stream_orch.observability.metrics import Metrics
+from stream_orch.runtime.access import check_access
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.inspect import PiiMask, TableInspector
 from stream_orch.runtime.membership import MemberSlot, claim_slot
@@ -49,6 +50,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
 from stream_orch.topology.repartition import expand, node_parts
+from stream_orch.transport.connect import check_connection
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +257,7 @@ class Worker:
         self._shadow = shadow
         self._reload_source = reload_source
         self.reloads: WorkerReloads | None = None
+        self._denied: frozenset[str] = frozenset()  # outputs its user may not write (runtime/access.py)
 
     def _local_tables(self) -> list[tuple[str, LocalTable]]:
         return [(name, t) for name, r in self.runners.items() for t in r.local_tables]
@@ -284,10 +287,26 @@ class Worker:
         with quiet_new_topics([p.name for p in plans]):
             await self._start(plans)
 
+    def _needs(self) -> dict[str, set[str]]:
+        """Topic -> the operations this worker needs on it (what `acl plan` grants)."""
+        from stream_orch.security.acls import plan_acls  # the plan imports this module
+
+        needs: dict[str, set[str]] = {}
+        audit = self.settings.audit_topic if self.settings.audit else None
+        for acl in plan_acls(self.spec, audit_topic=audit):
+            if acl.resource == "TOPIC" and acl.name != audit:  # audit failures only warn
+                needs.setdefault(acl.name, set()).add(acl.operation)
+        return needs
+
     async def _start(self, plans: list[TopicPlan]) -> None:
         spec = self.spec
         client_args = self.settings.kafka_client_args()
-        counts = await ensure_topics(client_args, plans)
+        await check_connection(self.settings)  # a wrong password or CA: one line, at once
+        outputs = {t.topic for n in self.node_names for r in spec.nodes[n].routes for t in r.targets()}
+        groups = [group_id(spec.topology, n) for n in self.node_names]
+        self._denied = await check_access(client_args, self._needs(), groups, outputs)
+        # a topic it may not write is not created or waited for: nothing is ever sent there
+        counts = await ensure_topics(client_args, [p for p in plans if p.name not in self._denied])
         await wait_for_leaders(client_args, counts)
         if self._reload_source is not None:
             self.reloads = WorkerReloads(
@@ -372,6 +391,7 @@ class Worker:
                 instance_id=instance_id,
                 dlq_tracebacks=self.settings.dlq_tracebacks,
                 max_rate=self.settings.max_records_per_s,
+                denied_outputs=self._denied,
             )
             observer.watch(runner)
             await runner.start()

@@ -108,7 +108,10 @@ class TopologyTestDriver:
         start_ms: int | None = None,
         changelogs: bool = False,
         dlq_tracebacks: bool = False,
+        denied_outputs: frozenset[str] = frozenset(),
     ) -> None:
+        """``denied_outputs``: output topics the worker's user may not write, as a worker finds
+        them at start (their events go where the error policy sends ``not_authorized``)."""
         path: Path | None = None
         if isinstance(topology, TopologySpec):
             spec = topology
@@ -150,7 +153,9 @@ class TopologyTestDriver:
                 for p in range(n):  # this driver owns every partition
                     local.open(p)
                 tables[table_name] = local
-            pipeline = NodePipeline(spec, name, schemas, tables, dlq_tracebacks=dlq_tracebacks)
+            pipeline = NodePipeline(
+                spec, name, schemas, tables, dlq_tracebacks=dlq_tracebacks, denied=denied_outputs
+            )
             self.nodes[name] = _Node(name, pipeline, tables, n)
             self.nodes[name].next_prune_ms = self.now_ms + int(PRUNE_INTERVAL_S * 1000)
         self._outbox = Outbox(self._partitions)

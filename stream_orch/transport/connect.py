@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 
 from stream_orch.errors import UserError
 from stream_orch.redact import redact_urls
@@ -37,6 +39,59 @@ def unreachable(settings: Settings, reason: str = "") -> UserError:
     )
 
 
+def _mechanism(settings: Settings) -> str:
+    return f"{settings.security_protocol} {settings.sasl_mechanism or 'PLAIN'}"
+
+
+async def check_connection(settings: Settings) -> None:
+    """Connect (and authenticate) to the first bootstrap address the way every client will; raise
+    one line naming the address and, for a refused login or TLS handshake, the mechanism.
+
+    aiokafka's clients only say "Unable to bootstrap" (the reason goes to its log), so a wrong
+    password and a firewalled port looked alike; one direct connection tells them apart."""
+    args = settings.kafka_client_args()
+    address = redact_urls(args.pop("bootstrap_servers").split(",")[0].strip())
+    host, _, port = address.rpartition(":")
+    args.pop("client_id", None)
+    where = f"Kafka at {address}"
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), **args), settings.request_timeout_s)
+    except SaslAuthenticationFailed:
+        raise UserError(
+            f"{where} refused the login of user {settings.sasl_username!r} ({_mechanism(settings)}): wrong "
+            "user or password (check STREAM_ORCH_SASL_USERNAME / STREAM_ORCH_SASL_PASSWORD)",
+            exit_code=3,
+        ) from None
+    except ssl.SSLError as exc:
+        raise UserError(
+            f"TLS handshake with {where} failed ({settings.security_protocol}): "
+            f"{exc.reason or _one_line(exc)} "
+            "(check STREAM_ORCH_SSL_CAFILE)",
+            exit_code=3,
+        ) from None
+    except (TimeoutError, OSError, KafkaError, ValueError) as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else _connect_reason(exc, settings)
+        raise UserError(
+            f"cannot reach {where} within {settings.request_timeout_s:g}s: {reason} "
+            "(check --bootstrap-servers / STREAM_ORCH_BOOTSTRAP_SERVERS)",
+            exit_code=3,
+        ) from None
+    conn.close()
+
+
+def _connect_reason(exc: BaseException, settings: Settings) -> str:
+    if (
+        isinstance(exc, ConnectionResetError | KafkaConnectionError)
+        and settings.security_protocol != "PLAINTEXT"
+    ):
+        return (
+            f"connection closed during the {_mechanism(settings)} handshake (a listener of another protocol?)"
+        )
+    if isinstance(exc, OSError):
+        return "connection refused or host unknown"
+    return _one_line(exc)
+
+
 async def start_client(client: Client, settings: Settings) -> Client:
     """Start ``client`` within ``settings.request_timeout_s``, or close it and raise a UserError."""
     try:
@@ -44,6 +99,8 @@ async def start_client(client: Client, settings: Settings) -> Client:
     except (TimeoutError, KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await client.stop()
+        if isinstance(exc, KafkaConnectionError) and not isinstance(exc, TimeoutError):
+            await check_connection(settings)  # a refused login or handshake: say which
         if isinstance(exc, TimeoutError):
             reason = "no answer"
         elif isinstance(exc, KafkaConnectionError | OSError):

@@ -1,0 +1,1 @@
+"""Security of a deployment: the ACLs a topology's workers need (:mod:`.acls`)."""
