@@ -58,7 +58,12 @@ FORWARD_TOPICS = {
 
 # Engine settings for every benchmark worker: no metrics port (several workers share the host
 # in the scaling run), quiet logs. Broker and state dir are set per run by the harness.
-ENV = {"STREAM_ORCH_METRICS_PORT": "0", "STREAM_ORCH_LOG_LEVEL": "WARNING"}
+# BENCH_ENGINE_METRICS_PORT gives the workers one (a run without scaling, one worker at a time) for
+# benchmarks/phases.py to read where a batch's time goes.
+ENV = {
+    "STREAM_ORCH_METRICS_PORT": os.environ.get("BENCH_ENGINE_METRICS_PORT", "0"),
+    "STREAM_ORCH_LOG_LEVEL": "WARNING",
+}
 
 
 def _stream_orch() -> str:

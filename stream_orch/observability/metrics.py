@@ -117,6 +117,15 @@ class Metrics:
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
             registry=r,
         )
+        # where a batch's time goes (the phases: stream_orch.runtime.batch.PHASES), once per batch
+        self.batch_phase = Histogram(
+            p + "batch_phase_seconds",
+            "Time of one batch in one phase: fetch_wait, batch_fill, steps, handover_wait, "
+            "produce_acks, changelog_acks, txn_commit.",
+            ["node", "phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.e2e_latency = Histogram(
             p + "end_to_end_latency_seconds",
             "Record timestamp to output acknowledged by Kafka.",
@@ -251,6 +260,11 @@ class Metrics:
             self.batch_seconds.labels(node).observe(seconds)
         if e2e_samples:
             observe_many(self.e2e_latency.labels(node), e2e_samples)
+
+    def batch_phases(self, node: str, phases: Iterable[tuple[str, float]]) -> None:
+        """One batch's (phase, seconds); the phases are the engine's own names (bounded)."""
+        for phase, seconds in phases:
+            self.batch_phase.labels(node, phase).observe(seconds)
 
     def e2e_from_timestamps(self, node: str, timestamps_ms: Iterable[int], acked_at_s: float) -> None:
         """End-to-end latency of a batch whose outputs Kafka acknowledged at ``acked_at_s`` (epoch s)."""

@@ -47,6 +47,25 @@ class BatchStats:
     timestamps_ms: list[int] = field(default_factory=list)
     processing_s: float = 0.0  # decode, steps and routing: the node's own work
     timings: list[tuple[str, float]] = field(default_factory=list)  # (model, seconds) per model call
+    # where the batch's time went, (phase, seconds), filled by the loop and the delivery: see
+    # PHASES; observed once per batch (never per record)
+    phases: list[tuple[str, float]] = field(default_factory=list)
+
+
+# The phases of a batch's latency (the values of the ``phase`` label of batch_phase_seconds):
+# fetch_wait    the fetch call that returned the batch
+# batch_fill    the batch's oldest input record: its timestamp to the batch's start (the producer's
+#               clock: a skewed client clock shows here)
+# steps         decode, steps and routing (as batch_processing_seconds)
+# handover_wait the hand-over waiting for the previous batch's delivery to end
+# produce_acks  the outputs sent to acknowledged (exactly_once: the outputs, changelog writes and
+#               offsets sent to acknowledged inside the transaction, the slowest task's)
+# changelog_acks  at_least_once: the changelog writes, sent after the outputs' acknowledgement
+# txn_commit    exactly_once: commit_transaction, call to return (the slowest task's); the
+#               markers' visibility to a read_committed reader follows it and is not seen here
+PHASES = (
+    "fetch_wait", "batch_fill", "steps", "handover_wait", "produce_acks", "changelog_acks", "txn_commit",
+)  # fmt: skip
 
 
 class NodeContext:

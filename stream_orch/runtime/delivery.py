@@ -132,8 +132,10 @@ class AtLeastOnce:
         assert self._producer is not None
         # This batch's outputs leave now, while the previous batch may still be completing.
         acks = await hand_over(self._producer, merged(out.records)) if out.records else None
+        waited = time.perf_counter()
         try:
             await self.settle()
+            out.stats.phases.append(("handover_wait", time.perf_counter() - waited))
         except BaseException:
             if acks is not None:
                 acks.close()  # never awaited: the node starts over and re-reads the batch
@@ -147,9 +149,13 @@ class AtLeastOnce:
         sent_at = time.perf_counter()
         if acks is not None:
             await acks
-        self._events.flushed(time.perf_counter() - sent_at)
+        acked_s = time.perf_counter() - sent_at
+        self._events.flushed(acked_s)
+        out.stats.phases.append(("produce_acks", acked_s))
         if out.changes:
+            sent_at = time.perf_counter()
             out.acked.update(await (await hand_over(self._producer, merged(out.changes))))
+            out.stats.phases.append(("changelog_acks", time.perf_counter() - sent_at))
         if out.offsets:
             self._committing = asyncio.create_task(self._commit_after(self._committing, out.offsets))
         self._events.delivered(out)

@@ -278,7 +278,9 @@ class NodeRunner:
                     await self._take_over(assigned)
                     self._pacer.clear()  # resumes them (a retry not due yet is paused again)
             self.spec = self._swap.apply(self._pipeline) or self.spec
+            fetch_started = time.perf_counter()
             batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
+            fetch_s = time.perf_counter() - fetch_started
             if not batches:
                 self.last_progress = time.monotonic()
                 if self._delivery.busy:
@@ -296,7 +298,7 @@ class NodeRunner:
                     batches = {tp: r for tp, r in batches.items() if tp in self.assigned}
                     if not batches:
                         continue
-                await self._process(batches)
+                await self._process(batches, fetch_s)
             if (wait := self._rate.delay(sum(map(len, batches.values())), time.monotonic())) > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
@@ -312,16 +314,24 @@ class NodeRunner:
 
     # ------------------------------------------------------------------ one batch
 
-    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+    async def _process(self, batches: dict[TopicPartition, list[Any]], fetch_s: float) -> None:
         started = time.perf_counter()
         now = H.now_ms()
+        stats = BatchStats()
+        tier_of = self._tier_of
+        oldest = min(
+            (r[0].timestamp for tp, r in batches.items() if r and not tier_of[tp.topic]), default=None
+        )  # retries carry their origin's timestamp: no measure of this batch's wait
+        stats.phases.append(("fetch_wait", fetch_s))
+        if oldest is not None:
+            stats.phases.append(("batch_fill", max(0, now - oldest) / 1000))
         self._maybe_prune()
         self._pacer.due(batches, self._tier_of, now)  # retries not due yet wait, paused
         if self._punctuate is not None:
             self._punctuate[1].heard(batches)
-        stats = BatchStats()
         offsets = await self._pipeline.process(batches, self._outbox, stats, now)
         stats.processing_s = time.perf_counter() - started
+        stats.phases.append(("steps", stats.processing_s))
         sealed = [table.seal() for table in self.local_tables]
         changes = self._changelog_records(sealed)
         await self._delivery.submit(BatchOut(self._outbox.take(), changes, offsets, stats, sealed))

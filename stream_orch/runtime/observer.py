@@ -67,6 +67,7 @@ class NodeObserver(NullObserver):
         m.batch_done(node, runner.node.input, stats.n_in, stats.outputs, stats.dropped, stats.processing_s)
         if stats.timestamps_ms and stats.outputs:
             m.e2e_from_timestamps(node, stats.timestamps_ms, time.time())
+        m.batch_phases(node, stats.phases)
         for error_class, n in stats.errors.items():
             m.error(node, error_class, n)
         for tier, n in stats.retried.items():

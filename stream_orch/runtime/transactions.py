@@ -102,7 +102,9 @@ class ExactlyOnce:
 
     async def submit(self, out: BatchOut) -> None:
         # A task's next transaction cannot begin before its previous one ended.
+        waited = time.perf_counter()
         await self.settle()
+        out.stats.phases.append(("handover_wait", time.perf_counter() - waited))
         self._inflight = asyncio.create_task(self._commit(out))
 
     async def _commit(self, out: BatchOut) -> None:
@@ -114,13 +116,18 @@ class ExactlyOnce:
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
+        timings = [r for r in results if r is not None and not isinstance(r, BaseException)]
+        if timings:  # the slowest task's: the batch is delivered when its last transaction is
+            out.stats.phases.append(("produce_acks", max(t[0] for t in timings)))
+            out.stats.phases.append(("txn_commit", max(t[1] for t in timings)))
         seconds = time.perf_counter() - started
         self._events.flushed(seconds)
         if out.offsets:
             self._events.committed(out.offsets, seconds)
         self._events.delivered(out)
 
-    async def _transaction(self, task: int, out: BatchOut) -> None:
+    async def _transaction(self, task: int, out: BatchOut) -> tuple[float, float]:
+        """One task's transaction; returns (outputs sent to acknowledged, commit call to return)."""
         producer = self._producers.get(task)
         if producer is None:
             raise RuntimeError(f"no transactional producer for partition {task} (not assigned to this node)")
@@ -131,14 +138,17 @@ class ExactlyOnce:
         await producer.begin_transaction()
         acks = None
         try:
+            sent_at = time.perf_counter()
             acks = await hand_over(producer, pending) if pending else None
             if offsets:
                 await asyncio.wait_for(
                     producer.send_offsets_to_transaction(offsets, self._group), COMMIT_TIMEOUT_S
                 )
             acked = await acks if acks is not None else {}
+            committing = time.perf_counter()
             await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
             out.acked.update(acked)  # only once committed: the tables' checkpoints follow it
+            return committing - sent_at, time.perf_counter() - committing
         except BaseException:
             if acks is not None:
                 acks.close()  # a no-op once awaited
