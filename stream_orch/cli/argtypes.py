@@ -46,15 +46,3 @@ def past_time_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def process_count(text: str) -> int:
-    """``--processes``: a count of at least 1, or ``auto`` (this machine's cores)."""
-    import os
-
-    if text.strip().lower() == "auto":
-        return os.cpu_count() or 1
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (a count of processes, or auto)") from None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stream_orch.cli.argtypes import past_time_ms, positive_float, process_count
+from stream_orch.cli.argtypes import past_time_ms, positive_float
 from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
@@ -50,15 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --shadow: process at most R input records a second per node, leaving the live "
         "worker the machine (a shadow that falls behind is compared on what it has processed)",
     )
-    p.add_argument(
-        "--processes",
-        type=process_count,
-        default=1,
-        metavar="N|auto",
-        help="run N worker processes (auto: one per core) under a supervisor, each a static member "
-        "<instance id>-p<i> with its state in <state dir>/p<i>; the supervisor serves one /metrics "
-        "(labelled process) on the metrics port, the members the ports after it",
-    )
     p.set_defaults(func=_run)
 
 
@@ -89,12 +80,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
     spec = loaded.spec
-    if args.processes > 1:
-        if args.shadow:
-            raise UserError("--processes: not with --shadow (a shadow runs as one process)")
-        from stream_orch.supervise import run_supervised
-
-        return await run_supervised(sys.argv[1:], args.processes, settings, args.stop_timeout)
     if args.from_time is not None and not args.shadow:
         raise UserError("--from-time: only with --shadow (a live worker starts at its committed offsets)")
     if args.shadow_rate is not None and not args.shadow:
