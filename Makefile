@@ -38,7 +38,7 @@ test: kafka-up
 	$(SO) test topologies/fleet.yaml topologies/fleet.cases.yaml
 	$(SO) test examples/reorder/reorder.yaml examples/reorder/reorder.cases.yaml
 	$(SO) test topologies/inventory.yaml topologies/inventory.cases.yaml
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	$(PY) -m pytest --durations=30 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -83,8 +83,17 @@ class Settings(BaseSettings):
     static_membership: bool = Field(
         True,
         description=(
-            "Join consumer groups as a static member, so a restarted worker gets its partitions back "
-            "at once (a clean stop then leaves them idle for the 10 s session timeout)."
+            "Join consumer groups as a static member, so a worker restarted after a crash gets its "
+            "partitions back at once, without a rebalance of the others."
+        ),
+    )
+    leave_group_on_stop: bool = Field(
+        True,
+        description=(
+            "On a clean stop (SIGTERM, SIGINT), a static member leaves its groups, so the others take "
+            "its partitions within about a second. Off: they wait for it up to the 10 s session "
+            "timeout (a worker that is back sooner, as in a fast rolling restart, then causes no "
+            "rebalance at all)."
         ),
     )
     instance_id: str | None = Field(

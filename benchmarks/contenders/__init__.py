@@ -120,6 +120,17 @@ CONTENDERS: tuple[Contender, ...] = (
         ours=True,
     ),
     Contender(
+        "engine_fraud_p2",
+        "fraud",
+        # engine_fraud as `run --processes 2` runs it: two members of the group, one supervisor
+        # (the harness counts the CPU of the whole process tree)
+        engine.command(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO, processes=2),
+        "engine_fraud with --processes 2 (two worker processes under one supervisor)",
+        unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO),
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
         "engine_fraud_memory",
         "fraud",
         # the at-least-once pair again, with the tables in memory: what RocksDB stores cost
@@ -156,6 +167,15 @@ CONTENDERS: tuple[Contender, ...] = (
         "stream-orch run benchmarks/topologies/forward.yaml",
         unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS),
         scaling=True,
+        extra_env=engine.ENV,
+        ours=True,
+    ),
+    Contender(
+        "engine_forward_p2",
+        "forward",
+        engine.command(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS, processes=2),
+        "engine_forward with --processes 2 (two worker processes under one supervisor)",
+        unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS),
         extra_env=engine.ENV,
         ours=True,
     ),

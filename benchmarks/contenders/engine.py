@@ -135,15 +135,18 @@ def command(
     processing: str | None = None,
     store: str | None = None,
     models: bool = True,
+    processes: int = 1,
 ) -> Callable[[dict[str, str], Path], list[str]]:
-    """argv for one worker: render the per-run copy into its state dir, run it."""
+    """argv for one worker (``processes`` > 1: a supervisor of that many): render the per-run
+    copy into its state dir, run it."""
 
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
         # JSON is YAML: no YAML writer needed, and the loader reads it like the original
         data = render(topology, topics, run_env, processing, store, models)
         rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS)]
+        more = ["--processes", str(processes)] if processes > 1 else []
+        return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS), *more]
 
     return argv
 

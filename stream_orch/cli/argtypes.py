@@ -15,6 +15,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def process_count(text: str) -> int:
+    """``--processes``: a count, or ``auto`` for one per core."""
+    if text == "auto":
+        import os
+
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or auto: one per core)") from None
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

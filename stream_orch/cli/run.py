@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from stream_orch.cli.argtypes import past_time_ms, positive_float
+from stream_orch.cli.argtypes import past_time_ms, positive_float, process_count
 from stream_orch.cli.schemas_dir import add_schemas_option
 from stream_orch.settings import Settings
 
@@ -50,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --shadow: process at most R input records a second per node, leaving the live "
         "worker the machine (a shadow that falls behind is compared on what it has processed)",
     )
+    p.add_argument(
+        "--processes",
+        type=process_count,
+        default=1,
+        metavar="N|auto",
+        help="run N worker processes (auto: one per core) under one supervisor: members of the same "
+        "consumer groups, each with its own state folder (<state_dir>/processes/<i>) and static member "
+        "id; one /metrics, /health, /ready and /status for all on the metrics port; a member that dies "
+        "is restarted and gets its partitions back; SIGTERM drains them all (default 1: this process)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -80,6 +91,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if node not in runnable:
             raise UserError(f"{args.file}: no node {node!r} (nodes: {', '.join(runnable)})")
     spec = loaded.spec
+    if args.processes > 1:
+        return await _supervise(args, settings, schema_dir)
     if args.from_time is not None and not args.shadow:
         raise UserError("--from-time: only with --shadow (a live worker starts at its committed offsets)")
     if args.shadow_rate is not None and not args.shadow:
@@ -109,3 +122,23 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         reload_source=source,
     )
     return await worker.run()
+
+
+async def _supervise(args: argparse.Namespace, settings: Settings, schema_dir: Path) -> int:
+    """The topology is checked (above) once here; each member is a plain ``run`` of the same file."""
+    from stream_orch.errors import UserError
+    from stream_orch.observability.logging import setup_logging
+    from stream_orch.supervise.supervisor import Supervisor, plan_members
+
+    if args.shadow:
+        raise UserError("--processes: not with --shadow (run the shadow as one process)")
+    if settings.tables_endpoint:
+        raise UserError(
+            "--processes: not with --serve-tables (each member holds only its own partitions' rows)"
+        )
+    argv = [sys.executable, "-m", "stream_orch.cli.main", "run", str(args.file), "--schemas", str(schema_dir)]
+    argv += [f"--node={n}" for n in args.node or []]
+    argv += ["--stop-timeout", str(args.stop_timeout)]
+    setup_logging(settings.log_level, settings.log_json)
+    members = plan_members(settings, args.processes, argv, dict(os.environ))
+    return await Supervisor(settings, members, args.stop_timeout).run()

@@ -392,6 +392,7 @@ class Worker:
                 dlq_tracebacks=self.settings.dlq_tracebacks,
                 max_rate=self.settings.max_records_per_s,
                 denied_outputs=self._denied,
+                leave_on_stop=self.settings.leave_group_on_stop,
             )
             observer.watch(runner)
             await runner.start()
