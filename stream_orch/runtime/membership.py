@@ -12,10 +12,9 @@ it gets the next slot. The id is ``<host>-<state folder digest>-<slot>``, or the
 two workers on one host with state folders of their own have slot 0 each, and must still not
 share an id (the broker would let each fence the other, over and over).
 
-The price (measured in docs/reliability.md): a static member does not leave its groups on a
-clean stop either, so after a SIGTERM without a restart its partitions wait out the session
-before another worker takes them. ``STREAM_ORCH_STATIC_MEMBERSHIP=false`` trades the fast
-return for a fast hand-over on scale-down.
+aiokafka does not leave the group for a static member on a clean stop; the runtime sends the
+LeaveGroup itself (transport/leave_group.py, ``STREAM_ORCH_LEAVE_GROUP_ON_STOP``), so after a
+SIGTERM the others take its partitions within a heartbeat rather than after the session.
 """
 
 from __future__ import annotations
