@@ -6,7 +6,6 @@ WORKDIR /src
 RUN pip install --no-cache-dir build==1.2.2
 COPY pyproject.toml README.md ./
 COPY stream_orch ./stream_orch
-COPY schemas ./schemas
 RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11.11-slim-bookworm
