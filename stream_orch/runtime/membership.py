@@ -12,9 +12,10 @@ it gets the next slot. The id is ``<host>-<state folder digest>-<slot>``, or the
 two workers on one host with state folders of their own have slot 0 each, and must still not
 share an id (the broker would let each fence the other, over and over).
 
-aiokafka does not leave the group for a static member on a clean stop; the runtime sends the
-LeaveGroup itself (transport/leave_group.py, ``STREAM_ORCH_LEAVE_GROUP_ON_STOP``), so after a
-SIGTERM the others take its partitions within a heartbeat rather than after the session.
+A static member does not leave its groups on a clean stop either (aiokafka skips it), so after a
+SIGTERM without a restart its partitions wait out the session. ``STREAM_ORCH_LEAVE_GROUP_ON_STOP``
+sends the LeaveGroup (transport/leave_group.py) for workers stopping for good; it is off by
+default because a restart after a leave costs two rebalances (docs/reliability.md).
 """
 
 from __future__ import annotations
