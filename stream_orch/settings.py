@@ -87,15 +87,6 @@ class Settings(BaseSettings):
             "at once (a clean stop then leaves them idle for the 10 s session timeout)."
         ),
     )
-    leave_group_on_stop: bool = Field(
-        False,
-        description=(
-            "On a clean stop (SIGTERM), a static member leaves its groups, so the other workers take "
-            "its partitions within a heartbeat (~3 s) instead of after the 10 s session timeout: for "
-            "a worker stopping for good. Off (the default), a worker restarted within the session "
-            "(a rolling restart) gets its partitions back without a rebalance, which stalls far less."
-        ),
-    )
     instance_id: str | None = Field(
         None, description="Static member id of this worker (default: <host>-<slot>, slot per topology)."
     )

@@ -12,10 +12,10 @@ it gets the next slot. The id is ``<host>-<state folder digest>-<slot>``, or the
 two workers on one host with state folders of their own have slot 0 each, and must still not
 share an id (the broker would let each fence the other, over and over).
 
-A static member does not leave its groups on a clean stop either (aiokafka skips it), so after a
-SIGTERM without a restart its partitions wait out the session. ``STREAM_ORCH_LEAVE_GROUP_ON_STOP``
-sends the LeaveGroup (transport/leave_group.py) for workers stopping for good; it is off by
-default because a restart after a leave costs two rebalances (docs/reliability.md).
+The price (measured in docs/reliability.md): a static member does not leave its groups on a
+clean stop either, so after a SIGTERM without a restart its partitions wait out the session
+before another worker takes them. ``STREAM_ORCH_STATIC_MEMBERSHIP=false`` trades the fast
+return for a fast hand-over on scale-down.
 """
 
 from __future__ import annotations

@@ -63,7 +63,6 @@ class NodeRunner:
         tables: dict[str, Table],
         observer: NullObserver | None = None,
         instance_id: str | None = None,
-        leave_on_stop: bool = False,
         dlq_tracebacks: bool = False,
         max_rate: float | None = None,
         denied_outputs: frozenset[str] = frozenset(),
@@ -75,7 +74,6 @@ class NodeRunner:
         self.exactly_once = spec.processing == "exactly_once"
         self._client_args = client_args
         self._instance_id = instance_id
-        self._leave_on_stop = leave_on_stop  # only on close(): a restart after a failure rejoins as itself
         self._tables = tables
         self._observer = observer or NullObserver()
         self._started: list[Sink] = []  # the sinks started (stopped in close)
@@ -174,7 +172,7 @@ class NodeRunner:
             table.close()  # RocksDB stores stay on disk for the next start
         self._pacer.attach(None)
         if self._consumer is not None:
-            await clients.stop_consumer(self._consumer, leave=self._leave_on_stop)
+            await clients.stop_consumer(self._consumer)
 
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.

@@ -389,7 +389,6 @@ class Worker:
                 tables=tables,
                 observer=observer,
                 instance_id=instance_id,
-                leave_on_stop=self.settings.leave_group_on_stop,
                 dlq_tracebacks=self.settings.dlq_tracebacks,
                 max_rate=self.settings.max_records_per_s,
                 denied_outputs=self._denied,

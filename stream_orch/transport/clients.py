@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream_orch.transport import produce_retries
-from stream_orch.transport.leave_group import leave_static_group
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +92,10 @@ def producer(
     return AIOKafkaProducer(**args)
 
 
-async def stop_consumer(consumer: AIOKafkaConsumer, *, leave: bool = False) -> None:
-    """``consumer.stop()``, after leaving the group first if ``leave`` and the consumer is a static
-    member (aiokafka leaves only for dynamic ones: see transport/leave_group.py); except that a
-    CancelledError raised from inside aiokafka (its fetcher cancels and awaits its own fetch task,
-    which leaks out when the broker is gone) does not end the caller's task: only a cancellation
-    of the task itself is passed on."""
-    if leave:
-        await leave_static_group(consumer)
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, except that a CancelledError raised from inside aiokafka (its fetcher
+    cancels and awaits its own fetch task, which leaks out when the broker is gone) does not end
+    the caller's task: only a cancellation of the task itself is passed on."""
     try:
         await consumer.stop()
     except asyncio.CancelledError:
