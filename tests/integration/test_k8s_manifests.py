@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATE = ROOT / "deploy" / "k8s" / "validate"
@@ -47,6 +48,12 @@ def rendered() -> str:
     ).stdout
 
 
+def _input_partitions() -> int:
+    topology = YAML(typ="safe").load((ROOT / "topologies" / "fraud_detection.yaml").read_text())
+    inputs = {node["input"] for node in topology["nodes"].values()}
+    return max(topology["topics"][name]["partitions"] for name in inputs)
+
+
 def _validate(validator: Path, manifests: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(validator), "-"], input=manifests, capture_output=True, text=True, timeout=60)
 
@@ -56,7 +63,9 @@ def test_fraud_overlay_objects_decode_strictly(validator: Path, rendered: str) -
     assert result.returncode == 0, result.stderr
     kinds = {line.split(":", 1)[1].strip() for line in rendered.splitlines() if line.startswith("kind:")}
     assert kinds == KINDS
-    assert "maxReplicaCount: 6" in rendered  # transactions has 6 partitions
+    # no more workers than the topology's inputs have partitions (more would get none)
+    assert f"maxReplicaCount: {_input_partitions()}" in rendered
+    assert 'group=~"fraud_detection[.].+"' in rendered  # KEDA watches this topology's groups only
     assert "fieldPath: metadata.name" in rendered  # the pod name is the static member id
 
 
