@@ -5,6 +5,8 @@ Offline apart from the Go module proxy on a cold build cache."""
 
 from __future__ import annotations
 
+import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -13,14 +15,17 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from stream_orch.runtime.worker import Worker
+
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATE = ROOT / "deploy" / "k8s" / "validate"
 OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "fraud"
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed (the validator is Go)"),
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (kustomize)"),
-]
+pytestmark = pytest.mark.integration
+needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed (the validator is Go)")
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not installed (kustomize)"
+)
 KINDS = {"ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "ServiceMonitor", "ScaledObject"}
 
 
@@ -58,6 +63,8 @@ def _validate(validator: Path, manifests: str) -> subprocess.CompletedProcess[st
     return subprocess.run([str(validator), "-"], input=manifests, capture_output=True, text=True, timeout=60)
 
 
+@needs_go
+@needs_kubectl
 def test_fraud_overlay_objects_decode_strictly(validator: Path, rendered: str) -> None:
     result = _validate(validator, rendered)
     assert result.returncode == 0, result.stderr
@@ -67,8 +74,14 @@ def test_fraud_overlay_objects_decode_strictly(validator: Path, rendered: str) -
     assert f"maxReplicaCount: {_input_partitions()}" in rendered
     assert 'group=~"fraud_detection[.].+"' in rendered  # KEDA watches this topology's groups only
     assert "fieldPath: metadata.name" in rendered  # the pod name is the static member id
+    # SIGTERM's grace covers the worker's bounded drain (it then closes its clients)
+    drain_s = inspect.signature(Worker).parameters["stop_timeout_s"].default
+    grace = re.search(r"terminationGracePeriodSeconds: (\d+)", rendered)
+    assert grace is not None and int(grace.group(1)) >= drain_s + 10
 
 
+@needs_go
+@needs_kubectl
 @pytest.mark.parametrize(
     ("good", "bad", "reported"),
     [
