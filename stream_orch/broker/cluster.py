@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +126,11 @@ class ClusterManager:
         return [await node.status() for node in self.select(broker)]
 
     def down(self, broker: int | None = None, wipe: bool = False) -> None:
-        for node in self.select(broker):
-            node.down(wipe=wipe)
+        """Stop the nodes together: one by one, the last would wait out its grace period for a
+        controller majority that left before it (a controlled shutdown needs the quorum)."""
+        nodes = self.select(broker)
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(lambda node: node.down(wipe=wipe), nodes))
         if wipe and broker is None:
             (self.dir / "cluster.json").unlink(missing_ok=True)
 
