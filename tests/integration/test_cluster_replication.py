@@ -118,6 +118,80 @@ async def test_leader_killed_mid_stream_and_back(
         await rh.delete_topics(list(t.values()), server=server)
 
 
+async def _acked_within(server: str, topic: str, timeout_ms: int) -> bool:
+    """Whether one acks=all record is acknowledged within ``timeout_ms``."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    producer = AIOKafkaProducer(bootstrap_servers=server, acks="all", request_timeout_ms=timeout_ms)
+    await producer.start()
+    try:
+        await asyncio.wait_for(producer.send_and_wait(topic, b"probe", key=b"probe"), timeout_ms / 1000 + 2)
+        return True
+    except (KafkaError, TimeoutError):
+        return False
+    finally:
+        await producer.stop()
+
+
+async def test_two_of_three_stopped_blocks_producers_and_resumes(
+    tmp_path: Path, on_cluster: ch.OwnCluster
+) -> None:
+    server = on_cluster.bootstrap
+    path, t, group = rh.fraud_copy(tmp_path, server=server, processing="exactly_once")
+    w = rh.worker(path, tmp_path / "worker.log", server=server, metrics_port=th.free_port())
+    profiles, txns, expected = rh.crafted(200, 50)  # 10,000 transactions plus 200 repeats
+    enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
+    probe_topic = f"cluster-probe-{time.time_ns()}"
+    try:
+        w.start()
+        await wait_for_group(group)
+        await rh.produce_bulk(t["customers"], profiles, server=server)
+        await rh.produce_bulk(probe_topic, [(b"k", b"v")], server=server)
+        await asyncio.sleep(2)
+        producing = asyncio.create_task(rh.produce_paced(t["transactions"], txns, rate=2000, server=server))
+        async with rh.Watcher([enriched, dlq], server=server) as watch:
+            assert await watch.wait(lambda x: x.count(enriched) >= 1000, timeout=60), w.log()
+        assert not producing.done(), "the input was all produced before the outage: not mid-stream"
+        on_cluster.kill9(2)
+        on_cluster.kill9(3)
+        stopped_at = time.monotonic()
+        # one broker of three: fewer in sync than min.insync.replicas=2, so acks=all is refused
+        acked_while_down = await _acked_within(on_cluster.bootstrap, probe_topic, 5000)
+        await asyncio.sleep(DOWN_S)
+        assert w.proc.poll() is None, "the worker died with two brokers\n" + w.log()
+        starting_ms = time.time() * 1000
+        up_s = await asyncio.to_thread(on_cluster.up, 2)
+        back_at = time.monotonic()
+        coords = await producing
+        inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True) if c is not None]
+        async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS], server=server) as watch:
+            acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=180)
+            duplicated = rh.duplicated_per_topic(watch.records)
+            _per_id, wrong = rh.wrong_velocities(watch.records[enriched], expected)
+            after = rh.processed_after(watch.records[enriched], starting_ms)
+        await asyncio.to_thread(on_cluster.up, 3)
+        rh.record_result(
+            "cluster of 3: two brokers killed -9 mid-stream, one back (exactly_once)",
+            **acc.figures(),
+            duplicated_any_output=sum(duplicated.values()),
+            not_acknowledged_by_broker=len(txns) - len(inputs),
+            acks_all_accepted_with_one_broker=acked_while_down,
+            brokers_away_s=round(back_at - stopped_at, 1),
+            broker_restart_s=round(up_s, 1),
+            first_output_after_restart_s=round((min(after) - starting_ms) / 1000, 1) if after else None,
+            wrong_velocity=len(wrong),
+        )
+        assert not acked_while_down, "an acks=all write was acknowledged by one broker of three"
+        assert acc.lost == [], f"{len(acc.lost)} acknowledged records lost\n{w.log()}"
+        assert duplicated == {} and wrong == [], (duplicated, wrong[:5])
+        assert after, "the worker did not resume when a broker came back\n" + w.log()
+        assert w.terminate() == 0
+    finally:
+        w.stop()
+        await rh.delete_topics([*t.values(), probe_topic], server=server)
+
+
 def test_status_and_down_act_on_every_node(cluster: ch.OwnCluster) -> None:
     status = cluster.cli("status").stdout
     assert status.count("running, PID") == ch.BROKERS, status
