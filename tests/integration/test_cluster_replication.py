@@ -57,6 +57,17 @@ async def test_engine_topics_follow_the_cluster_default(on_cluster: ch.OwnCluste
         await rh.delete_topics([planned, ledger], server=on_cluster.bootstrap)
 
 
+async def _load_profiles(t: dict[str, str], profiles: list, server: str) -> None:
+    """Profiles in, and wait until every one is committed to ``customers.clean`` (which feeds the
+    global table): a transaction enriched before its profile arrived would wait in a retry topic
+    and count late in its account's velocity, whatever the brokers do."""
+    await rh.produce_bulk(t["customers"], profiles, server=server)
+    clean = t["customers.clean"]
+    async with rh.Watcher([clean], server=server) as watch:
+        assert await watch.wait(lambda x: x.count(clean) >= len(profiles), timeout=90)
+    await asyncio.sleep(2)  # customers.clean -> the global table
+
+
 @pytest.mark.parametrize("processing", rh.GUARANTEES)
 async def test_leader_killed_mid_stream_and_back(
     tmp_path: Path, on_cluster: ch.OwnCluster, processing: str
@@ -69,8 +80,7 @@ async def test_leader_killed_mid_stream_and_back(
     try:
         w.start()
         await wait_for_group(group)
-        await rh.produce_bulk(t["customers"], profiles, server=server)
-        await asyncio.sleep(2)
+        await _load_profiles(t, profiles, server)
         # the engine's own topics (changelogs, retry, DLQ) were created with the cluster's default
         for topic in (dlq, enriched):
             replicas, min_isr = await ch.replication_of(server, topic)
@@ -146,9 +156,8 @@ async def test_two_of_three_stopped_blocks_producers_and_resumes(
     try:
         w.start()
         await wait_for_group(group)
-        await rh.produce_bulk(t["customers"], profiles, server=server)
+        await _load_profiles(t, profiles, server)
         await rh.produce_bulk(probe_topic, [(b"k", b"v")], server=server)
-        await asyncio.sleep(2)
         producing = asyncio.create_task(rh.produce_paced(t["transactions"], txns, rate=2000, server=server))
         async with rh.Watcher([enriched, dlq], server=server) as watch:
             assert await watch.wait(lambda x: x.count(enriched) >= 1000, timeout=60), w.log()
