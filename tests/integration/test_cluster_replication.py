@@ -150,7 +150,7 @@ async def test_two_of_three_stopped_blocks_producers_and_resumes(
     server = on_cluster.bootstrap
     path, t, group = rh.fraud_copy(tmp_path, server=server, processing="exactly_once")
     w = rh.worker(path, tmp_path / "worker.log", server=server, metrics_port=th.free_port())
-    profiles, txns, expected = rh.crafted(200, 50)  # 10,000 transactions plus 200 repeats
+    profiles, txns, expected = rh.crafted(400, 50)  # 20,000 transactions plus 400 repeats
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
     probe_topic = f"cluster-probe-{time.time_ns()}"
     try:
