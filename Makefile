@@ -7,7 +7,7 @@ SO := $(VENV)/bin/stream-orch
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint kafka-up kafka-down
+.PHONY: install demo test test-cluster lint kafka-up kafka-down
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ test: kafka-up
 	$(SO) test examples/reorder/reorder.yaml examples/reorder/reorder.cases.yaml
 	$(SO) test topologies/inventory.yaml topologies/inventory.cases.yaml
 	$(PY) -m pytest --durations=30 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+# A 3-broker cluster of the tests' own (free ports from 9292, 512 MB heap each) and the
+# broker-failure tests on it; skipped by `make test` (three more JVMs on a 2-core machine).
+test-cluster: install
+	STREAM_ORCH_CLUSTER_TESTS=1 $(PY) -m pytest -m cluster tests/integration $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

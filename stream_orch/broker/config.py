@@ -3,9 +3,44 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib import resources
 
 from stream_orch.broker.layout import BrokerLayout
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """Where a node sits in its KRaft quorum and the topic defaults that follow from its size.
+
+    Every node of a local cluster is broker and controller: three JVMs rather than four (one
+    controller + three brokers) on a small machine, and losing any one node leaves both a
+    controller majority and min ISR. The voters' controller ports are listed so each node
+    finds the others."""
+
+    node_id: int = 1
+    controller_ports: tuple[int, ...] = ()
+    """Controller port of node 1, 2, ... (empty: a single node, voter of itself)."""
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.controller_ports))
+
+    @property
+    def replication_factor(self) -> int:
+        return min(3, self.size)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """One less than the replication factor (2 of 3): an acks=all write survives one lost node
+        and producers stop, rather than write to a single copy, when two are gone."""
+        return max(1, self.replication_factor - 1)
+
+    def voters(self, own_controller_port: int) -> str:
+        ports = self.controller_ports or (own_controller_port,)
+        return ",".join(f"{i}@{HOST}:{port}" for i, port in enumerate(ports, start=1))
 
 
 def _template(name: str) -> str:
@@ -19,16 +54,30 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def write_configs(
-    layout: BrokerLayout, port: int, controller_port: int, secure: dict[str, str] | None = None
+    layout: BrokerLayout,
+    port: int,
+    controller_port: int,
+    secure: dict[str, str] | None = None,
+    quorum: Quorum | None = None,
 ) -> None:
     """Write both files on every start so a changed port or path always takes effect; ``secure``:
     the properties of the secure mode (:mod:`stream_orch.broker.secure`), which hold secrets, so
-    the file is then readable by its owner only."""
+    the file is then readable by its owner only; ``quorum``: the node's place in a local cluster
+    (default: a single node)."""
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
+    quorum = quorum or Quorum()
     text = _fill(
         _template("server.properties"),
-        {"PORT": str(port), "CONTROLLER_PORT": str(controller_port), "DATA_DIR": str(layout.data_dir)},
+        {
+            "PORT": str(port),
+            "CONTROLLER_PORT": str(controller_port),
+            "DATA_DIR": str(layout.data_dir),
+            "NODE_ID": str(quorum.node_id),
+            "VOTERS": quorum.voters(controller_port),
+            "RF": str(quorum.replication_factor),
+            "MIN_ISR": str(quorum.min_insync_replicas),
+        },
     )
     if secure is not None:
         from stream_orch.broker.secure import apply_properties

@@ -11,14 +11,28 @@ class BrokerLayout:
     """Paths of one local broker; every command derives them the same way from ``state_dir``."""
 
     root: Path
+    shared_jars: Path | None = None
+    """The jars folder when it is not under ``root``: the nodes of a local cluster share the
+    single broker's, so the jars are fetched once."""
 
     @classmethod
     def under(cls, state_dir: Path) -> BrokerLayout:
         return cls(state_dir.expanduser().resolve() / "kafka")
 
+    @classmethod
+    def cluster_node(cls, state_dir: Path, node_id: int) -> BrokerLayout:
+        """Node ``node_id`` (1-based) of the local cluster (``kafka up --brokers N``)."""
+        single = cls.under(state_dir)
+        return cls(single.cluster_dir / f"broker-{node_id}", shared_jars=single.jars_dir)
+
+    @property
+    def cluster_dir(self) -> Path:
+        """The local cluster's folder: its nodes' folders and ``cluster.json``."""
+        return self.root / "cluster"
+
     @property
     def jars_dir(self) -> Path:
-        return self.root / "jars"
+        return self.shared_jars or self.root / "jars"
 
     @property
     def data_dir(self) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream_orch.broker import process
-from stream_orch.broker.config import configured_address, write_configs
+from stream_orch.broker.config import HOST, Quorum, configured_address, write_configs
 from stream_orch.broker.jars import ensure_jars, jars_ready
 from stream_orch.broker.layout import BrokerLayout
 from stream_orch.broker.probe import broker_answers, coordinators_ready, port_in_use
@@ -29,7 +29,6 @@ from stream_orch.broker.secure import (
 from stream_orch.broker.tools import require
 from stream_orch.errors import UserError
 
-HOST = "127.0.0.1"
 # 512 MB ran out (OutOfMemoryError, 2026-12-04) on a local broker holding ~13k partitions left by
 # interrupted test runs and six parallel test sessions; 1 GB is small beside a laptop's memory.
 HEAP_MB = 1024
@@ -75,10 +74,15 @@ class BrokerManager:
         controller_port: int | None = None,
         say: Callable[[str], None] = _say,
         secure: bool = False,
+        layout: BrokerLayout | None = None,
+        quorum: Quorum | None = None,
+        heap_mb: int = HEAP_MB,
     ) -> None:
-        self.layout = BrokerLayout.under(state_dir)
+        self.layout = layout or BrokerLayout.under(state_dir)
         self.port = port
         self.controller_port = controller_port or port + 1
+        self.quorum = quorum or Quorum()
+        self.heap_mb = heap_mb
         self.say = say
         self.secure_layout = SecureLayout(self.layout.secure_dir)
         # a state folder once started secure stays secure (its storage holds the admin's SCRAM)
@@ -119,11 +123,28 @@ class BrokerManager:
         if current.running:
             self.say(f"Kafka is already running (PID {current.pid}) at {current.address}")
             return current
+        self.check_ports()
+        java = self.prepare()
+        proc = self.spawn(java)
+        await self.wait_ready(proc, timeout_s)
+        self.say(f"Kafka is up (PID {proc.pid}) at {self.address}; data in {self.layout.data_dir}")
+        if self.secure:
+            self.say(
+                f"SASL_SSL ({MECHANISM}), ACLs enforced; to connect as the admin:\n"
+                + "\n".join(client_settings(self.secure_layout, self.address))
+            )
+        return BrokerStatus(True, proc.pid, self.address)
+
+    def check_ports(self) -> None:
         for port in (self.port, self.controller_port):
             if port_in_use(port):
                 raise UserError(
                     f"port {HOST}:{port} is used by another program; pick another with --kafka-port"
                 )
+
+    def prepare(self, cluster_id: str | None = None) -> str:
+        """Jars, certificates, config files and (first start) formatted storage; returns ``java``.
+        ``cluster_id``: the id every node of a local cluster is formatted with."""
         if self.secure and self.layout.formatted_marker.exists() and not self.secure_layout.exists():
             raise UserError(
                 f"the broker in {self.layout.root} was formatted without --secure: "
@@ -137,19 +158,10 @@ class BrokerManager:
         if self.secure:
             ensure_certificates(self.secure_layout, require("keytool"))
             secure = secure_properties(self.secure_layout, self.port, self.controller_port)
-        write_configs(self.layout, self.port, self.controller_port, secure)
+        write_configs(self.layout, self.port, self.controller_port, secure, self.quorum)
         if not self.layout.formatted_marker.exists():
-            self._format(java)
-        proc = self._spawn(java)
-        self.layout.pid_file.write_text(f"{proc.pid}\n")
-        await self._wait_ready(proc, timeout_s)
-        self.say(f"Kafka is up (PID {proc.pid}) at {self.address}; data in {self.layout.data_dir}")
-        if self.secure:
-            self.say(
-                f"SASL_SSL ({MECHANISM}), ACLs enforced; to connect as the admin:\n"
-                + "\n".join(client_settings(self.secure_layout, self.address))
-            )
-        return BrokerStatus(True, proc.pid, self.address)
+            self._format(java, cluster_id or new_cluster_id())
+        return java
 
     def _probe_args(self) -> dict[str, object]:
         return self.admin_client_args() if self.secure and self.secure_layout.exists() else {}
@@ -161,9 +173,8 @@ class BrokerManager:
             "-cp", str(self.layout.jars_dir / "*"), main, *args,
         ]  # fmt: skip
 
-    def _format(self, java: str) -> None:
+    def _format(self, java: str, cluster_id: str) -> None:
         """First start only: KRaft needs its storage formatted with a cluster id."""
-        cluster_id = new_cluster_id()
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._java_cmd(
             java, 256, "kafka.tools.StorageTool",
@@ -179,16 +190,18 @@ class BrokerManager:
             detail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
             raise UserError(f"formatting the Kafka storage in {self.layout.data_dir} failed: {detail}")
 
-    def _spawn(self, java: str) -> subprocess.Popen[bytes]:
+    def spawn(self, java: str) -> subprocess.Popen[bytes]:
         """Its own session, so the broker outlives the CLI and a Ctrl-C in the shell."""
-        cmd = self._java_cmd(java, HEAP_MB, "kafka.Kafka", str(self.layout.server_properties))
+        cmd = self._java_cmd(java, self.heap_mb, "kafka.Kafka", str(self.layout.server_properties))
         with self.layout.stdout_log.open("wb") as out:  # only this start's JVM output
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.layout.root, start_new_session=True,
             )  # fmt: skip
+        self.layout.pid_file.write_text(f"{proc.pid}\n")
+        return proc
 
-    async def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    async def wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:

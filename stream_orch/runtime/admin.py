@@ -15,13 +15,15 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from stream_orch.errors import UserError
+from stream_orch.transport.topics import default_replication
 
 
 @dataclass(frozen=True)
 class TopicPlan:
     name: str
     partitions: int
-    replication: int = 1
+    replication: int | None = None
+    """None: the cluster's ``default.replication.factor``."""
     compact: bool = False
     retention_ms: int | None = None
     # co-partitioned with these topics (a node's input, retry topics, changelogs): a key's state
@@ -73,10 +75,11 @@ async def ensure_topics(client_args: dict[str, Any], plans: list[TopicPlan]) -> 
         if problems:
             raise UserError("refusing to start: " + "; ".join(problems), exit_code=1)
         if missing:
+            default = await default_replication(admin) if any(p.replication is None for p in missing) else 1
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it meanwhile
                 await admin.create_topics(
                     [
-                        NewTopic(p.name, p.partitions, p.replication, topic_configs=p.configs())
+                        NewTopic(p.name, p.partitions, p.replication or default, topic_configs=p.configs())
                         for p in missing
                     ]
                 )

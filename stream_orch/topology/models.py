@@ -46,7 +46,12 @@ class TopicSpec(_Model):
     partitions: int = Field(
         6, ge=1, description="Partition count; an existing topic must have at least this."
     )
-    replication: int = Field(1, ge=1, description="Replication factor used when the topic is created.")
+    replication: int | None = Field(
+        None,
+        ge=1,
+        description="Replication factor used when the topic is created; unset: the cluster's "
+        "default.replication.factor (1 on `kafka up`, 3 on `kafka up --brokers 3`).",
+    )
     key: str | None = Field(None, description="Field of the value that is the record key.")
     schema_: str | None = Field(
         None,

@@ -40,7 +40,7 @@ def expand(spec: TopologySpec) -> TopologySpec:
         # the second part on: the node's DLQ by name (its default is named after the first input)
         errors = ErrorPolicy(retry=node.errors.retry if node.errors else None, dlq=dlq_topic(node))
         partitions = spec.topics[node.input].partitions if node.input in spec.topics else 1
-        replication = spec.topics[node.input].replication if node.input in spec.topics else 1
+        replication = spec.topics[node.input].replication if node.input in spec.topics else None
         part_name, part_input, start = name, node.input, 0
         for part, cut in enumerate(cuts, start=1):
             step = node.steps[cut]

@@ -36,7 +36,7 @@ def expand_schedules(spec: TopologySpec) -> TopologySpec:
     if not scheduled:
         return spec
     topics, tables, nodes = dict(spec.topics), dict(spec.tables), dict(spec.nodes)
-    replication = max((t.replication for t in spec.topics.values()), default=1)
+    replication = max((t.replication for t in spec.topics.values() if t.replication), default=None)
     for name in scheduled:
         node = spec.nodes[name]
         assert node.schedule is not None

@@ -4,7 +4,8 @@ the audit trail."""
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from stream_orch.settings import Settings
 from stream_orch.transport.connect import start_client
@@ -26,7 +27,8 @@ async def _ensure_topic(settings: Settings, topic: str, configs: dict[str, str])
     admin = AIOKafkaAdminClient(**settings.kafka_client_args())
     await start_client(admin, settings)  # type: ignore[type-var]
     try:
-        response = await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=configs)])
+        replication = await default_replication(admin)
+        response = await admin.create_topics([NewTopic(topic, 1, replication, topic_configs=configs)])
     except TopicAlreadyExistsError:
         return
     finally:
@@ -35,3 +37,25 @@ async def _ensure_topic(settings: Settings, topic: str, configs: dict[str, str])
     for name, code, *message in response.topic_errors:
         if code and code != TopicAlreadyExistsError.errno:
             raise for_code(code)(f"cannot create topic {name}: {message[0] if message else ''}".rstrip(": "))
+
+
+async def default_replication(admin: AIOKafkaAdminClient) -> int:
+    """The cluster's ``default.replication.factor`` (1 on a single broker, 3 on a local
+    ``--brokers 3`` cluster): the engine's topics follow the cluster rather than a fixed 1.
+    aiokafka's CreateTopics (v3) cannot send -1 ("the broker's default"), so it is read from a
+    broker's config; 1 when the broker does not say (no DESCRIBE_CONFIGS right)."""
+    brokers = sorted(b.nodeId for b in admin._client.cluster.brokers())
+    if not brokers:
+        return 1
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, str(brokers[0]), {"default.replication.factor": None})]
+        )
+    except KafkaError:  # no DESCRIBE_CONFIGS right: the safe minimum
+        return 1
+    for response in responses:
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] == "default.replication.factor" and str(entry[1]).isdigit():
+                    return max(1, int(entry[1]))
+    return 1
