@@ -149,7 +149,18 @@ async def test_kstreams_fraud_outputs_equal_the_reference(kafka_bootstrap: str, 
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["kstreams_window", "kstreams_join"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kstreams_window",
+        # on the check's data Kafka Streams' left join reports about a third of the payments
+        # without a settlement (the rest are never emitted); benchmarks/README.md, "Kafka Streams"
+        pytest.param(
+            "kstreams_join",
+            marks=pytest.mark.xfail(strict=True, reason="KS left join leaves unmatched payments unreported"),
+        ),
+    ],
+)
 async def test_kstreams_window_and_join_equal_the_reference(kafka_bootstrap: str, name: str) -> None:
     diff = await check(kafka_bootstrap, name, settle_s=2.0)
     assert diff["ok"], diff
