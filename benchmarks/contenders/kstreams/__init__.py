@@ -70,7 +70,9 @@ def command(kind: str, processing: str) -> Callable[..., list[str]]:
     """The argv of the ``kind`` app with Kafka Streams' guarantee for our ``processing`` value."""
 
     def argv(_env: object, _work: object) -> list[str]:
-        classpath = f"{TARGET / 'classes'}:{(TARGET / 'classpath.txt').read_text().strip()}"
+        built = TARGET / "classpath.txt"  # absent until the first build (then unavailable says why)
+        jars = built.read_text().strip() if built.exists() else ""
+        classpath = f"{TARGET / 'classes'}:{jars}"
         java = shutil.which("java") or "java"
         return [java, *JVM_FLAGS, "-cp", classpath, "bench.Main", kind, GUARANTEES[processing]]
 
