@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from benchmarks.contenders import engine, engine_streams
+from benchmarks.contenders import engine, engine_streams, kstreams
 
 # forward: one output per input; fraud: the fraud topics; window: a closed window per merchant and
 # minute (benchmarks/data.make_window_dataset); join: an outcome per payment (make_join_dataset)
@@ -60,6 +60,27 @@ class Contender:
     # writes its outputs in Kafka transactions: commit markers take offsets, so the harness
     # counts its committed records once after the throughput window (measure._count_committed)
     transactional: bool = False
+
+
+KSTREAMS_APPS = {
+    "forward": "Kafka Streams 4.1 forwarding (mapValues adding the field), JSON via Jackson",
+    "window": "Kafka Streams windowedBy(1 min, grace 5 s).count().suppress(untilWindowCloses)",
+    "join": "Kafka Streams left stream-stream join (5 min before, 30 min after, grace 1 min), routed",
+    "fraud": "Kafka Streams fraud rules: Processor API, dedupe window store, velocity store, GlobalKTable",
+}
+
+
+def _kstreams(kind: Kind, processing: str) -> Contender:
+    """A Kafka Streams app (benchmarks/contenders/kstreams/), built on first use."""
+    eos = processing == EOS
+    return Contender(
+        f"kstreams_{kind}{'_eos' if eos else ''}",
+        kind,
+        kstreams.command(kind, processing),
+        f"{KSTREAMS_APPS[kind]}, {'exactly_once_v2' if eos else 'at_least_once'}",
+        unavailable=kstreams.unavailable,
+        transactional=eos,
+    )
 
 
 CONTENDERS: tuple[Contender, ...] = (
@@ -227,6 +248,7 @@ CONTENDERS: tuple[Contender, ...] = (
         ours=True,
         transactional=True,
     ),
+    *(_kstreams(kind, processing) for kind in KSTREAMS_APPS for processing in (ALO, EOS)),  # type: ignore[arg-type]
 )
 
 BY_NAME = {c.name: c for c in CONTENDERS}

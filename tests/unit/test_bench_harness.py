@@ -216,11 +216,25 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "quix_join",
         "engine_join",
         "engine_join_eos",
+        *(f"kstreams_{k}{eos}" for k in ("forward", "window", "join", "fraud") for eos in ("", "_eos")),
     ]
     for c in CONTENDERS:
         assert c.kind in ("forward", "fraud", "window", "join")
         if not c.ours:
             assert c.argv({}, Path("/tmp"))[0]
+
+
+def test_kstreams_contenders_are_skipped_with_one_line_without_java_or_maven(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks.contenders import kstreams
+
+    monkeypatch.setattr(kstreams.shutil, "which", lambda tool: None if tool == "mvn" else "/usr/bin/java")
+    assert kstreams.build.__wrapped__() == (
+        "mvn not found on PATH (the Kafka Streams contenders need a JDK 17 and Maven)"
+    )
+    eos = BY_NAME["kstreams_fraud_eos"]
+    assert eos.transactional and eos.argv({}, Path("/tmp"))[-2:] == ["fraud", "exactly_once_v2"]
 
 
 def _run_env(prefix: str) -> dict[str, str]:
