@@ -203,11 +203,16 @@ async def _poller(app: web.Application) -> Any:
     await live.close()
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for it: no 404 in their console
+
+
 def make_console_app(live: Live, *, poll: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_as_pages])
     app[LIVE] = live
     if poll:
         app.cleanup_ctx.append(_poller)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/console", index)
     app.router.add_get("/console/", index)
     app.router.add_get("/console/static/console.js", script)
