@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from html import escape
 from importlib import resources
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from stream_orch.console.layout import to_svg
-from stream_orch.console.live import Live
+from stream_orch.console.live import Live, Topo
+from stream_orch.settings import Settings
+from stream_orch.topology.models import TopologySpec
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +210,41 @@ async def no_icon(request: web.Request) -> web.Response:
     return web.Response(status=204)  # browsers ask for it: no 404 in their console
 
 
+def console_subapp(live: Live, *, poll: bool = True) -> web.Application:
+    """The console's routes, to mount at ``/console`` (here, or on a worker's HTTP server)."""
+    sub = web.Application(middlewares=[errors_as_pages])
+    sub[LIVE] = live
+    if poll:
+        sub.cleanup_ctx.append(_poller)
+    sub.router.add_get("/", index)
+    sub.router.add_get("/static/console.js", script)
+    sub.router.add_get("/{topology}", topology_page)
+    sub.router.add_get("/{topology}/data.json", data)
+    sub.router.add_get("/{topology}/node/{node}", node_page)
+    return sub
+
+
+def mount(app: web.Application, live: Live, *, poll: bool = True) -> None:
+    async def to_index(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/console/")
+
+    app.router.add_get("/console", to_index)
+    app.add_subapp("/console", console_subapp(live, poll=poll))
+
+
+def console_mount(spec: TopologySpec, settings: Settings) -> Callable[[web.Application], None]:
+    """A worker's console at /console (STREAM_ORCH_CONSOLE=true): its topology, read from the
+    worker's own /metrics over loopback and from the broker's offsets."""
+    host = settings.metrics_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    live = Live({spec.topology: Topo(spec)}, settings, [f"http://{host}:{settings.metrics_port}"])
+    return lambda app: mount(app, live)
+
+
 def make_console_app(live: Live, *, poll: bool = True) -> web.Application:
+    """The standalone console (``stream-orch console``)."""
     app = web.Application(middlewares=[errors_as_pages])
     app[LIVE] = live
-    if poll:
-        app.cleanup_ctx.append(_poller)
     app.router.add_get("/favicon.ico", no_icon)
-    app.router.add_get("/console", index)
-    app.router.add_get("/console/", index)
-    app.router.add_get("/console/static/console.js", script)
-    app.router.add_get("/console/{topology}", topology_page)
-    app.router.add_get("/console/{topology}/data.json", data)
-    app.router.add_get("/console/{topology}/node/{node}", node_page)
+    mount(app, live, poll=poll)
     return app

@@ -6,9 +6,11 @@ address nothing listens on (the banner case) - no mocks of the console's own cod
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -130,3 +132,31 @@ async def test_an_error_in_a_page_is_a_plain_500_without_trace(console) -> None:
     text = await resp.text()
     assert resp.status == 500
     assert "Traceback" not in text and "AttributeError" not in text
+
+
+async def test_worker_http_server_serves_the_console_only_when_enabled() -> None:
+    from stream_orch.console.app import console_mount
+    from stream_orch.observability.http import serve
+    from stream_orch.observability.metrics import Metrics
+
+    spec = _spec()
+    settings = Settings(bootstrap_servers="127.0.0.1:1", request_timeout_s=1.0, metrics_port=1)
+    on = await serve(Metrics(), None, "127.0.0.1", 0, extra=console_mount(spec, settings))
+    off = await serve(Metrics(), None, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # the console's first poll runs in the background
+                async with session.get(f"{on.url}/console/{spec.topology}") as resp:
+                    assert resp.status == 200
+                    if "broker unreachable" in await resp.text():
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the worker's console never polled")
+            async with session.get(f"{on.url}/metrics") as resp:
+                assert resp.status == 200  # the worker's own routes are unchanged
+            async with session.get(f"{off.url}/console/{spec.topology}") as resp:
+                assert resp.status == 404
+    finally:
+        await on.stop()
+        await off.stop()
