@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         "HTTP server; with http_token set it requires `Authorization: Bearer <http_token>`. Off: 404. "
         "SIGHUP and `stream-orch reload PID` work either way.",
     )
+    console: bool = Field(
+        False,
+        description="Serve the operations console at /console on the worker's HTTP server (the page of "
+        "`stream-orch console` for this worker's topology, reading this worker's /metrics and the broker).",
+    )
     lag_interval_s: float = Field(
         15.0,
         gt=0,

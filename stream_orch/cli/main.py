@@ -29,6 +29,7 @@ COMMANDS = (
     "validate",
     "diff",
     "graph",
+    "console",
     "catalog",
     "schema",
     "run",

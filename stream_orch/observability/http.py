@@ -145,6 +145,7 @@ def make_app(
     reloads: Reloads | None = None,
     admin_reload: bool = False,
     reload_token: str | None = None,
+    extra: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     """The aiohttp application; ``health=None`` (the lag exporter) makes /health and /ready always 200.
     ``tables`` are served only with ``token``: table data never goes out unauthenticated."""
@@ -187,6 +188,8 @@ def make_app(
     app.router.add_get("/tables/{name}/{key}", table_key_handler)
     app.router.add_get("/status", status_handler)
     app.router.add_post("/admin/reload", reload_handler)
+    if extra is not None:  # more routes (the console at /console), mounted by the caller
+        extra(app)
     return app
 
 
@@ -200,11 +203,13 @@ async def serve(
     reloads: Reloads | None = None,
     admin_reload: bool = False,
     reload_token: str | None = None,
+    extra: Callable[[web.Application], None] | None = None,
 ) -> ObservabilityServer:
     """Starts serving and returns once the socket is bound (port 0 picks a free port); ``tables``
     (served only with ``token``) as in :func:`make_app`."""
     runner = web.AppRunner(
-        make_app(metrics, health, tables, token, reloads, admin_reload, reload_token), access_log=None
+        make_app(metrics, health, tables, token, reloads, admin_reload, reload_token, extra),
+        access_log=None,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -320,6 +320,7 @@ class Worker:
                 self.settings.audit_topic if self.settings.audit else None,
             )
         if self.settings.metrics_port:
+            from stream_orch.console.app import console_mount
             from stream_orch.observability.http import serve
 
             token = self._tables_token
@@ -337,6 +338,7 @@ class Worker:
                 reload_token=self.settings.http_token.get_secret_value()
                 if self.settings.http_token
                 else None,
+                extra=console_mount(spec, self.settings) if self.settings.console else None,
             )
         partitions = PartitionMap(counts)
         read = {t for n in self.node_names for t in tables_read_by(spec, n)}

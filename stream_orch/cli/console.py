@@ -1,0 +1,80 @@
+"""``stream-orch console TOPOLOGY... [--port 8090] [--workers URL,...]``: the operations console."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from stream_orch.errors import UserError
+from stream_orch.settings import Settings
+from stream_orch.topology.loader import SpecError, load_topology
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "console",
+        help="web page per topology: its graph with live rates, lag, status and DLQ counts",
+        description="Serve the operations console on --host:--port (/console/<topology>). Workers "
+        "are read at the --workers URLs (their HTTP port: /metrics); without --workers, at "
+        "http://127.0.0.1:<--metrics-port>. Lag is read from the broker as `stream-orch lag` does.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="TOPOLOGY", help="topology YAML file(s)")
+    parser.add_argument("--port", default="8090", metavar="P", help="console port (8090)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
+    parser.add_argument(
+        "--workers", default=None, metavar="URL,...", help="workers' HTTP base URLs, comma-separated"
+    )
+    parser.set_defaults(func=run)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise UserError(f"--port must be a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {port}")
+    return port
+
+
+def _workers(value: str | None, settings: Settings) -> list[str]:
+    if value is None:
+        return [f"http://127.0.0.1:{settings.metrics_port}"]
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"--workers: {url!r} is not an http:// or https:// URL")
+    return urls
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.console.app import make_console_app
+    from stream_orch.console.live import Live, Topo
+
+    port = _port(args.port)
+    topologies: dict[str, Topo] = {}
+    for path in args.files:
+        try:
+            spec = load_topology(path).spec
+        except SpecError as exc:
+            raise UserError("\n".join(str(p) for p in exc.problems)) from None
+        topologies[spec.topology] = Topo(spec)
+    live = Live(topologies, settings, _workers(args.workers, settings))
+    runner = web.AppRunner(make_console_app(live), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, args.host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UserError(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}") from None
+        for name in topologies:
+            print(f"console: http://{args.host}:{port}/console/{name}", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+    return 0

@@ -1,0 +1,250 @@
+"""The console's aiohttp application: one page per topology, a JSON endpoint it polls, node pages.
+
+Pages are rendered on the server with the figures of the last poll, so they read without JS;
+``static/console.js`` refreshes them every few seconds. Any error becomes a plain page (the
+middleware): never a stack trace in the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from html import escape
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from stream_orch.console.layout import to_svg
+from stream_orch.console.live import Live, Topo
+from stream_orch.settings import Settings
+from stream_orch.topology.models import TopologySpec
+
+log = logging.getLogger(__name__)
+
+POLL_S = 3.0
+LIVE = web.AppKey("live", Live)
+
+_CSS = """
+body{font-family:sans-serif;margin:1rem;color:#111;background:#fff}
+.banner{background:#fde2e1;border:2px solid #a00;padding:.5rem;margin:.5rem 0}
+svg .vertex rect{fill:#f4f4f4;stroke:#333}svg .node rect{fill:#e8f0fe}
+svg text{font-size:12px;fill:#111}svg .edge path{fill:none;stroke:#555}
+svg .edge.dlq path,svg .edge.retry path{stroke:#a00;stroke-dasharray:4 3}
+svg a:focus rect{stroke:#000;stroke-width:3}
+svg .OK rect{fill:#d7f5d7}svg .WARN rect{fill:#fff1c2}svg .STALL rect,svg .STOP rect,
+svg .REWIND rect,svg .ERR rect{fill:#fbd0d0}
+table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:left}
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    html = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{body}</body></html>"
+    )
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+@web.middleware
+async def errors_as_pages(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _page(
+            f"{exc.status}", f"<h1>{exc.status}</h1><p>{escape(exc.text or exc.reason)}</p>", exc.status
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("console page failed")  # the details go to the log, not the browser
+        return _page("error", "<h1>500</h1><p>The console failed to render this page; see its log.</p>", 500)
+
+
+def _topology(request: web.Request) -> str:
+    name = request.match_info["topology"]
+    if name not in request.app[LIVE].topologies:
+        known = ", ".join(sorted(request.app[LIVE].topologies)) or "none"
+        raise web.HTTPNotFound(text=f"no topology named {name!r} in this console (known: {known})")
+    return name
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def _banner(fig: dict[str, Any]) -> str:
+    if fig["broker_error"]:
+        return f'<div class="banner" role="alert" id="broker">{escape(fig["broker_error"])}</div>'
+    return '<div class="banner" role="alert" id="broker" hidden></div>'
+
+
+def _node_rows(fig: dict[str, Any], base: str) -> str:
+    rows = []
+    for name, n in fig["nodes"].items():
+        status = n["worker"] or (n["status"] or "-")
+        dlq = ", ".join(f"{escape(r)}: {int(c)}" for r, c in sorted(n["dlq_by_reason"].items())) or "0"
+        tiers = ", ".join(f"{escape(t)}: {c}" for t, c in n["retry_tiers"].items()) or "-"
+        rows.append(
+            f'<tr id="row-{escape(name)}"><th scope="row">'
+            f'<a href="{base}/node/{escape(name)}">{escape(name)}</a></th>'
+            f'<td class="status">{escape(status)}</td>'
+            f'<td class="lag">{_fmt(n["lag_records"])}</td>'
+            f'<td class="lags">{_fmt(n["lag_seconds"], " s")}</td>'
+            f'<td class="restarts">{int(n["restarts"])}</td>'
+            f'<td class="dlq">{dlq}</td><td class="tiers">{tiers}</td></tr>'
+        )
+    return "".join(rows)
+
+
+async def topology_page(request: web.Request) -> web.Response:
+    name = _topology(request)
+    live = request.app[LIVE]
+    topo = live.topologies[name]
+    fig = live.figures(name)
+    base = f"/console/{name}"
+    svg = to_svg(topo.graph, {n: f"{base}/node/{n}" for n in topo.spec.nodes})
+    tables = "".join(
+        f"<tr><th scope='row'>{escape(t)}</th><td>{_fmt(fig['tables'].get(t))}</td></tr>"
+        for t in topo.graph.tables
+    )
+    body = (
+        f"<h1>{escape(name)}</h1>"
+        f'<p>version <span id="version">{escape(str(fig["version"]))}</span> · processing '
+        f'<span id="processing">{escape(fig["processing"])}</span> · refreshed every {POLL_S:g} s</p>'
+        f"{_banner(fig)}<figure>{svg}<figcaption>Data flow; rates in records/s.</figcaption></figure>"
+        "<h2>Nodes</h2><table id='nodes'><thead><tr><th>node</th><th>status</th><th>lag (records)</th>"
+        "<th>lag (s)</th><th>restarts</th><th>DLQ by reason</th><th>retry tiers (lag)</th></tr></thead>"
+        f"<tbody>{_node_rows(fig, base)}</tbody></table>"
+        f"<h2>Tables</h2><table id='tables'><tbody>{tables or '<tr><td>none</td></tr>'}</tbody></table>"
+        f'<script src="/console/static/console.js" data-endpoint="{base}/data.json"></script>'
+    )
+    return _page(f"{name} · stream-orch console", body)
+
+
+async def data(request: web.Request) -> web.Response:
+    name = _topology(request)
+    return web.json_response(request.app[LIVE].figures(name))
+
+
+async def node_page(request: web.Request) -> web.Response:
+    name = _topology(request)
+    live = request.app[LIVE]
+    node = request.match_info["node"]
+    spec = live.topologies[name].spec
+    if node not in spec.nodes:
+        raise web.HTTPNotFound(text=f"topology {name!r} has no node {node!r}")
+    n = live.figures(name)["nodes"][node]
+    # the runtime counts drops per reason (filter, duplicate...), not per step: both are shown
+    dropped = live.sum_of("events_dropped_total", "reason", node=node)
+    steps = "".join(
+        f"<tr><th scope='row'>{escape(s.step)}</th><td>{escape(type(s).__name__)}</td></tr>"
+        for s in spec.nodes[node].steps
+    )
+    drops = "".join(
+        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>" for r, v in sorted(dropped.items())
+    )
+    errors = "".join(
+        f"<tr><th scope='row'>{escape(c)}</th><td>{int(v)}</td></tr>" for c, v in sorted(n["errors"].items())
+    )
+    dlq = "".join(
+        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>"
+        for r, v in sorted(n["dlq_by_reason"].items())
+    )
+    body = (
+        f'<p><a href="/console/{escape(name)}">← {escape(name)}</a></p><h1>node {escape(node)}</h1>'
+        f"<p>status {escape(n['worker'] or n['status'] or '-')} · lag {_fmt(n['lag_records'])} records, "
+        f"{_fmt(n['lag_seconds'], ' s')} · restarts {int(n['restarts'])} · "
+        f"DLQ topic {escape(n['dlq_topic'])}</p>"
+        "<h2>Steps</h2><table><thead><tr><th>step</th><th>kind</th></tr></thead>"
+        f"<tbody>{steps}</tbody></table><h2>Rejected (dropped) by reason</h2>"
+        f"<table><tbody>{drops or '<tr><td>none</td></tr>'}</tbody></table>"
+        "<h2>Errors (codes and counts; no record values)</h2>"
+        f"<table><tbody>{errors or '<tr><td>none</td></tr>'}</tbody></table>"
+        f"<h2>DLQ by reason</h2><table><tbody>{dlq or '<tr><td>none</td></tr>'}</tbody></table>"
+    )
+    return _page(f"{node} · {name}", body)
+
+
+async def index(request: web.Request) -> web.Response:
+    links = "".join(
+        f'<li><a href="/console/{escape(n)}">{escape(n)}</a></li>'
+        for n in sorted(request.app[LIVE].topologies)
+    )
+    return _page("stream-orch console", f"<h1>Topologies</h1><ul>{links}</ul>")
+
+
+async def script(request: web.Request) -> web.Response:
+    text = resources.files("stream_orch.console").joinpath("static/console.js").read_text()
+    return web.Response(text=text, content_type="application/javascript")
+
+
+async def _poller(app: web.Application) -> Any:
+    live = app[LIVE]
+
+    async def loop() -> None:
+        while True:
+            try:
+                await live.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the console must keep serving
+                log.warning("console poll failed: %s", type(exc).__name__)
+            await asyncio.sleep(POLL_S)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await live.close()
+
+
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for it: no 404 in their console
+
+
+def console_subapp(live: Live, *, poll: bool = True) -> web.Application:
+    """The console's routes, to mount at ``/console`` (here, or on a worker's HTTP server)."""
+    sub = web.Application(middlewares=[errors_as_pages])
+    sub[LIVE] = live
+    if poll:
+        sub.cleanup_ctx.append(_poller)
+    sub.router.add_get("/", index)
+    sub.router.add_get("/static/console.js", script)
+    sub.router.add_get("/{topology}", topology_page)
+    sub.router.add_get("/{topology}/data.json", data)
+    sub.router.add_get("/{topology}/node/{node}", node_page)
+    return sub
+
+
+def mount(app: web.Application, live: Live, *, poll: bool = True) -> None:
+    async def to_index(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/console/")
+
+    app.router.add_get("/console", to_index)
+    app.add_subapp("/console", console_subapp(live, poll=poll))
+
+
+def console_mount(spec: TopologySpec, settings: Settings) -> Callable[[web.Application], None]:
+    """A worker's console at /console (STREAM_ORCH_CONSOLE=true): its topology, read from the
+    worker's own /metrics over loopback and from the broker's offsets."""
+    host = settings.metrics_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    live = Live({spec.topology: Topo(spec)}, settings, [f"http://{host}:{settings.metrics_port}"])
+    return lambda app: mount(app, live)
+
+
+def make_console_app(live: Live, *, poll: bool = True) -> web.Application:
+    """The standalone console (``stream-orch console``)."""
+    app = web.Application(middlewares=[errors_as_pages])
+    app[LIVE] = live
+    app.router.add_get("/favicon.ico", no_icon)
+    mount(app, live, poll=poll)
+    return app
