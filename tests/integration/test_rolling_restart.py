@@ -8,6 +8,7 @@ report, with and without leaving the group on a clean stop (STREAM_ORCH_LEAVE_GR
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
@@ -68,7 +69,12 @@ def _latencies_ms(watch: _TimedWatcher, input_topic: str, enriched: str) -> list
     return out
 
 
-@pytest.mark.parametrize("leave", [True, False], ids=["leave-on-stop", "stay-on-stop"])
+# The suite runs the default (leave on stop); SO_ROLLING_COMPARE=1 adds the other setting, for
+# the comparison in docs/reliability.md (each run takes about 80 s).
+_LEAVE = [True, False] if os.environ.get("SO_ROLLING_COMPARE") == "1" else [True]
+
+
+@pytest.mark.parametrize("leave", _LEAVE, ids=["leave-on-stop", "stay-on-stop"][: len(_LEAVE)])
 async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, leave: bool) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing="exactly_once")
     workers = [rh.worker(path, tmp_path / f"worker{i}.log", metrics_port=free_port()) for i in range(3)]
