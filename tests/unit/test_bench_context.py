@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks.context import ContextSampler, window_context
+from benchmarks.context import ContextSampler, cpu_probe, window_context
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
@@ -39,3 +39,8 @@ def test_window_context_rates() -> None:
         "minflt_per_1k": 2000.0,
         "majflt_per_1k": 1.0,
     }
+
+
+def test_cpu_probe_measures_work() -> None:
+    us = cpu_probe(repeat=1)
+    assert 0 < us < 1_000, "µs of CPU per item of a small fixed workload"
