@@ -42,15 +42,6 @@ def _faults(pid: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _syscalls(pid: int) -> tuple[int, int]:
-    """(read, write) system calls of a process so far, from /proc/PID/io: on a worker nearly all
-    are socket reads and writes, so their rate per event says how many records a request carries."""
-    with contextlib.suppress(OSError, ValueError):
-        fields = dict(line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-        return int(fields["syscr"]), int(fields["syscw"])
-    return 0, 0
-
-
 Sample = tuple[float, float, tuple[int, ...]]
 
 
@@ -59,11 +50,10 @@ class ContextSampler:
 
     def __init__(self, pids: list[int]) -> None:
         self._roots = [psutil.Process(p) for p in pids]
-        # pid -> voluntary, involuntary switches, minor, major faults, read, write syscalls
-        self._last: dict[int, tuple[int, ...]] = {}
+        self._last: dict[int, tuple[int, int, int, int]] = {}  # pid -> vol, invol, minflt, majflt
 
     def sample(self) -> Sample:
-        """(steal s of the machine, MHz now, the tree's counters so far: see ``_last``)."""
+        """(steal s of the machine, MHz now, the tree's (vol, invol, minflt, majflt) so far)."""
         for root in self._roots:
             try:
                 procs = [root, *root.children(recursive=True)]
@@ -74,13 +64,8 @@ class ContextSampler:
                     ctx = proc.num_ctx_switches()
                 except psutil.Error:
                     continue  # gone: its last reading stays
-                self._last[proc.pid] = (
-                    ctx.voluntary,
-                    ctx.involuntary,
-                    *_faults(proc.pid),
-                    *_syscalls(proc.pid),
-                )
-        tree = tuple(sum(v[i] for v in self._last.values()) for i in range(6))
+                self._last[proc.pid] = (ctx.voluntary, ctx.involuntary, *_faults(proc.pid))
+        tree = tuple(sum(v[i] for v in self._last.values()) for i in range(4))
         return getattr(psutil.cpu_times(), "steal", 0.0), _mhz(), tree  # type: ignore[return-value]
 
 
@@ -90,7 +75,7 @@ def window_context(window: list[Sample], dt: float, events: int) -> dict[str, An
     a, b = window[0], window[-1]
     per_1k = 1000 / max(events, 1)
     dt = max(dt, 1e-9)
-    vol, invol, minflt, majflt, reads, writes = (y - x for x, y in zip(a[2], b[2], strict=True))
+    vol, invol, minflt, majflt = (y - x for x, y in zip(a[2], b[2], strict=True))
     readings = [s[1] for s in window if s[1] > 0] or [0.0]
     return {
         "steal_cores": round((b[0] - a[0]) / dt, 3),
@@ -100,8 +85,6 @@ def window_context(window: list[Sample], dt: float, events: int) -> dict[str, An
         "ctx_involuntary_per_1k": round(invol * per_1k, 1),
         "minflt_per_1k": round(minflt * per_1k, 1),
         "majflt_per_1k": round(majflt * per_1k, 2),
-        "read_syscalls_per_1k": round(reads * per_1k, 1),
-        "write_syscalls_per_1k": round(writes * per_1k, 1),
     }
 
 
