@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks import env
 from benchmarks.contenders import Contender
+from benchmarks.context import ContextSampler, window_context
 from benchmarks.data import Dataset, StreamDataset, make_transaction, produce_raw, produce_records
 from benchmarks.kafka import (
     PARTITIONS,
@@ -192,6 +193,8 @@ async def _throughput_phase(
     host: list[tuple[float, float, float]] = []
     sampler = TreeSampler([p.pid for p in procs])
     host_sampler = HostSampler(ctx.broker_pid)
+    context_sampler = ContextSampler([p.pid for p in procs])
+    context: list[Any] = []
     async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:
         last_count, last_progress = 0, started
         while True:
@@ -199,6 +202,7 @@ async def _throughput_phase(
             now = time.perf_counter()
             samples.append((now, count, sampler.sample()))
             host.append(host_sampler.sample())
+            context.append(context_sampler.sample())
             if count >= expected:
                 break
             if count > last_count:
@@ -217,6 +221,7 @@ async def _throughput_phase(
     i0, i1 = result.pop("window")
     dt = samples[i1][0] - samples[i0][0]
     result["window_cores"] = window_cores(host[i0], host[i1], samples[i1][2] - samples[i0][2], dt)
+    result["context"] = window_context(context[i0 : i1 + 1], dt, result["window_events"])
     if c.transactional:
         await _count_committed(ctx, topics, kind, expected, result)
     if events_per_output != 1.0:

@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks import machine, report, rounds
 from benchmarks.contenders import BY_NAME, CONTENDERS, Contender
+from benchmarks.context import cpu_probe
 from benchmarks.data import (
     Dataset,
     StreamDataset,
@@ -173,6 +174,7 @@ def _log_run(name: str, r: dict[str, Any], what: str) -> None:
 
 async def _quiet(ctx: Context, timeout_s: float) -> dict[str, Any]:
     quiet = await wait_quiet(ctx.broker_pid, timeout_s=timeout_s, others_timeout_s=min(5.0, timeout_s))
+    quiet["probe_us"] = cpu_probe()  # this moment's cost of fixed work (benchmarks/context.py)
     if not quiet["quiet"]:
         log(
             f"machine not idle after {quiet['waited_s']:.0f} s (broker {quiet['broker_cores']:.2f}, "

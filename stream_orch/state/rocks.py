@@ -172,38 +172,45 @@ class RocksStore:
             return set()
         return {raw for raw, value in zip(maybe, db.get(maybe), strict=True) if value is not None}
 
-    def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
+    def write(
+        self,
+        changes: Mapping[str, Any],
+        checkpoint: int | None,
+        encoded: Mapping[str, bytes | None] | None = None,
+    ) -> None:
         db = self._db
         assert db is not None
+        if encoded is None:  # a restore, a test: encode here (None marks a deleted key)
+            dumps = orjson.dumps
+            encoded = {k: None if v is TOMBSTONE else dumps(v) for k, v in changes.items()}
         batch = WriteBatch(raw_mode=True)
         count = self._count
-        if changes and (min(changes) >= INDEX_END or max(changes) < INDEX_PREFIX):
-            parts = [(db, [k.encode() for k in changes], list(changes.values()), None)]
+        if encoded and (min(encoded) >= INDEX_END or max(encoded) < INDEX_PREFIX):
+            parts = [(db, [k.encode() for k in encoded], list(encoded.values()), None)]
         else:  # some index keys: they go to their column family
-            index = {k: v for k, v in changes.items() if k.startswith(INDEX_PREFIX)}
-            data = {k: v for k, v in changes.items() if not k.startswith(INDEX_PREFIX)}
+            index = {k: v for k, v in encoded.items() if k.startswith(INDEX_PREFIX)}
+            data = {k: v for k, v in encoded.items() if not k.startswith(INDEX_PREFIX)}
             parts = [
                 (target, [k.encode() for k in part], list(part.values()), cf)
                 for target, part, cf in ((db, data, None), (self._index, index, self._index_cf))
                 if part
             ]
-        dumps = orjson.dumps
         for target, raws, values, cf in parts:
             existing = self._existing(target, raws)
             put = batch.put if cf is None else functools.partial(batch.put, column_family=cf)
-            if not existing and TOMBSTONE not in values:  # only new keys (a restore, most batches)
+            if not existing and None not in values:  # only new keys (a restore, most batches)
                 for raw, value in zip(raws, values, strict=True):
-                    put(raw, dumps(value))
+                    put(raw, value)
                 count += len(raws)
                 continue
             for raw, value in zip(raws, values, strict=True):
                 existed = raw in existing
-                if value is TOMBSTONE:
+                if value is None:
                     if existed:
                         batch.delete(raw, cf)
                         count -= 1
                 else:
-                    put(raw, dumps(value))
+                    put(raw, value)
                     count += not existed
         batch.put(COUNT_KEY, str(count).encode(), self._meta_cf)
         if checkpoint is not None:

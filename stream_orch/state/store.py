@@ -32,8 +32,15 @@ class Store(Protocol):
 
     def get(self, key: str, default: Any = None) -> Any: ...
 
-    def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
-        """Apply ``changes`` (TOMBSTONE deletes) and, if given, the new checkpoint: all or nothing."""
+    def write(
+        self,
+        changes: Mapping[str, Any],
+        checkpoint: int | None,
+        encoded: Mapping[str, bytes | None] | None = None,
+    ) -> None:
+        """Apply ``changes`` (TOMBSTONE deletes) and, if given, the new checkpoint: all or nothing.
+        ``encoded``, if given, holds the same changes as JSON bytes (None: deleted), the key
+        order of ``changes``: a store that keeps bytes uses them instead of encoding again."""
 
     def checkpoint(self) -> int | None:
         """The next changelog offset this store has not applied (None: a new store)."""
@@ -64,7 +71,12 @@ class MemoryStore:
     def get(self, key: str, default: Any = None) -> Any:
         return self._data.get(key, default)
 
-    def write(self, changes: Mapping[str, Any], checkpoint: int | None) -> None:
+    def write(
+        self,
+        changes: Mapping[str, Any],
+        checkpoint: int | None,
+        encoded: Mapping[str, bytes | None] | None = None,
+    ) -> None:
         data = self._data
         if changes:
             self._ordered = None

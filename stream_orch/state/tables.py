@@ -42,6 +42,7 @@ class Sealed:
         self.table = table
         self.overlay = overlay
         self._ordered: dict[int, list[str]] = {}  # sorted keys per partition, built by a scan
+        self.encoded: dict[int, dict[str, bytes | None]] = {}  # the values as changes() encoded them
 
     def ordered(self, partition: int) -> list[str]:
         keys = self._ordered.get(partition)
@@ -51,16 +52,18 @@ class Sealed:
 
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """The changelog records: (partition, key, value or None for a tombstone)."""
-        # copied out of orjson's page-sized buffer: kept until acknowledged, each would hold a page
-        return [
-            (
-                partition,
-                key.encode(),
-                None if value is TOMBSTONE else memoryview(orjson.dumps(value)).tobytes(),
-            )
-            for partition, writes in self.overlay.items()
-            for key, value in writes.items()
-        ]
+        # copied out of orjson's page-sized buffer: kept until acknowledged, each would hold a page.
+        # The bytes are kept for land(): a store that keeps JSON (RocksDB) takes them as they are
+        # instead of encoding every value a second time.
+        dumps = orjson.dumps
+        out: list[tuple[int, bytes, bytes | None]] = []
+        for partition, writes in self.overlay.items():
+            encoded = self.encoded[partition] = {
+                key: None if value is TOMBSTONE else memoryview(dumps(value)).tobytes()
+                for key, value in writes.items()
+            }
+            out.extend((partition, key.encode(), raw) for key, raw in encoded.items())
+        return out
 
     def land(self, acked: dict[tuple[str, int], int]) -> None:
         """The batch landed: write its changes to the stores, each partition's checkpoint after
@@ -163,7 +166,7 @@ class LocalTable:
             if store is None:  # revoked meanwhile: its next owner restores it from the changelog
                 continue
             last = acked.get((self.changelog, partition))
-            store.write(writes, None if last is None else last + 1)
+            store.write(writes, None if last is None else last + 1, sealed.encoded.get(partition))
 
     def drop_pending(self) -> None:
         """The batches in flight failed: forget their writes (the stores never saw them)."""
