@@ -157,7 +157,10 @@ async def test_kstreams_fraud_outputs_equal_the_reference(kafka_bootstrap: str, 
         # without a settlement (the rest are never emitted); benchmarks/README.md, "Kafka Streams"
         pytest.param(
             "kstreams_join",
-            marks=pytest.mark.xfail(strict=True, reason="KS left join leaves unmatched payments unreported"),
+            # not asserted in the suite: whether Kafka Streams' left join reports every unmatched
+            # payment depends on its wall-clock emit timing; measured: all 83 on a quiet machine
+            # (2026-12-04 13:20), 31 of 83 under load (benchmarks/README.md, "Kafka Streams contenders")
+            marks=pytest.mark.skip(reason="KS left join: unmatched payments all reported only when quiet"),
         ),
     ],
 )
