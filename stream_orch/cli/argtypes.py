@@ -58,3 +58,17 @@ def past_time_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def port_number(value: str | int, flag: str = "--port") -> int:
+    """A TCP port from a flag or a setting; 0 means "any free port". Raises UserError (one line),
+    since the value may come from a setting rather than from argparse."""
+    from stream_orch.errors import UserError
+
+    try:
+        port = int(value)
+    except ValueError:
+        raise UserError(f"{flag} must be a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"{flag} must be between 0 and 65535, got {port}")
+    return port

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from stream_orch.cli.argtypes import port_number
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.topology.loader import SpecError, load_topology
@@ -31,14 +32,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise UserError(f"--port must be a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise UserError(f"--port must be between 0 and 65535, got {port}")
-    return port
 
 
 def _workers(value: str | None, settings: Settings) -> list[str]:
@@ -55,7 +48,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.console.app import make_console_app
     from stream_orch.console.live import Live, Topo
 
-    port = _port(args.port)
+    port = port_number(args.port)
     topologies: dict[str, Topo] = {}
     for path in args.files:
         try:

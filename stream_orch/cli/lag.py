@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from stream_orch.cli.argtypes import port_number
 from stream_orch.errors import UserError
 from stream_orch.observability.collectors import PartitionLag
 from stream_orch.observability.http import serve
@@ -69,14 +70,6 @@ def _positive(value: str, flag: str, integer: bool = False) -> float:
     return number
 
 
-def _port(value: str | int) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise UserError(f"--port must be a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise UserError(f"--port must be between 0 and 65535, got {port}")
-    return port
 
 
 def format_table(rows: Sequence[PartitionLag]) -> str:
@@ -117,7 +110,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--watch and --exporter cannot be combined (the exporter polls every --interval)")
     if not args.exporter and args.port is not None:
         raise UserError("--port only applies with --exporter")
-    port = _port(args.port if args.port is not None else settings.metrics_port)
+    port = port_number(args.port if args.port is not None else settings.metrics_port)
     groups = list(dict.fromkeys(args.group)) if args.group else None
 
     async with LagReader(settings) as reader:
