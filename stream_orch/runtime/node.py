@@ -444,25 +444,12 @@ class NodeRunner:
                 await sink.on_assign(owned)
             for table in self.local_tables:
                 table.forget(table.partitions() - partitions)
-            # the tables side by side: each waits mostly on its own reader's fetches, so these
-            # partitions wait for the slowest table, not the sum. Every restore ends before a
-            # failure is raised: none may still write its store when the node starts over.
-            restored = await asyncio.gather(
-                *(
-                    restore(
-                        self._client_args,
-                        table,
-                        sorted(partitions),
-                        progress=partial(self._observer.restoring, self, table.name),
-                    )
-                    for table in self.local_tables
-                ),
-                return_exceptions=True,
-            )
-            for result in restored:
-                if isinstance(result, BaseException):
-                    raise result
-            for table, (read, kept) in zip(self.local_tables, restored, strict=True):
+                read, kept = await restore(
+                    self._client_args,
+                    table,
+                    sorted(partitions),
+                    progress=partial(self._observer.restoring, self, table.name),
+                )
                 log.info(
                     "table %s partitions %s: %d records read from the changelog, %d kept in local state",
                     table.name,

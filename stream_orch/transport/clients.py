@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream_orch.transport import produce_retries
-from stream_orch.transport.assignor import StickyRangeAssignor
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def node_consumer(
     instance_id: str | None = None,
     isolation_level: str = READ_COMMITTED,
 ) -> AIOKafkaConsumer:
-    """The consumer of a topology node: no auto-commit, sticky range assignment (every member gets the
+    """The consumer of a topology node: no auto-commit, range assignment (every member gets the
     same partition numbers of the input and of its retry topics, so a retried record meets the
     state of its partition again), and a static member id when the worker has one."""
     return consumer(
@@ -70,8 +69,7 @@ def node_consumer(
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-        # sticky first (partitions stay where their state is); range while older members are in
-        partition_assignment_strategy=(StickyRangeAssignor(), RangePartitionAssignor),
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
 
 
