@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import psutil
 
+from benchmarks.procs import process_tree
+
 PROBE_ITEMS = 20_000
 
 
@@ -54,17 +56,12 @@ class ContextSampler:
 
     def sample(self) -> Sample:
         """(steal s of the machine, MHz now, the tree's (vol, invol, minflt, majflt) so far)."""
-        for root in self._roots:
+        for proc in process_tree(self._roots):
             try:
-                procs = [root, *root.children(recursive=True)]
+                ctx = proc.num_ctx_switches()
             except psutil.Error:
-                continue
-            for proc in procs:
-                try:
-                    ctx = proc.num_ctx_switches()
-                except psutil.Error:
-                    continue  # gone: its last reading stays
-                self._last[proc.pid] = (ctx.voluntary, ctx.involuntary, *_faults(proc.pid))
+                continue  # gone: its last reading stays
+            self._last[proc.pid] = (ctx.voluntary, ctx.involuntary, *_faults(proc.pid))
         tree = tuple(sum(v[i] for v in self._last.values()) for i in range(4))
         return getattr(psutil.cpu_times(), "steal", 0.0), _mhz(), tree  # type: ignore[return-value]
 

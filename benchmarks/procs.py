@@ -103,6 +103,17 @@ def install_cleanup() -> None:
     signal.signal(signal.SIGINT, _on_signal)
 
 
+def process_tree(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """Each root and its descendants now; a root that is gone is left out."""
+    procs: list[psutil.Process] = []
+    for root in roots:
+        try:
+            procs += [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+    return procs
+
+
 class TreeSampler:
     """CPU seconds and RSS of some processes and all their descendants.
 
@@ -118,20 +129,15 @@ class TreeSampler:
 
     def sample(self) -> float:
         rss = 0
-        for root in self._roots:
+        for proc in process_tree(self._roots):
             try:
-                procs = [root, *root.children(recursive=True)]
+                with proc.oneshot():
+                    t = proc.cpu_times()
+                    mem = proc.memory_info().rss
             except psutil.Error:
                 continue
-            for proc in procs:
-                try:
-                    with proc.oneshot():
-                        t = proc.cpu_times()
-                        mem = proc.memory_info().rss
-                except psutil.Error:
-                    continue
-                self._cpu[proc.pid] = t.user + t.system
-                rss += mem
+            self._cpu[proc.pid] = t.user + t.system
+            rss += mem
         self.rss = rss
         self.peak_rss = max(self.peak_rss, rss)
         return self.cpu()
