@@ -111,6 +111,7 @@ class AggregateStepImpl:
             when=build.expression(spec.when, "when").fn if spec.when else None,
             name=build.name,
             sources=sw.expected_sources(build.topology, build.node),
+            idle_timeout_ms=spec.idle_timeout,
         )
 
     def __init__(
@@ -273,11 +274,12 @@ class AggregateStepImpl:
                 if event is not None and offset >= event.offset:
                     break
                 n += 1
-                moved = sw.hear(sources, passed.headers, t, now) or moved
+                moved = sw.hear(sources, passed.headers, t, now, self.idle_ms) or moved
             del times[:n]
         if event is not None:
             t = event.value.get(self.time_field)
-            moved = sw.hear(sources, event.headers, t if t.__class__ is int else -1, now) or moved
+            t = t if t.__class__ is int else -1
+            moved = sw.hear(sources, event.headers, t, now, self.idle_ms) or moved
         least = sw.minimum(sources, now, self._since[partition], self.idle_ms)
         if least is not None and least > self.watermarks.get(partition, -1):
             self.watermarks[partition] = least

@@ -129,7 +129,7 @@ class _Heard:
         expected = self.step.sources[slot[1]]
         if not expected:
             return t if t > mark else mark
-        if sw.hear(self._sources(slot, expected), event.headers, t, self.now):
+        if sw.hear(self._sources(slot, expected), event.headers, t, self.now, self.step.idle_ms):
             least = self.least(slot)
             return least if least > mark else mark
         return mark

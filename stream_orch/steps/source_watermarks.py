@@ -19,6 +19,9 @@ The reader keeps per partition, in the window's state (same changelog, same batc
 greatest time heard from each source and when it was heard; its watermark is the minimum over
 the sources heard from within ``idle_timeout`` (a source the worker has not heard from for that
 long, by its clock, is left out; all of them silent: the watermark stays), and never moves back.
+Silence is counted only while the partition hears something: a pause of all of them (a broker
+outage, the writer stopped) counts for at most a quarter of ``idle_timeout``, so the first source
+heard after it does not leave the others out.
 Every source partition of each writer's input (the topology's partition counts) is expected from
 the start, so a source not heard from yet holds windows open until ``idle_timeout``. A record
 without ``so.wm`` (written by a producer outside the topology) counts as the source ``-`` with
@@ -116,15 +119,20 @@ def read(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int] | None:
     return None
 
 
-def hear(sources: Sources, headers: Iterable[tuple[str, bytes]] | None, t: int, now: int) -> bool:
+def hear(
+    sources: Sources, headers: Iterable[tuple[str, bytes]] | None, t: int, now: int, idle_ms: int
+) -> bool:
     """A record (``t``: its time; -1 for a watermark record) heard at ``now``: its source (from
     ``so.wm``, else :data:`OUTSIDE` at ``t``) is heard from, and its time moves; returns whether
-    the time moved (the minimum may then move too)."""
+    the time moved (the minimum may then move too). A pause of the whole partition is first taken
+    out of every source's silence (:func:`_resume`)."""
     found = read(headers)
     src, mark = found if found is not None else (OUTSIDE, t)
     if mark < 0:
         return False
     have = sources.get(src)
+    if have is None or now - have[1] > idle_ms // PAUSE_PART:
+        _resume(sources, now, idle_ms // PAUSE_PART)
     if have is None:
         sources[src] = [mark, now]
         return True
@@ -133,6 +141,23 @@ def hear(sources: Sources, headers: Iterable[tuple[str, bytes]] | None, t: int, 
         return False
     have[0] = mark
     return True
+
+
+#: a gap longer than idle_timeout / PAUSE_PART in everything a partition hears is a pause
+PAUSE_PART = 4
+
+
+def _resume(sources: Sources, now: int, pause_ms: int) -> None:
+    """Silence is counted while the partition hears something: when nothing at all was heard for
+    longer than ``pause_ms`` (a broker outage, the writer node stopped, this worker stalled), only
+    the first ``pause_ms`` of that gap count, so the first source heard after it does not leave
+    the others out as idle. A source that stays silent while the others are heard is still left
+    out once its silence outside pauses reaches ``idle_timeout``."""
+    last = max((heard for _mark, heard in sources.values()), default=now)
+    gap = now - last - pause_ms
+    if gap > 0:
+        for have in sources.values():
+            have[1] += gap
 
 
 def minimum(sources: Sources, now: int, since: int, idle_ms: int) -> int | None:

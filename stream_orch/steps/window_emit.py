@@ -291,7 +291,7 @@ class WindowStepImpl:
     def _heard(self, part: ws.PartitionState, event: Event, t: int, now: int) -> None:
         """A record (or a watermark record: ``t`` -1) from its source: that source's time moves,
         and the partition's watermark with the minimum over the sources."""
-        if sw.hear(part.sources, event.headers, t, now):
+        if sw.hear(part.sources, event.headers, t, now, self.idle_ms):
             self._settle(part, now)
 
     def _settle(self, part: ws.PartitionState, now: int) -> None:

@@ -79,7 +79,9 @@ class WindowStep(_Model):
         60_000,
         description="When the input is written by another node of the topology (watermarks: per_source): "
         "a source partition of that node not heard from (records or watermark records) for this long, by the "
-        "worker's clock, is left out of the minimum, so an idle source does not hold windows open for ever.",
+        "worker's clock, is left out of the minimum, so an idle source does not hold windows open for ever. "
+        "Silence counts while the partition hears something: a pause of every source at once (a broker "
+        "outage, the writer stopped) counts for at most a quarter of this.",
     )
 
     def results(self) -> dict[str, tuple[str, str | None]]:

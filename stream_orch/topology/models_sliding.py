@@ -60,6 +60,13 @@ class AggregateStep(BaseModel):
         "A record missing one of the fields (or with a non-number for sum/min/max/avg) is rejected.",
     )
     as_: str | None = Field(None, alias="as", description="Field that receives the result.")
+    idle_timeout: DurationMs = Field(
+        60_000,
+        description="Sliding window only, when another node of the topology writes the input (watermarks: "
+        "per_source): a source partition of that node not heard from for this long, by the worker's clock, "
+        "is left out of the watermark that prunes old entries (as a window's `idle_timeout`; a pause of "
+        "every source at once counts for at most a quarter of it).",
+    )
 
     def results(self) -> dict[str, tuple[str, str | None]]:
         """Each result field with the function computing it and the field it reads."""
@@ -70,8 +77,9 @@ class AggregateStep(BaseModel):
     @model_validator(mode="after")
     def _field_needed(self) -> AggregateStep:
         running = self.window is None
-        if running and "time_field" in self.model_fields_set:
-            raise ValueError("a running aggregate (no `window`) reads no time: drop `time_field`")
+        for timed in ("time_field", "idle_timeout"):
+            if running and timed in self.model_fields_set:
+                raise ValueError(f"a running aggregate (no `window`) reads no time: drop `{timed}`")
         allowed = RUNNING_FUNCTIONS if running else SLIDING_FUNCTIONS
         kind = "by a running aggregate (one value per key)" if running else "over a sliding window"
         if self.aggregate is not None:

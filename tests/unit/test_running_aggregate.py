@@ -189,6 +189,7 @@ def test_bad_records_go_to_the_dlq_with_their_reason(tmp_path: Path) -> None:
     ("change", "message"),
     [
         ("aggregate: {n: count}\n        time_field: at", "reads no time: drop `time_field`"),
+        ("aggregate: {n: count}\n        idle_timeout: 5s", "reads no time: drop `idle_timeout`"),
         ("aggregate: {ids: {collect: who}}", "collect is not computed by a running aggregate"),
         ("aggregate: {ids: {count_distinct: who}}", "count_distinct is not computed by a running"),
     ],

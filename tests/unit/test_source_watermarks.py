@@ -106,8 +106,9 @@ async def test_a_silent_source_is_left_out_after_idle_timeout() -> None:
     clock, feed, ctx = Clock(), Feed(), FakeContext()
     step = window(clock, idle_ms=10_000)
     assert await run(step, ctx, feed(("a/0", T0 + 1_000, T0 + 70_000))) == []  # a/1 never heard
-    clock.ms += 10_000
-    assert await run(step, ctx, feed(("a/0", T0 + 71_000, T0 + 71_000))) == []  # not idle yet
+    for i in range(10):  # a/0 heard every second (silence is counted while something is heard)
+        clock.ms += 1_000
+        assert await run(step, ctx, feed(("a/0", T0 + 71_000, T0 + 71_000 + i))) == []  # not idle yet
     clock.ms += 1
     out = await run(step, ctx, feed(("a/0", T0 + 72_000, T0 + 72_000)))
     assert [(r["window_start"], r["n"]) for r in out] == [(T0, 1)]
@@ -231,3 +232,52 @@ def test_rekeyed_counts_equal_the_reference_only_with_per_source(watermarks: str
         # (and the windows of partitions no flush record reached stay open)
         assert sum(got.values()) + len(late) <= len(records)
         assert all(H.WATERMARK not in r.headers for r in by_hub)
+
+
+async def test_a_pause_of_the_whole_partition_is_no_silence_of_one_source() -> None:
+    """Every source quiet at once (a broker outage, a stopped writer node, this worker stalled):
+    when records come back, the first source heard must not leave the others out as idle. The
+    cluster test saw it: after 60 s with two brokers down, a velocity table pruned accounts whose
+    source had not been heard again yet (1,030 of 20,000 velocities too low)."""
+    clock, feed, ctx = Clock(), Feed(), FakeContext()
+    step = window(clock, idle_ms=10_000)
+    await run(step, ctx, feed(("a/0", T0 + 1_000, T0 + 1_000), ("a/1", T0 + 2_000, T0 + 2_000)))
+    clock.ms += 30_000  # nothing at all heard for three idle timeouts
+    assert await run(step, ctx, feed(("a/0", T0 + 70_000, T0 + 70_000))) == []  # a/1 still counts
+    clock.ms += 100
+    out = await run(step, ctx, feed(("a/1", T0 + 3_000, T0 + 3_000)))
+    assert out == [] and ctx.rejected == []  # on time: the first minute is still open
+    out = await run(step, ctx, feed(("a/1", T0 + 61_000, T0 + 61_000)))
+    assert [(r["window_start"], r["n"]) for r in out] == [(T0, 3)]
+
+
+async def test_a_source_silent_after_a_pause_is_still_left_out() -> None:
+    clock, feed, ctx = Clock(), Feed(), FakeContext()
+    step = window(clock, idle_ms=10_000)
+    await run(step, ctx, feed(("a/0", T0 + 1_000, T0 + 1_000), ("a/1", T0 + 2_000, T0 + 2_000)))
+    clock.ms += 30_000  # the pause: only its first quarter of an idle timeout counts as silence
+    for i in range(8):  # a/0 alone for 8 s more: a/1 is silent 2.5 + 8 > 10 s by then
+        assert await run(step, ctx, feed(("a/0", T0 + 70_000 + i, T0 + 70_000 + i))) == []
+        clock.ms += 1_000
+    out = await run(step, ctx, feed(("a/0", T0 + 71_000, T0 + 71_000)))
+    assert [(r["window_start"], r["n"]) for r in out] == [(T0, 2)]
+
+
+def test_a_sliding_aggregate_takes_its_idle_timeout_from_the_topology() -> None:
+    from step_harness import REPO
+
+    from stream_orch.steps.aggregate import AggregateStepImpl
+    from stream_orch.steps.registry import build_steps
+    from stream_orch.topology.loader import load_topology
+
+    def velocity(spec: TopologySpec) -> AggregateStepImpl:
+        steps = build_steps(spec, "score_transactions", SCHEMAS)
+        return next(s for s in steps if isinstance(s, AggregateStepImpl))
+
+    spec = load_topology(REPO / "topologies" / "fraud_detection.yaml", env={"STREAM_ORCH_MASK_KEY": "k"}).spec
+    assert velocity(spec).idle_ms == 60_000
+    node = spec.nodes["score_transactions"]
+    step = next(s for s in node.steps if s.step == "aggregate")
+    changed = step.model_copy(update={"idle_timeout": 5_000})
+    node.steps[node.steps.index(step)] = changed
+    assert velocity(spec).idle_ms == 5_000
