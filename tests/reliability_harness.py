@@ -256,6 +256,25 @@ def wrong_velocities(outputs: list[Any], expected: dict[str, int]) -> tuple[dict
     return dict(per_id), wrong
 
 
+def velocities_as_landed(inputs: list[Any], window_ms: int = 60_000) -> dict[str, int]:
+    """The reference velocity_60s of each txn_id computed from the input records as they landed
+    (each partition in offset order, the first copy of a txn_id only): what the topology must
+    compute whatever order a producer's retries left them in. Equals :func:`crafted`'s reference
+    when every record landed in the order it was sent."""
+    seen: set[str] = set()
+    times: dict[str, list[int]] = {}
+    out: dict[str, int] = {}
+    for r in sorted(inputs, key=lambda r: (r.partition, r.offset)):
+        v = orjson.loads(r.value)
+        if v["txn_id"] in seen:
+            continue
+        seen.add(v["txn_id"])
+        t, account = v["ts"], times.setdefault(v["account_id"], [])
+        account.append(t)
+        out[v["txn_id"]] = sum(1 for s in account if t - window_ms < s <= t)
+    return out
+
+
 def processed_after(records: list[Any], at_ms: float) -> list[int]:
     """``so.processed_at`` of the outputs processed at or after ``at_ms``."""
     stamps = (int(_h(r).get("so.processed_at", 0)) for r in records)
