@@ -26,14 +26,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def broker_pid(bootstrap: str) -> int | None:
-    """The process listening on the broker's port on this machine (to sample its CPU), if visible."""
-    port = int(bootstrap.rsplit(":", 1)[1])
+def broker_pids(bootstrap: str) -> list[int]:
+    """The processes listening on the brokers' ports on this machine (to sample their CPU), those
+    visible: one per address of ``bootstrap`` (a local cluster of three: three)."""
+    ports = {int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",")}
+    found: dict[int, int] = {}
     with contextlib.suppress(psutil.Error, OSError, ValueError):
         for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return conn.pid
-    return None
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports and conn.pid:
+                found[conn.laddr.port] = conn.pid
+    return [found[p] for p in sorted(found)]
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The first broker's process (its jars name the Kafka version)."""
+    pids = broker_pids(bootstrap)
+    return pids[0] if pids else None
 
 
 def kafka_version(bootstrap: str) -> str:
@@ -77,7 +85,7 @@ def info(bootstrap: str) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "kafka": kafka_version(bootstrap),
-        "broker_pid": broker_pid(bootstrap),
+        "broker_pids": broker_pids(bootstrap),
         "bootstrap": bootstrap,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _git_commit(),

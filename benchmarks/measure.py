@@ -115,7 +115,7 @@ class Context:
     work_dir: Path  # logs and local state of the contender processes
     keep_topics: bool = False
     created: list[str] = field(default_factory=list)
-    broker_pid: int | None = None  # to sample the broker's CPU beside the contender's
+    broker_pids: list[int] = field(default_factory=list)  # the brokers' CPU, beside the contender's
 
 
 def _worker_env(ctx: Context, c: Contender, topics: RunTopics, group: str, i: int) -> dict[str, str]:
@@ -192,7 +192,7 @@ async def _throughput_phase(
     samples: list[tuple[float, int, float]] = []
     host: list[tuple[float, float, float]] = []
     sampler = TreeSampler([p.pid for p in procs])
-    host_sampler = HostSampler(ctx.broker_pid)
+    host_sampler = HostSampler(ctx.broker_pids)
     context_sampler = ContextSampler([p.pid for p in procs])
     context: list[Any] = []
     async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:

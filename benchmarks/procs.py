@@ -159,17 +159,17 @@ class HostSampler:
     look at when a run is far off its median.
     """
 
-    def __init__(self, broker_pid: int | None) -> None:
-        self._broker = _process(broker_pid)
+    def __init__(self, broker_pids: list[int]) -> None:
+        self._brokers = [p for p in map(_process, broker_pids) if p is not None]
         self._self = psutil.Process()
 
     def sample(self) -> tuple[float, float, float]:
         """(machine busy, broker, harness) CPU seconds so far."""
         broker = 0.0
-        if self._broker is not None:
+        for process in self._brokers:  # every broker of a local cluster
             with contextlib.suppress(psutil.Error):
-                t = self._broker.cpu_times()
-                broker = t.user + t.system
+                t = process.cpu_times()
+                broker += t.user + t.system
         own = self._self.cpu_times()
         return _busy_s(psutil.cpu_times()), broker, own.user + own.system
 
@@ -202,7 +202,7 @@ def window_cores(
 
 
 async def wait_quiet(
-    broker_pid: int | None,
+    broker_pids: list[int],
     *,
     broker_max: float = 0.15,
     others_max: float = 0.35,
@@ -218,7 +218,7 @@ async def wait_quiet(
     out and may never go quiet: they get ``others_timeout_s``, after which the run goes on and
     its figures say how busy the machine was. Returns the last window's cores and the wait.
     """
-    sampler = HostSampler(broker_pid)
+    sampler = HostSampler(broker_pids)
     started = time.perf_counter()
     prev, t_prev = sampler.sample(), started
     while True:

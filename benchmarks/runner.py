@@ -65,9 +65,11 @@ def log(msg: str) -> None:
 
 def check_local(bootstrap: str) -> None:
     """Benchmarks only ever target a broker on this machine."""
-    host = bootstrap.rsplit(":", 1)[0]
-    if host not in ("127.0.0.1", "localhost") or "," in bootstrap:
-        raise SystemExit(f"benchmarks: refusing non-local bootstrap {bootstrap!r}; use 127.0.0.1:PORT")
+    for address in bootstrap.split(","):  # one broker, or a local cluster (kafka up --brokers 3)
+        if address.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost"):
+            raise SystemExit(
+                f"benchmarks: refusing non-local bootstrap {bootstrap!r}; use 127.0.0.1:PORT[,...]"
+            )
 
 
 def one_contender(
@@ -173,7 +175,7 @@ def _log_run(name: str, r: dict[str, Any], what: str) -> None:
 
 
 async def _quiet(ctx: Context, timeout_s: float) -> dict[str, Any]:
-    quiet = await wait_quiet(ctx.broker_pid, timeout_s=timeout_s, others_timeout_s=min(5.0, timeout_s))
+    quiet = await wait_quiet(ctx.broker_pids, timeout_s=timeout_s, others_timeout_s=min(5.0, timeout_s))
     quiet["probe_us"] = cpu_probe()  # this moment's cost of fixed work (benchmarks/context.py)
     if not quiet["quiet"]:
         log(
@@ -290,7 +292,8 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
     run_id = started.strftime("%H%M%S") + uuid.uuid4().hex[:4]
     work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
     info = machine.info(cfg.bootstrap)
-    ctx = Context(cfg.bootstrap, run_id, work_dir, keep_topics=cfg.keep_topics, broker_pid=info["broker_pid"])
+    pids = info["broker_pids"]
+    ctx = Context(cfg.bootstrap, run_id, work_dir, keep_topics=cfg.keep_topics, broker_pids=pids)
     chosen, skipped = select(cfg.only)
     results: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),

@@ -407,10 +407,10 @@ def test_the_memory_entry_differs_only_in_the_stores_of_step_tables(tmp_path: Pa
 
 async def test_idle_wait_is_bounded_and_says_it_was_not_quiet() -> None:
     # a threshold nothing can meet: the wait must end at its timeout and report not quiet
-    r = await wait_quiet(None, broker_max=-1.0, window_s=0.05, timeout_s=0.3, others_timeout_s=0.1)
+    r = await wait_quiet([], broker_max=-1.0, window_s=0.05, timeout_s=0.3, others_timeout_s=0.1)
     assert 0.3 <= r["waited_s"] < 1.0 and r["quiet"] is False
     # other processes' load alone is waited out only for others_timeout_s
-    r = await wait_quiet(None, others_max=-1.0, window_s=0.05, timeout_s=5.0, others_timeout_s=0.2)
+    r = await wait_quiet([], others_max=-1.0, window_s=0.05, timeout_s=5.0, others_timeout_s=0.2)
     assert r["waited_s"] < 1.0 and r["quiet"] is False
 
 
