@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from stream_orch.cli.argtypes import port_number
+from stream_orch.cli.schemas_dir import add_schemas_option, find_schemas_dir
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.topology.loader import SpecError, load_topology
@@ -29,9 +30,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--workers", default=None, metavar="URL,...", help="workers' HTTP base URLs, comma-separated"
     )
+    add_schemas_option(parser)  # the schemas say which fields the DLQ page masks
     parser.set_defaults(func=run)
-
-
 
 
 def _workers(value: str | None, settings: Settings) -> list[str]:
@@ -45,8 +45,10 @@ def _workers(value: str | None, settings: Settings) -> list[str]:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.codecs.schemas import SchemaRegistry
     from stream_orch.console.app import make_console_app
     from stream_orch.console.live import Live, Topo
+    from stream_orch.runtime.inspect import PiiMask
 
     port = port_number(args.port)
     topologies: dict[str, Topo] = {}
@@ -55,7 +57,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             spec = load_topology(path).spec
         except SpecError as exc:
             raise UserError("\n".join(str(p) for p in exc.problems)) from None
-        topologies[spec.topology] = Topo(spec)
+        # the DLQ page masks what the schemas declare PII, as a worker's /tables does
+        schemas = SchemaRegistry(find_schemas_dir(path, args.schemas))
+        topologies[spec.topology] = Topo(spec, PiiMask.of(spec, schemas.raw_or_none))
     live = Live(topologies, settings, _workers(args.workers, settings))
     runner = web.AppRunner(make_console_app(live), access_log=None)
     await runner.setup()

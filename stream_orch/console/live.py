@@ -18,6 +18,7 @@ import aiohttp
 from stream_orch.console.scrape import WorkerReading, by_label, scrape, total
 from stream_orch.observability.lag import LagCollector, LagReader
 from stream_orch.redact import redact_urls
+from stream_orch.runtime.inspect import PiiMask
 from stream_orch.settings import Settings
 from stream_orch.topology.graph import FlowGraph, build_graph, dlq_topic, retry_topics
 from stream_orch.topology.models import TopologySpec
@@ -26,11 +27,17 @@ from stream_orch.topology.naming import group_id
 
 @dataclass
 class Topo:
+    """A topology the console shows; ``mask``: its PII rules for the records the DLQ page shows
+    (default: the fields its mask steps name; the CLI and the worker add its schemas' PII)."""
+
     spec: TopologySpec
+    mask: PiiMask | None = None
     graph: FlowGraph = field(init=False)
 
     def __post_init__(self) -> None:
         self.graph = build_graph(self.spec)
+        if self.mask is None:
+            self.mask = PiiMask.of(self.spec)
 
 
 class Live:
