@@ -19,12 +19,13 @@ from aiohttp import web
 
 from stream_orch.console.dlq_page import add_routes as add_dlq_routes
 from stream_orch.console.dlq_page import dlq_topics
-from stream_orch.console.html import LIVE, POLL_S, errors_as_pages, fmt, page, topology_of
+from stream_orch.console.html import LIVE, POLL_S, errors_as_pages, fmt, page, rows, topology_of
 from stream_orch.console.layout import to_svg
 from stream_orch.console.live import Live, Topo
 from stream_orch.runtime.inspect import PiiMask
 from stream_orch.settings import Settings
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import DECODE_STAGE, DELIVER_STAGE, ROUTE_STAGE, step_labels
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _node_rows(fig: dict[str, Any], base: str) -> str:
     rows = []
     for name, n in fig["nodes"].items():
         status = n["worker"] or (n["status"] or "-")
-        dlq = ", ".join(f"{escape(r)}: {int(c)}" for r, c in sorted(n["dlq_by_reason"].items())) or "0"
+        dlq = _reasons(n["dlq_by_reason"])
         tiers = ", ".join(f"{escape(t)}: {c}" for t, c in n["retry_tiers"].items()) or "-"
         rows.append(
             f'<tr id="row-{escape(name)}"><th scope="row">'
@@ -52,6 +53,10 @@ def _node_rows(fig: dict[str, Any], base: str) -> str:
             f'{escape(n["dlq_topic"])}</a></td><td class="tiers">{tiers}</td></tr>'
         )
     return "".join(rows)
+
+
+def _reasons(counts: dict[str, float]) -> str:
+    return escape(", ".join(f"{r}: {int(c)}" for r, c in sorted(counts.items()))) or "0"
 
 
 async def topology_page(request: web.Request) -> web.Response:
@@ -97,21 +102,21 @@ async def node_page(request: web.Request) -> web.Response:
     if node not in spec.nodes:
         raise web.HTTPNotFound(text=f"topology {name!r} has no node {node!r}")
     n = live.figures(name)["nodes"][node]
-    # the runtime counts drops per reason (filter, duplicate...), not per step: both are shown
+    # the runtime counts drops per reason (filter, duplicate...) and dead letters per reason and
+    # per step (the step label: its place and kind, or the decode/route/deliver stages)
     dropped = live.sum_of("events_dropped_total", "reason", node=node)
+    labels = step_labels(spec.nodes[node])
+    places = [
+        (DECODE_STAGE, "decoding the record"),
+        *((label, type(s).__name__) for label, s in zip(labels, spec.nodes[node].steps, strict=True)),
+        (ROUTE_STAGE, "rendering outputs"),
+        (DELIVER_STAGE, "delivering to a target"),
+    ]
     steps = "".join(
-        f"<tr><th scope='row'>{escape(s.step)}</th><td>{escape(type(s).__name__)}</td></tr>"
-        for s in spec.nodes[node].steps
-    )
-    drops = "".join(
-        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>" for r, v in sorted(dropped.items())
-    )
-    errors = "".join(
-        f"<tr><th scope='row'>{escape(c)}</th><td>{int(v)}</td></tr>" for c, v in sorted(n["errors"].items())
-    )
-    dlq = "".join(
-        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>"
-        for r, v in sorted(n["dlq_by_reason"].items())
+        f"<tr id='step-{escape(label)}'><th scope='row'>{escape(label)}</th><td>{escape(kind)}</td>"
+        f"<td class='rejects'>{_reasons(live.sum_of('dead_lettered_total', 'reason', node=node, step=label))}"
+        "</td></tr>"
+        for label, kind in places
     )
     body = (
         f'<p><a href="/console/{escape(name)}">← {escape(name)}</a></p><h1>node {escape(node)}</h1>'
@@ -119,12 +124,13 @@ async def node_page(request: web.Request) -> web.Response:
         f"{fmt(n['lag_seconds'], ' s')} · restarts {int(n['restarts'])} · "
         f"DLQ topic <a href='/console/{escape(name)}/dlq/{escape(n['dlq_topic'])}'>"
         f"{escape(n['dlq_topic'])}</a></p>"
-        "<h2>Steps</h2><table><thead><tr><th>step</th><th>kind</th></tr></thead>"
-        f"<tbody>{steps}</tbody></table><h2>Rejected (dropped) by reason</h2>"
-        f"<table><tbody>{drops or '<tr><td>none</td></tr>'}</tbody></table>"
+        "<h2>Steps</h2><table id='steps'><thead><tr><th>step</th><th>kind</th>"
+        "<th>dead-lettered here (by reason)</th></tr></thead>"
+        f"<tbody>{steps}</tbody></table><h2>Dropped on purpose (filtered, duplicate...) by reason</h2>"
+        f"<table><tbody>{rows(dropped)}</tbody></table>"
         "<h2>Errors (codes and counts; no record values)</h2>"
-        f"<table><tbody>{errors or '<tr><td>none</td></tr>'}</tbody></table>"
-        f"<h2>DLQ by reason</h2><table><tbody>{dlq or '<tr><td>none</td></tr>'}</tbody></table>"
+        f"<table><tbody>{rows(n['errors'])}</tbody></table>"
+        f"<h2>DLQ by reason</h2><table><tbody>{rows(n['dlq_by_reason'])}</tbody></table>"
     )
     return page(f"{node} · {name}", body)
 

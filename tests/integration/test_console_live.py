@@ -1,7 +1,8 @@
 """The console against a real broker and a real worker of the fraud topology.
 
 Proves: edge rates come from the worker's counters (non-zero while records flow); malformed
-records show in the node's DLQ counts with their reason; once nothing more is dead-lettered, the
+records show in the node's DLQ counts with their reason, and on the node page at the step that
+failed them (decode, normalize, enrich); once nothing more is dead-lettered, the
 console's DLQ counts per reason equal `stream-orch dlq inspect`'s (run as a CLI) and its DLQ
 page's;
 with the worker stopped (SIGSTOP) the console's lag equals what `stream-orch lag` reads
@@ -88,6 +89,12 @@ async def _get(live: Live, url: str) -> str:
         await client.close()
 
 
+def _rejects(html: str, step: str) -> str:
+    """The "dead-lettered here" cell of one step on a node page."""
+    row = html.split(f"<tr id='step-{step}'>", 1)[1].split("</tr>", 1)[0]
+    return row.split("<td class='rejects'>", 1)[1].split("</td>", 1)[0]
+
+
 def _page_by_reason(html: str) -> dict[str, int]:
     table = html.split("<table id='by-reason'>", 1)[1].split("</table>", 1)[0]
     return {r: int(n) for r, n in re.findall(r"<th scope='row'>([^<]+)</th><td>(\d+)</td>", table)}
@@ -145,6 +152,11 @@ async def test_console_figures_follow_the_worker_and_equal_the_cli(fraud) -> Non
         html = await _get(live, dlq_url + "?records=3&dry_run=1")
         assert f"would publish {dead} ({t['transactions']}: {dead})" in html
         assert html.count("<section class='record'>") == 3 and "Traceback" not in html
+        # the node page counts them at the step that failed them (the worker's step label)
+        html = await _get(live, f"/console/{name}/node/score_transactions")
+        assert _rejects(html, "decode") == "invalid_utf8: 1, malformed_json: 1"
+        assert _rejects(html, "1.normalize") == "invalid_field: 1"
+        assert _rejects(html, "3.enrich") == f"unknown_customer: {len(good)}"
 
         # stop the worker, produce more: the console's lag is the CLI's, and is what was produced
         await _until(live, name, lambda f: f["nodes"]["score_transactions"]["lag_records"] == 0)
