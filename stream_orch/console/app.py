@@ -39,13 +39,13 @@ def _banner(fig: dict[str, Any]) -> str:
 def _node_rows(fig: dict[str, Any], base: str) -> str:
     rows = []
     for name, n in fig["nodes"].items():
-        status = n["worker"] or (n["status"] or "-")
+        status = n["status"] or "-"
         dlq = _reasons(n["dlq_by_reason"])
         tiers = ", ".join(f"{escape(t)}: {c}" for t, c in n["retry_tiers"].items()) or "-"
         rows.append(
             f'<tr id="row-{escape(name)}"><th scope="row">'
             f'<a href="{base}/node/{escape(name)}">{escape(name)}</a></th>'
-            f'<td class="status">{escape(status)}</td>'
+            f'<td class="worker">{escape(n["worker"] or "ok")}</td><td class="status">{escape(status)}</td>'
             f'<td class="lag">{fmt(n["lag_records"])}</td>'
             f'<td class="lags">{fmt(n["lag_seconds"], " s")}</td>'
             f'<td class="restarts">{int(n["restarts"])}</td>'
@@ -79,8 +79,8 @@ async def topology_page(request: web.Request) -> web.Response:
         f'<p>version <span id="version">{escape(str(fig["version"]))}</span> · processing '
         f'<span id="processing">{escape(fig["processing"])}</span> · refreshed every {POLL_S:g} s</p>'
         f"{_banner(fig)}<figure>{svg}<figcaption>Data flow; rates in records/s.</figcaption></figure>"
-        "<h2>Nodes</h2><table id='nodes'><thead><tr><th>node</th><th>status</th><th>lag (records)</th>"
-        "<th>lag (s)</th><th>restarts</th><th>DLQ by reason</th><th>dead letters</th>"
+        "<h2>Nodes</h2><table id='nodes'><thead><tr><th>node</th><th>worker</th><th>status</th>"
+        "<th>lag (records)</th><th>lag (s)</th><th>restarts</th><th>DLQ by reason</th><th>dead letters</th>"
         "<th>retry tiers (lag)</th></tr></thead>"
         f"<tbody>{_node_rows(fig, base)}</tbody></table>"
         f"<h2>Tables</h2><table id='tables'><tbody>{tables or '<tr><td>none</td></tr>'}</tbody></table>"
@@ -120,7 +120,8 @@ async def node_page(request: web.Request) -> web.Response:
     )
     body = (
         f'<p><a href="/console/{escape(name)}">← {escape(name)}</a></p><h1>node {escape(node)}</h1>'
-        f"<p>status {escape(n['worker'] or n['status'] or '-')} · lag {fmt(n['lag_records'])} records, "
+        f"<p>worker {escape(n['worker'] or 'ok')} · status {escape(n['status'] or '-')} · "
+        f"lag {fmt(n['lag_records'])} records, "
         f"{fmt(n['lag_seconds'], ' s')} · restarts {int(n['restarts'])} · "
         f"DLQ topic <a href='/console/{escape(name)}/dlq/{escape(n['dlq_topic'])}'>"
         f"{escape(n['dlq_topic'])}</a></p>"

@@ -17,6 +17,7 @@ import aiohttp
 
 from stream_orch.console.scrape import WorkerReading, by_label, scrape, total
 from stream_orch.observability.lag import LagCollector, LagReader
+from stream_orch.observability.status import StatusEvaluator
 from stream_orch.redact import redact_urls
 from stream_orch.runtime.inspect import PiiMask
 from stream_orch.settings import Settings
@@ -43,8 +44,17 @@ class Topo:
 class Live:
     """Polls workers and the broker; :meth:`figures` is what the page's JSON endpoint returns."""
 
-    def __init__(self, topologies: dict[str, Topo], settings: Settings, workers: list[str]) -> None:
+    def __init__(
+        self,
+        topologies: dict[str, Topo],
+        settings: Settings,
+        workers: list[str],
+        evaluator: StatusEvaluator | None = None,
+    ) -> None:
+        """``evaluator``: the status rule's window and ``min_stop_seconds`` (``stream-orch lag``'s
+        defaults); kept across broker outages, so a reconnect does not forget the windows."""
         self.topologies = topologies
+        self.evaluator = evaluator or StatusEvaluator()
         self.settings = settings
         self.workers = workers
         self._reader: LagReader | None = None
@@ -66,7 +76,7 @@ class Live:
                 reader = LagReader(self.settings)
                 await reader.start()
                 self._reader = reader
-                self._collector = LagCollector(reader, groups=groups)
+                self._collector = LagCollector(reader, groups=groups, evaluator=self.evaluator)
             assert self._collector is not None
             known = set(await self._reader.groups())
             self._collector.groups = [g for g in groups if g in known] or None
