@@ -64,10 +64,16 @@ class Live:
         self.broker_error: str | None = None
         self.lag_rows: list[Any] = []
         self._lock = asyncio.Lock()
+        # one session for every poll: its connections to the workers are kept alive between
+        # polls (a new connection per poll costs the worker an accept and a handshake each time)
+        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _lag(self) -> None:
         groups = [group_id(t.spec.topology, n) for t in self.topologies.values() for n in t.spec.nodes]
@@ -91,9 +97,9 @@ class Live:
     async def poll(self) -> None:
         async with self._lock:
             now = time.time()
-            timeout = aiohttp.ClientTimeout(total=3)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                readings = await asyncio.gather(*(scrape(session, u, now) for u in self.workers))
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+            readings = await asyncio.gather(*(scrape(self._session, u, now) for u in self.workers))
             self._prev, self.readings = self.readings, {r.url: r for r in readings}
             await self._lag()
 
