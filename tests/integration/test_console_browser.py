@@ -128,15 +128,17 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 "document.querySelector('#row-score_transactions .dlq').textContent.includes(':')",
                 timeout=60_000,
             )
-            page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
-            if os.environ.get("CONSOLE_SCREENSHOT"):
-                shutil.copy(tmp_path / "console.png", REPO / "docs" / "img" / "console-fraud.png")
-            # all through (the retry tiers too): nothing behind, the status is OK
+            # all through: every good record (no customer profile) dead-lettered after its three
+            # 1 s retry tiers, nothing behind, the status is OK
             page.wait_for_function(
+                f"{ROW}.querySelector('.dlq').textContent.includes('unknown_customer: {len(good)}') && "
                 f"{ROW}.querySelector('.lag').textContent === '0' && "
                 f"{ROW}.querySelector('.status').textContent === 'OK'",
                 timeout=60_000,
             )
+            page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+            if os.environ.get("CONSOLE_SCREENSHOT"):
+                shutil.copy(tmp_path / "console.png", REPO / "docs" / "img" / "console-fraud.png")
             # the worker stopped with records waiting: lag rises, and its committed offsets stop
             # moving while records wait, which the Burrow rule (as `stream-orch lag`) calls STOP.
             # (STALL is a consumer that commits the same offset again and again; a stopped one
