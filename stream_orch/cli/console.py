@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from stream_orch.cli.argtypes import port_number
+from stream_orch.cli.argtypes import port_number, positive_float, positive_int
+from stream_orch.cli.schemas_dir import add_schemas_option, find_schemas_dir
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.topology.loader import SpecError, load_topology
@@ -29,9 +30,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--workers", default=None, metavar="URL,...", help="workers' HTTP base URLs, comma-separated"
     )
+    parser.add_argument(
+        "--window", default=10, type=positive_int, metavar="N", help="status: polled commits per window (10)"
+    )
+    parser.add_argument(
+        "--min-stop",
+        default=30.0,
+        type=positive_float,
+        metavar="SECONDS",
+        help="status STOP only once the last commit is at least this old (30), as in `stream-orch lag`",
+    )
+    add_schemas_option(parser)  # the schemas say which fields the DLQ page masks
     parser.set_defaults(func=run)
-
-
 
 
 def _workers(value: str | None, settings: Settings) -> list[str]:
@@ -45,8 +55,11 @@ def _workers(value: str | None, settings: Settings) -> list[str]:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_orch.codecs.schemas import SchemaRegistry
     from stream_orch.console.app import make_console_app
     from stream_orch.console.live import Live, Topo
+    from stream_orch.observability.status import StatusEvaluator
+    from stream_orch.runtime.inspect import PiiMask
 
     port = port_number(args.port)
     topologies: dict[str, Topo] = {}
@@ -55,8 +68,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             spec = load_topology(path).spec
         except SpecError as exc:
             raise UserError("\n".join(str(p) for p in exc.problems)) from None
-        topologies[spec.topology] = Topo(spec)
-    live = Live(topologies, settings, _workers(args.workers, settings))
+        # the DLQ page masks what the schemas declare PII, as a worker's /tables does
+        schemas = SchemaRegistry(find_schemas_dir(path, args.schemas))
+        topologies[spec.topology] = Topo(spec, PiiMask.of(spec, schemas.raw_or_none))
+    if args.window < 2:
+        raise UserError("--window must be at least 2 commits")
+    evaluator = StatusEvaluator(window=args.window, min_stop_seconds=args.min_stop)
+    live = Live(topologies, settings, _workers(args.workers, settings), evaluator)
     runner = web.AppRunner(make_console_app(live), access_log=None)
     await runner.setup()
     try:

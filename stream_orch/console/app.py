@@ -17,66 +17,17 @@ from typing import Any
 
 from aiohttp import web
 
+from stream_orch.console.dlq_page import add_routes as add_dlq_routes
+from stream_orch.console.dlq_page import dlq_topics
+from stream_orch.console.html import LIVE, POLL_S, errors_as_pages, fmt, page, rows, topology_of
 from stream_orch.console.layout import to_svg
 from stream_orch.console.live import Live, Topo
+from stream_orch.runtime.inspect import PiiMask
 from stream_orch.settings import Settings
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import DECODE_STAGE, DELIVER_STAGE, ROUTE_STAGE, step_labels
 
 log = logging.getLogger(__name__)
-
-POLL_S = 3.0
-LIVE = web.AppKey("live", Live)
-
-_CSS = """
-body{font-family:sans-serif;margin:1rem;color:#111;background:#fff}
-.banner{background:#fde2e1;border:2px solid #a00;padding:.5rem;margin:.5rem 0}
-svg .vertex rect{fill:#f4f4f4;stroke:#333}svg .node rect{fill:#e8f0fe}
-svg text{font-size:12px;fill:#111}svg .edge path{fill:none;stroke:#555}
-svg .edge.dlq path,svg .edge.retry path{stroke:#a00;stroke-dasharray:4 3}
-svg a:focus rect{stroke:#000;stroke-width:3}
-svg .OK rect{fill:#d7f5d7}svg .WARN rect{fill:#fff1c2}svg .STALL rect,svg .STOP rect,
-svg .REWIND rect,svg .ERR rect{fill:#fbd0d0}
-table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:left}
-"""
-
-
-def _page(title: str, body: str, status: int = 200) -> web.Response:
-    html = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>{body}</body></html>"
-    )
-    return web.Response(text=html, content_type="text/html", status=status)
-
-
-@web.middleware
-async def errors_as_pages(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _page(
-            f"{exc.status}", f"<h1>{exc.status}</h1><p>{escape(exc.text or exc.reason)}</p>", exc.status
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("console page failed")  # the details go to the log, not the browser
-        return _page("error", "<h1>500</h1><p>The console failed to render this page; see its log.</p>", 500)
-
-
-def _topology(request: web.Request) -> str:
-    name = request.match_info["topology"]
-    if name not in request.app[LIVE].topologies:
-        known = ", ".join(sorted(request.app[LIVE].topologies)) or "none"
-        raise web.HTTPNotFound(text=f"no topology named {name!r} in this console (known: {known})")
-    return name
-
-
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
 def _banner(fig: dict[str, Any]) -> str:
@@ -88,30 +39,39 @@ def _banner(fig: dict[str, Any]) -> str:
 def _node_rows(fig: dict[str, Any], base: str) -> str:
     rows = []
     for name, n in fig["nodes"].items():
-        status = n["worker"] or (n["status"] or "-")
-        dlq = ", ".join(f"{escape(r)}: {int(c)}" for r, c in sorted(n["dlq_by_reason"].items())) or "0"
+        status = n["status"] or "-"
+        dlq = _reasons(n["dlq_by_reason"])
         tiers = ", ".join(f"{escape(t)}: {c}" for t, c in n["retry_tiers"].items()) or "-"
         rows.append(
             f'<tr id="row-{escape(name)}"><th scope="row">'
             f'<a href="{base}/node/{escape(name)}">{escape(name)}</a></th>'
-            f'<td class="status">{escape(status)}</td>'
-            f'<td class="lag">{_fmt(n["lag_records"])}</td>'
-            f'<td class="lags">{_fmt(n["lag_seconds"], " s")}</td>'
+            f'<td class="worker">{escape(n["worker"] or "ok")}</td><td class="status">{escape(status)}</td>'
+            f'<td class="lag">{fmt(n["lag_records"])}</td>'
+            f'<td class="lags">{fmt(n["lag_seconds"], " s")}</td>'
             f'<td class="restarts">{int(n["restarts"])}</td>'
-            f'<td class="dlq">{dlq}</td><td class="tiers">{tiers}</td></tr>'
+            f'<td class="dlq">{dlq}</td><td><a href="{base}/dlq/{escape(n["dlq_topic"])}">'
+            f'{escape(n["dlq_topic"])}</a></td><td class="tiers">{tiers}</td></tr>'
         )
     return "".join(rows)
 
 
+def _reasons(counts: dict[str, float]) -> str:
+    return escape(", ".join(f"{r}: {int(c)}" for r, c in sorted(counts.items()))) or "0"
+
+
 async def topology_page(request: web.Request) -> web.Response:
-    name = _topology(request)
+    name = topology_of(request)
     live = request.app[LIVE]
     topo = live.topologies[name]
     fig = live.figures(name)
     base = f"/console/{name}"
-    svg = to_svg(topo.graph, {n: f"{base}/node/{n}" for n in topo.spec.nodes})
+    svg = to_svg(
+        topo.graph,
+        {n: f"{base}/node/{n}" for n in topo.spec.nodes},
+        {t: f"{base}/dlq/{t}" for t in dlq_topics(request, name)},
+    )
     tables = "".join(
-        f"<tr><th scope='row'>{escape(t)}</th><td>{_fmt(fig['tables'].get(t))}</td></tr>"
+        f"<tr><th scope='row'>{escape(t)}</th><td>{fmt(fig['tables'].get(t))}</td></tr>"
         for t in topo.graph.tables
     )
     body = (
@@ -119,57 +79,61 @@ async def topology_page(request: web.Request) -> web.Response:
         f'<p>version <span id="version">{escape(str(fig["version"]))}</span> · processing '
         f'<span id="processing">{escape(fig["processing"])}</span> · refreshed every {POLL_S:g} s</p>'
         f"{_banner(fig)}<figure>{svg}<figcaption>Data flow; rates in records/s.</figcaption></figure>"
-        "<h2>Nodes</h2><table id='nodes'><thead><tr><th>node</th><th>status</th><th>lag (records)</th>"
-        "<th>lag (s)</th><th>restarts</th><th>DLQ by reason</th><th>retry tiers (lag)</th></tr></thead>"
+        "<h2>Nodes</h2><table id='nodes'><thead><tr><th>node</th><th>worker</th><th>status</th>"
+        "<th>lag (records)</th><th>lag (s)</th><th>restarts</th><th>DLQ by reason</th><th>dead letters</th>"
+        "<th>retry tiers (lag)</th></tr></thead>"
         f"<tbody>{_node_rows(fig, base)}</tbody></table>"
         f"<h2>Tables</h2><table id='tables'><tbody>{tables or '<tr><td>none</td></tr>'}</tbody></table>"
         f'<script src="/console/static/console.js" data-endpoint="{base}/data.json"></script>'
     )
-    return _page(f"{name} · stream-orch console", body)
+    return page(f"{name} · stream-orch console", body)
 
 
 async def data(request: web.Request) -> web.Response:
-    name = _topology(request)
+    name = topology_of(request)
     return web.json_response(request.app[LIVE].figures(name))
 
 
 async def node_page(request: web.Request) -> web.Response:
-    name = _topology(request)
+    name = topology_of(request)
     live = request.app[LIVE]
     node = request.match_info["node"]
     spec = live.topologies[name].spec
     if node not in spec.nodes:
         raise web.HTTPNotFound(text=f"topology {name!r} has no node {node!r}")
     n = live.figures(name)["nodes"][node]
-    # the runtime counts drops per reason (filter, duplicate...), not per step: both are shown
+    # the runtime counts drops per reason (filter, duplicate...) and dead letters per reason and
+    # per step (the step label: its place and kind, or the decode/route/deliver stages)
     dropped = live.sum_of("events_dropped_total", "reason", node=node)
+    labels = step_labels(spec.nodes[node])
+    places = [
+        (DECODE_STAGE, "decoding the record"),
+        *((label, type(s).__name__) for label, s in zip(labels, spec.nodes[node].steps, strict=True)),
+        (ROUTE_STAGE, "rendering outputs"),
+        (DELIVER_STAGE, "delivering to a target"),
+    ]
     steps = "".join(
-        f"<tr><th scope='row'>{escape(s.step)}</th><td>{escape(type(s).__name__)}</td></tr>"
-        for s in spec.nodes[node].steps
-    )
-    drops = "".join(
-        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>" for r, v in sorted(dropped.items())
-    )
-    errors = "".join(
-        f"<tr><th scope='row'>{escape(c)}</th><td>{int(v)}</td></tr>" for c, v in sorted(n["errors"].items())
-    )
-    dlq = "".join(
-        f"<tr><th scope='row'>{escape(r)}</th><td>{int(v)}</td></tr>"
-        for r, v in sorted(n["dlq_by_reason"].items())
+        f"<tr id='step-{escape(label)}'><th scope='row'>{escape(label)}</th><td>{escape(kind)}</td>"
+        f"<td class='rejects'>{_reasons(live.sum_of('dead_lettered_total', 'reason', node=node, step=label))}"
+        "</td></tr>"
+        for label, kind in places
     )
     body = (
         f'<p><a href="/console/{escape(name)}">← {escape(name)}</a></p><h1>node {escape(node)}</h1>'
-        f"<p>status {escape(n['worker'] or n['status'] or '-')} · lag {_fmt(n['lag_records'])} records, "
-        f"{_fmt(n['lag_seconds'], ' s')} · restarts {int(n['restarts'])} · "
-        f"DLQ topic {escape(n['dlq_topic'])}</p>"
-        "<h2>Steps</h2><table><thead><tr><th>step</th><th>kind</th></tr></thead>"
-        f"<tbody>{steps}</tbody></table><h2>Rejected (dropped) by reason</h2>"
-        f"<table><tbody>{drops or '<tr><td>none</td></tr>'}</tbody></table>"
+        f"<p>worker {escape(n['worker'] or 'ok')} · status {escape(n['status'] or '-')} · "
+        f"lag {fmt(n['lag_records'])} records, "
+        f"{fmt(n['lag_seconds'], ' s')} · restarts {int(n['restarts'])} · "
+        f"DLQ topic <a href='/console/{escape(name)}/dlq/{escape(n['dlq_topic'])}'>"
+        f"{escape(n['dlq_topic'])}</a></p>"
+        "<h2>Steps</h2><table id='steps'><thead><tr><th>step</th><th>kind</th>"
+        "<th>dead-lettered here (by reason)</th></tr></thead>"
+        f"<tbody>{steps}</tbody></table><h2>Dropped on purpose (filtered, duplicate...) by reason</h2>"
+        f"<table><tbody>{rows(dropped)}</tbody></table>"
         "<h2>Errors (codes and counts; no record values)</h2>"
-        f"<table><tbody>{errors or '<tr><td>none</td></tr>'}</tbody></table>"
-        f"<h2>DLQ by reason</h2><table><tbody>{dlq or '<tr><td>none</td></tr>'}</tbody></table>"
+        f"<table><tbody>{rows(n['errors'])}</tbody></table>"
+        f"<h2>DLQ by reason</h2><table><tbody>{rows(n['dlq_by_reason'])}</tbody></table>"
     )
-    return _page(f"{node} · {name}", body)
+    return page(f"{node} · {name}", body)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -177,7 +141,7 @@ async def index(request: web.Request) -> web.Response:
         f'<li><a href="/console/{escape(n)}">{escape(n)}</a></li>'
         for n in sorted(request.app[LIVE].topologies)
     )
-    return _page("stream-orch console", f"<h1>Topologies</h1><ul>{links}</ul>")
+    return page("stream-orch console", f"<h1>Topologies</h1><ul>{links}</ul>")
 
 
 async def script(request: web.Request) -> web.Response:
@@ -221,6 +185,7 @@ def console_subapp(live: Live, *, poll: bool = True) -> web.Application:
     sub.router.add_get("/{topology}", topology_page)
     sub.router.add_get("/{topology}/data.json", data)
     sub.router.add_get("/{topology}/node/{node}", node_page)
+    add_dlq_routes(sub)
     return sub
 
 
@@ -232,12 +197,14 @@ def mount(app: web.Application, live: Live, *, poll: bool = True) -> None:
     app.add_subapp("/console", console_subapp(live, poll=poll))
 
 
-def console_mount(spec: TopologySpec, settings: Settings) -> Callable[[web.Application], None]:
+def console_mount(
+    spec: TopologySpec, settings: Settings, mask: PiiMask | None = None
+) -> Callable[[web.Application], None]:
     """A worker's console at /console (STREAM_ORCH_CONSOLE=true): its topology, read from the
-    worker's own /metrics over loopback and from the broker's offsets."""
+    worker's own /metrics over loopback and from the broker's offsets; ``mask``: its PII rules."""
     host = settings.metrics_host
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    live = Live({spec.topology: Topo(spec)}, settings, [f"http://{host}:{settings.metrics_port}"])
+    live = Live({spec.topology: Topo(spec, mask)}, settings, [f"http://{host}:{settings.metrics_port}"])
     return lambda app: mount(app, live)
 
 

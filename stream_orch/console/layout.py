@@ -92,8 +92,12 @@ def edge_id(index: int) -> str:
     return f"e{index}"
 
 
-def to_svg(graph: FlowGraph, href_of_node: dict[str, str]) -> str:
-    """The graph as inline SVG; ids ``v-<vertex>`` and ``e<i>`` let the page update figures."""
+def to_svg(
+    graph: FlowGraph, href_of_node: dict[str, str], href_of_topic: dict[str, str] | None = None
+) -> str:
+    """The graph as inline SVG; ids ``v-<vertex>`` and ``e<i>`` let the page update figures.
+    Nodes, and the topics in ``href_of_topic`` (the DLQs), are links."""
+    href_of_topic = href_of_topic or {}
     at = place(graph)
     width = MARGIN * 2 + (max((p.x for p in at.values()), default=0) - MARGIN) + BOX_W
     height = MARGIN * 2 + (max((p.y for p in at.values()), default=0) - MARGIN) + BOX_H + 20
@@ -131,6 +135,11 @@ def to_svg(graph: FlowGraph, href_of_node: dict[str, str]) -> str:
             parts.append(
                 f'<a href="{escape(href)}" class="vertex node" id="v-{escape(v)}" '
                 f'aria-label="node {label}">{box}</a>'
+            )
+        elif kind == "topic" and (href := href_of_topic.get(v.partition(":")[2])) is not None:
+            parts.append(
+                f'<a href="{escape(href)}" class="vertex topic dlqlink" id="v-{escape(v)}" '
+                f'aria-label="dead letters of {label}">{box}</a>'
             )
         else:
             parts.append(f'<g class="vertex {kind}" id="v-{escape(v)}">{box}</g>')

@@ -17,7 +17,9 @@ import aiohttp
 
 from stream_orch.console.scrape import WorkerReading, by_label, scrape, total
 from stream_orch.observability.lag import LagCollector, LagReader
+from stream_orch.observability.status import StatusEvaluator
 from stream_orch.redact import redact_urls
+from stream_orch.runtime.inspect import PiiMask
 from stream_orch.settings import Settings
 from stream_orch.topology.graph import FlowGraph, build_graph, dlq_topic, retry_topics
 from stream_orch.topology.models import TopologySpec
@@ -26,18 +28,33 @@ from stream_orch.topology.naming import group_id
 
 @dataclass
 class Topo:
+    """A topology the console shows; ``mask``: its PII rules for the records the DLQ page shows
+    (default: the fields its mask steps name; the CLI and the worker add its schemas' PII)."""
+
     spec: TopologySpec
+    mask: PiiMask | None = None
     graph: FlowGraph = field(init=False)
 
     def __post_init__(self) -> None:
         self.graph = build_graph(self.spec)
+        if self.mask is None:
+            self.mask = PiiMask.of(self.spec)
 
 
 class Live:
     """Polls workers and the broker; :meth:`figures` is what the page's JSON endpoint returns."""
 
-    def __init__(self, topologies: dict[str, Topo], settings: Settings, workers: list[str]) -> None:
+    def __init__(
+        self,
+        topologies: dict[str, Topo],
+        settings: Settings,
+        workers: list[str],
+        evaluator: StatusEvaluator | None = None,
+    ) -> None:
+        """``evaluator``: the status rule's window and ``min_stop_seconds`` (``stream-orch lag``'s
+        defaults); kept across broker outages, so a reconnect does not forget the windows."""
         self.topologies = topologies
+        self.evaluator = evaluator or StatusEvaluator()
         self.settings = settings
         self.workers = workers
         self._reader: LagReader | None = None
@@ -47,10 +64,16 @@ class Live:
         self.broker_error: str | None = None
         self.lag_rows: list[Any] = []
         self._lock = asyncio.Lock()
+        # one session for every poll: its connections to the workers are kept alive between
+        # polls (a new connection per poll costs the worker an accept and a handshake each time)
+        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
         if self._reader is not None:
             await self._reader.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _lag(self) -> None:
         groups = [group_id(t.spec.topology, n) for t in self.topologies.values() for n in t.spec.nodes]
@@ -59,7 +82,7 @@ class Live:
                 reader = LagReader(self.settings)
                 await reader.start()
                 self._reader = reader
-                self._collector = LagCollector(reader, groups=groups)
+                self._collector = LagCollector(reader, groups=groups, evaluator=self.evaluator)
             assert self._collector is not None
             known = set(await self._reader.groups())
             self._collector.groups = [g for g in groups if g in known] or None
@@ -74,9 +97,9 @@ class Live:
     async def poll(self) -> None:
         async with self._lock:
             now = time.time()
-            timeout = aiohttp.ClientTimeout(total=3)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                readings = await asyncio.gather(*(scrape(session, u, now) for u in self.workers))
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
+            readings = await asyncio.gather(*(scrape(self._session, u, now) for u in self.workers))
             self._prev, self.readings = self.readings, {r.url: r for r in readings}
             await self._lag()
 

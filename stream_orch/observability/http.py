@@ -1,6 +1,6 @@
 """The worker's HTTP endpoint: ``/metrics``, ``/health`` (liveness), ``/ready`` (readiness) and,
 only when the worker is given its tables and a token, ``/tables`` (local table stats;
-``/tables/<name>/<key>`` one key's value).
+``/tables/<name>/<key>`` one key's value). ``/metrics?name[]=...`` serves only the series named.
 
 The first three are open to anyone who reaches the port (scrapers and probes carry no
 credentials) and hold no record data. The table endpoints serve what records put in the tables,
@@ -26,6 +26,8 @@ from stream_orch.observability.health import HealthState
 from stream_orch.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+MAX_NAMES = 64  # series names one /metrics request may restrict itself to
 
 
 class ObservabilityServer:
@@ -153,7 +155,10 @@ def make_app(
 
     async def metrics_handler(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(metrics.registry)
+        # `?name[]=x&name[]=y`: only those series (Prometheus' own exporters take it too): the
+        # console asks for its few counters, not every histogram bucket, on each poll
+        names = request.query.getall("name[]", [])[:MAX_NAMES]
+        body = encoder(metrics.registry.restricted_registry(names) if names else metrics.registry)
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = content_type  # carries its own charset/version parameters
         return resp

@@ -101,7 +101,10 @@ class Metrics:
             p + "retries_total", "Records sent to a retry tier.", ["node", "tier"], registry=r
         )
         self.dead_lettered = Counter(
-            p + "dead_lettered_total", "Records sent to the DLQ.", ["node", "reason"], registry=r
+            p + "dead_lettered_total",
+            "Records sent to the DLQ, by reason code and the step (or decode, route, deliver) that failed.",
+            ["node", "reason", "step"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
             p + "batch_processing_seconds",
@@ -295,8 +298,10 @@ class Metrics:
     def retried(self, node: str, tier: int | str, n: int = 1) -> None:
         self.retries.labels(node, str(tier)).inc(n)
 
-    def dead_letter(self, node: str, reason: str, n: int = 1) -> None:
-        self.dead_lettered.labels(node, self._bounded(node, "dlq_reason", reason)).inc(n)
+    def dead_letter(self, node: str, reason: str, n: int = 1, step: str = "") -> None:
+        """``step``: a label of :func:`~stream_orch.topology.naming.step_labels` or a stage
+        (bounded by the topology, as nodes are)."""
+        self.dead_lettered.labels(node, self._bounded(node, "dlq_reason", reason), step).inc(n)
 
     def produced(self, node: str, seconds: float) -> None:
         self.produce_latency.labels(node).observe(seconds)

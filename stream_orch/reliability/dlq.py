@@ -185,7 +185,7 @@ class Summary:
         if not self.records:
             return f"{self.topic}: no dead letters"
         lines = [
-            f"{self.topic}: {self.records} dead letters, failed {_iso(self.first_ms)} .. {_iso(self.last_ms)}"
+            f"{self.topic}: {self.records} dead letters, failed {iso(self.first_ms)} .. {iso(self.last_ms)}"
         ]
         for title, counter in (
             ("by reason", self.by_reason),
@@ -210,7 +210,7 @@ def _count(counter: Counter[str], value: str) -> None:
     counter[row if row in counter or len(counter) < MAX_ROWS else OTHER_ROWS] += 1
 
 
-def _iso(ms: int | None) -> str:
+def iso(ms: int | None) -> str:
     if ms is None:
         return "?"
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -233,12 +233,17 @@ def record_json(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     return out
 
 
-async def inspect(settings: Settings, topic: str, *, max_records: int | None = None) -> Summary:
+async def inspect(
+    settings: Settings, topic: str, *, max_records: int | None = None, show: int | None = None
+) -> Summary:
+    """The summary of ``topic``'s dead letters (at most ``max_records``), with the first ``show``
+    of them as :func:`record_json` in ``shown`` (all without ``show``)."""
     summary = Summary(topic)
 
     def handle(record: ConsumerRecord[bytes, bytes]) -> bool:
         summary.add(record)
-        summary.shown.append(record_json(record))
+        if show is None or len(summary.shown) < show:
+            summary.shown.append(record_json(record))
         return max_records is not None and summary.records >= max_records
 
     await read_topic(settings, topic, handle)

@@ -13,6 +13,7 @@ from stream_orch.codecs import DecodeError, JsonCodec
 from stream_orch.reliability import headers as H
 from stream_orch.steps.base import PASSED_OVER, Event, Table
 from stream_orch.steps.source_watermarks import is_watermark_record
+from stream_orch.topology.naming import DECODE_STAGE
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Failure:
     headers: tuple[tuple[str, bytes], ...] = ()
     payload: bytes | None = None
     index: int = 0
+    step: str = ""  # where it failed: a step's label (step_labels), decode or route (naming.py)
 
 
 @dataclass
@@ -40,7 +42,7 @@ class BatchStats:
     n_in: int = 0
     outputs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (route, topic) -> n
     dropped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[tuple[str, str]] = field(default_factory=Counter)  # (reason code, step) -> n
     retried: Counter[int] = field(default_factory=Counter)  # tier -> n
     errors: Counter[str] = field(default_factory=Counter)  # error class -> n
     sinks: Counter[tuple[str, str]] = field(default_factory=Counter)  # (target, outcome) -> records
@@ -85,15 +87,18 @@ class NodeContext:
         # all batch; they skip the steps: their value is the record as rendered for the target)
         self.external_targets: frozenset[str] = frozenset()
         self.retry_targets: dict[int, tuple[str, int]] = {}
+        # where the batch is: the running step's label, set once per step and batch (the
+        # failures it reports carry it; decoding and routing are stages of their own)
+        self.step = DECODE_STAGE
 
     def table(self, name: str) -> Table:
         return self._tables[name]
 
     def reject(self, event: Event, reason: str, error: BaseException | None = None) -> None:
-        self.failures.append(Failure(event, reason, error, retriable=False))
+        self.failures.append(Failure(event, reason, error, retriable=False, step=self.step))
 
     def retry(self, event: Event, reason: str, error: BaseException | None = None) -> None:
-        self.failures.append(Failure(event, reason, error, retriable=True))
+        self.failures.append(Failure(event, reason, error, retriable=True, step=self.step))
 
     def drop(self, event: Event, why: str) -> None:
         self.dropped[why] += 1
@@ -104,6 +109,7 @@ class NodeContext:
         self.failures = []
         self.dropped = Counter()
         self.passed_over = []
+        self.step = DECODE_STAGE
         if self.retry_targets:
             self.retry_targets = {}
 

@@ -28,6 +28,7 @@ from stream_orch.sinks.base import Delivered, Outcome, Reject, Retry, Sink, Sink
 from stream_orch.steps.base import Event
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.models_delivery import external_targets
+from stream_orch.topology.naming import ROUTE_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ExternalRoutes:
         """Render every event's external records, and add ``retries`` (retries of one target,
         their value the record as it was rendered) to their targets' records; returns the events
         that go on to the Kafka routes (those not rejected here)."""
+        ctx.step = ROUTE_STAGE  # rendering for a target is routing, as for a topic
         places: dict[tuple[str, str, int, int], int] = {}  # (target, source) -> records so far
         for target in self.targets.values():
             target.records = []

@@ -4,17 +4,26 @@ else the dead-letter topic; either way with its original bytes and the error hea
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from stream_orch.observability.metrics import label_code
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, Failure
 from stream_orch.runtime.output import Outbox
 from stream_orch.topology.models import TopologySpec
-from stream_orch.topology.naming import dlq_topic, node_retry_topic
+from stream_orch.topology.naming import DELIVER_STAGE, dlq_topic, node_retry_topic
 
 log = logging.getLogger(__name__)
 
 DLQ_LOG_LINES_PER_BATCH = 5
+
+
+def reasons_of(dead_lettered: Counter[tuple[str, str]]) -> Counter[str]:
+    """A batch's dead letters by reason code, whatever step they failed at."""
+    out: Counter[str] = Counter()
+    for (reason, _step), n in dead_lettered.items():
+        out[reason] += n
+    return out
 
 
 class FailureRouter:
@@ -74,7 +83,9 @@ class FailureRouter:
                 continue
             value, base = H.fit(event.key, original, base)
             outbox.add(event.partition, self._dlq, event.key, value, base, timestamp_ms=event.timestamp)
-            stats.dead_lettered[label_code(failure.reason)] += 1
+            # an external target's delivery failed after the steps and routes (failure.target)
+            step = DELIVER_STAGE if failure.target is not None else failure.step
+            stats.dead_lettered[(label_code(failure.reason), step)] += 1
             logged += 1
             if logged <= DLQ_LOG_LINES_PER_BATCH:
                 where = {
@@ -91,7 +102,7 @@ class FailureRouter:
             log.warning(
                 "dead-lettered %d more records of this batch: %s",
                 logged - DLQ_LOG_LINES_PER_BATCH,
-                dict(stats.dead_lettered),
+                dict(reasons_of(stats.dead_lettered)),
                 extra={"node": self._node, "topic": self._node_spec.input},
             )
 

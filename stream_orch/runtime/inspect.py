@@ -57,6 +57,10 @@ class PiiMask:
             return MASKED
         return self._masked(value)
 
+    def record(self, value: Any) -> Any:
+        """A record's value (a dead letter's, decoded) as it may be shown: its PII fields masked."""
+        return self._masked(value) if self.fields else value
+
     def _masked(self, value: Any) -> Any:
         if isinstance(value, dict):
             return {k: MASKED if k in self.fields else self._masked(v) for k, v in value.items()}

@@ -74,8 +74,8 @@ class NodeObserver(NullObserver):
             m.retried(node, tier, n)
         for (target, outcome), n in stats.sinks.items():
             m.sink_records(node, target, outcome, n)
-        for reason, n in stats.dead_lettered.items():
-            m.dead_letter(node, reason, n)
+        for (reason, step), n in stats.dead_lettered.items():
+            m.dead_letter(node, reason, n, step)
         for model, seconds in stats.timings:
             m.model_scored(runner.spec.topology, node, model, seconds)
         for table in runner.local_tables:  # sizes change with every batch, not only on rebalance

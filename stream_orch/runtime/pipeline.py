@@ -24,7 +24,7 @@ from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
-from stream_orch.topology.naming import group_id, node_retry_topic
+from stream_orch.topology.naming import group_id, node_retry_topic, step_labels
 from stream_orch.topology.reloadable import KEEPS_STATE
 
 
@@ -60,6 +60,7 @@ class NodePipeline:
             if isinstance(s, WindowStep | JoinStep) or (isinstance(s, AggregateStep) and s.window is not None)
         }
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
+        self.step_labels = step_labels(node)  # the `step` label of what a step dead-letters
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
@@ -105,6 +106,7 @@ class NodePipeline:
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
         self.router = Router(spec, node_name, self._schemas, lineage=lineage, denied=self._denied)
         self.failures = FailureRouter(spec, node_name, tracebacks=self._tracebacks)
+        self.step_labels = step_labels(spec.nodes[node_name])
         if self.external is not None:
             self.external = ExternalRoutes(spec, node_name, self._schemas)
         self.ctx.constants = dict(spec.constants)
@@ -159,6 +161,7 @@ class NodePipeline:
         for i in range(start, len(steps) if stop is None else stop):
             if not events and not (self.ctx.passed_over and i in self.event_time_steps):
                 continue  # nothing to run, unless a window or join still has times to take
+            self.ctx.step = self.step_labels[i]
             try:
                 events = await steps[i].run(events, self.ctx)
             except Exception as exc:

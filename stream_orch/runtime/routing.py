@@ -21,6 +21,7 @@ from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event
 from stream_orch.topology.graph import route_label
 from stream_orch.topology.models import TopologySpec
+from stream_orch.topology.naming import ROUTE_STAGE
 
 _LARGE = 64 * 1024  # only outputs above this size are measured exactly
 
@@ -140,6 +141,7 @@ class Router:
     ) -> None:
         """Add every event's outputs to ``outbox`` under the event's task; an event whose output
         cannot be rendered is rejected (to the DLQ with the reason)."""
+        ctx.step = ROUTE_STAGE  # what it rejects was dead-lettered at the routes
         for group in self._groups.values():  # nothing left from a batch whose routing failed
             group.clear()
         processed_at = (H.PROCESSED_AT, str(now).encode())

@@ -338,7 +338,7 @@ class Worker:
                 reload_token=self.settings.http_token.get_secret_value()
                 if self.settings.http_token
                 else None,
-                extra=console_mount(spec, self.settings) if self.settings.console else None,
+                extra=console_mount(spec, self.settings, mask) if self.settings.console else None,
             )
         partitions = PartitionMap(counts)
         read = {t for n in self.node_names for t in tables_read_by(spec, n)}

@@ -81,6 +81,7 @@ class _Node:
             "outputs": Counter(),
             "dropped": Counter(),
             "dead_lettered": Counter(),
+            "dead_lettered_steps": Counter(),  # step label (or decode, route, deliver) -> n
             "retried": Counter(),
             "errors": Counter(),
         }
@@ -283,7 +284,8 @@ class TopologyTestDriver:
 
     def stats(self, node: str) -> dict[str, Any]:
         """What a node did: records in; outputs per topic; dropped, dead-lettered and error
-        counts per reason; retries per tier."""
+        counts per reason; dead-lettered per step (``2.validate``, or decode, route, deliver);
+        retries per tier."""
         self.process()
         totals = self.nodes[node].totals
         return {k: dict(v) if isinstance(v, Counter) else v for k, v in totals.items()}
@@ -427,8 +429,11 @@ class TopologyTestDriver:
             batch.land({})
         totals = node.totals
         totals["records_in"] += stats.n_in
-        for name in ("dropped", "dead_lettered", "retried", "errors"):
+        for name in ("dropped", "retried", "errors"):
             totals[name].update(getattr(stats, name))
+        for (reason, step), n in stats.dead_lettered.items():
+            totals["dead_lettered"][reason] += n
+            totals["dead_lettered_steps"][step] += n
         for (_route, topic), n in stats.outputs.items():
             totals["outputs"][topic] += n
 

@@ -122,3 +122,13 @@ def ticks_topic(topology: str, node: str) -> str:
 def ticks_table(node: str) -> str:
     """The internal table where a scheduled node keeps the last tick it fired."""
     return f"{node}.ticks"
+
+
+#: Where in a node a record was dead-lettered, besides its steps: the values of the ``step``
+#: label of ``dead_lettered_total`` (a bounded set: these and one per step of the node).
+DECODE_STAGE, ROUTE_STAGE, DELIVER_STAGE = "decode", "route", "deliver"
+
+
+def step_labels(node: NodeSpec) -> list[str]:
+    """The ``step`` label of each of ``node``'s steps: its place (from 1) and kind, ``2.validate``."""
+    return [f"{i}.{step.step}" for i, step in enumerate(node.steps, 1)]

@@ -1,6 +1,7 @@
 """The console in a real browser (Debian's Chromium, driven by Playwright): a fraud worker, the
-console CLI, records produced; the page's rates, DLQ panel, stalled status and keyboard
-drill-down are read from the DOM, and the page logs no console error."""
+console CLI, records produced; the page's rates, DLQ panel, the status of a stopped worker
+(STOP, then OK again), keyboard drill-down to a node and to the DLQ page with its replay dry run
+are read from the DOM, and the page logs no console error."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ pytestmark = [
         not Path(CHROMIUM).exists(), reason="chromium is not installed (apt-get install chromium)"
     ),
 ]
+ROW = "document.querySelector('#row-score_transactions')"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -71,7 +73,10 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
 def test_console_in_chromium(tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
     suffix = uuid.uuid4().hex[:8]
-    path, t = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
+    # short retry tiers: the records without a customer profile are through them in ~3 s
+    path, t = isolated_topology(
+        REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix, retry_delays=["1s", "1s", "1s"]
+    )
     name = f"fraud_detection_{suffix}"
     worker = WorkerProcess(
         path, tmp_path / "worker.log", env={"STREAM_ORCH_MASK_KEY": MASK_KEY}, metrics_port=free_port()
@@ -92,6 +97,10 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 str(port),
                 "--workers",
                 worker.url,
+                # STOP once the last commit is 3 s old (or as old as the window spans), not 30 s:
+                # `stream-orch lag`'s option, so the test need not wait half a minute
+                "--min-stop",
+                "3",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -119,20 +128,50 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 "document.querySelector('#row-score_transactions .dlq').textContent.includes(':')",
                 timeout=60_000,
             )
+            # all through: every good record (no customer profile) dead-lettered after its three
+            # 1 s retry tiers, nothing behind, the status is OK
+            page.wait_for_function(
+                f"{ROW}.querySelector('.dlq').textContent.includes('unknown_customer: {len(good)}') && "
+                f"{ROW}.querySelector('.lag').textContent === '0' && "
+                f"{ROW}.querySelector('.status').textContent === 'OK'",
+                timeout=60_000,
+            )
             page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
             if os.environ.get("CONSOLE_SCREENSHOT"):
                 shutil.copy(tmp_path / "console.png", REPO / "docs" / "img" / "console-fraud.png")
-            # the worker stopped with records waiting: lag rises, then the status is not ok
+            # the worker stopped with records waiting: lag rises, and its committed offsets stop
+            # moving while records wait, which the Burrow rule (as `stream-orch lag`) calls STOP.
+            # (STALL is a consumer that commits the same offset again and again; a stopped one
+            # commits nothing, and a poller of committed offsets sees no commit at all.)
             os.kill(worker.proc.pid, signal.SIGSTOP)
             try:
                 more = [txn(f"d{i}", "A-1", "C-000123", 5, "EUR", "DE", T0) for i in range(50)]
                 _run(produce_raw(t["transactions"], more))
                 page.wait_for_function(
-                    "parseInt(document.querySelector('#row-score_transactions .lag').textContent) >= 50",
-                    timeout=60_000,
+                    f"parseInt({ROW}.querySelector('.lag').textContent) >= 50", timeout=60_000
                 )
+                page.wait_for_function(
+                    f"{ROW}.querySelector('.status').textContent === 'STOP'", timeout=60_000
+                )
+                assert "STOP" in page.text_content("[id='v-node:score_transactions'] .figure")
             finally:
                 os.kill(worker.proc.pid, signal.SIGCONT)
+            # it goes on: the lag is worked off and the status is OK again
+            page.wait_for_function(
+                f"{ROW}.querySelector('.lag').textContent === '0' && "
+                f"{ROW}.querySelector('.status').textContent === 'OK'",
+                timeout=60_000,
+            )
+            # keyboard: the graph's DLQ box is a link; Enter opens the DLQ page (dlq inspect's view)
+            page.focus("a.dlqlink[href$='/dlq/" + t["transactions.dlq"] + "']")
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/dlq/" + t["transactions.dlq"])
+            assert page.text_content("#by-reason").count("malformed_json") == 1
+            page.focus("#dry-run")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#plan-result")
+            assert "would publish" in page.text_content("#plan-result")
+            page.goto(page_url)
             # keyboard: tab to the node's link in the graph, Enter opens its page
             page.focus("a[href$='/node/score_transactions']")
             page.keyboard.press("Enter")
@@ -142,7 +181,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             page.goto(page_url)
             worker.kill()
             page.wait_for_function(
-                "document.querySelector('#row-score_transactions .status').textContent === 'down'",
+                f"{ROW}.querySelector('.worker').textContent === 'down'",
                 timeout=30_000,
             )
             assert problems == []

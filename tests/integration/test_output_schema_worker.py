@@ -106,7 +106,8 @@ async def test_an_output_its_schema_cannot_carry_is_dead_lettered_and_the_start_
         dead = {
             labels: v for (name, labels), v in samples.items() if name == "stream_orch_dead_lettered_total"
         }
-        assert dead == {(("node", "forward"), ("reason", "output_schema_violation")): 2.0}
+        # ... and the step label says where: at the routes
+        assert dead == {(("node", "forward"), ("reason", "output_schema_violation"), ("step", "route")): 2.0}
     finally:
         code = worker.terminate() if worker.proc and worker.proc.poll() is None else worker.proc.returncode
         await delete_topics_with(s)

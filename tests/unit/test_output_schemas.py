@@ -150,7 +150,7 @@ def test_the_dlq_record_has_the_full_text_and_the_metric_label_only_the_code(
     assert headers[H.ERROR_REASON] == reason.encode()
     assert headers[H.ERROR_CLASS] == b"OutputSchemaViolation"
     assert dlq[1] == b"raw"  # the original bytes
-    assert dict(stats.dead_lettered) == {"output_schema_violation": 1}
+    assert dict(stats.dead_lettered) == {("output_schema_violation", "route"): 1}
     assert label_code(reason) == "output_schema_violation"
 
 

@@ -34,6 +34,7 @@ async def _bad_batch(values: list[str], metrics: Metrics) -> list:
     spec = topology()
     step = build(SUM)
     ctx = NodeContext(spec.topology, "n", {}, {"t": MemoryTable("t")})
+    ctx.step = "1.aggregate"  # as the pipeline labels the step it runs
     events = [
         Event(value=txn(amount=v), raw_value=orjson.dumps(txn(amount=v)), topic="transactions", offset=i)
         for i, v in enumerate(values)
@@ -56,7 +57,7 @@ async def test_a_thousand_distinct_bad_values_make_no_new_series() -> None:
     after = _series(metrics)
     assert after == before, f"new series: {sorted(after - before)[:5]}"
     labels = {value for _name, items in after for _label, value in items}
-    assert labels == {"n", "invalid_field"}, labels
+    assert labels == {"n", "invalid_field", "1.aggregate"}, labels
     assert not any("bad-value" in v or "not-a-number" in v for v in labels)
 
 

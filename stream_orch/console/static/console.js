@@ -19,15 +19,19 @@
     });
     Object.keys(fig.nodes).forEach(function (name) {
       var n = fig.nodes[name];
-      var status = n.worker || n.status || "-";
+      // the Burrow-style status comes from the broker's offsets, the worker's state from its
+      // /metrics: a stopped worker shows both (STOP, down)
+      var status = n.status || "-";
       var v = document.getElementById("v-node:" + name);
       if (v) {
         v.setAttribute("class", "vertex node " + (n.worker ? "ERR" : (n.status || "")));
-        setText(v.querySelector(".figure"), status + " · lag " + fmt(n.lag_records));
+        setText(v.querySelector(".figure"),
+          status + (n.worker ? " · " + n.worker : "") + " · lag " + fmt(n.lag_records));
       }
       var row = document.getElementById("row-" + name);
       if (!row) return;
       setText(row.querySelector(".status"), status);
+      setText(row.querySelector(".worker"), n.worker || "ok");
       setText(row.querySelector(".lag"), fmt(n.lag_records));
       setText(row.querySelector(".lags"), fmt(n.lag_seconds, " s"));
       setText(row.querySelector(".restarts"), fmt(Math.round(n.restarts)));
