@@ -2,7 +2,7 @@
 
 Computed from the topology as the engine runs it (:func:`~stream_orch.topology.repartition.expand`:
 repartition parts and schedule ticks included) and from the topics the worker reconciles at start
-(:func:`~stream_orch.runtime.worker.declared_topic_plans` and ``derived_topic_plans``, so the plan
+(:func:`~stream_orch.runtime.topic_plans.declared_topic_plans` and ``derived_topic_plans``, so the plan
 and the worker cannot disagree on a derived name):
 
 - every topic the worker reconciles: DESCRIBE_CONFIGS (it checks their cleanup policy) and
@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from stream_orch.runtime.transactions import transactional_id
-from stream_orch.runtime.worker import (
+from stream_orch.runtime.topic_plans import (
     declared_topic_plans,
     derived_topic_plans,
     tables_read_by,
     tables_written_by,
 )
+from stream_orch.runtime.transactions import transactional_id
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, group_id, retry_topics
 from stream_orch.topology.repartition import expand

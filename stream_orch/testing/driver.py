@@ -48,7 +48,7 @@ from stream_orch.runtime.batch import BatchStats
 from stream_orch.runtime.node import PRUNE_INTERVAL_S
 from stream_orch.runtime.output import Outbox, PartitionMap
 from stream_orch.runtime.pipeline import NodePipeline
-from stream_orch.runtime.worker import declared_topic_plans, derived_topic_plans, tables_written_by
+from stream_orch.runtime.topic_plans import declared_topic_plans, derived_topic_plans, tables_written_by
 from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_orch.runtime.worker import declared_topic_plans, derived_topic_plans
+from stream_orch.runtime.topic_plans import declared_topic_plans, derived_topic_plans
 from stream_orch.security.acls import Acl, plan_acls, principal_of
 from stream_orch.topology.loader import load_topology
 from stream_orch.topology.naming import group_id

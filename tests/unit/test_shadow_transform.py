@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_orch.runtime.worker import declared_topic_plans, derived_topic_plans, tables_written_by
+from stream_orch.runtime.topic_plans import declared_topic_plans, derived_topic_plans, tables_written_by
 from stream_orch.testing import TopologyTestDriver
 from stream_orch.tools.generate import generate_fraud
 from stream_orch.tools.shadow.plan import live_inputs, shadow_topics, version_plan

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_orch.runtime.worker import table_label, table_loaded_message
+from stream_orch.runtime.topic_plans import table_label, table_loaded_message
 from stream_orch.topology.models import TopologySpec
 
 

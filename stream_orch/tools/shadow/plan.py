@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_orch.runtime.worker import tables_written_by
+from stream_orch.runtime.topic_plans import tables_written_by
 from stream_orch.topology.models import JoinStep, MaskStep, ScoreStep, TopologySpec
 from stream_orch.topology.naming import SHADOW, changelog_topic, dlq_topic, group_id, retry_topics
 from stream_orch.topology.repartition import expand
