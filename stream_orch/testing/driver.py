@@ -53,9 +53,9 @@ from stream_orch.state.store import MemoryStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.state.topic_rows import TopicRows, table_row_decoder
 from stream_orch.steps.base import Table
-from stream_orch.steps.source_watermarks import is_watermark_record
 from stream_orch.testing.records import OutputRecord, Stored, encode_value, output_record, value_decoder
 from stream_orch.testing.timers import punctuation_records, tick_records
+from stream_orch.testing.topic_logs import TopicLogs, by_seq
 from stream_orch.topology.loader import LoadedTopology, find_schemas_dir, load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -132,9 +132,7 @@ class TopologyTestDriver:
         plans = declared_topic_plans(spec) + derived_topic_plans(spec)  # the topics `run` creates
         counts = {plan.name: plan.partitions for plan in plans}
         self._partitions = PartitionMap(dict(counts))
-        self._logs: dict[str, list[list[Stored]]] = {t: [[] for _ in range(n)] for t, n in counts.items()}
         self._decoders: dict[str, Any] = {t: value_decoder(spec, schemas, t) for t in counts}
-        self._seq = itertools.count()
         self._read_seq: dict[str, int] = {}  # topic -> last seq returned by read()
         self.fed_tables: dict[str, TopicRows] = {}
         self._feeds: dict[str, list[TopicRows]] = {}
@@ -143,6 +141,7 @@ class TopologyTestDriver:
                 fed = TopicRows(name, table.topic, table_row_decoder(spec.topics[table.topic], schemas))
                 self.fed_tables[name] = fed
                 self._feeds.setdefault(table.topic, []).append(fed)
+        self._logs = TopicLogs(spec.topology, counts, self._feeds)
         self.nodes: dict[str, _Node] = {}
         for name, node in spec.nodes.items():
             n = counts[node.input]
@@ -163,7 +162,6 @@ class TopologyTestDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changelogs = changelogs
         self._announced: dict[str, int] = {}  # scheduled node -> the last tick its ticker wrote
-        self._last_at: dict[tuple[str, int], int] = {}  # (topic, partition) -> clock at its last record
 
     # ------------------------------------------------------------------ input and the clock
 
@@ -180,7 +178,7 @@ class TopologyTestDriver:
         or Avro on an Avro topic), ``bytes`` (sent as they are, e.g. malformed JSON), ``str``
         (its UTF-8 bytes) or ``None`` (a tombstone). ``key``: default the topic's ``key`` field
         of a dict value. ``timestamp``: epoch ms, default the driver's clock."""
-        self._topic_logs(topic)  # an unknown topic is an error
+        self._logs.partitions(topic)  # an unknown topic is an error
         raw = encode_value(self.spec, self.schemas, topic, value)
         if key is None:
             field = self.spec.topics[topic].key if topic in self.spec.topics else None
@@ -189,7 +187,7 @@ class TopologyTestDriver:
         raw_key = key if key is None or isinstance(key, bytes) else str(key).encode()
         partition = self._partitions.of(topic, raw_key)
         ts = self.now_ms if timestamp is None else int(timestamp)
-        self._append(topic, partition, raw_key, raw, ts, _headers(headers))
+        self._logs.append(topic, partition, [(raw_key, raw, ts, _headers(headers))], self.now_ms)
 
     def pipe_many(self, topic: str, values: Iterable[Any]) -> None:
         """``pipe`` each value with its default key and timestamp."""
@@ -223,11 +221,13 @@ class TopologyTestDriver:
             self._run(self._advance_to(int(at)))
         ticks = tick_records(self.spec, self.now_ms, self._announced)
         for topic, partition, value, headers in ticks:
-            self._append(topic, partition, None, value, self.now_ms, headers)
+            self._logs.append(topic, partition, [(None, value, None, headers)], self.now_ms)
         self.process()
-        counts = {t: len(logs) for t, logs in self._logs.items()}
-        for topic, p, value, headers in punctuation_records(self.spec, self.now_ms, counts, self._last_at):
-            self._append(topic, p, None, value, self.now_ms, headers)
+        counts = self._logs.counts()
+        for topic, p, value, headers in punctuation_records(
+            self.spec, self.now_ms, counts, self._logs.last_at
+        ):
+            self._logs.append(topic, p, [(None, value, None, headers)], self.now_ms)
         self.process()
         return [orjson.loads(value or b"{}")["tick"] for _t, _p, value, _h in ticks]
 
@@ -253,7 +253,7 @@ class TopologyTestDriver:
         written, with their ``so.error.*`` headers (see :attr:`OutputRecord.error`)."""
         names = [node] if node is not None else list(self.nodes)
         topics = dict.fromkeys(dlq_topic(self.spec.nodes[n]) for n in names)
-        return [self._output(r) for r in sorted((r for t in topics for r in self._stored(t)), key=_seq)]
+        return [self._output(r) for r in sorted((r for t in topics for r in self._stored(t)), key=by_seq)]
 
     def pending_retries(self, node: str | None = None) -> list[OutputRecord]:
         """Records waiting in retry tiers (not read by their node yet)."""
@@ -262,7 +262,7 @@ class TopologyTestDriver:
         for name in [node] if node is not None else list(self.nodes):
             state = self.nodes[name]
             for topic in retry_topics(self.spec.nodes[name]):
-                for p, log in enumerate(self._logs[topic]):
+                for p, log in enumerate(self._logs.partitions(topic)):
                     out += [self._output(r) for r in log[state.positions.get((topic, p), 0) :]]
         return out
 
@@ -338,7 +338,7 @@ class TopologyTestDriver:
             for topic, tier in node.pipeline.tier_of.items():
                 if not tier:
                     continue
-                for p, log in enumerate(self._logs[topic]):
+                for p, log in enumerate(self._logs.partitions(topic)):
                     pos = node.positions.get((topic, p), 0)
                     if pos < len(log):
                         at = self._due(node, log[pos])
@@ -363,7 +363,7 @@ class TopologyTestDriver:
     def _ready(self, node: _Node) -> Iterable[tuple[str, int, int, list[Stored]]]:
         """(topic, partition, position, log) of the node's partitions with unread records."""
         for topic, tier in node.pipeline.tier_of.items():
-            for p, log in enumerate(self._logs[topic]):
+            for p, log in enumerate(self._logs.partitions(topic)):
                 pos = node.positions.get((topic, p), 0)
                 if pos < len(log) and (not tier or self._due(node, log[pos]) <= self.now_ms):
                     yield topic, p, pos, log
@@ -392,7 +392,7 @@ class TopologyTestDriver:
             else:
                 end = min(len(log), pos + size)
             if limit is not None and log[end - 1].seq >= limit:
-                end = bisect.bisect_left(log, limit, pos, end, key=_seq)
+                end = bisect.bisect_left(log, limit, pos, end, key=by_seq)
             if end > pos:
                 runs.append((log[pos].seq, topic, partition, pos, end, log))
         runs.sort()
@@ -415,7 +415,7 @@ class TopologyTestDriver:
         sealed = [table.seal() for table in node.local_tables]
         for tp, offset in offsets.items():
             node.positions[(tp.topic, tp.partition)] = offset
-        append = self._append_many
+        append = self._logs.append
         for pending in self._outbox.take().values():
             for (topic, partition), records in pending.items():
                 append(topic, partition, records, now)
@@ -447,62 +447,11 @@ class TopologyTestDriver:
             for p in range(node.partitions):
                 step.prune(table, p)
 
-    def _append(
-        self,
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: list[tuple[str, bytes]],
-    ) -> None:
-        log = self._topic_logs(topic)[partition]
-        self._last_at[(topic, partition)] = self.now_ms
-        log.append(Stored(topic, partition, len(log), key, value, timestamp, headers, next(self._seq)))
-        feeds = self._feeds.get(topic)
-        if feeds:
-            for table in feeds:
-                table.apply(key, value)
-
-    def _append_many(self, topic: str, partition: int, records: list[Any], now: int) -> None:
-        """Records (key, value, timestamp or None, headers) at the end of a topic partition,
-        each with the next offset; a topic that feeds tables updates them."""
-        log = self._topic_logs(topic)[partition]
-        self._last_at[(topic, partition)] = self.now_ms
-        seq, offset = self._seq, len(log)
-        log.extend(
-            [
-                Stored(
-                    topic, partition, offset + i, key, value, now if ts is None else ts, headers, next(seq)
-                )
-                for i, (key, value, ts, headers) in enumerate(records)
-            ]
-        )
-        feeds = self._feeds.get(topic)
-        if feeds:
-            for table in feeds:
-                for key, value, _ts, _headers in records:
-                    table.apply(key, value)
-
-    def _topic_logs(self, topic: str) -> list[list[Stored]]:
-        logs = self._logs.get(topic)
-        if logs is None:
-            known = ", ".join(sorted(self._logs))
-            raise KeyError(f"topic {topic!r} is not in topology {self.spec.topology} (topics: {known})")
-        return logs
-
     def _stored(self, topic: str, after: int = -1) -> list[Stored]:
-        """The records of ``topic`` after ``after``, without watermark records (no value, read by
-        window steps only: stream_orch.steps.source_watermarks)."""
+        """The records of ``topic`` after sequence number ``after``, once everything that can be
+        processed has been, without watermark records."""
         self.process()
-        records = [
-            r
-            for log in self._topic_logs(topic)
-            for r in log
-            if r.seq > after and not (r.value is None and is_watermark_record(r.headers))
-        ]
-        records.sort(key=_seq)
-        return records
+        return self._logs.stored(topic, after)
 
     def _output(self, record: Stored) -> OutputRecord:
         return output_record(record, self._decoders)
@@ -516,10 +465,6 @@ def _in_a_running_loop() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def _seq(record: Stored) -> int:
-    return record.seq
 
 
 def _headers(headers: HeadersIn) -> list[tuple[str, bytes]]:

@@ -74,7 +74,8 @@ def test_a_malformed_punctuation_header_moves_nothing(tmp_path: Path) -> None:
         d.pipe("clicks", {"user": "ann", "ts": T0}, key="ann")
         p = next(r.partition for r in d.records("clicks"))
         for bad in (b"soon", b"-5", b"9" * 40):
-            d._append("clicks", p, None, None, d.now_ms, [(H.WATERMARK_ONLY, b""), (H.PUNCTUATION, bad)])
+            marks = [(H.WATERMARK_ONLY, b""), (H.PUNCTUATION, bad)]
+            d._logs.append("clicks", p, [(None, None, d.now_ms, marks)], d.now_ms)
         d.process()
         assert results(d) == [] and d.dead_letters() == []
 

@@ -112,7 +112,7 @@ def test_in_the_driver_a_fraud_shadow_fills_only_shadow_topics():
         for r in records:
             driver.pipe(r.topic, r.value, key=r.key)
         driver.advance(60)
-        filled = {t for t, parts in driver._logs.items() if any(parts)}
+        filled = {t for t in driver._logs.counts() if any(driver._logs.partitions(t))}
         enriched = driver.records("transactions.enriched.shadow")
     piped = {"customers", "transactions", "customers.clean"}
     assert filled - piped, "the shadow wrote nothing"
@@ -147,7 +147,7 @@ def test_in_the_driver_a_shadow_retries_on_its_own_tiers():
         driver.pipe("customers.clean", profile)
         driver.advance(2)
         enriched = driver.records("transactions.enriched.shadow")
-        filled = {t for t, parts in driver._logs.items() if any(parts)}
+        filled = {t for t in driver._logs.counts() if any(driver._logs.partitions(t))}
     assert waiting == ["transactions.retry.1.shadow"]
     assert [r.value["txn_id"] for r in enriched] == ["t1"]
     assert not {t for t in filled if ".retry." in t and not t.endswith(".shadow")}
