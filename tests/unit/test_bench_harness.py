@@ -210,6 +210,8 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "engine_fraud_rules",
         "engine_fraud_eos",
         "engine_forward",
+        "engine_forward_eos",
+        "ck_forward_eos",
         "engine_forward_p2",
         "quix_window",
         "engine_window",
