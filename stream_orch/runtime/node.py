@@ -95,7 +95,6 @@ class NodeRunner:
             dlq_tracebacks=dlq_tracebacks,
             sinks=self._sinks,
             denied=denied_outputs,
-            yield_between_steps=True,
         )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         self._expiring = self._pipeline.expiring

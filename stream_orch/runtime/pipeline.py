@@ -8,7 +8,6 @@ the tables' overlays and delivering stay with the caller.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -42,18 +41,12 @@ class NodePipeline:
         dlq_tracebacks: bool = False,
         sinks: dict[str, Sink] | None = None,
         denied: frozenset[str] = frozenset(),
-        yield_between_steps: bool = False,
     ) -> None:
         """``sinks``: one per external target of the node, by name (``sinks.build_sinks``); when
         not given, each target gets a :class:`~stream_orch.sinks.MemorySink` (the test driver).
-        ``denied``: output topics the worker's user may not write (``runtime/access.py``).
-        ``yield_between_steps``: let the event loop run between two steps of a batch (the
-        worker): steps do not await, so without it the previous batch's delivery (its
-        acknowledgements, changelog writes, transaction commit) and the consumer's next fetch
-        stood still while a batch ran its steps, and the next batch waited for them after."""
+        ``denied``: output topics the worker's user may not write (``runtime/access.py``)."""
         node = spec.nodes[node_name]
         self.spec, self._schemas, self._tracebacks = spec, schemas, dlq_tracebacks
-        self._yield = yield_between_steps
         self._denied = denied
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
@@ -166,8 +159,6 @@ class NodePipeline:
         for i in range(start, len(steps) if stop is None else stop):
             if not events and not (self.ctx.passed_over and i in self.event_time_steps):
                 continue  # nothing to run, unless a window or join still has times to take
-            if self._yield and i > start:
-                await asyncio.sleep(0)  # one turn of the loop: what other tasks have ready runs
             try:
                 events = await steps[i].run(events, self.ctx)
             except Exception as exc:
