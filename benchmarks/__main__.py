@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--records", type=int, default=100_000)
     prof.add_argument("--format", choices=["speedscope", "flamegraph", "raw"], default="flamegraph")
     prof.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    prof.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy --native: C frames (orjson, RocksDB, the record builder) too",
+    )
 
     sub.add_parser("list", help="the contenders and whether each can run here")
     clean = sub.add_parser("clean", help="delete the topics a killed run left (bench.<RUN_ID>.*)")
@@ -125,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         from benchmarks.profile import profile as profile_run
 
-        asyncio.run(profile_run(args.contender, args.records, args.format, args.out, args.bootstrap))
+        asyncio.run(
+            profile_run(
+                args.contender, args.records, args.format, args.out, args.bootstrap, native=args.native
+            )
+        )
         return 0
     return 2
 

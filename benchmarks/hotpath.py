@@ -13,8 +13,10 @@ Builds the node's pieces the way ``NodeRunner`` does (codec, steps, ``Router``, 
   lineage headers, partitioning). Not split further: routing into an outbox that keeps nothing
   runs on different memory (nothing is kept, so no fresh pages) and the difference misleads;
 * ``failures``: ``FailureRouter.route`` (retries and dead letters);
-* ``changelog``: the tables' changes of the batch into the state outbox (and, with tables that
-  keep a batch's writes aside until the changelog has them, writing them to the stores);
+* ``changelog``: the tables' changes of the batch into the state outbox;
+* ``land``: the batch's table writes into the stores once "acknowledged" (``Sealed.land``);
+  with ``--store rocks`` RocksDB stores in a temporary folder, as a worker has them by default
+  (then the steps' table reads are RocksDB reads too), else memory stores;
 * ``produce``: the hand-over's record batches (aiokafka ``BatchBuilder.append`` per record) on a
   producer stand-in whose ``send_batch`` returns at once.
 
@@ -27,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,6 +50,7 @@ from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox, PartitionMap, merged
 from stream_orch.runtime.routing import Router
 from stream_orch.state.global_table import GlobalTable
+from stream_orch.state.store import store_opener
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import LineageStep
 from stream_orch.steps.registry import build_step
@@ -101,8 +106,15 @@ def fetched(
 class Node:
     """A node's pieces as ``NodeRunner`` builds them, with fresh tables."""
 
-    def __init__(self, name: str, profiles: dict[str, Any], spec: TopologySpec | None = None) -> None:
-        """``spec``: the topology to run instead of the file's (a variant of it, same node)."""
+    def __init__(
+        self,
+        name: str,
+        profiles: dict[str, Any],
+        spec: TopologySpec | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """``spec``: the topology to run instead of the file's (a variant of it, same node);
+        ``state_dir``: RocksDB stores there (a fresh folder per pass), else memory stores."""
         path, node_name = TOPOLOGIES[name]
         spec = spec if spec is not None else load_topology(path).spec
         schemas = SchemaRegistry(DEFAULT_SCHEMA_DIR)
@@ -116,7 +128,14 @@ class Node:
                 glob._data = profiles
                 tables[table_name] = glob
             else:
-                tables[table_name] = LocalTable(table_name, changelog_topic(spec.topology, table_name))
+                opener = (
+                    store_opener("rocks", state_dir / table_name, root=state_dir)
+                    if state_dir is not None
+                    else None
+                )
+                tables[table_name] = LocalTable(
+                    table_name, changelog_topic(spec.topology, table_name), opener
+                )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
         for table in self.local_tables:  # this worker owns every partition
             for p in range(PARTITIONS):
@@ -147,9 +166,10 @@ async def one_pass(
     profiles: dict[str, Any],
     batches: list[dict[TopicPartition, list[Any]]],
     spec: TopologySpec | None = None,
+    state_dir: Path | None = None,
 ) -> tuple[dict[str, int], int]:
     """CPU ns per stage over the whole data set with fresh state, and the output records."""
-    node = Node(name, profiles, spec)
+    node = Node(name, profiles, spec, state_dir)
     spent: dict[str, int] = defaultdict(int)
     producer = _Producer()
     outputs = 0
@@ -199,12 +219,14 @@ async def one_pass(
         t0 = _clock()
         for batch_writes in sealed:
             batch_writes.land({})
-        spent["changelog"] += _clock() - t0
+        spent["land"] += _clock() - t0
+    for table in node.local_tables:
+        table.close()
     return spent, outputs
 
 
 def measure(
-    name: str, n: int, repeat: int, spec: TopologySpec | None = None
+    name: str, n: int, repeat: int, spec: TopologySpec | None = None, store: str = "memory"
 ) -> tuple[dict[str, float], int]:
     data = make_dataset(n)
     profiles = {c["customer_id"]: c for c in data.customers}
@@ -217,7 +239,12 @@ def measure(
     best: dict[str, int] = {}
     outputs = 0
     for _ in range(repeat):
-        spent, outputs = asyncio.run(one_pass(name, profiles, batches, spec))
+        state_dir = Path(tempfile.mkdtemp(prefix="hotpath-")) if store == "rocks" else None
+        try:
+            spent, outputs = asyncio.run(one_pass(name, profiles, batches, spec, state_dir))
+        finally:
+            if state_dir is not None:
+                shutil.rmtree(state_dir, ignore_errors=True)
         for stage, ns in spent.items():
             best[stage] = min(best.get(stage, ns), ns)
     gc.unfreeze()
@@ -229,9 +256,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=sorted(TOPOLOGIES), help="one topology instead of both")
+    parser.add_argument(
+        "--store", choices=["memory", "rocks"], default="memory", help="the local tables' stores"
+    )
     args = parser.parse_args(argv)
     for name in [args.only] if args.only else list(TOPOLOGIES):
-        table, outputs = measure(name, args.records, args.repeat)
+        table, outputs = measure(name, args.records, args.repeat, store=args.store)
         print(f"\n{name}: {args.records:,} records in, {outputs:,} out")
         print(f"CPU µs per input record, best of {args.repeat}")
         print("| stage | µs |\n| --- | ---: |")

@@ -437,6 +437,7 @@ async def _latency_phase(
         await producer.start()
         await probe.start()
         sampler = TreeSampler([procs[0].pid])
+        host_sampler = HostSampler(ctx.broker_pid)
         for _ in range(warmup):
             await producer.send("W")
         await producer.flush()
@@ -451,14 +452,14 @@ async def _latency_phase(
             await asyncio.sleep(0.05)
         if warmup_s > 0:  # the same rate, unmeasured, straight into the measured phase
             await producer.run(rate, warmup_s, prefix="W")
-        cpu0, t0 = sampler.sample(), time.perf_counter()
+        cpu0, host0, t0 = sampler.sample(), host_sampler.sample(), time.perf_counter()
         sent, achieved = await producer.run(rate, seconds)
         deadline = time.perf_counter() + drain_s
         while len(probe.latencies_ms) < sent and time.perf_counter() < deadline:
             _check_alive(procs)
             sampler.sample()
             await asyncio.sleep(0.05)
-        cpu1, t1 = sampler.sample(), time.perf_counter()
+        cpu1, host1, t1 = sampler.sample(), host_sampler.sample(), time.perf_counter()
         lat = sorted(probe.latencies_ms)
         received = len(lat)
         return {
@@ -476,6 +477,9 @@ async def _latency_phase(
             "max_ms": lat[-1] if lat else math.nan,
             "cpu_util": (cpu1 - cpu0) / max(1e-9, t1 - t0),  # cores busy, 1.0 = one core
             "peak_rss_mb": sampler.peak_rss / 2**20,
+            # the load the latencies competed with (others: the machine minus broker, harness
+            # and contender): on a shared machine, the figure that explains a p99 far off
+            "window_cores": window_cores(host0, host1, cpu1 - cpu0, t1 - t0),
         }
     finally:
         with contextlib.suppress(Exception):

@@ -32,8 +32,17 @@ def _py_spy() -> str:
 
 
 async def profile(
-    name: str, records: int, fmt: str, out: Path, bootstrap: str, rate: int = 100
+    name: str,
+    records: int,
+    fmt: str,
+    out: Path,
+    bootstrap: str,
+    rate: int = 100,
+    *,
+    native: bool = False,
 ) -> Path | None:
+    """``native``: py-spy's --native (C frames of the extensions too; it pauses the process
+    for each sample, so it slows the run it describes: for where the time goes, not how much)."""
     setup = one_contender(name, bootstrap, "prof")
     if setup is None:
         return None
@@ -56,7 +65,7 @@ async def profile(
                 "--pid",
                 str(procs[0].pid),
                 "--subprocesses",
-                "--nonblocking",
+                *(["--native"] if native else ["--nonblocking"]),
                 "--rate",
                 str(rate),
                 "--format",

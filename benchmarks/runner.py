@@ -158,9 +158,12 @@ def _log_latency(name: str, rate: int, lat: dict[str, Any]) -> None:
     flags = ", saturated" if lat["saturated"] else ""
     if lat["offered_short"]:
         flags += f", offered only {lat['offered_eps']:.0f}/s"
+    cores = lat.get("window_cores", {})
     log(
         f"{name} latency @ {rate:,}/s: p50 {lat['p50_ms']:.1f} p99 {lat['p99_ms']:.1f} "
-        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received{flags})"
+        f"p99.9 {lat['p999_ms']:.1f} ms ({lat['received']}/{lat['sent']} received{flags}); cores in "
+        f"the window: contender {cores.get('contender', 0):.2f}, broker {cores.get('broker', 0):.2f}, "
+        f"others {cores.get('others', 0):.2f}"
     )
 
 

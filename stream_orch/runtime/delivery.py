@@ -1,8 +1,9 @@
 """Delivering a processed batch: its records, its state changes and its input offsets.
 
 A node hands each batch to a delivery with ``submit`` and goes on fetching and processing the
-next one; ``submit`` first waits for the previous batch (``settle``), so at most two batches are
-unfinished and batches land in order. ``settle`` waits for what is in flight and raises what
+next one; ``submit`` first waits for the previous batch (at_least_once: all but its group commit,
+which is in order behind the one before), so at most two batches are unfinished and batches land
+in order. ``settle`` waits for what is in flight and raises what
 failed it; ``abandon`` waits for it and forgets a failure (the node is starting over anyway).
 
 Two guarantees share this interface:
@@ -100,8 +101,10 @@ class AtLeastOnce:
         self._producer: AIOKafkaProducer | None = None
         self._inflight: asyncio.Task[None] | None = None
         # Offsets are committed in the background, in batch order, so that handing over the next
-        # batch does not wait for the group coordinator; settle() waits for them.
+        # batch does not wait for the group coordinator; settle() waits for them. Each commit
+        # waits for the one before it, and cancelling the newest (a revocation) cancels that one.
         self._committing: asyncio.Task[None] | None = None
+        self._behind: asyncio.Task[None] | None = None  # the commit the newest one waits for
 
     @property
     def busy(self) -> bool:
@@ -134,13 +137,28 @@ class AtLeastOnce:
         acks = await hand_over(self._producer, merged(out.records)) if out.records else None
         waited = time.perf_counter()
         try:
-            await self.settle()
+            await self._previous_delivered()
             out.stats.phases.append(("handover_wait", time.perf_counter() - waited))
         except BaseException:
             if acks is not None:
                 acks.close()  # never awaited: the node starts over and re-reads the batch
             raise
         self._inflight = asyncio.create_task(self._complete(acks, out))
+
+    async def _previous_delivered(self) -> None:
+        """Wait for the previous batch's delivery, and for the group commit before its own: the
+        previous batch's commit stays in flight (a round trip to the group coordinator that every
+        batch used to wait for), and at most one commit is ever pending behind the one in
+        flight. Raises what failed either (a commit that hung: the node starts over)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task  # queues its batch's commit behind the one in flight
+        older, self._behind = self._behind, None
+        if older is None:
+            return
+        await asyncio.wait({older})  # not `await`: its cancellation (a revocation) is not ours
+        if not older.cancelled():
+            older.result()
 
     async def _complete(self, acks: Coroutine[Any, Any, None] | None, out: BatchOut) -> None:
         """Outputs acknowledged, then state, then offsets: a replayed event is only dropped as a
@@ -157,6 +175,7 @@ class AtLeastOnce:
             out.acked.update(await (await hand_over(self._producer, merged(out.changes))))
             out.stats.phases.append(("changelog_acks", time.perf_counter() - sent_at))
         if out.offsets:
+            self._behind = self._committing
             self._committing = asyncio.create_task(self._commit_after(self._committing, out.offsets))
         self._events.delivered(out)
 
@@ -184,6 +203,7 @@ class AtLeastOnce:
         task, self._inflight = self._inflight, None
         if task is not None:
             await task
+        self._behind = None  # waited for below, with the newest
         committing = self._committing
         if committing is None:
             return

@@ -1,0 +1,63 @@
+"""A RocksDB store's exact key count when its writes reuse what its reads found (issue 25): reads
+and writes of data and index keys in any order, against a dict as the reference."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_orch.state.rocks import INDEX_PREFIX, RocksStore
+from stream_orch.state.store import TOMBSTONE
+
+KEYS = [*"abcdef", *(f"{INDEX_PREFIX}{i}" for i in range(4))]  # data and index keys
+
+
+def _check(store: RocksStore, reference: dict[str, int]) -> None:
+    assert len(store) == len(reference)
+    for key in KEYS:
+        assert store.get(key) == reference.get(key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_key_count_stays_exact_whatever_was_read_before_a_write(tmp_path_factory, seed: int) -> None:
+    rng = random.Random(seed)
+    path: Path = tmp_path_factory.mktemp("hints") / "0"
+    store = RocksStore(path)
+    reference: dict[str, int] = {}
+    try:
+        for step in range(40):
+            for key in rng.sample(KEYS, rng.randint(0, 4)):  # a batch reads some keys ...
+                assert store.get(key) == reference.get(key)
+            changes: dict[str, object] = {}
+            for key in rng.sample(KEYS, rng.randint(0, 5)):  # ... and writes or deletes others
+                changes[key] = TOMBSTONE if rng.random() < 0.35 else step
+            store.write(changes, step)
+            for key, value in changes.items():
+                if value is TOMBSTONE:
+                    reference.pop(key, None)
+                else:
+                    reference[key] = value  # type: ignore[assignment]
+            assert len(store) == len(reference)
+        _check(store, reference)
+        store.close()
+        store = RocksStore(path)
+        _check(store, reference)  # the count written with the data, as counted
+    finally:
+        store.close()
+
+
+def test_a_key_read_as_absent_and_written_since_is_counted_once_when_deleted(tmp_path: Path) -> None:
+    store = RocksStore(tmp_path / "0")
+    try:
+        store.write({"other": 1}, 1)
+        assert store.get("k") is None  # read: absent
+        store.write({"k": 1}, 2)  # written since: the read's finding no longer holds
+        store.write({"k": TOMBSTONE}, 3)
+        assert len(store) == 1
+        assert store.get("k") is None and store.get("other") == 1
+    finally:
+        store.close()
