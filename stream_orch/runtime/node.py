@@ -44,6 +44,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
+from stream_orch.transport.consumer_view import consumer_view, seek_committed
 from stream_orch.transport.metadata import wait_for_metadata
 
 log = logging.getLogger(__name__)
@@ -438,7 +439,8 @@ class NodeRunner:
         try:
             partitions = {tp.partition for tp in assigned}
             await self._delivery.assign(partitions)
-            await self._seek_committed(sorted(assigned))
+            if self._consumer is not None:
+                await seek_committed(self._consumer, sorted(assigned), COMMIT_TIMEOUT_S)
             owned = {(tp.topic, tp.partition) for tp in assigned}
             for sink in self._sinks.values():
                 await sink.on_assign(owned)
@@ -464,48 +466,17 @@ class NodeRunner:
             self.recovering = False
             self._observer.recovering(self, False)
 
-    async def _seek_committed(self, partitions: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is None or not partitions:
-            return
-        committed = await asyncio.wait_for(
-            asyncio.gather(*(consumer.committed(tp) for tp in partitions)), COMMIT_TIMEOUT_S
-        )
-        beginning = []
-        for tp, offset in zip(partitions, committed, strict=True):
-            if offset is None or offset < 0:
-                beginning.append(tp)  # never committed: auto_offset_reset=earliest
-            else:
-                consumer.seek(tp, offset)
-        if beginning:
-            await consumer.seek_to_beginning(*beginning)
-
     def describe(self) -> dict[str, Any]:
-        """The consumer's view of its group and partitions, for the SIGUSR1 dump. Reads aiokafka
-        internals (there is no public, synchronous way to get positions); best effort."""
+        """The node and its consumer's view of its group and partitions, for the SIGUSR1 dump."""
         consumer = self._consumer
         if consumer is None:
             return {"node": self.name, "consumer": None, "restarts": self.restarts}
-        coordinator = getattr(consumer, "_coordinator", None)
-        parts = {}
-        for tp in sorted(consumer.assignment()):
-            with contextlib.suppress(Exception):
-                parts[f"{tp.topic}[{tp.partition}]"] = (
-                    consumer._subscription.subscription.assignment.state_value(tp).position
-                    if consumer._subscription.subscription
-                    else None,
-                    consumer.highwater(tp),
-                )
         return {
             "node": self.name,
             "restarts": self.restarts,
             "processing": self.spec.processing,
             "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assigned),
-            "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.paused()),
-            "coordinator_id": getattr(coordinator, "coordinator_id", None),
-            "generation": getattr(coordinator, "generation", None),
-            "member_id": getattr(coordinator, "member_id", None),
-            "position_highwater": parts,
+            **consumer_view(consumer),
             "delivery_busy": self._delivery.busy,
         }
 

@@ -1,0 +1,54 @@
+"""Where a node's consumer stands: seeking its partitions to the group's committed offsets on a
+take-over, and reading its group and positions for the SIGUSR1 dump. Both touch the consumer
+only; the dump reads aiokafka internals (there is no public, synchronous way to get positions),
+best effort, so that knowledge stays in the transport package."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def seek_committed(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float
+) -> None:
+    """Each of ``partitions`` at its committed offset; one never committed at its beginning
+    (auto_offset_reset=earliest)."""
+    if not partitions:
+        return
+    committed = await asyncio.wait_for(
+        asyncio.gather(*(consumer.committed(tp) for tp in partitions)), timeout_s
+    )
+    beginning = []
+    for tp, offset in zip(partitions, committed, strict=True):
+        if offset is None or offset < 0:
+            beginning.append(tp)
+        else:
+            consumer.seek(tp, offset)
+    if beginning:
+        await consumer.seek_to_beginning(*beginning)
+
+
+def consumer_view(consumer: AIOKafkaConsumer) -> dict[str, Any]:
+    """The consumer's group (coordinator, generation, member id), its paused partitions and each
+    assigned partition's (position, high watermark)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    parts = {}
+    for tp in sorted(consumer.assignment()):
+        with contextlib.suppress(Exception):
+            parts[f"{tp.topic}[{tp.partition}]"] = (
+                consumer._subscription.subscription.assignment.state_value(tp).position
+                if consumer._subscription.subscription
+                else None,
+                consumer.highwater(tp),
+            )
+    return {
+        "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.paused()),
+        "coordinator_id": getattr(coordinator, "coordinator_id", None),
+        "generation": getattr(coordinator, "generation", None),
+        "member_id": getattr(coordinator, "member_id", None),
+        "position_highwater": parts,
+    }
