@@ -46,8 +46,8 @@ from benchmarks import env
 from benchmarks.contenders.engine import ENV, FRAUD_TOPICS, FRAUD_TOPOLOGY, SCHEMAS, _stream_orch, render
 from benchmarks.data import make_dataset, produce_records
 from benchmarks.kafka import PARTITIONS, create_topics, delete_topics
+from benchmarks.latency import PacedProducer
 from benchmarks.machine import cpu_model
-from benchmarks.measure import PacedProducer
 from benchmarks.procs import Worker, install_cleanup
 from benchmarks.rounds import quantile
 

@@ -26,7 +26,8 @@ from typing import Any
 from benchmarks import machine
 from benchmarks.data import make_customers, produce_records
 from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
-from benchmarks.measure import PacedProducer, RunFailed, _check_alive, _start
+from benchmarks.latency import PacedProducer
+from benchmarks.measure import RunFailed, _check_alive, _start
 from benchmarks.procs import TreeSampler
 from benchmarks.runner import log, one_contender
 

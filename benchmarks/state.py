@@ -241,7 +241,8 @@ async def restart(keys: int, rate: int, bootstrap: str) -> dict[str, Any]:
     from benchmarks import env as benv
     from benchmarks.data import make_customers, produce_records
     from benchmarks.kafka import PARTITIONS, OffsetWatcher, create_topics, delete_topics, sweep_topics
-    from benchmarks.measure import PacedProducer, _check_alive, _start, _worker_env
+    from benchmarks.latency import PacedProducer
+    from benchmarks.measure import _check_alive, _start, _worker_env
     from benchmarks.runner import one_contender
     from stream_orch.state.store import store_opener
 

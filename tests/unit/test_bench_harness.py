@@ -12,7 +12,8 @@ from benchmarks import env, rounds
 from benchmarks import fraud_logic as fl
 from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
-from benchmarks.measure import percentile, sustained
+from benchmarks.latency import percentile
+from benchmarks.measure import sustained
 from benchmarks.procs import wait_quiet, window_cores
 from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
