@@ -153,7 +153,12 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 page.wait_for_function(
                     f"{ROW}.querySelector('.status').textContent === 'STOP'", timeout=60_000
                 )
-                assert "STOP" in page.text_content("[id='v-node:score_transactions'] .figure")
+                # the graph's box says it too (waited for: it may be drawn a poll after the row)
+                page.wait_for_function(
+                    "document.querySelector(\"[id='v-node:score_transactions'] .figure\")"
+                    ".textContent.includes('STOP')",
+                    timeout=15_000,
+                )
             finally:
                 os.kill(worker.proc.pid, signal.SIGCONT)
             # it goes on: the lag is worked off and the status is OK again
@@ -184,7 +189,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 f"{ROW}.querySelector('.worker').textContent === 'down'",
                 timeout=30_000,
             )
-            assert problems == []
+            assert problems == [], f"console errors in the page: {problems}"
             browser.close()
     finally:
         if console is not None:
