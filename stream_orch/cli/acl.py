@@ -10,9 +10,9 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.security.acls import plan_acls, principal_of
 from stream_orch.settings import Settings
-from stream_orch.topology.loader import SpecError, load_topology
 from stream_orch.transport.connect import start_client
 from stream_orch.transport.security_admin import create_acls
 
@@ -42,12 +42,10 @@ def register(subparsers: Any) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        spec = load_topology(args.file).spec
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = load_or_report(args.file)
+    if loaded is None:
         return 1
+    spec = loaded.spec
     principal = principal_of(args.user)
     acls = plan_acls(
         spec, audit_topic=settings.audit_topic if settings.audit else None, create_topics=args.create_topics

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.cli.schemas_dir import add_schemas_option
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.topology.catalog import build_catalog
 from stream_orch.topology.catalog_markdown import to_markdown
 from stream_orch.topology.catalog_openlineage import dumps, to_openlineage
 from stream_orch.topology.lint import has_errors, lint
-from stream_orch.topology.loader import SpecError, find_schemas_dir, load_topology
+from stream_orch.topology.loader import find_schemas_dir
 from stream_orch.topology.schema_fields import SchemaFields
 
 
@@ -46,11 +47,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     names: dict[str, Path] = {}
     for path in args.files:
-        try:
-            loaded = load_topology(path)
-        except SpecError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
+        loaded = load_or_report(path)
+        if loaded is None:
             failed = True
             continue
         if loaded.spec.topology in names:

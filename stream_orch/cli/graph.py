@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.cli.schemas_dir import add_schemas_option
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.settings import Settings
 from stream_orch.topology.graph import build_graph, to_dot, to_mermaid
 from stream_orch.topology.lint import lint
-from stream_orch.topology.loader import SchemasNotFound, SpecError, find_schemas_dir, load_topology
+from stream_orch.topology.loader import SchemasNotFound, find_schemas_dir
 
 
 def register(subparsers: Any) -> None:
@@ -30,11 +31,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        loaded = load_topology(args.file)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = load_or_report(args.file)
+    if loaded is None:
         return 1
     try:
         schemas: Path | None = find_schemas_dir(args.file, args.schemas)

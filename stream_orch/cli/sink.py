@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from stream_orch.audit.events import AuditSubject
 from stream_orch.cli.schemas_dir import add_schemas_option, find_schemas_dir
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.settings import Settings
 from stream_orch.topology.lint import lint
-from stream_orch.topology.loader import SpecError, load_topology
 
 if TYPE_CHECKING:
     from stream_orch.sinks.postgres_init import TargetTable
@@ -43,11 +43,8 @@ def register(subparsers: Any) -> None:
 def run_init(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.sinks.postgres_init import script, target_tables
 
-    try:
-        loaded = load_topology(args.file)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = load_or_report(args.file)
+    if loaded is None:
         return 1
     schemas_dir = find_schemas_dir(args.file, args.schemas)
     errors = [p for p in lint(loaded, schemas_dir) if p.severity == "error"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_orch.cli.schemas_dir import add_schemas_option
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.settings import Settings
 
 
@@ -45,14 +46,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_orch.testing import TopologyTestDriver
     from stream_orch.testing.cases import check_cases, read_cases, run_case
     from stream_orch.topology.lint import has_errors, lint
-    from stream_orch.topology.loader import SpecError, find_schemas_dir, load_topology
+    from stream_orch.topology.loader import find_schemas_dir
 
     cases, _ = read_cases(args.cases)  # CasesError: one line, exit 2
-    try:
-        loaded = load_topology(args.topology, {**os.environ, **cases.env})
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = load_or_report(args.topology, {**os.environ, **cases.env})
+    if loaded is None:
         return 1
     schema_dir = find_schemas_dir(args.topology, args.schemas)  # the error names the folders tried
     problems = lint(loaded, schema_dir)

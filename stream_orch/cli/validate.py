@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from stream_orch.cli.schemas_dir import add_schemas_option
+from stream_orch.cli.topology_file import load_or_report
 from stream_orch.settings import Settings
 from stream_orch.topology.lint import has_errors, lint
-from stream_orch.topology.loader import SpecError, load_topology
 from stream_orch.topology.yaml_reader import MAX_BYTES, MAX_DEPTH, MAX_VALUES
 
 
@@ -32,11 +33,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        loaded = load_topology(args.file)
-    except SpecError as exc:
-        for problem in exc.problems:
-            print(problem)
+    loaded = load_or_report(args.file, out=sys.stdout)
+    if loaded is None:
         return 1
     problems = lint(loaded, args.schemas)
     for problem in problems:
