@@ -62,6 +62,9 @@ Sources = dict[str, list[int]]  # source -> [greatest event time, last heard (wo
 #: how long a join's or sliding aggregate's source may be silent (a window has `idle_timeout`)
 IDLE_DEFAULT_MS = 60_000
 
+#: a gap longer than idle_timeout / PAUSE_PART in everything a partition hears is a pause
+PAUSE_PART = 4
+
 
 def watched_topics(spec: TopologySpec) -> dict[str, str]:
     """Topic -> the event-time field of the step that reads it, for every topic a node with
@@ -141,10 +144,6 @@ def hear(
         return False
     have[0] = mark
     return True
-
-
-#: a gap longer than idle_timeout / PAUSE_PART in everything a partition hears is a pause
-PAUSE_PART = 4
 
 
 def _resume(sources: Sources, now: int, pause_ms: int) -> None:
