@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="py-spy --native: C frames (orjson, RocksDB, the record builder) too",
     )
+    prof.add_argument(
+        "--rate",
+        type=int,
+        default=100,
+        help="samples per second (100: about 1,000 samples for a 100k-record fraud run, too few for "
+        "line-level shares; 1000 for those)",
+    )
 
     sub.add_parser("list", help="the contenders and whether each can run here")
     clean = sub.add_parser("clean", help="delete the topics a killed run left (bench.<RUN_ID>.*)")
@@ -132,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(
             profile_run(
-                args.contender, args.records, args.format, args.out, args.bootstrap, native=args.native
+                args.contender,
+                args.records,
+                args.format,
+                args.out,
+                args.bootstrap,
+                rate=args.rate,
+                native=args.native,
             )
         )
         return 0

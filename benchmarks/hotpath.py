@@ -203,11 +203,11 @@ async def one_pass(
         for table in node.local_tables:
             if hasattr(table, "seal"):  # tables that keep a batch's writes until the changelog has them
                 sealed.append(table.seal())
-                changes = sealed[-1].changes()
+                for partition, records in sealed[-1].changelog().items():  # as NodeRunner does
+                    state.extend(partition, table.changelog, partition, records)
             else:
-                changes = table.drain_changes()
-            for partition, key, value in changes:
-                state.add(partition, table.changelog, key, value, partition=partition)
+                for partition, key, value in table.drain_changes():
+                    state.add(partition, table.changelog, key, value, partition=partition)
         state_out = state.take()
         spent["changelog"] += _clock() - t0
         by_task = outbox.take()

@@ -7,6 +7,7 @@ Every contender is a separate process that reads its topics and group from the v
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,29 @@ def _kstreams(kind: Kind, processing: str) -> Contender:
         f"{KSTREAMS_APPS[kind]}, {'exactly_once_v2' if eos else 'at_least_once'}",
         unavailable=kstreams.unavailable,
         transactional=eos,
+    )
+
+
+# A/B of two versions of the engine in one run (CPU per event compares only within a run on a
+# shared machine): BENCH_AB_CHECKOUT names another checkout of the project (``git archive
+# <commit> | tar -x -C DIR``), whose engine the ``*_ab`` twins of the entries below run.
+AB_CHECKOUT = os.environ.get("BENCH_AB_CHECKOUT", "")
+_AB_TOPOLOGIES = {
+    "engine_forward": (engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS, None),
+    "engine_fraud": (engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, ALO),
+}
+
+
+def _ab(name: str) -> Contender:
+    topology, topics, processing = _AB_TOPOLOGIES[name]
+    return Contender(
+        f"{name}_ab",
+        "forward" if name == "engine_forward" else "fraud",
+        engine.command(topology, topics, processing=processing, checkout=AB_CHECKOUT or None),
+        f"{name} with the engine of BENCH_AB_CHECKOUT ({AB_CHECKOUT or 'not set'})",
+        unavailable=lambda: None if AB_CHECKOUT else "BENCH_AB_CHECKOUT is not set",
+        extra_env=engine.ENV,
+        ours=True,
     )
 
 
@@ -267,6 +291,7 @@ CONTENDERS: tuple[Contender, ...] = (
         transactional=True,
     ),
     *(_kstreams(kind, processing) for kind in KSTREAMS_APPS for processing in (ALO, EOS)),  # type: ignore[arg-type]
+    *(_ab(name) for name in ("engine_forward", "engine_fraud")),
 )
 
 BY_NAME = {c.name: c for c in CONTENDERS}

@@ -66,6 +66,9 @@ ENV = {
 }
 
 
+AT = "benchmarks.contenders.engine_at"
+
+
 def _stream_orch() -> str:
     exe = Path(sys.executable).with_name("stream-orch")
     return str(exe) if exe.exists() else "stream-orch"
@@ -141,9 +144,11 @@ def command(
     store: str | None = None,
     models: bool = True,
     processes: int = 1,
+    checkout: str | None = None,
 ) -> Callable[[dict[str, str], Path], list[str]]:
     """argv for one worker (``processes`` > 1: a supervisor of that many): render the per-run
-    copy into its state dir, run it."""
+    copy into its state dir, run it (``checkout``: with the engine of that other checkout,
+    ``engine_at.py``)."""
 
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
@@ -151,7 +156,8 @@ def command(
         data = render(topology, topics, run_env, processing, store, models)
         rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         more = ["--processes", str(processes)] if processes > 1 else []
-        return [_stream_orch(), "run", str(rendered), "--schemas", str(SCHEMAS), *more]
+        run = [_stream_orch()] if checkout is None else [sys.executable, "-m", AT, checkout]
+        return [*run, "run", str(rendered), "--schemas", str(SCHEMAS), *more]
 
     return argv
 

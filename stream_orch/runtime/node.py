@@ -356,11 +356,11 @@ class NodeRunner:
                 await self._delivery.submit(BatchOut({}, {}, offsets))
 
     def _changelog_records(self, sealed: list[Sealed]) -> dict[int, Pending]:
-        add = self._state.add
+        extend = self._state.extend
         for batch in sealed:
             changelog = batch.table.changelog
-            for partition, key, value in batch.changes():
-                add(partition, changelog, key, value, partition=partition)
+            for partition, records in batch.changelog().items():
+                extend(partition, changelog, partition, records)
         return self._state.take()
 
     def _maybe_prune(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
@@ -149,6 +150,15 @@ class Outbox:
                 lists[partition] = same
             same.append(record)
 
+    def extend(self, task: int, topic: str, partition: int, records: list[Record]) -> None:
+        """Records of one task for one partition of ``topic``, in order (a table's changelog
+        records of one partition: no lookup, no call per record)."""
+        same = self._pending.get((task, topic, partition))
+        if same is None:
+            self._pending[(task, topic, partition)] = list(records)
+        else:
+            same.extend(records)
+
     def partition_count(self, topic: str) -> int:
         return self._partitions.count(topic)
 
@@ -203,20 +213,38 @@ async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, 
     sent: list[tuple[asyncio.Future[Any], int]] = []  # (future of a record batch, its record count)
     for (topic, partition), records in pending.items():
         batch = producer.create_batch()
-        for key, value, ts, headers in records:
-            if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
-                if batch.record_count() == 0:
-                    raise ValueError(f"record of {len(value or b'')} bytes does not fit a batch for {topic}")
-                count = batch.record_count()
-                batch.close()
-                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
-                    raise ValueError(f"record of {len(value or b'')} bytes is larger than max_batch_size")
-        count = batch.record_count()
-        batch.close()
-        sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+        n = _fill(batch, records, 0, topic)
+        while n < len(records):  # the batch is full: send it, the rest goes into the next
+            sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
+            batch = producer.create_batch()
+            n = _fill(batch, records, n, topic)
+        sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
     return _acknowledged(sent)
+
+
+def _fill(batch: BatchBuilder, records: list[Record], start: int, topic: str) -> int:
+    """Append ``records[start:]`` to ``batch`` until it is full; returns where it stopped. The
+    batch is closed.
+
+    Appends go to the batch's record builder itself (aiokafka's C ``DefaultRecordBatchBuilder``):
+    ``BatchBuilder.append``'s keyword call, serializer hooks (none: our records are bytes) and
+    bookkeeping cost about 0.15 µs per record, a sixth of an append with our lineage headers.
+    The builder takes the record's offset within the batch; ``BatchBuilder`` counts the records
+    in ``_relative_offset``, set here as its ``append`` would have."""
+    append = batch._builder.append
+    offset = 0
+    n = start
+    for key, value, ts, headers in itertools.islice(records, start, None):
+        if append(offset, ts, key, value, headers) is None:
+            break
+        offset += 1
+        n += 1
+    if offset == 0 and n < len(records):
+        value = records[n][1]
+        raise ValueError(f"record of {len(value or b'')} bytes does not fit a batch for {topic}")
+    batch._relative_offset = offset
+    batch.close()
+    return n
 
 
 async def _acknowledged(sent: list[tuple[asyncio.Future[Any], int]]) -> Acked:

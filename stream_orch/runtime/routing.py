@@ -169,9 +169,12 @@ class Router:
                     if target.setters:
                         out_key, payload = target.render(value, key)
                     else:
-                        payload = (
-                            rendered[same_as][2] if same_as >= 0 else target.encode(target.project(value))
-                        )
+                        if same_as >= 0:
+                            payload = rendered[same_as][2]
+                        elif target.project is dict:  # no schema, no `set`: nothing to copy
+                            payload = target.encode(value)
+                        else:
+                            payload = target.encode(target.project(value))
                         if target.key_field is None:
                             out_key = key
                         else:
@@ -203,7 +206,7 @@ class Router:
             prefix = by_partition.get(event.source_partition) if by_partition is not None else None
             if prefix is None:
                 prefix = self._prefix(event.source_topic, event.source_partition)
-            headers = [*prefix, (src_offset, str(event.source_offset).encode()), processed_at]
+            headers = [*prefix, (src_offset, b"%d" % event.source_offset), processed_at]
             if event.headers:
                 headers.extend(user_headers(event.headers))
             timestamp, task = event.timestamp, event.partition

@@ -33,6 +33,19 @@ from stream_orch.state.store import TOMBSTONE, MemoryStore, Store
 log = logging.getLogger(__name__)
 
 Overlay = dict[int, dict[str, Any]]  # partition -> key -> value (TOMBSTONE: deleted)
+_NO_HEADERS: list[Any] = []  # a changelog record's headers; never mutated
+_I64_MIN, _U64_END = -(2**63), 2**64  # the integers orjson writes (it refuses the others)
+
+
+def _json(value: Any) -> bytes | None:
+    """``value`` as orjson writes it, in a bytes object of its own (None: a tombstone). An int
+    (most table values: a dedupe's times, counters) is its decimal digits, as orjson writes it,
+    at a third of the cost of orjson plus the copy out of its buffer."""
+    if value.__class__ is int and _I64_MIN <= value < _U64_END:
+        return b"%d" % value
+    if value is TOMBSTONE:
+        return None
+    return memoryview(orjson.dumps(value)).tobytes()
 
 
 class Sealed:
@@ -52,17 +65,19 @@ class Sealed:
 
     def changes(self) -> list[tuple[int, bytes, bytes | None]]:
         """The changelog records: (partition, key, value or None for a tombstone)."""
+        return [(p, key, raw) for p, records in self.changelog().items() for key, raw, _, _ in records]
+
+    def changelog(self) -> dict[int, list[tuple[bytes, bytes | None, None, list[Any]]]]:
+        """The changelog records by partition, in the shape the runtime's outbox sends: (key,
+        value or None for a tombstone, no timestamp, no headers). One record per key written in
+        the batch: a key written many times goes out once, with its last value."""
         # copied out of orjson's page-sized buffer: kept until acknowledged, each would hold a page.
         # The bytes are kept for land(): a store that keeps JSON (RocksDB) takes them as they are
         # instead of encoding every value a second time.
-        dumps = orjson.dumps
-        out: list[tuple[int, bytes, bytes | None]] = []
+        out: dict[int, list[tuple[bytes, bytes | None, None, list[Any]]]] = {}
         for partition, writes in self.overlay.items():
-            encoded = self.encoded[partition] = {
-                key: None if value is TOMBSTONE else memoryview(dumps(value)).tobytes()
-                for key, value in writes.items()
-            }
-            out.extend((partition, key.encode(), raw) for key, raw in encoded.items())
+            encoded = self.encoded[partition] = {key: _json(value) for key, value in writes.items()}
+            out[partition] = [(key.encode(), raw, None, _NO_HEADERS) for key, raw in encoded.items()]
         return out
 
     def land(self, acked: dict[tuple[str, int], int]) -> None:

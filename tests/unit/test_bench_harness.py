@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from benchmarks.measure import sustained
 from benchmarks.procs import wait_quiet, window_cores
 from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
+
+REPO = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- measurement
 
@@ -220,11 +224,34 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         "engine_join",
         "engine_join_eos",
         *(f"kstreams_{k}{eos}" for k in ("forward", "window", "join", "fraud") for eos in ("", "_eos")),
+        "engine_forward_ab",
+        "engine_fraud_ab",
     ]
     for c in CONTENDERS:
         assert c.kind in ("forward", "fraud", "window", "join")
         if not c.ours:
             assert c.argv({}, Path("/tmp"))[0]
+
+
+def test_an_ab_contender_runs_the_engine_of_the_other_checkout(tmp_path: Path) -> None:
+    argv = engine.command(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS, checkout="/other")
+    dummy = {v: f"bench.check.{v.lower()}" for v in (env.TOPOLOGY, *env.FRAUD_TOPICS, env.OUTPUT)}
+    args = argv(dummy, tmp_path)
+    assert args[1:4] == ["-m", "benchmarks.contenders.engine_at", "/other"] and args[4] == "run"
+    assert engine.command(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS)(dummy, tmp_path)[1] == "run"
+
+
+def test_the_ab_launcher_imports_the_engine_of_the_other_checkout(tmp_path: Path) -> None:
+    fake = tmp_path / "stream_orch" / "cli"
+    fake.mkdir(parents=True)
+    (tmp_path / "stream_orch" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "main.py").write_text("import sys\ndef main():\n    print('other', sys.argv[1:])\n    return 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.contenders.engine_at", str(tmp_path), "run", "x.yaml"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (3, "other ['run', 'x.yaml']\n"), proc.stderr
 
 
 def test_kstreams_contenders_are_skipped_with_one_line_without_java_or_maven(
