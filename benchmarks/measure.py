@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,12 +306,14 @@ async def _latency_phase(
     drain_s: float,
     warmup: int,
     warmup_s: float = 0.0,
+    on_window: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Offer ``rate`` events/s and collect latencies, after a warm-up unless the process is warm.
 
     Warm-up: ``warmup`` records that must come through (the process is consuming), then
     ``warmup_s`` seconds at the offered rate, unmeasured (frameworks are slower in their first
-    seconds: lazy imports, caches, first rebalance settling).
+    seconds: lazy imports, caches, first rebalance settling). ``on_window("start"|"end")`` is
+    awaited around the measured window (benchmarks/latency_ab.py reads the worker's phases there).
     """
     producer = PacedProducer(ctx.bootstrap, topics.input, profiles, seed=rate)
     probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(kind))
@@ -333,6 +336,8 @@ async def _latency_phase(
             await asyncio.sleep(0.05)
         if warmup_s > 0:  # the same rate, unmeasured, straight into the measured phase
             await producer.run(rate, warmup_s, prefix="W")
+        if on_window is not None:
+            await on_window("start")
         cpu0, host0, t0 = sampler.sample(), host_sampler.sample(), time.perf_counter()
         sent, achieved = await producer.run(rate, seconds)
         deadline = time.perf_counter() + drain_s
@@ -341,6 +346,8 @@ async def _latency_phase(
             sampler.sample()
             await asyncio.sleep(0.05)
         cpu1, host1, t1 = sampler.sample(), host_sampler.sample(), time.perf_counter()
+        if on_window is not None:
+            await on_window("end")
         lat = sorted(probe.latencies_ms)
         received = len(lat)
         return {
@@ -377,6 +384,7 @@ async def latency_run(
     rate: int,
     seconds: float,
     drain_s: float = 10.0,
+    on_window: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Start the contender on an empty topic, warm it up, then offer ``rate`` events/s."""
     prefix = f"bench.{ctx.run_id}.{c.name}.lat{rate}"
@@ -387,8 +395,9 @@ async def latency_run(
     procs = _start(ctx, c, topics, prefix, 1)
     try:
         return await _latency_phase(
-            ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s, warmup=50, warmup_s=LATENCY_WARMUP_S
-        )
+            ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s,
+            warmup=50, warmup_s=LATENCY_WARMUP_S, on_window=on_window,
+        )  # fmt: skip
     finally:
         await _cleanup(ctx, procs, all_topics, prefix)
 
