@@ -15,13 +15,16 @@ a read_committed reader). Trees alternate (A B, B A, A B ...), so a load change 
 slows its neighbour too; every run logs the cores other processes used (``window_cores``), and
 ``uptime``'s load average is printed at the start and end. A tree is a checkout of this repository:
 its ``stream_orch`` is the one the worker imports (the harness puts the tree first on the
-worker's PYTHONPATH).
+worker's PYTHONPATH). ``--together`` runs the trees' workers at the same time instead, each at the
+rate on its own topics and metrics port: a pair then meets the same load from others (each is
+also load for the other; its ``others`` cores include the other worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import statistics
@@ -32,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import procs
+from benchmarks import measure, procs
 from benchmarks.contenders import BY_NAME
 from benchmarks.contenders import engine as engine_entry
 from benchmarks.data import make_dataset, produce_records
@@ -43,6 +46,20 @@ from benchmarks.phases import quantile, scrape
 from benchmarks.procs import wait_quiet
 
 Buckets = dict[tuple[str, str], list[tuple[float, float]]]
+# the tree and metrics port of the run in this task (--together runs several at once)
+_RUN: contextvars.ContextVar[tuple[Path, int]] = contextvars.ContextVar("run")
+_start = measure._start
+
+
+def _start_in_tree(*args: Any, **kwargs: Any) -> Any:
+    """measure._start with this task's tree first on the worker's PYTHONPATH and its own port."""
+    tree, port = _RUN.get()
+    procs.REPO = tree  # read when the worker process is made, inside this call
+    engine_entry.ENV["STREAM_ORCH_METRICS_PORT"] = str(port)
+    return _start(*args, **kwargs)
+
+
+measure._start = _start_in_tree
 
 
 def window(before: Buckets | None, after: Buckets | None) -> Buckets:
@@ -96,7 +113,7 @@ class Window:
 
 
 async def one_run(
-    args: argparse.Namespace, tree: Path, profiles: list[dict[str, Any]], customers: str
+    args: argparse.Namespace, tree: Path, profiles: list[dict[str, Any]], customers: str, port: int
 ) -> dict[str, Any]:
     contender = BY_NAME[args.contender]
     run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
@@ -104,8 +121,8 @@ async def one_run(
     ctx.broker_pids = args.broker_pids
     prefix = f"bench.{run_id}.{contender.name}.lat{args.rate}"
     topic = RunTopics(prefix, f"{prefix}.in", customers).latency_topic(contender.kind)
-    on_window = Window(args.bootstrap, args.port, lambda: topic)
-    procs.REPO = tree  # the worker imports this tree's stream_orch (first on its PYTHONPATH)
+    on_window = Window(args.bootstrap, port, lambda: topic)
+    _RUN.set((tree, port))  # the worker imports this tree's stream_orch (first on its PYTHONPATH)
     await wait_quiet(args.broker_pids, timeout_s=10.0)
     try:
         lat = await latency_run(
@@ -153,8 +170,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for rnd in range(args.rounds):
             order = trees if rnd % 2 == 0 else trees[::-1]
-            for name, tree in order:
-                r = await one_run(args, tree, data.customers, customers)
+            if args.together:  # at once, each on its own topics: the same load for all
+                runs = [
+                    one_run(args, t, data.customers, customers, args.port + i)
+                    for i, (_, t) in enumerate(order)
+                ]
+                done = await asyncio.gather(*runs)
+            else:
+                done = [await one_run(args, t, data.customers, customers, args.port) for _, t in order]
+            for (name, _), r in zip(order, done, strict=True):
                 r["round"] = rnd
                 results[name].append(r)
                 print(f"[{time.strftime('%H:%M:%S')}] round {rnd + 1} " + _line(name, r), flush=True)
@@ -183,6 +207,12 @@ def main() -> None:
     parser.add_argument("--tree", action="append", help="NAME=PATH (a checkout); default: this tree")
     parser.add_argument("--port", type=int, default=9464, help="the worker's metrics port")
     parser.add_argument("--customers", type=int, default=2500)
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run the trees' workers at the same time (each at --rate on its own topics): a pair "
+        "meets the same load from others, and each is load for the other",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.tree = args.tree or [f"this={procs.REPO}"]
