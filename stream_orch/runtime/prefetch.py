@@ -17,7 +17,6 @@ start-over), never dropped alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
@@ -41,12 +40,13 @@ class Prefetch:
             fetch = asyncio.ensure_future(
                 self._consumer.getmany(timeout_ms=1000, max_records=self._limit - self._count)
             )
-            await asyncio.wait({fetch, done}, return_when=asyncio.FIRST_COMPLETED)
-            if not fetch.done():
-                # getmany only waits before it takes anything: cancelled there, nothing is lost
-                fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fetch
+            try:
+                await asyncio.wait({fetch, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this task is cancelled: no getmany left running behind it
+                if not fetch.done():
+                    # getmany only waits before it takes anything: cancelled there, nothing is lost
+                    fetch.cancel()
+                    await asyncio.wait({fetch})  # not `await`: its cancellation is not ours
             if fetch.cancelled():
                 break
             self._add(fetch.result())  # raises what the fetch raised, as the loop's getmany would

@@ -25,6 +25,7 @@ class _Consumer:
         self.arrived = asyncio.Event()
         self.calls: list[int] = []  # max_records of each call
         self.error: Exception | None = None
+        self.cancelled = 0  # getmany calls cancelled while waiting
 
     def push(self, tp: TopicPartition, *offsets: int) -> None:
         self.buffer.setdefault(tp, []).extend(offsets)
@@ -40,6 +41,9 @@ class _Consumer:
                 await asyncio.wait_for(self.arrived.wait(), timeout_ms / 1000)
             except TimeoutError:
                 return {}
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if self.error is not None:
             raise self.error
         out: dict[TopicPartition, list[int]] = {}
@@ -128,3 +132,15 @@ async def test_clear_forgets_what_was_taken() -> None:
     prefetch.clear()  # a take-over seeks every partition back to its committed offset
     consumer.push(A, 1)
     assert await prefetch.fetch() == {A: [1]}
+
+
+async def test_cancelling_the_wait_cancels_its_fetch_and_is_not_swallowed() -> None:
+    consumer = _Consumer()
+    prefetch = Prefetch(consumer, limit=100)  # type: ignore[arg-type]
+    previous = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(prefetch.gather(previous))
+    await _ticks()  # its fetch is waiting for records
+    waiting.cancel()  # the worker is stopping
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 1)
+    assert consumer.cancelled == 1  # no getmany left running behind it
