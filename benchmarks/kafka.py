@@ -148,3 +148,28 @@ async def committed_at_least(
         if time.perf_counter() > deadline:
             raise RuntimeError(f"only {records}/{expected} records committed within {timeout_s:.0f} s")
         await asyncio.sleep(0.5)
+
+
+async def members_ready(bootstrap: str, prefix: str, members: int, interval_s: float = 0.1) -> float:
+    """Wait until every consumer group ``prefix`` or ``prefix.*`` (a contender's groups) is Stable
+    with at least ``members`` members, i.e. all its processes hold partitions; returns that moment
+    (``time.perf_counter()``). Runs until cancelled when no such group ever forms."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            with contextlib.suppress(Exception):  # the groups are being created: ask again
+                names = [g[0] for g in await admin.list_consumer_groups() if _of(str(g[0]), prefix)]
+                if names:
+                    items = [i for r in await admin.describe_consumer_groups(names) for i in r.groups or []]
+                    if len(items) == len(names) and all(
+                        i[2] == "Stable" and len(i[5]) >= members for i in items
+                    ):
+                        return time.perf_counter()
+            await asyncio.sleep(interval_s)
+    finally:
+        await admin.close()
+
+
+def _of(group: str, prefix: str) -> bool:
+    return group == prefix or group.startswith(prefix + ".")

@@ -37,15 +37,16 @@ class LatencyProbe:
     instant in epoch ms.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, isolation_level: str = "read_committed") -> None:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
             fetch_max_wait_ms=5,
             auto_offset_reset="earliest",
             # what an analyst reading committed data sees; the same as read_uncommitted for
-            # contenders that do not write in transactions
-            isolation_level="read_committed",
+            # contenders that do not write in transactions (read_uncommitted: benchmarks.latency_ab's
+            # second probe, which sees a transaction's records once written)
+            isolation_level=isolation_level,
         )
         self.topic = topic
         self.latencies_ms: list[float] = []

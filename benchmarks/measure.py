@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from benchmarks.kafka import (
     committed_at_least,
     create_topics,
     delete_topics,
+    members_ready,
     sweep_topics,
 )
 from benchmarks.latency import LatencyProbe, PacedProducer, percentile
@@ -145,6 +147,15 @@ def _check_alive(procs: list[Worker]) -> None:
             raise RunFailed(f"worker exited with code {p.proc.returncode}; log {p.log}:\n{p.log_tail()}")
 
 
+def group_start(samples: list[tuple[float, int, float]], ready_at: float | None, expected: int) -> int:
+    """The first sample of the window when a group of several members was complete at ``ready_at``:
+    the last poll before it (0: never complete, or everything was out before it was)."""
+    if ready_at is None:
+        return 0
+    skip = max(0, sum(1 for s in samples if s[0] < ready_at) - 1)
+    return 0 if samples[skip][1] >= expected else skip
+
+
 def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[str, Any]:
     """Throughput and CPU per 1k events from (time, output count, cpu seconds) samples."""
     j = next(i for i, s in enumerate(samples) if s[1] > 0)
@@ -175,13 +186,21 @@ async def _throughput_phase(
     expected: int,
     started: float,
     events_per_output: float = 1.0,
+    members: int = 1,
+    group_prefix: str = "",
 ) -> dict[str, Any]:
     """Poll the counted topics until ``expected`` outputs are there (bounded), then compute.
 
     ``events_per_output``: input events each counted output stands for, when outputs are not one
     per input (``window``: a closed window per merchant and minute; ``join``: an outcome per
     payment, the input being payments + settlements). The rate and CPU per event are converted
-    with it, so every figure is input events; ``outputs_per_s`` keeps the measured rate."""
+    with it, so every figure is input events; ``outputs_per_s`` keeps the measured rate.
+
+    ``members`` > 1 (several processes in one group): the window starts at the last poll before
+    every group of ``group_prefix`` is Stable with that many members. Members join one by one; the
+    first works alone and then stops for the rebalance, which on 100k records was up to two thirds
+    of a 1.4 s window (README, "Why --processes 2 lost"): start-up of the group, as the single
+    process's group join is."""
     kind = c.kind
     total_timeout = STARTUP_TIMEOUT_S + expected / 500 + 30
     samples: list[tuple[float, int, float]] = []
@@ -190,30 +209,39 @@ async def _throughput_phase(
     host_sampler = HostSampler(ctx.broker_pids)
     context_sampler = ContextSampler([p.pid for p in procs])
     context: list[Any] = []
-    async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:
-        last_count, last_progress = 0, started
-        while True:
-            count = await watcher.count()
-            now = time.perf_counter()
-            samples.append((now, count, sampler.sample()))
-            host.append(host_sampler.sample())
-            context.append(context_sampler.sample())
-            if count >= expected:
-                break
-            if count > last_count:
-                last_count, last_progress = count, now
-            _check_alive(procs)
-            if last_count == 0 and now - started > STARTUP_TIMEOUT_S:
-                raise RunFailed(
-                    f"no output after {STARTUP_TIMEOUT_S:.0f} s; log {procs[0].log}:\n{procs[0].log_tail()}"
-                )
-            if last_count and now - last_progress > STALL_TIMEOUT_S:
-                raise RunFailed(f"stalled at {last_count}/{expected} outputs for {STALL_TIMEOUT_S:.0f} s")
-            if now - started > total_timeout:
-                raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
-            await asyncio.sleep(POLL_S)
-    result = sustained(samples, expected)
-    i0, i1 = result.pop("window")
+    ready = (
+        asyncio.ensure_future(members_ready(ctx.bootstrap, group_prefix, members)) if members > 1 else None
+    )
+    try:
+        async with OffsetWatcher(ctx.bootstrap, topics.counted(kind)) as watcher:
+            last_count, last_progress = 0, started
+            while True:
+                count = await watcher.count()
+                now = time.perf_counter()
+                samples.append((now, count, sampler.sample()))
+                host.append(host_sampler.sample())
+                context.append(context_sampler.sample())
+                if count >= expected:
+                    break
+                if count > last_count:
+                    last_count, last_progress = count, now
+                _check_alive(procs)
+                if last_count == 0 and now - started > STARTUP_TIMEOUT_S:
+                    log = f"log {procs[0].log}:\n{procs[0].log_tail()}"
+                    raise RunFailed(f"no output after {STARTUP_TIMEOUT_S:.0f} s; {log}")
+                if last_count and now - last_progress > STALL_TIMEOUT_S:
+                    raise RunFailed(f"stalled at {last_count}/{expected} outputs for {STALL_TIMEOUT_S:.0f} s")
+                if now - started > total_timeout:
+                    raise RunFailed(f"timed out after {total_timeout:.0f} s at {count}/{expected} outputs")
+                await asyncio.sleep(POLL_S)
+    finally:
+        ok = ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None
+        ready_at = ready.result() if ready is not None and ok else None
+        if ready:
+            ready.cancel()
+    skip = group_start(samples, ready_at, expected)
+    result = sustained(samples[skip:], expected)
+    i0, i1 = (i + skip for i in result.pop("window"))
     dt = samples[i1][0] - samples[i0][0]
     result["window_cores"] = window_cores(host[i0], host[i1], samples[i1][2] - samples[i0][2], dt)
     result["context"] = window_context(context[i0 : i1 + 1], dt, result["window_events"])
@@ -230,6 +258,7 @@ async def _throughput_phase(
         workers=len(procs),
         peak_rss_mb=sampler.peak_rss / 2**20,
         startup_s=first[0] - started,
+        group_ready_s=None if ready_at is None else ready_at - started,
         total_s=samples[-1][0] - started,
         cpu_total_s=samples[-1][2],
         outputs=samples[-1][1],
@@ -285,8 +314,9 @@ async def throughput_run(
     procs = _start(ctx, c, topics, prefix, workers)
     try:
         return await _throughput_phase(
-            ctx, procs, topics, c, expected, time.perf_counter(), events_per_output
-        )
+            ctx, procs, topics, c, expected, time.perf_counter(), events_per_output,
+            members=c.members * workers, group_prefix=prefix,
+        )  # fmt: skip
     finally:
         await _cleanup(ctx, procs, topics.outputs(c.kind), prefix)
 
@@ -305,12 +335,14 @@ async def _latency_phase(
     drain_s: float,
     warmup: int,
     warmup_s: float = 0.0,
+    on_window: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Offer ``rate`` events/s and collect latencies, after a warm-up unless the process is warm.
 
     Warm-up: ``warmup`` records that must come through (the process is consuming), then
     ``warmup_s`` seconds at the offered rate, unmeasured (frameworks are slower in their first
-    seconds: lazy imports, caches, first rebalance settling).
+    seconds: lazy imports, caches, first rebalance settling). ``on_window("start"|"end")`` is
+    awaited around the measured window (benchmarks/latency_ab.py reads the worker's phases there).
     """
     producer = PacedProducer(ctx.bootstrap, topics.input, profiles, seed=rate)
     probe = LatencyProbe(ctx.bootstrap, topics.latency_topic(kind))
@@ -333,6 +365,8 @@ async def _latency_phase(
             await asyncio.sleep(0.05)
         if warmup_s > 0:  # the same rate, unmeasured, straight into the measured phase
             await producer.run(rate, warmup_s, prefix="W")
+        if on_window is not None:
+            await on_window("start")
         cpu0, host0, t0 = sampler.sample(), host_sampler.sample(), time.perf_counter()
         sent, achieved = await producer.run(rate, seconds)
         deadline = time.perf_counter() + drain_s
@@ -341,6 +375,8 @@ async def _latency_phase(
             sampler.sample()
             await asyncio.sleep(0.05)
         cpu1, host1, t1 = sampler.sample(), host_sampler.sample(), time.perf_counter()
+        if on_window is not None:
+            await on_window("end")
         lat = sorted(probe.latencies_ms)
         received = len(lat)
         return {
@@ -377,6 +413,7 @@ async def latency_run(
     rate: int,
     seconds: float,
     drain_s: float = 10.0,
+    on_window: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Start the contender on an empty topic, warm it up, then offer ``rate`` events/s."""
     prefix = f"bench.{ctx.run_id}.{c.name}.lat{rate}"
@@ -387,8 +424,9 @@ async def latency_run(
     procs = _start(ctx, c, topics, prefix, 1)
     try:
         return await _latency_phase(
-            ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s, warmup=50, warmup_s=LATENCY_WARMUP_S
-        )
+            ctx, procs, topics, c.kind, profiles, rate, seconds, drain_s,
+            warmup=50, warmup_s=LATENCY_WARMUP_S, on_window=on_window,
+        )  # fmt: skip
     finally:
         await _cleanup(ctx, procs, all_topics, prefix)
 

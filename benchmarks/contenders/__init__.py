@@ -61,6 +61,9 @@ class Contender:
     # writes its outputs in Kafka transactions: commit markers take offsets, so the harness
     # counts its committed records once after the throughput window (measure._count_committed)
     transactional: bool = False
+    # group members per worker process (`--processes N`): the throughput window starts once that
+    # many members (times the workers) hold the input's partitions (measure._members_ready)
+    members: int = 1
 
 
 KSTREAMS_APPS = {
@@ -174,6 +177,7 @@ CONTENDERS: tuple[Contender, ...] = (
         unavailable=engine.unavailable(engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, processing=ALO),
         extra_env=engine.ENV,
         ours=True,
+        members=2,
     ),
     Contender(
         "engine_fraud_memory",
@@ -241,6 +245,7 @@ CONTENDERS: tuple[Contender, ...] = (
         unavailable=engine.unavailable(engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS),
         extra_env=engine.ENV,
         ours=True,
+        members=2,
     ),
     Contender(
         "quix_window",

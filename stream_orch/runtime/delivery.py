@@ -48,6 +48,10 @@ class BatchOut:
     acked: Acked = field(default_factory=dict)  # filled by the delivery: last offsets written
 
 
+# awaited by a hand-over while it waits for the previous batch, with what it waits for
+Meanwhile = Callable[[Awaitable[Any]], Awaitable[None]]
+
+
 class DeliveryEvents(Protocol):
     """What a delivery reports back to its node (the node passes them on to its observer)."""
 
@@ -68,7 +72,14 @@ class Delivery(Protocol):
     async def renew(self) -> None:
         """After a failed batch: replace the clients it may have left unusable."""
 
-    async def submit(self, out: BatchOut) -> None: ...
+    async def submit(self, out: BatchOut, meanwhile: Meanwhile | None = None) -> None:
+        """Hand a batch over; ``meanwhile(previous)``, if given, is awaited while the hand-over
+        waits for the previous batch (``previous``: what it waits for, done when it may go on;
+        the node takes fetched records there). at_least_once sends first and ignores it."""
+
+    def in_flight(self) -> asyncio.Future[None] | None:
+        """What the next hand-over will wait for, while it is not done (None: nothing, or the
+        hand-over does not wait before sending, as at_least_once's)."""
 
     async def settle(self, *, commit: bool = True) -> None:
         """Wait for the batch in flight and raise what failed it. ``commit=False`` (a revocation
@@ -131,7 +142,7 @@ class AtLeastOnce:
             with contextlib.suppress(Exception):
                 await old.stop()
 
-    async def submit(self, out: BatchOut) -> None:
+    async def submit(self, out: BatchOut, meanwhile: Meanwhile | None = None) -> None:
         assert self._producer is not None
         # This batch's outputs leave now, while the previous batch may still be completing.
         acks = await hand_over(self._producer, merged(out.records)) if out.records else None
@@ -144,6 +155,9 @@ class AtLeastOnce:
                 acks.close()  # never awaited: the node starts over and re-reads the batch
             raise
         self._inflight = asyncio.create_task(self._complete(acks, out))
+
+    def in_flight(self) -> asyncio.Future[None] | None:
+        return None  # submit sends a batch's outputs before it waits for the previous batch
 
     async def _previous_delivered(self) -> None:
         """Wait for the previous batch's delivery, and for the group commit before its own: the

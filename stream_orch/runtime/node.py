@@ -33,6 +33,7 @@ from stream_orch.runtime.observer import NullObserver
 from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RateLimit, RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
+from stream_orch.runtime.prefetch import Prefetch
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.swap import VersionSwap
 from stream_orch.runtime.ticker import punctuator_for, ticker_for
@@ -112,6 +113,7 @@ class NodeRunner:
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._rate = RateLimit(max_rate)
         self._consumer: AIOKafkaConsumer | None = None
+        self._prefetch: Prefetch | None = None  # the consumer's: records taken while a batch waits
         self.pipeline_steps = self._pipeline.steps
         # a scheduled node's: writes tick records while this worker owns the ticks partition
         self.ticker = ticker_for(self, partial(clients.producer, client_args))
@@ -151,6 +153,7 @@ class NodeRunner:
             raise
         consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         self._consumer = consumer
+        self._prefetch = Prefetch(consumer, self.node.batch_size)
         self._pacer.attach(consumer)
         for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
             if timer is not None:
@@ -269,8 +272,9 @@ class NodeRunner:
         )
 
     async def _loop(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
+        assert self._prefetch is not None
+        prefetch = self._prefetch
+        full = True  # the last batch was as large as a batch may be (traffic is heavy)
         while not self._stopping.is_set():
             self._raise_failure()
             if self._to_take_over is not None:
@@ -279,9 +283,14 @@ class NodeRunner:
                     await self._take_over(assigned)
                     self._pacer.clear()  # resumes them (a retry not due yet is paused again)
             self.spec = self._swap.apply(self._pipeline) or self.spec
+            if not full and (previous := self._delivery.in_flight()) is not None:
+                # Light traffic: the batch starts once the previous one's transactions ended, with
+                # what arrived until then; under load its steps overlap them (runtime/prefetch.py)
+                await prefetch.gather(previous)
             fetch_started = time.perf_counter()
-            batches = await consumer.getmany(timeout_ms=200, max_records=self.node.batch_size)
+            batches = await prefetch.fetch()
             fetch_s = time.perf_counter() - fetch_started
+            full = sum(map(len, batches.values())) >= self.node.batch_size
             if not batches:
                 self.last_progress = time.monotonic()
                 if self._delivery.busy:
@@ -335,7 +344,8 @@ class NodeRunner:
         stats.phases.append(("steps", stats.processing_s))
         sealed = [table.seal() for table in self.local_tables]
         changes = self._changelog_records(sealed)
-        await self._delivery.submit(BatchOut(self._outbox.take(), changes, offsets, stats, sealed))
+        out = BatchOut(self._outbox.take(), changes, offsets, stats, sealed)
+        await self._delivery.submit(out, self._prefetch.gather if self._prefetch is not None else None)
 
     async def _commit_idle(self) -> None:
         """Idle: commit the positions that moved past what was committed without a record, i.e.
@@ -437,6 +447,8 @@ class NodeRunner:
         self.recovering = True
         self._observer.recovering(self, True)
         try:
+            if self._prefetch is not None:
+                self._prefetch.clear()  # every assigned partition is sought to its committed offset
             partitions = {tp.partition for tp in assigned}
             await self._delivery.assign(partitions)
             if self._consumer is not None:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 
-from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, BatchOut, DeliveryEvents
+from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, BatchOut, DeliveryEvents, Meanwhile
 from stream_orch.runtime.output import Pending, hand_over
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,16 @@ class ExactlyOnce:
         batch left open, and waits for the commits before it to complete."""
         await self.assign(set(self._producers))
 
-    async def submit(self, out: BatchOut) -> None:
-        # A task's next transaction cannot begin before its previous one ended.
+    def in_flight(self) -> asyncio.Future[None] | None:
+        task = self._inflight
+        return task if task is not None and not task.done() else None
+
+    async def submit(self, out: BatchOut, meanwhile: Meanwhile | None = None) -> None:
+        # A task's next transaction cannot begin before its previous one ended; the node takes
+        # fetched records meanwhile (runtime/prefetch.py), so the next batch starts with them.
         waited = time.perf_counter()
+        if meanwhile is not None and (previous := self.in_flight()) is not None:
+            await meanwhile(previous)
         await self.settle()
         out.stats.phases.append(("handover_wait", time.perf_counter() - waited))
         self._inflight = asyncio.create_task(self._commit(out))
