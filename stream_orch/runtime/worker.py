@@ -369,9 +369,11 @@ class Worker:
             if runner.ticker is not None:
                 self.metrics.schedules.nodes[name] = runner.ticker.step
         log.info(
-            "start-up: %.2f s since the process started: topics and access checked in %.2f s, global "
-            "tables loaded and nodes prepared in %.2f s; joining the groups",
+            "start-up: %.2f s since the process started: imports and the topology's checks %.2f s, "
+            "topics and access checked in %.2f s, global tables loaded and nodes prepared in %.2f s; "
+            "joining the groups",
             prepared - _process_started(),
+            began - _process_started(),
             checked - began,
             prepared - checked,
         )

@@ -184,7 +184,8 @@ class Restorer:
 
     async def start(self) -> None:
         if self._consumer is None:
-            consumer = clients.reader(self._client_args)
+            # a short long-poll: a seek at the next take-over waits for the fetch in flight
+            consumer = clients.reader(self._client_args, fetch_max_wait_ms=clients.FETCH_MAX_WAIT_MS)
             await consumer.start()
             try:
                 await wait_for_metadata(consumer, self._changelogs)
