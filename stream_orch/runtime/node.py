@@ -28,7 +28,7 @@ from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.access import denial
 from stream_orch.runtime.batch import BatchStats
-from stream_orch.runtime.delivery import COMMIT_TIMEOUT_S, AtLeastOnce, BatchOut, Delivery
+from stream_orch.runtime.delivery import AtLeastOnce, BatchOut, Delivery
 from stream_orch.runtime.observer import NullObserver
 from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RateLimit, RetryPacer
@@ -36,16 +36,16 @@ from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.prefetch import Prefetch
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.swap import VersionSwap
+from stream_orch.runtime.takeover import TakeOver, gather_all
 from stream_orch.runtime.ticker import punctuator_for, ticker_for
 from stream_orch.runtime.transactions import ExactlyOnce, transactional_id
 from stream_orch.sinks import Sink, build_sinks
-from stream_orch.state.restore import restore
 from stream_orch.state.tables import LocalTable, Sealed
 from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
-from stream_orch.transport.consumer_view import consumer_view, seek_committed
+from stream_orch.transport.consumer_view import consumer_view
 from stream_orch.transport.metadata import wait_for_metadata
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,15 @@ class NodeRunner:
         self._rate = RateLimit(max_rate)
         self._consumer: AIOKafkaConsumer | None = None
         self._prefetch: Prefetch | None = None  # the consumer's: records taken while a batch waits
+        self._joining: AIOKafkaConsumer | None = None  # prepared, not subscribed yet
+        self._take = TakeOver(
+            node_name,
+            client_args,
+            self._delivery,
+            list(self._sinks.values()),
+            self.local_tables,
+            lambda table: partial(self._observer.restoring, self, table),
+        )
         self.pipeline_steps = self._pipeline.steps
         # a scheduled node's: writes tick records while this worker owns the ticks partition
         self.ticker = ticker_for(self, partial(clients.producer, client_args))
@@ -136,6 +145,16 @@ class NodeRunner:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Prepare (unless :meth:`prepare` ran already) and join the group."""
+        await self.prepare()
+        self.join()
+
+    async def prepare(self) -> None:
+        """Everything that needs no partitions, before the node joins its group: its targets'
+        clients, its changelog reader, and its consumer started and told of its topics. Once it
+        has joined, partitions handed to it wait only for the take-over, not for these."""
+        if self._joining is not None:
+            return
         for sink in self._sinks.values():
             if sink not in self._started:
                 await sink.start()
@@ -143,14 +162,21 @@ class NodeRunner:
         consumer = clients.node_consumer(
             self._client_args, self.group, batch_size=self.node.batch_size, instance_id=self._instance_id
         )
-        await consumer.start()
         try:
+            await gather_all(consumer.start(), self._take.prepare())
             await wait_for_metadata(consumer, self._tier_of)
             if not self.exactly_once:
                 await self._delivery.assign(set())  # its producer, before any partition arrives
         except BaseException:
-            await clients.stop_consumer(consumer)
+            with contextlib.suppress(Exception):
+                await clients.stop_consumer(consumer)
             raise
+        self._joining = consumer
+
+    def join(self) -> None:
+        """Subscribe the prepared consumer: it joins the group at its next poll."""
+        consumer, self._joining = self._joining, None
+        assert consumer is not None, "join() before prepare()"
         consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         self._consumer = consumer
         self._prefetch = Prefetch(consumer, self.node.batch_size)
@@ -167,6 +193,14 @@ class NodeRunner:
         for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
             if timer is not None:
                 await timer.stop()
+        # The group is left as soon as the last batch has landed (and, at-least-once, its
+        # offsets are committed through the consumer): the partitions' next owners start while
+        # this node closes its clients.
+        with contextlib.suppress(Exception):
+            await self._delivery.settle()
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await clients.stop_consumer(consumer, leave=self._leave_on_stop)
         await self._delivery.stop()
         for sink in self._started:
             try:
@@ -177,8 +211,11 @@ class NodeRunner:
         for table in self.local_tables:
             table.close()  # RocksDB stores stay on disk for the next start
         self._pacer.attach(None)
-        if self._consumer is not None:
-            await clients.stop_consumer(self._consumer, leave=self._leave_on_stop)
+        with contextlib.suppress(Exception):
+            await self._take.close()
+        if self._joining is not None:  # prepared, never joined: no group to leave
+            joining, self._joining = self._joining, None
+            await clients.stop_consumer(joining)
 
     async def run(self) -> None:
         """Process until stopped; after a failed batch, start over from the committed offsets.
@@ -441,37 +478,14 @@ class NodeRunner:
         self._observer.rebalanced(self)
 
     async def _take_over(self, assigned: set[TopicPartition]) -> None:
-        """Own ``assigned``: the delivery ready for them (under exactly-once this fences their
-        previous owner and waits for its last transaction), each at its committed offset, and
-        every table's partitions restored from the changelogs."""
+        """Own ``assigned`` (:mod:`stream_orch.runtime.takeover`): fenced, at the committed
+        offsets, every table restored; the loop then fetches them."""
         self.recovering = True
         self._observer.recovering(self, True)
         try:
             if self._prefetch is not None:
                 self._prefetch.clear()  # every assigned partition is sought to its committed offset
-            partitions = {tp.partition for tp in assigned}
-            await self._delivery.assign(partitions)
-            if self._consumer is not None:
-                await seek_committed(self._consumer, sorted(assigned), COMMIT_TIMEOUT_S)
-            owned = {(tp.topic, tp.partition) for tp in assigned}
-            for sink in self._sinks.values():
-                await sink.on_assign(owned)
-            for table in self.local_tables:
-                table.forget(table.partitions() - partitions)
-                read, kept = await restore(
-                    self._client_args,
-                    table,
-                    sorted(partitions),
-                    progress=partial(self._observer.restoring, self, table.name),
-                )
-                log.info(
-                    "table %s partitions %s: %d records read from the changelog, %d kept in local state",
-                    table.name,
-                    sorted(partitions),
-                    read,
-                    kept,
-                    extra={"node": self.name},
-                )
+            await self._take(self._consumer, assigned)
             self.assigned = set(assigned)
             self.ready = True
         finally:

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
 from stream_orch.runtime.reloading import ReloadSource, WorkerReloads
+from stream_orch.runtime.takeover import gather_all
 from stream_orch.runtime.topic_plans import (
     declared_topic_plans,
     derived_topic_plans,
@@ -140,6 +142,20 @@ async def wait_for_leaders(
         await admin.close()
 
 
+def _process_started() -> float:
+    """When this process started, on the monotonic clock (Linux); else when this module was
+    imported."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+_IMPORTED = time.monotonic()
+
+
 class Worker:
     def __init__(
         self,
@@ -205,6 +221,20 @@ class Worker:
         self._slot = claim_slot(self.settings.state_dir / "members" / self.spec.topology)
         return self._slot.instance_id
 
+    async def _open_kept_stores(self, instance_id: str | None) -> None:
+        """Open the stores this worker kept on disk (a restart's own partitions, most likely
+        assigned to it again): a take-over then only checks their checkpoints. A store of a
+        partition that goes elsewhere is closed again at the take-over."""
+        await asyncio.sleep(0)  # the clients started beside this send their first requests first
+        for runner in self.runners.values():
+            for table in runner.local_tables:
+                folder = self._stores_dir(instance_id) / table.name
+                if self.spec.tables[table.name].store != "rocksdb" or not folder.is_dir():
+                    continue
+                for partition in sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()):
+                    table.open(partition)
+                    await asyncio.sleep(0)
+
     def request_stop(self) -> None:
         if not self._stop.is_set():
             log.info("stopping: finishing in-flight batches")
@@ -225,6 +255,7 @@ class Worker:
         return needs
 
     async def _start(self, plans: list[TopicPlan]) -> None:
+        began = time.monotonic()
         spec = self.spec
         client_args = self.settings.kafka_client_args()
         await check_connection(self.settings)  # a wrong password or CA: one line, at once
@@ -274,15 +305,7 @@ class Worker:
                 self._global_tables[name] = GlobalTable(
                     name, table.topic, counts[table.topic], client_args, decode
                 )
-        for gt in self._global_tables.values():
-            await gt.start()
-            log.info(table_loaded_message(spec, gt.name, gt.partitions, len(gt)))
-            self.health.watch_feed(
-                table_label(spec, gt.name), gt.fresh_at, self.settings.global_table_stale_seconds
-            )
-        self.metrics.watch_global_tables(list(self._global_tables.values()))
         self._lag_reader = LagReader(self.settings)
-        await self._lag_reader.start()
         groups = {group_id(spec.topology, name): name for name in self.node_names}
         self.lag = LagCollector(
             self._lag_reader,
@@ -323,10 +346,37 @@ class Worker:
                 leave_on_stop=self.settings.leave_group_on_stop,
             )
             observer.watch(runner)
-            await runner.start()
-            self.runners[name] = runner
+            self.runners[name] = runner  # closed by shutdown() from here on, joined or not
+        checked = time.monotonic()
+        # Everything that needs no partitions, side by side and before any node joins its group:
+        # partitions handed to this worker then wait only for the take-over (a restarted member's
+        # partitions, or the others' during the rebalance its joining causes).
+        await gather_all(
+            *(gt.start() for gt in self._global_tables.values()),
+            *(runner.prepare() for runner in self.runners.values()),
+            self._lag_reader.start(),
+            self._open_kept_stores(instance_id),
+        )
+        for gt in self._global_tables.values():
+            log.info(table_loaded_message(spec, gt.name, gt.partitions, len(gt)))
+            self.health.watch_feed(
+                table_label(spec, gt.name), gt.fresh_at, self.settings.global_table_stale_seconds
+            )
+        self.metrics.watch_global_tables(list(self._global_tables.values()))
+        prepared = time.monotonic()
+        for name, runner in self.runners.items():
+            runner.join()
             if runner.ticker is not None:
                 self.metrics.schedules.nodes[name] = runner.ticker.step
+        log.info(
+            "start-up: %.2f s since the process started: imports and the topology's checks %.2f s, "
+            "topics and access checked in %.2f s, global tables loaded and nodes prepared in %.2f s; "
+            "joining the groups",
+            prepared - _process_started(),
+            began - _process_started(),
+            checked - began,
+            prepared - checked,
+        )
         for name, runner in self.runners.items():
             task = asyncio.create_task(runner.run(), name=f"node:{name}")
             self._tasks[name] = task
@@ -428,9 +478,8 @@ class Worker:
                 )
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
-        for runner in self.runners.values():
-            with contextlib.suppress(Exception):
-                await runner.close()
+        # side by side: every node leaves its group as soon as its own last batch has landed
+        await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

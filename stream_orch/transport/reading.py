@@ -11,6 +11,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_orch.transport import clients
 
+# How long one fetch waits for records before the positions are looked at again. A tail that
+# holds only transaction markers (a store checkpointed at its last batch's commit marker, under
+# exactly-once) returns no record at all: its end is seen only from the position, and a poll of
+# 500 ms put half a second into every take-over and every global table load.
+POLL_MS = 50
+
 
 async def read_to_end(
     client_args: dict[str, Any],
@@ -42,6 +48,7 @@ async def read_until_end(
     past_end: bool = False,
     max_records: int = 10_000,
     start: dict[TopicPartition, int] | None = None,
+    poll_ms: int = POLL_MS,
 ) -> int:
     """Assign ``partitions`` to the started, group-less ``consumer`` and call ``handle`` for every
     record from the beginning up to the end offsets seen at the start (records written meanwhile
@@ -69,7 +76,7 @@ async def read_until_end(
         now = loop.time()
         if deadline is not None and now > deadline:
             raise TimeoutError(f"reading {_names(remaining)} took over {timeout_s:.0f}s")
-        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+        batches = await consumer.getmany(*remaining, timeout_ms=poll_ms, max_records=max_records)
         if idle_deadline is not None:
             if batches:
                 idle_deadline = loop.time() + idle_timeout_s  # type: ignore[operator]

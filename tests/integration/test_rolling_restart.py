@@ -1,6 +1,9 @@
 """A rolling restart of three workers (SIGTERM one at a time and start it again, as Kubernetes
 does) under 2k records/s, exactly_once: nothing lost, nothing twice, velocities equal to the
-reference from the input, and no stall of a session timeout. End-to-end latency (input record's
+reference from the input, and no stall of a session timeout. Like a Kubernetes rolling update, the
+next worker is stopped only once the restarted one answers /ready (on this shared machine a start
+can take longer than the pause between restarts; without the gate two workers were down at once
+and the third took all partitions). End-to-end latency (input record's
 create time until a read_committed reader sees its enriched record) goes to the reliability
 report, with and without leaving the group on a clean stop (STREAM_ORCH_LEAVE_GROUP_ON_STOP)."""
 
@@ -12,10 +15,11 @@ import statistics
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests import reliability_harness as rh
-from tests.topology_harness import wait_for_group
+from tests.topology_harness import WorkerProcess, free_port, wait_for_group
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +45,22 @@ class _TimedWatcher(rh.Watcher):
                 return
 
 
+async def _ready(w: WorkerProcess, watch: _TimedWatcher, timeout: float = 60.0) -> bool:
+    """Whether ``w`` answers /ready with 200 within ``timeout``; the watcher reads (and times)
+    meanwhile."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(w.url + "/ready") as resp:
+                    if resp.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                pass  # not listening yet
+            await watch.poll(0.1)
+    return False
+
+
 def _latencies_ms(watch: _TimedWatcher, input_topic: str, enriched: str) -> list[float]:
     created = {rh.txn_id_of(r.value): r.timestamp for r in watch.records[input_topic]}
     out = []
@@ -60,10 +80,10 @@ _MODES = ["leave", "stay", "none"] if os.environ.get("SO_ROLLING_COMPARE") == "1
 @pytest.mark.parametrize("mode", _MODES)
 async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, mode: str) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing="exactly_once")
-    workers = [rh.worker(path, tmp_path / f"worker{i}.log") for i in range(3)]
+    workers = [rh.worker(path, tmp_path / f"worker{i}.log", metrics_port=free_port()) for i in range(3)]
     for w in workers:
         w.env["STREAM_ORCH_LEAVE_GROUP_ON_STOP"] = "true" if mode == "leave" else "false"
-    profiles, txns, expected = rh.crafted(400, 100)
+    profiles, txns, expected = rh.crafted(400, 200)  # 40 s of input: three gated restarts fit in it
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
     try:
         for w in workers:
@@ -83,6 +103,7 @@ async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, mod
                     await watch.poll(0.1)
                 assert stopping.result() == 0, w.log()
                 w.start()
+                assert await _ready(w, watch), w.log()  # as a rolling update does, before the next one
             assert not producing.done(), "the restarts ended after the input: not under load"
             while not producing.done():  # read on meanwhile: a record is timed when first polled
                 await watch.poll(0.1)

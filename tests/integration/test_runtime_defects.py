@@ -17,10 +17,10 @@ from stream_orch.codecs import SchemaRegistry
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime import delivery, transactions
-from stream_orch.runtime import node as node_module
 from stream_orch.runtime.worker import Worker
 from stream_orch.settings import Settings
 from stream_orch.state.global_table import GlobalTable
+from stream_orch.state.restore import Restorer
 from stream_orch.topology.loader import load_topology
 from tests import reliability_harness as rh
 from tests import topology_harness as th
@@ -167,20 +167,20 @@ async def test_a_restore_that_fails_half_way_starts_the_node_over_before_any_bat
     finally:
         await first.shutdown()
 
-    real_restore = node_module.restore
+    real_restore = Restorer.restore
     calls: list[tuple[str, bool, int]] = []
     second = fraud.worker("second")  # no local state: every table restores from its changelog
 
-    async def half_then_fail(client_args, table, partitions, **kwargs):
+    async def half_then_fail(self, tables, partitions, **kwargs):
         runner = second.runners.get("score_transactions")
         if runner is not None:
-            calls.append((table.name, runner.ready, runner.processed))
+            calls.append((tables[0].name, runner.ready, runner.processed))
         if len(calls) == 1:
-            await real_restore(client_args, table, partitions[:1], **kwargs)
+            await real_restore(self, tables[:1], partitions[:1], **kwargs)
             raise RuntimeError("injected: the changelog read failed half-way")
-        return await real_restore(client_args, table, partitions, **kwargs)
+        return await real_restore(self, tables, partitions, **kwargs)
 
-    monkeypatch.setattr(node_module, "restore", half_then_fail)
+    monkeypatch.setattr(Restorer, "restore", half_then_fail)
     await second.start()
     try:
         node = second.runners["score_transactions"]
