@@ -22,7 +22,7 @@ import time
 from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.reliability import headers as H
@@ -45,7 +45,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
-from stream_orch.transport.consumer_view import consumer_view
+from stream_orch.transport.consumer_view import RebalanceCalls, consumer_view
 from stream_orch.transport.metadata import wait_for_metadata
 
 log = logging.getLogger(__name__)
@@ -177,22 +177,24 @@ class NodeRunner:
         """Subscribe the prepared consumer: it joins the group at its next poll."""
         consumer, self._joining = self._joining, None
         assert consumer is not None, "join() before prepare()"
-        consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
+        consumer.subscribe(list(self._tier_of), listener=RebalanceCalls(self.on_revoked, self.on_assigned))
         self._consumer = consumer
         self._prefetch = Prefetch(consumer, self.node.batch_size)
         self._pacer.attach(consumer)
-        for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
-            if timer is not None:
-                timer.start()
+        for timer in self._timers():
+            timer.start()
+
+    def _timers(self) -> list[Any]:
+        """The ticker and the punctuator, where the node has them."""
+        return [t for t in (self.ticker, self._punctuate[0] if self._punctuate else None) if t is not None]
 
     def stop(self) -> None:
         """Ask the loop to finish its in-flight batch and leave."""
         self._stopping.set()
 
     async def close(self) -> None:
-        for timer in (self.ticker, self._punctuate[0] if self._punctuate else None):
-            if timer is not None:
-                await timer.stop()
+        for timer in self._timers():
+            await timer.stop()
         # The group is left as soon as the last batch has landed (and, at-least-once, its
         # offsets are committed through the consumer): the partitions' next owners start while
         # this node closes its clients.
@@ -505,14 +507,3 @@ class NodeRunner:
             **consumer_view(consumer),
             "delivery_busy": self._delivery.busy,
         }
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, runner: NodeRunner) -> None:
-        self._runner = runner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._runner.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.on_assigned(set(assigned))

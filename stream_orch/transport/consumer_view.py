@@ -1,15 +1,17 @@
 """Where a node's consumer stands: seeking its partitions to the group's committed offsets on a
-take-over, and reading its group and positions for the SIGUSR1 dump. Both touch the consumer
-only; the dump reads aiokafka internals (there is no public, synchronous way to get positions),
-best effort, so that knowledge stays in the transport package."""
+take-over, and reading its group and positions for the SIGUSR1 dump; and the listener that
+hands its rebalances to the node. All touch the consumer only; the dump reads aiokafka internals
+(there is no public, synchronous way to get positions), best effort, so that knowledge stays in
+the transport package."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 
 async def seek_committed(
@@ -52,3 +54,22 @@ def consumer_view(consumer: AIOKafkaConsumer) -> dict[str, Any]:
         "member_id": getattr(coordinator, "member_id", None),
         "position_highwater": parts,
     }
+
+
+class RebalanceCalls(ConsumerRebalanceListener):
+    """A rebalance listener that hands each revoked or assigned set (a copy: aiokafka keeps its
+    own) to a callable."""
+
+    def __init__(
+        self,
+        revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._assigned(set(assigned))
