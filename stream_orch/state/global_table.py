@@ -146,6 +146,7 @@ class GlobalTable(TopicRows):
                 continue
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
+        tps = self._tps()
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batches.values():
@@ -153,6 +154,11 @@ class GlobalTable(TopicRows):
                     self._apply(record)
             if batches:
                 self.last_applied_s = time.time()
+            # The consumer's position also passes the commit markers an exactly-once writer
+            # leaves after its records (no record comes back for them): without it the lag
+            # never reaches 0 and a quiet table would be called stale.
+            for tp in tps:
+                self._positions[tp.partition] = await consumer.position(tp)
             if batches or self.lag() == 0:
                 self._fresh_at = time.monotonic()
 
