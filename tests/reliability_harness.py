@@ -417,6 +417,43 @@ async def delete_topics(topics: list[str], *, server: str | None = None) -> None
         await admin.close()
 
 
+async def global_table_loaded(
+    urls: list[str],
+    topic: str,
+    rows: int,
+    *,
+    members: int = 1,
+    table: str = "customer_profiles",
+    server: str | None = None,
+    timeout: float = 60.0,
+) -> bool:
+    """``rows`` committed records are on ``topic`` (the global table's own topic, e.g.
+    customers.clean) and every worker at ``urls`` (``members`` each, for a supervisor's
+    aggregated /metrics) has applied all of it: its follower reports a last apply and no lag,
+    twice in a row. Tests wait for this instead of a fixed sleep before they send records that
+    look the table up: on a busy machine a sleep was sometimes too short."""
+    deadline = time.monotonic() + timeout
+    async with Watcher([topic], server=server) as watch:
+        if not await watch.wait(lambda w: w.count(topic) >= rows, timeout=timeout):
+            return False
+    applied_name = "stream_orch_global_table_last_applied_timestamp_seconds"
+    lag_name = "stream_orch_global_table_lag_records"
+    settled = 0
+    while time.monotonic() < deadline:
+        done = True
+        for url in urls:
+            samples = await th.scrape(url)
+            mine = [(n, v) for (n, labels), v in samples.items() if ("table", table) in labels]
+            applied = [v for n, v in mine if n == applied_name]
+            lags = [v for n, v in mine if n == lag_name]
+            done = done and len(applied) >= members and len(lags) >= members and not any(lags)
+        settled = settled + 1 if done else 0
+        if settled >= 2:  # a follower's lag is as of its last fetch: one more scrape after it
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
 def worker(path: Path, log: Path, *, server: str | None = None, metrics_port: int = 0) -> th.WorkerProcess:
     env = {"PYTHONPATH": str(REPO), "SO_TEST_FAULT_DIR": str(log.parent)}
     if server:

@@ -16,6 +16,7 @@ import pytest
 from kafka_helpers import run_cli
 
 from stream_orch.steps.mask import hmac_sha256
+from tests import reliability_harness as rh
 from tests.topology_harness import (
     FRAUD_OUTPUTS,
     REPO,
@@ -112,7 +113,7 @@ async def test_rules_a_to_i(fraud) -> None:
             profile("400", "C-000400", "GB", "low", 200.0),
         ],
     )
-    await asyncio.sleep(2)  # the profiles reach the global table through customers.clean
+    assert await rh.global_table_loaded([worker.url], t["customers.clean"], 4), worker.log()
     velocity = [
         txn(f"v{i}", "A-4", 400, 10, "GBP", "GB", T0 + s * 1000)
         for i, s in enumerate([0, 5, 10, 15, 20, 25, 70], start=1)
@@ -304,7 +305,7 @@ async def test_state_survives_a_killed_worker(fraud, local_state: str) -> None:
     worker.start()
     await wait_for_group(group)
     await produce_raw(t["customers"], [profile(400, "C-000400", "GB", "low", 200.0)])
-    await asyncio.sleep(2)
+    assert await rh.global_table_loaded([worker.url], t["customers.clean"], 1), worker.log()
     before = [txn(f"r{i}", "A-8", 400, 10, "GBP", "GB", T0 + i * 10_000) for i in range(3)]
     await produce_raw(t["transactions"], before)
     enriched = t["transactions.enriched"]

@@ -15,7 +15,7 @@ import pytest
 
 from stream_orch.tools.generate import generate_fraud
 from tests import reliability_harness as rh
-from tests.topology_harness import headers_of, wait_for_group
+from tests.topology_harness import free_port, headers_of, wait_for_group
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,13 @@ async def _start_and_load_profiles(workers, t, group, profiles) -> None:
         w.start()
     await wait_for_group(group)
     await rh.produce_bulk(t["customers"], profiles)
-    await asyncio.sleep(2)  # customers -> customers.clean -> the global table
+    loaded = await rh.global_table_loaded([w.url for w in workers], t["customers.clean"], len(profiles))
+    assert loaded, "\n".join(w.log() for w in workers)
 
 
 async def test_kill_9_under_load_then_restart(tmp_path: Path) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing="at_least_once")
-    w = rh.worker(path, tmp_path / "worker.log")
+    w = rh.worker(path, tmp_path / "worker.log", metrics_port=free_port())
     records, plan = generate_fraud(
         600, EVENTS, seed=41, customers_topic=t["customers"], transactions_topic=t["transactions"]
     )
@@ -77,7 +78,7 @@ async def test_exactly_once_kill_9_at_2k_per_s_nothing_lost_nothing_twice(
     tmp_path: Path,
 ) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing="exactly_once")
-    w = rh.worker(path, tmp_path / "worker.log")
+    w = rh.worker(path, tmp_path / "worker.log", metrics_port=free_port())
     profiles, txns, expected = rh.crafted(400, 50)
     outputs = [t[name] for name in rh.FRAUD_OUTPUTS]
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
@@ -118,8 +119,8 @@ async def test_exactly_once_kill_9_at_2k_per_s_nothing_lost_nothing_twice(
 @pytest.mark.parametrize("processing", rh.GUARANTEES)
 async def test_two_workers_one_killed_the_other_takes_over(tmp_path: Path, processing: str) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing=processing)
-    w1 = rh.worker(path, tmp_path / "worker1.log")
-    w2 = rh.worker(path, tmp_path / "worker2.log")
+    w1 = rh.worker(path, tmp_path / "worker1.log", metrics_port=free_port())
+    w2 = rh.worker(path, tmp_path / "worker2.log", metrics_port=free_port())
     profiles, txns, expected = rh.crafted(400, 50)
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
     try:
@@ -171,7 +172,7 @@ async def test_sigterm_under_load_exits_0_and_restart_neither_loses_nor_re_emits
     tmp_path: Path, processing: str
 ) -> None:
     path, t, group = rh.fraud_copy(tmp_path, processing=processing)
-    w = rh.worker(path, tmp_path / "worker.log")
+    w = rh.worker(path, tmp_path / "worker.log", metrics_port=free_port())
     profiles, txns, expected = rh.crafted(400, 50)
     enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
     bound = 20.0

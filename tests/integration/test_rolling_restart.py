@@ -90,7 +90,8 @@ async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, mod
             w.start()
         await wait_for_group(group)
         await rh.produce_bulk(t["customers"], profiles)
-        await asyncio.sleep(3)  # customers -> customers.clean -> the global table; the group settles
+        clean = t["customers.clean"]
+        assert await rh.global_table_loaded([w.url for w in workers], clean, len(profiles)), workers[0].log()
         producing = asyncio.create_task(rh.produce_paced(t["transactions"], txns, rate=2000))
         async with _TimedWatcher([t["transactions"], *(t[name] for name in rh.FRAUD_OUTPUTS)]) as watch:
             for w in workers:

@@ -5,7 +5,6 @@ real worker, the reference fraud topology (exactly_once, RocksDB stores)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -37,17 +36,6 @@ def _txn(i: int) -> bytes:
     )
 
 
-async def _profile_applied(url: str, timeout_s: float = 30.0) -> bool:
-    """The worker's global table has applied a record (it loaded none at the start: the
-    profile)."""
-    applied = ("stream_orch_global_table_last_applied_timestamp_seconds", (("table", "customer_profiles"),))
-    for _ in range(int(timeout_s / 0.2)):
-        if applied in await scrape(url):
-            return True
-        await asyncio.sleep(0.2)
-    return False
-
-
 async def test_a_hot_key_neither_restarts_the_node_nor_loses_state(tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     path, t = isolated_topology(REPO / "topologies" / "fraud_detection.yaml", tmp_path, suffix)
@@ -66,10 +54,7 @@ async def test_a_hot_key_neither_restarts_the_node_nor_loses_state(tmp_path: Pat
         # the retry topics (unknown customer) and come back after later ones, whose velocities
         # then do not count them (the worker's nodes take their partitions over side by side,
         # so the customers' node may start after the transactions' one)
-        clean = t["customers.clean"]
-        async with rh.Watcher([clean]) as watch:
-            assert await watch.wait(lambda w: w.count(clean) >= 1, timeout=60), worker.log()
-        assert await _profile_applied(worker.url), worker.log()
+        assert await rh.global_table_loaded([worker.url], t["customers.clean"], 1), worker.log()
         await rh.produce_bulk(t["transactions"], txns)
         async with rh.Watcher([enriched]) as watch:
             assert await watch.wait(lambda w: w.count(enriched) >= N, timeout=180, settle=2.0), worker.log()

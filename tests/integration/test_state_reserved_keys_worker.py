@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from benchmarks.kafka import sweep_topics
+from tests import reliability_harness as rh
 from tests.topology_harness import (
     BOOTSTRAP,
     REPO,
@@ -56,7 +57,7 @@ async def test_reserved_keys_as_txn_ids_do_not_make_the_stores_rebuild(tmp_path:
         worker.start()
         await wait_for_group(f"fraud_detection_{suffix}.score_transactions")
         await produce_raw(t["customers"], [(b"C-000400", orjson.dumps(PROFILE))])
-        await asyncio.sleep(2)  # the profile reaches the global table through customers.clean
+        assert await rh.global_table_loaded([worker.url], t["customers.clean"], 1), worker.log()
         await produce_raw(t["transactions"], first)
         await collect([enriched], until=lambda s: len(s[enriched]) >= 4, timeout=60, settle=0)
         await asyncio.sleep(1.5)  # the batch's changelog writes and commit

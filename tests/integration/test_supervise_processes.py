@@ -60,7 +60,8 @@ async def test_two_processes_kill_one_member_exactly_once(tmp_path: Path) -> Non
         await _wait_ready(sup.url)
         await wait_for_group(group)
         await rh.produce_bulk(t["customers"], profiles)
-        await asyncio.sleep(2)  # customers -> customers.clean -> the global table
+        clean = t["customers.clean"]
+        assert await rh.global_table_loaded([sup.url], clean, len(profiles), members=2), sup.log()
         producing = asyncio.create_task(rh.produce_paced(t["transactions"], txns, rate=2000))
         async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS]) as watch:
             assert await watch.wait(lambda x: x.count(enriched) >= len(expected) * 0.3, timeout=60), sup.log()
