@@ -17,8 +17,12 @@ Builds the node's pieces the way ``NodeRunner`` does (codec, steps, ``Router``, 
 * ``land``: the batch's table writes into the stores once "acknowledged" (``Sealed.land``);
   with ``--store rocks`` RocksDB stores in a temporary folder, as a worker has them by default
   (then the steps' table reads are RocksDB reads too), else memory stores;
-* ``produce``: the hand-over's record batches (aiokafka ``BatchBuilder.append`` per record) on a
-  producer stand-in whose ``send_batch`` returns at once.
+* ``produce``: the hand-over's record batches (``output._fill``: the C record builder's append
+  per record, then the batch built with its CRC) on a producer stand-in whose ``send_batch``
+  returns at once.
+
+What only a run has (aiokafka's fetch and produce requests, the socket, the node's loop):
+``benchmarks.profile_stages`` on a py-spy profile of a worker in a run.
 
 Each repetition starts with fresh tables (else dedupe would drop the second pass); per stage the
 best repetition is reported, which is the figure least disturbed by other work on the machine.

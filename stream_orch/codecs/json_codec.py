@@ -12,6 +12,9 @@ _loads = orjson.loads
 _orjson_dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
 _memoryview = memoryview
+# ``b"null" in data`` first tries the needle as an int (a TypeError raised and cleared) and then
+# searches forward: 0.29 µs on a 250-byte output here; ``bytes.rfind``, unbound, 0.14 µs
+_rfind = bytes.rfind
 
 
 def _dumps(value: Any) -> bytes:
@@ -67,7 +70,7 @@ class JsonCodec(Codec):
             data = _orjson_dumps(value)
         except orjson.JSONEncodeError as exc:
             raise EncodeError("unserialisable", str(exc)) from None
-        if b"null" in data:  # orjson writes inf and nan as null: only then is the value walked
+        if _rfind(data, b"null") >= 0:  # orjson writes inf and nan as null: only then is the value walked
             _check_finite(value)
         return _memoryview(data).tobytes()  # _dumps, inlined: the hot path
 
@@ -86,7 +89,7 @@ class JsonCodec(Codec):
         except orjson.JSONEncodeError:
             return [self.encode(v) for v in values]
         for data, value in zip(datas, values, strict=True):
-            if b"null" in data:
+            if _rfind(data, b"null") >= 0:
                 _check_finite(value)
         return datas
 
