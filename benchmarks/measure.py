@@ -254,6 +254,8 @@ async def _throughput_phase(
         result["cpu_s_per_1k"] /= events_per_output
         result["window_events"] = round(result["window_events"] * events_per_output)
     first = next(s for s in samples if s[1] > 0)
+    if members > 1:  # how the group's start went: outputs per poll, from the first output on
+        result["timeline"] = [(round(t - first[0], 3), n) for t, n, _cpu in samples if n > 0]
     result.update(
         workers=len(procs),
         peak_rss_mb=sampler.peak_rss / 2**20,

@@ -16,18 +16,25 @@ aiokafka sends no LeaveGroup for a static member; on a clean stop the node makes
 (``transport.clients.stop_consumer(leave=True)``, measured in docs/reliability.md), so the
 others take its partitions within a heartbeat. ``STREAM_ORCH_STATIC_MEMBERSHIP=false`` gives
 up the fast return after a crash.
+
+The members of one ``run --processes N`` supervisor start behind a gate (:func:`start_gate`):
+each prepares, then all join their groups at the same instant, so each group's first generation
+can hold them all (stream_orch/transport/first_join.py makes sure it does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 from pathlib import Path
 
 MAX_SLOTS = 256
+log = logging.getLogger(__name__)
 
 
 class MemberSlot:
@@ -61,3 +68,36 @@ def claim_slot(folder: Path, host: str | None = None) -> MemberSlot:
         os.write(fd, f"{os.getpid()}\n".encode())
         return MemberSlot(path, fd, f"{host}-{where}-{slot}")
     raise RuntimeError(f"all {MAX_SLOTS} worker slots under {folder} are taken")
+
+
+# The start gate of ``run --processes N`` (the supervisor's side: stream_orch/supervise/gate.py).
+# The supervisor hands each member it starts (not one it restarts) "<fd>:<members>" in GATE_ENV.
+GATE_ENV = "STREAM_ORCH_START_GATE"
+READY = b"r"
+GO = b"g"
+GATE_BOUND_S = 120.0  # the supervisor's own bound is shorter; this one only guards against a hung one
+
+
+async def start_gate() -> int:
+    """Say this member is ready and wait for the supervisor's go; return how many members start
+    together (1 when this process was not started behind a gate: alone, or restarted).
+
+    A closed gate (the supervisor gone) or a go that does not come within ``GATE_BOUND_S`` lets
+    the member join at once: waiting longer would only keep its partitions idle."""
+    value = os.environ.pop(GATE_ENV, "")
+    fd, _, count = value.partition(":")
+    if not fd.isdigit() or not count.isdigit():
+        return 1
+    loop = asyncio.get_running_loop()
+    try:
+        sock = socket.socket(fileno=int(fd))
+    except OSError:
+        return 1
+    with sock:
+        sock.setblocking(False)
+        try:
+            await loop.sock_sendall(sock, READY)
+            await asyncio.wait_for(loop.sock_recv(sock, 1), GATE_BOUND_S)
+        except (OSError, TimeoutError):
+            log.warning("start gate: no go from the supervisor; joining now")
+    return max(1, int(count))

@@ -46,6 +46,7 @@ from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
 from stream_orch.transport.consumer_view import RebalanceCalls, consumer_view
+from stream_orch.transport.first_join import hold_first_join
 from stream_orch.transport.metadata import wait_for_metadata
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,13 @@ class NodeRunner:
             raise
         self._joining = consumer
 
-    def join(self) -> None:
-        """Subscribe the prepared consumer: it joins the group at its next poll."""
+    def join(self, members: int = 1) -> None:
+        """Subscribe the prepared consumer: it joins the group at its next poll. ``members``: how
+        many processes join the group together (a supervised start), whose first generation then
+        waits for all of them (transport/first_join.py)."""
         consumer, self._joining = self._joining, None
         assert consumer is not None, "join() before prepare()"
+        hold_first_join(consumer, members)
         consumer.subscribe(list(self._tier_of), listener=RebalanceCalls(self.on_revoked, self.on_assigned))
         self._consumer = consumer
         self._prefetch = Prefetch(consumer, self.node.batch_size)

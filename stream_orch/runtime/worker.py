@@ -37,7 +37,7 @@ from stream_orch.observability.metrics import Metrics
 from stream_orch.runtime.access import check_access
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.inspect import PiiMask, TableInspector
-from stream_orch.runtime.membership import MemberSlot, claim_slot
+from stream_orch.runtime.membership import MemberSlot, claim_slot, start_gate
 from stream_orch.runtime.node import NodeRunner
 from stream_orch.runtime.observer import NodeObserver
 from stream_orch.runtime.output import PartitionMap
@@ -364,8 +364,9 @@ class Worker:
             )
         self.metrics.watch_global_tables(list(self._global_tables.values()))
         prepared = time.monotonic()
+        together = await start_gate()  # a supervised member: all join together (membership.py)
         for name, runner in self.runners.items():
-            runner.join()
+            runner.join(together)
             if runner.ticker is not None:
                 self.metrics.schedules.nodes[name] = runner.ticker.step
         log.info(

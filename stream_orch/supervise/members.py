@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_orch.settings import Settings
+from stream_orch.supervise.gate import StartGate
 
 # A member that dies this soon after its start counts against the restart budget; one that ran
 # longer was healthy and starts the count again.
@@ -74,7 +75,9 @@ class Member:
     def pid(self) -> int | None:
         return self.proc.pid if self.running and self.proc else None
 
-    async def start(self) -> None:
+    async def start(self, gate: StartGate | None = None) -> None:
+        """``gate``: the first start of a supervised run's members (they join their groups
+        together); a restart has none and joins at once."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port() if self.serve else 0
         env = {
@@ -82,7 +85,18 @@ class Member:
             "STREAM_ORCH_METRICS_PORT": str(self.port),
             "STREAM_ORCH_METRICS_HOST": "127.0.0.1",
         }
-        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=env, preexec_fn=_die_with_parent)
+        fds: tuple[int, ...] = ()
+        if gate is not None:
+            gate_env, fd = gate.member_env(self.index)
+            env.update(gate_env)
+            fds = (fd,)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, env=env, preexec_fn=_die_with_parent, pass_fds=fds
+            )
+        finally:
+            if gate is not None:
+                gate.started(self.index)
         self.started_at = time.monotonic()
         self._waiter = asyncio.ensure_future(self.proc.wait())
 

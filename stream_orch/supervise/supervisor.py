@@ -14,6 +14,7 @@ from aiohttp import web
 from stream_orch.errors import UserError
 from stream_orch.settings import Settings
 from stream_orch.supervise.aggregate import make_app
+from stream_orch.supervise.gate import StartGate
 from stream_orch.supervise.members import Member, describe_exit, settings_env
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,22 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)  # reload, in every member
         runner = await self._serve()
         try:
+            # started behind a gate: they join their groups together (supervise/gate.py)
+            gate = StartGate([m.index for m in self.members])
             for m in self.members:
-                await m.start()
+                await m.start(gate)
+            opening = asyncio.ensure_future(gate.open())
             log.warning(
                 "supervising %d processes: %s",
                 len(self.members),
                 ", ".join(f"{m.index}=pid {m.pid}" for m in self.members),
             )
-            await self._watch()
+            try:
+                await self._watch()
+            finally:
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+                gate.close()
             return await self._drain()
         finally:
             if runner is not None:

@@ -1,0 +1,73 @@
+"""`stream-orch run --processes 2` starts its members behind a gate and they join each group
+together: on this broker (group.initial.rebalance.delay.ms=0) every member then receives exactly
+one assignment per node, from one generation holding both, instead of the first member taking
+every partition and handing half back at a rebalance. Records are counted afterwards: exactly_once,
+nothing lost, nothing twice, velocities equal to the reference computed from the input."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests import reliability_harness as rh
+from tests.integration.test_supervise_processes import _wait_ready
+from tests.topology_harness import free_port, scrape
+
+pytestmark = pytest.mark.integration
+
+
+def _per_node_member(samples: dict, metric: str) -> dict[tuple[str, str], float]:
+    """``metric`` summed per (node, member) over its other labels."""
+    out: dict[tuple[str, str], float] = {}
+    for (name, labels), value in samples.items():
+        if name == metric:
+            d = dict(labels)
+            out[(d["node"], d["member"])] = out.get((d["node"], d["member"]), 0.0) + value
+    return out
+
+
+async def test_two_processes_start_in_one_generation(tmp_path: Path) -> None:
+    path, t, _group = rh.fraud_copy(tmp_path, processing="exactly_once")
+    sup = rh.worker(path, tmp_path / "supervisor.log", metrics_port=free_port())
+    profiles, txns, expected = rh.crafted(300, 20)
+    enriched, dlq = t["transactions.enriched"], t["transactions.dlq"]
+    try:
+        sup.start("--processes", "2")
+        await _wait_ready(sup.url)
+        await asyncio.sleep(3)  # a late second generation would have reached the members by now
+        samples = await scrape(sup.url)
+        rebalances = _per_node_member(samples, "stream_orch_rebalances_total")
+        nodes = {node for node, _member in rebalances}
+        assert nodes and {m for _n, m in rebalances} == {"0", "1"}, rebalances
+        # one assignment per member and node: no generation before the one holding both
+        assert set(rebalances.values()) == {1.0}, f"{rebalances}\n{sup.log()}"
+        assert "score_transactions" in nodes, nodes
+        await rh.produce_bulk(t["customers"], profiles)
+        await asyncio.sleep(2)  # customers -> customers.clean -> the global table
+        async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS]) as watch:
+            coords = await rh.produce_bulk(t["transactions"], txns)
+            inputs = list(zip(coords, (v for _k, v in txns), strict=True))
+            acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
+            await watch.poll(2.0)  # a late second copy would show up now
+        duplicated = rh.duplicated_per_topic(watch.records)
+        per_id, wrong_velocity = rh.wrong_velocities(watch.records[enriched], expected)
+        rh.record_result(
+            "--processes 2, exactly_once: members join together (one generation)",
+            **acc.figures(),
+            duplicated_any_output=sum(duplicated.values()),
+            wrong_velocity=len(wrong_velocity),
+        )
+        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}\n{sup.log()}"
+        assert duplicated == {}, duplicated
+        assert sorted(per_id) == sorted(expected) and set(per_id.values()) == {1}
+        assert wrong_velocity == [], wrong_velocity[:10]
+        samples = await scrape(sup.url)
+        assert _per_node_member(samples, "stream_orch_rebalances_total") == rebalances, "a rebalance later"
+        # that one generation shared the 6-partition input: both members scored transactions
+        consumed = _per_node_member(samples, "stream_orch_events_in_total")
+        assert all(consumed[("score_transactions", m)] > 0 for m in "01"), consumed
+        assert sup.terminate() == 0, sup.log()
+    finally:
+        sup.stop()
