@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -115,6 +116,7 @@ class NodeRunner:
         self._rate = RateLimit(max_rate)
         self._consumer: AIOKafkaConsumer | None = None
         self._prefetch: Prefetch | None = None  # the consumer's: records taken while a batch waits
+        self._release_hold: Callable[[], None] = lambda: None  # transport/first_join.py
         self._joining: AIOKafkaConsumer | None = None  # prepared, not subscribed yet
         self._take = TakeOver(
             node_name,
@@ -180,7 +182,7 @@ class NodeRunner:
         waits for all of them (transport/first_join.py)."""
         consumer, self._joining = self._joining, None
         assert consumer is not None, "join() before prepare()"
-        hold_first_join(consumer, members)
+        self._release_hold = hold_first_join(consumer, members)
         consumer.subscribe(list(self._tier_of), listener=RebalanceCalls(self.on_revoked, self.on_assigned))
         self._consumer = consumer
         self._prefetch = Prefetch(consumer, self.node.batch_size)
@@ -475,6 +477,7 @@ class NodeRunner:
         before its next fetch. Inside this callback a long restore would hold up the group, and
         aiokafka logs and drops what it raises; in the loop a failure starts the node over. The
         partitions stay paused until then, so nothing of them is fetched for a batch."""
+        self._release_hold()  # the group's first generation is done (transport/first_join.py)
         async with self._lock:
             if self._consumer is not None and assigned:
                 self._consumer.pause(*assigned)

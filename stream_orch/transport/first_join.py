@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -40,13 +41,20 @@ POLL_S = 0.02
 HOLD_S = 3.0
 
 
-def hold_first_join(consumer: AIOKafkaConsumer, expected: int, hold_s: float = HOLD_S) -> None:
+def hold_first_join(consumer: AIOKafkaConsumer, expected: int, hold_s: float = HOLD_S) -> Callable[[], None]:
     """Make ``consumer``, should it lead its group's first generation with fewer than ``expected``
-    members, wait (at most ``hold_s``) for the rest before assigning. Call before ``subscribe``."""
+    members, wait (at most ``hold_s``) for the rest before assigning. Call before ``subscribe``.
+
+    Returns the release: call it once the consumer has its first assignment. A member that did
+    not lead the first generation would otherwise still hold if it led a later one with fewer
+    members (its partner gone for good): that generation must assign at once."""
     coordinator: Any = consumer._coordinator
     if expected < 2 or coordinator is None or not hasattr(coordinator, "_perform_assignment"):
-        return
+        return _nothing
     assign = coordinator._perform_assignment
+
+    def release() -> None:
+        coordinator._perform_assignment = assign
 
     async def perform_assignment(response: Any) -> Any:
         coordinator._perform_assignment = assign  # only the first generation it leads
@@ -65,6 +73,11 @@ def hold_first_join(consumer: AIOKafkaConsumer, expected: int, hold_s: float = H
         return await assign(response)
 
     coordinator._perform_assignment = perform_assignment
+    return release
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _wait_for_join(coordinator: Any, response: Any, deadline: float) -> bool:

@@ -77,3 +77,13 @@ async def test_alone_or_restarted_no_hold_is_installed() -> None:
     original = coordinator._perform_assignment
     hold_first_join(_consumer(coordinator), 1)
     assert coordinator._perform_assignment == original
+
+
+async def test_a_member_that_did_not_lead_the_first_generation_never_holds_later() -> None:
+    """Its first assignment releases the hold: should its partner be gone for good and it lead
+    a later generation alone, that generation assigns at once."""
+    coordinator = _Coordinator([])
+    release = hold_first_join(_consumer(coordinator), 2, hold_s=5.0)
+    release()  # node.on_assigned: the first generation, led by the other member, is done
+    await coordinator._perform_assignment(_response(1, generation=3))
+    assert coordinator.heartbeats == 0 and len(coordinator.assigned) == 1
