@@ -263,9 +263,15 @@ _TYPE_OPS: dict[str, Callable[[str], Op]] = {
 def _id_op(name: str, prefix: str, digits: int) -> Op:
     core = _SEPARATORS.sub("", prefix).upper()
     limit = 10**digits
+    at = len(prefix)
+    canonical = at + digits
 
     def op(value: Any) -> str:
         cls = value.__class__
+        if cls is str and len(value) == canonical and value.startswith(prefix):
+            tail = value[at:]
+            if tail.isascii() and tail.isdigit():
+                return value  # already prefix + `digits` ASCII digits: what the rule would render
         if cls is int:
             number = value
         elif cls is float and value.is_integer():

@@ -31,7 +31,14 @@ async def normalize(record, spec=FRAUD_NORMALIZE):
 # --------------------------------------------------------------------------- rule a
 
 
-@pytest.mark.parametrize("given", [123, "123", "C123", "C-000123", " c-123 ", "C_123", 123.0, "C-0000123"])
+# "C-" + six Arabic-Indic digits: the canonical length, yet rendered in ASCII digits
+ARABIC_INDIC_123 = "C-\u0660\u0660\u0660\u0661\u0662\u0663"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [123, "123", "C123", "C-000123", " c-123 ", "C_123", 123.0, "C-0000123", ARABIC_INDIC_123],
+)
 async def test_customer_id_forms_become_canonical(given):
     out, reasons = await normalize(txn(customer_id=given))
     assert reasons == []
