@@ -68,6 +68,9 @@ META_CF = "meta"
 # keys read since the store's last write: at most this many kept (then forgotten: the
 # existence check asks RocksDB again, as for any key not read)
 READ_HINTS = 200_000
+# keys whose bytes a store keeps for reads (then forgotten, all at once): about 4 MB for an
+# aggregate's windows of a few entries
+CACHED_KEYS = 20_000
 META_MEMTABLE_BYTES = 64 << 10  # a few bytes per batch: no need for a data-sized memtable
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
 MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
@@ -168,17 +171,32 @@ class RocksStore:
         # it writes, so a hint is true until the key's next write: the count stays exact.
         self._read: dict[bytes, bool] = {}
         self._read_before: dict[bytes, bool] = {}
+        # The stored bytes of keys that exist, for those read or rewritten lately (see
+        # CACHED_KEYS): a key rewritten batch after batch (an aggregate's window) is read again
+        # without a RocksDB lookup. Bytes, decoded per read as before: nothing a step does to
+        # what it read can change them. Each write updates or drops the keys it writes.
+        self._cache: dict[str, bytes] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         assert self._db is not None
+        raw = self._cache.get(key)
+        if raw is not None:
+            return orjson.loads(raw)
         db = self._index if key.startswith(INDEX_PREFIX) else self._db
         encoded = key.encode()
         raw = db.get(encoded)
         read = self._read
         if len(read) >= READ_HINTS:
             read.clear()
-        read[encoded] = raw is not None
-        return default if raw is None else orjson.loads(raw)
+        if raw is None:
+            read[encoded] = False
+            return default
+        read[encoded] = True
+        cache = self._cache
+        if len(cache) >= CACHED_KEYS:
+            cache.clear()
+        cache[key] = raw
+        return orjson.loads(raw)
 
     def write(
         self,
@@ -197,43 +215,56 @@ class RocksStore:
         assert db is not None
         if encoded is None:  # a restore, a test: encode here (None marks a deleted key)
             dumps = orjson.dumps
-            encoded = {k: None if v is TOMBSTONE else dumps(v) for k, v in changes.items()}
+            # copied out of orjson's page-sized buffer: the cache may keep them
+            encoded = {
+                k: None if v is TOMBSTONE else memoryview(dumps(v)).tobytes() for k, v in changes.items()
+            }
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         index_cf = self._index_cf
         read, before = self._read, self._read_before
+        cache = self._cache
+        if len(cache) >= CACHED_KEYS:
+            cache.clear()
         count = self._count
         written: list[bytes] = []
-        ask_data: list[tuple[bytes, bytes | None]] = []  # existence unknown: asked below
-        ask_index: list[tuple[bytes, bytes | None]] = []
+        ask_data: list[tuple[str, bytes, bytes | None]] = []  # existence unknown: asked below
+        ask_index: list[tuple[str, bytes, bytes | None]] = []
         for key, value in encoded.items():
             raw = key.encode()
             written.append(raw)
             in_index = INDEX_PREFIX <= key < INDEX_END  # the keys that start with INDEX_PREFIX
-            found = read.get(raw)
-            if found is None:
-                found = before.get(raw)
+            if key in cache:  # it exists
+                found = True
+            else:
+                found = read.get(raw)
                 if found is None:
-                    (ask_index if in_index else ask_data).append((raw, value))
-                    continue
+                    found = before.get(raw)
+                    if found is None:
+                        (ask_index if in_index else ask_data).append((key, raw, value))
+                        continue
             if value is None:
                 if found:
                     delete(raw, index_cf if in_index else None)
                     count -= 1
+                    cache.pop(key, None)
             else:
                 put(raw, value, index_cf if in_index else None)
-                count += not found
+                if found:
+                    cache[key] = value  # rewritten: likely read again (a new key is not kept)
+                else:
+                    count += 1
         for target, cf, asked in ((db, None, ask_data), (self._index, index_cf, ask_index)):
             if not asked:
                 continue
             may = target.key_may_exist
-            maybe = [raw for raw, _ in asked if may(raw)]
+            maybe = [raw for _, raw, _ in asked if may(raw)]
             existing = (
                 {raw for raw, value in zip(maybe, target.get(maybe), strict=True) if value is not None}
                 if maybe
                 else ()
             )
-            for raw, value in asked:
+            for key, raw, value in asked:
                 existed = raw in existing
                 if value is None:
                     if existed:
@@ -241,7 +272,10 @@ class RocksStore:
                         count -= 1
                 else:
                     put(raw, value, cf)
-                    count += not existed
+                    if existed:
+                        cache[key] = value
+                    else:
+                        count += 1
         batch.put(COUNT_KEY, str(count).encode(), self._meta_cf)
         if checkpoint is not None:
             batch.put(CHECKPOINT_KEY, str(checkpoint).encode(), self._meta_cf)
@@ -282,6 +316,7 @@ class RocksStore:
 
     def close(self) -> None:
         self._read, self._read_before = {}, {}
+        self._cache = {}
         db, self._db = self._db, None
         if db is not None:
             self._index = self._index_cf = self._meta = self._meta_cf = None
