@@ -68,9 +68,9 @@ META_CF = "meta"
 # keys read since the store's last write: at most this many kept (then forgotten: the
 # existence check asks RocksDB again, as for any key not read)
 READ_HINTS = 200_000
-# keys whose bytes a store keeps for reads (then forgotten, all at once): about 4 MB for an
-# aggregate's windows of a few entries
-CACHED_KEYS = 20_000
+# bytes of values a store keeps for reads, counted as they are kept (then all are forgotten at
+# once): 20,000 windows of a few entries, or 200 of a hot key's 10 KB chunks
+CACHED_BYTES = 2 << 20
 META_MEMTABLE_BYTES = 64 << 10  # a few bytes per batch: no need for a data-sized memtable
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
 MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
@@ -172,10 +172,11 @@ class RocksStore:
         self._read: dict[bytes, bool] = {}
         self._read_before: dict[bytes, bool] = {}
         # The stored bytes of keys that exist, for those read or rewritten lately (see
-        # CACHED_KEYS): a key rewritten batch after batch (an aggregate's window) is read again
+        # CACHED_BYTES): a key rewritten batch after batch (an aggregate's window) is read again
         # without a RocksDB lookup. Bytes, decoded per read as before: nothing a step does to
         # what it read can change them. Each write updates or drops the keys it writes.
         self._cache: dict[str, bytes] = {}
+        self._cached = 0  # bytes kept since the cache was last emptied (replaced ones included)
 
     def get(self, key: str, default: Any = None) -> Any:
         assert self._db is not None
@@ -192,11 +193,21 @@ class RocksStore:
             read[encoded] = False
             return default
         read[encoded] = True
-        cache = self._cache
-        if len(cache) >= CACHED_KEYS:
-            cache.clear()
-        cache[key] = raw
+        self._keep(key, raw)
         return orjson.loads(raw)
+
+    def _keep(self, key: str, raw: bytes) -> None:
+        """Keep ``raw`` as ``key``'s bytes (what the store holds for it now)."""
+        size = len(raw)
+        cached = self._cached + size
+        if cached > CACHED_BYTES:
+            self._cache.clear()  # the key's older bytes, if kept, go too
+            cached = size
+            if size > CACHED_BYTES:  # too large to keep at all
+                self._cached = 0
+                return
+        self._cached = cached
+        self._cache[key] = raw
 
     def write(
         self,
@@ -223,9 +234,7 @@ class RocksStore:
         put, delete = batch.put, batch.delete
         index_cf = self._index_cf
         read, before = self._read, self._read_before
-        cache = self._cache
-        if len(cache) >= CACHED_KEYS:
-            cache.clear()
+        cache, keep = self._cache, self._keep
         count = self._count
         written: list[bytes] = []
         ask_data: list[tuple[str, bytes, bytes | None]] = []  # existence unknown: asked below
@@ -251,7 +260,7 @@ class RocksStore:
             else:
                 put(raw, value, index_cf if in_index else None)
                 if found:
-                    cache[key] = value  # rewritten: likely read again (a new key is not kept)
+                    keep(key, value)  # rewritten: likely read again (a new key is not kept)
                 else:
                     count += 1
         for target, cf, asked in ((db, None, ask_data), (self._index, index_cf, ask_index)):
@@ -273,7 +282,7 @@ class RocksStore:
                 else:
                     put(raw, value, cf)
                     if existed:
-                        cache[key] = value
+                        keep(key, value)
                     else:
                         count += 1
         batch.put(COUNT_KEY, str(count).encode(), self._meta_cf)
@@ -317,6 +326,7 @@ class RocksStore:
     def close(self) -> None:
         self._read, self._read_before = {}, {}
         self._cache = {}
+        self._cached = 0
         db, self._db = self._db, None
         if db is not None:
             self._index = self._index_cf = self._meta = self._meta_cf = None

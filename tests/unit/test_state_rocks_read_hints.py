@@ -31,9 +31,9 @@ def test_the_key_count_stays_exact_whatever_was_read_before_a_write(tmp_path_fac
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), cached=st.integers(1, 4))
+@given(seed=st.integers(0, 2**32 - 1), cached=st.integers(1, 8))
 def test_values_and_count_stay_exact_when_the_cache_forgets(tmp_path_factory, seed: int, cached: int) -> None:
-    with mock.patch.object(rocks, "CACHED_KEYS", cached):
+    with mock.patch.object(rocks, "CACHED_BYTES", cached):  # values of 1 or 2 bytes: 1 to 8 kept
         _reads_and_writes(tmp_path_factory, seed)
 
 
@@ -56,6 +56,7 @@ def _reads_and_writes(tmp_path_factory, seed: int) -> None:  # type: ignore[no-u
                 else:
                     reference[key] = value  # type: ignore[assignment]
             assert len(store) == len(reference)
+            assert sum(map(len, store._cache.values())) <= rocks.CACHED_BYTES
         _check(store, reference)
         store.close()
         store = RocksStore(path)
