@@ -29,6 +29,9 @@ Layout and tuning, measured with ``python -m benchmarks.state`` (tens of million
   store has read since their last write: a read already told whether they exist (a dedupe id
   and an aggregate's key are read by their step before it writes them). In a fraud worker
   (issue 25) that spared about 60 % of the checks.
+* The stored bytes of keys read or rewritten lately are kept (``CACHED_BYTES`` per store) and
+  decoded per read: an aggregate's window, rewritten batch after batch, is read again without a
+  lookup (a hit 0.7 µs less). New keys (dedupe ids, index entries) are not kept.
 """
 
 from __future__ import annotations
