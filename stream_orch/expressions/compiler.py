@@ -25,6 +25,7 @@ Semantics (documented in the topology reference):
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -38,6 +39,9 @@ from stream_orch.expressions.functions import FUNCTIONS, field, item, missing_ra
 __all__ = ["FUNCTIONS", "CompiledExpression", "EvaluationError", "ExpressionError", "compile_expression"]
 
 _MAX_SOURCE = 10_000
+# the helper globals' numbers, unique in the process, so that the bodies of several expressions
+# can share one namespace
+_GLOBAL_IDS = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,9 @@ class CompiledExpression:
     fn: Callable[[Mapping[str, Any]], Any]
     fields: frozenset[str]
     python: str  # the generated Python source, for debugging
+    # the returned expression alone, over the globals of ``fn`` (their names are unique to this
+    # expression): a step may inline several into one generated function (score's rules)
+    body: str = ""
 
     def __call__(self, record: Mapping[str, Any]) -> Any:
         return self.fn(record)
@@ -108,7 +115,7 @@ class _Compiler:
         return f"_t{self.temps}"
 
     def glob(self, value: Any, prefix: str) -> str:
-        name = f"_{prefix}{len(self.globals)}"
+        name = f"_{prefix}{next(_GLOBAL_IDS)}"
         self.globals[name] = value
         return name
 
@@ -433,7 +440,8 @@ def compile_expression(source: str, constants: Mapping[str, Any] | None = None) 
         warnings.simplefilter("ignore", SyntaxWarning)
         code = compile(python, "<expression>", "exec")
     exec(code, namespace)  # generated from the whitelisted AST above; globals hold no builtins
-    return CompiledExpression(source=text, fn=namespace["expression"], fields=fields, python=python)
+    fn = namespace["expression"]
+    return CompiledExpression(source=text, fn=fn, fields=fields, python=python, body=body)
 
 
 # what one record can make an expression raise; each becomes an EvaluationError naming it

@@ -40,6 +40,7 @@ def index_key(seen_ms: int, ident: str) -> str:
 
 
 _IDENT_AT = len(index_key(0, ""))  # where the identifier begins in an index key
+_PREFIXES_KEPT = 1024  # index key prefixes kept (then forgotten): a day of buckets is 1,440
 
 
 class DedupeStepImpl:
@@ -63,6 +64,8 @@ class DedupeStepImpl:
         self.time_field = time_field
         self.watermarks: dict[int, int] = {}  # partition -> newest event time seen
         self._table: Table | None = None
+        # the index keys' prefixes by bucket: formatting the bucket was a tenth of the step
+        self._prefixes: dict[int, str] = {}
         # this batch's marks by the event's coordinates: (partition, key, value before, value set)
         self._marks: dict[tuple[str, int, int], tuple[int, str, int | None, int]] = {}
 
@@ -72,6 +75,7 @@ class DedupeStepImpl:
         marks = self._marks
         field, time_field, horizon = self.field, self.time_field, self.horizon_ms
         watermarks = self.watermarks
+        prefixes = self._prefixes
         batch: dict[tuple[int, str], int] = {}
         out: list[Event] = []
         append = out.append
@@ -97,8 +101,14 @@ class DedupeStepImpl:
             newest = ts if seen is None or ts > seen else seen
             batch[slot] = newest
             put(key, newest, partition)
-            if seen is None or newest // BUCKET_MS != seen // BUCKET_MS:
-                put(index_key(newest, key), 1, partition)
+            bucket = newest // BUCKET_MS
+            if seen is None or bucket != seen // BUCKET_MS:
+                prefix = prefixes.get(bucket)
+                if prefix is None:
+                    if len(prefixes) >= _PREFIXES_KEPT:
+                        prefixes.clear()
+                    prefix = prefixes[bucket] = index_key(bucket * BUCKET_MS, "")
+                put(prefix + key, 1, partition)
             marks[(event.topic, event.partition, event.offset)] = (partition, key, seen, newest)
             if ts > watermarks.get(partition, -1):
                 watermarks[partition] = ts

@@ -29,6 +29,9 @@ KEY_ENV = "STREAM_ORCH_MASK_KEY"
 # Public (it is in this file): digests under it protect nothing. For demos and tests only.
 DEMO_KEY = "stream-orch-demo-mask-key"
 _BLOCK = 64  # SHA-256's block size: the HMAC key is padded (or first hashed) to it
+# digests of string values kept per step (then forgotten at once): a customer's email comes back
+# with each of their transactions, and a hit costs 0.05 us against 1.3 us for the HMAC
+_DIGESTS_KEPT = 8192
 _warned = False  # the demo-key warning is logged once per process, not once per node or restart
 
 
@@ -59,19 +62,28 @@ class MaskStepImpl:
         block = block.ljust(_BLOCK, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._digests: dict[str, str] = {}
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         hashed, dropped, inner, outer = self._hash, self._drop, self._inner, self._outer
+        digests = self._digests
         for event in events:
             record = event.value
             for field in hashed:
                 value = record.get(field)
                 if value is not None:
-                    h = inner.copy()
-                    h.update((value if value.__class__ is str else str(value)).encode("utf-8"))
-                    o = outer.copy()
-                    o.update(h.digest())
-                    record[field] = o.hexdigest()
+                    text = value if value.__class__ is str else str(value)
+                    digest = digests.get(text)
+                    if digest is None:
+                        h = inner.copy()
+                        h.update(text.encode("utf-8"))
+                        o = outer.copy()
+                        o.update(h.digest())
+                        digest = o.hexdigest()
+                        if len(digests) >= _DIGESTS_KEPT:
+                            digests.clear()
+                        digests[text] = digest
+                    record[field] = digest
             for field in dropped:
                 record.pop(field, None)
         return events

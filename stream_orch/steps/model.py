@@ -35,14 +35,21 @@ class ModelStepImpl:
         except ModelFileError as exc:
             raise StepConfigError(f"{build.where}: {exc}") from None
         getters: list[tuple[str, Callable[[dict[str, Any]], Any]]] = []
+        codes: list[str] = []  # each feature as code over ``r`` for the fused reader
+        namespace: dict[str, Any] = {}
         constants = build.topology.constants
         for feature, source in spec.features().items():
             text = source.strip()
             if text.isidentifier() and text not in constants:  # a field: read it directly
                 getters.append((feature, _field_getter(text)))
+                codes.append(f"r.get({text!r})")
             else:
-                getters.append((feature, build.expression(source, f"input {feature}").fn))
-        return cls(model, getters, output=spec.output, take=spec.take, name=build.name)
+                expr = build.expression(source, f"input {feature}")
+                getters.append((feature, expr.fn))
+                codes.append(expr.body)
+                namespace.update(expr.fn.__globals__)
+        fused = _fuse(codes, namespace)
+        return cls(model, getters, output=spec.output, take=spec.take, name=build.name, fused=fused)
 
     def __init__(
         self,
@@ -52,13 +59,18 @@ class ModelStepImpl:
         output: str,
         take: str = "probability",
         name: str = "model",
+        fused: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None,
     ) -> None:
+        """``fused``: all features as one function of a record (the fast path; the getters
+        read them again, one by one, for a record it fails on or finds a feature not an int or
+        float for, and say which feature and why)."""
         import numpy as np  # with onnxruntime, in the `models` extra; loading the model needed it
 
         self._np = np
         self.name = name
         self.model = model
         self._getters = tuple(getters)
+        self._fused = fused
         self._output = output
         self._label = take == "label"
         self._timings: list[tuple[str, float]] = []
@@ -78,8 +90,22 @@ class ModelStepImpl:
         flat: list[Any] = []
         extend = flat.extend
         getters = self._getters
+        fused = self._fused
         for event in events:
             record = event.value
+            if fused is not None:
+                try:
+                    values = fused(record)
+                except Exception:
+                    values = None
+                if values is not None:
+                    for value in values:
+                        if value.__class__ is not float and value.__class__ is not int:
+                            break
+                    else:
+                        extend(values)
+                        kept.append(event)
+                        continue
             row = []
             try:
                 for feature, get in getters:
@@ -171,3 +197,13 @@ def _field_getter(name: str) -> Callable[[dict[str, Any]], Any]:
         return record.get(name)
 
     return get
+
+
+def _fuse(codes: list[str], namespace: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The features as one generated function returning their values: a call per feature was
+    about a third of the step. ``codes`` are field reads and compiled expression bodies (the
+    expression compiler's whitelisted output, over globals with process-unique names)."""
+    source = "def features(r):\n    return (" + "".join(f"{code}, " for code in codes) + ")\n"
+    namespace = {**namespace, "__builtins__": {}}
+    exec(compile(source, "<model features>", "exec"), namespace)
+    return namespace["features"]

@@ -105,7 +105,9 @@ def _fuse(fields: tuple[_Field, ...]) -> Callable[[dict[str, Any]], None]:
     steps with the operations as globals and strip/upper/lower inline. Field names and
     messages enter the source only through ``repr``; nothing from the spec is executed."""
     inline = {_strip: "strip", _upper: "upper", _lower: "lower"}
-    namespace: dict[str, Any] = {"__builtins__": {}, "_copy": copy.copy, "_Invalid": Invalid, "str": str}
+    # an operation with a fast test (see _fast) is called only for a value that fails the test
+    namespace: dict[str, Any] = {"__builtins__": {}, "_copy": copy.copy, "_Invalid": Invalid}
+    namespace.update(str=str, int=int, float=float)  # the fast tests compare classes
     lines = ["def normalize(r):"]
     for i, f in enumerate(fields):
         ops: list[str] = []
@@ -115,7 +117,13 @@ def _fuse(fields: tuple[_Field, ...]) -> Callable[[dict[str, Any]], None]:
                 ops.append(f"v = v.{method}() if v.__class__ is str else v")
             else:
                 namespace[f"_op{i}_{j}"] = op
-                ops.append(f"v = _op{i}_{j}(v)")
+                fast = getattr(op, "fast", None)
+                if fast is None:
+                    ops.append(f"v = _op{i}_{j}(v)")
+                else:
+                    test, value = fast
+                    namespace[f"_fast{i}_{j}"] = value
+                    ops.append(f"if not ({test.format(f'_fast{i}_{j}')}): v = _op{i}_{j}(v)")
         ops.append(f"r[{f.name!r}] = v")
         lines.append(f"    v = r.get({f.name!r})")
         if f.has_default:
@@ -135,6 +143,15 @@ def _fuse(fields: tuple[_Field, ...]) -> Callable[[dict[str, Any]], None]:
 
 
 # --------------------------------------------------------------------------- operations
+
+
+def _fast(op: Op, test: str, value: Any = None) -> Op:
+    """Give ``op`` a test for the generated code (over ``v``; ``{}`` names ``value``): a value
+    that passes it is one ``op`` would return as it is, so the call is left out. About half the
+    step was these calls, nearly all of them for values already in their form."""
+    op.fast = (test, value)  # type: ignore[attr-defined]
+    return op
+
 
 
 def _compile_ops(name: str, rule: FieldRule) -> list[Op]:
@@ -190,7 +207,7 @@ def _to_string(name: str) -> Op:
             return str(int(value)) if value.is_integer() else repr(value)
         raise Invalid(f"invalid_field: {name} must be a string (got {show(value)})")
 
-    return op
+    return _fast(op, "v.__class__ is str")
 
 
 def _parse_number(name: str, value: Any) -> int | float:
@@ -221,7 +238,7 @@ def _to_int(name: str) -> Op:
             return int(number)
         return number
 
-    return op
+    return _fast(op, "v.__class__ is int")
 
 
 def _to_float(name: str) -> Op:
@@ -232,7 +249,7 @@ def _to_float(name: str) -> Op:
             raise Invalid(f"invalid_field: {name} must be a finite number (got {show(value)})")
         return float(_parse_number(name, value))
 
-    return op
+    return _fast(op, "v.__class__ is float and v - v == 0.0")  # finite: inf - inf and nan are nan
 
 
 def _to_bool(name: str) -> Op:
@@ -263,9 +280,15 @@ _TYPE_OPS: dict[str, Callable[[str], Op]] = {
 def _id_op(name: str, prefix: str, digits: int) -> Op:
     core = _SEPARATORS.sub("", prefix).upper()
     limit = 10**digits
+    at = len(prefix)
+    canonical = at + digits
 
     def op(value: Any) -> str:
         cls = value.__class__
+        if cls is str and len(value) == canonical and value.startswith(prefix):
+            tail = value[at:]
+            if tail.isascii() and tail.isdigit():
+                return value  # already prefix + `digits` ASCII digits: what the rule would render
         if cls is int:
             number = value
         elif cls is float and value.is_integer():
@@ -336,7 +359,7 @@ def _timestamp_op(name: str) -> Op:
             raise Invalid(f"invalid_field: {name} is out of range for a timestamp (got {show(value)})")
         return ms
 
-    return op
+    return _fast(op, f"v.__class__ is int and {int(_SECONDS_BELOW)} <= v < {_MAX_MS}")
 
 
 def _one_of_op(name: str, allowed: list[Any]) -> Op:
@@ -356,7 +379,7 @@ def _one_of_op(name: str, allowed: list[Any]) -> Op:
             return value
         raise Invalid(f"invalid_field: {name} must be one of {listing} (got {show(value)})")
 
-    return op
+    return _fast(op, "v.__class__ is str and v in {}", allowed_set)
 
 
 def _bound_op(name: str, symbol: str, bound: float, test: Callable[[Any, float], bool]) -> Op:
@@ -370,7 +393,7 @@ def _bound_op(name: str, symbol: str, bound: float, test: Callable[[Any, float],
             return value
         raise Invalid(f"invalid_field: {name} must be {symbol} {shown} (got {show(value)})")
 
-    return op
+    return _fast(op, f"(v.__class__ is float or v.__class__ is int) and v {symbol} {{}}", bound)
 
 
 def _pattern_op(name: str, pattern: str) -> Op:
@@ -385,4 +408,4 @@ def _pattern_op(name: str, pattern: str) -> Op:
             return value
         raise Invalid(f"invalid_field: {name} must match {pattern!r} (got {show(value)})")
 
-    return op
+    return _fast(op, "v.__class__ is str and {}(v)", fullmatch)

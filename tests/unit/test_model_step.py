@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from stream_orch.reliability import headers as H
@@ -309,3 +311,33 @@ def test_every_step_with_a_bad_model_is_reported_even_when_checked_once(tmp_path
     problems = [p for p in errors(lint(load_topology(path), REPO / "schemas")) if "step model" in p.message]
     assert [p.line for p in problems] == [10, 21]
     assert all("no model input named `c`" in p.message for p in problems)
+
+
+_FRAUD_INPUTS = (
+    '{amount_ratio: "amount_eur / max(avg_amount, 1.0)", velocity_60s: velocity_60s, '
+    'foreign: "1 if country != home_country else 0", online: "1 if channel == \'online\' else 0"}'
+)
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.sampled_from(["GB", "online", ""]),
+)
+_FIELDS = ["amount_eur", "avg_amount", "velocity_60s", "country", "home_country", "channel"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries({f: _VALUES for f in _FIELDS}), min_size=1, max_size=6))
+def test_the_features_read_in_one_function_equal_those_read_one_by_one(tmp_path: Path, rows) -> None:
+    """The step reads all features with one generated function and falls back to its per-feature
+    readers for a record that fails or has a feature not an int or float; the same features and
+    rejections as the per-feature readers alone, for any mix of good and bad records."""
+    step = step_of(with_fraud_model(tmp_path / str(len(list(tmp_path.iterdir()))), _FRAUD_INPUTS))
+    fused_ctx, alone_ctx = FakeContext(), FakeContext()
+    kept, flat = step._features(events(rows), fused_ctx)
+    step._fused = None
+    kept_alone, flat_alone = step._features(events(rows), alone_ctx)
+    assert [e.offset for e in kept] == [e.offset for e in kept_alone]
+    assert repr(flat) == repr(flat_alone)  # nan included
+    assert fused_ctx.reject_reasons == alone_ctx.reject_reasons

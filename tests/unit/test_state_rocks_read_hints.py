@@ -1,14 +1,17 @@
 """A RocksDB store's exact key count when its writes reuse what its reads found (issue 25): reads
-and writes of data and index keys in any order, against a dict as the reference."""
+and writes of data and index keys in any order, against a dict as the reference; the same with
+a cache of stored bytes small enough to be forgotten again and again."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_orch.state import rocks
 from stream_orch.state.rocks import INDEX_PREFIX, RocksStore
 from stream_orch.state.store import TOMBSTONE
 
@@ -24,6 +27,17 @@ def _check(store: RocksStore, reference: dict[str, int]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_the_key_count_stays_exact_whatever_was_read_before_a_write(tmp_path_factory, seed: int) -> None:
+    _reads_and_writes(tmp_path_factory, seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cached=st.integers(1, 8))
+def test_values_and_count_stay_exact_when_the_cache_forgets(tmp_path_factory, seed: int, cached: int) -> None:
+    with mock.patch.object(rocks, "CACHED_BYTES", cached):  # values of 1 or 2 bytes: 1 to 8 kept
+        _reads_and_writes(tmp_path_factory, seed)
+
+
+def _reads_and_writes(tmp_path_factory, seed: int) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(seed)
     path: Path = tmp_path_factory.mktemp("hints") / "0"
     store = RocksStore(path)
@@ -42,6 +56,7 @@ def test_the_key_count_stays_exact_whatever_was_read_before_a_write(tmp_path_fac
                 else:
                     reference[key] = value  # type: ignore[assignment]
             assert len(store) == len(reference)
+            assert sum(map(len, store._cache.values())) <= rocks.CACHED_BYTES
         _check(store, reference)
         store.close()
         store = RocksStore(path)

@@ -67,3 +67,19 @@ async def test_the_digest_is_the_standard_hmac_for_any_key_length(key: str):
     step = build({"step": "mask", "key": key, "fields": {"email": "hash"}})
     out, _ = await run_step(step, [{"email": "jane@example.com"}, {"email": 42}])
     assert [r["email"] for r in out] == [_hmac(key.encode(), "jane@example.com"), _hmac(key.encode(), "42")]
+
+
+async def test_repeated_values_get_the_same_digests_as_fresh_ones(monkeypatch: pytest.MonkeyPatch):
+    """Digests are kept per step for values that come back; with more values than it keeps
+    (3 here), and across two steps with their own keys, each digest is still the HMAC."""
+    monkeypatch.setattr(mask, "_DIGESTS_KEPT", 3)
+    steps = {
+        key: build({"step": "mask", "key": key, "fields": {"email": "hash", "alt": "hash"}}) for key in "ab"
+    }
+    values = [f"user{i % 5}@example.com" for i in range(12)]
+    for key, step in steps.items():
+        for start in range(0, len(values), 4):
+            batch = [{"email": v, "alt": v} for v in values[start : start + 4]]
+            out, _ = await run_step(step, batch)
+            expected = [_hmac(key.encode(), v) for v in values[start : start + 4]]
+            assert [r["email"] for r in out] == expected and [r["alt"] for r in out] == expected

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from step_harness import build, run_step, txn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from step_harness import build, run_step, topology, txn
+
+from stream_orch.expressions import compile_expression
 
 FRAUD_SCORE = {
     "step": "score",
@@ -126,3 +130,50 @@ async def test_a_score_that_is_not_a_finite_number_rejects_the_record():
     out, ctx = await run_step(build(spec), [txn(amount=1e308, fee=1e308), txn(amount=200.0, fee=1.0)])
     assert len(out) == 1
     assert ctx.reject_reasons == ["expression_error: score: the score is not a finite number (nan)"]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True),
+    st.sampled_from(["DE", "FR", "high", "online", ""]),
+)
+_FIELDS = ["amount_eur", "avg_amount", "velocity_60s", "country", "home_country", "risk_tier", "channel"]
+_RULES = [
+    *FRAUD_SCORE["rules"],  # type: ignore[misc]
+    {
+        "name": "constants_and_functions",
+        "when": "round(amount_eur * rates[country], 2) > limit",
+        "weight": 0.3,
+    },
+    {"name": "membership", "when": "country in ['DE', 'FR'] and max(velocity_60s, 1) >= 3", "weight": 0.05},
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.fixed_dictionaries({f: _VALUES for f in _FIELDS}), min_size=1, max_size=6))
+async def test_the_rules_in_one_function_score_as_each_rule_alone(records):
+    """The step runs its rules as one generated function; the reference here evaluates each
+    rule's compiled expression alone, as the step did before: same score and reasons for every
+    record, or the same rejection naming the same rule (any order of failures and successes)."""
+    spec = {**FRAUD_SCORE, "cap": None, "round": None, "rules": _RULES}
+    constants = {"rates": {"DE": 1.0, "FR": 2.5}, "limit": 1000}
+    step = build(spec, topology(constants=constants))
+    out, ctx = await run_step(step, [dict(r) for r in records])
+    expected_out, expected_reasons = [], []
+    for record in records:
+        total, fired = 0.0, []
+        try:
+            for rule in _RULES:
+                if compile_expression(rule["when"], constants)(record):
+                    total += rule["weight"]
+                    fired.append(rule["name"])
+        except Exception as exc:
+            expected_reasons.append(f"expression_error: rule {rule['name']}: {exc}")
+            continue
+        if total - total:
+            expected_reasons.append(f"expression_error: score: the score is not a finite number ({total})")
+            continue
+        expected_out.append({**record, "score": total, "reasons": fired})
+    assert ctx.reject_reasons == expected_reasons
+    assert out == expected_out
