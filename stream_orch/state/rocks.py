@@ -291,9 +291,16 @@ class RocksStore:
         batch.put(COUNT_KEY, str(count).encode(), self._meta_cf)
         if checkpoint is not None:
             batch.put(CHECKPOINT_KEY, str(checkpoint).encode(), self._meta_cf)
-            self._checkpoint = checkpoint
         self._read, self._read_before = {}, read  # the older hints go
-        db.write(batch)
+        try:
+            db.write(batch)
+        except BaseException:
+            # the cache took this batch's values as it went: none of them landed
+            self._cache, self._cached = {}, 0
+            self._read, self._read_before = {}, {}
+            raise
+        if checkpoint is not None:
+            self._checkpoint = checkpoint
         self._count = count
         if read:
             pop = read.pop

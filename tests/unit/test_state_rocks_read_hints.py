@@ -76,3 +76,38 @@ def test_a_key_read_as_absent_and_written_since_is_counted_once_when_deleted(tmp
         assert store.get("k") is None and store.get("other") == 1
     finally:
         store.close()
+
+
+class _FailingWrites:
+    """The store's RocksDB handle, whose write fails (a full disk): everything else passes."""
+
+    def __init__(self, db: object) -> None:
+        self._real = db
+
+    def write(self, batch: object) -> None:
+        raise OSError("injected: no space left on device")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+def test_a_write_that_fails_leaves_values_count_and_checkpoint_as_they_were(tmp_path: Path) -> None:
+    """A batch lands whole or not at all: the values a failed write cached as it went are not
+    served afterwards, and neither its count nor its checkpoint is taken."""
+    store = RocksStore(tmp_path / "0")
+    try:
+        store.write({"k": 1, "other": 1}, 1)
+        assert store.get("k") == 1  # read: its bytes kept
+        real = store._db
+        store._db = _FailingWrites(real)  # type: ignore[assignment]
+        try:
+            store.write({"k": 2, "new": 1}, 2)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the injected failure did not happen")
+        store._db = real
+        assert store.get("k") == 1 and store.get("new") is None
+        assert len(store) == 2 and store.checkpoint() == 1
+    finally:
+        store.close()
