@@ -256,6 +256,35 @@ def wrong_velocities(outputs: list[Any], expected: dict[str, int]) -> tuple[dict
     return dict(per_id), wrong
 
 
+@dataclass
+class Verdict:
+    """What an exactly-once fraud run left on its outputs, against the reference velocities."""
+
+    duplicated: dict[str, int]  # per output topic, extra copies of one input's output
+    per_id: dict[str, int]  # enriched outputs per txn_id
+    wrong_velocity: list[Any]
+
+    def figures(self) -> dict[str, int]:
+        return {
+            "duplicated_any_output": sum(self.duplicated.values()),
+            "wrong_velocity": len(self.wrong_velocity),
+        }
+
+    def assert_exactly_once(self, acc: Accounting, expected: dict[str, int], log: str = "") -> None:
+        """Nothing lost, nothing twice on any output, every txn_id once with its velocity."""
+        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}\n{log}"
+        assert self.duplicated == {}, self.duplicated
+        assert sorted(self.per_id) == sorted(expected), "every txn_id (dedupe state came back)"
+        assert set(self.per_id.values()) == {1}
+        assert self.wrong_velocity == [], self.wrong_velocity[:10]
+
+
+def verdict(outputs: dict[str, list[Any]], enriched: str, expected: dict[str, int]) -> Verdict:
+    """``outputs``: the records of the output topics only, by topic."""
+    per_id, wrong = wrong_velocities(outputs[enriched], expected)
+    return Verdict(duplicated_per_topic(outputs), per_id, wrong)
+
+
 def velocities_as_landed(inputs: list[Any], window_ms: int = 60_000) -> dict[str, int]:
     """The reference velocity_60s of each txn_id computed from the input records as they landed
     (each partition in offset order, the first copy of a txn_id only): what the topology must

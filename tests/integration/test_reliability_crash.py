@@ -96,21 +96,15 @@ async def test_exactly_once_kill_9_at_2k_per_s_nothing_lost_nothing_twice(
             inputs = [(c, v) for c, (_k, v) in zip(coords, txns, strict=True) if c is not None]
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
             await watch.poll(2.0)  # a late second copy would show up now
-        duplicated = rh.duplicated_per_topic(watch.records)
-        per_id, wrong_velocity = rh.wrong_velocities(watch.records[enriched], expected)
+        found = rh.verdict(watch.records, enriched, expected)
         after = rh.processed_after(watch.records[enriched], restarted_ms)
         rh.record_result(
             "exactly_once: kill -9 under load (2k/s), restart",
             **acc.figures(),
-            duplicated_any_output=sum(duplicated.values()),
-            wrong_velocity=len(wrong_velocity),
+            **found.figures(),
             first_output_after_restart_s=round((min(after) - restarted_ms) / 1000, 1) if after else None,
         )
-        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}\n{w.log()}"
-        assert duplicated == {}, duplicated
-        assert sorted(per_id) == sorted(expected), "every txn_id exactly once (dedupe state came back)"
-        assert set(per_id.values()) == {1}
-        assert wrong_velocity == [], wrong_velocity[:10]
+        found.assert_exactly_once(acc, expected, w.log())
         assert w.terminate() == 0
     finally:
         w.stop()

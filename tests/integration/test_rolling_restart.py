@@ -115,8 +115,7 @@ async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, mod
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=120)
             await watch.poll(2.0)  # a late second copy would show up now
         outputs = {k: v for k, v in watch.records.items() if k != t["transactions"]}
-        duplicated = rh.duplicated_per_topic(outputs)
-        per_id, wrong_velocity = rh.wrong_velocities(watch.records[enriched], expected)
+        found = rh.verdict(outputs, enriched, expected)
         lat = sorted(_latencies_ms(watch, t["transactions"], enriched))
         p99 = lat[int(len(lat) * 0.99)] if lat else None
         rh.record_result(
@@ -124,16 +123,12 @@ async def test_rolling_restart_of_three_workers_exactly_once(tmp_path: Path, mod
             if mode != "none"
             else "3 workers at 2k/s, exactly_once, no restart (the rolling restart's baseline)",
             **acc.figures(),
-            duplicated_any_output=sum(duplicated.values()),
-            wrong_velocity=len(wrong_velocity),
+            **found.figures(),
             p50_ms=round(statistics.median(lat)) if lat else None,
             p99_ms=round(p99) if p99 is not None else None,
             max_ms=round(lat[-1]) if lat else None,
         )
-        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}"
-        assert duplicated == {}, duplicated
-        assert sorted(per_id) == sorted(expected) and set(per_id.values()) == {1}
-        assert wrong_velocity == [], wrong_velocity[:10]
+        found.assert_exactly_once(acc, expected)
         print(f"{mode}: p50 {statistics.median(lat):.0f} ms, p99 {p99:.0f} ms, max {lat[-1]:.0f} ms")
     finally:
         for w in workers:

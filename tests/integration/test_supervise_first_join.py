@@ -45,24 +45,20 @@ async def test_two_processes_start_in_one_generation(tmp_path: Path) -> None:
         assert set(rebalances.values()) == {1.0}, f"{rebalances}\n{sup.log()}"
         assert "score_transactions" in nodes, nodes
         await rh.produce_bulk(t["customers"], profiles)
-        await asyncio.sleep(2)  # customers -> customers.clean -> the global table
+        clean = t["customers.clean"]
+        assert await rh.global_table_loaded([sup.url], clean, len(profiles), members=2), sup.log()
         async with rh.Watcher([t[name] for name in rh.FRAUD_OUTPUTS]) as watch:
             coords = await rh.produce_bulk(t["transactions"], txns)
             inputs = list(zip(coords, (v for _k, v in txns), strict=True))
             acc = await rh.wait_accounted(watch, inputs, enriched, dlq, timeout=90)
             await watch.poll(2.0)  # a late second copy would show up now
-        duplicated = rh.duplicated_per_topic(watch.records)
-        per_id, wrong_velocity = rh.wrong_velocities(watch.records[enriched], expected)
+        found = rh.verdict(watch.records, enriched, expected)
         rh.record_result(
             "--processes 2, exactly_once: members join together (one generation)",
             **acc.figures(),
-            duplicated_any_output=sum(duplicated.values()),
-            wrong_velocity=len(wrong_velocity),
+            **found.figures(),
         )
-        assert acc.lost == [], f"{len(acc.lost)} lost, e.g. {acc.lost[:5]}\n{sup.log()}"
-        assert duplicated == {}, duplicated
-        assert sorted(per_id) == sorted(expected) and set(per_id.values()) == {1}
-        assert wrong_velocity == [], wrong_velocity[:10]
+        found.assert_exactly_once(acc, expected, sup.log())
         samples = await scrape(sup.url)
         assert _per_node_member(samples, "stream_orch_rebalances_total") == rebalances, "a rebalance later"
         # that one generation shared the 6-partition input: both members scored transactions
