@@ -484,7 +484,7 @@ class NodeRunner:
             self._to_take_over = set(assigned)
             self.recovering = True
             self._observer.recovering(self, True)
-        self._observer.rebalanced(self)
+        self._observer.rebalanced(self, len(assigned))
 
     async def _take_over(self, assigned: set[TopicPartition]) -> None:
         """Own ``assigned`` (:mod:`stream_orch.runtime.takeover`): fenced, at the committed

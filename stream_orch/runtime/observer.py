@@ -36,7 +36,7 @@ class NullObserver:
 
     def restoring(self, runner: NodeRunner, table: str, restored: int, remaining: int) -> None: ...
 
-    def rebalanced(self, runner: NodeRunner) -> None: ...
+    def rebalanced(self, runner: NodeRunner, assigned: int) -> None: ...
 
     def sink_request(self, runner: NodeRunner, target: str, status_class: str, seconds: float) -> None: ...
 
@@ -111,7 +111,9 @@ class NodeObserver(NullObserver):
     def sink_state(self, runner: NodeRunner, target: str, up: bool, reason: str) -> None:
         self.health.set_target(f"{runner.name}/{target}", up, reason)
 
-    def rebalanced(self, runner: NodeRunner) -> None:
-        self.metrics.rebalanced(runner.name, len(runner.assigned))
+    def rebalanced(self, runner: NodeRunner, assigned: int) -> None:
+        """``assigned``: the partitions the group just gave the node (``runner.assigned`` changes
+        only once they are taken over)."""
+        self.metrics.rebalanced(runner.name, assigned)
         for table in runner.local_tables:
             self.metrics.table_size(runner.name, table.name, len(table))

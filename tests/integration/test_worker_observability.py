@@ -30,6 +30,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests import reliability_harness as rh
 from tests.kafka_tool import describe, kafka_jars_fixture  # noqa: F401 - the kafka_jars fixture
 from tests.topology_harness import (
     BOOTSTRAP,
@@ -463,7 +464,7 @@ async def test_every_dashboard_and_alert_metric_is_on_a_running_worker(
         "avg_amount": 10.0,
     }
     await produce_raw(t["customers"], [(b"C-000001", orjson.dumps(profile))])
-    await asyncio.sleep(1.5)  # into the global table through customers.clean
+    assert await rh.global_table_loaded([worker.url], t["customers.clean"], 1), worker.log()
 
     def txn(txn_id: str, customer: str, amount: object) -> tuple[bytes, bytes]:
         value = {
@@ -519,6 +520,9 @@ async def test_every_dashboard_and_alert_metric_is_on_a_running_worker(
     # entries, both in account A-1's window
     assert gauge(samples, "stream_orch_table_entries", node=node, table="seen_txns") == [4.0]
     assert gauge(samples, "stream_orch_table_entries", node=node, table="account_velocity") == [1.0]
+    # the partitions the group gave the node: the input's 6 and its one retry tier's 6 (it used to
+    # show the assignment before this one: 0 at the start)
+    assert gauge(samples, "stream_orch_assigned_partitions", node=node) == [12.0]
 
     assert worker.terminate() == 0
     lines = _json_lines(worker.log())
