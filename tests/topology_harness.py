@@ -280,5 +280,17 @@ async def delete_topics_with(fragment: str) -> list[str]:
         await admin.close()
 
 
+def summed_by(samples: Samples, metric: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """``metric`` summed over its other labels, per value of ``labels`` (e.g. per node and member
+    of a supervisor's aggregated /metrics)."""
+    out: dict[tuple[str, ...], float] = {}
+    for (name, pairs), value in samples.items():
+        if name == metric:
+            d = dict(pairs)
+            key = tuple(d[label] for label in labels)
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
 def headers_of(record: Any) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in record.headers}

@@ -13,19 +13,13 @@ import pytest
 
 from tests import reliability_harness as rh
 from tests.integration.test_supervise_processes import _wait_ready
-from tests.topology_harness import free_port, scrape
+from tests.topology_harness import free_port, scrape, summed_by
 
 pytestmark = pytest.mark.integration
 
 
-def _per_node_member(samples: dict, metric: str) -> dict[tuple[str, str], float]:
-    """``metric`` summed per (node, member) over its other labels."""
-    out: dict[tuple[str, str], float] = {}
-    for (name, labels), value in samples.items():
-        if name == metric:
-            d = dict(labels)
-            out[(d["node"], d["member"])] = out.get((d["node"], d["member"]), 0.0) + value
-    return out
+def _per_node_member(samples: dict, metric: str) -> dict[tuple[str, ...], float]:
+    return summed_by(samples, metric, "node", "member")
 
 
 async def test_two_processes_start_in_one_generation(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests import reliability_harness as rh
-from tests.topology_harness import free_port, scrape, wait_for_group
+from tests.topology_harness import free_port, scrape, summed_by, wait_for_group
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,6 @@ async def _wait_ready(url: str, timeout: float = 60.0) -> None:
                 pass
             await asyncio.sleep(0.5)
     raise AssertionError(f"{url}/ready never answered 200")
-
-
-def _consumed_by_member(samples: dict) -> dict[str, float]:
-    per: dict[str, float] = {}
-    for (name, labels), value in samples.items():
-        if name == "stream_orch_events_in_total":
-            member = dict(labels)["member"]
-            per[member] = per.get(member, 0.0) + value
-    return per
 
 
 async def test_two_processes_kill_one_member_exactly_once(tmp_path: Path) -> None:
@@ -85,7 +76,7 @@ async def test_two_processes_kill_one_member_exactly_once(tmp_path: Path) -> Non
         restarted = after["members"][0]
         assert restarted["pid"] not in (None, victim) and restarted["restarts"] == 1, after
         assert samples[("stream_orch_supervisor_member_restarts_total", (("member", "0"),))] == 1.0
-        consumed = _consumed_by_member(samples)
+        consumed = {m: v for (m,), v in summed_by(samples, "stream_orch_events_in_total", "member").items()}
         assert consumed.get("1", 0) > 0 and consumed.get("0", 0) > 0, consumed  # both members did work
         members = [m["pid"] for m in after["members"]]
         assert sup.proc is not None
