@@ -80,7 +80,6 @@ class NodeRunner:
         self._client_args = client_args
         self._instance_id = instance_id
         self._leave_on_stop = leave_on_stop  # a clean stop hands the partitions over at once
-        self._tables = tables
         self._observer = observer or NullObserver()
         self._started: list[Sink] = []  # the sinks started (stopped in close)
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
@@ -101,7 +100,6 @@ class NodeRunner:
             denied=denied_outputs,
         )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
-        self._expiring = self._pipeline.expiring
         self._undoing = self._pipeline.undoing
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
         self._tier_of = self._pipeline.tier_of
@@ -419,16 +417,11 @@ class NodeRunner:
         return self._state.take()
 
     def _maybe_prune(self) -> None:
-        """Expire state that event time has left behind (old txn_ids, empty windows); the
-        deletions go to the changelogs as tombstones with this batch."""
-        if not self._expiring or time.monotonic() < self._next_prune:
+        """Every ``PRUNE_INTERVAL_S``: expire old state of the partitions it owns, with this batch."""
+        if not self._pipeline.expiring or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
-        partitions = {tp.partition for tp in self.assigned if tp.topic == self.node.input}
-        for step in self._expiring:
-            table = self._tables[step.table_name]
-            for partition in partitions:
-                step.prune(table, partition)
+        self._pipeline.prune({tp.partition for tp in self.assigned if tp.topic == self.node.input})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """At-least-once: commit the offsets of the partitions still ours."""
