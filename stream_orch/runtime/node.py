@@ -46,7 +46,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
-from stream_orch.transport.consumer_view import RebalanceCalls, consumer_view
+from stream_orch.transport.consumer_view import RebalanceCalls
 from stream_orch.transport.first_join import hold_first_join
 from stream_orch.transport.metadata import wait_for_metadata
 
@@ -356,6 +356,16 @@ class NodeRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """Its consumer while it is in its group, for what others read of it (runtime/sigusr1.py)."""
+        return self._consumer
+
+    @property
+    def busy(self) -> bool:
+        """A batch or a commit is in flight."""
+        return self._delivery.busy
+
     def reload(self, spec: TopologySpec) -> asyncio.Future[None]:
         """Run ``spec`` from the next batch on; the batch in flight ends on the running version."""
         return self._swap.request(spec)
@@ -446,13 +456,6 @@ class NodeRunner:
             self.processed += out.stats.n_in
             self._observer.batch_done(self, out.stats)
 
-    def highwaters(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        consumer = self._consumer
-        if consumer is None:
-            return {}
-        known = {tp: consumer.last_stable_offset(tp) for tp in offsets}  # markers are no lag
-        return {tp: hw for tp, hw in known.items() if hw is not None}
-
     # ------------------------------------------------------------------ partitions
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -493,17 +496,3 @@ class NodeRunner:
         finally:
             self.recovering = False
             self._observer.recovering(self, False)
-
-    def describe(self) -> dict[str, Any]:
-        """The node and its consumer's view of its group and partitions, for the SIGUSR1 dump."""
-        consumer = self._consumer
-        if consumer is None:
-            return {"node": self.name, "consumer": None, "restarts": self.restarts}
-        return {
-            "node": self.name,
-            "restarts": self.restarts,
-            "processing": self.spec.processing,
-            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assigned),
-            **consumer_view(consumer),
-            "delivery_busy": self._delivery.busy,
-        }
