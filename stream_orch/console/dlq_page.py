@@ -1,17 +1,21 @@
 """The DLQ page of a topology's dead-letter topic: the ``dlq inspect`` view and a replay dry run.
 
-Both read the DLQ on request with the CLI's own functions (:func:`~stream_orch.reliability.dlq.inspect`
-and :func:`~stream_orch.reliability.replay.replay` with ``dry_run=True``), so the page's counts
-are ``stream-orch dlq inspect``'s and its plan is ``stream-orch dlq replay --dry-run``'s. There is
-no button that replays: a replay writes, and stays a CLI action (audited).
+The view reads a window of the DLQ on request, the newest ``WINDOW`` offsets shared out between
+its partitions (:class:`~stream_orch.reliability.dlq.Window`), so a DLQ of millions of records
+costs a page no more than one of ``WINDOW``; an *older* link moves the window back, to the
+offsets before it in each partition. Its summary is ``stream-orch dlq inspect``'s (the same
+counting) over that window: the whole DLQ's when the window holds it all. The dry run, on request
+only, is ``stream-orch dlq replay --dry-run``'s (:func:`~stream_orch.reliability.replay.replay`
+with ``dry_run=True``) and reads the whole DLQ, as the command does. There is no button that
+replays: a replay writes, and stays a CLI action (audited).
 
 What a dead letter carries is untrusted (bytes and headers alike): everything shown is escaped,
 header text goes through :func:`~stream_orch.reliability.dlq.printable` as in ``dlq inspect``,
-values are shown only when asked for (``?records=N``) and with the topology's PII fields masked
-(:class:`~stream_orch.runtime.inspect.PiiMask`, as ``/tables`` masks them). A reason or message
-header may quote record values, so only its code is shown here (the whole text is in
-``dlq inspect --records``); a value that is not JSON cannot be masked field by field and is shown
-only for a topology without PII fields.
+values are shown only when asked for (``?records=N``: the window's newest) and with the
+topology's PII fields masked (:class:`~stream_orch.runtime.inspect.PiiMask`, as ``/tables``
+masks them). A reason or message header may quote record values, so only its code is shown here
+(the whole text is in ``dlq inspect --records``); a value that is not JSON cannot be masked field
+by field and is shown only for a topology without PII fields.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -28,13 +33,14 @@ from stream_orch.errors import UserError
 from stream_orch.observability.metrics import label_code
 from stream_orch.reliability import headers as H
 from stream_orch.reliability.destinations import topology_origins
-from stream_orch.reliability.dlq import Summary, inspect, iso, printable
+from stream_orch.reliability.dlq import Summary, Window, inspect_window, iso, printable
 from stream_orch.reliability.replay import ReplayResult, replay
 from stream_orch.runtime.inspect import PiiMask
 from stream_orch.topology.graph import dlq_topic
 from stream_orch.topology.repartition import expand
 
 MAX_SHOWN = 20  # records a page shows at most (?records=N)
+WINDOW = 10_000  # offsets of the DLQ a page reads at most (its partitions share them)
 CODE_ONLY = frozenset({H.ERROR_REASON, H.ERROR_MESSAGE})  # may quote record values
 DLQ_READS = web.AppKey("dlq_reads", asyncio.Semaphore)  # one DLQ read at a time per console
 
@@ -49,6 +55,19 @@ def _shown_count(request: web.Request) -> int:
     if not text.isdigit() or int(text) > MAX_SHOWN:
         raise web.HTTPBadRequest(text=f"records: a whole number from 0 to {MAX_SHOWN} (got {text[:20]!r})")
     return int(text)
+
+
+def _before(request: web.Request) -> dict[int, int]:
+    """``?before=P:O,...``: the window ends before offset O of partition P (default: its end)."""
+    text = request.query.get("before", "")
+    out: dict[int, int] = {}
+    for item in filter(None, text.split(",")):
+        partition, _, offset = item.partition(":")
+        if not (partition.isdigit() and offset.isdigit()):
+            bad = f"before: partition:offset pairs, comma-separated (got {text[:40]!r})"
+            raise web.HTTPBadRequest(text=bad)
+        out[int(partition)] = int(offset)
+    return out
 
 
 def _value(record: dict[str, Any], mask: PiiMask) -> str:
@@ -95,6 +114,25 @@ def _summary_html(summary: Summary) -> str:
     )
 
 
+def _query(records: int, before: dict[int, int]) -> str:
+    pairs = ",".join(f"{p}:{o}" for p, o in sorted(before.items()))
+    return urlencode({k: v for k, v in (("records", records), ("before", pairs)) if v})
+
+
+def _window_html(base: str, window: Window, shown: int) -> str:
+    """Which offsets the page read, with links to older and back to the newest dead letters."""
+    if not window.older and not window.newer:
+        return "<p id='window'>Read the whole DLQ.</p>"
+    where = f"{window.newer} offsets before the end" if window.newer else "the newest"
+    html = f"<p id='window'>Read {window.per_partition} offsets of each partition, {where}"
+    if window.older:
+        older = f'<a id="older" href="{base}?{escape(_query(shown, window.start))}">older</a>'
+        html += f"; there are more: {window.older} older offsets ({older})"
+    if window.newer:
+        html += f'; <a id="newest" href="{base}?{escape(_query(shown, {}))}">newest</a>'
+    return html + ".</p>"
+
+
 def _plan_html(topic: str, plan: ReplayResult, lines: list[str]) -> str:
     said = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return (
@@ -113,6 +151,7 @@ async def dlq_page(request: web.Request) -> web.Response:
             text=f"{topic!r} is not a dead-letter topic of {name} (its DLQs: {', '.join(topics)})"
         )
     shown = _shown_count(request)
+    window = Window(WINDOW, _before(request))
     dry_run = request.query.get("dry_run") == "1"
     live = request.app[LIVE]
     topo = live.topologies[name]
@@ -122,7 +161,7 @@ async def dlq_page(request: web.Request) -> web.Response:
     body = f'<p><a href="/console/{escape(name)}">← {escape(name)}</a></p><h1>DLQ {escape(topic)}</h1>'
     try:
         async with request.app[DLQ_READS]:
-            summary = await inspect(live.settings, topic, show=shown)
+            summary = await inspect_window(live.settings, topic, window, show=shown)
             plan_html = ""
             if dry_run:
                 lines: list[str] = []
@@ -137,16 +176,17 @@ async def dlq_page(request: web.Request) -> web.Response:
     except UserError as exc:  # the topic does not exist yet, or the broker is unreachable
         body += f'<div class="banner" role="alert">{escape(str(exc))}</div>'
         return page(f"DLQ {topic}", body)
-    body += _summary_html(summary)
+    body += _window_html(base, window, shown) + _summary_html(summary)
     if shown:
         masked = ", ".join(sorted(mask.fields)) or "none"
-        body += f"<h2>First {shown} records</h2><p>PII fields masked: {escape(masked)}.</p>"
+        body += f"<h2>Newest {shown} records read</h2><p>PII fields masked: {escape(masked)}.</p>"
         body += "".join(record_html(r, mask) for r in summary.shown)
     else:
-        body += f'<p><a href="{base}?records=5">Show the first 5 records (headers, masked values)</a></p>'
+        five = escape(_query(5, window.before))
+        body += f'<p><a href="{base}?{five}">Show the newest 5 records read (headers, masked values)</a></p>'
     body += plan_html or (
         f'<p><a id="dry-run" href="{base}?dry_run=1">Replay dry run: what would be replayed where</a> '
-        "(the replay itself is <code>stream-orch dlq replay</code>, audited)</p>"
+        "(reads the whole DLQ; the replay itself is <code>stream-orch dlq replay</code>, audited)</p>"
     )
     return page(f"DLQ {topic} · {name}", body)
 

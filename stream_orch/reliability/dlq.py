@@ -4,13 +4,15 @@
 A dead letter keeps the original key and value bytes and carries ``so.error.*`` headers
 (:mod:`stream_orch.reliability.headers`). Both commands read the DLQ without a consumer group,
 from the beginning up to the end offsets seen at the start, so they never move anyone's offsets
-and always finish. The headers are as untrusted as the bytes: anyone who can write to the DLQ
-can write them.
+and always finish. The console's DLQ page reads a :class:`Window` of it instead: a bounded
+number of offsets, the newest unless it asks for older ones. The headers are as untrusted as
+the bytes: anyone who can write to the DLQ can write them.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,10 +53,11 @@ async def read_topic(
     handle: Callable[[ConsumerRecord[bytes, bytes]], bool | None],
     *,
     missing_ok: bool = False,
+    window: Window | None = None,
 ) -> int:
-    """Call ``handle`` for every record of ``topic`` up to its end offsets at the start but the
-    watermark records (engine bookkeeping, no dead letters); stop early when ``handle`` returns
-    True. Returns how many records were read."""
+    """Call ``handle`` for every record of ``topic`` up to its end offsets at the start (of each
+    partition's ``window`` only, when given) but the watermark records (engine bookkeeping, no
+    dead letters); stop early when ``handle`` returns True. Returns how many records were read."""
 
     def data(record: ConsumerRecord[bytes, bytes]) -> bool | None:
         return None if H.is_watermark(record.headers) else handle(record)
@@ -68,14 +71,68 @@ async def read_topic(
                 return 0
             raise UserError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        start, until = await window.place(consumer, tps) if window is not None else (None, None)
         try:
             return await read_until_end(
-                consumer, tps, data, idle_timeout_s=settings.request_timeout_s * 3, max_records=READ_BATCH
+                consumer,
+                tps,
+                data,
+                idle_timeout_s=settings.request_timeout_s * 3,
+                max_records=READ_BATCH,
+                start=start,
+                until=until,
             )
         except TimeoutError:
             raise unreachable(settings, f"no records from {topic} although the end offsets say so") from None
     finally:
         await consumer.stop()
+
+
+@dataclass
+class Window:
+    """At most ``size`` offsets of a topic, shared out evenly between its partitions: in each, the
+    newest ones before its offset in ``before`` (default: its end). What a read covered is filled
+    in per partition: ``start`` and ``stop`` of the window within ``beginning`` and ``end``. What
+    a window reads is bounded whatever the topic holds; its offsets count records, transaction
+    markers and watermark records alike (a read_committed reader skips the markers)."""
+
+    size: int
+    before: dict[int, int] = field(default_factory=dict)
+    beginning: dict[int, int] = field(default_factory=dict)
+    start: dict[int, int] = field(default_factory=dict)
+    stop: dict[int, int] = field(default_factory=dict)
+    end: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def per_partition(self) -> int:
+        return max(1, self.size // max(1, len(self.end)))
+
+    @property
+    def older(self) -> int:
+        """Offsets before the window, not read."""
+        return sum(self.start[p] - self.beginning[p] for p in self.start)
+
+    @property
+    def newer(self) -> int:
+        """Offsets after the window (before its end when read), not read."""
+        return sum(self.end[p] - self.stop[p] for p in self.stop)
+
+    async def place(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """The offsets of ``tps`` to read from and to stop before."""
+        first = await consumer.beginning_offsets(tps)
+        last = await consumer.end_offsets(tps)
+        self.beginning = {tp.partition: first[tp] for tp in tps}
+        self.end = {tp.partition: last[tp] for tp in tps}
+        n = self.per_partition
+        for p, end in self.end.items():
+            self.stop[p] = min(max(self.before.get(p, end), self.beginning[p]), end)
+            self.start[p] = max(self.beginning[p], self.stop[p] - n)
+        return (
+            {tp: self.start[tp.partition] for tp in tps},
+            {tp: self.stop[tp.partition] for tp in tps},
+        )
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -247,4 +304,24 @@ async def inspect(
         return max_records is not None and summary.records >= max_records
 
     await read_topic(settings, topic, handle)
+    return summary
+
+
+async def inspect_window(settings: Settings, topic: str, window: Window, *, show: int = 0) -> Summary:
+    """The summary of the dead letters in ``window`` of ``topic``, with the newest ``show`` of
+    them (by timestamp, then partition and offset) as :func:`record_json` in ``shown``, newest
+    first. Holds the summary's counts and ``show`` records, whatever the window holds."""
+    summary = Summary(topic)
+    newest: list[tuple[int, int, int, ConsumerRecord[bytes, bytes]]] = []  # a heap, oldest first
+
+    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+        summary.add(record)
+        item = (record.timestamp, record.partition, record.offset, record)
+        if len(newest) < show:
+            heapq.heappush(newest, item)
+        elif show and item[:3] > newest[0][:3]:
+            heapq.heapreplace(newest, item)
+
+    await read_topic(settings, topic, handle, window=window)
+    summary.shown = [record_json(item[3]) for item in sorted(newest, key=lambda i: i[:3], reverse=True)]
     return summary

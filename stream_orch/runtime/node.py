@@ -46,7 +46,7 @@ from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
 from stream_orch.transport import clients
-from stream_orch.transport.consumer_view import RebalanceCalls, consumer_view
+from stream_orch.transport.consumer_view import RebalanceCalls
 from stream_orch.transport.first_join import hold_first_join
 from stream_orch.transport.metadata import wait_for_metadata
 
@@ -80,7 +80,6 @@ class NodeRunner:
         self._client_args = client_args
         self._instance_id = instance_id
         self._leave_on_stop = leave_on_stop  # a clean stop hands the partitions over at once
-        self._tables = tables
         self._observer = observer or NullObserver()
         self._started: list[Sink] = []  # the sinks started (stopped in close)
         # decode -> steps -> route -> retries and dead letters: shared with stream_orch.testing
@@ -101,7 +100,6 @@ class NodeRunner:
             denied=denied_outputs,
         )
         self.local_tables = [t for t in tables.values() if isinstance(t, LocalTable)]
-        self._expiring = self._pipeline.expiring
         self._undoing = self._pipeline.undoing
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
         self._tier_of = self._pipeline.tier_of
@@ -358,6 +356,16 @@ class NodeRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """Its consumer while it is in its group, for what others read of it (runtime/sigusr1.py)."""
+        return self._consumer
+
+    @property
+    def busy(self) -> bool:
+        """A batch or a commit is in flight."""
+        return self._delivery.busy
+
     def reload(self, spec: TopologySpec) -> asyncio.Future[None]:
         """Run ``spec`` from the next batch on; the batch in flight ends on the running version."""
         return self._swap.request(spec)
@@ -419,16 +427,11 @@ class NodeRunner:
         return self._state.take()
 
     def _maybe_prune(self) -> None:
-        """Expire state that event time has left behind (old txn_ids, empty windows); the
-        deletions go to the changelogs as tombstones with this batch."""
-        if not self._expiring or time.monotonic() < self._next_prune:
+        """Every ``PRUNE_INTERVAL_S``: expire old state of the partitions it owns, with this batch."""
+        if not self._pipeline.expiring or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
-        partitions = {tp.partition for tp in self.assigned if tp.topic == self.node.input}
-        for step in self._expiring:
-            table = self._tables[step.table_name]
-            for partition in partitions:
-                step.prune(table, partition)
+        self._pipeline.prune({tp.partition for tp in self.assigned if tp.topic == self.node.input})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """At-least-once: commit the offsets of the partitions still ours."""
@@ -452,13 +455,6 @@ class NodeRunner:
         if out.stats.n_in:  # not an idle commit
             self.processed += out.stats.n_in
             self._observer.batch_done(self, out.stats)
-
-    def highwaters(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        consumer = self._consumer
-        if consumer is None:
-            return {}
-        known = {tp: consumer.last_stable_offset(tp) for tp in offsets}  # markers are no lag
-        return {tp: hw for tp, hw in known.items() if hw is not None}
 
     # ------------------------------------------------------------------ partitions
 
@@ -500,17 +496,3 @@ class NodeRunner:
         finally:
             self.recovering = False
             self._observer.recovering(self, False)
-
-    def describe(self) -> dict[str, Any]:
-        """The node and its consumer's view of its group and partitions, for the SIGUSR1 dump."""
-        consumer = self._consumer
-        if consumer is None:
-            return {"node": self.name, "consumer": None, "restarts": self.restarts}
-        return {
-            "node": self.name,
-            "restarts": self.restarts,
-            "processing": self.spec.processing,
-            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assigned),
-            **consumer_view(consumer),
-            "delivery_busy": self._delivery.busy,
-        }

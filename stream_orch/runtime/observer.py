@@ -13,6 +13,7 @@ from stream_orch.audit.log import Auditor, NullAuditLog
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector
 from stream_orch.observability.metrics import Metrics
+from stream_orch.transport.consumer_view import last_stable_offsets
 
 if TYPE_CHECKING:
     from stream_orch.runtime.batch import BatchStats
@@ -93,8 +94,8 @@ class NodeObserver(NullObserver):
     def committed(self, runner: NodeRunner, offsets: dict[TopicPartition, int], seconds: float) -> None:
         self.metrics.committed(runner.name, seconds)
         if self.lag is not None:
-            highwaters = runner.highwaters(offsets)
-            self.lag.record_commit(runner.group, offsets, highwaters)
+            ends = last_stable_offsets(runner.consumer, offsets)
+            self.lag.record_commit(runner.group, offsets, ends)
 
     def recovering(self, runner: NodeRunner, active: bool) -> None:
         for table in runner.local_tables:

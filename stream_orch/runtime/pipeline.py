@@ -8,6 +8,7 @@ the tables' overlays and delivering stay with the caller.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -61,6 +62,7 @@ class NodePipeline:
         }
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
         self.step_labels = step_labels(node)  # the `step` label of what a step dead-letters
+        self._tables = tables
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
@@ -111,6 +113,14 @@ class NodePipeline:
             self.external = ExternalRoutes(spec, node_name, self._schemas)
         self.ctx.constants = dict(spec.constants)
         self.spec = spec
+
+    def prune(self, partitions: Collection[int]) -> None:
+        """Expire the state of ``partitions`` that event time has left behind (old txn_ids, empty
+        windows); the deletions go to the changelogs as tombstones with the next batch."""
+        for step in self.expiring:
+            table = self._tables[step.table_name]
+            for partition in partitions:
+                step.prune(table, partition)
 
     async def process(
         self, batches: dict[TopicPartition, list[Any]], outbox: Outbox, stats: BatchStats, now: int

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +30,9 @@ from stream_orch.audit.marker import RunMarker
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.observability.health import HealthState
 from stream_orch.observability.lag import LagCollector, LagReader
-from stream_orch.observability.loop import dump_tasks, monitor_event_loop
+from stream_orch.observability.loop import monitor_event_loop
 from stream_orch.observability.metrics import Metrics
+from stream_orch.runtime import sigusr1
 from stream_orch.runtime.access import check_access
 from stream_orch.runtime.admin import TopicPlan, ensure_topics
 from stream_orch.runtime.inspect import PiiMask, TableInspector
@@ -400,7 +399,7 @@ class Worker:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-            loop.add_signal_handler(signal.SIGUSR1, self._dump)
+            loop.add_signal_handler(signal.SIGUSR1, sigusr1.dump, self.runners.values())
             loop.add_signal_handler(signal.SIGHUP, self._sighup)  # not the default: end the process
         try:
             await self.start()
@@ -456,12 +455,6 @@ class Worker:
     def _swapped(self, spec: TopologySpec) -> None:
         """Every node runs ``spec`` (expanded) now: a reload was applied."""
         self.spec = spec
-
-    def _dump(self) -> None:
-        """SIGUSR1: what every task waits on, then each node's view of its group and partitions."""
-        dump_tasks()
-        for runner in self.runners.values():
-            print(json.dumps(runner.describe(), default=str), file=sys.stderr, flush=True)
 
     async def shutdown(self) -> None:
         self.health.set_ready(False, "stopping")

@@ -442,10 +442,7 @@ class TopologyTestDriver:
         if not node.pipeline.expiring or self.now_ms < node.next_prune_ms:
             return
         node.next_prune_ms = self.now_ms + int(PRUNE_INTERVAL_S * 1000)
-        for step in node.pipeline.expiring:
-            table = node.tables[step.table_name]
-            for p in range(node.partitions):
-                step.prune(table, p)
+        node.pipeline.prune(range(node.partitions))
 
     def _stored(self, topic: str, after: int = -1) -> list[Stored]:
         """The records of ``topic`` after sequence number ``after``, once everything that can be

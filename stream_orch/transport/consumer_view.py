@@ -1,5 +1,6 @@
 """Where a node's consumer stands: seeking its partitions to the group's committed offsets on a
-take-over, and reading its group and positions for the SIGUSR1 dump; and the listener that
+take-over, reading its group and positions for the SIGUSR1 dump and its partitions' ends for the
+lag of a commit; and the listener that
 hands its rebalances to the node. All touch the consumer only; the dump reads aiokafka internals
 (there is no public, synchronous way to get positions), best effort, so that knowledge stays in
 the transport package."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -54,6 +55,17 @@ def consumer_view(consumer: AIOKafkaConsumer) -> dict[str, Any]:
         "member_id": getattr(coordinator, "member_id", None),
         "position_highwater": parts,
     }
+
+
+def last_stable_offsets(
+    consumer: AIOKafkaConsumer | None, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The last stable offset of each of ``partitions`` the consumer knows (transaction markers
+    are no lag); none without a consumer."""
+    if consumer is None:
+        return {}
+    known = {tp: consumer.last_stable_offset(tp) for tp in partitions}
+    return {tp: end for tp, end in known.items() if end is not None}
 
 
 class RebalanceCalls(ConsumerRebalanceListener):

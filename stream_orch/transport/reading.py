@@ -48,20 +48,23 @@ async def read_until_end(
     past_end: bool = False,
     max_records: int = 10_000,
     start: dict[TopicPartition, int] | None = None,
+    until: dict[TopicPartition, int] | None = None,
     poll_ms: int = POLL_MS,
 ) -> int:
     """Assign ``partitions`` to the started, group-less ``consumer`` and call ``handle`` for every
     record from the beginning up to the end offsets seen at the start (records written meanwhile
     are left alone, unless ``past_end``: a reader that goes on following the partitions with this
     consumer must not skip what a fetch returned beyond them); stop early when ``handle`` returns
-    True; ``start`` gives partitions an offset to start from instead. Returns how many records it
-    handled.
+    True; ``start`` gives partitions an offset to start from instead, ``until`` one to stop before
+    (when it is below their end). Returns how many records it handled.
 
     ``progress`` gets (records handled since its last call, records still to read) after every
     fetch. Raises ``TimeoutError`` after ``timeout_s`` in all, or after ``idle_timeout_s`` without
     a record while some are still due."""
     consumer.assign(partitions)
     end = await consumer.end_offsets(partitions)
+    for tp, offset in (until or {}).items():
+        end[tp] = min(end[tp], offset)
     await consumer.seek_to_beginning(*partitions)
     for tp, offset in (start or {}).items():
         consumer.seek(tp, offset)

@@ -7,19 +7,52 @@ nothing lost, nothing twice, velocities equal to the reference computed from the
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from stream_orch.topology.loader import load_topology
+from stream_orch.topology.models import JoinStep
+from stream_orch.topology.naming import retry_topics
+from stream_orch.topology.repartition import expand
 from tests import reliability_harness as rh
 from tests.integration.test_supervise_processes import _wait_ready
-from tests.topology_harness import free_port, scrape, summed_by
+from tests.topology_harness import Samples, free_port, scrape, summed_by
 
 pytestmark = pytest.mark.integration
 
 
 def _per_node_member(samples: dict, metric: str) -> dict[tuple[str, ...], float]:
     return summed_by(samples, metric, "node", "member")
+
+
+def _shared_partitions(path: Path) -> dict[str, int]:
+    """Per node, the partitions its group shares out: its input's, its retry tiers' and its joined
+    streams' (all partitioned like its input)."""
+    spec = expand(load_topology(path).spec)
+    return {
+        name: spec.topics[node.input].partitions
+        * (1 + len(retry_topics(node)) + sum(isinstance(s, JoinStep) for s in node.steps))
+        for name, node in spec.nodes.items()
+    }
+
+
+async def _settled(url: str, partitions: dict[str, int], log: Callable[[], str]) -> Samples:
+    """The members' metrics once every node's members hold assignments of one generation: theirs
+    add up to the node's partitions exactly. A member still holding an earlier generation's
+    assignment makes more (a first generation without its partner gave it all of them), so a late
+    generation has reached every member (and its count of assignments) when this returns."""
+    deadline = time.monotonic() + 30
+    while True:
+        samples = await scrape(url)
+        summed = summed_by(samples, "stream_orch_assigned_partitions", "node")
+        held = {node: n for (node,), n in summed.items()}
+        if held == partitions:
+            return samples
+        assert time.monotonic() < deadline, f"assignments never added up: {held}, not {partitions}\n{log()}"
+        await asyncio.sleep(0.2)
 
 
 async def test_two_processes_start_in_one_generation(tmp_path: Path) -> None:
@@ -30,8 +63,7 @@ async def test_two_processes_start_in_one_generation(tmp_path: Path) -> None:
     try:
         sup.start("--processes", "2")
         await _wait_ready(sup.url)
-        await asyncio.sleep(3)  # a late second generation would have reached the members by now
-        samples = await scrape(sup.url)
+        samples = await _settled(sup.url, _shared_partitions(path), sup.log)
         rebalances = _per_node_member(samples, "stream_orch_rebalances_total")
         nodes = {node for node, _member in rebalances}
         assert nodes and {m for _n, m in rebalances} == {"0", "1"}, rebalances

@@ -61,6 +61,13 @@ async def test_a_bad_records_argument_is_a_400_saying_what_is_allowed(client: Te
         assert "records: a whole number from 0 to 20" in await resp.text()
 
 
+async def test_a_bad_before_argument_is_a_400_saying_what_is_allowed(client: TestClient) -> None:
+    for bad in ("0", "0:x", "-1:5", "0:5,1"):
+        resp = await client.get("/console/fraud_detection/dlq/transactions.dlq", params={"before": bad})
+        assert resp.status == 400, bad
+        assert "before: partition:offset pairs, comma-separated" in await resp.text()
+
+
 async def test_a_broker_down_is_a_banner_on_the_dlq_page(client: TestClient) -> None:
     resp = await client.get("/console/fraud_detection/dlq/transactions.dlq", params={"dry_run": "1"})
     text = await resp.text()

@@ -1,13 +1,17 @@
 """`dlq inspect`'s summary prints header values that anyone who can write to the DLQ sets: they
 reach the terminal printable and short, and a DLQ full of distinct forged values keeps the summary
-bounded (issue 19: dead letters' headers are untrusted)."""
+bounded (issue 19: dead letters' headers are untrusted). The console's window of a DLQ stays
+inside each partition's offsets."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
 
 from stream_orch.reliability import headers as H
-from stream_orch.reliability.dlq import MAX_ROWS, OTHER_ROWS, Summary
+from stream_orch.reliability.dlq import MAX_ROWS, OTHER_ROWS, Summary, Window
 
 
 def dead_letter(reason: str, node: str = "work", topic: str = "events") -> SimpleNamespace:
@@ -32,3 +36,31 @@ def test_distinct_forged_values_keep_the_summary_bounded() -> None:
     assert len(summary.by_reason) == MAX_ROWS + 1 and len(summary.by_topic) == MAX_ROWS + 1
     assert summary.by_reason[OTHER_ROWS] == 500
     assert summary.records == MAX_ROWS + 500
+
+
+class _Offsets:
+    """A consumer's beginning and end offsets, all a :class:`Window` asks of it."""
+
+    def __init__(self, beginning: dict[int, int], end: dict[int, int]) -> None:
+        self._beginning, self._end = beginning, end
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._beginning[tp.partition] for tp in tps}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._end[tp.partition] for tp in tps}
+
+
+async def test_a_window_shares_its_size_between_the_partitions_and_stays_inside_each() -> None:
+    tps = [TopicPartition("t.dlq", p) for p in range(4)]
+    consumer: Any = _Offsets({0: 0, 1: 100, 2: 0, 3: 50}, {0: 1_000, 1: 110, 2: 0, 3: 900})
+    window = Window(100)  # 25 offsets a partition
+    start, until = await window.place(consumer, tps)
+    assert [start[tp] for tp in tps] == [975, 100, 0, 875]
+    assert [until[tp] for tp in tps] == [1_000, 110, 0, 900]
+    assert (window.per_partition, window.older, window.newer) == (25, 975 + 825, 0)
+    # before: offsets below the beginning or past the end are held to them
+    window = Window(100, {0: 500, 1: 7, 3: 10_000})
+    start, until = await window.place(consumer, tps)
+    assert [(start[tp], until[tp]) for tp in tps] == [(475, 500), (100, 100), (0, 0), (875, 900)]
+    assert (window.older, window.newer) == (475 + 825, 500 + 10)

@@ -152,6 +152,19 @@ def test_table_state_dedupe_and_velocity(driver: TopologyTestDriver) -> None:
         driver.table("nope")
 
 
+def test_expired_state_is_pruned_on_the_clock_as_in_the_worker(driver: TopologyTestDriver) -> None:
+    driver.pipe("customers", profile(123))
+    driver.pipe("transactions", txn("t-old"))
+    driver.pipe("transactions", txn("t-new", ts=T0 + 25 * 3_600_000))  # past the 24 h horizon
+    driver.advance(59)
+    driver.pipe("transactions", txn("t-later", ts=T0 + 25 * 3_600_000))
+    assert driver.lookup("seen_txns", "t-old") == T0  # not pruned before the minute is up
+    driver.advance(1)
+    driver.pipe("transactions", txn("t-last", ts=T0 + 25 * 3_600_000))  # the batch that prunes
+    assert driver.lookup("seen_txns", "t-old") is None
+    assert driver.lookup("seen_txns", "t-new") == T0 + 25 * 3_600_000
+
+
 def test_outputs_are_partitioned_like_the_worker(driver: TopologyTestDriver) -> None:
     driver.pipe("customers", profile(123))
     accounts = [f"A-{n}" for n in range(20)]
