@@ -79,7 +79,7 @@ def _tickers(text: str) -> dict[str, int]:
 
 
 def _tweak(opts: Any, names: list[str]) -> None:
-    from rocksdict import DBCompressionType
+    from rocksdict import BlockBasedOptions, DBCompressionType
 
     for name in names:
         if name == "nocompress":
@@ -91,6 +91,17 @@ def _tweak(opts: Any, names: list[str]) -> None:
         elif name.startswith("mtbloom"):  # a whole-key bloom filter in each memtable, mtbloom<%>
             opts.set_memtable_prefix_bloom_ratio(float(name[7:] or 10) / 100)
             opts.set_memtable_whole_key_filtering(True)
+        elif name.startswith("mt") and name[2:].isdigit():  # memtable MB
+            opts.set_write_buffer_size(int(name[2:]) << 20)
+        elif name == "fullfilter":  # one filter block per SST file, not partitioned
+            from stream_orch.state import rocks
+
+            table = BlockBasedOptions()
+            table.set_bloom_filter(10, False)
+            table.set_block_cache(rocks._block_cache())
+            table.set_cache_index_and_filter_blocks(True)
+            table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+            opts.set_block_based_table_factory(table)
         elif name == "nodyn":
             opts.set_level_compaction_dynamic_level_bytes(False)
         elif name == "bg1":
@@ -264,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--stats", action="store_true", help="RocksDB statistics (costs a little CPU)")
-    tweaks = "comma-separated: nocompress, lz4, l0_<n>, mtbloom<%%>, nodyn, bg1"
+    tweaks = "comma-separated: nocompress, lz4, l0_<n>, mtbloom<%%>, mt<MB>, fullfilter, nodyn, bg1"
     parser.add_argument("--tweak", default="", help=tweaks)
     parser.add_argument("--folder", type=Path, default=None, help="parent of the stores (a temporary one)")
     parser.add_argument("--json", type=Path, default=None)
