@@ -24,6 +24,23 @@ Layout and tuning, measured with ``python -m benchmarks.state`` (tens of million
   memtables and a 64 MB WAL bound per store. With RocksDB's defaults (64 MB memtables per column
   family, no shared bound) a fraud worker's twelve stores kept every dedupe id of a 30-minute
   soak in memory, never flushed: RSS 193 -> 949 MB at 2k events/s.
+* Each memtable has a whole-key bloom filter (``MEMTABLE_BLOOM_RATIO`` of its size, allocated in
+  the memtable, so inside ``MEMTABLES_BYTES``). Without it a lookup of an absent key (nearly every
+  dedupe read, the existence check of every new index key) walks the memtable's skiplist, a chain
+  of cache misses once it holds MBs: 0.47 µs per absent get with 2k keys in one memtable, 1.9 µs
+  at 200k; with the filter 0.2 µs flat. This, and one filter probe per SST file of the column
+  family (about 5 per event at a million ids), is why a fraud worker's CPU per event grew with its
+  state (issue 25), not background work: ``benchmarks/state_growth.py`` (12 stores, the real
+  steps, 1M events) measured 15 -> 25-28 ms per 1k events from the first 100k to the last ones,
+  the process's CPU within 2 ms of its main thread's (flush and compaction are a small part); no
+  compression, an earlier L0 compaction (2 files), 4 MB memtables and unpartitioned filters did
+  not change it beyond the noise. With the filter (6 alternating pairs, medians): first 100k 14.7
+  -> 14.2 ms per 1k (ratio 0.90), last 300k 24.9 -> 21.8 (0.86); time in ``get`` 0.55x and 0.60x.
+  What is left of the growth is likely the SST files' filter probes and memtable inserts
+  (``write`` 6 -> 8.5 ms per 1k; not taken apart). In the fraud worker, where RocksDB calls are a
+  sixth of the main thread at 1M records, in-run A/B against the store without the filter:
+  cpu_s_per_1k ratio median 0.955 over 10 rounds at 300k records (0.85-1.07), 0.98 over 8 at
+  1M (0.93-1.07): a few percent, near the noise; peak RSS +5 MB (300 -> 305 MB).
 * A write checks which of its keys exist (for the exact key count) with one ``key_may_exist``
   per key and one multi-get for the keys the filters cannot rule out, except for the keys the
   store has read since their last write: a read already told whether they exist (a dedupe id
@@ -78,6 +95,9 @@ META_MEMTABLE_BYTES = 64 << 10  # a few bytes per batch: no need for a data-size
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
 MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
 MEMTABLE_BYTES = 16 << 20  # one memtable (per store and column family)
+# a whole-key bloom filter per memtable, this share of its size (counted in MEMTABLES_BYTES):
+# 320 KB for 16 MB, about 11 bits a key when the memtable is full of dedupe ids
+MEMTABLE_BLOOM_RATIO = 0.02
 WAL_BYTES = 64 << 20  # per store: beyond it the column families holding the oldest log flush
 
 
@@ -110,6 +130,8 @@ def _options(memtable_bytes: int = MEMTABLE_BYTES) -> Options:
     opts.set_paranoid_checks(True)
     opts.set_block_based_table_factory(table)
     opts.set_write_buffer_size(memtable_bytes)
+    opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO)  # no prefix extractor: whole keys
+    opts.set_memtable_whole_key_filtering(True)
     opts.set_write_buffer_manager(_write_buffers())
     opts.set_max_total_wal_size(WAL_BYTES)
     return opts
