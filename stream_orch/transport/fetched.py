@@ -71,6 +71,10 @@ class BatchRecords:
             original._records, self._cursor, aborted, original._check_crcs, read_committed, self._tp
         )
         self._chain = chain.from_iterable(batches)
+        # The original's generator, never started, and the original hold each other: left so,
+        # the pair and the fetch response's bytes would wait for a garbage collection (after
+        # the worker's gc.freeze, rare: 30 MB more peak RSS in a 200k-record forwarding run)
+        original._records_iterator = None
 
     @property
     def next_fetch_offset(self) -> int:

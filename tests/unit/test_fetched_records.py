@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import struct
+import sys
 from collections import OrderedDict
 from typing import Any
 from unittest import mock
@@ -213,6 +214,22 @@ def test_a_seek_between_two_calls_drops_the_rest_of_the_fetch() -> None:
     assert result.getall(2) == [] and not result.has_more()
 
 
+def test_a_drained_fetch_leaves_nothing_holding_its_response_for_the_garbage_collector() -> None:
+    """Without a cycle: the worker collects garbage rarely (gc.freeze, high thresholds), and a
+    fetch response kept until then is megabytes."""
+    data = bytes(bytearray(batch(0, [0, 1, 2]) + batch(3, [0, 1])))
+    held = sys.getrefcount(data)
+    for max_records in (None, 2):
+        records = PartitionRecords(TP, MemoryRecords(data), None, 0, None, None, True, READ_UNCOMMITTED)
+        result = FetchResult(
+            TP, assignment=_Assignment(0), partition_records=BatchRecords(records), backoff=0
+        )
+        while result.has_more():
+            result.getall(max_records)
+        del records, result
+        assert sys.getrefcount(data) == held, max_records
+
+
 # ---------------------------------------------------------------- aiokafka's internals used
 
 
@@ -233,6 +250,7 @@ def test_aiokafka_fetcher_stores_fetch_results_the_way_install_relies_on() -> No
     records = PartitionRecords(TP, MemoryRecords(b""), [(1, 5), (2, 3)], 4, None, None, False, READ_COMMITTED)
     assert records._aborted_transactions == [(2, 3), (1, 5)]  # sorted by first offset
     assert (records._tp, records._check_crcs, records._isolation_level) == (TP, False, READ_COMMITTED)
+    assert inspect.isgenerator(records._records_iterator)  # the cycle BatchRecords breaks
 
 
 async def test_install_makes_a_real_fetcher_hand_over_c_records() -> None:
