@@ -146,9 +146,12 @@ def decode_records(
         for record in records:
             raw = record.value
             offset = record.offset
+            # a tuple, as a ConsumerRecord has them: aiokafka's C record (transport/fetched.py)
+            # has a fresh list, empty on most records, that the event would keep to its end
+            headers = record.headers
             event = Event(
-                {}, record.key, raw, record.headers, topic, partition, offset, record.timestamp,
-                tier, topic, partition, offset,
+                {}, record.key, raw, tuple(headers) if headers else (), topic, partition, offset,
+                record.timestamp, tier, topic, partition, offset,
             )  # fmt: skip
             if tier:
                 if (bad := restore_origin(event, origins, ctx)) is not None:
@@ -159,7 +162,7 @@ def decode_records(
                         append(event)
                     continue
             if raw is None:
-                if is_watermark_record(record.headers):  # for the event-time steps only
+                if is_watermark_record(event.headers):  # for the event-time steps only
                     n_in -= 1
                     ctx.passed_over.append(event)
                     continue

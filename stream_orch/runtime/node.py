@@ -45,7 +45,7 @@ from stream_orch.state.tables import LocalTable, Sealed
 from stream_orch.steps.base import Table
 from stream_orch.topology.models import NodeSpec, TopologySpec
 from stream_orch.topology.naming import group_id
-from stream_orch.transport import clients
+from stream_orch.transport import clients, fetched
 from stream_orch.transport.consumer_view import RebalanceCalls
 from stream_orch.transport.first_join import hold_first_join
 from stream_orch.transport.metadata import wait_for_metadata
@@ -165,6 +165,7 @@ class NodeRunner:
         )
         try:
             await gather_all(consumer.start(), self._take.prepare())
+            fetched.install(consumer)  # getmany hands over aiokafka's C records (transport/fetched.py)
             await wait_for_metadata(consumer, self._tier_of)
             if not self.exactly_once:
                 await self._delivery.assign(set())  # its producer, before any partition arrives

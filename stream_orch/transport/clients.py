@@ -70,6 +70,11 @@ def node_consumer(
         session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         partition_assignment_strategy=(RangePartitionAssignor,),
+        # Kept on, as the Java client has it (librdkafka's default is off): the broker checks a
+        # batch's CRC when it is produced but serves fetches from its page cache unchecked, so
+        # this is the one check between a broker's disk and our outputs and state. It costs
+        # about 0.11 µs per 260-byte record (forwarding: 5-8 µs per record in all).
+        check_crcs=True,
     )
 
 
