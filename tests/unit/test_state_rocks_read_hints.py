@@ -56,7 +56,8 @@ def _reads_and_writes(tmp_path_factory, seed: int) -> None:  # type: ignore[no-u
                 else:
                     reference[key] = value  # type: ignore[assignment]
             assert len(store) == len(reference)
-            assert sum(map(len, store._cache.values())) <= rocks.CACHED_BYTES
+            kept = sum(map(len, store._cache.values()))
+            assert store._cached == kept <= rocks.CACHED_BYTES  # what it holds, exactly
         _check(store, reference)
         store.close()
         store = RocksStore(path)
@@ -111,3 +112,22 @@ def test_a_write_that_fails_leaves_values_count_and_checkpoint_as_they_were(tmp_
         assert len(store) == 2 and store.checkpoint() == 1
     finally:
         store.close()
+
+
+def test_rewriting_one_key_does_not_push_the_others_out(tmp_path: Path) -> None:
+    """The bound counts the bytes kept now: a key rewritten batch after batch (an aggregate's
+    window) replaces its own bytes. Counting each rewrite's bytes on top emptied the cache of
+    every other key after CACHED_BYTES of rewrites, and their next reads went to RocksDB."""
+    with mock.patch.object(rocks, "CACHED_BYTES", 64):
+        store = RocksStore(tmp_path / "0")
+        try:
+            store.write({"other": "x" * 10, "hot": 0}, 1)
+            assert store.get("other") == "x" * 10 and store.get("hot") == 0  # both read: kept
+            for step in range(1, 200):  # 200 rewrites of a few bytes: far more than 64 in all
+                store.write({"hot": step}, step + 1)
+            with mock.patch.object(store, "_db", wraps=store._db) as db:
+                assert store.get("other") == "x" * 10
+                assert store.get("hot") == 199
+                db.get.assert_not_called()  # both from the kept bytes
+        finally:
+            store.close()
