@@ -83,3 +83,15 @@ async def test_repeated_values_get_the_same_digests_as_fresh_ones(monkeypatch: p
             out, _ = await run_step(step, batch)
             expected = [_hmac(key.encode(), v) for v in values[start : start + 4]]
             assert [r["email"] for r in out] == expected and [r["alt"] for r in out] == expected
+
+
+async def test_a_full_digest_cache_keeps_its_newer_half(monkeypatch: pytest.MonkeyPatch):
+    """With more values than it keeps, the step forgets the values hashed longest ago and keeps
+    the newer half: the cache never grows past its bound and recent values stay hits."""
+    monkeypatch.setattr(mask, "_DIGESTS_KEPT", 4)
+    step = build({"step": "mask", "key": "k", "fields": {"email": "hash"}})
+    values = [f"user{i}@example.com" for i in range(5)]
+    out, _ = await run_step(step, [{"email": v} for v in values])
+    assert [r["email"] for r in out] == [_hmac(b"k", v) for v in values]
+    # four kept, then the fifth value made room by forgetting the two oldest
+    assert list(step._digests) == values[2:]
