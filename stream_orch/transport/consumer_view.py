@@ -39,15 +39,14 @@ def consumer_view(consumer: AIOKafkaConsumer) -> dict[str, Any]:
     """The consumer's group (coordinator, generation, member id), its paused partitions and each
     assigned partition's (position, high watermark)."""
     coordinator = getattr(consumer, "_coordinator", None)
+    subscription = consumer._subscription.subscription
     parts = {}
     for tp in sorted(consumer.assignment()):
         with contextlib.suppress(Exception):
-            parts[f"{tp.topic}[{tp.partition}]"] = (
-                consumer._subscription.subscription.assignment.state_value(tp).position
-                if consumer._subscription.subscription
-                else None,
-                consumer.highwater(tp),
-            )
+            # a partition not yet positioned (being reset or seeking) is listed with none
+            state = subscription.assignment.state_value(tp) if subscription else None
+            position = state.position if state is not None and state.has_valid_position else None
+            parts[f"{tp.topic}[{tp.partition}]"] = (position, consumer.highwater(tp))
     return {
         "paused": sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.paused()),
         "coordinator_id": getattr(coordinator, "coordinator_id", None),
