@@ -189,6 +189,8 @@ class DedupeStepImpl:
         for index, _ in list(table.scan(partition, INDEX, end)):
             key = index[_IDENT_AT:]
             seen = table.get(key, partition)
+            # a store written before the index had one entry per identifier may hold an entry
+            # of an older bucket for an identifier seen again since: only the entry goes
             if seen is not None and (not isinstance(seen, int) or seen <= cutoff):
                 table.delete(key, partition)
                 deleted += 1

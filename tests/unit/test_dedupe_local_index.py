@@ -305,3 +305,19 @@ def test_a_worker_s_dedupe_table_sends_only_identifiers_to_its_changelog() -> No
         state = d.table("seen_txns")
         index = [k for k in state if k.startswith(INDEX)]
         assert sorted(k.split(INDEX)[2] for k in index) == sorted(f"t{i}" for i in range(15))
+
+
+def test_the_index_stays_in_the_changelog_when_another_step_writes_the_table() -> None:
+    """Another step's keys could fall in the index's range: the node then keeps no local keys."""
+    from types import SimpleNamespace
+
+    from stream_orch.runtime.pipeline import declare_local_keys
+
+    step = _step()
+    writes = SimpleNamespace(table="seen", writes_table=True)
+    reads = SimpleNamespace(table="seen", writes_table=False)
+    table = LocalTable("seen", CHANGELOG)
+    declare_local_keys([step], [writes, reads], {"seen": table})  # type: ignore[list-item]
+    assert table.local is not None and table.local.holds(index_key(T, "a")) and not table.local.holds("a")
+    declare_local_keys([step, object()], [writes, writes], {"seen": table})  # type: ignore[list-item]
+    assert table.local is None
