@@ -52,6 +52,7 @@ from stream_orch.runtime import output
 from stream_orch.runtime.batch import BatchStats, NodeContext, decode_records
 from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox, PartitionMap, merged
+from stream_orch.runtime.pipeline import declare_local_keys
 from stream_orch.runtime.routing import Router
 from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
@@ -148,6 +149,7 @@ class Node:
         self.steps = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
+        declare_local_keys(self.steps, node.steps, tables)  # dedupe's index: local, as in a node
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
         self.router = Router(spec, node_name, schemas, lineage=lineage)

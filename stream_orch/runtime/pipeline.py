@@ -8,7 +8,7 @@ the tables' overlays and delivering stay with the caller.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -21,7 +21,17 @@ from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
 from stream_orch.sinks import MemorySink, Sink, SinkBatch
-from stream_orch.steps.base import Event, ExpiringStep, LineageStep, Step, Table, TimedStep, UndoingStep
+from stream_orch.state.tables import LocalKeys, LocalTable
+from stream_orch.steps.base import (
+    Event,
+    ExpiringStep,
+    LineageStep,
+    LocalIndexStep,
+    Step,
+    Table,
+    TimedStep,
+    UndoingStep,
+)
 from stream_orch.steps.registry import build_step
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
@@ -61,6 +71,7 @@ class NodePipeline:
             if isinstance(s, WindowStep | JoinStep) or (isinstance(s, AggregateStep) and s.window is not None)
         }
         self.undoing = [s for s in self.steps if isinstance(s, UndoingStep)]
+        declare_local_keys(self.steps, node.steps, tables)
         self.step_labels = step_labels(node)  # the `step` label of what a step dead-letters
         self._tables = tables
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
@@ -191,3 +202,20 @@ class NodePipeline:
             failed = [f.event for f in failures]
             for step in self.undoing:
                 step.release(failed)
+
+
+def declare_local_keys(steps: list[Step], specs: Sequence[Any], tables: dict[str, Table]) -> None:
+    """Declare the local keys of the steps that keep some (:class:`LocalIndexStep`) on their
+    tables; ``specs`` are the steps' specs. Only for a table no other step of the node writes:
+    another step's keys could fall in the range, and would be lost from the changelog."""
+    writers: dict[str, int] = {}
+    for spec in specs:
+        name = getattr(spec, "table", None)  # as topic_plans.tables_written_by reads them
+        if name and spec.writes_table:
+            writers[name] = writers.get(name, 0) + 1
+    for step in steps:
+        if isinstance(step, LocalIndexStep):
+            table = tables.get(step.table_name)
+            if isinstance(table, LocalTable):
+                alone = writers.get(step.table_name) == 1
+                table.keep_local(LocalKeys(*step.local_keys, step.derive) if alone else None)

@@ -13,6 +13,11 @@ not applied yet. A partition whose checkpoint already equals its end (a worker r
 own stores, or a partition it kept through a rebalance) reads nothing; when none has a tail the
 read is skipped altogether. Every store has its own checkpoint, so the tables do not need to be
 read one after the other: each record goes to its own table's store.
+
+A table with local keys (:class:`~stream_orch.state.tables.LocalKeys`, dedupe's time index) has
+them rebuilt here: each record applied brings the local writes its change implies, worked out
+from the key's value before (buffered, else in the store). Records of local keys in a changelog
+written before they became local are not applied, except their tombstones.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream_orch.state.store import TOMBSTONE, Store
-from stream_orch.state.tables import LocalTable
+from stream_orch.state.tables import LocalKeys, LocalTable
 from stream_orch.transport import clients
 from stream_orch.transport.metadata import wait_for_metadata
 from stream_orch.transport.reading import read_until_end
@@ -39,6 +44,7 @@ STABLE_WAIT_S = 5.0
 RESTORE_TIMEOUT_S = 600.0
 
 Progress = Callable[[int, int], None]
+_UNREAD: Any = object()  # a key the restore has not buffered
 
 
 class _Applier:
@@ -57,11 +63,34 @@ class _Applier:
         if record.key is None:
             return
         writes = self.buffer.setdefault(record.partition, {})
-        writes[record.key.decode()] = TOMBSTONE if record.value is None else orjson.loads(record.value)
+        key = record.key.decode()
+        value = TOMBSTONE if record.value is None else orjson.loads(record.value)
+        local = self.table.local
+        if local is None:
+            writes[key] = value
+        elif local.holds(key):
+            # a changelog written before the keys became local holds them too: their values are
+            # derived below from the other keys instead, their tombstones (expiry, erasure) apply
+            if value is TOMBSTONE:
+                writes[key] = value
+        else:
+            self._derive(local, record.partition, writes, key, value)
         self.last[record.partition] = record.offset
         self.count += 1
         if len(writes) >= FLUSH_EVERY:
             self.flush(record.partition, record.offset + 1)
+
+    def _derive(self, local: LocalKeys, partition: int, writes: dict[str, Any], key: str, value: Any) -> None:
+        """Apply ``key``'s new value with the local keys' writes it implies (its value before
+        is the one buffered, else the store's)."""
+        before = writes.get(key, _UNREAD)
+        if before is _UNREAD:
+            before = self.stores[partition].get(key)
+        elif before is TOMBSTONE:
+            before = None
+        for derived, to in local.derive(key, before, None if value is TOMBSTONE else value):
+            writes[derived] = TOMBSTONE if to is None else to
+        writes[key] = value
 
     def flush(self, partition: int, checkpoint: int) -> None:
         self.stores[partition].write(self.buffer.pop(partition, {}), checkpoint)

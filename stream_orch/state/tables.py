@@ -14,6 +14,11 @@ has landed them (acknowledged, or committed in the batch's transaction) does
 in one write per partition. A failed batch drops its overlays: no store ever holds what its
 changelog lost, and no table keeps what another table of the same batch lost.
 
+Local keys: a table may keep keys in its stores that never go to its changelog
+(:class:`LocalKeys`), state derived from its other keys (dedupe's time index). The changelog
+then holds only the keys the state is made of, and a restore rebuilds the derived keys from
+them: :mod:`~stream_orch.state.restore` hands every record it applies to ``LocalKeys.derive``.
+
 A global table (:mod:`stream_orch.state.global_table`) is fed by a topic instead, and every
 worker reads all of its partitions.
 """
@@ -23,7 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -48,6 +54,26 @@ def _json(value: Any) -> bytes | None:
     return memoryview(orjson.dumps(value)).tobytes()
 
 
+# (key, value before or None, value after or None) -> the local keys' writes (None: delete)
+Derive = Callable[[str, Any, Any], Iterable[tuple[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalKeys:
+    """The keys in ``[start, end)`` of a table are local: written to its stores, never to its
+    changelog. They are derived from the table's other keys, and ``derive`` says how: given a
+    key's value before and after a change (None: absent), the local keys' writes it implies. A
+    restore applies them with every changelog record it reads, so a store rebuilt from the
+    changelog holds the same local keys as the one that wrote it."""
+
+    start: str
+    end: str
+    derive: Derive
+
+    def holds(self, key: str) -> bool:
+        return self.start <= key < self.end
+
+
 class Sealed:
     """One batch's writes to one table, handed over with the batch."""
 
@@ -70,14 +96,26 @@ class Sealed:
     def changelog(self) -> dict[int, list[tuple[bytes, bytes | None, None, list[Any]]]]:
         """The changelog records by partition, in the shape the runtime's outbox sends: (key,
         value or None for a tombstone, no timestamp, no headers). One record per key written in
-        the batch: a key written many times goes out once, with its last value."""
+        the batch: a key written many times goes out once, with its last value. The table's
+        local keys are encoded for land() but stay out of the changelog."""
         # copied out of orjson's page-sized buffer: kept until acknowledged, each would hold a page.
         # The bytes are kept for land(): a store that keeps JSON (RocksDB) takes them as they are
         # instead of encoding every value a second time.
         out: dict[int, list[tuple[bytes, bytes | None, None, list[Any]]]] = {}
+        local = self.table.local
         for partition, writes in self.overlay.items():
             encoded = self.encoded[partition] = {key: _json(value) for key, value in writes.items()}
-            out[partition] = [(key.encode(), raw, None, _NO_HEADERS) for key, raw in encoded.items()]
+            if local is None:
+                out[partition] = [(key.encode(), raw, None, _NO_HEADERS) for key, raw in encoded.items()]
+            else:
+                start, end = local.start, local.end
+                records = [
+                    (key.encode(), raw, None, _NO_HEADERS)
+                    for key, raw in encoded.items()
+                    if not start <= key < end
+                ]
+                if records:  # a partition with only local writes sends nothing
+                    out[partition] = records
         return out
 
     def land(self, acked: dict[tuple[str, int], int]) -> None:
@@ -100,6 +138,12 @@ class LocalTable:
         self._ordered: dict[int, list[str]] = {}
         self._pending: list[Sealed] = []  # handed over, not landed yet; oldest first
         self.restored_records = 0
+        self.local: LocalKeys | None = None  # keys kept in the stores only (keep_local)
+
+    def keep_local(self, local: LocalKeys | None) -> None:
+        """Keep ``local``'s keys out of the changelog from the next seal on (None: none), and
+        derive them from the other keys at restores. Declared by the step that owns them."""
+        self.local = local
 
     # --- the Table protocol used by steps
     def get(self, key: str, partition: int, default: Any = None) -> Any:

@@ -103,6 +103,20 @@ class ExpiringStep(Protocol):
 
 
 @runtime_checkable
+class LocalIndexStep(Protocol):
+    """A step that keeps entries derived from its table's other entries (dedupe's time index)
+    under the table keys in ``[local_keys[0], local_keys[1])``: the node keeps them in the local
+    stores and out of the changelog, and a restore rebuilds them with ``derive``, which gives the
+    derived entries' writes (None: a deletion) implied by a change of ``key`` from ``before`` to
+    ``after`` (None: absent). No key the step takes from a record may fall in that range."""
+
+    table_name: str
+    local_keys: tuple[str, str]
+
+    def derive(self, key: str, before: Any, after: Any) -> list[tuple[str, Any]]: ...
+
+
+@runtime_checkable
 class UndoingStep(Protocol):
     """A stateful step that takes back what it did for events that failed later in the same batch
     (so a retried or replayed event is neither a duplicate of itself, for dedupe, nor counted

@@ -16,15 +16,27 @@ Pruning: nothing expires by itself. The step tracks, per partition, the newest e
 seen (its watermark); the runtime calls :meth:`DedupeStepImpl.prune` on a timer (every minute,
 say) with each owned partition's table, which deletes identifiers last seen at or before
 ``watermark - horizon`` (they can no longer make a record a duplicate, unless that record is
-more than ``horizon`` late). It finds them through a time index kept in the same table (a key
-``<RS><minute bucket><RS><identifier>`` per identifier and bucket it was seen in; RS is the ASCII
-record separator, which no escaped identifier contains, so no identifier falls among the index
-keys), reading only the expired buckets: a
-24 h horizon of hundreds of millions of identifiers is never scanned whole. An index entry whose
-identifier was seen again later is dropped without deleting the identifier.
+more than ``horizon`` late). It finds them through a time index kept in the same table: exactly
+one key ``<RS><minute bucket><RS><identifier>`` per identifier, the bucket of its value (RS is
+the ASCII record separator, which no escaped identifier contains, so no identifier falls among
+the index keys; an identifier that moves to a newer bucket has its older entry deleted). Prune
+reads only the expired buckets: a 24 h horizon of hundreds of millions of identifiers is never
+scanned whole.
+
+The index is local, derived state (:class:`~stream_orch.state.tables.LocalKeys`, declared
+through :class:`~stream_orch.steps.base.LocalIndexStep`): written to the local stores with the
+identifiers, never to the changelog, and rebuilt by :meth:`DedupeStepImpl.derive` from each
+identifier's changelog records when a store is restored. The changelog so holds one record per
+identifier written (it held two per new identifier while the index went there too), and a
+tombstone of an identifier (its expiry, its erasure by ``stream-orch forget``) also deletes its
+index entry at a restore: no index key outlives its identifier. A changelog written while the
+index went there still restores: its index records are left out and the entries derived from
+the identifiers instead (:mod:`~stream_orch.state.restore`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild, show
@@ -40,6 +52,7 @@ def index_key(seen_ms: int, ident: str) -> str:
 
 
 _IDENT_AT = len(index_key(0, ""))  # where the identifier begins in an index key
+INDEX_END = "\x1f"  # the index keys are those in [INDEX, INDEX_END)
 _PREFIXES_KEPT = 1024  # index key prefixes kept (then forgotten): a day of buckets is 1,440
 
 
@@ -63,6 +76,7 @@ class DedupeStepImpl:
         self.horizon_ms = int(horizon_ms)
         self.time_field = time_field
         self.watermarks: dict[int, int] = {}  # partition -> newest event time seen
+        self.local_keys = (INDEX, INDEX_END)  # the time index: kept locally (LocalIndexStep)
         self._table: Table | None = None
         # the index keys' prefixes by bucket: formatting the bucket was a tenth of the step
         self._prefixes: dict[int, str] = {}
@@ -109,6 +123,8 @@ class DedupeStepImpl:
                         prefixes.clear()
                     prefix = prefixes[bucket] = index_key(bucket * BUCKET_MS, "")
                 put(prefix + key, 1, partition)
+                if seen is not None:  # one entry per identifier: the older bucket's goes
+                    table.delete(index_key(seen, key), partition)
             marks[(event.topic, event.partition, event.offset)] = (partition, key, seen, newest)
             if ts > watermarks.get(partition, -1):
                 watermarks[partition] = ts
@@ -135,9 +151,27 @@ class DedupeStepImpl:
                 table.delete(key, partition)
                 table.delete(index_key(set_to, key), partition)
             else:
-                table.set(key, before, partition)  # set_to's index entry goes at its prune
+                table.set(key, before, partition)
+                if before // BUCKET_MS != set_to // BUCKET_MS:  # the entry follows the value back
+                    table.delete(index_key(set_to, key), partition)
+                    table.set(index_key(before, key), 1, partition)
             undone += 1
         return undone
+
+    def derive(self, key: str, before: Any, after: Any) -> list[tuple[str, Any]]:
+        """The index writes (None: a deletion) that a change of identifier ``key`` from ``before``
+        to ``after`` (None: absent) implies, as :meth:`run`, :meth:`release` and :meth:`prune`
+        make them: a restore rebuilds the index from the identifiers with it."""
+        old = before // BUCKET_MS if before.__class__ is int else None
+        new = after // BUCKET_MS if after.__class__ is int else None
+        if old == new:
+            return []
+        writes: list[tuple[str, Any]] = []
+        if old is not None:
+            writes.append((index_key(before, key), None))
+        if new is not None:
+            writes.append((index_key(after, key), 1))
+        return writes
 
     def prune(self, table: Table, partition: int, watermark_ms: int | None = None) -> int:
         """Delete the identifiers of ``partition`` that have expired; returns how many.
@@ -155,6 +189,8 @@ class DedupeStepImpl:
         for index, _ in list(table.scan(partition, INDEX, end)):
             key = index[_IDENT_AT:]
             seen = table.get(key, partition)
+            # a store written before the index had one entry per identifier may hold an entry
+            # of an older bucket for an identifier seen again since: only the entry goes
             if seen is not None and (not isinstance(seen, int) or seen <= cutoff):
                 table.delete(key, partition)
                 deleted += 1

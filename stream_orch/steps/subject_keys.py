@@ -36,7 +36,9 @@ def key_fields(step: Any) -> tuple[str, ...]:
 
 
 def dedupe_matcher(value: Any) -> Matcher:
-    """The identifier's entry and its time-index entries ``<RS><bucket><RS><identifier>``."""
+    """The identifier's entry and its time-index entries ``<RS><bucket><RS><identifier>``. The
+    index is local state now (a restore deletes an erased identifier's entry with it); a changelog
+    written before may still hold index records, and those are the subject's too."""
     ident = record_key(value)
     at = len(dedupe.index_key(0, ""))
 
