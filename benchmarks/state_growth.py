@@ -17,6 +17,10 @@ included), the main thread's CPU, and the wall time spent in ``RocksStore.get`` 
 families (files per level, pending compaction bytes) and, with ``--stats``, the statistics
 tickers' deltas (block cache and filter hits, bytes flushed and compacted, their CPU).
 
+``--split`` times RocksDB's own ``db.write`` apart from the rest of ``RocksStore.write``, per
+table: calls, keys per call (the count and checkpoint puts included), WriteBatch bytes per key and
+microseconds per key in ``db.write`` (a proxy around each store's database: a little slower).
+
 ``--tweak`` applies named option changes on top of ``stream_orch.state.rocks._options`` (for
 experiments); to compare two versions of the store code, run this file with ``PYTHONPATH``
 pointing at the other checkout (it imports ``stream_orch`` only), alternating runs.
@@ -110,7 +114,31 @@ def _tweak(opts: Any, names: list[str]) -> None:
             raise SystemExit(f"unknown tweak {name!r}")
 
 
-async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict[str, Any]:
+class _TimedDb:
+    """A store's database with ``write`` timed into ``spent`` ([calls, keys, bytes, seconds])."""
+
+    def __init__(self, db: Any, spent: list[float]) -> None:
+        self._db, self._spent = db, spent
+        self.get, self.key_may_exist = db.get, db.key_may_exist  # the hot calls, unwrapped
+
+    def write(self, batch: Any, *args: Any) -> None:
+        spent = self._spent
+        spent[0] += 1
+        spent[1] += len(batch)
+        spent[2] += batch.size_in_bytes()
+        t = time.perf_counter()
+        try:
+            self._db.write(batch, *args)
+        finally:
+            spent[3] += time.perf_counter() - t
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+async def run(
+    events: int, folder: Path, stats: bool, tweaks: list[str], split: bool = False
+) -> dict[str, Any]:
     from benchmarks.data import make_customers, make_transaction
     from stream_orch.state import rocks
     from stream_orch.state.store import store_opener
@@ -165,13 +193,16 @@ async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict
         def drop(self, *args: Any) -> None:
             pass
 
+    db_write: dict[str, list[float]] = {}  # table -> [calls, keys, bytes, seconds] in db.write
     try:
         tables = {}
         for name in ("seen_txns", "account_velocity"):
             opener = store_opener("rocksdb", folder / name, root=folder)
             table = tables[name] = LocalTable(name, f"{name}.changelog", opener)
             for p in range(PARTITIONS):
-                table.open(p)
+                store = table.open(p)
+                if split:
+                    store._db = _TimedDb(store._db, db_write.setdefault(name, [0, 0, 0, 0.0]))
         dedupe = DedupeStepImpl(field="txn_id", table="seen_txns", horizon_ms=86_400_000)
         aggregate = AggregateStepImpl(table="account_velocity", key="account_id", window_ms=60_000, as_="v")
         ctx = Ctx(tables)
@@ -193,7 +224,10 @@ async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict
             pending = 0
             for name, table in tables.items():
                 for store in table._stores.values():
-                    for cf, db in (("default", store._db), ("index", store._index)):
+                    for cf, db in (
+                        ("default", getattr(store._db, "_db", store._db)),
+                        ("index", store._index),
+                    ):
                         mine = by_cf.setdefault(f"{name}/{cf}", [0] * LEVELS)
                         for level in range(LEVELS):
                             n = db.property_int_value(f"rocksdb.num-files-at-level{level}") or 0
@@ -216,6 +250,7 @@ async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict
         last = rocks_figures()
         slice_t = {"cpu": cpu(), "main": time.thread_time(), "wall": clock(), "gen": 0.0}
         spent_at = dict(spent)
+        db_write_at = {name: list(v) for name, v in db_write.items()}
         for first in range(0, events, BATCH):
             g0 = time.thread_time()
             batch = []
@@ -252,6 +287,19 @@ async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict
                     "pending_compaction_mb": figures["pending_compaction_mb"],
                     "load_1m": round(os.getloadavg()[0], 2),
                 }
+                if split:
+                    sample["db_write"] = {}
+                    for name, now_w in db_write.items():
+                        calls, keys, size, secs = (
+                            a - b for a, b in zip(now_w, db_write_at[name], strict=True)
+                        )
+                        sample["db_write"][name] = {
+                            "calls": int(calls),
+                            "keys_per_call": round(keys / max(calls, 1), 1),
+                            "bytes_per_key": round(size / max(keys, 1), 1),
+                            "us_per_key": round(secs * 1e6 / max(keys, 1), 3),
+                        }
+                    db_write_at = {name: list(v) for name, v in db_write.items()}
                 if stats:
                     before = last.get("tickers", {})
                     sample["tickers"] = {k: v - before.get(k, 0) for k, v in figures["tickers"].items()}
@@ -262,8 +310,9 @@ async def run(events: int, folder: Path, stats: bool, tweaks: list[str]) -> dict
                 spent_at = dict(spent)
         for table in tables.values():
             for store in table._stores.values():
+                store._db = getattr(store._db, "_db", store._db)
                 store.close()
-        return {"events": events, "tweaks": tweaks, "stats": stats, "samples": samples}
+        return {"events": events, "tweaks": tweaks, "stats": stats, "split": split, "samples": samples}
     finally:  # the module as it was (a unit test runs this inside pytest)
         rocks._options = plain  # type: ignore[assignment]
         rocks.RocksStore.get, rocks.RocksStore.write = get, write  # type: ignore[method-assign]
@@ -275,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--stats", action="store_true", help="RocksDB statistics (costs a little CPU)")
+    parser.add_argument("--split", action="store_true", help="db.write timed apart, per table")
     tweaks = "comma-separated: nocompress, lz4, l0_<n>, mtbloom<%%>, mt<MB>, fullfilter, nodyn, bg1"
     parser.add_argument("--tweak", default="", help=tweaks)
     parser.add_argument("--folder", type=Path, default=None, help="parent of the stores (a temporary one)")
@@ -282,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="state-growth-", dir=args.folder))
     try:
-        result = asyncio.run(run(args.events, folder, args.stats, [t for t in args.tweak.split(",") if t]))
+        result = asyncio.run(
+            run(args.events, folder, args.stats, [t for t in args.tweak.split(",") if t], args.split)
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if args.json:

@@ -20,3 +20,14 @@ def test_a_short_run_reports_its_slice_and_restores_the_store_module(tmp_path: P
     assert len(sample["files_per_level"]) == state_growth.LEVELS
     assert sample["tickers"]["rocksdb.bytes.written"] > 0
     assert (rocks._options, rocks.RocksStore.get, rocks.RocksStore.write) == (options, get, write)
+
+
+def test_split_times_db_write_per_table_and_counts_every_key(tmp_path: Path) -> None:
+    result = asyncio.run(state_growth.run(4000, tmp_path, False, [], split=True))
+    (sample,) = result["samples"]
+    seen, velocity = sample["db_write"]["seen_txns"], sample["db_write"]["account_velocity"]
+    # two batches of 2,000 events, each landing once per partition of each table
+    assert seen["calls"] == velocity["calls"] == 2 * state_growth.PARTITIONS
+    # every event is new: its id and its time-index entry, plus the count and checkpoint per call
+    assert abs(seen["keys_per_call"] - (4000 * 2 / seen["calls"] + 2)) < 0.1
+    assert seen["us_per_key"] > 0 and seen["bytes_per_key"] > 0 and velocity["us_per_key"] > 0
