@@ -13,14 +13,20 @@ import asyncio
 import itertools
 import struct
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from stream_orch.runtime.records import AVAILABLE as WRITTEN_HERE
+from stream_orch.runtime.records import RecordBatch
+
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
-Record = tuple[bytes | None, bytes | None, int | None, Headers]  # key, value, timestamp ms, headers
+# key, value, timestamp ms, headers: a list, or bytes as Kafka writes a record's headers (the
+# router's lineage headers, already encoded: runtime/records.py)
+Record = tuple[bytes | None, bytes | None, int | None, Headers | bytes]
 # (topic, partition) -> records: what one hand-over gives a producer
 Pending = dict[tuple[str, int], list[Record]]
 _NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's record builder wants a list; never mutated
@@ -249,15 +255,45 @@ async def hand_over(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[A
 
 async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, Any, Acked]:
     sent: list[tuple[asyncio.Future[Any], int]] = []  # (future of a record batch, its record count)
+    new_batch = _record_batches(producer)
     for (topic, partition), records in pending.items():
-        batch = producer.create_batch()
-        n = _fill(batch, records, 0, topic)
+        if new_batch is None:
+            batch: Any = producer.create_batch()
+            n = _fill(batch, records, 0, topic)
+        else:
+            batch = new_batch()
+            n = _written(batch, records, 0, topic)
         while n < len(records):  # the batch is full: send it, the rest goes into the next
             sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
-            batch = producer.create_batch()
-            n = _fill(batch, records, n, topic)
+            if new_batch is None:
+                batch = producer.create_batch()
+                n = _fill(batch, records, n, topic)
+            else:
+                batch = new_batch()
+                n = _written(batch, records, n, topic)
         sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
     return _acknowledged(sent)
+
+
+def _record_batches(producer: AIOKafkaProducer) -> Callable[[], RecordBatch] | None:
+    """Record batches written by :class:`~stream_orch.runtime.records.RecordBatch` with the
+    producer's batch size and transactional flag (what ``create_batch`` would give its
+    builder), or None where aiokafka's builder must do it: a compressed topic's batches, or no
+    C CRC in aiokafka."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is None or accumulator._compression_type or not WRITTEN_HERE:
+        return None
+    txn = producer._txn_manager
+    return partial(RecordBatch, accumulator._batch_size, txn is not None and txn.transactional_id is not None)
+
+
+def _written(batch: RecordBatch, pending: list[Record], start: int, topic: str) -> int:
+    """``_fill`` for a :class:`RecordBatch`: the batch is closed afterwards."""
+    n = batch.fill(pending, start)
+    if n == start and n < len(pending):  # never: the first record always goes in
+        raise ValueError(f"record of {len(pending[n][1] or b'')} bytes does not fit a batch for {topic}")
+    batch.close()
+    return n
 
 
 def _fill(batch: BatchBuilder, records: list[Record], start: int, topic: str) -> int:

@@ -17,6 +17,7 @@ from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Lane, Outbox
+from stream_orch.runtime.records import SMALL_VARINTS, encode_header, varint
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event
 from stream_orch.topology.graph import route_label
@@ -127,13 +128,17 @@ class Router:
             *(lineage or ()),
         ]
         # source topic -> source partition -> the lineage headers up to so.src.partition, which only the
-        # offset and the batch's processed_at follow
-        self._prefixes: dict[str, dict[int, list[tuple[str, bytes]]]] = {}
+        # offset and the batch's processed_at follow: as a list, and encoded as a record carries
+        # them (their count with the two that follow, and the offset header's name)
+        self._prefixes: dict[str, dict[int, tuple[list[tuple[str, bytes]], bytes]]] = {}
 
-    def _prefix(self, topic: str, partition: int) -> list[tuple[str, bytes]]:
+    def _prefix(self, topic: str, partition: int) -> tuple[list[tuple[str, bytes]], bytes]:
         prefix = [*self._static, (H.SRC_TOPIC, topic.encode()), (H.SRC_PARTITION, str(partition).encode())]
-        self._prefixes.setdefault(topic, {})[partition] = prefix
-        return prefix
+        offset_name = H.SRC_OFFSET.encode()
+        entries = b"".join([encode_header(name, value) for name, value in prefix])
+        encoded = varint(len(prefix) + 2) + entries + varint(len(offset_name)) + offset_name
+        self._prefixes.setdefault(topic, {})[partition] = (prefix, encoded)
+        return prefix, encoded
 
     def route(
         self, events: list[Event], outbox: Outbox, ctx: NodeContext, stats: BatchStats, now: int
@@ -144,6 +149,8 @@ class Router:
         for lane in self._lanes.values():
             lane.begin(outbox)
         processed_at = (H.PROCESSED_AT, str(now).encode())
+        processed_at_header = encode_header(*processed_at)
+        small, join = SMALL_VARINTS, b"".join
         src_offset = H.SRC_OFFSET
         choices, default = self._choices, self._default
         prefixes = self._prefixes
@@ -202,14 +209,19 @@ class Router:
             if not rendered and not watched:  # no Kafka output (e.g. only targets outside Kafka)
                 continue
             by_partition = prefixes.get(event.source_topic)
-            prefix = by_partition.get(event.source_partition) if by_partition is not None else None
-            if prefix is None:
-                prefix = self._prefix(event.source_topic, event.source_partition)
-            headers = [*prefix, (src_offset, b"%d" % event.source_offset), processed_at]
-            if event.headers:
-                headers.extend(user_headers(event.headers))
+            prefixed = by_partition.get(event.source_partition) if by_partition is not None else None
+            if prefixed is None:
+                prefixed = self._prefix(event.source_topic, event.source_partition)
+            offset = b"%d" % event.source_offset
+            headers: list[tuple[str, bytes]] | bytes
+            if event.headers or watched:  # more headers after these: a list
+                headers = [*prefixed[0], (src_offset, offset), processed_at]
+                if event.headers:
+                    headers.extend(user_headers(event.headers))
+            else:  # the lineage headers alone, as the record batch writes them
+                headers = join((prefixed[1], small[len(offset)], offset, processed_at_header))
             timestamp, task = event.timestamp, event.partition
-            tagged = self._tagged(headers, value, task) if watched else headers
+            tagged = self._tagged(headers, value, task) if watched else headers  # type: ignore[arg-type]
             for target, out_key, payload in rendered:
                 lane = target.lane  # Lane's per-record steps, inline
                 if lane.task != task:
