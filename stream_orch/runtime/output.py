@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from stream_orch.runtime.records import AVAILABLE as WRITTEN_HERE
-from stream_orch.runtime.records import RecordBatch
+from stream_orch.runtime.records import RecordBatch, decode_headers
 
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
@@ -134,12 +134,14 @@ class Outbox:
         records.append((key, value, timestamp_ms, headers or _NO_HEADERS))
 
     def records_for(self, task: int, topic: str, partition: int) -> list[Record]:
-        """The list of ``task``'s pending records for ``partition`` of ``topic`` (made when
-        absent): a caller that adds many records (a :class:`Lane`) appends to it itself."""
-        records = self._pending.get((task, topic, partition))
-        if records is None:
-            records = self._pending[(task, topic, partition)] = []
-        return records
+        """The list of ``task``'s pending records for ``partition`` of ``topic``, as a
+        :class:`Routed` list (made when absent): a caller that adds many records (a
+        :class:`Lane`) appends to it itself."""
+        key = (task, topic, partition)
+        records = self._pending.get(key)
+        if records.__class__ is not Routed:
+            records = self._pending[key] = Routed(records or ())
+        return records  # type: ignore[return-value]
 
     def extend(self, task: int, topic: str, partition: int, records: list[Record]) -> None:
         """Records of one task for one partition of ``topic``, in order (a table's changelog
@@ -222,6 +224,15 @@ class Lane:
         return records
 
 
+class Routed(list):  # type: ignore[type-arg]
+    """A pending list the router's lanes append to: its records' headers may be bytes (lineage
+    headers encoded once: runtime/records.py), which only :class:`RecordBatch` takes as they
+    are. Other lists (changelog records, dead letters) carry header lists, which aiokafka's C
+    builder appends faster (0.14 µs a record without headers, against 0.4 here)."""
+
+    __slots__ = ()  # no instance dict: ``append`` is looked up as fast as on a list
+
+
 def merged(by_task: dict[int, Pending]) -> Pending:
     """All tasks' records as one hand-over (at-least-once sends them on one producer)."""
     if len(by_task) == 1:
@@ -233,6 +244,8 @@ def merged(by_task: dict[int, Pending]) -> Pending:
             if have is None:
                 out[tp] = records
             else:
+                if records.__class__ is Routed and have.__class__ is not Routed:
+                    have = out[tp] = Routed(have)
                 have.extend(records)
     return out
 
@@ -257,20 +270,25 @@ async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, 
     sent: list[tuple[asyncio.Future[Any], int]] = []  # (future of a record batch, its record count)
     new_batch = _record_batches(producer)
     for (topic, partition), records in pending.items():
-        if new_batch is None:
-            batch: Any = producer.create_batch()
-            n = _fill(batch, records, 0, topic)
-        else:
-            batch = new_batch()
+        written = records.__class__ is Routed and new_batch is not None
+        if records.__class__ is Routed and not written:  # aiokafka's builder takes header lists only
+            records = [
+                (k, v, ts, decode_headers(h) if h.__class__ is bytes else h) for k, v, ts, h in records
+            ]
+        if written:
+            batch: Any = new_batch()  # type: ignore[misc]
             n = _written(batch, records, 0, topic)
+        else:
+            batch = producer.create_batch()
+            n = _fill(batch, records, 0, topic)
         while n < len(records):  # the batch is full: send it, the rest goes into the next
             sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
-            if new_batch is None:
+            if written:
+                batch = new_batch()  # type: ignore[misc]
+                n = _written(batch, records, n, topic)
+            else:
                 batch = producer.create_batch()
                 n = _fill(batch, records, n, topic)
-            else:
-                batch = new_batch()
-                n = _written(batch, records, n, topic)
         sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
     return _acknowledged(sent)
 
