@@ -17,9 +17,9 @@ Builds the node's pieces the way ``NodeRunner`` does (codec, steps, ``Router``, 
 * ``land``: the batch's table writes into the stores once "acknowledged" (``Sealed.land``);
   with ``--store rocks`` RocksDB stores in a temporary folder, as a worker has them by default
   (then the steps' table reads are RocksDB reads too), else memory stores;
-* ``produce``: the hand-over's record batches (``output._fill``: the C record builder's append
-  per record, then the batch built with its CRC) on a producer stand-in whose ``send_batch``
-  returns at once.
+* ``produce``: the hand-over's record batches (``runtime/records.py``'s ``RecordBatch``, as a
+  worker's uncompressed producer has them, then the batch built with its CRC) on a producer
+  stand-in whose ``send_batch`` returns at once.
 
 What only a run has (aiokafka's fetch and produce requests, the socket, the node's loop):
 ``benchmarks.profile_stages`` on a py-spy profile of a worker in a run.
@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -73,7 +74,11 @@ _clock = time.process_time_ns
 
 
 class _Producer:
-    """What ``output._send`` needs of a producer: record batches, sent nowhere."""
+    """What ``output._send`` needs of a producer: record batches, sent nowhere. Its accumulator's
+    settings are those ``output._record_batches`` reads (a worker's producer: 1 MiB, none)."""
+
+    _message_accumulator = SimpleNamespace(_batch_size=1024 * 1024, _compression_type=0)
+    _txn_manager = None
 
     def create_batch(self) -> BatchBuilder:
         return BatchBuilder(1024 * 1024, 0)

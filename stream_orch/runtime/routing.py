@@ -16,7 +16,8 @@ from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
-from stream_orch.runtime.output import Outbox, Record
+from stream_orch.runtime.output import Lane, Outbox
+from stream_orch.runtime.records import SMALL_VARINTS, encode_header, varint
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event
 from stream_orch.topology.graph import route_label
@@ -58,9 +59,8 @@ class Target:
     watermarked: bool = False
     denied: bool = False  # the worker's user may not write the topic
     sent: int = 0  # outputs in the current batch, folded into the batch stats
-    # task -> this batch's records for the topic, shared by all targets of the topic so that
-    # they stay in event order; handed to the outbox at the end of the batch
-    group: dict[int, list[Record]] = field(default_factory=dict)
+    # the topic's records in the outbox, shared by all targets of the topic (set by the Router)
+    lane: Lane = field(default_factory=lambda: Lane(""))
 
     def render(self, value: dict[str, Any], key: bytes | None) -> tuple[bytes | None, bytes]:
         out = self.project(value)
@@ -112,9 +112,9 @@ class Router:
         self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
-        self._groups: dict[str, dict[int, list[Record]]] = {}
+        self._lanes: dict[str, Lane] = {}
         for target in self._targets:
-            target.group = self._groups.setdefault(target.topic, {})
+            target.lane = self._lanes.setdefault(target.topic, Lane(target.topic))
         # the topics this node writes that a window of the topology reads: their records carry so.wm
         self._watched = list(dict.fromkeys(t.topic for t in self._targets if t.watermarked))
         # (a node writing two watched topics whose windows read different fields tags by the first)
@@ -128,13 +128,17 @@ class Router:
             *(lineage or ()),
         ]
         # source topic -> source partition -> the lineage headers up to so.src.partition, which only the
-        # offset and the batch's processed_at follow
-        self._prefixes: dict[str, dict[int, list[tuple[str, bytes]]]] = {}
+        # offset and the batch's processed_at follow: as a list, and encoded as a record carries
+        # them (their count with the two that follow, and the offset header's name)
+        self._prefixes: dict[str, dict[int, tuple[list[tuple[str, bytes]], bytes]]] = {}
 
-    def _prefix(self, topic: str, partition: int) -> list[tuple[str, bytes]]:
+    def _prefix(self, topic: str, partition: int) -> tuple[list[tuple[str, bytes]], bytes]:
         prefix = [*self._static, (H.SRC_TOPIC, topic.encode()), (H.SRC_PARTITION, str(partition).encode())]
-        self._prefixes.setdefault(topic, {})[partition] = prefix
-        return prefix
+        offset_name = H.SRC_OFFSET.encode()
+        entries = b"".join([encode_header(name, value) for name, value in prefix])
+        encoded = varint(len(prefix) + 2) + entries + varint(len(offset_name)) + offset_name
+        self._prefixes.setdefault(topic, {})[partition] = (prefix, encoded)
+        return prefix, encoded
 
     def route(
         self, events: list[Event], outbox: Outbox, ctx: NodeContext, stats: BatchStats, now: int
@@ -142,9 +146,11 @@ class Router:
         """Add every event's outputs to ``outbox`` under the event's task; an event whose output
         cannot be rendered is rejected (to the DLQ with the reason)."""
         ctx.step = ROUTE_STAGE  # what it rejects was dead-lettered at the routes
-        for group in self._groups.values():  # nothing left from a batch whose routing failed
-            group.clear()
+        for lane in self._lanes.values():
+            lane.begin(outbox)
         processed_at = (H.PROCESSED_AT, str(now).encode())
+        processed_at_header = encode_header(*processed_at)
+        small, join = SMALL_VARINTS, b"".join
         src_offset = H.SRC_OFFSET
         choices, default = self._choices, self._default
         prefixes = self._prefixes
@@ -203,27 +209,33 @@ class Router:
             if not rendered and not watched:  # no Kafka output (e.g. only targets outside Kafka)
                 continue
             by_partition = prefixes.get(event.source_topic)
-            prefix = by_partition.get(event.source_partition) if by_partition is not None else None
-            if prefix is None:
-                prefix = self._prefix(event.source_topic, event.source_partition)
-            headers = [*prefix, (src_offset, b"%d" % event.source_offset), processed_at]
-            if event.headers:
-                headers.extend(user_headers(event.headers))
+            prefixed = by_partition.get(event.source_partition) if by_partition is not None else None
+            if prefixed is None:
+                prefixed = self._prefix(event.source_topic, event.source_partition)
+            offset = b"%d" % event.source_offset
+            headers: list[tuple[str, bytes]] | bytes
+            if event.headers or watched:  # more headers after these: a list
+                headers = [*prefixed[0], (src_offset, offset), processed_at]
+                if event.headers:
+                    headers.extend(user_headers(event.headers))
+            else:  # the lineage headers alone, as the record batch writes them
+                headers = join((prefixed[1], small[len(offset)], offset, processed_at_header))
             timestamp, task = event.timestamp, event.partition
-            tagged = self._tagged(headers, value, task) if watched else headers
+            tagged = self._tagged(headers, value, task) if watched else headers  # type: ignore[arg-type]
             for target, out_key, payload in rendered:
-                records = target.group.get(task)
+                lane = target.lane  # Lane's per-record steps, inline
+                if lane.task != task:
+                    lane.switch(task)
+                partition = lane.cache.get(out_key)  # type: ignore[arg-type]
+                if partition is None:
+                    partition = lane.partition(out_key)
+                records = lane.lists.get(partition)
                 if records is None:
-                    records = target.group[task] = []
+                    records = lane.open(partition)
                 records.append(
                     (out_key, payload, timestamp, tagged if watched and target.watermarked else headers)
                 )
                 target.sent += 1
-        # partitioning and grouping by partition, per topic and task in one go
-        for topic, group in self._groups.items():
-            for task, records in group.items():
-                outbox.add_many(task, topic, records)
-            group.clear()
         if watched:  # after the outputs: each partition's last record
             self._watermark_records(events, ctx, outbox)
         outputs = stats.outputs

@@ -8,12 +8,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from stream_orch.runtime.records import decode_headers
 from stream_orch.state.topic_rows import TopicRows
 from stream_orch.steps.source_watermarks import is_watermark_record
 from stream_orch.testing.records import Stored
 
-#: (key, value, timestamp or None for "now", headers)
-Pending = tuple[bytes | None, bytes | None, int | None, list[tuple[str, bytes]]]
+#: (key, value, timestamp or None for "now", headers: a list, or encoded as the router hands
+#: over lineage headers: runtime/records.py)
+Pending = tuple[bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | bytes]
 
 
 def by_seq(record: Stored) -> int:
@@ -49,7 +51,14 @@ class TopicLogs:
         log.extend(
             [
                 Stored(
-                    topic, partition, offset + i, key, value, now if ts is None else ts, headers, next(seq)
+                    topic,
+                    partition,
+                    offset + i,
+                    key,
+                    value,
+                    now if ts is None else ts,
+                    decode_headers(headers) if headers.__class__ is bytes else headers,
+                    next(seq),
                 )
                 for i, (key, value, ts, headers) in enumerate(records)
             ]

@@ -6,7 +6,7 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from stream_orch.runtime.delivery import AtLeastOnce
-from stream_orch.runtime.output import Outbox, PartitionMap, merged
+from stream_orch.runtime.output import Lane, Outbox, PartitionMap, Record, merged
 
 
 class FakeProducer:
@@ -113,13 +113,30 @@ def test_a_full_partition_cache_forgets_its_older_half_and_stays_right(
     assert all(pm.of("t", key) == (murmur2(key) & 0x7FFFFFFF) % 3 for key in keys), "no stale partitions"
 
 
+def _lane_add(lane: Lane, task: int, records: list[Record]) -> None:
+    """What the router does per record with a lane (Lane's docstring)."""
+    for record in records:
+        if lane.task != task:
+            lane.switch(task)
+        partition = lane.cache.get(record[0])  # type: ignore[arg-type]
+        if partition is None:
+            partition = lane.partition(record[0])
+        same = lane.lists.get(partition)
+        if same is None:
+            same = lane.open(partition)
+        same.append(record)
+
+
 def test_records_of_one_key_go_to_its_partition_whichever_way_they_are_added() -> None:
     pm = PartitionMap({"out": 5})
     box = Outbox(pm)
+    lane = Lane("out")
+    lane.begin(box)
     box.add(2, "out", b"acct-9", b"v1", [("h", b"1")], timestamp_ms=7)
-    box.add_many(2, "out", [(b"acct-9", b"v2", 8, []), (b"other", b"o", 8, [])])
+    _lane_add(lane, 2, [(b"acct-9", b"v2", 8, []), (b"other", b"o", 8, [])])
     box.add(2, "out", b"acct-9", b"v3", partition=pm.of("out", b"acct-9"))
-    box.add_many(3, "out", [(b"acct-9", b"v4", None, [])])
+    _lane_add(lane, 3, [(b"acct-9", b"v4", None, [])])
+    _lane_add(lane, 2, [(b"acct-9", b"v5", 9, [])])
     by_task = box.take()
     p, q = pm.of("out", b"acct-9"), pm.of("out", b"other")
     assert p != q
@@ -127,21 +144,36 @@ def test_records_of_one_key_go_to_its_partition_whichever_way_they_are_added() -
         (b"acct-9", b"v1", 7, [("h", b"1")]),
         (b"acct-9", b"v2", 8, []),
         (b"acct-9", b"v3", None, []),
+        (b"acct-9", b"v5", 9, []),
     ]
     assert by_task[2][("out", q)] == [(b"other", b"o", 8, [])]
     assert by_task[3] == {("out", p): [(b"acct-9", b"v4", None, [])]}
 
 
+def test_a_lane_starts_each_batch_on_the_outbox_as_it_is_now() -> None:
+    box = Outbox(PartitionMap({"out": 2}))
+    lane = Lane("out")
+    lane.begin(box)
+    _lane_add(lane, 0, [(b"k", b"1", None, [])])
+    first = box.take()
+    lane.begin(box)
+    _lane_add(lane, 0, [(b"k", b"2", None, [])])
+    assert [v for pending in first.values() for rs in pending.values() for _, v, _, _ in rs] == [b"1"]
+    assert [v for pending in box.take().values() for rs in pending.values() for _, v, _, _ in rs] == [b"2"]
+
+
 def test_records_without_a_key_are_spread_round_robin_in_order() -> None:
     box = Outbox(PartitionMap({"out": 3}))
-    box.add_many(0, "out", [(None, str(n).encode(), None, []) for n in range(6)])
+    lane = Lane("out")
+    lane.begin(box)
+    _lane_add(lane, 0, [(None, str(n).encode(), None, []) for n in range(6)])
     pending = box.take()[0]
     assert sorted(len(records) for records in pending.values()) == [2, 2, 2]
-    assert sorted(v for records in pending.values() for _, v, _, _ in records) == [
+    assert [v for records in pending.values() for _, v, _, _ in records] == [
         b"0",
-        b"1",
-        b"2",
         b"3",
+        b"1",
         b"4",
+        b"2",
         b"5",
     ]

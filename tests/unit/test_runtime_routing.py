@@ -14,6 +14,7 @@ from stream_orch.codecs import SchemaRegistry
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, PartitionMap
+from stream_orch.runtime.records import decode_headers
 from stream_orch.runtime.routing import Router
 from stream_orch.steps.base import Event
 from stream_orch.topology.loader import load_topology
@@ -89,7 +90,9 @@ def outputs(by_task: dict[int, Any]) -> dict[str, list[tuple[int, int, bytes | N
     for task, pending in by_task.items():
         for (topic, partition), records in pending.items():
             for key, value, ts, headers in records:
-                out.setdefault(topic, []).append((task, partition, key, value, ts, list(headers)))
+                # lineage headers alone come encoded, as a record batch carries them
+                listed = decode_headers(headers) if isinstance(headers, bytes) else list(headers)
+                out.setdefault(topic, []).append((task, partition, key, value, ts, listed))
     return out
 
 
