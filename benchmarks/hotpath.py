@@ -17,7 +17,7 @@ Builds the node's pieces the way ``NodeRunner`` does (codec, steps, ``Router``, 
 * ``land``: the batch's table writes into the stores once "acknowledged" (``Sealed.land``);
   with ``--store rocks`` RocksDB stores in a temporary folder, as a worker has them by default
   (then the steps' table reads are RocksDB reads too), else memory stores;
-* ``produce``: the hand-over's record batches (``runtime/records.py``'s ``RecordBatch``, as a
+* ``produce``: the hand-over's record batches (``transport/records.py``'s ``RecordBatch``, as a
   worker's uncompressed producer has them, then the batch built with its CRC) on a producer
   stand-in whose ``send_batch`` returns at once.
 

@@ -19,13 +19,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from stream_orch.runtime.records import AVAILABLE as WRITTEN_HERE
-from stream_orch.runtime.records import RecordBatch, decode_headers
+from stream_orch.transport.records import AVAILABLE as WRITTEN_HERE
+from stream_orch.transport.records import RecordBatch, decode_headers
 
 Headers = Sequence[tuple[str, bytes]]
 FLUSH_TIMEOUT_S = 30.0  # longest wait for the acknowledgements of one batch
 # key, value, timestamp ms, headers: a list, or bytes as Kafka writes a record's headers (the
-# router's lineage headers, already encoded: runtime/records.py)
+# router's lineage headers, already encoded: transport/records.py)
 Record = tuple[bytes | None, bytes | None, int | None, Headers | bytes]
 # (topic, partition) -> records: what one hand-over gives a producer
 Pending = dict[tuple[str, int], list[Record]]
@@ -226,7 +226,7 @@ class Lane:
 
 class Routed(list):  # type: ignore[type-arg]
     """A pending list the router's lanes append to: its records' headers may be bytes (lineage
-    headers encoded once: runtime/records.py), which only :class:`RecordBatch` takes as they
+    headers encoded once: transport/records.py), which only :class:`RecordBatch` takes as they
     are. Other lists (changelog records, dead letters) carry header lists, which aiokafka's C
     builder appends faster (0.14 µs a record without headers, against 0.4 here)."""
 
@@ -294,7 +294,7 @@ async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, 
 
 
 def _record_batches(producer: AIOKafkaProducer) -> Callable[[], RecordBatch] | None:
-    """Record batches written by :class:`~stream_orch.runtime.records.RecordBatch` with the
+    """Record batches written by :class:`~stream_orch.transport.records.RecordBatch` with the
     producer's batch size and transactional flag (what ``create_batch`` would give its
     builder), or None where aiokafka's builder must do it: a compressed topic's batches, or no
     C CRC in aiokafka."""

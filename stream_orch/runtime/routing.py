@@ -17,12 +17,12 @@ from stream_orch.expressions import compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Lane, Outbox
-from stream_orch.runtime.records import SMALL_VARINTS, encode_header, varint
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event
 from stream_orch.topology.graph import route_label
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import ROUTE_STAGE
+from stream_orch.transport.records import SMALL_VARINTS, encode_header, varint
 
 _LARGE = 64 * 1024  # only outputs above this size are measured exactly
 

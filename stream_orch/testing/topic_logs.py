@@ -8,13 +8,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from stream_orch.runtime.records import decode_headers
 from stream_orch.state.topic_rows import TopicRows
 from stream_orch.steps.source_watermarks import is_watermark_record
 from stream_orch.testing.records import Stored
+from stream_orch.transport.records import decode_headers
 
 #: (key, value, timestamp or None for "now", headers: a list, or encoded as the router hands
-#: over lineage headers: runtime/records.py)
+#: over lineage headers: transport/records.py)
 Pending = tuple[bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | bytes]
 
 

@@ -1,4 +1,4 @@
-"""The hand-over fills record batches itself (aiokafka's C builder, or runtime/records.py's where
+"""The hand-over fills record batches itself (aiokafka's C builder, or transport/records.py's where
 the producer's settings allow): every record lands once, in order, with its key, value,
 timestamp and headers (a list, or encoded as the router hands lineage headers over), split over
 as many batches as the size limit needs, and the acknowledgement reports the last offset
@@ -17,7 +17,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import RecordMetadata
 
 from stream_orch.runtime import output
-from stream_orch.runtime.records import encode_headers
+from stream_orch.transport.records import encode_headers
 
 
 class _Producer:
@@ -44,7 +44,7 @@ class _Producer:
 
 
 class _Written(_Producer):
-    """A producer whose batches runtime/records.py writes (the settings output._record_batches reads)."""
+    """A producer whose batches transport/records.py writes (the settings output._record_batches reads)."""
 
     def __init__(self, size: int) -> None:
         super().__init__(size)

@@ -1,4 +1,4 @@
-"""Record batches written by runtime/records.py: byte for byte those of aiokafka's C builder, and
+"""Record batches written by transport/records.py: byte for byte those of aiokafka's C builder, and
 usable where aiokafka's producer takes a BatchBuilder (its private MessageBatch side: this test
 breaks if that changes)."""
 
@@ -14,7 +14,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 
 from stream_orch.runtime import output
-from stream_orch.runtime.records import RecordBatch, decode_headers, encode_headers
+from stream_orch.transport.records import RecordBatch, decode_headers, encode_headers
 
 LINEAGE = [
     ("so.topology", b"fraud_detection"),

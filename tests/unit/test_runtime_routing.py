@@ -14,10 +14,10 @@ from stream_orch.codecs import SchemaRegistry
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Outbox, PartitionMap
-from stream_orch.runtime.records import decode_headers
 from stream_orch.runtime.routing import Router
 from stream_orch.steps.base import Event
 from stream_orch.topology.loader import load_topology
+from stream_orch.transport.records import decode_headers
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = SchemaRegistry(REPO / "schemas")
