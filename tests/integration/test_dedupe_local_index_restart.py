@@ -14,12 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
 
 from stream_orch.state.rocks import RocksStore
 from stream_orch.steps.dedupe import INDEX, index_key
-from stream_orch.transport import clients
-from tests.integration.test_forget_erasure import _caught_up, _latest
+from tests.integration.test_forget_erasure import _caught_up, _latest, _records
 from tests.kafka_helpers import produce_json, run_cli
 from tests.topology_harness import BOOTSTRAP, ISOLATED, WorkerProcess, wait_for_group
 
@@ -63,24 +61,6 @@ def _passes(events: list[dict[str, Any]], seen: dict[str, int]) -> list[str]:
         seen[e["event_id"]] = e["ts"] if before is None else max(before, e["ts"])
         out.append(e["event_id"])
     return out
-
-
-async def _records(topic: str) -> list[tuple[bytes, bytes | None]]:
-    consumer = clients.reader({"bootstrap_servers": BOOTSTRAP})
-    await consumer.start()
-    found: list[tuple[bytes, bytes | None]] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(2)]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + 30
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"{topic} not read within 30 s"
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [(r.key, r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return found
 
 
 def _stores(state: Path, topology: str) -> tuple[dict[str, int], list[str]]:

@@ -110,11 +110,11 @@ def _tables(state: Path, topology: str) -> dict[str, Any]:
     return out
 
 
-async def _latest(topic: str) -> dict[bytes, bytes | None]:
-    """The topic as a table: the latest value per key (None: a tombstone)."""
+async def _records(topic: str) -> list[tuple[bytes, bytes | None]]:
+    """The committed records (key, value) of the topic's two partitions, read to their ends."""
     consumer = clients.reader({"bootstrap_servers": BOOTSTRAP})
     await consumer.start()
-    latest: dict[bytes, bytes | None] = {}
+    found: list[tuple[bytes, bytes | None]] = []
     try:
         tps = [TopicPartition(topic, p) for p in range(2)]
         consumer.assign(tps)
@@ -123,11 +123,15 @@ async def _latest(topic: str) -> dict[bytes, bytes | None]:
         while any([await consumer.position(tp) < end[tp] for tp in tps]):
             assert time.monotonic() < deadline, f"{topic} not read within 30 s"
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    latest[r.key] = r.value
+                found += [(r.key, r.value) for r in records]
     finally:
         await consumer.stop()
-    return latest
+    return found
+
+
+async def _latest(topic: str) -> dict[bytes, bytes | None]:
+    """The topic as a table: the latest value per key (None: a tombstone)."""
+    return dict(await _records(topic))
 
 
 async def _end_offsets(topics: list[str]) -> dict[TopicPartition, int]:
