@@ -8,6 +8,7 @@ the tables' overlays and delivering stay with the caller.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from stream_orch.runtime.external import ExternalRoutes
 from stream_orch.runtime.failures import FailureRouter
 from stream_orch.runtime.output import Outbox
 from stream_orch.runtime.routing import Router
+from stream_orch.runtime.topic_plans import table_written
 from stream_orch.sinks import MemorySink, Sink, SinkBatch
 from stream_orch.state.tables import LocalKeys, LocalTable
 from stream_orch.steps.base import (
@@ -208,11 +210,7 @@ def declare_local_keys(steps: list[Step], specs: Sequence[Any], tables: dict[str
     """Declare the local keys of the steps that keep some (:class:`LocalIndexStep`) on their
     tables; ``specs`` are the steps' specs. Only for a table no other step of the node writes:
     another step's keys could fall in the range, and would be lost from the changelog."""
-    writers: dict[str, int] = {}
-    for spec in specs:
-        name = getattr(spec, "table", None)  # as topic_plans.tables_written_by reads them
-        if name and spec.writes_table:
-            writers[name] = writers.get(name, 0) + 1
+    writers = Counter(table_written(spec) for spec in specs)
     for step in steps:
         if isinstance(step, LocalIndexStep):
             table = tables.get(step.table_name)

@@ -5,6 +5,8 @@ share a partition count, and the tables each node writes and reads. The worker, 
 
 from __future__ import annotations
 
+from typing import Any
+
 from stream_orch.runtime.admin import TopicPlan
 from stream_orch.topology.models import JoinStep, TopologySpec
 from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
@@ -12,12 +14,18 @@ from stream_orch.topology.naming import changelog_topic, dlq_topic, retry_topics
 RETRY_RETENTION_MS = 7 * 86_400_000
 
 
+def table_written(step: Any) -> str | None:
+    """The table a step spec writes (dedupe, aggregate, join...), if any."""
+    table = getattr(step, "table", None)
+    return table if table and step.writes_table else None
+
+
 def tables_written_by(spec: TopologySpec, node_name: str) -> list[str]:
     """Tables a node's steps write (dedupe, aggregate, join...): they live in the node's partitions."""
     names = []
     for step in spec.nodes[node_name].steps:
-        table = getattr(step, "table", None)
-        if table and step.writes_table and spec.tables[table].topic is None:
+        table = table_written(step)
+        if table and spec.tables[table].topic is None:
             names.append(table)
     return names
 
