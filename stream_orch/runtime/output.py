@@ -275,20 +275,13 @@ async def _send(producer: AIOKafkaProducer, pending: Pending) -> Coroutine[Any, 
             records = [
                 (k, v, ts, decode_headers(h) if h.__class__ is bytes else h) for k, v, ts, h in records
             ]
-        if written:
-            batch: Any = new_batch()  # type: ignore[misc]
-            n = _written(batch, records, 0, topic)
-        else:
-            batch = producer.create_batch()
-            n = _fill(batch, records, 0, topic)
+        make, fill = (new_batch, _written) if written else (producer.create_batch, _fill)
+        batch: Any = make()  # type: ignore[misc]
+        n = fill(batch, records, 0, topic)
         while n < len(records):  # the batch is full: send it, the rest goes into the next
             sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
-            if written:
-                batch = new_batch()  # type: ignore[misc]
-                n = _written(batch, records, n, topic)
-            else:
-                batch = producer.create_batch()
-                n = _fill(batch, records, n, topic)
+            batch = make()  # type: ignore[misc]
+            n = fill(batch, records, n, topic)
         sent.append((await producer.send_batch(batch, topic, partition=partition), batch.record_count()))
     return _acknowledged(sent)
 
