@@ -14,7 +14,7 @@ PROCESS = f"{NODE};NodeRunner._process (runtime/node.py:381);NodePipeline.proces
 PROFILE = [
     f"{PROCESS};decode_records (runtime/batch.py:149);JsonCodec.decode (codecs/json_codec.py:46) 30",
     f"{PROCESS};Router.route (runtime/routing.py:175);JsonCodec.encode (codecs/json_codec.py:72) 40",
-    f"{PROCESS};Router.route (runtime/routing.py:225);Outbox.add_many (runtime/output.py:142) 5",
+    f"{PROCESS};Router.route (runtime/routing.py:225);Lane.open (runtime/output.py:221) 5",
     f"{LOOP};_send (stream_orch/runtime/output.py:212);_fill (stream_orch/runtime/output.py:238) 10",
     f"{NODE};Prefetch.fetch (runtime/prefetch.py:41);AIOKafkaConsumer.getmany (aiokafka/consumer.py:1) 8",
     f"{NODE} 7",
@@ -30,7 +30,7 @@ def test_each_sample_counts_for_its_first_stage_and_start_up_is_left_out() -> No
     assert total == 104  # 30 + 40 + 5 + 10 + 8 + 7 + 4: not the import (100) nor the parser (50)
     assert counted == {
         "decode": 30,
-        "route + outbox.add": 45,  # add_many is routing's, not produce's
+        "route + outbox.add": 45,  # partitioning in a Lane is routing's, not produce's
         "produce (record batches)": 10,
         "fetch (aiokafka)": 8,
         "loop, other": 7,
