@@ -479,3 +479,17 @@ def test_window_cores_attribute_the_rest_of_the_machine_to_other_processes() -> 
     # over 2 s: machine 3.0 CPU s, broker 0.6, harness 0.1, contender 1.0 -> others 1.3 s = 0.65 cores
     cores = window_cores((10.0, 5.0, 1.0), (13.0, 5.6, 1.1), contender_cpu_s=1.0, dt=2.0)
     assert cores == {"machine": 1.5, "broker": 0.3, "harness": 0.05, "contender": 0.5, "others": 0.65}
+
+
+def test_fraud_without_the_model_term_is_compared_with_kafka_streams_fraud() -> None:
+    results = _results("ok")
+    for name, cpu in (("engine_fraud_rules", [0.020, 0.021]), ("kstreams_fraud", [0.040, 0.035])):
+        results["contenders"][name] = {
+            "status": "ok",
+            "throughput_eps": 30_000,
+            "cpu_s_per_1k": cpu[0],
+            "runs": [{"round": r, "throughput_eps": 30_000, "cpu_s_per_1k": c} for r, c in enumerate(cpu)],
+        }
+    results["targets"] = targets(results, None)
+    # per round 0.50 and 0.60: the median of the two
+    assert "engine_fraud_rules / kstreams_fraud 0.55 (0.50-0.60)" in markdown(results)
