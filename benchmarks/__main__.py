@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy --native: C frames (orjson, RocksDB, the record builder) too",
     )
     prof.add_argument(
+        "--idle",
+        action="store_true",
+        help="py-spy --idle: samples of the event loop waiting too (where a worker waits, not works)",
+    )
+    prof.add_argument(
         "--rate",
         type=int,
         default=100,
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.bootstrap,
                 rate=args.rate,
                 native=args.native,
+                idle=args.idle,
             )
         )
         return 0

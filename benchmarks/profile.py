@@ -40,9 +40,11 @@ async def profile(
     rate: int = 100,
     *,
     native: bool = False,
+    idle: bool = False,
 ) -> Path | None:
     """``native``: py-spy's --native (C frames of the extensions too; it pauses the process
-    for each sample, so it slows the run it describes: for where the time goes, not how much)."""
+    for each sample, so it slows the run it describes: for where the time goes, not how much).
+    ``idle``: py-spy's --idle, the samples of a thread waiting too (the event loop's select)."""
     setup = one_contender(name, bootstrap, "prof")
     if setup is None:
         return None
@@ -66,6 +68,7 @@ async def profile(
                 str(procs[0].pid),
                 "--subprocesses",
                 *(["--native"] if native else ["--nonblocking"]),
+                *(["--idle"] if idle else []),
                 "--rate",
                 str(rate),
                 "--format",
