@@ -90,7 +90,6 @@ class DedupeStepImpl:
         field, time_field, horizon = self.field, self.time_field, self.horizon_ms
         watermarks = self.watermarks
         prefixes = self._prefixes
-        batch: dict[tuple[int, str], int] = {}
         out: list[Event] = []
         append = out.append
         for event in events:
@@ -105,15 +104,11 @@ class DedupeStepImpl:
                 continue
             key = record_key(ident)
             partition = event.partition
-            slot = (partition, key)
-            seen = batch.get(slot)
-            if seen is None:
-                seen = get(key, partition)
+            seen = get(key, partition)  # a table reads its own writes: earlier in the batch too
             if seen is not None and -horizon < ts - seen < horizon:
                 ctx.drop(event, "duplicate")
                 continue
             newest = ts if seen is None or ts > seen else seen
-            batch[slot] = newest
             put(key, newest, partition)
             bucket = newest // BUCKET_MS
             if seen is None or bucket != seen // BUCKET_MS:
