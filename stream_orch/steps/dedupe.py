@@ -102,7 +102,8 @@ class DedupeStepImpl:
             if ts.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(ts)})")
                 continue
-            key = record_key(ident)
+            # record_key's common case inline (a call a record): printable text is its own key
+            key = ident if ident.__class__ is str and ident.isprintable() else record_key(ident)
             partition = event.partition
             seen = get(key, partition)  # a table reads its own writes: earlier in the batch too
             if seen is not None and -horizon < ts - seen < horizon:
