@@ -361,7 +361,9 @@ def _id_op(name: str, prefix: str, digits: int) -> Op:
             )
         return f"{prefix}{number:0{digits}d}"
 
-    return op
+    # the canonical form (op's first test, as one C call): 0.09 against 0.16 us for calling op
+    canonical_form = re.compile(re.escape(prefix) + f"[0-9]{{{digits}}}").fullmatch
+    return _fast(op, "v.__class__ is str and {}(v)", canonical_form)
 
 
 def _timestamp_op(name: str) -> Op:
