@@ -59,7 +59,7 @@ from stream_orch.state.global_table import GlobalTable
 from stream_orch.state.store import store_opener
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import LineageStep
-from stream_orch.steps.registry import build_step
+from stream_orch.steps.registry import build_step, link_steps
 from stream_orch.topology.loader import load_topology
 from stream_orch.topology.models import TopologySpec
 from stream_orch.topology.naming import changelog_topic, retry_topic
@@ -154,6 +154,7 @@ class Node:
         self.steps = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
+        link_steps(self.steps)  # as NodePipeline does
         declare_local_keys(self.steps, node.steps, tables)  # dedupe's index: local, as in a node
         self.ctx = NodeContext(spec.topology, node_name, dict(spec.constants), tables)
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]

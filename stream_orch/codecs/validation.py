@@ -24,7 +24,8 @@ about 0.9 µs per record, ``fastavro.validation.validate`` about 4.9 µs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from stream_orch.codecs.avro_types import (
@@ -41,6 +42,18 @@ from stream_orch.codecs.avro_types import (
 
 _MISSING = object()
 _NUM = frozenset({int, float})
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a field is known to hold before the check (a ``normalize`` step just before it
+    harmonised the field or failed the record): an instance of one of ``classes`` (exactly, not
+    a subclass), one of ``among`` when set, and between ``low`` and ``high`` when set."""
+
+    classes: frozenset[type]
+    among: frozenset[Any] | None = None
+    low: int | None = None
+    high: int | None = None
 
 
 class Validator:
@@ -100,7 +113,49 @@ class Validator:
             raise ValueError(f"unsupported Avro type {kind!r}")
         return primitive_check(schema, var, exact_numbers=False)
 
-    def _generate(self) -> Callable[[Any], str | None]:
+    def without(self, settled: Mapping[str, Settled]) -> Callable[[Any], str | None]:
+        """The check for records whose fields in ``settled`` are known to hold what is said
+        there: a field whose every such value follows the schema is not looked at (a record that
+        fails on another field is explained in full, as by :meth:`validate`)."""
+        fields = self.schema["fields"]
+        kept = {f["name"] for f in fields if not self._covers(f["type"], settled.get(f["name"]))}
+        if len(kept) == len(fields):
+            return self._check
+        return self._generate(kept)
+
+    def _covers(self, schema: Any, known: Settled | None) -> bool:
+        """Whether every value ``known`` allows follows ``schema``."""
+        if known is None or not known.classes:
+            return False
+        schema = self._resolve(schema)
+        if isinstance(schema, list):
+            return any(self._covers(branch, known) for branch in schema)
+        if isinstance(schema, dict):
+            symbols = schema.get("symbols") if schema.get("type") == "enum" else None
+            return (
+                symbols is not None
+                and known.classes == {str}
+                and known.among is not None
+                and known.among <= frozenset(symbols)
+            )
+        if schema == "string":
+            return known.classes == {str}
+        if schema in ("float", "double"):
+            return known.classes <= _NUM
+        if schema == "boolean":
+            return known.classes == {bool}
+        if schema in ("int", "long"):
+            low, high = (INT_MIN, INT_MAX) if schema == "int" else (LONG_MIN, LONG_MAX)
+            return (
+                known.classes == {int}
+                and known.low is not None
+                and known.high is not None
+                and low <= known.low
+                and known.high <= high
+            )
+        return False
+
+    def _generate(self, only: set[str] | None = None) -> Callable[[Any], str | None]:
         lines = [
             "def _check(d):",
             "    if d.__class__ is not dict:",
@@ -108,6 +163,8 @@ class Validator:
             "    g = d.get",
         ]
         for f in self.schema["fields"]:
+            if only is not None and f["name"] not in only:
+                continue
             ok = self._expr(f["type"], "v", 0)
             if "default" in f or self._types.admits_null(f["type"]):
                 ok = f"v is _M or {ok}"

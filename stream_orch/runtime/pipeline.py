@@ -34,7 +34,7 @@ from stream_orch.steps.base import (
     TimedStep,
     UndoingStep,
 )
-from stream_orch.steps.registry import build_step
+from stream_orch.steps.registry import build_step, link_steps
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
 from stream_orch.topology.naming import group_id, node_retry_topic, step_labels
@@ -64,6 +64,7 @@ class NodePipeline:
         self.steps: list[Step] = [
             build_step(s, topology_spec=spec, schemas=schemas, node_name=node_name) for s in node.steps
         ]
+        link_steps(self.steps)
         self.expiring = [s for s in self.steps if isinstance(s, ExpiringStep)]
         # the steps whose watermark the records an earlier step let go (and watermark records)
         # still move: window, join, and a sliding aggregate (its per-source pruning limit)
@@ -117,6 +118,7 @@ class NodePipeline:
                 self.steps[i] = build_step(
                     after, topology_spec=spec, schemas=self._schemas, node_name=node_name
                 )
+        link_steps(self.steps)  # a validate after a normalize that changed checks what it no longer sets
         self.timed = [s for s in self.steps if isinstance(s, TimedStep)]
         lineage = [h for s in self.steps if isinstance(s, LineageStep) for h in s.lineage_headers]
         self.router = Router(spec, node_name, self._schemas, lineage=lineage, denied=self._denied)

@@ -216,7 +216,8 @@ class AggregateStepImpl:
                 if value.__class__ is not int and value.__class__ is not float:
                     ctx.reject(event, f"invalid_field: {value_field} must be a number (got {show(value)})")
                     continue
-            key = record_key(key)
+            # record_key's common case inline (a call a record): printable text is its own key
+            key = key if key.__class__ is str and key.isprintable() else record_key(key)
             partition = event.partition
             slot = (partition, key)
             win = touched.get(slot)
@@ -229,7 +230,8 @@ class AggregateStepImpl:
             if not pairs or pairs[-1][0] < t:
                 pairs.append(entry)
                 hi = len(pairs)
-                win.changed_at(hi - 1)
+                if win.first_change is None:  # Window.changed_at(hi - 1) inline: an append is last
+                    win.first_change = hi - 1 + win.pruned
             else:
                 hi = bisect_right(pairs, t, key=_ts)
                 if offset < 0 or not _has_offset(pairs, t, offset, hi):

@@ -46,7 +46,8 @@ class Table(Protocol):
     """A changelog-backed key/value store, split by input partition.
 
     ``partition`` is the partition of the event being processed; a global table ignores it.
-    Writes are buffered and flushed to the changelog once per batch, before the commit.
+    Writes are buffered and flushed to the changelog once per batch, before the commit; ``get``
+    sees them at once (a step reads its own writes of the batch, as dedupe does).
     """
 
     name: str

@@ -80,17 +80,18 @@ class DedupeStepImpl:
         self._table: Table | None = None
         # the index keys' prefixes by bucket: formatting the bucket was a tenth of the step
         self._prefixes: dict[int, str] = {}
-        # this batch's marks by the event's coordinates: (partition, key, value before, value set)
-        self._marks: dict[tuple[str, int, int], tuple[int, str, int | None, int]] = {}
+        # this batch's marks in order: (event, key, value before, value set); found by the event's
+        # coordinates only in release, when some failed (a list append a record, not a dict entry
+        # under a tuple key)
+        self._marks: list[tuple[Event, str, int | None, int]] = []
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = self._table = ctx.table(self.table_name)
         get, put = table.get, table.set
-        marks = self._marks
+        mark = self._marks.append
         field, time_field, horizon = self.field, self.time_field, self.horizon_ms
         watermarks = self.watermarks
         prefixes = self._prefixes
-        batch: dict[tuple[int, str], int] = {}
         out: list[Event] = []
         append = out.append
         for event in events:
@@ -103,17 +104,14 @@ class DedupeStepImpl:
             if ts.__class__ is not int:
                 ctx.reject(event, f"invalid_field: {time_field} must be epoch ms (got {show(ts)})")
                 continue
-            key = record_key(ident)
+            # record_key's common case inline (a call a record): printable text is its own key
+            key = ident if ident.__class__ is str and ident.isprintable() else record_key(ident)
             partition = event.partition
-            slot = (partition, key)
-            seen = batch.get(slot)
-            if seen is None:
-                seen = get(key, partition)
+            seen = get(key, partition)  # a table reads its own writes: earlier in the batch too
             if seen is not None and -horizon < ts - seen < horizon:
                 ctx.drop(event, "duplicate")
                 continue
             newest = ts if seen is None or ts > seen else seen
-            batch[slot] = newest
             put(key, newest, partition)
             bucket = newest // BUCKET_MS
             if seen is None or bucket != seen // BUCKET_MS:
@@ -125,7 +123,7 @@ class DedupeStepImpl:
                 put(prefix + key, 1, partition)
                 if seen is not None:  # one entry per identifier: the older bucket's goes
                     table.delete(index_key(seen, key), partition)
-            marks[(event.topic, event.partition, event.offset)] = (partition, key, seen, newest)
+            mark((event, key, seen, newest))
             if ts > watermarks.get(partition, -1):
                 watermarks[partition] = ts
             append(event)
@@ -135,10 +133,12 @@ class DedupeStepImpl:
         """Undo the marks of this batch's events that failed after passing (see the module
         docstring) and forget the batch; returns how many marks were undone. A mark that a later
         record of the batch has overwritten stays: that record passed and owns it now."""
-        marks, self._marks = self._marks, {}
+        done, self._marks = self._marks, []
         table = self._table
-        if not failed or not marks or table is None:
+        if not failed or not done or table is None:
             return 0
+        # a later mark of the same coordinates (the event again, isolated after a step raised) wins
+        marks = {(e.topic, e.partition, e.offset): (e.partition, key, *values) for e, key, *values in done}
         undone = 0
         for event in failed:
             mark = marks.get((event.topic, event.partition, event.offset))

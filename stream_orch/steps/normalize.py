@@ -35,6 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stream_orch.codecs.validation import Settled
 from stream_orch.steps.base import Event, StepContext
 from stream_orch.steps.common import Invalid, StepBuild, StepConfigError, show
 from stream_orch.topology.models import FieldRule, NormalizeStep
@@ -53,10 +54,11 @@ Op = Callable[[Any], Any]
 
 
 class _Field:
-    __slots__ = ("default", "has_default", "name", "ops", "required")
+    __slots__ = ("default", "has_default", "name", "ops", "required", "rule")
 
     def __init__(self, name: str, rule: FieldRule) -> None:
         self.name = name
+        self.rule = rule
         self.required = rule.required
         self.has_default = "default" in rule.model_fields_set and rule.default is not None
         self.default = rule.default
@@ -75,6 +77,11 @@ class NormalizeStepImpl:
         self.spec = spec
         self._fields = tuple(_Field(n, r) for n, r in spec.fields.items())
         self._normalize = _fuse(self._fields)
+
+    def settled(self) -> dict[str, Settled]:
+        """What each field this step always sets holds after it, for a ``validate`` step right
+        after it (:meth:`~stream_orch.codecs.validation.Validator.without`)."""
+        return {f.name: known for f in self._fields if (known := _settled(f)) is not None}
 
     def normalize(self, record: dict[str, Any]) -> None:
         """Harmonise one record in place; raises :class:`Invalid` with the reason."""
@@ -142,6 +149,42 @@ def _fuse(fields: tuple[_Field, ...]) -> Callable[[dict[str, Any]], None]:
     return namespace["normalize"]
 
 
+def _settled(field: _Field) -> Settled | None:
+    """What a record that passed holds in ``field``: each operation either returns a value of
+    its own class or fails the record (see the module docstring; a value is exactly of the class
+    named, never a subclass). None for a field the rule may leave missing."""
+    if not (field.has_default or field.required):
+        return None
+    rule = field.rule
+    classes: frozenset[type] | None = None  # None: any class
+    low = high = among = None
+    if rule.type is not None:
+        classes = frozenset({_TYPE_CLASSES[rule.type]})
+    if rule.id_format is not None:
+        classes = frozenset({str})
+    if rule.timestamp is not None:
+        classes, low, high = frozenset({int}), 0, _MAX_MS - 1
+    if rule.one_of is not None:
+        try:
+            among = frozenset(rule.one_of)
+        except TypeError:
+            among = None
+        if classes is not None:  # an equal value of another class (1.0 for 1) passes one_of
+            classes &= {a.__class__ for a in rule.one_of}
+    if any(b is not None for b in (rule.gt, rule.ge, rule.lt, rule.le)):
+        classes = (classes if classes is not None else _NUMBER_CLASSES) & _NUMBER_CLASSES
+    if rule.pattern is not None:
+        classes = (classes if classes is not None else _STR_CLASS) & _STR_CLASS
+    if classes is None:
+        return None
+    return Settled(classes, among, low, high)
+
+
+_TYPE_CLASSES: dict[str, type] = {"string": str, "int": int, "float": float, "bool": bool}
+_NUMBER_CLASSES = frozenset({int, float})
+_STR_CLASS = frozenset({str})
+
+
 # --------------------------------------------------------------------------- operations
 
 
@@ -151,7 +194,6 @@ def _fast(op: Op, test: str, value: Any = None) -> Op:
     step was these calls, nearly all of them for values already in their form."""
     op.fast = (test, value)  # type: ignore[attr-defined]
     return op
-
 
 
 def _compile_ops(name: str, rule: FieldRule) -> list[Op]:
@@ -319,7 +361,9 @@ def _id_op(name: str, prefix: str, digits: int) -> Op:
             )
         return f"{prefix}{number:0{digits}d}"
 
-    return op
+    # the canonical form (op's first test, as one C call): 0.09 against 0.16 us for calling op
+    canonical_form = re.compile(re.escape(prefix) + f"[0-9]{{{digits}}}").fullmatch
+    return _fast(op, "v.__class__ is str and {}(v)", canonical_form)
 
 
 def _timestamp_op(name: str) -> Op:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from stream_orch.steps.base import Step
     from stream_orch.topology.models import TopologySpec
 
-__all__ = ["BUILDERS", "StepConfigError", "build_step", "build_steps"]
+__all__ = ["BUILDERS", "StepConfigError", "build_step", "build_steps", "link_steps"]
 
 #: Step model type -> the ``from_spec`` of its implementation.
 BUILDERS: dict[type, Callable[[Any, StepBuild], Step]] = {
@@ -100,7 +100,18 @@ def build_step(
 def build_steps(topology_spec: TopologySpec, node_name: str, schemas: SchemaRegistry) -> list[Step]:
     """Every step of a node, in order."""
     node = topology_spec.nodes[node_name]
-    return [
+    steps = [
         build_step(s, topology_spec=topology_spec, schemas=schemas, node_name=node_name, index=i)
         for i, s in enumerate(node.steps)
     ]
+    link_steps(steps)
+    return steps
+
+
+def link_steps(steps: list[Step]) -> None:
+    """Tell each step what the step before it guarantees: a ``validate`` right after a
+    ``normalize`` leaves out the checks of the fields the normalize always sets to a value the
+    schema takes. Called whenever a node's steps are built or some rebuilt (a reload)."""
+    for before, step in zip([None, *steps], steps, strict=False):
+        if isinstance(step, ValidateStepImpl):
+            step.follow(before.settled() if isinstance(before, NormalizeStepImpl) else {})

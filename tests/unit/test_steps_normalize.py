@@ -336,3 +336,23 @@ def test_the_generated_rules_equal_the_operations_called_one_by_one(record):
     assert fused_error == alone_error
     if fused_error is None:
         assert repr(fused) == repr(alone)  # nan, and int against float, told apart
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    prefix=st.sampled_from(["C-", "", "a.b", "X*"]),
+    digits=st.integers(1, 8),
+    value=st.one_of(st.text(alphabet="C-0123456789a.bX*\n٣ ", max_size=12), st.integers(-5, 10**9)),
+)
+def test_an_id_the_generated_code_takes_as_it_is_is_one_the_rule_returns_unchanged(prefix, digits, value):
+    """The id rule's fast test (a regular expression over the canonical form) lets only values
+    through that its operation would return as they are."""
+    from stream_orch.steps.normalize import _id_op
+
+    op = _id_op("id", prefix, digits)
+    test, fullmatch = op.fast
+    if eval(test.format("fullmatch"), {"fullmatch": fullmatch, "str": str}, {"v": value}):
+        assert op(value) is value
+    elif isinstance(value, str) and len(value) == len(prefix) + digits and value.startswith(prefix):
+        tail = value[len(prefix) :]
+        assert not (tail.isascii() and tail.isdigit())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -177,3 +178,27 @@ async def test_the_rules_in_one_function_score_as_each_rule_alone(records):
         expected_out.append({**record, "score": total, "reasons": fired})
     assert ctx.reject_reasons == expected_reasons
     assert out == expected_out
+
+
+@pytest.mark.parametrize(("seed", "cap", "digits"), [(1, 1.0, 2), (2, None, 0), (3, 0.5, None), (4, 2.0, 5)])
+async def test_the_finished_scores_kept_by_sum_are_those_computed_each_time(seed, cap, digits):
+    """The step keeps the capped and rounded score per sum of weights; 13 rules firing in
+    each of their 8,192 combinations, twice, make more sums than it keeps, so some are forgotten
+    and computed again: every record's score is the one capping and rounding its sum gives."""
+    rng = random.Random(seed)
+    weights = [rng.uniform(-2, 2) for _ in range(13)]
+    rules = [{"name": f"r{i}", "when": f"f{i}", "weight": w} for i, w in enumerate(weights)]
+    step = build({"step": "score", "cap": cap, "round": digits, "rules": rules})
+    combos = [{f"f{i}": bool(n >> i & 1) for i in range(13)} for n in range(2**13)]
+    records = combos + combos[::-1]
+    out, ctx = await run_step(step, [dict(r) for r in records])
+    assert ctx.reject_reasons == []
+    for record, got in zip(records, out, strict=True):
+        total = 0.0
+        for i, w in enumerate(weights):
+            if record[f"f{i}"]:
+                total += w
+        if cap is not None and total > cap:
+            total = cap
+        expected = total if digits is None else round(total, digits)
+        assert got["score"] == expected and type(got["score"]) is type(expected)
