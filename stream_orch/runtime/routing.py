@@ -139,6 +139,11 @@ class Router:
             only if only is not None and not (only.setters or only.denied or self._watched) else None
         )
 
+    @property
+    def watermarks(self) -> bool:
+        """Its outputs carry so.wm, and each batch ends with watermark records."""
+        return bool(self._watched)
+
     def _prefix(self, topic: str, partition: int) -> tuple[list[tuple[str, bytes]], bytes]:
         prefix = [*self._static, (H.SRC_TOPIC, topic.encode()), (H.SRC_PARTITION, str(partition).encode())]
         offset_name = H.SRC_OFFSET.encode()
