@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,8 @@ def decode_records(
     decoders: dict[str, Callable[[bytes], dict[str, Any]]],
     ctx: NodeContext,
     stats: BatchStats,
+    *,
+    sample: bool = True,
 ) -> tuple[list[Event], dict[TopicPartition, int]]:
     """Fetched records as events, and the offset to commit per partition once the batch is done.
     ``decoders`` has one decode function per topic read (a retry tier decodes like the input it
@@ -127,7 +129,9 @@ def decode_records(
     that cannot be decoded, and a retry whose ``so.*`` headers are not the engine's are rejected
     with their reason (to the DLQ with their bytes, never retried: they would fail the same way).
     A watermark record (no value, ``so.wm.only``) is no input: it goes to the context's
-    ``passed_over`` for the window steps, uncounted."""
+    ``passed_over`` for the window steps, uncounted. ``sample``: take the records' timestamps
+    for the latency distribution (:func:`sample_timestamps`; a caller decoding a batch in parts
+    takes them once)."""
     events: list[Event] = []
     offsets: dict[TopicPartition, int] = {}
     append, reject = events.append, ctx.reject
@@ -141,8 +145,8 @@ def decode_records(
         decode = decoders[topic]
         offsets[tp] = records[-1].offset + 1
         n_in += len(records)
-        # e2e latency is a distribution: a few dozen samples per partition and batch suffice
-        stats.timestamps_ms.extend(r.timestamp for r in records[:: max(1, len(records) // 32)])
+        if sample:
+            _sample(records, stats)
         for record in records:
             raw = record.value
             offset = record.offset
@@ -179,6 +183,37 @@ def decode_records(
             append(event)
     stats.n_in = n_in
     return events, offsets
+
+
+def _sample(records: list[Any], stats: BatchStats) -> None:
+    # e2e latency is a distribution: a few dozen samples per partition and batch suffice
+    stats.timestamps_ms.extend(r.timestamp for r in records[:: max(1, len(records) // 32)])
+
+
+def sample_timestamps(batches: dict[TopicPartition, list[Any]], stats: BatchStats) -> None:
+    """The timestamps :func:`decode_records` samples from ``batches``."""
+    for records in batches.values():
+        if records:
+            _sample(records, stats)
+
+
+def slices(batches: dict[TopicPartition, list[Any]], size: int) -> Iterator[dict[TopicPartition, list[Any]]]:
+    """``batches`` in consecutive parts of ``size`` records (the last may be smaller), in their
+    order: a partition's records may end one part and begin the next."""
+    part: dict[TopicPartition, list[Any]] = {}
+    n = 0
+    for tp, records in batches.items():
+        start = 0
+        while start < len(records):
+            taken = records[start : start + size - n]
+            part[tp] = taken
+            n += len(taken)
+            start += len(taken)
+            if n >= size:
+                yield part
+                part, n = {}, 0
+    if part:
+        yield part
 
 
 # the DLQ message for a bad header: what the engine would have written there
