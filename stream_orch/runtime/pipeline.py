@@ -36,23 +36,21 @@ from stream_orch.steps.base import (
     ExpiringStep,
     LineageStep,
     LocalIndexStep,
+    PerRecordStep,
     Step,
     Table,
     TimedStep,
     UndoingStep,
 )
-from stream_orch.steps.derive import DeriveStepImpl
-from stream_orch.steps.filter import FilterStepImpl
 from stream_orch.steps.registry import build_step, link_steps
 from stream_orch.topology.models import AggregateStep, JoinStep, TopologySpec, WindowStep
 from stream_orch.topology.models_delivery import external_targets
 from stream_orch.topology.naming import DECODE_STAGE, group_id, node_retry_topic, step_labels
 from stream_orch.topology.reloadable import KEEPS_STATE
 
-# Steps that take each record on its own, keeping nothing and seeing nothing of the batch: a
-# node of only these (forwarding) runs a batch in slices of SLICE records, decode to routes,
-# while a slice's events are still in the CPU's caches (NodePipeline._in_slices)
-_PER_RECORD = (DeriveStepImpl, FilterStepImpl)
+# A node of only per-record steps (steps/base.PerRecordStep: forwarding) runs a batch in slices
+# of SLICE records, decode to routes, while a slice's events are still in the CPU's caches
+# (NodePipeline._in_slices)
 SLICE = 256
 
 
@@ -129,7 +127,7 @@ class NodePipeline:
             and self.external is None
             and not self.event_time_steps
             and not self.router.watermarks
-            and all(s.__class__ in _PER_RECORD for s in self.steps)
+            and all(isinstance(s, PerRecordStep) for s in self.steps)
         )
 
     def reload(self, spec: TopologySpec) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 # Reasons of ``ctx.drop`` for records that were fine but not wanted: the runtime's context keeps
 # them as ``passed_over``, and a later window or join step of the node lets their event time move
@@ -133,6 +133,15 @@ class LineageStep(Protocol):
     the model's name, version and file hash); the router adds ``lineage_headers`` to them."""
 
     lineage_headers: list[tuple[str, bytes]]
+
+
+@runtime_checkable
+class PerRecordStep(Protocol):
+    """A step that takes each record on its own, keeping nothing and seeing nothing of the batch
+    (derive, filter): a node of only these may run its batch in slices, decode to routes, and
+    give the same outputs, failures and counts (``NodePipeline.sliced``)."""
+
+    per_record: Literal[True]
 
 
 @runtime_checkable

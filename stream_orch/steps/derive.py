@@ -9,7 +9,7 @@ that is not finite (``amount * rate`` overflowing to inf) goes to ``ctx.reject``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from stream_orch.expressions import EvaluationError
 from stream_orch.steps.base import Event, StepContext
@@ -18,6 +18,8 @@ from stream_orch.topology.models import DeriveStep
 
 
 class DeriveStepImpl:
+    per_record: Literal[True] = True  # a PerRecordStep: its node may run a batch in slices
+
     @classmethod
     def from_spec(cls, spec: DeriveStep, build: StepBuild) -> DeriveStepImpl:
         compiled = {field: build.expression(src, f"field {field}") for field, src in spec.fields.items()}

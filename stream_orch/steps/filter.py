@@ -3,7 +3,7 @@ counted under ``filtered``. A failing evaluation goes to ``ctx.reject`` (``expre
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from stream_orch.steps.base import Event, StepContext
 from stream_orch.steps.common import StepBuild
@@ -11,6 +11,8 @@ from stream_orch.topology.models import FilterStep
 
 
 class FilterStepImpl:
+    per_record: Literal[True] = True  # a PerRecordStep: its node may run a batch in slices
+
     @classmethod
     def from_spec(cls, spec: FilterStep, build: StepBuild) -> FilterStepImpl:
         return cls(build.expression(spec.when, "when"), name=build.name)
