@@ -107,6 +107,9 @@ MEMTABLE_BLOOM_RATIO = 0.02
 WAL_BYTES = 64 << 20  # per store: beyond it the column families holding the oldest log flush
 
 
+_loads = orjson.loads
+
+
 class StoreCorrupt(Exception):
     """A store on disk that cannot be trusted; it is rebuilt from the changelog."""
 
@@ -210,22 +213,24 @@ class RocksStore:
         self._cached = 0  # bytes of the values kept (what the cache holds now)
 
     def get(self, key: str, default: Any = None) -> Any:
-        assert self._db is not None
+        # No `assert self._db`: a closed store's _db and _index are None, and reading one raises
+        # anyway. The range test is startswith(INDEX_PREFIX) without the method call.
         raw = self._cache.get(key)
         if raw is not None:
-            return orjson.loads(raw)
-        db = self._index if key.startswith(INDEX_PREFIX) else self._db
+            return _loads(raw)
         encoded = key.encode()
-        raw = db.get(encoded)
+        raw = (self._index if INDEX_PREFIX <= key < INDEX_END else self._db).get(encoded)  # type: ignore[union-attr]
         read = self._read
-        if len(read) >= READ_HINTS:
-            read.clear()
         if raw is None:
+            if len(read) >= READ_HINTS:
+                read.clear()
             read[encoded] = False
             return default
+        if len(read) >= READ_HINTS:
+            read.clear()
         read[encoded] = True
         self._keep(key, raw)
-        return orjson.loads(raw)
+        return _loads(raw)
 
     def _keep(self, key: str, raw: bytes) -> None:
         """Keep ``raw`` as ``key``'s bytes (what the store holds for it now)."""
