@@ -378,7 +378,7 @@ class JoinStepImpl:
             # unbounded: only the latest record per key is of use (older ones within grace stay,
             # for a late left record); expiry of the rest happens here, not through the index
             for older, _ in _between(table, p, RIGHT, key, -1, t - self.grace - 1):
-                table.delete(older, p)
+                table.drop(older, p)  # the scan found it
             table.set(entry, {"v": dict(event.value)}, p)
             return 0
         emitted = 0
@@ -406,14 +406,20 @@ class JoinStepImpl:
         """Forget the records of ``side`` that the other side's time has left behind; a left join
         emits its unmatched left records."""
         start = f"{INDEX}{side}"
+        emits = self.left_join and side == LEFT  # only then is the entry read
+        drop = table.drop
         for index, _ in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
             entry = index.split(INDEX, 2)[2]
-            stored = table.get(entry, partition)
-            if stored is not None:
-                if self.left_join and side == LEFT and not stored["m"]:
-                    out.append(self._stored_event(stored, self._unmatched(stored["v"])))
-                table.delete(entry, partition)
-            table.delete(index, partition)
+            if emits:
+                stored = table.get(entry, partition)
+                if stored is not None:
+                    if not stored["m"]:
+                        out.append(self._stored_event(stored, self._unmatched(stored["v"])))
+                    drop(entry, partition)
+            else:
+                # an entry and its index are written together (_keep) and only dropped together
+                drop(entry, partition)
+            drop(index, partition)  # the scan found it
 
     # ------------------------------------------------------------------ emitted records
 
