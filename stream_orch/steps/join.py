@@ -57,11 +57,12 @@ Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` ho
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. The input side's
-watermark also moves with the records an earlier step of the node let go (filtered, duplicate:
-:data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record absorbed without
-output yet is counted as ``join_buffered``; an inner as_of left record without a match as
-``join_unmatched``.
+watermark (no full scans; its value 2 once a left join's left record has matched, so that its
+expiry reads nothing else: tables written before say it with ``"m"`` in the record), and
+``<GS>watermark.<side>`` the watermarks. The input side's watermark also moves with the records
+an earlier step of the node let go (filtered, duplicate: :data:`~stream_orch.steps.base.PASSED_OVER`),
+at their offset's place. A record absorbed without output yet is counted as ``join_buffered``; an
+inner as_of left record without a match as ``join_unmatched``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
+WAITING, PAIRED = 1, 2  # a time index entry's value; PAIRED: a left join's left record has matched
 
 
 def _entry(side: str, key: str, ts: int, uid: int) -> str:
@@ -377,7 +379,7 @@ class JoinStepImpl:
         }
         if self.per_record:
             value["b"] = [before, after]  # for the other side's records still to come
-        self._keep(table, p, entry, value, t + after + self.grace)
+        self._keep(table, p, entry, value, t + after + self.grace, PAIRED if found else WAITING)
         return len(found)
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
@@ -401,8 +403,11 @@ class JoinStepImpl:
                     continue
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
-            if not stored["m"]:
-                table.set(left_entry, {**stored, "m": True}, p)
+            if self.left_join and not stored["m"]:
+                # matched: said by its index entry (one small write), not by rewriting the record
+                lt = int(left_entry.rsplit(SEP, 2)[1])
+                expires = lt + (stored["b"][1] if "b" in stored else self.after) + self.grace
+                table.set(f"{INDEX}{LEFT}{expires:015d}{INDEX}{left_entry}", PAIRED, p)
         self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
         return emitted
 
@@ -416,28 +421,27 @@ class JoinStepImpl:
     # ------------------------------------------------------------------ buffering and expiry
 
     @staticmethod
-    def _keep(table: Table, partition: int, entry: str, value: dict[str, Any], expires: int) -> None:
+    def _keep(
+        table: Table, partition: int, entry: str, value: dict[str, Any], expires: int, mark: int = WAITING
+    ) -> None:
         """Buffer ``entry`` until the other side's watermark passes ``expires``."""
         table.set(entry, value, partition)
-        table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", 1, partition)
+        table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", mark, partition)
 
     def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:
         """Forget the records of ``side`` that the other side's time has left behind; a left join
         emits its unmatched left records."""
         start = f"{INDEX}{side}"
-        emits = self.left_join and side == LEFT  # only then is the entry read
+        emits = self.left_join and side == LEFT  # only then is an entry read, if not PAIRED
         drop = table.drop
-        for index, _ in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
+        for index, mark in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
             entry = index.split(INDEX, 2)[2]
-            if emits:
-                stored = table.get(entry, partition)
-                if stored is not None:
-                    if not stored["m"]:
-                        out.append(self._stored_event(stored, self._unmatched(stored["v"])))
-                    drop(entry, partition)
-            else:
-                # an entry and its index are written together (_keep) and only dropped together
-                drop(entry, partition)
+            if emits and mark != PAIRED:
+                stored = table.get(entry, partition)  # "m": matched, as tables written before say
+                if stored is not None and not stored["m"]:
+                    out.append(self._stored_event(stored, self._unmatched(stored["v"])))
+            # an entry and its index are written together (_keep) and only dropped together
+            drop(entry, partition)
             drop(index, partition)  # the scan found it
 
     # ------------------------------------------------------------------ emitted records

@@ -96,3 +96,38 @@ async def test_expiry_leaves_no_entry_or_index_on_a_changelog_table(tmp_path: Pa
         assert left == waiting
         assert len(table) == len(list(table.items(0)))  # the store's key count stays exact
         table.close()
+
+
+class CountingTable(MemoryTable):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.reads: list[str] = []
+
+    def get(self, key: str, partition: int, default: object = None) -> object:
+        self.reads.append(key)
+        return super().get(key, partition, default)
+
+
+async def test_a_matched_left_record_expires_without_being_read():
+    """Matched is said by its time index entry: the record is neither rewritten nor read again."""
+    table = CountingTable("pending")
+    step, ctx = build(SPEC), FakeContext({"pending": table})  # type: ignore[dict-item]
+    await step.run([pay("P1", T, 1), settle("P2", T, 2)], ctx)
+    assert await step.run([settle("P1", T + M, 3), pay("P2", T, 4)], ctx) != []  # both matched
+    writes = table.writes
+    out = await step.run([settle("X", T + 200 * M, 5)], ctx)
+    assert out == [] and not [k for k in table.reads if k.startswith("L\x1f")]
+    assert not [k for k in table._part(0) if k.startswith(("L\x1fP", "\x1eL"))], "expired"
+    assert table.writes > writes
+
+
+async def test_a_left_record_matched_in_a_table_written_before_is_not_emitted_unmatched():
+    """Before, a match rewrote the left record with "m": true and left its index entry at 1."""
+    step, ctx = build(SPEC), FakeContext()
+    await step.run([pay("P1", T, 1), pay("P2", T, 2)], ctx)
+    table = ctx.tables["pending"]
+    for key, value in list(table._part(0).items()):
+        if key.startswith("L\x1fP1"):
+            table.set(key, {**value, "m": True}, 0)  # P1 matched, as main wrote it
+    out = await step.run([settle("X", T + 200 * M, 5)], ctx)
+    assert [(e.value["payment_id"], e.value["join_status"]) for e in out] == [("P2", "unmatched")]
