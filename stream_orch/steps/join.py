@@ -85,6 +85,7 @@ SEP = "\x1f"
 INDEX = "\x1e"
 WATERMARK = "\x1dwatermark."
 SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time, heard]}
+EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every entry below is gone)
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
@@ -240,6 +241,7 @@ class JoinStepImpl:
         self.idle_ms = int(idle_timeout_ms)
         self.clock = clock or now_ms
         self._since: dict[int, int] = {}  # partition -> when this worker took it over
+        self._low: dict[Slot, int] = {}  # see run
         self.topic = topic
         self.table_name = table
         self.key = key
@@ -269,6 +271,7 @@ class JoinStepImpl:
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
         heard = _Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        self._low: dict[Slot, int] = {}  # (partition, side) -> the earliest expiry buffered in the batch
         per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
@@ -420,21 +423,39 @@ class JoinStepImpl:
 
     # ------------------------------------------------------------------ buffering and expiry
 
-    @staticmethod
     def _keep(
-        table: Table, partition: int, entry: str, value: dict[str, Any], expires: int, mark: int = WAITING
+        self,
+        table: Table,
+        partition: int,
+        entry: str,
+        value: dict[str, Any],
+        expires: int,
+        mark: int = WAITING,
     ) -> None:
         """Buffer ``entry`` until the other side's watermark passes ``expires``."""
         table.set(entry, value, partition)
         table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", mark, partition)
+        slot = (partition, entry[0])
+        low = self._low.get(slot)
+        if low is None or expires < low:
+            self._low[slot] = expires
 
     def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:
         """Forget the records of ``side`` that the other side's time has left behind; a left join
         emits its unmatched left records."""
         start = f"{INDEX}{side}"
+        # Read from where the last expiry stopped (or the earliest expiry buffered since, if
+        # before it), not from the start: RocksDB's seek walks over every tombstone of the expired
+        # entries until a compaction drops them, a walk that grew with the run, per batch.
+        done = table.get(EXPIRED + side, partition)
+        since = self._low.get((partition, side))
+        floor = None if done is None else done if since is None else min(done, since)
+        begin = start if floor is None or floor < 0 else f"{start}{floor:015d}"
         emits = self.left_join and side == LEFT  # only then is an entry read, if not PAIRED
         drop = table.drop
-        for index, mark in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
+        if done is None or watermark > done:
+            table.set(EXPIRED + side, watermark, partition)
+        for index, mark in sorted(table.scan(partition, begin, f"{start}{watermark:015d}")):
             entry = index.split(INDEX, 2)[2]
             if emits and mark != PAIRED:
                 stored = table.get(entry, partition)  # "m": matched, as tables written before say

@@ -131,3 +131,38 @@ async def test_a_left_record_matched_in_a_table_written_before_is_not_emitted_un
             table.set(key, {**value, "m": True}, 0)  # P1 matched, as main wrote it
     out = await step.run([settle("X", T + 200 * M, 5)], ctx)
     assert [(e.value["payment_id"], e.value["join_status"]) for e in out] == [("P2", "unmatched")]
+
+
+class ScanRecordingTable(MemoryTable):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.starts: list[str] = []
+
+    def scan(self, partition: int, start: str, end: str):  # type: ignore[no-untyped-def]
+        if start.startswith("\x1eL"):
+            self.starts.append(start)
+        return super().scan(partition, start, end)
+
+
+async def test_expiry_reads_the_index_from_where_it_stopped_not_from_its_start():
+    """RocksDB walks over every tombstone of the expired entries on a seek from the start."""
+    table = ScanRecordingTable("pending")
+    step, ctx = build(SPEC), FakeContext({"pending": table})  # type: ignore[dict-item]
+    await step.run([pay("P1", T, 1), settle("X", T, 2)], ctx)
+    assert table.starts == ["\x1eL"]  # nothing expired yet: from the start
+    out = await step.run([settle("X", T + 40 * M, 3)], ctx)
+    assert [(e.value["payment_id"], e.value["join_status"]) for e in out] == [("P1", "unmatched")]
+    await step.run([settle("X", T + 50 * M, 4)], ctx)
+    assert table.starts[-1] == f"\x1eL{T + 40 * M:015d}"  # from the settlements' time at the last
+
+
+async def test_a_record_kept_below_where_expiry_stopped_still_expires():
+    """The settlements ran far ahead: a payment on time on its own side expires at once."""
+    step, ctx = build(SPEC), FakeContext()
+    assert await step.run([settle("X", T + 200 * M, 1)], ctx) == []
+    out = await step.run([pay("P1", T, 2), pay("P2", T + 100 * M, 3)], ctx)
+    assert [(e.value["payment_id"], e.value["join_status"]) for e in out] == [
+        ("P1", "unmatched"),
+        ("P2", "unmatched"),
+    ]
+    assert not [k for k in ctx.tables["pending"]._part(0) if k.startswith(("L\x1f", "\x1eL"))]
