@@ -57,12 +57,18 @@ Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` ho
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans; its value 2 once a left join's left record has matched, so that its
-expiry reads nothing else: tables written before say it with ``"m"`` in the record), and
-``<GS>watermark.<side>`` the watermarks. The input side's watermark also moves with the records
-an earlier step of the node let go (filtered, duplicate: :data:`~stream_orch.steps.base.PASSED_OVER`),
-at their offset's place. A record absorbed without output yet is counted as ``join_buffered``; an
-inner as_of left record without a match as ``join_unmatched``.
+watermark (no full scans; its value 2 once the left record has matched, ``"m"`` in the record, so
+that its expiry reads nothing else), ``<GS>watermark.<side>`` the watermarks and
+``<GS>expired.<side>`` the time the side's index was last read up to. The time index is
+local state (:class:`~stream_orch.state.tables.LocalKeys`, through
+:class:`~stream_orch.steps.base.LocalIndexStep`): written to the stores, never to the changelog,
+and rebuilt by :meth:`JoinStepImpl.derive` from the buffered records' changelog records when a
+store is restored (a changelog written while it went there too still restores: its index records
+are left out). The changelog so holds the buffered records and their tombstones only. The input
+side's watermark also moves with the records an earlier step of the node let go (filtered,
+duplicate: :data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record
+absorbed without output yet is counted as ``join_buffered``; an inner as_of left record without a
+match as ``join_unmatched``.
 """
 
 from __future__ import annotations
@@ -83,13 +89,14 @@ from stream_orch.topology.models_time import JoinBound
 
 SEP = "\x1f"
 INDEX = "\x1e"
+INDEX_END = SEP  # the time index keys are those in [INDEX, INDEX_END)
 WATERMARK = "\x1dwatermark."
 SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time, heard]}
 EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every entry below is gone)
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
-WAITING, PAIRED = 1, 2  # a time index entry's value; PAIRED: a left join's left record has matched
+WAITING, PAIRED = 1, 2  # a time index entry's value; PAIRED: the left record has matched ("m")
 
 
 def _entry(side: str, key: str, ts: int, uid: int) -> str:
@@ -262,6 +269,7 @@ class JoinStepImpl:
         self.declared = [prefix + f for f in declared] if declared is not None else None
         self.prefix = prefix
         self.status_as = status_as
+        self.local_keys = (INDEX, INDEX_END)  # the time index: kept locally (LocalIndexStep)
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
@@ -407,10 +415,10 @@ class JoinStepImpl:
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
             if self.left_join and not stored["m"]:
-                # matched: said by its index entry (one small write), not by rewriting the record
-                lt = int(left_entry.rsplit(SEP, 2)[1])
-                expires = lt + (stored["b"][1] if "b" in stored else self.after) + self.grace
-                table.set(f"{INDEX}{LEFT}{expires:015d}{INDEX}{left_entry}", PAIRED, p)
+                # matched: said by the record (the changelog's truth) and its local index entry,
+                # so that its expiry reads nothing
+                table.set(left_entry, {**stored, "m": True}, p)
+                table.set(self._index(left_entry, stored), PAIRED, p)
         self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
         return emitted
 
@@ -439,6 +447,36 @@ class JoinStepImpl:
         low = self._low.get(slot)
         if low is None or expires < low:
             self._low[slot] = expires
+
+    def _expires(self, entry: str, value: dict[str, Any]) -> int | None:
+        """When ``entry`` (with ``value``) expires, as :meth:`_left` and :meth:`_right` buffer it
+        (None: never through the index, an unbounded as_of join's right records)."""
+        t = int(entry.rsplit(SEP, 2)[1])
+        if entry[0] == LEFT:
+            return t + (value["b"][1] if "b" in value else self.after) + self.grace
+        if self.kind == "interval":
+            return t + self.before + self.grace
+        return None if self.tolerance is None else t + self.tolerance + self.grace
+
+    def _index(self, entry: str, value: dict[str, Any]) -> str:
+        return f"{INDEX}{entry[0]}{self._expires(entry, value):015d}{INDEX}{entry}"
+
+    def derive(self, key: str, before: Any, after: Any) -> list[tuple[str, Any]]:
+        """The time index writes (None: a deletion) that a change of ``key`` from ``before`` to
+        ``after`` (None: absent) implies, as :meth:`run` makes them: a restore rebuilds the index,
+        kept out of the changelog, from the buffered records with it."""
+        if key[:2] not in (LEFT + SEP, RIGHT + SEP):
+            return []  # watermarks, sources
+        old = None if before is None or self._expires(key, before) is None else self._index(key, before)
+        new = None if after is None or self._expires(key, after) is None else self._index(key, after)
+        writes: list[tuple[str, Any]] = []
+        if old is not None and old != new:
+            writes.append((old, None))
+        if new is not None:
+            mark = PAIRED if key[0] == LEFT and after.get("m") else WAITING
+            if old != new or before.get("m") != after.get("m"):
+                writes.append((new, mark))
+        return writes
 
     def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:
         """Forget the records of ``side`` that the other side's time has left behind; a left join
