@@ -82,7 +82,8 @@ import orjson
 from stream_orch.reliability.headers import now_ms
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
+from stream_orch.steps.common import StepBuild, passed_over_times, show
+from stream_orch.steps.join_sources import Heard, Slot, ticked
 from stream_orch.steps.table_keys import record_key
 from stream_orch.topology.models import JoinStep
 from stream_orch.topology.models_time import JoinBound
@@ -91,7 +92,6 @@ SEP = "\x1f"
 INDEX = "\x1e"
 INDEX_END = SEP  # the time index keys are those in [INDEX, INDEX_END)
 WATERMARK = "\x1dwatermark."
-SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time, heard]}
 EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every entry below is gone)
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
@@ -117,67 +117,6 @@ _with_value = _copier()
 
 def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
     return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
-
-
-def _ticked(mark: int, times: Ticks | None, before: int | None, heard: _Heard, slot: Slot) -> int:
-    """``mark`` moved by the times of records an earlier step let go (and watermark records), from
-    offsets below ``before`` (all: None), which are then taken off ``times``."""
-    if not times:
-        return mark
-    n = 0
-    for offset, t, event in times:
-        if before is not None and offset >= before:
-            break
-        n += 1
-        mark = heard.moved(slot, mark, event, t)
-    del times[:n]
-    return mark
-
-
-Slot = tuple[int, str]  # (partition, side)
-
-
-class _Heard:
-    """A batch's per-source state of the sides whose topic a node of the topology writes (see
-    :mod:`stream_orch.steps.source_watermarks`), kept in the join's table per partition and side
-    (same changelog, same batch): a side's watermark is then the minimum over those sources."""
-
-    def __init__(self, step: JoinStepImpl, table: Table, now: int) -> None:
-        self.step, self.table, self.now = step, table, now
-        self.loaded: dict[Slot, sw.Sources] = {}
-
-    def moved(self, slot: Slot, mark: int, event: Event, t: int) -> int:
-        """The side's watermark after ``event`` (time ``t``; -1 for a watermark record)."""
-        expected = self.step.sources[slot[1]]
-        if not expected:
-            return t if t > mark else mark
-        if sw.hear(self._sources(slot, expected), event.headers, t, self.now, self.step.idle_ms):
-            least = self.least(slot)
-            return least if least > mark else mark
-        return mark
-
-    def least(self, slot: Slot) -> int:
-        """The minimum over the side's sources heard from within the idle timeout (-1: none)."""
-        since = self.step._since.get(slot[0], self.now)
-        least = sw.minimum(self.loaded[slot], self.now, since, self.step.idle_ms)
-        return -1 if least is None else least
-
-    def save(self) -> list[Slot]:
-        """Write back the sources read in this batch; the slots they belong to."""
-        for (partition, side), sources in self.loaded.items():
-            self.table.set(SOURCES + side, sources, partition)
-        return list(self.loaded)
-
-    def _sources(self, slot: Slot, expected: frozenset[str]) -> sw.Sources:
-        sources = self.loaded.get(slot)
-        if sources is None:
-            partition, side = slot
-            self.step._since.setdefault(partition, self.now)
-            stored = self.table.get(SOURCES + side, partition)
-            sources = self.loaded[slot] = {k: list(v) for k, v in (stored or {}).items()}
-            for src in expected:  # expected from the start: one not heard from yet holds the side
-                sources.setdefault(src, [-1, self.now])
-        return sources
 
 
 def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
@@ -278,7 +217,7 @@ class JoinStepImpl:
         stored: dict[tuple[int, str], int] = {}  # ... as the table has it
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
-        heard = _Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        heard = Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
         self._low: dict[Slot, int] = {}  # (partition, side) -> the earliest expiry buffered in the batch
         per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
@@ -298,7 +237,7 @@ class JoinStepImpl:
             if mark is None:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
             if ticks:
-                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
+                mark = ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
             if per_source:
                 marks[slot] = heard.moved(slot, mark, event, t)
             else:
@@ -325,7 +264,7 @@ class JoinStepImpl:
             mark = marks.get(slot)
             if mark is None:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], partition, -1)
-            marks[slot] = _ticked(mark, times, None, heard, slot)
+            marks[slot] = ticked(mark, times, None, heard, slot)
         for slot in heard.save():  # a source that fell silent no longer holds its side
             marks[slot] = max(marks[slot], heard.least(slot))
         for (partition, side), mark in marks.items():
