@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.data import make_dataset, produce_records
+from benchmarks.data import make_dataset, produce_raw, produce_records
 from benchmarks.kafka import OffsetWatcher, create_topics, delete_topics, sweep_topics
 from benchmarks.measure import STARTUP_TIMEOUT_S, RunFailed, _check_alive, _start
-from benchmarks.runner import log, one_contender
+from benchmarks.runner import log, make_stream_datasets, one_contender
 
 
 def _py_spy() -> str:
@@ -45,20 +45,32 @@ async def profile(
     """``native``: py-spy's --native (C frames of the extensions too; it pauses the process
     for each sample, so it slows the run it describes: for where the time goes, not how much).
     ``idle``: py-spy's --idle, the samples of a thread waiting too (the event loop's select)."""
-    setup = one_contender(name, bootstrap, "prof")
+    setup = one_contender(name, bootstrap, "prof", streams=True)
     if setup is None:
         return None
     c, ctx, topics, all_topics = setup
-    data = make_dataset(records)
-    expected = records if c.kind == "forward" else data.expected_enriched + data.expected_invalid
+    stream = make_stream_datasets({c.kind}, records).get(c.kind)  # window, join: their own data
+    data = make_dataset(records) if stream is None else None
+    if stream is not None:
+        expected = stream.expected_outputs
+        all_topics = [*all_topics, *([topics.settlements] if topics.settlements else [])]
+    elif c.kind == "forward":
+        expected = records
+    else:
+        expected = data.expected_enriched + data.expected_invalid
     suffix = {"speedscope": "speedscope.json", "flamegraph": "svg", "raw": "txt"}[fmt]
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"profile-{name}.{suffix}"
     await create_topics(bootstrap, all_topics, compact=[topics.customers])
     procs, spy = [], None
     try:
-        await produce_records(bootstrap, topics.customers, data.customers, "customer_id")
-        await produce_records(bootstrap, topics.input, data.transactions, "account_id")
+        if stream is not None:
+            roles = {"input": topics.input, "settlements": topics.settlements}
+            for role, items in stream.inputs.items():
+                await produce_raw(bootstrap, roles[role], items)
+        else:
+            await produce_records(bootstrap, topics.customers, data.customers, "customer_id")
+            await produce_records(bootstrap, topics.input, data.transactions, "account_id")
         procs = _start(ctx, c, topics, topics.prefix, 1)
         spy = subprocess.Popen(
             [

@@ -73,15 +73,16 @@ def check_local(bootstrap: str) -> None:
 
 
 def one_contender(
-    name: str, bootstrap: str, label: str
+    name: str, bootstrap: str, label: str, *, streams: bool = False
 ) -> tuple[Contender, Context, RunTopics, list[str]] | None:
     """Set up a single-contender run (profile, soak): its context, topics and all topic names;
-    None, after saying why, when the contender cannot run here."""
+    None, after saying why, when the contender cannot run here. ``streams``: the caller takes the
+    `window` and `join` contenders too (it writes their data set, which has its own inputs)."""
     check_local(bootstrap)
     c = BY_NAME.get(name)
     if c is None:
         raise SystemExit(f"benchmarks: unknown contender {name!r}; known: {sorted(BY_NAME)}")
-    if c.kind in STREAM_KINDS:
+    if c.kind in STREAM_KINDS and not streams:
         raise SystemExit(f"benchmarks: {name} is a {c.kind} contender; soak and profile take the others")
     reason = c.unavailable()
     if reason:
@@ -90,7 +91,8 @@ def one_contender(
     run_id = datetime.now(UTC).strftime("%H%M%S") + uuid.uuid4().hex[:4]
     ctx = Context(bootstrap, run_id, Path(tempfile.mkdtemp(prefix=f"bench-{label}-{run_id}-")))
     prefix = f"bench.{run_id}.{label}.{name}"
-    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers")
+    settlements = f"{prefix}.settlements" if c.kind == "join" else ""
+    topics = RunTopics(prefix, f"{prefix}.in", f"{prefix}.customers", settlements)
     return c, ctx, topics, [topics.input, topics.customers, *topics.outputs(c.kind)]
 
 

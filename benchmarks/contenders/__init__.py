@@ -94,15 +94,19 @@ AB_CHECKOUT = os.environ.get("BENCH_AB_CHECKOUT", "")
 _AB_TOPOLOGIES = {
     "engine_forward": (engine.FORWARD_TOPOLOGY, engine.FORWARD_TOPICS, None),
     "engine_fraud": (engine.FRAUD_TOPOLOGY, engine.FRAUD_TOPICS, ALO),
+    "engine_join": (engine_streams.JOIN_TOPOLOGY, engine_streams.JOIN_TOPICS, ALO),
 }
+_AB_KINDS: dict[str, Kind] = {"engine_forward": "forward", "engine_fraud": "fraud", "engine_join": "join"}
 
 
 def _ab(name: str) -> Contender:
     topology, topics, processing = _AB_TOPOLOGIES[name]
+    # the join's topology also renames its join step's topic (engine_streams.render)
+    build = engine_streams.command if name == "engine_join" else engine.command
     return Contender(
         f"{name}_ab",
-        "forward" if name == "engine_forward" else "fraud",
-        engine.command(topology, topics, processing=processing, checkout=AB_CHECKOUT or None),
+        _AB_KINDS[name],
+        build(topology, topics, processing=processing, checkout=AB_CHECKOUT or None),
         f"{name} with the engine of BENCH_AB_CHECKOUT ({AB_CHECKOUT or 'not set'})",
         unavailable=lambda: None if AB_CHECKOUT else "BENCH_AB_CHECKOUT is not set",
         extra_env=engine.ENV,
@@ -296,7 +300,7 @@ CONTENDERS: tuple[Contender, ...] = (
         transactional=True,
     ),
     *(_kstreams(kind, processing) for kind in KSTREAMS_APPS for processing in (ALO, EOS)),  # type: ignore[arg-type]
-    *(_ab(name) for name in ("engine_forward", "engine_fraud")),
+    *(_ab(name) for name in ("engine_forward", "engine_fraud", "engine_join")),
 )
 
 BY_NAME = {c.name: c for c in CONTENDERS}

@@ -7,6 +7,7 @@ renames the same way before writing the copy.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,21 @@ def render(
 
 
 def command(
-    topology: Path, topics: Mapping[str, str], processing: str | None = None, store: str | None = None
+    topology: Path,
+    topics: Mapping[str, str],
+    processing: str | None = None,
+    store: str | None = None,
+    checkout: str | None = None,
 ) -> Callable[[dict[str, str], Path], list[str]]:
+    """argv for one worker (``checkout``: with the engine of that other checkout, as
+    :func:`.engine.command` runs it)."""
+
     def argv(run_env: dict[str, str], work: Path) -> list[str]:
         rendered = work / f"{topology.stem}.rendered.yaml"
         data = render(topology, topics, run_env, processing, store)
         rendered.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        return [engine._stream_orch(), "run", str(rendered), "--schemas", str(engine.SCHEMAS)]
+        run = [engine._stream_orch()] if checkout is None else [sys.executable, "-m", engine.AT, checkout]
+        return [*run, "run", str(rendered), "--schemas", str(engine.SCHEMAS)]
 
     return argv
 

@@ -362,8 +362,13 @@ class RocksStore:
             parts.append(_scan(self._index, max(first, lo), min(stop, hi)))
         if first < lo or stop > hi:  # ... and other keys
             parts.append(_scan(self._db, first, stop))
-        for key, raw in heapq.merge(*parts, key=lambda kv: kv[0]):
-            yield key.decode(), orjson.loads(raw)
+        if not parts:  # an empty range
+            return
+        # one column family (nearly every scan: a key range, or a time index): no merge
+        found = parts[0] if len(parts) == 1 else heapq.merge(*parts, key=lambda kv: kv[0])
+        loads = orjson.loads
+        for key, raw in found:
+            yield key.decode(), loads(raw)
 
     def __len__(self) -> int:
         return self._count

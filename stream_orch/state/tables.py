@@ -176,6 +176,9 @@ class LocalTable:
         if self.get(key, partition, TOMBSTONE) is not TOMBSTONE:
             self.set(key, TOMBSTONE, partition)
 
+    def drop(self, key: str, partition: int) -> None:
+        self.set(key, TOMBSTONE, partition)  # a key that turns out absent: a tombstone for nothing
+
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         store = self._stores.get(partition)
         merged = dict(store.items()) if store is not None else {}

@@ -78,6 +78,9 @@ class TopicRows:
     def delete(self, key: str, partition: int) -> None:
         self.set(key, None, partition)
 
+    def drop(self, key: str, partition: int) -> None:
+        self.set(key, None, partition)
+
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         return iter(list(self._data.items()))
 

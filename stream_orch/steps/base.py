@@ -58,6 +58,11 @@ class Table(Protocol):
 
     def delete(self, key: str, partition: int) -> None: ...
 
+    def drop(self, key: str, partition: int) -> None:
+        """Delete a key the caller knows to exist (it just read it, or wrote it with one it just
+        read): ``delete`` without the read that spares an absent key a tombstone."""
+        ...
+
     def items(self, partition: int) -> Iterator[tuple[str, Any]]: ...
 
     def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:

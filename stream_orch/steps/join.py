@@ -57,11 +57,18 @@ Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` ho
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans), and ``<GS>watermark.<side>`` the watermarks. The input side's
-watermark also moves with the records an earlier step of the node let go (filtered, duplicate:
-:data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record absorbed without
-output yet is counted as ``join_buffered``; an inner as_of left record without a match as
-``join_unmatched``.
+watermark (no full scans; its value 2 once the left record has matched, ``"m"`` in the record, so
+that its expiry reads nothing else), ``<GS>watermark.<side>`` the watermarks and
+``<GS>expired.<side>`` the time the side's index was last read up to. The time index is
+local state (:class:`~stream_orch.state.tables.LocalKeys`, through
+:class:`~stream_orch.steps.base.LocalIndexStep`): written to the stores, never to the changelog,
+and rebuilt by :meth:`JoinStepImpl.derive` from the buffered records' changelog records when a
+store is restored (a changelog written while it went there too still restores: its index records
+are left out). The changelog so holds the buffered records and their tombstones only. The input
+side's watermark also moves with the records an earlier step of the node let go (filtered,
+duplicate: :data:`~stream_orch.steps.base.PASSED_OVER`), at their offset's place. A record
+absorbed without output yet is counted as ``join_buffered``; an inner as_of left record without a
+match as ``join_unmatched``.
 """
 
 from __future__ import annotations
@@ -75,87 +82,41 @@ import orjson
 from stream_orch.reliability.headers import now_ms
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event, StepContext, Table
-from stream_orch.steps.common import StepBuild, Ticks, passed_over_times, show
+from stream_orch.steps.common import StepBuild, passed_over_times, show
+from stream_orch.steps.join_sources import Heard, Slot, ticked
 from stream_orch.steps.table_keys import record_key
 from stream_orch.topology.models import JoinStep
 from stream_orch.topology.models_time import JoinBound
 
 SEP = "\x1f"
 INDEX = "\x1e"
+INDEX_END = SEP  # the time index keys are those in [INDEX, INDEX_END)
 WATERMARK = "\x1dwatermark."
-SOURCES = "\x1dsources."  # per side, with per-source watermarks: {source: [time, heard]}
+EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every entry below is gone)
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
+WAITING, PAIRED = 1, 2  # a time index entry's value; PAIRED: the left record has matched ("m")
 
 
 def _entry(side: str, key: str, ts: int, uid: int) -> str:
     return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
 
 
+def _copier() -> Callable[[Event, dict[str, Any]], Event]:
+    """``_with_value(event, value)`` as one generated call, a third of its cost: the
+    arguments are Event's fields in order, so a field added to it later is copied too."""
+    args = ", ".join("value" if f.name == "value" else f"e.{f.name}" for f in dataclasses.fields(Event))
+    scope: dict[str, Any] = {"Event": Event}
+    exec(f"def with_value(e, value):\n    return Event({args})\n", scope)
+    return scope["with_value"]  # type: ignore[no-any-return]
+
+
+_with_value = _copier()
+
+
 def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
     return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
-
-
-def _ticked(mark: int, times: Ticks | None, before: int | None, heard: _Heard, slot: Slot) -> int:
-    """``mark`` moved by the times of records an earlier step let go (and watermark records), from
-    offsets below ``before`` (all: None), which are then taken off ``times``."""
-    if not times:
-        return mark
-    n = 0
-    for offset, t, event in times:
-        if before is not None and offset >= before:
-            break
-        n += 1
-        mark = heard.moved(slot, mark, event, t)
-    del times[:n]
-    return mark
-
-
-Slot = tuple[int, str]  # (partition, side)
-
-
-class _Heard:
-    """A batch's per-source state of the sides whose topic a node of the topology writes (see
-    :mod:`stream_orch.steps.source_watermarks`), kept in the join's table per partition and side
-    (same changelog, same batch): a side's watermark is then the minimum over those sources."""
-
-    def __init__(self, step: JoinStepImpl, table: Table, now: int) -> None:
-        self.step, self.table, self.now = step, table, now
-        self.loaded: dict[Slot, sw.Sources] = {}
-
-    def moved(self, slot: Slot, mark: int, event: Event, t: int) -> int:
-        """The side's watermark after ``event`` (time ``t``; -1 for a watermark record)."""
-        expected = self.step.sources[slot[1]]
-        if not expected:
-            return t if t > mark else mark
-        if sw.hear(self._sources(slot, expected), event.headers, t, self.now, self.step.idle_ms):
-            least = self.least(slot)
-            return least if least > mark else mark
-        return mark
-
-    def least(self, slot: Slot) -> int:
-        """The minimum over the side's sources heard from within the idle timeout (-1: none)."""
-        since = self.step._since.get(slot[0], self.now)
-        least = sw.minimum(self.loaded[slot], self.now, since, self.step.idle_ms)
-        return -1 if least is None else least
-
-    def save(self) -> list[Slot]:
-        """Write back the sources read in this batch; the slots they belong to."""
-        for (partition, side), sources in self.loaded.items():
-            self.table.set(SOURCES + side, sources, partition)
-        return list(self.loaded)
-
-    def _sources(self, slot: Slot, expected: frozenset[str]) -> sw.Sources:
-        sources = self.loaded.get(slot)
-        if sources is None:
-            partition, side = slot
-            self.step._since.setdefault(partition, self.now)
-            stored = self.table.get(SOURCES + side, partition)
-            sources = self.loaded[slot] = {k: list(v) for k, v in (stored or {}).items()}
-            for src in expected:  # expected from the start: one not heard from yet holds the side
-                sources.setdefault(src, [-1, self.now])
-        return sources
 
 
 def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
@@ -226,6 +187,7 @@ class JoinStepImpl:
         self.idle_ms = int(idle_timeout_ms)
         self.clock = clock or now_ms
         self._since: dict[int, int] = {}  # partition -> when this worker took it over
+        self._low: dict[Slot, int] = {}  # see run
         self.topic = topic
         self.table_name = table
         self.key = key
@@ -246,6 +208,7 @@ class JoinStepImpl:
         self.declared = [prefix + f for f in declared] if declared is not None else None
         self.prefix = prefix
         self.status_as = status_as
+        self.local_keys = (INDEX, INDEX_END)  # the time index: kept locally (LocalIndexStep)
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
@@ -254,7 +217,8 @@ class JoinStepImpl:
         stored: dict[tuple[int, str], int] = {}  # ... as the table has it
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
-        heard = _Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        heard = Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
+        self._low: dict[Slot, int] = {}  # (partition, side) -> the earliest expiry buffered in the batch
         per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
@@ -273,7 +237,7 @@ class JoinStepImpl:
             if mark is None:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], event.partition, -1)
             if ticks:
-                mark = _ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
+                mark = ticked(mark, ticks.get((event.topic, event.partition)), event.offset, heard, slot)
             if per_source:
                 marks[slot] = heard.moved(slot, mark, event, t)
             else:
@@ -300,7 +264,7 @@ class JoinStepImpl:
             mark = marks.get(slot)
             if mark is None:
                 mark = stored[slot] = table.get(WATERMARK + slot[1], partition, -1)
-            marks[slot] = _ticked(mark, times, None, heard, slot)
+            marks[slot] = ticked(mark, times, None, heard, slot)
         for slot in heard.save():  # a source that fell silent no longer holds its side
             marks[slot] = max(marks[slot], heard.least(slot))
         for (partition, side), mark in marks.items():
@@ -346,16 +310,16 @@ class JoinStepImpl:
             lo = -1 if self.tolerance is None else t - self.tolerance
             found = _between(table, p, RIGHT, key, lo, t)
             if found:
-                out.append(dataclasses.replace(event, value=self._merge(event.value, found[-1][1]["v"])))
+                out.append(_with_value(event, self._merge(event.value, found[-1][1]["v"])))
                 return 1
             if self.left_join:
-                out.append(dataclasses.replace(event, value=self._unmatched(event.value)))
+                out.append(_with_value(event, self._unmatched(event.value)))
                 return 1
             return 0
         before, after = bounds
         found = _between(table, p, RIGHT, key, t - before, t + after) if -before <= after else []
         for _k, stored in found:
-            out.append(dataclasses.replace(event, value=self._merge(event.value, stored["v"])))
+            out.append(_with_value(event, self._merge(event.value, stored["v"])))
         entry = _entry(LEFT, key, t, event.source_offset)
         value = {
             "v": dict(event.value),  # later steps change the event's dict in place
@@ -365,7 +329,7 @@ class JoinStepImpl:
         }
         if self.per_record:
             value["b"] = [before, after]  # for the other side's records still to come
-        self._keep(table, p, entry, value, t + after + self.grace)
+        self._keep(table, p, entry, value, t + after + self.grace, PAIRED if found else WAITING)
         return len(found)
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
@@ -373,13 +337,13 @@ class JoinStepImpl:
         entry = _entry(RIGHT, key, t, event.source_offset)
         if self.kind == "as_of":
             if self.tolerance is not None:
-                self._keep(table, p, entry, {"v": dict(event.value)}, t + self.tolerance + self.grace)
+                self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.tolerance + self.grace)
                 return 0
             # unbounded: only the latest record per key is of use (older ones within grace stay,
             # for a late left record); expiry of the rest happens here, not through the index
             for older, _ in _between(table, p, RIGHT, key, -1, t - self.grace - 1):
-                table.delete(older, p)
-            table.set(entry, {"v": dict(event.value)}, p)
+                table.drop(older, p)  # the scan found it
+            table.set(entry, {"v": self._kept(event.value)}, p)
             return 0
         emitted = 0
         for left_entry, stored in _between(table, p, LEFT, key, t - self.after, t + self.before):
@@ -389,31 +353,94 @@ class JoinStepImpl:
                     continue
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
-            if not stored["m"]:
+            if self.left_join and not stored["m"]:
+                # matched: said by the record (the changelog's truth) and its local index entry,
+                # so that its expiry reads nothing
                 table.set(left_entry, {**stored, "m": True}, p)
-        self._keep(table, p, entry, {"v": dict(event.value)}, t + self.before + self.grace)
+                table.set(self._index(left_entry, stored), PAIRED, p)
+        self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
         return emitted
+
+    def _kept(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What a right record keeps in the table: the fields a match copies (``_merge`` reads no
+        others), all when ``fields`` is unset. Entries written whole before read the same."""
+        if self.fields is None:
+            return dict(record)  # later steps change the event's dict in place
+        return {f: record[f] for f in self.fields if f in record}
 
     # ------------------------------------------------------------------ buffering and expiry
 
-    @staticmethod
-    def _keep(table: Table, partition: int, entry: str, value: dict[str, Any], expires: int) -> None:
+    def _keep(
+        self,
+        table: Table,
+        partition: int,
+        entry: str,
+        value: dict[str, Any],
+        expires: int,
+        mark: int = WAITING,
+    ) -> None:
         """Buffer ``entry`` until the other side's watermark passes ``expires``."""
         table.set(entry, value, partition)
-        table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", 1, partition)
+        table.set(f"{INDEX}{entry[0]}{expires:015d}{INDEX}{entry}", mark, partition)
+        slot = (partition, entry[0])
+        low = self._low.get(slot)
+        if low is None or expires < low:
+            self._low[slot] = expires
+
+    def _expires(self, entry: str, value: dict[str, Any]) -> int | None:
+        """When ``entry`` (with ``value``) expires, as :meth:`_left` and :meth:`_right` buffer it
+        (None: never through the index, an unbounded as_of join's right records)."""
+        t = int(entry.rsplit(SEP, 2)[1])
+        if entry[0] == LEFT:
+            return t + (value["b"][1] if "b" in value else self.after) + self.grace
+        if self.kind == "interval":
+            return t + self.before + self.grace
+        return None if self.tolerance is None else t + self.tolerance + self.grace
+
+    def _index(self, entry: str, value: dict[str, Any]) -> str:
+        return f"{INDEX}{entry[0]}{self._expires(entry, value):015d}{INDEX}{entry}"
+
+    def derive(self, key: str, before: Any, after: Any) -> list[tuple[str, Any]]:
+        """The time index writes (None: a deletion) that a change of ``key`` from ``before`` to
+        ``after`` (None: absent) implies, as :meth:`run` makes them: a restore rebuilds the index,
+        kept out of the changelog, from the buffered records with it."""
+        if key[:2] not in (LEFT + SEP, RIGHT + SEP):
+            return []  # watermarks, sources
+        old = None if before is None or self._expires(key, before) is None else self._index(key, before)
+        new = None if after is None or self._expires(key, after) is None else self._index(key, after)
+        writes: list[tuple[str, Any]] = []
+        if old is not None and old != new:
+            writes.append((old, None))
+        if new is not None:
+            mark = PAIRED if key[0] == LEFT and after.get("m") else WAITING
+            if old != new or before.get("m") != after.get("m"):
+                writes.append((new, mark))
+        return writes
 
     def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:
         """Forget the records of ``side`` that the other side's time has left behind; a left join
         emits its unmatched left records."""
         start = f"{INDEX}{side}"
-        for index, _ in sorted(table.scan(partition, start, f"{start}{watermark:015d}")):
+        # Read from where the last expiry stopped (or the earliest expiry buffered since, if
+        # before it), not from the start: RocksDB's seek walks over every tombstone of the expired
+        # entries until a compaction drops them, a walk that grew with the run, per batch.
+        done = table.get(EXPIRED + side, partition)
+        since = self._low.get((partition, side))
+        floor = None if done is None else done if since is None else min(done, since)
+        begin = start if floor is None or floor < 0 else f"{start}{floor:015d}"
+        emits = self.left_join and side == LEFT  # only then is an entry read, if not PAIRED
+        drop = table.drop
+        if done is None or watermark > done:
+            table.set(EXPIRED + side, watermark, partition)
+        for index, mark in sorted(table.scan(partition, begin, f"{start}{watermark:015d}")):
             entry = index.split(INDEX, 2)[2]
-            stored = table.get(entry, partition)
-            if stored is not None:
-                if self.left_join and side == LEFT and not stored["m"]:
+            if emits and mark != PAIRED:
+                stored = table.get(entry, partition)  # "m": matched, as tables written before say
+                if stored is not None and not stored["m"]:
                     out.append(self._stored_event(stored, self._unmatched(stored["v"])))
-                table.delete(entry, partition)
-            table.delete(index, partition)
+            # an entry and its index are written together (_keep) and only dropped together
+            drop(entry, partition)
+            drop(index, partition)  # the scan found it
 
     # ------------------------------------------------------------------ emitted records
 

@@ -37,6 +37,9 @@ class MemoryTable:
     def delete(self, key: str, partition: int) -> None:
         self._part(partition).pop(key, None)
 
+    def drop(self, key: str, partition: int) -> None:
+        self._part(partition).pop(key, None)
+
     def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
         return iter([(k, v) for k, v in self._part(partition).items() if start <= k < end])
 

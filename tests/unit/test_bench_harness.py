@@ -226,6 +226,7 @@ def test_every_contender_has_a_command_and_a_kind() -> None:
         *(f"kstreams_{k}{eos}" for k in ("forward", "window", "join", "fraud") for eos in ("", "_eos")),
         "engine_forward_ab",
         "engine_fraud_ab",
+        "engine_join_ab",
     ]
     for c in CONTENDERS:
         assert c.kind in ("forward", "fraud", "window", "join")
@@ -493,3 +494,18 @@ def test_fraud_without_the_model_term_is_compared_with_kafka_streams_fraud() -> 
     results["targets"] = targets(results, None)
     # per round 0.50 and 0.60: the median of the two
     assert "engine_fraud_rules / kstreams_fraud 0.55 (0.50-0.60)" in markdown(results)
+
+
+def test_the_join_ab_contender_runs_the_other_engine_on_the_join(tmp_path: Path) -> None:
+    from benchmarks.contenders import BY_NAME, engine_streams
+
+    assert BY_NAME["engine_join_ab"].kind == "join"
+    argv = engine_streams.command(
+        engine_streams.JOIN_TOPOLOGY,
+        engine_streams.JOIN_TOPICS,
+        processing="at_least_once",
+        checkout="/other",
+    )
+    dummy = {v: f"bench.check.{v.lower()}" for v in (env.TOPOLOGY, *engine_streams.JOIN_TOPICS.values())}
+    args = argv(dummy, tmp_path)
+    assert args[1:4] == ["-m", "benchmarks.contenders.engine_at", "/other"] and args[4] == "run"
