@@ -209,17 +209,11 @@ class Router:
                     rendered.append((target, out_key, payload))
                 if large:
                     _check_size(((t, (k, p)) for t, k, p in rendered), event)
-            except (OutputTooLarge, WriteDenied) as exc:
-                ctx.reject(event, str(exc), exc)
-                continue
-            except OutputSchemaViolation as exc:  # never out malformed: the event goes to the DLQ
-                ctx.reject(event, f"output_schema_violation: {exc}", exc)
-                continue
             except NonFiniteNumber as exc:  # a JSON output without a schema: inf or nan, not null
                 ctx.reject(event, f"output_schema_violation: {target.topic}.{exc.detail}", exc)
                 continue
-            except Exception as exc:
-                ctx.reject(event, f"routing_error: {exc}", exc)
+            except Exception as exc:  # the event goes to the DLQ, never a malformed output out
+                ctx.reject(event, _reason(exc), exc)
                 continue
             if not rendered and not watched:  # no Kafka output (e.g. only targets outside Kafka)
                 continue
@@ -286,17 +280,11 @@ class Router:
                     out_key = None if k is None else str(k).encode()
                 if len(payload) > _LARGE:
                     _check_size(((target, (out_key, payload)),), event)
-            except OutputTooLarge as exc:
-                ctx.reject(event, str(exc), exc)
-                continue
-            except OutputSchemaViolation as exc:  # never out malformed: the event goes to the DLQ
-                ctx.reject(event, f"output_schema_violation: {exc}", exc)
-                continue
             except NonFiniteNumber as exc:  # a JSON output without a schema: inf or nan, not null
                 ctx.reject(event, f"output_schema_violation: {target.topic}.{exc.detail}", exc)
                 continue
-            except Exception as exc:
-                ctx.reject(event, f"routing_error: {exc}", exc)
+            except Exception as exc:  # the event goes to the DLQ, never a malformed output out
+                ctx.reject(event, _reason(exc), exc)
                 continue
             by_partition = prefixes.get(event.source_topic)
             prefixed = by_partition.get(event.source_partition) if by_partition is not None else None
@@ -399,6 +387,16 @@ def _compile(
         else:
             always.extend(targets)
     return always, when, otherwise
+
+
+def _reason(exc: Exception) -> str:
+    """The dead letter's reason when routing an event raised ``exc`` (a non-finite number is
+    named with its target's topic, where it is caught)."""
+    if isinstance(exc, (OutputTooLarge, WriteDenied)):
+        return str(exc)
+    if isinstance(exc, OutputSchemaViolation):
+        return f"output_schema_violation: {exc}"
+    return f"routing_error: {exc}"
 
 
 def _check_size(outputs: Iterable[tuple[Target, tuple[bytes | None, bytes]]], event: Event) -> None:
