@@ -187,7 +187,9 @@ class JoinStepImpl:
         self.idle_ms = int(idle_timeout_ms)
         self.clock = clock or now_ms
         self._since: dict[int, int] = {}  # partition -> when this worker took it over
-        self._low: dict[Slot, int] = {}  # see run
+        # (partition, side) -> the earliest expiry buffered in the current batch (_keep), where
+        # that side's expiry starts reading if it is below the last read (_expire)
+        self._low: dict[Slot, int] = {}
         self.topic = topic
         self.table_name = table
         self.key = key
@@ -218,7 +220,7 @@ class JoinStepImpl:
         ticks = passed_over_times(ctx, self.time_field)
         interval = self.kind == "interval"
         heard = Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
-        self._low: dict[Slot, int] = {}  # (partition, side) -> the earliest expiry buffered in the batch
+        self._low = {}  # a new batch
         per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
