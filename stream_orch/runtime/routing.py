@@ -13,7 +13,7 @@ from typing import Any
 from stream_orch.codecs import NonFiniteNumber, codec_for
 from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
-from stream_orch.expressions import compile_expression
+from stream_orch.expressions import CompiledExpression, compile_expression
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Lane, Outbox
@@ -109,8 +109,12 @@ class Router:
         always, when, otherwise = _compile(spec, node_name, schemas)
         for target in always + otherwise + [t for _, targets in when for t in targets]:
             target.denied = target.topic in denied
-        self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
+        self._choices = [(condition.fn, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
+        self._choose = _chooser(
+            [(condition, plan) for (condition, _), (_, plan) in zip(when, self._choices, strict=True)],
+            self._default,
+        )
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
         self._lanes: dict[str, Lane] = {}
         for target in self._targets:
@@ -167,7 +171,7 @@ class Router:
         processed_at_header = encode_header(*processed_at)
         small, join = SMALL_VARINTS, b"".join
         src_offset = H.SRC_OFFSET
-        choices, default = self._choices, self._default
+        choose, choose_one_by_one = self._choose, self._choose_one_by_one
         prefixes = self._prefixes
         user_headers = H.user_headers
         watched = bool(self._watched)
@@ -179,11 +183,10 @@ class Router:
             key_field: str | None = None  # the last key read from the record, reused by the next
             value_key: bytes | None = None  # output keyed by the same field (Target.key_of inline)
             try:
-                chosen = default
-                for condition, plan in choices:
-                    if condition(value):
-                        chosen = plan
-                        break
+                try:
+                    chosen = choose(value)
+                except Exception:  # again condition by condition: raises as the failing one does
+                    chosen = choose_one_by_one(value)
                 for target, same_as in chosen:
                     if target.denied:
                         raise WriteDenied(target.topic)
@@ -202,7 +205,10 @@ class Router:
                             if target.key_field != key_field:
                                 key_field = target.key_field
                                 k = value.get(key_field)
-                                value_key = None if k is None else str(k).encode()
+                                if k is None:
+                                    value_key = None
+                                else:  # str() of a str is that str, after a call: that case first
+                                    value_key = (k if k.__class__ is str else str(k)).encode()
                             out_key = value_key
                     if len(payload) > _LARGE:
                         large = True
@@ -310,6 +316,14 @@ class Router:
         if sent:
             stats.outputs[(target.route, target.topic)] += sent
 
+    def _choose_one_by_one(self, value: dict[str, Any]) -> Plan:
+        """The plan of the first route whose `when` holds for ``value`` (else the default), each
+        condition called as compiled: a failure is explained as the expression's own."""
+        for condition, plan in self._choices:
+            if condition(value):
+                return plan
+        return self._default
+
     def _tagged(
         self, headers: list[tuple[str, bytes]], value: dict[str, Any], task: int
     ) -> list[tuple[str, bytes]]:
@@ -341,14 +355,44 @@ class Router:
                     outbox.add(task, topic, None, None, headers, partition=partition)
 
 
+def _chooser(
+    choices: list[tuple[CompiledExpression, Plan]], default: Plan
+) -> Callable[[dict[str, Any]], Plan]:
+    """The routes' conditions as one generated function of a record, returning the plan of the
+    first that holds (else ``default``), with the compiled bodies inline (a call per condition
+    was most of choosing). It explains no failure: the router then calls the conditions one by
+    one (:meth:`Router._choose_one_by_one`), which raise as compiled. Each body is the expression
+    compiler's whitelisted output over its own globals, whose names are unique per expression;
+    the error raisers they share are only reached on failure."""
+    namespace: dict[str, Any] = {}
+    lines = ["def choose(r):"]
+    for i, (condition, plan) in enumerate(choices):
+        if not condition.body:  # nothing to inline: the conditions are called one by one
+            return lambda value: _first(choices, default, value)
+        namespace.update(condition.fn.__globals__)
+        namespace[f"__plan{i}"] = plan
+        lines += [f"    if {condition.body}:", f"        return __plan{i}"]
+    lines.append("    return __default")
+    namespace.update(__builtins__={}, __default=default)
+    exec(compile("\n".join(lines) + "\n", "<route conditions>", "exec"), namespace)
+    return namespace["choose"]
+
+
+def _first(choices: list[tuple[CompiledExpression, Plan]], default: Plan, value: dict[str, Any]) -> Plan:
+    for condition, plan in choices:
+        if condition.fn(value):
+            return plan
+    return default
+
+
 def _compile(
     spec: TopologySpec, node_name: str, schemas: SchemaRegistry
-) -> tuple[list[Target], list[tuple[Callable, list[Target]]], list[Target]]:
+) -> tuple[list[Target], list[tuple[CompiledExpression, list[Target]]], list[Target]]:
     constants = spec.constants
     watched = sw.watched_topics(spec)
     own_input = spec.nodes[node_name].input
     always: list[Target] = []
-    when: list[tuple[Callable, list[Target]]] = []
+    when: list[tuple[CompiledExpression, list[Target]]] = []
     otherwise: list[Target] = []
     for index, route in enumerate(spec.nodes[node_name].routes):
         label = route_label(index, route)
@@ -381,7 +425,7 @@ def _compile(
                 )
             )
         if route.when is not None:
-            when.append((compile_expression(route.when, constants=constants).fn, targets))
+            when.append((compile_expression(route.when, constants=constants), targets))
         elif route.otherwise:
             otherwise.extend(targets)
         else:

@@ -220,3 +220,28 @@ def test_a_condition_that_cannot_be_evaluated_sends_the_event_to_the_dlq() -> No
     by_task, ctx, _, _ = route(event(unscored, offset=1), event(scored(0.1), offset=2))
     assert [dict(h)[H.SRC_OFFSET] for *_, h in outputs(by_task)["transactions.enriched"]] == [b"2"]
     assert [f.reason.split(":")[0] for f in ctx.failures] == ["routing_error"]
+
+
+@pytest.mark.parametrize("score", [0.0, 0.5, 0.79, 0.8, 0.95, 1, True, None, "high", float("nan"), [1], ...])
+def test_the_conditions_in_one_function_choose_as_the_conditions_one_by_one(score: Any) -> None:
+    """The routes' conditions run as one generated function; a record it raises on is chosen
+    for again condition by condition, which fails with the compiled expression's explanation."""
+    router = Router(SPEC, NODE, SCHEMAS)
+    value = scored(0.1)
+    if score is ...:
+        del value["score"]
+    else:
+        value["score"] = score
+    try:
+        expected: Any = router._choose_one_by_one(value)
+    except Exception as exc:
+        expected = f"{type(exc).__name__}: {exc}"
+        with pytest.raises(Exception):  # noqa: B017 (whatever the condition raises)
+            router._choose(value)
+    else:
+        assert router._choose(value) is expected
+        return
+    _, ctx, _, _ = route(event(value))
+    assert [(f.reason, f"{type(f.error).__name__}: {f.error}") for f in ctx.failures] == [
+        (f"routing_error: {expected.split(': ', 1)[1]}", expected)
+    ]
