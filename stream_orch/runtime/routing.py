@@ -14,6 +14,7 @@ from stream_orch.codecs import NonFiniteNumber, codec_for
 from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import CompiledExpression, compile_expression
+from stream_orch.expressions.hoist import hoist_reads
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Lane, Outbox
@@ -364,14 +365,15 @@ def _chooser(
     one (:meth:`Router._choose_one_by_one`), which raise as compiled. Each body is the expression
     compiler's whitelisted output over its own globals, whose names are unique per expression;
     the error raisers they share are only reached on failure."""
+    if not all(condition.body for condition, _ in choices):  # nothing to inline: one by one
+        return lambda value: _first(choices, default, value)
     namespace: dict[str, Any] = {}
-    lines = ["def choose(r):"]
-    for i, (condition, plan) in enumerate(choices):
-        if not condition.body:  # nothing to inline: the conditions are called one by one
-            return lambda value: _first(choices, default, value)
+    reads, bodies = hoist_reads([condition.body for condition, _ in choices])  # `score` twice: once
+    lines = ["def choose(r):", *(f"    {read}" for read in reads)]
+    for i, ((condition, plan), body) in enumerate(zip(choices, bodies, strict=True)):
         namespace.update(condition.fn.__globals__)
         namespace[f"__plan{i}"] = plan
-        lines += [f"    if {condition.body}:", f"        return __plan{i}"]
+        lines += [f"    if {body}:", f"        return __plan{i}"]
     lines.append("    return __default")
     namespace.update(__builtins__={}, __default=default)
     exec(compile("\n".join(lines) + "\n", "<route conditions>", "exec"), namespace)
