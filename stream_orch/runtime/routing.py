@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_orch.codecs import NonFiniteNumber, codec_for
+import orjson
+
+from stream_orch.codecs import JsonCodec, NonFiniteNumber, codec_for
 from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
 from stream_orch.expressions import CompiledExpression, compile_expression
@@ -79,9 +81,15 @@ class Target:
         return None if k is None else str(k).encode()
 
 
+# How an output's bytes are made, decided once per target (in this order of precedence)
+_DENIED, _SET, _SAME, _AS_IS, _PROJECTED, _JSON = range(6)
+
 # One output of an event, planned once per set of targets: (target, index of an earlier target
-# whose bytes it reuses or -1). Outputs of one schema and format without `set` are the same bytes.
-Plan = list[tuple[Target, int]]
+# whose bytes it reuses or -1, how its bytes are made, the target's encode, project and key
+# field). Outputs of one schema and format without `set` are the same bytes. The target's
+# attributes are in the tuple because the router reads them per output: unpacking a tuple was
+# cheaper than the attribute loads.
+Plan = list[tuple[Target, int, int, Callable[..., bytes], Callable[..., Any], str | None]]
 
 
 def _plan(targets: list[Target]) -> Plan:
@@ -89,8 +97,28 @@ def _plan(targets: list[Target]) -> Plan:
     plan: Plan = []
     for i, target in enumerate(targets):
         same = -1 if target.shape is None else first.setdefault(target.shape, i)
-        plan.append((target, -1 if same == i else same))
+        same = -1 if same == i else same
+        if target.denied:
+            how = _DENIED
+        elif target.setters:
+            how = _SET
+        elif same >= 0:
+            how = _SAME
+        elif target.project is dict:  # no schema, no `set`: nothing to copy
+            how = _AS_IS
+        elif _json_conformed(target.encode):
+            how = _JSON
+        else:
+            how = _PROJECTED
+        plan.append((target, same, how, target.encode, target.project, target.key_field))
     return plan
+
+
+def _json_conformed(encode: Callable[..., bytes]) -> bool:
+    """``encode`` is a plain JsonCodec's ``encode_conformed``: orjson's bytes, copied to their
+    size (see json_codec._dumps), which the router then makes itself."""
+    owner = getattr(encode, "__self__", None)
+    return owner.__class__ is JsonCodec and getattr(encode, "__func__", None) is JsonCodec.encode_conformed
 
 
 class Router:
@@ -173,6 +201,7 @@ class Router:
         small, join = SMALL_VARINTS, b"".join
         src_offset = H.SRC_OFFSET
         choose, choose_one_by_one = self._choose, self._choose_one_by_one
+        dumps, tobytes = orjson.dumps, memoryview.tobytes
         prefixes = self._prefixes
         user_headers = H.user_headers
         watched = bool(self._watched)
@@ -188,23 +217,29 @@ class Router:
                     chosen = choose(value)
                 except Exception:  # again condition by condition: raises as the failing one does
                     chosen = choose_one_by_one(value)
-                for target, same_as in chosen:
-                    if target.denied:
+                for target, same_as, how, encode, project, target_key in chosen:
+                    if how == _DENIED:
                         raise WriteDenied(target.topic)
-                    if target.setters:
+                    if how == _SET:
                         out_key, payload = target.render(value, key)
                     else:
-                        if same_as >= 0:
+                        if how == _JSON:  # JsonCodec.encode_conformed inline (a call less)
+                            out = project(value)
+                            try:
+                                payload = tobytes(memoryview(dumps(out)))
+                            except Exception:  # the codec's own error
+                                payload = encode(out)
+                        elif how == _PROJECTED:
+                            payload = encode(project(value))
+                        elif how == _SAME:
                             payload = rendered[same_as][2]
-                        elif target.project is dict:  # no schema, no `set`: nothing to copy
-                            payload = target.encode(value)
                         else:
-                            payload = target.encode(target.project(value))
-                        if target.key_field is None:
+                            payload = encode(value)
+                        if target_key is None:
                             out_key = key
                         else:
-                            if target.key_field != key_field:
-                                key_field = target.key_field
+                            if target_key != key_field:
+                                key_field = target_key
                                 k = value.get(key_field)
                                 if k is None:
                                     value_key = None

@@ -245,3 +245,22 @@ def test_the_conditions_in_one_function_choose_as_the_conditions_one_by_one(scor
     assert [(f.reason, f"{type(f.error).__name__}: {f.error}") for f in ctx.failures] == [
         (f"routing_error: {expected.split(': ', 1)[1]}", expected)
     ]
+
+
+def test_json_outputs_encoded_inline_are_the_codecs_bytes_and_a_failure_is_the_codecs(monkeypatch) -> None:
+    """The router encodes a JSON output with a schema itself (JsonCodec.encode_conformed inline):
+    the codec's bytes; when orjson fails there the codec encodes it (and raises its own error)."""
+    from stream_orch.codecs import JsonCodec
+
+    inline, _, _, _ = route(event(scored(0.9)))
+    codec = JsonCodec()
+    for topic, records in outputs(inline).items():
+        values = [value for _, _, _, value, _, _ in records]
+        assert values == [codec.encode_conformed(orjson.loads(v)) for v in values], topic
+
+    def failing(value, *args):
+        raise orjson.JSONEncodeError("no")
+
+    monkeypatch.setattr(orjson, "dumps", failing)  # the router's; the codec holds its own
+    again, ctx, _, _ = route(event(scored(0.9)))
+    assert outputs(again) == outputs(inline) and not ctx.failures
