@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_orch.codecs import NonFiniteNumber, codec_for
+import orjson
+
+from stream_orch.codecs import JsonCodec, NonFiniteNumber, codec_for
 from stream_orch.codecs.conform import OutputSchemaViolation, field_conformer, output_projection
 from stream_orch.codecs.schemas import SchemaRegistry
-from stream_orch.expressions import compile_expression
+from stream_orch.expressions import CompiledExpression, compile_expression
+from stream_orch.expressions.hoist import hoist_reads
 from stream_orch.reliability import headers as H
 from stream_orch.runtime.batch import BatchStats, NodeContext
 from stream_orch.runtime.output import Lane, Outbox
@@ -78,9 +81,15 @@ class Target:
         return None if k is None else str(k).encode()
 
 
+# How an output's bytes are made, decided once per target (in this order of precedence)
+_DENIED, _SET, _SAME, _AS_IS, _PROJECTED, _JSON = range(6)
+
 # One output of an event, planned once per set of targets: (target, index of an earlier target
-# whose bytes it reuses or -1). Outputs of one schema and format without `set` are the same bytes.
-Plan = list[tuple[Target, int]]
+# whose bytes it reuses or -1, how its bytes are made, the target's encode, project and key
+# field). Outputs of one schema and format without `set` are the same bytes. The target's
+# attributes are in the tuple because the router reads them per output: unpacking a tuple was
+# cheaper than the attribute loads.
+Plan = list[tuple[Target, int, int, Callable[..., bytes], Callable[..., Any], str | None]]
 
 
 def _plan(targets: list[Target]) -> Plan:
@@ -88,8 +97,28 @@ def _plan(targets: list[Target]) -> Plan:
     plan: Plan = []
     for i, target in enumerate(targets):
         same = -1 if target.shape is None else first.setdefault(target.shape, i)
-        plan.append((target, -1 if same == i else same))
+        same = -1 if same == i else same
+        if target.denied:
+            how = _DENIED
+        elif target.setters:
+            how = _SET
+        elif same >= 0:
+            how = _SAME
+        elif target.project is dict:  # no schema, no `set`: nothing to copy
+            how = _AS_IS
+        elif _json_conformed(target.encode):
+            how = _JSON
+        else:
+            how = _PROJECTED
+        plan.append((target, same, how, target.encode, target.project, target.key_field))
     return plan
+
+
+def _json_conformed(encode: Callable[..., bytes]) -> bool:
+    """``encode`` is a plain JsonCodec's ``encode_conformed``: orjson's bytes, copied to their
+    size (see json_codec._dumps), which the router then makes itself."""
+    owner = getattr(encode, "__self__", None)
+    return owner.__class__ is JsonCodec and getattr(encode, "__func__", None) is JsonCodec.encode_conformed
 
 
 class Router:
@@ -109,8 +138,12 @@ class Router:
         always, when, otherwise = _compile(spec, node_name, schemas)
         for target in always + otherwise + [t for _, targets in when for t in targets]:
             target.denied = target.topic in denied
-        self._choices = [(condition, _plan(always + targets)) for condition, targets in when]
+        self._choices = [(condition.fn, _plan(always + targets)) for condition, targets in when]
         self._default = _plan(always + otherwise)
+        self._choose = _chooser(
+            [(condition, plan) for (condition, _), (_, plan) in zip(when, self._choices, strict=True)],
+            self._default,
+        )
         self._targets = always + otherwise + [t for _, targets in when for t in targets]
         self._lanes: dict[str, Lane] = {}
         for target in self._targets:
@@ -167,7 +200,8 @@ class Router:
         processed_at_header = encode_header(*processed_at)
         small, join = SMALL_VARINTS, b"".join
         src_offset = H.SRC_OFFSET
-        choices, default = self._choices, self._default
+        choose, choose_one_by_one = self._choose, self._choose_one_by_one
+        dumps, tobytes = orjson.dumps, memoryview.tobytes
         prefixes = self._prefixes
         user_headers = H.user_headers
         watched = bool(self._watched)
@@ -179,30 +213,38 @@ class Router:
             key_field: str | None = None  # the last key read from the record, reused by the next
             value_key: bytes | None = None  # output keyed by the same field (Target.key_of inline)
             try:
-                chosen = default
-                for condition, plan in choices:
-                    if condition(value):
-                        chosen = plan
-                        break
-                for target, same_as in chosen:
-                    if target.denied:
+                try:
+                    chosen = choose(value)
+                except Exception:  # again condition by condition: raises as the failing one does
+                    chosen = choose_one_by_one(value)
+                for target, same_as, how, encode, project, target_key in chosen:
+                    if how == _DENIED:
                         raise WriteDenied(target.topic)
-                    if target.setters:
+                    if how == _SET:
                         out_key, payload = target.render(value, key)
                     else:
-                        if same_as >= 0:
+                        if how == _JSON:  # JsonCodec.encode_conformed inline (a call less)
+                            out = project(value)
+                            try:
+                                payload = tobytes(memoryview(dumps(out)))
+                            except Exception:  # the codec's own error
+                                payload = encode(out)
+                        elif how == _PROJECTED:
+                            payload = encode(project(value))
+                        elif how == _SAME:
                             payload = rendered[same_as][2]
-                        elif target.project is dict:  # no schema, no `set`: nothing to copy
-                            payload = target.encode(value)
                         else:
-                            payload = target.encode(target.project(value))
-                        if target.key_field is None:
+                            payload = encode(value)
+                        if target_key is None:
                             out_key = key
                         else:
-                            if target.key_field != key_field:
-                                key_field = target.key_field
+                            if target_key != key_field:
+                                key_field = target_key
                                 k = value.get(key_field)
-                                value_key = None if k is None else str(k).encode()
+                                if k is None:
+                                    value_key = None
+                                else:  # str() of a str is that str, after a call: that case first
+                                    value_key = (k if k.__class__ is str else str(k)).encode()
                             out_key = value_key
                     if len(payload) > _LARGE:
                         large = True
@@ -310,6 +352,14 @@ class Router:
         if sent:
             stats.outputs[(target.route, target.topic)] += sent
 
+    def _choose_one_by_one(self, value: dict[str, Any]) -> Plan:
+        """The plan of the first route whose `when` holds for ``value`` (else the default), each
+        condition called as compiled: a failure is explained as the expression's own."""
+        for condition, plan in self._choices:
+            if condition(value):
+                return plan
+        return self._default
+
     def _tagged(
         self, headers: list[tuple[str, bytes]], value: dict[str, Any], task: int
     ) -> list[tuple[str, bytes]]:
@@ -341,14 +391,45 @@ class Router:
                     outbox.add(task, topic, None, None, headers, partition=partition)
 
 
+def _chooser(
+    choices: list[tuple[CompiledExpression, Plan]], default: Plan
+) -> Callable[[dict[str, Any]], Plan]:
+    """The routes' conditions as one generated function of a record, returning the plan of the
+    first that holds (else ``default``), with the compiled bodies inline (a call per condition
+    was most of choosing). It explains no failure: the router then calls the conditions one by
+    one (:meth:`Router._choose_one_by_one`), which raise as compiled. Each body is the expression
+    compiler's whitelisted output over its own globals, whose names are unique per expression;
+    the error raisers they share are only reached on failure."""
+    if not all(condition.body for condition, _ in choices):  # nothing to inline: one by one
+        return lambda value: _first(choices, default, value)
+    namespace: dict[str, Any] = {}
+    reads, bodies = hoist_reads([condition.body for condition, _ in choices])  # `score` twice: once
+    lines = ["def choose(r):", *(f"    {read}" for read in reads)]
+    for i, ((condition, plan), body) in enumerate(zip(choices, bodies, strict=True)):
+        namespace.update(condition.fn.__globals__)
+        namespace[f"__plan{i}"] = plan
+        lines += [f"    if {body}:", f"        return __plan{i}"]
+    lines.append("    return __default")
+    namespace.update(__builtins__={}, __default=default)
+    exec(compile("\n".join(lines) + "\n", "<route conditions>", "exec"), namespace)
+    return namespace["choose"]
+
+
+def _first(choices: list[tuple[CompiledExpression, Plan]], default: Plan, value: dict[str, Any]) -> Plan:
+    for condition, plan in choices:
+        if condition.fn(value):
+            return plan
+    return default
+
+
 def _compile(
     spec: TopologySpec, node_name: str, schemas: SchemaRegistry
-) -> tuple[list[Target], list[tuple[Callable, list[Target]]], list[Target]]:
+) -> tuple[list[Target], list[tuple[CompiledExpression, list[Target]]], list[Target]]:
     constants = spec.constants
     watched = sw.watched_topics(spec)
     own_input = spec.nodes[node_name].input
     always: list[Target] = []
-    when: list[tuple[Callable, list[Target]]] = []
+    when: list[tuple[CompiledExpression, list[Target]]] = []
     otherwise: list[Target] = []
     for index, route in enumerate(spec.nodes[node_name].routes):
         label = route_label(index, route)
@@ -381,7 +462,7 @@ def _compile(
                 )
             )
         if route.when is not None:
-            when.append((compile_expression(route.when, constants=constants).fn, targets))
+            when.append((compile_expression(route.when, constants=constants), targets))
         elif route.otherwise:
             otherwise.extend(targets)
         else:

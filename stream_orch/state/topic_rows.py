@@ -8,7 +8,7 @@ skipped and counted, so the key keeps the row it had.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -68,6 +68,13 @@ class TopicRows:
             self.decode_errors += 1
             return "cannot be decoded", exc
         return None
+
+    @property
+    def rows(self) -> Mapping[str, Any]:
+        """The rows by key, for a reader of many (``enrich``): each is replaced whole by
+        :meth:`apply`, never changed in place, so a reader may keep what it derived from a row
+        for as long as the key holds that same object."""
+        return self._data
 
     def get(self, key: str, partition: int, default: Any = None) -> Any:
         return self._data.get(key, default)

@@ -16,11 +16,15 @@ in place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 from stream_orch.steps.base import Event, StepContext
 from stream_orch.steps.common import StepBuild, show
 from stream_orch.topology.models import EnrichStep
+
+_KEPT = 32_768  # keys whose copied fields are kept (then the older half is forgotten)
 
 
 class EnrichStepImpl:
@@ -57,9 +61,17 @@ class EnrichStepImpl:
         self.missing_reason = missing_reason or f"unknown_{key.removesuffix('_id')}"
         self.prefix = prefix
         self._pairs = None if fields is None else tuple((f, prefix + f) for f in fields)
+        # a topic-fed table's row is replaced whole, never changed in place (TopicRows.rows): the
+        # fields copied from it are kept per key with the row they came from, and copied with
+        # one update while the key holds that row (one lookup and a C call instead of two dict
+        # lookups and a store per field)
+        self._kept: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
+        rows = getattr(table, "rows", None)  # a topic-fed table's rows (TopicRows.rows)
+        if rows is not None and self._pairs is not None:
+            return self._run_kept(events, ctx, rows)
         get = table.get
         key_field, pairs, prefix = self.key, self._pairs, self.prefix
         defaults, on_missing = self.defaults, self.on_missing
@@ -97,3 +109,57 @@ class EnrichStepImpl:
                         record[dst] = defaults[src]
             append(event)
         return out
+
+    def _copied(self, row: dict[str, Any]) -> dict[str, Any]:
+        """What the loop of :meth:`run` would copy from ``row``, in its order."""
+        defaults = self.defaults
+        out: dict[str, Any] = {}
+        for src, dst in self._pairs or ():
+            if src in row:
+                out[dst] = row[src]
+            elif src in defaults:
+                out[dst] = defaults[src]
+        return out
+
+    def _run_kept(self, events: list[Event], ctx: StepContext, rows: Mapping[str, Any]) -> list[Event]:
+        """:meth:`run` over a topic-fed table's rows: the same records, rejections and retries."""
+        key_field, on_missing, kept = self.key, self.on_missing, self._kept
+        get, known = rows.get, kept.get
+        out: list[Event] = []
+        append = out.append
+        for event in events:
+            record = event.value
+            key = record.get(key_field)
+            if key is None:
+                ctx.reject(event, f"missing_field: {key_field} is required to look up {self.table_name}")
+                continue
+            text = key if key.__class__ is str else str(key)
+            row = get(text)
+            hit = known(text)
+            if hit is None or hit[0] is not row:
+                if row is None:
+                    if on_missing == "retry":
+                        ctx.retry(event, self.missing_reason)
+                        continue
+                    if on_missing == "drop":
+                        ctx.drop(event, "missing_row")
+                        continue
+                    record.update(self._copied(self.defaults))
+                    append(event)
+                    continue
+                if row.__class__ is not dict:
+                    reason = f"enrich_error: the {self.table_name} row of {show(key)} is not a record"
+                    ctx.reject(event, reason)
+                    continue
+                if len(kept) >= _KEPT:
+                    _forget_older_half(kept)
+                hit = kept[text] = (row, self._copied(row))
+            record.update(hit[1])
+            append(event)
+        return out
+
+
+def _forget_older_half(kept: dict[str, Any]) -> None:
+    # dicts keep insertion order: the first half are the keys seen longest ago
+    for key in list(islice(kept, len(kept) // 2)):
+        del kept[key]

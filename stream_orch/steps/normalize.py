@@ -196,6 +196,32 @@ def _fast(op: Op, test: str, value: Any = None) -> Op:
     return op
 
 
+class _Matches(set[str]):
+    """The strings a regular expression's full match accepted, for a fast test: a string seen
+    before is one set lookup (about 10 ns with its hash cached, 30 without) instead of the match
+    (about 90 ns), and the values of an id or a country field come back all the time. Holds at
+    most ``_MATCHES_KEPT`` (then starts over); a string that does not match is not kept."""
+
+    __slots__ = ("_fullmatch",)
+
+    def __init__(self, fullmatch: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._fullmatch = fullmatch
+
+    def check(self, value: str) -> bool:
+        """Whether ``value`` matches (the test's second half, for a string not kept yet)."""
+        if self._fullmatch(value) is None:
+            return False
+        if len(self) >= _MATCHES_KEPT:
+            self.clear()
+        self.add(value)
+        return True
+
+
+_MATCHES_KEPT = 32_768
+_MATCHES_TEST = "v.__class__ is str and (v in {0} or {0}.check(v))"
+
+
 def _compile_ops(name: str, rule: FieldRule) -> list[Op]:
     ops: list[Op] = []
     if rule.strip:
@@ -361,9 +387,10 @@ def _id_op(name: str, prefix: str, digits: int) -> Op:
             )
         return f"{prefix}{number:0{digits}d}"
 
-    # the canonical form (op's first test, as one C call): 0.09 against 0.16 us for calling op
+    # the canonical form (op's first test, remembered per value: _Matches): 0.09 against 0.16 us
+    # for calling op
     canonical_form = re.compile(re.escape(prefix) + f"[0-9]{{{digits}}}").fullmatch
-    return _fast(op, "v.__class__ is str and {}(v)", canonical_form)
+    return _fast(op, _MATCHES_TEST, _Matches(canonical_form))
 
 
 def _timestamp_op(name: str) -> Op:
@@ -452,4 +479,4 @@ def _pattern_op(name: str, pattern: str) -> Op:
             return value
         raise Invalid(f"invalid_field: {name} must match {pattern!r} (got {show(value)})")
 
-    return _fast(op, "v.__class__ is str and {}(v)", fullmatch)
+    return _fast(op, _MATCHES_TEST, _Matches(fullmatch))

@@ -220,3 +220,47 @@ def test_a_condition_that_cannot_be_evaluated_sends_the_event_to_the_dlq() -> No
     by_task, ctx, _, _ = route(event(unscored, offset=1), event(scored(0.1), offset=2))
     assert [dict(h)[H.SRC_OFFSET] for *_, h in outputs(by_task)["transactions.enriched"]] == [b"2"]
     assert [f.reason.split(":")[0] for f in ctx.failures] == ["routing_error"]
+
+
+@pytest.mark.parametrize("score", [0.0, 0.5, 0.79, 0.8, 0.95, 1, True, None, "high", float("nan"), [1], ...])
+def test_the_conditions_in_one_function_choose_as_the_conditions_one_by_one(score: Any) -> None:
+    """The routes' conditions run as one generated function; a record it raises on is chosen
+    for again condition by condition, which fails with the compiled expression's explanation."""
+    router = Router(SPEC, NODE, SCHEMAS)
+    value = scored(0.1)
+    if score is ...:
+        del value["score"]
+    else:
+        value["score"] = score
+    try:
+        expected: Any = router._choose_one_by_one(value)
+    except Exception as exc:
+        expected = f"{type(exc).__name__}: {exc}"
+        with pytest.raises(Exception):  # noqa: B017 (whatever the condition raises)
+            router._choose(value)
+    else:
+        assert router._choose(value) is expected
+        return
+    _, ctx, _, _ = route(event(value))
+    assert [(f.reason, f"{type(f.error).__name__}: {f.error}") for f in ctx.failures] == [
+        (f"routing_error: {expected.split(': ', 1)[1]}", expected)
+    ]
+
+
+def test_json_outputs_encoded_inline_are_the_codecs_bytes_and_a_failure_is_the_codecs(monkeypatch) -> None:
+    """The router encodes a JSON output with a schema itself (JsonCodec.encode_conformed inline):
+    the codec's bytes; when orjson fails there the codec encodes it (and raises its own error)."""
+    from stream_orch.codecs import JsonCodec
+
+    inline, _, _, _ = route(event(scored(0.9)))
+    codec = JsonCodec()
+    for topic, records in outputs(inline).items():
+        values = [value for _, _, _, value, _, _ in records]
+        assert values == [codec.encode_conformed(orjson.loads(v)) for v in values], topic
+
+    def failing(value, *args):
+        raise orjson.JSONEncodeError("no")
+
+    monkeypatch.setattr(orjson, "dumps", failing)  # the router's; the codec holds its own
+    again, ctx, _, _ = route(event(scored(0.9)))
+    assert outputs(again) == outputs(inline) and not ctx.failures

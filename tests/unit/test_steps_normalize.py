@@ -356,3 +356,24 @@ def test_an_id_the_generated_code_takes_as_it_is_is_one_the_rule_returns_unchang
     elif isinstance(value, str) and len(value) == len(prefix) + digits and value.startswith(prefix):
         tail = value[len(prefix) :]
         assert not (tail.isascii() and tail.isdigit())
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.text(alphabet="AZaz1 ", max_size=3), max_size=40), kept=st.integers(1, 5))
+def test_the_pattern_test_remembers_matches_and_answers_as_the_regex(values, kept):
+    """A pattern's fast test keeps the strings that matched (bounded): asked again, in any order,
+    it answers as the full match does, and never keeps a string that does not match."""
+    import re
+
+    from stream_orch.steps import normalize as module
+
+    fullmatch = re.compile("[A-Z]{2}").fullmatch
+    matches = module._Matches(fullmatch)
+    saved, module._MATCHES_KEPT = module._MATCHES_KEPT, kept
+    try:
+        test = module._MATCHES_TEST.format("m")
+        for value in values + values[::-1]:
+            assert eval(test, {"m": matches, "str": str}, {"v": value}) == (fullmatch(value) is not None)
+            assert len(matches) <= kept and all(fullmatch(s) for s in matches)
+    finally:
+        module._MATCHES_KEPT = saved
