@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -156,6 +157,30 @@ def group_start(samples: list[tuple[float, int, float]], ready_at: float | None,
     return 0 if samples[skip][1] >= expected else skip
 
 
+def _cpu_at(samples: list[tuple[float, int, float]], count: float) -> float:
+    """CPU seconds when the output count reached ``count``, interpolated between the two polls
+    around it (``samples`` in time order, counts not decreasing)."""
+    for (_, c0, u0), (_, c1, u1) in itertools.pairwise(samples):
+        if c0 <= count <= c1:
+            return u0 if c1 == c0 else u0 + (u1 - u0) * (count - c0) / (c1 - c0)
+    return samples[-1][2] if count >= samples[-1][1] else samples[0][2]
+
+
+def by_tenth(samples: list[tuple[float, int, float]]) -> list[float]:
+    """CPU µs per event over each tenth of the outputs of ``samples`` (the window's polls).
+
+    Whether the cost per event moves along a run: issue 25's fraud worker cost 20 µs per event
+    at 100k records and 31 at 1 M, and one figure per run cannot tell a cost that grows with the
+    run (state, heap) from one that is higher throughout (more keys in the data). CPU readings
+    are in clock ticks (10 ms): a tenth of a short run is rough."""
+    first, last = samples[0][1], samples[-1][1]
+    if last - first < 10:
+        return []
+    marks = [first + (last - first) * i / 10 for i in range(11)]
+    cpu = [_cpu_at(samples, m) for m in marks]
+    return [round((b - a) / ((last - first) / 10) * 1e6, 1) for a, b in itertools.pairwise(cpu)]
+
+
 def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[str, Any]:
     """Throughput and CPU per 1k events from (time, output count, cpu seconds) samples."""
     j = next(i for i, s in enumerate(samples) if s[1] > 0)
@@ -175,6 +200,7 @@ def sustained(samples: list[tuple[float, int, float]], expected: int) -> dict[st
         "window_events": events,
         "window_s": t1 - t0,
         "coarse": coarse,
+        "cpu_us_by_tenth": [] if coarse else by_tenth(samples[j : k + 1]),
     }
 
 
@@ -252,6 +278,7 @@ async def _throughput_phase(
         result["events_per_output"] = events_per_output
         result["throughput_eps"] *= events_per_output
         result["cpu_s_per_1k"] /= events_per_output
+        result["cpu_us_by_tenth"] = [round(v / events_per_output, 1) for v in result["cpu_us_by_tenth"]]
         result["window_events"] = round(result["window_events"] * events_per_output)
     first = next(s for s in samples if s[1] > 0)
     if members > 1:  # how the group's start went: outputs per poll, from the first output on
@@ -287,6 +314,7 @@ async def _count_committed(
     result["committed_records"] = records
     result["throughput_eps"] *= share
     result["cpu_s_per_1k"] /= share
+    result["cpu_us_by_tenth"] = [round(v / share, 1) for v in result.get("cpu_us_by_tenth", [])]
 
 
 async def _cleanup(ctx: Context, procs: list[Worker], topics: list[str], prefix: str) -> None:

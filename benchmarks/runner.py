@@ -171,8 +171,10 @@ def _log_latency(name: str, rate: int, lat: dict[str, Any]) -> None:
 
 def _log_run(name: str, r: dict[str, Any], what: str) -> None:
     cores = r.get("window_cores", {})
+    tenths = r.get("cpu_us_by_tenth") or []
+    along = f" (µs per event, first tenth {tenths[0]:.1f}, last {tenths[-1]:.1f})" if tenths else ""
     log(
-        f"{name} {what}: {r['throughput_eps']:,.0f} ev/s, {r['cpu_s_per_1k']:.3f} CPU s/1k, "
+        f"{name} {what}: {r['throughput_eps']:,.0f} ev/s, {r['cpu_s_per_1k']:.3f} CPU s/1k{along}, "
         f"peak RSS {r['peak_rss_mb']:.0f} MB, first output after {r['startup_s']:.1f} s; cores in the "
         f"window: contender {cores.get('contender', 0):.2f}, broker {cores.get('broker', 0):.2f}, "
         f"others {cores.get('others', 0):.2f}"

@@ -15,7 +15,7 @@ from benchmarks import fraud_logic as fl
 from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
 from benchmarks.latency import percentile
-from benchmarks.measure import sustained
+from benchmarks.measure import by_tenth, sustained
 from benchmarks.procs import wait_quiet, window_cores
 from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
@@ -34,6 +34,27 @@ def test_sustained_rate_uses_real_samples_between_first_output_and_last_partial_
     assert result["throughput_eps"] == pytest.approx(10_000)
     assert result["cpu_s_per_1k"] == pytest.approx(0.05)
     assert not result["coarse"]
+
+
+def test_cpu_per_event_by_tenth_shows_a_cost_that_grows_along_the_run() -> None:
+    # 100k outputs in polls of 5k: 20 µs per event over the first half, 40 over the second
+    samples = [(0.0, 0, 0.0)]
+    for i in range(1, 21):
+        count = 5000 * i
+        cpu = 0.02 * min(count, 50_000) / 1000 + 0.04 * max(0, count - 50_000) / 1000
+        samples.append((i * 0.1, count, cpu))
+    assert by_tenth(samples) == [20.0] * 5 + [40.0] * 5
+    # a tenth that falls between two polls takes the CPU interpolated along the outputs
+    assert by_tenth([(0.0, 0, 0.0), (1.0, 30, 0.0006)]) == [20.0] * 10
+    assert by_tenth([(0.0, 0, 0.0), (1.0, 5, 0.1)]) == []  # too few outputs to split
+
+
+def test_sustained_reports_the_window_by_tenth() -> None:
+    samples = [(0.0, 0, 0.0), (1.0, 0, 0.3)]
+    samples += [(1.0 + i * 0.5, 5000 * i, 0.3 + 0.25 * i) for i in range(1, 12)]
+    samples += [(7.0, 60_000, 3.3)]
+    result = sustained(samples, 60_000)
+    assert result["cpu_us_by_tenth"] == pytest.approx([50.0] * 10)
 
 
 def test_sustained_falls_back_to_whole_span_when_output_lands_in_one_poll() -> None:
