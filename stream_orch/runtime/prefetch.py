@@ -94,7 +94,19 @@ class Prefetch:
                 else:
                     have.extend(records)
             fetched = held
-        return fetched if self._order is None else await self._in_order(fetched, self._order)
+        if self._order is None:
+            return fetched
+        batch = await self._in_order(fetched, self._order)
+        # What was fetched may all be held (one getmany takes one partition's buffered response at
+        # a time): take what aiokafka has buffered of the other partitions until the batch is full,
+        # rather than hand over a small or empty batch (an empty one waits for the delivery).
+        room = self._limit - sum(map(len, batch.values()))
+        while room > 0 and fetched:
+            fetched = await self._consumer.getmany(*self._readable(), max_records=room)
+            for tp, records in (await self._in_order(fetched, self._order)).items():
+                batch.setdefault(tp, []).extend(records)
+                room -= len(records)
+        return batch
 
     async def _in_order(self, fetched: Batches, order: ReadOrder) -> Batches:
         """``fetched`` with the join's partitions' records replaced by those the read order lets

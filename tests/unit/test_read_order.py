@@ -162,6 +162,7 @@ class _Consumer:
         self.end: dict[TopicPartition, int] = {}  # last stable offset
         self.pos: dict[TopicPartition, int] = {}
         self.asked: list[tuple[TopicPartition, ...]] = []
+        self.later: list[dict[TopicPartition, list[R]]] = []
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -179,6 +180,8 @@ class _Consumer:
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[R]]:
         self.asked.append(partitions)
+        if not self.buffer and self.later:  # the next response, buffered by now
+            self.buffer = self.later.pop(0)
         out = {}
         for tp in list(self.buffer):
             if partitions and tp not in partitions:
@@ -201,8 +204,9 @@ async def test_the_fetch_path_holds_the_side_ahead_and_leaves_it_out_of_the_fetc
     assert _offsets(batch) == {PAY: [0], SET: [0], RETRY: [0]}
     # payments hold a record: the next fetch asks for the others only
     consumer.buffer = {SET: _records(1, 49_500)}
+    asked = len(consumer.asked)
     batch = await prefetch.fetch()
-    assert set(consumer.asked[-1]) == {SET, RETRY}
+    assert set(consumer.asked[asked]) == {SET, RETRY}
     assert _offsets(batch) == {PAY: [1], SET: [1]}
     # an idle commit does not pass the held record; then settlements are read to their end
     consumer.buffer = {PAY: _records(2, 80_000)}
@@ -224,7 +228,20 @@ async def test_a_take_over_forgets_what_the_order_holds() -> None:
     assert order.held() == {PAY}
     prefetch.clear()  # the partitions are sought back to their committed offsets
     assert order.held() == set()
-    assert consumer.asked[-1] == ()
+    assert prefetch._readable() == ()  # every partition is fetched again
+
+
+async def test_a_batch_is_filled_from_other_partitions_while_one_is_held() -> None:
+    consumer = _Consumer({PAY, SET, PAY1, SET1})
+    prefetch = Prefetch(consumer, 100, _order(lead_ms=0))  # type: ignore[arg-type]
+    consumer.end = {PAY: 100, SET: 100, PAY1: 100, SET1: 100}
+    consumer.buffer = {PAY: _records(0, 5000, 6000)}
+    consumer.later = [{SET: _records(0, 5500)}, {PAY1: _records(0, 10)}, {SET1: _records(0, 20)}]
+    batch = await prefetch.fetch()
+    # one fetch call: payments held, then settlements, partition 1's pair, until nothing is buffered
+    # (partition 1's settlement at 20 waits for payments past 10)
+    assert _offsets(batch) == {PAY: [0], SET: [0], PAY1: [0]}
+    assert prefetch._order.held() == {PAY, SET1}  # type: ignore[union-attr]
 
 
 async def test_a_node_without_a_join_asks_for_every_partition() -> None:
