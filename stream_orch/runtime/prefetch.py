@@ -106,6 +106,8 @@ class Prefetch:
             for tp, records in (await self._in_order(fetched, self._order)).items():
                 batch.setdefault(tp, []).extend(records)
                 room -= len(records)
+        if self._order.handed_over(self._limit - room):
+            batch = await self._in_order({}, self._order)  # the idle bound let held records go
         return batch
 
     async def _in_order(self, fetched: Batches, order: ReadOrder) -> Batches:

@@ -18,9 +18,14 @@ stable offset), and no bound at all once it has none (read to its end, empty, or
 with nothing to read never holds the other back). A partition with records held here is left
 out of the fetches (``readable``): aiokafka keeps its next response buffered and fetches nothing
 more of it, so memory stays at one fetch response and the records held (at most what a batch
-takes). Liveness: a group whose bound has released nothing for ``idle_s`` (a side with records
-on the broker that do not come: a partition without a leader, a stuck fetch) is read as fetched
-until that side delivers again.
+takes). Liveness: when the node has had nothing at all to process for ``idle_s`` while records
+are held (a side with records on the broker that do not come: a partition without a leader, a
+stuck fetch), the groups held back are read as fetched until the side they wait for delivers
+again; and a group is so after ``HOLD_CAP_S`` of releasing nothing even while other partitions
+keep the node busy. The idle bound counts only time with nothing to process because, under
+load, the side behind is usually on its way: aiokafka hands buffered responses over in the
+order they came, and a partition's response can sit behind seconds of other partitions' records
+(measured on the benchmark: a 1 s wall-clock bound let the side ahead go every few batches).
 
 Why holding records here rather than ``pause``: a paused partition's fetched response is dropped
 by aiokafka and fetched again on resume, and a bound judged on whole fetched chunks would still be
@@ -46,6 +51,10 @@ Batches = dict[TopicPartition, list[Any]]
 
 _INF = float("inf")
 
+# The longest a group waits for a side that has records on the broker, while the node processes
+# other partitions' records (with nothing to process, ``idle_s`` bounds the wait).
+HOLD_CAP_S = 30.0
+
 
 class ReadOrder:
     def __init__(
@@ -70,6 +79,7 @@ class ReadOrder:
         # group -> the sides it waited for in vain: read as fetched until one of them delivers
         self._idle: dict[int, set[TopicPartition]] = {}
         self._late: dict[int, set[TopicPartition]] = {}  # group -> the sides its bound waits for
+        self._stalled_since: float | None = None  # since when fetches hand over nothing
         self._held_at: dict[TopicPartition, float] = {}  # since when a partition has records here
         # for /metrics (observability/read_order_metrics.py)
         self.held_s: dict[str, float] = dict.fromkeys(self.topics, 0.0)  # by topic
@@ -163,11 +173,31 @@ class ReadOrder:
         frontier = min(frontiers.values(), default=_INF)
         self._late[p] = {tp for tp, f in frontiers.items() if f == frontier}
         since = self._blocked_since.get(p)
-        if since is not None and now - since >= self.idle_s:
+        if since is not None and now - since >= HOLD_CAP_S:
             self._idle[p] = self._late[p]  # until one of them delivers (add)
             self._blocked_since.pop(p, None)
             return _INF
         return frontier + self.lead_ms
+
+    def handed_over(self, records: int) -> bool:
+        """A fetch handed ``records`` to a batch. Returns True when nothing has been handed over
+        for ``idle_s`` while records are held: the groups held back are then read as fetched
+        until the side each waits for delivers (the caller releases again at once)."""
+        if records or not self._held:
+            self._stalled_since = None
+            return False
+        now = self._clock()
+        if self._stalled_since is None:
+            self._stalled_since = now
+            return False
+        if now - self._stalled_since < self.idle_s:
+            return False
+        self._stalled_since = None
+        for p in {tp.partition for tp in self._held}:
+            if p not in self._idle and self._late.get(p):
+                self._idle[p] = self._late[p]
+                self._blocked_since.pop(p, None)
+        return True
 
     def _note_lead(self, p: int) -> None:
         """The largest lead of each side so far, in what was handed to batches, for /metrics."""
@@ -210,6 +240,7 @@ class ReadOrder:
         self._blocked_since.clear()
         self._idle.clear()
         self._late.clear()
+        self._stalled_since = None
 
 
 def _cut(records: list[Any], bound: float) -> int:

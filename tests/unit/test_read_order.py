@@ -14,7 +14,7 @@ from aiokafka import TopicPartition
 
 from stream_orch.observability.read_order_metrics import ReadOrderCollector
 from stream_orch.runtime.prefetch import Prefetch
-from stream_orch.runtime.readorder import ReadOrder, groups_of, order_for
+from stream_orch.runtime.readorder import HOLD_CAP_S, ReadOrder, groups_of, order_for
 
 PAY = TopicPartition("payments", 0)
 SET = TopicPartition("settlements", 0)
@@ -85,9 +85,12 @@ def test_a_side_with_records_that_do_not_come_holds_the_other_for_the_idle_bound
     order.add({PAY: _records(0, 1000, 90_000)}, {0})
     # settlements never fetched yet but behind: payments wait, not even the first one goes
     assert order.release({0}, lambda tp: True) == {}
+    assert not order.handed_over(0)  # the node has nothing to process from now on
     clock.now += 1.9
     assert order.release({0}, lambda tp: True) == {}
+    assert not order.handed_over(0)
     clock.now += 0.2
+    assert order.handed_over(0)  # idle for 2 s: the caller releases again
     assert _offsets(order.release({0}, lambda tp: True)) == {PAY: [0, 1]}
     # idling goes on until settlements deliver: payments are read as fetched meanwhile
     order.add({PAY: _records(2, 200_000)}, {0})
@@ -96,6 +99,19 @@ def test_a_side_with_records_that_do_not_come_holds_the_other_for_the_idle_bound
     order.add({SET: _records(0, 100_000), PAY: _records(3, 300_000)}, {0})
     assert _offsets(order.release({0}, lambda tp: True)) == {SET: [0]}
     assert order.held() == {PAY}
+
+
+def test_time_spent_processing_other_partitions_is_not_idle_but_the_wait_is_capped() -> None:
+    clock = _Clock()
+    order = _order(lead_ms=1000, idle_s=1.0, clock=clock)
+    order.add({PAY: _records(0, 90_000)}, {0})
+    assert order.release({0}, lambda tp: True) == {}
+    for _ in range(10):  # other partitions keep the node busy: their side is on its way
+        clock.now += 2.0
+        assert not order.handed_over(500)
+        assert order.release({0}, lambda tp: True) == {}
+    clock.now += HOLD_CAP_S
+    assert _offsets(order.release({0}, lambda tp: True)) == {PAY: [0]}
 
 
 def test_partitions_without_both_sides_and_other_topics_pass_as_fetched() -> None:
