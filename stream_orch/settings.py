@@ -128,9 +128,10 @@ class Settings(BaseSettings):
     join_read_idle_ms: int = Field(
         1000,
         ge=0,
-        description="The longest a join's side waits for the other side's records that the broker "
-        "has but the fetches do not bring (Kafka Streams' max.task.idle.ms); then it is read as "
-        "fetched until the other side delivers again.",
+        description="The longest a join's side waits, while the node has nothing else to process, "
+        "for the other side's records that the broker has but the fetches do not bring (Kafka "
+        "Streams' max.task.idle.ms; 30 s at most while other partitions keep the node busy); then "
+        "it is read as fetched until the other side delivers again.",
     )
     max_records_per_s: float | None = Field(
         None,

@@ -114,7 +114,7 @@ class NodeRunner:
         )
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._rate = RateLimit(max_rate)
-        self.read_order = order_for(self.node.input, self._pipeline.enters_at, read_lead)  # a join's
+        self.read_order = order_for(self.node, read_lead)  # a join's inputs in event-time order
         self._consumer: AIOKafkaConsumer | None = None
         self._prefetch: Prefetch | None = None  # the consumer's: records taken while a batch waits
         self._release_hold: Callable[[], None] = lambda: None  # transport/first_join.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka import TopicPartition
 
@@ -141,12 +142,27 @@ def test_clear_forgets_what_is_held_and_seen() -> None:
     assert order.held_s["payments"] == 3.0
 
 
-def test_only_a_node_with_a_join_on_another_topic_gets_an_order() -> None:
-    assert order_for("payments", {}, (5000, 1.0)) is None
-    assert order_for("payments", {"payments": 2}, (5000, 1.0)) is None  # a self-join
-    assert order_for("payments", {"settlements": 0}, None) is None  # join_read_order off
-    order = order_for("payments", {"settlements": 0}, (5000, 1.0))
+def test_an_interval_join_s_topic_is_read_ahead_by_its_window() -> None:
+    from stream_orch.topology.loader import load_topology
+
+    spec = load_topology(Path(__file__).parents[2] / "topologies" / "reconciliation.yaml").spec
+    node = spec.nodes["reconcile"]
+    order = order_for(node, (5000, 1.0))
     assert order is not None and order.topics == {"payments", "settlements"}
+    assert order.ahead_ms == {"payments": 0, "settlements": 31 * 60_000}  # after 30m + grace 1m
+    assert order_for(node, None) is None  # join_read_order off
+    no_join = node.model_copy(update={"steps": []})
+    assert order_for(no_join, (5000, 1.0)) is None
+    # settlements go up to 31 min (+ the lead) past the payments, payments up to the lead past
+    # the settlements less 31 min
+    m = 60_000
+    order = ReadOrder("payments", ["settlements"], ahead_ms={"settlements": 31 * m}, lead_ms=1000, idle_s=1)
+    order.add({PAY: _records(0, 0, 10 * m), SET: _records(0, 5 * m, 31 * m, 40 * m)}, {0})
+    out = order.release({0}, lambda tp: True)
+    # settlements' newest less 31 min is 9 min: payments wait past 9 min + 1 s
+    assert _offsets(out) == {PAY: [0], SET: [0, 1, 2]}
+    assert order.held() == {PAY}
+    assert order.leads() == {("settlements", 0): -40 * 60.0}
 
 
 def test_metrics_carry_topics_and_partitions_not_records() -> None:
