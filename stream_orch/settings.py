@@ -114,8 +114,9 @@ class Settings(BaseSettings):
     join_read_order: bool = Field(
         True,
         description="A node with a join reads its input and the join's topic in event-time order "
-        "(record timestamps), per partition: the side ahead waits until the other has caught up to "
-        "within join_read_lead_ms (runtime/readorder.py). Off: each is read as fetched, and one "
+        "(record timestamps), per partition, an interval join's topic ahead of the input by the "
+        "join's window (after + grace): the side ahead of that waits until the other has caught up "
+        "to within join_read_lead_ms (runtime/readorder.py). Off: each is read as fetched, and one "
         "side can run far ahead of the other for a whole run.",
     )
     join_read_lead_ms: int = Field(

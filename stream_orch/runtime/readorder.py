@@ -10,22 +10,24 @@ Streams takes a task's next record by lowest timestamp across its partitions and
 (``max.task.idle.ms``) while an input that still has data on the broker has none buffered.
 
 :class:`ReadOrder` does the same per partition number ``p`` (the *group*: the input's partition
-``p`` and each joined topic's partition ``p``, when this worker has them all): the records fetched
-of the group's partitions are held here and handed to a batch in order of their record
+``p`` and each joined topic's partition ``p``, when this worker has them all): the records
+fetched of the group's partitions are held here and handed to a batch in order of their record
 timestamps, up to ``bound = min(frontier) + lead``, where a partition's *frontier* is the newest
-timestamp fetched of it while it still has records on the broker (position below its last
-stable offset), and no bound at all once it has none (read to its end, empty, or silent: a side
-with nothing to read never holds the other back). A partition with records held here is left
-out of the fetches (``readable``): aiokafka keeps its next response buffered and fetches nothing
-more of it, so memory stays at one fetch response and the records held (at most what a batch
-takes). Liveness: when the node has had nothing at all to process for ``idle_s`` while records
-are held (a side with records on the broker that do not come: a partition without a leader, a
-stuck fetch), the groups held back are read as fetched until the side they wait for delivers
-again; and a group is so after ``HOLD_CAP_S`` of releasing nothing even while other partitions
-keep the node busy. The idle bound counts only time with nothing to process because, under
-load, the side behind is usually on its way: aiokafka hands buffered responses over in the
-order they came, and a partition's response can sit behind seconds of other partitions' records
-(measured on the benchmark: a 1 s wall-clock bound let the side ahead go every few batches).
+timestamp fetched of it, less how far its topic is read ahead by design (``ahead_ms``: a joined
+topic by its join's window, :func:`order_for`), while it still has records on the broker
+(position below its last stable offset), and no bound at all once it has none (read to its end,
+empty, or silent: a side with nothing to read never holds the other back). A partition with
+records held here is left out of the fetches (``readable``): aiokafka keeps its next response
+buffered and fetches nothing more of it, so memory stays at one fetch response and the records
+held (at most what a batch takes). Liveness: when the node has had nothing at all to process for
+``idle_s`` while records are held (a side with records on the broker that do not come: a
+partition without a leader, a stuck fetch), the groups held back are read as fetched until the
+side they wait for delivers again; and a group is so after ``HOLD_CAP_S`` of releasing nothing
+even while other partitions keep the node busy. The idle bound counts only time with nothing to
+process because, under load, the side behind is usually on its way: aiokafka hands buffered
+responses over in the order they came, and a partition's response can sit behind seconds of
+other partitions' records (measured on the benchmark: a 1 s wall-clock bound let the side ahead
+go every few batches).
 
 Why holding records here rather than ``pause``: a paused partition's fetched response is dropped
 by aiokafka and fetched again on resume, and a bound judged on whole fetched chunks would still be
