@@ -40,6 +40,7 @@ from benchmarks.kafka import (
 )
 from benchmarks.latency import LatencyProbe, PacedProducer, percentile
 from benchmarks.procs import HostSampler, TreeSampler, Worker, window_cores
+from benchmarks.read_lead import LeadSampler
 
 POLL_S = 0.05
 STARTUP_TIMEOUT_S = 90.0  # first output must appear within this (Faust and Quix start slowly)
@@ -335,19 +336,34 @@ async def throughput_run(
     workers: int = 1,
     settlements_topic: str = "",
     events_per_output: float = 1.0,
+    lead_times: dict[str, list[list[int]]] | None = None,
 ) -> dict[str, Any]:
-    """One contender (``workers`` processes, one group) consumes the whole input once."""
+    """One contender (``workers`` processes, one group) consumes the whole input once.
+
+    ``lead_times`` (a join: per role, per partition, the event time of each offset): the result
+    says which side the contender read ahead and by how much (``read_lead``, benchmarks/read_lead.py)."""
     prefix = f"bench.{ctx.run_id}.{c.name}.{label}"
     topics = RunTopics(prefix, input_topic, customers_topic, settlements_topic)
     await create_topics(ctx.bootstrap, topics.outputs(c.kind))
     ctx.created += topics.outputs(c.kind)
     procs = _start(ctx, c, topics, prefix, workers)
+    lead = None
+    if lead_times is not None:
+        roles = {"input": input_topic, "settlements": settlements_topic}
+        lead = LeadSampler(ctx.bootstrap, prefix, roles, lead_times)
+    sampling = asyncio.ensure_future(lead.run()) if lead is not None else None
     try:
-        return await _throughput_phase(
+        result = await _throughput_phase(
             ctx, procs, topics, c, expected, time.perf_counter(), events_per_output,
             members=c.members * workers, group_prefix=prefix,
         )  # fmt: skip
+        if lead is not None:
+            result["read_lead"] = lead.summary()
+        return result
     finally:
+        if sampling is not None:
+            sampling.cancel()
+            await asyncio.gather(sampling, return_exceptions=True)
         await _cleanup(ctx, procs, topics.outputs(c.kind), prefix)
 
 

@@ -39,6 +39,7 @@ from benchmarks.measure import (
     throughput_run,
 )
 from benchmarks.procs import wait_quiet
+from benchmarks.read_lead import times_by_partition
 
 
 @dataclass
@@ -178,6 +179,16 @@ def _log_run(name: str, r: dict[str, Any], what: str) -> None:
         f"peak RSS {r['peak_rss_mb']:.0f} MB, first output after {r['startup_s']:.1f} s; cores in the "
         f"window: contender {cores.get('contender', 0):.2f}, broker {cores.get('broker', 0):.2f}, "
         f"others {cores.get('others', 0):.2f}"
+        + (f"; read ahead: {_lead(r['read_lead'])}" if "read_lead" in r else "")
+    )
+
+
+def _lead(lead: dict[str, Any]) -> str:
+    if not lead.get("samples"):
+        return "not seen"
+    return (
+        f"{lead['led']} by {abs(lead['median_s']):,.0f} s (median; p90 {lead['p90_abs_s']:,.0f}, "
+        f"max {lead['max_abs_s']:,.0f} s, payments ahead in {lead['payments_ahead_share']:.0%})"
     )
 
 
@@ -207,6 +218,12 @@ async def _rounds(
 
     ``streams``: per `window`/`join` kind, its data set and input topics (role -> topic)."""
     failures: dict[str, int] = {}
+    # a join's offsets -> event times, for which side each contender read ahead (read_lead.py)
+    lead_times = {
+        kind: {role: times_by_partition(items, PARTITIONS) for role, items in sdata.inputs.items()}
+        for kind, (sdata, _inputs) in (streams or {}).items()
+        if "settlements" in sdata.inputs
+    }
     order = rounds.rotation([c.name for c in chosen], cfg.warmup_rounds + cfg.runs)
     for rnd, names in enumerate(order):
         measured = rnd >= cfg.warmup_rounds
@@ -229,6 +246,7 @@ async def _rounds(
                         f"t{rnd}",
                         settlements_topic=sinputs.get("settlements", ""),
                         events_per_output=sdata.events_per_output,
+                        lead_times=lead_times.get(c.kind),
                     )
                 else:
                     r = await throughput_run(ctx, c, input_topic, customers_topic, expected(c), f"t{rnd}")

@@ -111,6 +111,29 @@ class Settings(BaseSettings):
         "into dead letters and retries (so.error.stacktrace). Off: they carry the exception's class "
         "and message only (so.error.class, so.error.message).",
     )
+    join_read_order: bool = Field(
+        True,
+        description="A node with a join reads its input and the join's topic in event-time order "
+        "(record timestamps), per partition, an interval join's topic ahead of the input by the "
+        "join's window (after + grace): the side ahead of that waits until the other has caught up "
+        "to within join_read_lead_ms (runtime/readorder.py). Off: each is read as fetched, and one "
+        "side can run far ahead of the other for a whole run.",
+    )
+    join_read_lead_ms: int = Field(
+        5000,
+        ge=0,
+        description="How far, in event time, one side of a join may be read ahead of the other "
+        "while the other still has records on the broker. A side read to its end (or empty, or "
+        "silent) never holds the other back.",
+    )
+    join_read_idle_ms: int = Field(
+        1000,
+        ge=0,
+        description="The longest a join's side waits, while the node has nothing else to process, "
+        "for the other side's records that the broker has but the fetches do not bring (Kafka "
+        "Streams' max.task.idle.ms; 30 s at most while other partitions keep the node busy); then "
+        "it is read as fetched until the other side delivers again.",
+    )
     max_records_per_s: float | None = Field(
         None,
         gt=0,

@@ -30,6 +30,7 @@ from stream_orch.observability.collectors import (
     PartitionLag,
     ProduceRetryFamilies,
 )
+from stream_orch.observability.read_order_metrics import ReadOrderCollector
 from stream_orch.observability.schedule_metrics import ScheduleCollector
 from stream_orch.observability.status import Status
 
@@ -221,6 +222,8 @@ class Metrics:
         r.register(ProduceRetryFamilies())
         self.schedules = ScheduleCollector()  # scheduled nodes' tick steps, by node (the worker)
         r.register(self.schedules)
+        self.read_order = ReadOrderCollector()  # join nodes' read orders, by node (the worker)
+        r.register(self.read_order)
         self._seen: dict[tuple[str, str], set[str]] = {}
 
     # -- label bounding -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from stream_orch.runtime.output import Outbox, PartitionMap, Pending
 from stream_orch.runtime.pacing import RateLimit, RetryPacer
 from stream_orch.runtime.pipeline import NodePipeline
 from stream_orch.runtime.prefetch import Prefetch
+from stream_orch.runtime.readorder import order_for
 from stream_orch.runtime.restarts import RestartPolicy
 from stream_orch.runtime.swap import VersionSwap
 from stream_orch.runtime.takeover import TakeOver, gather_all
@@ -71,6 +72,7 @@ class NodeRunner:
         max_rate: float | None = None,
         denied_outputs: frozenset[str] = frozenset(),
         leave_on_stop: bool = True,
+        read_lead: tuple[int, float] | None = None,  # (ms, idle s): runtime/readorder.py
     ) -> None:
         self.spec = spec
         self.name = node_name
@@ -112,6 +114,7 @@ class NodeRunner:
         )
         self._pacer = RetryPacer(self._pipeline.longest_wait_ms)
         self._rate = RateLimit(max_rate)
+        self.read_order = order_for(self.node, read_lead)  # a join's inputs in event-time order
         self._consumer: AIOKafkaConsumer | None = None
         self._prefetch: Prefetch | None = None  # the consumer's: records taken while a batch waits
         self._release_hold: Callable[[], None] = lambda: None  # transport/first_join.py
@@ -184,7 +187,7 @@ class NodeRunner:
         self._release_hold = hold_first_join(consumer, members)
         consumer.subscribe(list(self._tier_of), listener=RebalanceCalls(self.on_revoked, self.on_assigned))
         self._consumer = consumer
-        self._prefetch = Prefetch(consumer, self.node.batch_size)
+        self._prefetch = Prefetch(consumer, self.node.batch_size, self.read_order)
         self._pacer.attach(consumer)
         for timer in self._timers():
             timer.start()
@@ -405,15 +408,15 @@ class NodeRunner:
         """Idle: commit the positions that moved past what was committed without a record, i.e.
         over transaction markers or aborted records (read_committed skips both). A committed
         offset left at a marker would read as one record of lag that never goes away. The
-        position only moves past returned records (all processed, or not ours and re-read from
-        the committed offset) and past what read_committed skips, so nothing unprocessed is
-        committed past."""
-        consumer = self._consumer
-        assert consumer is not None
+        position only moves past returned records (all processed, not ours and re-read from the
+        committed offset, or held by the read order: the prefetch's position stops at the first)
+        and past what read_committed skips, so nothing unprocessed is committed past."""
+        prefetch = self._prefetch
+        assert prefetch is not None
         async with self._lock:
             offsets = {}
             for tp in self.assigned:
-                position = await consumer.position(tp)
+                position = await prefetch.position(tp)
                 if position > self._committed_to.get(tp, 0):
                     offsets[tp] = position
             if offsets:

@@ -12,6 +12,10 @@ start.
 What is taken here was fetched, so the consumer's position is past it: it must either go into
 the next batch or be dropped together with a seek back to the committed offsets (a take-over, a
 start-over), never dropped alone.
+
+A node with a join reads its input and the join's topic in event-time order
+(:mod:`stream_orch.runtime.readorder`): its records pass through the :class:`ReadOrder` on their
+way to a batch, and the partitions it holds records of are left out of the fetches.
 """
 
 from __future__ import annotations
@@ -22,15 +26,27 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream_orch.runtime.readorder import ReadOrder, groups_of
+
 Batches = dict[TopicPartition, list[Any]]
 
 
 class Prefetch:
-    def __init__(self, consumer: AIOKafkaConsumer, limit: int) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, limit: int, order: ReadOrder | None = None) -> None:
         self._consumer = consumer
         self._limit = limit  # the node's batch size: the next batch takes no more than that
         self._held: Batches = {}
         self._count = 0
+        self._order = order
+        if order is not None:
+            order.clear()  # a new consumer: nothing it holds was fetched by this one
+
+    def _readable(self) -> tuple[TopicPartition, ...]:
+        """The partitions to fetch from: all (``()``), or all but those the read order holds
+        records of (their next response stays buffered in aiokafka)."""
+        if self._order is None or not (held := self._order.held()):
+            return ()
+        return tuple(self._consumer.assignment() - held)
 
     async def gather(self, until: Awaitable[Any]) -> None:
         """Take fetched records until ``until`` is done (it is waited for, not awaited: what it
@@ -38,7 +54,9 @@ class Prefetch:
         done = asyncio.ensure_future(until)
         while not done.done() and self._count < self._limit:
             fetch = asyncio.ensure_future(
-                self._consumer.getmany(timeout_ms=1000, max_records=self._limit - self._count)
+                self._consumer.getmany(
+                    *self._readable(), timeout_ms=1000, max_records=self._limit - self._count
+                )
             )
             try:
                 await asyncio.wait({fetch, done}, return_when=asyncio.FIRST_COMPLETED)
@@ -65,19 +83,67 @@ class Prefetch:
         fetched: Batches = {}
         if held < self._limit:
             fetched = await self._consumer.getmany(
-                timeout_ms=0 if held else timeout_ms, max_records=self._limit - held
+                *self._readable(), timeout_ms=0 if held else timeout_ms, max_records=self._limit - held
             )
-        if not held:
+        if held:
+            held, self._held, self._count = self._held, {}, 0
+            for tp, records in fetched.items():
+                have = held.get(tp)
+                if have is None:
+                    held[tp] = records
+                else:
+                    have.extend(records)
+            fetched = held
+        if self._order is None:
             return fetched
-        held, self._held, self._count = self._held, {}, 0
-        for tp, records in fetched.items():
-            have = held.get(tp)
-            if have is None:
-                held[tp] = records
-            else:
-                have.extend(records)
-        return held
+        batch = await self._in_order(fetched, self._order)
+        # What was fetched may all be held (one getmany takes one partition's buffered response at
+        # a time): take what aiokafka has buffered of the other partitions until the batch is full,
+        # rather than hand over a small or empty batch (an empty one waits for the delivery).
+        room = self._limit - sum(map(len, batch.values()))
+        while room > 0 and fetched:
+            fetched = await self._consumer.getmany(*self._readable(), max_records=room)
+            for tp, records in (await self._in_order(fetched, self._order)).items():
+                batch.setdefault(tp, []).extend(records)
+                room -= len(records)
+        if self._order.handed_over(self._limit - room):
+            batch = await self._in_order({}, self._order)  # the idle bound let held records go
+        return batch
+
+    async def _in_order(self, fetched: Batches, order: ReadOrder) -> Batches:
+        """``fetched`` with the join's partitions' records replaced by those the read order lets
+        go now (records of partitions no longer assigned are dropped with the rest: the owner
+        reads them again)."""
+        groups = groups_of(order, self._consumer.assignment())
+        if not groups and not order.held():
+            return fetched
+        batches = order.add(fetched, groups)
+        behind = {tp: await self._behind(tp) for tp in order.waiting(groups)}
+        batches.update(order.release(groups, behind.__getitem__))
+        return batches
+
+    async def _behind(self, tp: TopicPartition) -> bool:
+        """``tp`` has records on the broker beyond the consumer's position (unknown until its
+        first fetch response: taken as yes, which the read order's idle bound limits)."""
+        consumer = self._consumer
+        if tp not in consumer.assignment():
+            return False
+        end = consumer.last_stable_offset(tp)  # read_committed reads no further; else -1
+        if end is None or end < 0:
+            end = consumer.highwater(tp)
+        if end is None:
+            return True
+        return await consumer.position(tp) < end  # type: ignore[no-any-return]
+
+    async def position(self, tp: TopicPartition) -> int:
+        """Where ``tp``'s processing has got to: the consumer's position, or the first record the
+        read order still holds (the position is past it)."""
+        position: int = await self._consumer.position(tp)
+        first = self._order.first_held(tp) if self._order is not None else None
+        return position if first is None else min(position, first)
 
     def clear(self) -> None:
         """Forget what is held: the partitions are being sought back to their committed offsets."""
         self._held, self._count = {}, 0
+        if self._order is not None:
+            self._order.clear()

@@ -343,6 +343,9 @@ class Worker:
                 max_rate=self.settings.max_records_per_s,
                 denied_outputs=self._denied,
                 leave_on_stop=self.settings.leave_group_on_stop,
+                read_lead=(self.settings.join_read_lead_ms, self.settings.join_read_idle_ms / 1000)
+                if self.settings.join_read_order
+                else None,
             )
             observer.watch(runner)
             self.runners[name] = runner  # closed by shutdown() from here on, joined or not
@@ -368,6 +371,8 @@ class Worker:
             runner.join(together)
             if runner.ticker is not None:
                 self.metrics.schedules.nodes[name] = runner.ticker.step
+            if runner.read_order is not None:
+                self.metrics.read_order.nodes[name] = runner.read_order
         log.info(
             "start-up: %.2f s since the process started: imports and the topology's checks %.2f s, "
             "topics and access checked in %.2f s, global tables loaded and nodes prepared in %.2f s; "
