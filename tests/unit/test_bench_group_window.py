@@ -5,7 +5,7 @@ one's join causes are start-up, as a single process's group join is."""
 from __future__ import annotations
 
 from benchmarks.contenders import BY_NAME
-from benchmarks.measure import group_start, sustained
+from benchmarks.measured_window import group_start, sustained
 
 # (time s, outputs, cpu s): one member alone at 70k/s, a 0.3 s stall (the rebalance), then two
 SAMPLES = [(0.0, 0, 0.0), (0.1, 7_000, 0.1), (0.2, 14_000, 0.2), (0.5, 14_000, 0.25), (0.6, 24_000, 0.4),

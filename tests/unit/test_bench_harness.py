@@ -15,7 +15,7 @@ from benchmarks import fraud_logic as fl
 from benchmarks.contenders import BY_NAME, CONTENDERS, engine
 from benchmarks.data import make_dataset, partition_for
 from benchmarks.latency import percentile
-from benchmarks.measure import by_tenth, sustained
+from benchmarks.measured_window import by_tenth, sustained
 from benchmarks.procs import wait_quiet, window_cores
 from benchmarks.report import cpu_ratios, markdown, targets
 from benchmarks.soak import growth
