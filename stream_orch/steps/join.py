@@ -57,8 +57,10 @@ Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` ho
 records (time zero-padded, so one key's records within a time range are one key range; the key
 escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
 ``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans; its value 2 once the left record has matched, ``"m"`` in the record, so
-that its expiry reads nothing else), ``<GS>watermark.<side>`` the watermarks and
+watermark (no full scans; its value 2 when the left record matched on arrival, ``"m"`` in the
+record from the start, so that its expiry reads nothing else; a left record that a right record
+matches later gets ``"m"`` rewritten and keeps its entry at 1: its expiry reads it, and then
+deletes it without a lookup), ``<GS>watermark.<side>`` the watermarks and
 ``<GS>expired.<side>`` the time the side's index was last read up to. The time index is
 local state (:class:`~stream_orch.state.tables.LocalKeys`, through
 :class:`~stream_orch.steps.base.LocalIndexStep`): written to the stores, never to the changelog,
@@ -96,7 +98,8 @@ EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every e
 LEFT, RIGHT = "L", "R"
 OTHER = {LEFT: RIGHT, RIGHT: LEFT}
 MATCHED, UNMATCHED = "matched", "unmatched"
-WAITING, PAIRED = 1, 2  # a time index entry's value; PAIRED: the left record has matched ("m")
+# a time index entry's value; PAIRED: the left record matched on arrival ("m" in it from the start)
+WAITING, PAIRED = 1, 2
 
 
 def _entry(side: str, key: str, ts: int, uid: int) -> str:
@@ -356,10 +359,11 @@ class JoinStepImpl:
             out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
             emitted += 1
             if self.left_join and not stored["m"]:
-                # matched: said by the record (the changelog's truth) and its local index entry,
-                # so that its expiry reads nothing
+                # matched: said by the record (the changelog's truth). Its index entry stays
+                # WAITING: its expiry reads the record, which then needs no lookup to be deleted,
+                # where rewriting the entry cost a lookup and a write here (5 % of the
+                # instructions per record when the right records come last)
                 table.set(left_entry, {**stored, "m": True}, p)
-                table.set(self._index(left_entry, stored), PAIRED, p)
         self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
         return emitted
 
@@ -413,10 +417,11 @@ class JoinStepImpl:
         writes: list[tuple[str, Any]] = []
         if old is not None and old != new:
             writes.append((old, None))
-        if new is not None:
-            mark = PAIRED if key[0] == LEFT and after.get("m") else WAITING
-            if old != new or before.get("m") != after.get("m"):
-                writes.append((new, mark))
+        # PAIRED when the record came matched; one matched later (its "m" rewritten) keeps its
+        # entry, as run does (a changelog compacted to the rewrite says PAIRED: the same
+        # behaviour, without the read at expiry)
+        if new is not None and old != new:
+            writes.append((new, PAIRED if key[0] == LEFT and after.get("m") else WAITING))
         return writes
 
     def _expire(self, table: Table, partition: int, side: str, watermark: int, out: list[Event]) -> None:

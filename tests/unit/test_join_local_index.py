@@ -120,3 +120,18 @@ async def test_a_changelog_with_the_index_in_it_restores_to_the_same_store(kind:
     await restore_tables(_Reader(log, {}), [restored], list(PARTITIONS))  # type: ignore[arg-type]
     for p in PARTITIONS:
         assert _contents(restored, p) == _contents(now, p) == _contents(before, p)
+
+
+def test_a_later_match_leaves_the_index_entry_and_a_compacted_rewrite_restores_as_paired() -> None:
+    """A left record matched when a right record arrives is rewritten with "m" and its entry kept
+    at 1 (its expiry reads it), as run writes it; a changelog compacted down to the rewrite
+    restores the entry at 2: the same outputs, without the read."""
+    step = build(SPEC)
+    entry = f"L\x1fP1\x1f{T:015d}\x1f{1:015d}"
+    index = f"{INDEX}L{T + 31 * M:015d}{INDEX}{entry}"
+    waiting = {"v": {"payment_id": "P1", "ts": T}, "m": False, "k": "P1", "c": ["payments", 0, 1, T]}
+    matched = {**waiting, "m": True}
+    assert step.derive(entry, None, waiting) == [(index, 1)]
+    assert step.derive(entry, waiting, matched) == []  # the later match: the entry stays at 1
+    assert step.derive(entry, None, matched) == [(index, 2)]  # came matched, or compacted
+    assert step.derive(entry, matched, None) == [(index, None)]

@@ -1,6 +1,6 @@
 """A RocksDB store's exact key count when its writes reuse what its reads found (issue 25): reads
-and writes of data and index keys in any order, against a dict as the reference; the same with
-a cache of stored bytes small enough to be forgotten again and again."""
+(gets and scans) and writes of data and index keys in any order, against a dict as the
+reference; the same with a cache of stored bytes small enough to be forgotten again and again."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def _reads_and_writes(tmp_path_factory, seed: int) -> None:  # type: ignore[no-u
         for step in range(40):
             for key in rng.sample(KEYS, rng.randint(0, 4)):  # a batch reads some keys ...
                 assert store.get(key) == reference.get(key)
+            if rng.random() < 0.5:  # ... or a range of them (a scan's keys exist, too)
+                start, end = sorted(rng.sample([*KEYS, INDEX_PREFIX + "9"], 2))
+                found = sorted(store.scan(start, end))
+                assert found == sorted((k, v) for k, v in reference.items() if start <= k < end)
             changes: dict[str, object] = {}
             for key in rng.sample(KEYS, rng.randint(0, 5)):  # ... and writes or deletes others
                 changes[key] = TOMBSTONE if rng.random() < 0.35 else step

@@ -108,15 +108,19 @@ class CountingTable(MemoryTable):
         return super().get(key, partition, default)
 
 
-async def test_a_matched_left_record_expires_without_being_read():
-    """Matched is said by its time index entry: the record is neither rewritten nor read again."""
+async def test_a_left_record_matched_on_arrival_expires_without_being_read():
+    """Matched on arrival is said by its time index entry; one matched later by its record,
+    rewritten with "m" (its entry is not rewritten: its expiry reads the record, once)."""
     table = CountingTable("pending")
     step, ctx = build(SPEC), FakeContext({"pending": table})  # type: ignore[dict-item]
     await step.run([pay("P1", T, 1), settle("P2", T, 2)], ctx)
     assert await step.run([settle("P1", T + M, 3), pay("P2", T, 4)], ctx) != []  # both matched
+    assert [v for k, v in table._part(0).items() if k.startswith("\x1eL")] == [1, 2]  # P1, P2
     writes = table.writes
     out = await step.run([settle("X", T + 200 * M, 5)], ctx)
-    assert out == [] and not [k for k in table.reads if k.startswith("L\x1f")]
+    assert out == [] and [k for k in table.reads if k.startswith("L\x1f")] == [
+        f"L\x1fP1\x1f{T:015d}\x1f{1:015d}"
+    ]
     assert not [k for k in table._part(0) if k.startswith(("L\x1fP", "\x1eL"))], "expired"
     assert table.writes > writes
 
