@@ -27,9 +27,11 @@ stays bounded.
 the *other side's* event time (its watermark on the partition: the newest time seen) has passed
 ``t + after + grace``, so "not reconciled within the bound" is an output like any other; an
 as_of join at once. A buffered record waits for the other side's time, not for its own side's:
-the two topics are fetched independently and one may run ahead of the other by many batches,
-and a bound judged by the side that ran ahead would report matches still on their way as missing
-(Kafka Streams meets the same problem with task idling). So a side that stops altogether holds
+the worker reads the two in event-time order within a bounded lead
+(:mod:`stream_orch.runtime.readorder`), but a side with nothing to read does not hold the other
+back for long, so one may still run ahead by many batches, and a bound judged by the side that
+ran ahead would report matches still on their way as missing (Kafka Streams meets the same
+problem with task idling). So a side that stops altogether holds
 its counterpart's records until it moves again. Both watermarks are kept in the table, so a
 restarted worker expires what its predecessor would have.
 
