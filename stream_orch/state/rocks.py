@@ -9,6 +9,42 @@ the table keys under NUL-prefixed keys, which a record could overwrite; such a s
 or older format) is reported by :class:`RocksStore` as :class:`StoreCorrupt`; the caller
 destroys it and restores from the changelog's beginning.
 
+No write-ahead log (as Kafka Streams runs its stores): the changelog is the durable copy, a store
+a cache of a prefix of it that its checkpoint names. Writes skip the WAL (``disable_wal``), so
+what a crash keeps is what RocksDB had flushed to SST files, and every flush is an atomic flush
+(``atomic_flush``): RocksDB switches the memtables of all column families at one point between
+two write batches and records their files in the MANIFEST in one atomic group, all or none.
+Automatic flushes (a memtable full, the shared write buffer budget) take every column family of
+the store; so does the shutdown flush that :meth:`RocksStore.close` asks for. A manual flush
+would take only the families named (rocksdict's ``flush`` names one: never called here). So a
+store on disk after a crash (kill -9, power loss) is the state after some write batch N, with
+data, index, count and checkpoint of that same batch, N at or before the last one written: an
+older checkpoint, never torn (data ahead of or behind its checkpoint). The restore path then
+does what it does after any older checkpoint (a worker stopped for a while, a restore cut short):
+it checks the checkpoint against the changelog (within beginning..end, else a rebuild) and
+replays from it, in batches each with its checkpoint. Why that is right:
+
+* Batches land only once the changelog has them (acknowledged, or committed in the batch's
+  transaction: ``Sealed.land``), so every checkpoint on disk names records the changelog holds;
+  replaying from an older one reads them again.
+* Compaction keeps each key's last record, and a key last written before the checkpoint is in
+  the store as of it; so replaying any tail from a consistent checkpoint ends at the changelog's
+  state, as a restore cut short by a crash always did (this path is not new).
+* Local keys (dedupe's time index) are written in the same batches as the keys they derive from,
+  so they are as old as the checkpoint too; ``derive`` rebuilds them from each replayed record
+  and the key's value before it, which the store holds as of the checkpoint, as in any restore.
+* The exact key count is in the same batch: it matches the data it counts.
+
+What is lost in a crash is what the memtables held (at most ``MEMTABLES_BYTES`` for the whole
+process), read again from the changelog at the restart. A clean close flushes, so a clean
+restart reads nothing. Without a WAL there is no WAL size to bound (``max_total_wal_size``, 64 MB
+per store before: it flushed the families holding the oldest log) and no WAL in the state folder.
+Measured (issue 25, 2 shared cores): ``RocksStore.write`` of 12 stores, batches of 666 random ids
+and index keys, 6 alternating pairs: 1.31 -> 1.18 µs per key (0.90, pairs 0.72-1.03); a fraud
+worker in-run against the WAL (100k records, 31 rounds): CPU per event 0.981 (0.85-1.26, 20
+rounds of 31 below 1), about the 2 % the write figure predicts for ~3 keys per event, at the
+noise floor.
+
 Layout and tuning, measured with ``python -m benchmarks.state`` (tens of millions of dedupe ids):
 
 * Keys that start with the ASCII record separator (``\x1e``, the time index the dedupe step keeps
@@ -20,10 +56,10 @@ Layout and tuning, measured with ``python -m benchmarks.state`` (tens of million
   dedupe lookup, and the existence check of every write) costs no data block read. Filters and
   index blocks are partitioned and kept in one block cache shared by the process's stores
   (``BLOCK_CACHE_BYTES``), so memory stays bounded whatever the stores' size.
-* Memtables: one write buffer manager for the whole process (``MEMTABLES_BYTES``), 16 MB
-  memtables and a 64 MB WAL bound per store. With RocksDB's defaults (64 MB memtables per column
-  family, no shared bound) a fraud worker's twelve stores kept every dedupe id of a 30-minute
-  soak in memory, never flushed: RSS 193 -> 949 MB at 2k events/s.
+* Memtables: one write buffer manager for the whole process (``MEMTABLES_BYTES``) and 16 MB
+  memtables (and a 64 MB WAL bound per store, while there was a WAL: above). With RocksDB's
+  defaults (64 MB memtables per column family, no shared bound) a fraud worker's twelve stores
+  kept every dedupe id of a 30-minute soak in memory, never flushed: RSS 193 -> 949 MB at 2k events/s.
 * Each memtable has a whole-key bloom filter (``MEMTABLE_BLOOM_RATIO`` of its size, allocated in
   the memtable, so inside ``MEMTABLES_BYTES``). Without it a lookup of an absent key (nearly every
   dedupe read, the existence check of every new index key) walks the memtable's skiplist, a chain
@@ -78,6 +114,7 @@ from rocksdict import (
     ReadOptions,
     WriteBatch,
     WriteBufferManager,
+    WriteOptions,
 )
 
 from stream_orch.state.store import TOMBSTONE
@@ -99,14 +136,15 @@ READ_HINTS = 200_000
 # bytes; beyond the bound all are forgotten at once): 20,000 windows of a few entries, or 200 of
 # a hot key's 10 KB chunks
 CACHED_BYTES = 2 << 20
-META_MEMTABLE_BYTES = 64 << 10  # a few bytes per batch: no need for a data-sized memtable
+# about 100 bytes per batch; a full one flushes the store's data too (atomic flush): 1 MB is
+# some 10,000 batches (64 KB flushed every ~650, small L0 files at a low batch size)
+META_MEMTABLE_BYTES = 1 << 20
 BLOCK_CACHE_BYTES = 64 << 20  # shared by every store of the process
 MEMTABLES_BYTES = 64 << 20  # all memtables of the process's stores together
 MEMTABLE_BYTES = 16 << 20  # one memtable (per store and column family)
 # a whole-key bloom filter per memtable, this share of its size (counted in MEMTABLES_BYTES):
 # 320 KB for 16 MB, about 11 bits a key when the memtable is full of dedupe ids
 MEMTABLE_BLOOM_RATIO = 0.02
-WAL_BYTES = 64 << 20  # per store: beyond it the column families holding the oldest log flush
 
 
 _loads = orjson.loads
@@ -126,7 +164,7 @@ def _write_buffers() -> WriteBufferManager:
     return WriteBufferManager(MEMTABLES_BYTES, False)
 
 
-def _options(memtable_bytes: int = MEMTABLE_BYTES) -> Options:
+def _options(memtable_bytes: int | None = None) -> Options:
     table = BlockBasedOptions()
     table.set_bloom_filter(10, False)
     table.set_index_type(BlockBasedIndexType.two_level_index_search())
@@ -140,11 +178,19 @@ def _options(memtable_bytes: int = MEMTABLE_BYTES) -> Options:
     opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
     opts.set_block_based_table_factory(table)
-    opts.set_write_buffer_size(memtable_bytes)
+    opts.set_write_buffer_size(MEMTABLE_BYTES if memtable_bytes is None else memtable_bytes)
     opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO)  # no prefix extractor: whole keys
     opts.set_memtable_whole_key_filtering(True)
     opts.set_write_buffer_manager(_write_buffers())
-    opts.set_max_total_wal_size(WAL_BYTES)
+    # no WAL: every flush must cut all column families at one batch (module docstring)
+    opts.set_atomic_flush(True)
+    return opts
+
+
+@functools.cache
+def _no_wal() -> WriteOptions:
+    opts = WriteOptions()
+    opts.disable_wal = True  # a property in rocksdict 0.3.29, though its stub says a method
     return opts
 
 
@@ -333,7 +379,7 @@ class RocksStore:
             batch.put(CHECKPOINT_KEY, str(checkpoint).encode(), self._meta_cf)
         self._read, self._read_before = {}, read  # the older hints go
         try:
-            db.write(batch)
+            db.write(batch, _no_wal())
         except BaseException:
             # the cache took this batch's values as it went: none of them landed
             self._cache, self._cached = {}, 0
@@ -392,6 +438,12 @@ class RocksStore:
         db, self._db = self._db, None
         if db is not None:
             self._index = self._index_cf = self._meta = self._meta_cf = None
+            # RocksDB's shutdown flush: one atomic flush of every column family. rocksdict's
+            # close() flushes the default family alone first (a manual flush, of the families
+            # named only), which a crash right after would leave on disk ahead of its checkpoint;
+            # after this it has nothing left to flush (and reports the shutdown: suppressed).
+            with contextlib.suppress(Exception):
+                db.cancel_all_background(True)
             with contextlib.suppress(Exception):
                 db.close()
 

@@ -89,7 +89,7 @@ class _FailingWrites:
     def __init__(self, db: object) -> None:
         self._real = db
 
-    def write(self, batch: object) -> None:
+    def write(self, batch: object, write_opt: object = None) -> None:
         raise OSError("injected: no space left on device")
 
     def __getattr__(self, name: str) -> object:
