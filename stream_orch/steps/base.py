@@ -13,7 +13,7 @@ the executor retries or dead-letters each of its events one by one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -68,6 +68,16 @@ class Table(Protocol):
     def scan(self, partition: int, start: str, end: str) -> Iterator[tuple[str, Any]]:
         """The keys in ``[start, end)`` (any order); a local table on RocksDB reads only those."""
         ...
+
+
+@runtime_checkable
+class WholeRowsTable(Protocol):
+    """A table whose rows are replaced whole, never changed in place (a topic-fed table,
+    ``state/topic_rows.py``): a reader may keep what it derived from a row for as long as the
+    key holds that same object (``enrich``)."""
+
+    @property
+    def rows(self) -> Mapping[str, Any]: ...
 
 
 class StepContext(Protocol):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
-from stream_orch.steps.base import Event, StepContext
+from stream_orch.steps.base import Event, StepContext, WholeRowsTable
 from stream_orch.steps.common import StepBuild, show
 from stream_orch.topology.models import EnrichStep
 
@@ -69,9 +69,8 @@ class EnrichStepImpl:
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
         table = ctx.table(self.table_name)
-        rows = getattr(table, "rows", None)  # a topic-fed table's rows (TopicRows.rows)
-        if rows is not None and self._pairs is not None:
-            return self._run_kept(events, ctx, rows)
+        if isinstance(table, WholeRowsTable) and self._pairs is not None:
+            return self._run_kept(events, ctx, table.rows)
         get = table.get
         key_field, pairs, prefix = self.key, self._pairs, self.prefix
         defaults, on_missing = self.defaults, self.on_missing
