@@ -36,15 +36,17 @@ its counterpart's records until it moves again. Both watermarks are kept in the 
 restarted worker expires what its predecessor would have.
 
 A left record that arrives when the other side's time is already past its ``t + after + grace``
-(the comparison the expiry makes; the usual case, the joined topic being read ahead by the window)
-is not buffered: this batch's expiry would forget it. It is matched on arrival as any other, then
-held for the rest of the batch only, where the batch's later right records find it as they would
-in the table (one more than grace behind its side's time, not late), and a left join's expiry
-emits it unmatched at its place in the index's order: outputs, their order and the table left
-behind are the buffered path's, with no store writes, changelog records or index read for it.
-Nothing of it outlives the batch, whose outputs commit with its offsets: a restart reads it again.
-Its own side's late rule comes first, unchanged; with per-source watermarks the other side's time
-is that minimum, as the batch has it so far (it only grows); as_of joins buffer as before.
+(the comparison the expiry makes) is not buffered: this batch's expiry would forget it. That is
+the usual case: the joined topic is read ahead by the window, and its records of a batch enter the
+step before the input's (:mod:`stream_orch.runtime.pipeline`). It is matched on arrival as any
+other, then held for the rest of the batch only, where the batch's later right records find it as
+they would in the table (one more than grace behind its side's time, not late), and a left join's
+expiry emits it unmatched at its place in the index's order: outputs, their order and the table
+left behind are the buffered path's, with no store writes, changelog records or index read for
+it. Nothing of it outlives the batch, whose outputs commit with its offsets: a restart reads it
+again. Its own side's late rule comes first, unchanged; with per-source watermarks the other
+side's time is that minimum, as the batch has it so far (it only grows); as_of joins buffer as
+before.
 
 A side whose topic a node of the topology writes (a re-keying node; the reader has ``watermarks:
 per_source``, the default) takes as its watermark the minimum over that writer's source
