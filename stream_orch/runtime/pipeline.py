@@ -246,7 +246,10 @@ class NodePipeline:
         start = 0
         for topic, at in sorted(enters_at.items(), key=lambda item: item[1]):
             flowing = await self.run_steps(flowing, start, stop=at)
-            flowing += [e for e in events if e.topic == topic]
+            # the joined stream's records first: read ahead of the input by the join's window
+            # (runtime/readorder.py), they move its time past the bounds of the input's records
+            # of the batch, which the join then need not buffer (steps/join.py)
+            flowing = [e for e in events if e.topic == topic] + flowing
             start = at
         return await self.run_steps(flowing, start)
 

@@ -35,6 +35,19 @@ problem with task idling). So a side that stops altogether holds
 its counterpart's records until it moves again. Both watermarks are kept in the table, so a
 restarted worker expires what its predecessor would have.
 
+A left record that arrives when the other side's time is already past its ``t + after + grace``
+(the comparison the expiry makes) is not buffered: this batch's expiry would forget it. That is
+the usual case: the joined topic is read ahead by the window, and its records of a batch enter the
+step before the input's (:mod:`stream_orch.runtime.pipeline`). It is matched on arrival as any
+other, then held for the rest of the batch only, where the batch's later right records find it as
+they would in the table (one more than grace behind its side's time, not late), and a left join's
+expiry emits it unmatched at its place in the index's order: outputs, their order and the table
+left behind are the buffered path's, with no store writes, changelog records or index read for
+it. Nothing of it outlives the batch, whose outputs commit with its offsets: a restart reads it
+again. Its own side's late rule comes first, unchanged; with per-source watermarks the other
+side's time is that minimum, as the batch has it so far (it only grows); as_of joins buffer as
+before.
+
 A side whose topic a node of the topology writes (a re-keying node; the reader has ``watermarks:
 per_source``, the default) takes as its watermark the minimum over that writer's source
 partitions, read from the ``so.wm`` headers and watermark records the writer adds, as a window
@@ -195,6 +208,12 @@ class JoinStepImpl:
         # (partition, side) -> the earliest expiry buffered in the current batch (_keep), where
         # that side's expiry starts reading if it is below the last read (_expire)
         self._low: dict[Slot, int] = {}
+        # Left records not buffered (``_left``: the other side's time had already passed their
+        # bound), held for the rest of the batch only: (partition, key) -> [(entry, record)] for
+        # the batch's later right records, partition -> [(index entry, record)] for the expiry
+        self._held: dict[tuple[int, str], list[tuple[str, dict[str, Any]]]] = {}
+        self._held_expiry: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        self.skip_passed = True  # False: buffer them anyway (the path before; tests compare both)
         self.topic = topic
         self.table_name = table
         self.key = key
@@ -226,6 +245,8 @@ class JoinStepImpl:
         interval = self.kind == "interval"
         heard = Heard(self, table, self.clock())  # the per-source sides' sources, as the batch goes
         self._low = {}  # a new batch
+        self._held, self._held_expiry = {}, {}
+        others: dict[int, int] = {}  # partition -> the right side's stored watermark
         per_source = bool(self.sources[LEFT] or self.sources[RIGHT])
         for event in events:
             right = event.topic == self.topic
@@ -263,7 +284,12 @@ class JoinStepImpl:
             if right:
                 emitted = self._right(table, event, key, t, out)
             else:
-                emitted = self._left(table, event, key, t, out, bounds)
+                other = marks.get((event.partition, RIGHT))
+                if other is None:
+                    other = others.get(event.partition)
+                    if other is None:
+                        other = others[event.partition] = table.get(WATERMARK + RIGHT, event.partition, -1)
+                emitted = self._left(table, event, key, t, out, bounds, other)
             if not emitted:
                 ctx.drop(event, "join_unmatched" if not right and self.kind == "as_of" else "join_buffered")
         for (topic, partition), times in ticks.items():  # what is left: after the batch's last record
@@ -284,6 +310,7 @@ class JoinStepImpl:
                 mark = table.get(WATERMARK + OTHER[side], partition)
                 if mark is not None:
                     self._expire(table, partition, side, mark, out)
+        self._held, self._held_expiry = {}, {}
         return out
 
     # ------------------------------------------------------------------ the two sides
@@ -310,7 +337,14 @@ class JoinStepImpl:
         return out[0], out[1]
 
     def _left(
-        self, table: Table, event: Event, key: str, t: int, out: list[Event], bounds: tuple[int, int]
+        self,
+        table: Table,
+        event: Event,
+        key: str,
+        t: int,
+        out: list[Event],
+        bounds: tuple[int, int],
+        other: int = -1,
     ) -> int:
         p = event.partition
         if self.kind == "as_of":
@@ -336,7 +370,18 @@ class JoinStepImpl:
         }
         if self.per_record:
             value["b"] = [before, after]  # for the other side's records still to come
-        self._keep(table, p, entry, value, t + after + self.grace, PAIRED if found else WAITING)
+        expires = t + after + self.grace
+        if t >= 0 and expires < other and self.skip_passed:
+            # The right side's time has already passed the bound, as _expire compares it: this
+            # batch's expiry would forget the record. Only the batch's later right records could
+            # still find it, so it waits for them here, not in the table (no store writes, no
+            # changelog records, no index scan), and an unmatched one is emitted by _expire
+            self._held.setdefault((p, key), []).append((entry, value))
+            if self.left_join and not found:
+                index = f"{INDEX}{LEFT}{expires:015d}{INDEX}{entry}"
+                self._held_expiry.setdefault(p, []).append((index, value))
+            return len(found)
+        self._keep(table, p, entry, value, expires, PAIRED if found else WAITING)
         return len(found)
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
@@ -353,7 +398,13 @@ class JoinStepImpl:
             table.set(entry, {"v": self._kept(event.value)}, p)
             return 0
         emitted = 0
-        for left_entry, stored in _between(table, p, LEFT, key, t - self.after, t + self.before):
+        found = _between(table, p, LEFT, key, t - self.after, t + self.before)
+        held = self._held.get((p, key)) if self._held else None
+        if held:  # left records this batch did not buffer, in the order the table would give
+            prefix = f"{LEFT}{SEP}{key}{SEP}"
+            lo, hi = f"{prefix}{max(t - self.after, 0):015d}", f"{prefix}{t + self.before + 1:015d}"
+            found = sorted(found + [h for h in held if lo <= h[0] < hi], key=lambda f: f[0])
+        for left_entry, stored in found:
             if "b" in stored:  # the left record's own bounds, within the maxima scanned
                 lt = int(left_entry.rsplit(SEP, 2)[1])
                 if not lt - stored["b"][0] <= t <= lt + stored["b"][1]:
@@ -365,7 +416,10 @@ class JoinStepImpl:
                 # WAITING: its expiry reads the record, which then needs no lookup to be deleted,
                 # where rewriting the entry cost a lookup and a write here (5 % of the
                 # instructions per record when the right records come last)
-                table.set(left_entry, {**stored, "m": True}, p)
+                if held and any(h[1] is stored for h in held):
+                    stored["m"] = True  # held, not in the table: _expire reads it there
+                else:
+                    table.set(left_entry, {**stored, "m": True}, p)
         self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
         return emitted
 
@@ -441,7 +495,15 @@ class JoinStepImpl:
         drop = table.drop
         if done is None or watermark > done:
             table.set(EXPIRED + side, watermark, partition)
-        for index, mark in sorted(table.scan(partition, begin, f"{start}{watermark:015d}")):
+        found = sorted(table.scan(partition, begin, f"{start}{watermark:015d}"))
+        held = self._held_expiry.get(partition) if emits else None
+        if held:  # left records not buffered (_left): emitted unmatched in the order of the index
+            found = sorted(found + [(index, stored) for index, stored in held], key=lambda f: f[0])
+        for index, mark in found:
+            if mark.__class__ is dict:  # held: nothing in the table
+                if not mark["m"]:
+                    out.append(self._stored_event(mark, self._unmatched(mark["v"])))
+                continue
             entry = index.split(INDEX, 2)[2]
             if emits and mark != PAIRED:
                 stored = table.get(entry, partition)  # "m": matched, as tables written before say
