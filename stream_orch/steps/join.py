@@ -68,15 +68,7 @@ their own bound + grace); one further behind but not late matches the partners s
 may miss one already forgotten. as_of joins have no late rule: their ``grace`` keeps a right
 record that long past its tolerance, for left records out of order.
 
-Table layout (per partition): ``L<US>key<US>time<US>offset`` and ``R<US>...`` hold the buffered
-records (time zero-padded, so one key's records within a time range are one key range; the key
-escaped by :mod:`~stream_orch.steps.table_keys`, so a key holding US cannot reach into another's),
-``<RS><side><expiry><RS>entry`` is a time index per side, read only up to the other side's
-watermark (no full scans; its value 2 when the left record matched on arrival, ``"m"`` in the
-record from the start, so that its expiry reads nothing else; a left record that a right record
-matches later gets ``"m"`` rewritten and keeps its entry at 1: its expiry reads it, and then
-deletes it without a lookup), ``<GS>watermark.<side>`` the watermarks and
-``<GS>expired.<side>`` the time the side's index was last read up to. The time index is
+Table layout (per partition): :mod:`~stream_orch.steps.join_layout`. The time index is
 local state (:class:`~stream_orch.state.tables.LocalKeys`, through
 :class:`~stream_orch.steps.base.LocalIndexStep`): written to the stores, never to the changelog,
 and rebuilt by :meth:`JoinStepImpl.derive` from the buffered records' changelog records when a
@@ -90,58 +82,33 @@ match as ``join_unmatched``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from stream_orch.reliability.headers import now_ms
 from stream_orch.steps import source_watermarks as sw
 from stream_orch.steps.base import Event, StepContext, Table
 from stream_orch.steps.common import StepBuild, passed_over_times, show
+from stream_orch.steps.join_layout import (
+    EXPIRED,
+    INDEX,
+    INDEX_END,
+    LEFT,
+    OTHER,
+    PAIRED,
+    RIGHT,
+    SEP,
+    WAITING,
+    WATERMARK,
+    between,
+    bound_of,
+    entry_key,
+    split,
+)
+from stream_orch.steps.join_records import Shape, stored_event, with_value
 from stream_orch.steps.join_sources import Heard, Slot, ticked
 from stream_orch.steps.table_keys import record_key
 from stream_orch.topology.models import JoinStep
-from stream_orch.topology.models_time import JoinBound
-
-SEP = "\x1f"
-INDEX = "\x1e"
-INDEX_END = SEP  # the time index keys are those in [INDEX, INDEX_END)
-WATERMARK = "\x1dwatermark."
-EXPIRED = "\x1dexpired."  # per side: the time its index was read up to (every entry below is gone)
-LEFT, RIGHT = "L", "R"
-OTHER = {LEFT: RIGHT, RIGHT: LEFT}
-MATCHED, UNMATCHED = "matched", "unmatched"
-# a time index entry's value; PAIRED: the left record matched on arrival ("m" in it from the start)
-WAITING, PAIRED = 1, 2
-
-
-def _entry(side: str, key: str, ts: int, uid: int) -> str:
-    return f"{side}{SEP}{key}{SEP}{ts:015d}{SEP}{uid:015d}"
-
-
-def _copier() -> Callable[[Event, dict[str, Any]], Event]:
-    """``_with_value(event, value)`` as one generated call, a third of its cost: the
-    arguments are Event's fields in order, so a field added to it later is copied too."""
-    args = ", ".join("value" if f.name == "value" else f"e.{f.name}" for f in dataclasses.fields(Event))
-    scope: dict[str, Any] = {"Event": Event}
-    exec(f"def with_value(e, value):\n    return Event({args})\n", scope)
-    return scope["with_value"]  # type: ignore[no-any-return]
-
-
-_with_value = _copier()
-
-
-def _split(bound: int | tuple[str, int]) -> tuple[str | None, int]:
-    return (None, int(bound)) if isinstance(bound, int) else (bound[0], int(bound[1]))
-
-
-def _between(table: Table, partition: int, side: str, key: str, lo: int, hi: int) -> list[tuple[str, Any]]:
-    """The buffered records of ``side`` and ``key`` with time in ``[lo, hi]``, oldest first."""
-    prefix = f"{side}{SEP}{key}{SEP}"
-    found = table.scan(partition, f"{prefix}{max(lo, 0):015d}", f"{prefix}{hi + 1:015d}")
-    return sorted(found)
 
 
 class JoinStepImpl:
@@ -158,8 +125,8 @@ class JoinStepImpl:
             other_key=spec.other_key,
             time_field=spec.time_field,
             kind=spec.kind,
-            before_ms=_bound(spec.before),
-            after_ms=_bound(spec.after),
+            before_ms=bound_of(spec.before),
+            after_ms=bound_of(spec.after),
             tolerance_ms=spec.tolerance,
             how=spec.how,
             grace_ms=spec.grace,
@@ -222,18 +189,15 @@ class JoinStepImpl:
         self.kind = kind
         # a bound is a duration, or (field, max): each input record's field holds the earliest
         # (before) / latest (after) time of a match; `before`/`after` are then the maxima
-        self.before_field, self.before = _split(before_ms)
-        self.after_field, self.after = _split(after_ms)
+        self.before_field, self.before = split(before_ms)
+        self.after_field, self.after = split(after_ms)
         self.per_record = self.before_field is not None or self.after_field is not None
         self.tolerance = None if tolerance_ms is None else int(tolerance_ms)
         self.left_join = how == "left"
         self.grace = int(grace_ms)
-        self.fields = fields
-        # the other side's fields every emitted record carries (null when unmatched or absent):
-        # `fields`, else its schema's; unknown (None) for a topic without a schema
-        self.declared = [prefix + f for f in declared] if declared is not None else None
-        self.prefix = prefix
-        self.status_as = status_as
+        # the other side's fields every emitted record carries: see Shape
+        declared_as = [prefix + f for f in declared] if declared is not None else None
+        self.shape = Shape(fields, prefix, declared_as, status_as)  # what a match/unmatched emits
         self.local_keys = (INDEX, INDEX_END)  # the time index: kept locally (LocalIndexStep)
 
     async def run(self, events: list[Event], ctx: StepContext) -> list[Event]:
@@ -349,19 +313,19 @@ class JoinStepImpl:
         p = event.partition
         if self.kind == "as_of":
             lo = -1 if self.tolerance is None else t - self.tolerance
-            found = _between(table, p, RIGHT, key, lo, t)
+            found = between(table, p, RIGHT, key, lo, t)
             if found:
-                out.append(_with_value(event, self._merge(event.value, found[-1][1]["v"])))
+                out.append(with_value(event, self.shape.merge(event.value, found[-1][1]["v"])))
                 return 1
             if self.left_join:
-                out.append(_with_value(event, self._unmatched(event.value)))
+                out.append(with_value(event, self.shape.unmatched(event.value)))
                 return 1
             return 0
         before, after = bounds
-        found = _between(table, p, RIGHT, key, t - before, t + after) if -before <= after else []
+        found = between(table, p, RIGHT, key, t - before, t + after) if -before <= after else []
         for _k, stored in found:
-            out.append(_with_value(event, self._merge(event.value, stored["v"])))
-        entry = _entry(LEFT, key, t, event.source_offset)
+            out.append(with_value(event, self.shape.merge(event.value, stored["v"])))
+        entry = entry_key(LEFT, key, t, event.source_offset)
         value = {
             "v": dict(event.value),  # later steps change the event's dict in place
             "m": bool(found),
@@ -386,19 +350,20 @@ class JoinStepImpl:
 
     def _right(self, table: Table, event: Event, key: str, t: int, out: list[Event]) -> int:
         p = event.partition
-        entry = _entry(RIGHT, key, t, event.source_offset)
+        entry = entry_key(RIGHT, key, t, event.source_offset)
         if self.kind == "as_of":
             if self.tolerance is not None:
-                self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.tolerance + self.grace)
+                kept = {"v": self.shape.kept(event.value)}
+                self._keep(table, p, entry, kept, t + self.tolerance + self.grace)
                 return 0
             # unbounded: only the latest record per key is of use (older ones within grace stay,
             # for a late left record); expiry of the rest happens here, not through the index
-            for older, _ in _between(table, p, RIGHT, key, -1, t - self.grace - 1):
+            for older, _ in between(table, p, RIGHT, key, -1, t - self.grace - 1):
                 table.drop(older, p)  # the scan found it
-            table.set(entry, {"v": self._kept(event.value)}, p)
+            table.set(entry, {"v": self.shape.kept(event.value)}, p)
             return 0
         emitted = 0
-        found = _between(table, p, LEFT, key, t - self.after, t + self.before)
+        found = between(table, p, LEFT, key, t - self.after, t + self.before)
         held = self._held.get((p, key)) if self._held else None
         if held:  # left records this batch did not buffer, in the order the table would give
             prefix = f"{LEFT}{SEP}{key}{SEP}"
@@ -409,7 +374,7 @@ class JoinStepImpl:
                 lt = int(left_entry.rsplit(SEP, 2)[1])
                 if not lt - stored["b"][0] <= t <= lt + stored["b"][1]:
                     continue
-            out.append(self._stored_event(stored, self._merge(stored["v"], event.value)))
+            out.append(stored_event(stored, self.shape.merge(stored["v"], event.value)))
             emitted += 1
             if self.left_join and not stored["m"]:
                 # matched: said by the record (the changelog's truth). Its index entry stays
@@ -420,15 +385,8 @@ class JoinStepImpl:
                     stored["m"] = True  # held, not in the table: _expire reads it there
                 else:
                     table.set(left_entry, {**stored, "m": True}, p)
-        self._keep(table, p, entry, {"v": self._kept(event.value)}, t + self.before + self.grace)
+        self._keep(table, p, entry, {"v": self.shape.kept(event.value)}, t + self.before + self.grace)
         return emitted
-
-    def _kept(self, record: dict[str, Any]) -> dict[str, Any]:
-        """What a right record keeps in the table: the fields a match copies (``_merge`` reads no
-        others), all when ``fields`` is unset. Entries written whole before read the same."""
-        if self.fields is None:
-            return dict(record)  # later steps change the event's dict in place
-        return {f: record[f] for f in self.fields if f in record}
 
     # ------------------------------------------------------------------ buffering and expiry
 
@@ -502,54 +460,15 @@ class JoinStepImpl:
         for index, mark in found:
             if mark.__class__ is dict:  # held: nothing in the table
                 if not mark["m"]:
-                    out.append(self._stored_event(mark, self._unmatched(mark["v"])))
+                    out.append(stored_event(mark, self.shape.unmatched(mark["v"])))
                 continue
             entry = index.split(INDEX, 2)[2]
             if emits and mark != PAIRED:
                 stored = table.get(entry, partition)  # "m": matched, as tables written before say
                 if stored is not None and not stored["m"]:
-                    out.append(self._stored_event(stored, self._unmatched(stored["v"])))
+                    out.append(stored_event(stored, self.shape.unmatched(stored["v"])))
             # an entry and its index are written together (_keep) and only dropped together
             drop(entry, partition)
             drop(index, partition)  # the scan found it
 
     # ------------------------------------------------------------------ emitted records
-
-    def _merge(self, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
-        merged = dict(left)
-        prefix = self.prefix
-        for f in self.fields if self.fields is not None else right:
-            if f in right:
-                merged[prefix + f] = right[f]
-        if self.declared is not None:
-            for name in self.declared:  # a declared field the other record lacks is null
-                if name not in merged:
-                    merged[name] = None
-        merged[self.status_as] = MATCHED
-        return merged
-
-    def _unmatched(self, left: dict[str, Any]) -> dict[str, Any]:
-        """A left record without a match: the other side's declared fields null (a field the
-        left record has itself keeps its value)."""
-        value = dict(left)
-        if self.declared is not None:
-            for name in self.declared:
-                if name not in value:
-                    value[name] = None
-        value[self.status_as] = UNMATCHED
-        return value
-
-    @staticmethod
-    def _stored_event(stored: dict[str, Any], value: dict[str, Any]) -> Event:
-        """A left record that waited in the table, as the event it came in as (its lineage)."""
-        topic, partition, offset, timestamp = stored["c"]
-        key = stored["k"]
-        return Event(
-            value, None if key is None else key.encode("latin-1"), orjson.dumps(stored["v"]), [],
-            topic, partition, offset, timestamp, 0, topic, partition, offset,
-        )  # fmt: skip
-
-
-def _bound(bound: int | JoinBound) -> int | tuple[str, int]:
-    """A join bound for the step: a duration, or (field, max) when each record carries it."""
-    return bound if isinstance(bound, int) else (bound.field, bound.max)

@@ -12,7 +12,7 @@ from step_harness import FakeContext, MemoryTable, build
 from stream_orch.state.rocks import RocksStore
 from stream_orch.state.tables import LocalTable
 from stream_orch.steps.base import Event
-from stream_orch.steps.join import _with_value
+from stream_orch.steps.join_records import with_value
 
 S = 1000
 M = 60 * S
@@ -64,7 +64,7 @@ async def test_a_right_entry_written_whole_before_matches_as_a_new_one():
 
 def test_an_emitted_record_is_the_input_event_with_another_value():
     event = Event({"a": 1}, b"k", b"{}", [("h", b"v")], "t", 3, 7, 11, 2, "s", 4, 5, 99)
-    assert _with_value(event, {"b": 2}) == dataclasses.replace(event, value={"b": 2})
+    assert with_value(event, {"b": 2}) == dataclasses.replace(event, value={"b": 2})
 
 
 async def _expire_all(table: object, sealed_tables: list[LocalTable]) -> list[tuple[str, str]]:
